@@ -1,0 +1,66 @@
+// common.c: status strings, the thread-local last-error message, checked allocation.
+#include "moe-common.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+static _Thread_local char moe_errbuf[4096];
+
+const char *moe_status_str(moe_status s) {
+    switch (s) {
+    case MOE_OK: return "ok";
+    case MOE_EINVAL: return "invalid input";
+    case MOE_ENOMEM: return "out of memory";
+    case MOE_EIO: return "i/o error";
+    case MOE_ECORRUPT: return "corrupt file";
+    case MOE_EMPI: return "MPI error";
+    case MOE_EUSAGE: return "bad usage";
+    case MOE_ELAYOUT: return "invalid parallel layout";
+    case MOE_ENONFINITE: return "non-finite value";
+    case MOE_EINTR: return "interrupted";
+    }
+    return "unknown error";
+}
+
+moe_status moe_set_error(moe_status s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(moe_errbuf, sizeof moe_errbuf, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+const char *moe_last_error(void) { return moe_errbuf; }
+void moe_clear_error(void) { moe_errbuf[0] = '\0'; }
+
+void *moe_xcalloc(size_t n, size_t size) {
+    if (size && n > SIZE_MAX / size) {
+        fprintf(stderr, "moe: allocation of %zu x %zu bytes overflows\n", n, size);
+        abort();
+    }
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) {
+        fprintf(stderr, "moe: out of memory allocating %zu bytes\n", n * size);
+        abort();
+    }
+    return p;
+}
+
+void *moe_xalloc_aligned(size_t bytes) {
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    if (rounded < bytes) {
+        fprintf(stderr, "moe: allocation of %zu bytes overflows\n", bytes);
+        abort();
+    }
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (!p) {
+        fprintf(stderr, "moe: out of memory allocating %zu bytes\n", bytes);
+        abort();
+    }
+    memset(p, 0, rounded ? rounded : 64);
+    return p;
+}
+
+int moe_mul_overflows_i64(int64_t a, int64_t b, int64_t *out) {
+    return __builtin_mul_overflow(a, b, out);
+}

@@ -1,0 +1,13 @@
+#!/bin/sh
+# install-deps.sh: every Debian package moe needs to build, test and plot. Run as root.
+set -e
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends \
+  build-essential cmake pkg-config \
+  libopenmpi-dev openmpi-bin \
+  libopenblas-dev libhwloc-dev \
+  libprotobuf-c-dev protobuf-c-compiler \
+  libjansson-dev \
+  protobuf-compiler python3 python3-protobuf \
+  gnuplot-nox
