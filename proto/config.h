@@ -7,7 +7,9 @@
 // freed with protobuf_c_message_free_unpacked() (moe_config_free for a Config).
 // Errors: functions return a moe_status; moe_last_error() holds the message, which names
 // file:line:column and the field path (e.g. "cfg.json:12:5: model.top_k: expected an integer
-// from 1 to 2147483647, got \"two\"") and, for an unknown field, the closest known names.
+// in [-2147483648, 2147483647] (int32), got \"two\"") and, for an unknown field, the closest
+// known names. The accepted JSON forms, the error format and the validation rules: docs/config.md.
+// Thread safety: none of these share state; errors go to the calling thread's moe_last_error().
 #ifndef MOE_CONFIG_H
 #define MOE_CONFIG_H
 
@@ -20,21 +22,52 @@
 moe_status moe_json_parse_message(const char *origin, const char *text, size_t len,
                                   const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out);
 
-// Reads a config file (JSON) into a new moe.Config. Does not validate semantics.
+// Reads a config file (JSON; "-" reads standard input) into a new moe.Config. Does not validate
+// semantics.
 moe_status moe_config_load(const char *path, Moe__Config **out);
 
 // A default moe.Config (every sub-message present, holding the schema defaults).
+// moe_config_load() also adds every absent sub-message of the Config with its defaults, so a
+// caller may read cfg->model->top_k without NULL checks; moe_json_parse_message() does not.
 Moe__Config *moe_config_new_default(void);
 
 // Applies one override "path.to.field=value" (names as in the .proto or lowerCamelCase; the
-// value is JSON or a bare string/enum name; for a repeated field, a JSON array replaces it).
+// value is JSON or a bare string/enum name; for a repeated field, a JSON array replaces it; a
+// JSON object merges into a sub-message; null clears the field). Sub-messages on the path are
+// created when absent. Errors read "--set model.top_k: expected …". On error the config is
+// left consistent (fields already converted may be changed); discard it or report and exit.
 moe_status moe_config_set(Moe__Config *cfg, const char *assignment);
 
 // Semantic validation: top_k <= n_experts, heads divide d_model, kv heads divide heads, ep_size
 // divides n_experts, and so on. `world` is the number of ranks (0: unknown, skip world checks).
-// The message names the fields and their values and what to change.
+// Every problem is reported, one per line, each naming the fields, their values and what to
+// change (e.g. "model.top_k = 9 exceeds model.n_experts = 8; set top_k <= 8 or raise
+// n_experts"). Absent sub-messages count as their defaults.
 moe_status moe_config_validate(const Moe__Config *cfg, int world);
 
 void moe_config_free(Moe__Config *cfg);
+
+// Reads a config from `path`, or from standard input when path is "-" (named "<stdin>" in
+// messages), then applies the `--set` overrides in order and validates against `world`.
+// The one call a subcommand needs; on error *out is NULL and moe_last_error() says why.
+moe_status moe_config_load_with(const char *path, const char *const *sets, int n_sets, int world,
+                                Moe__Config **out);
+
+// ---------------------------------------------------------------- JSON writer
+// Any message as JSON (protobuf's JSON mapping with .proto field names, fields in field-number
+// order). Present fields only, unless MOE_JSON_DEFAULTS: then every scalar, enum and string too
+// (its schema default when absent) and repeated fields as [] when empty; absent sub-messages are
+// never written. int64/uint64 are JSON numbers, except uint64 values above 2^63-1, which are
+// quoted strings (jansson cannot read such a number). Doubles and floats are the shortest text
+// that reads back to the same bits, always with a "." or exponent ("3.0"); NaN and infinities
+// are "NaN", "Infinity", "-Infinity"; bytes are standard base64.
+enum {
+    MOE_JSON_DEFAULTS = 1 << 0, // also write fields that are absent, with their defaults
+    MOE_JSON_COMPACT = 1 << 1,  // one line, no spaces and no trailing newline (metrics lines)
+};
+
+// A malloc'd NUL-terminated string (pretty output ends with a newline); NULL on out of memory.
+char *moe_json_format_message(const ProtobufCMessage *m, unsigned flags);
+moe_status moe_json_write_message(FILE *out, const ProtobufCMessage *m, unsigned flags);
 
 #endif

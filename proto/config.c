@@ -1,0 +1,295 @@
+// config.c: loading a moe.Config from a file (or stdin), `--set path.to.field=value` overrides
+// resolved through the descriptors, and the defaults-filled Config callers get. Overrides reuse
+// the file reader's value converter, so a value means the same on the command line as in a file.
+#include "config-impl.h"
+
+#include <errno.h>
+#include <string.h>
+
+// Files larger than this are refused: a config is a few KiB; a huge one is a wrong path.
+#define MOE_CONFIG_MAX_BYTES (64u << 20)
+
+static moe_status moe_read_all(const char *path, char **text, size_t *len) {
+    int is_stdin = !strcmp(path, "-");
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
+    if (!f)
+        return moe_set_error(MOE_EIO, "%s: cannot open: %s; check the path", path, strerror(errno));
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    moe_status st = MOE_OK;
+    while (buf) {
+        if (n + 1 >= cap) {
+            if (cap >= MOE_CONFIG_MAX_BYTES) {
+                st = moe_set_error(MOE_EINVAL, "%s: larger than %u MiB; is this a config file?",
+                                   is_stdin ? "<stdin>" : path, MOE_CONFIG_MAX_BYTES >> 20);
+                break;
+            }
+            char *p = realloc(buf, cap * 2);
+            if (!p) break;
+            buf = p;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) {
+            if (ferror(f))
+                st = moe_set_error(MOE_EIO, "%s: read error: %s", is_stdin ? "<stdin>" : path,
+                                   strerror(errno));
+            break;
+        }
+    }
+    if (!is_stdin) fclose(f);
+    if (!buf) return moe_set_error(MOE_ENOMEM, "out of memory reading %s", path);
+    if (st != MOE_OK) {
+        free(buf);
+        return st;
+    }
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
+    return MOE_OK;
+}
+
+// Gives every absent (non-repeated) sub-message of the Config its defaults.
+static moe_status moe_config_fill(Moe__Config *cfg) {
+    const ProtobufCMessageDescriptor *d = cfg->base.descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE || f->label == PROTOBUF_C_LABEL_REPEATED ||
+            (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
+            continue;
+        ProtobufCMessage **slot = (ProtobufCMessage **)((char *)cfg + f->offset);
+        if (!*slot && !(*slot = moe_json_new_message(f->descriptor)))
+            return moe_set_error(MOE_ENOMEM, "out of memory");
+    }
+    return MOE_OK;
+}
+
+Moe__Config *moe_config_new_default(void) {
+    Moe__Config *cfg = (Moe__Config *)moe_json_new_message(&moe__config__descriptor);
+    if (cfg && moe_config_fill(cfg) != MOE_OK) {
+        moe_config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+void moe_config_free(Moe__Config *cfg) {
+    if (cfg) protobuf_c_message_free_unpacked(&cfg->base, NULL);
+}
+
+// Reads and parses; on success also returns the source text (for locating validation errors).
+static moe_status moe_config_read(const char *path, Moe__Config **out, char **text_out,
+                                  size_t *len_out) {
+    *out = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    moe_status st = moe_read_all(path, &text, &len);
+    if (st != MOE_OK) return st;
+    ProtobufCMessage *m;
+    st = moe_json_parse_message(strcmp(path, "-") ? path : "<stdin>", text, len,
+                                &moe__config__descriptor, &m);
+    if (st == MOE_OK && (st = moe_config_fill((Moe__Config *)m)) != MOE_OK)
+        protobuf_c_message_free_unpacked(m, NULL);
+    if (st != MOE_OK || !text_out) {
+        free(text);
+    } else {
+        *text_out = text;
+        *len_out = len;
+    }
+    if (st == MOE_OK) *out = (Moe__Config *)m;
+    return st;
+}
+
+moe_status moe_config_load(const char *path, Moe__Config **out) {
+    return moe_config_read(path, out, NULL, NULL);
+}
+
+moe_status moe_config_set(Moe__Config *cfg, const char *assignment) {
+    const char *eq = strchr(assignment, '=');
+    if (!eq || eq == assignment)
+        return moe_set_error(MOE_EUSAGE, "--set %s: expected path.to.field=value "
+                                         "(e.g. --set model.top_k=4)", assignment);
+    size_t plen = (size_t)(eq - assignment);
+    char *path = malloc(plen + 1);
+    moe_jctx *c = calloc(1, sizeof *c);
+    json_t *v = NULL;
+    moe_status st = MOE_OK;
+    if (!path || !c) {
+        st = moe_set_error(MOE_ENOMEM, "out of memory");
+        goto done;
+    }
+    memcpy(path, assignment, plen);
+    path[plen] = '\0';
+    const char *value = eq + 1;
+    c->origin = "--set";
+    ProtobufCMessage *m = &cfg->base;
+    const ProtobufCFieldDescriptor *f = NULL;
+    for (char *seg = path, *next; seg; seg = next) {
+        next = strchr(seg, '.');
+        if (next) *next++ = '\0';
+        if (c->depth >= MOE_JSON_MAX_DEPTH) {
+            st = moe_json_fail(c, 0, 1, "path deeper than %d fields", MOE_JSON_MAX_DEPTH);
+            goto done;
+        }
+        f = moe_json_find_field(m->descriptor, seg);
+        if (!f) {
+            char at[512], hint[1024];
+            moe_json_path_str(c->path, c->depth, at, sizeof at);
+            moe_json_suggest(m->descriptor, seg, hint, sizeof hint);
+            c->path[c->depth++] = (moe_jseg){seg, seg, 0};
+            st = moe_json_fail(c, 1, 0, "unknown field \"%s\" in %s (at %s)%s", seg,
+                               m->descriptor->name, at[0] ? at : "top level", hint);
+            goto done;
+        }
+        c->path[c->depth++] = (moe_jseg){seg, f->name, 0};
+        if (!next) break;
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE || f->label == PROTOBUF_C_LABEL_REPEATED) {
+            st = moe_json_fail(c, 0, 1, "a %s%s field has no fields; end the path here "
+                                        "(then =value)",
+                               f->label == PROTOBUF_C_LABEL_REPEATED ? "repeated " : "",
+                               f->type == PROTOBUF_C_TYPE_MESSAGE
+                                   ? ((const ProtobufCMessageDescriptor *)f->descriptor)->name
+                                   : "scalar");
+            goto done;
+        }
+        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) { // switch the oneof to this member
+            uint32_t *which = (uint32_t *)((char *)m + f->quantifier_offset);
+            if (*which != f->id) {
+                const ProtobufCFieldDescriptor *g =
+                    protobuf_c_message_descriptor_get_field(m->descriptor, *which);
+                if (g) moe_json_clear_field(m, g);
+                *(void **)((char *)m + f->offset) = NULL;
+                *which = f->id;
+            }
+        }
+        ProtobufCMessage **slot = (ProtobufCMessage **)((char *)m + f->offset);
+        if (!*slot && !(*slot = moe_json_new_message(f->descriptor))) {
+            st = moe_set_error(MOE_ENOMEM, "out of memory");
+            goto done;
+        }
+        m = *slot;
+    }
+    // The value: JSON when it parses as JSON, else the bare text as a string (an enum name, a
+    // path). Text that looks like an object or array but is malformed is reported as such. For a
+    // string field, a number or true/false is taken as its text.
+    json_error_t err;
+    v = json_loads(value, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
+    if (v && f->type == PROTOBUF_C_TYPE_STRING && f->label != PROTOBUF_C_LABEL_REPEATED &&
+        (json_is_number(v) || json_is_boolean(v))) {
+        json_decref(v); // name=3 means the string "3"
+        v = NULL;
+    } else if (v) {
+        c->text = value;
+        c->len = strlen(value);
+        c->base = c->depth;
+    }
+    if (!v) {
+        size_t lead = strspn(value, " \t\r\n");
+        if (value[lead] == '{' || value[lead] == '[') {
+            st = moe_json_fail(c, 0, 1, "invalid JSON value at column %d: %s", err.column,
+                               err.text);
+            goto done;
+        }
+        v = json_string(value);
+        if (!v) {
+            st = moe_json_fail(c, 0, 1, "the value is not valid UTF-8");
+            goto done;
+        }
+    }
+    st = moe_json_set_field(c, m, f, v);
+    // The Config's own sub-messages stay present (callers read cfg->model->… unchecked):
+    // model=null resets the sub-message to its defaults rather than removing it.
+    if (st == MOE_OK && m == &cfg->base && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+        f->label != PROTOBUF_C_LABEL_REPEATED) {
+        ProtobufCMessage **slot = (ProtobufCMessage **)((char *)m + f->offset);
+        if (!*slot && !(*slot = moe_json_new_message(f->descriptor)))
+            st = moe_set_error(MOE_ENOMEM, "out of memory");
+    }
+done:
+    json_decref(v);
+    free(c);
+    free(path);
+    return st;
+}
+
+// Finds where the field named at the start of a validation message ("model.top_k = 9 …") was
+// written in the source text: tries .proto names, then lowerCamelCase. Returns 0 or -1.
+static int moe_locate_field(const char *line, const char *text, size_t len, moe_jpos *pos) {
+    char tok[256];
+    size_t n = strspn(line, "abcdefghijklmnopqrstuvwxyz0123456789_.[]");
+    if (n == 0 || n >= sizeof tok || !memchr(line, '.', n)) return -1;
+    memcpy(tok, line, n);
+    tok[n] = '\0';
+    for (int camel = 0; camel < 2; camel++) {
+        moe_jseg path[16];
+        char names[16][256];
+        int depth = 0;
+        char work[256];
+        memcpy(work, tok, n + 1);
+        for (char *seg = work, *next; seg && depth < 15; seg = next) {
+            next = strchr(seg, '.');
+            if (next) *next++ = '\0';
+            char *br = strchr(seg, '[');
+            if (br) *br = '\0';
+            if (camel) moe_json_camel_name(seg, names[depth], sizeof names[depth]);
+            else snprintf(names[depth], sizeof names[depth], "%s", seg);
+            path[depth] = (moe_jseg){names[depth], names[depth], 0};
+            depth++;
+            if (br) path[depth++] = (moe_jseg){NULL, NULL, strtoul(br + 1, NULL, 10)};
+        }
+        if (moe_json_locate(text, len, path, depth, 0, pos) == 0) return 0;
+    }
+    return -1;
+}
+
+static void moe_append(char *out, size_t cap, size_t *o, const char *s) {
+    size_t n = strlen(s);
+    if (*o + n >= cap) n = *o + 1 < cap ? cap - *o - 1 : 0;
+    memcpy(out + *o, s, n);
+    *o += n;
+    out[*o] = '\0';
+}
+
+// Prefixes every line of the last error with "origin:line:col: " where the field it names was
+// written in the file, else with "origin: " (the value is a default or came from --set).
+static moe_status moe_prefix_error(moe_status st, const char *origin, const char *text,
+                                   size_t len) {
+    char msg[4096], out[4096], where[600];
+    snprintf(msg, sizeof msg, "%s", moe_last_error());
+    size_t o = 0;
+    out[0] = '\0';
+    for (char *line = msg, *next; line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = '\0';
+        moe_jpos pos;
+        if (moe_locate_field(line, text, len, &pos) == 0)
+            snprintf(where, sizeof where, "%s:%d:%d: ", origin, pos.line, pos.column);
+        else
+            snprintf(where, sizeof where, "%s: ", origin);
+        if (o) moe_append(out, sizeof out, &o, "\n");
+        moe_append(out, sizeof out, &o, where);
+        moe_append(out, sizeof out, &o, line);
+    }
+    return moe_set_error(st, "%s", out);
+}
+
+moe_status moe_config_load_with(const char *path, const char *const *sets, int n_sets, int world,
+                                Moe__Config **out) {
+    Moe__Config *cfg;
+    char *text = NULL;
+    size_t len = 0;
+    moe_status st = moe_config_read(path, &cfg, &text, &len);
+    *out = NULL;
+    if (st != MOE_OK) return st;
+    for (int i = 0; i < n_sets && st == MOE_OK; i++) st = moe_config_set(cfg, sets[i]);
+    if (st == MOE_OK && (st = moe_config_validate(cfg, world)) != MOE_OK)
+        st = moe_prefix_error(st, strcmp(path, "-") ? path : "<stdin>", text, len);
+    free(text);
+    if (st != MOE_OK) {
+        moe_config_free(cfg);
+        return st;
+    }
+    *out = cfg;
+    return MOE_OK;
+}
