@@ -1,0 +1,253 @@
+// comm.h: the manual of the comm/ module — process groups (EP × EDP), the counts + payload
+// exchange engine behind dispatch and combine, gradient all-reduce, small collectives and the
+// machine topology. comm/ is the only module that includes <mpi.h> or <hwloc.h>; callers see an
+// opaque handle and raw buffers, never an MPI type. See docs/parallel.md for the full story.
+//
+// Dimension letters (moe-common.h): T tokens, D model dim, E experts, K top-k, W world size,
+// EP expert-parallel size. Here also: P = size of the group an exchange runs over (EP for
+// dispatch/combine), El = E/EP local experts per rank, R = wire rows, N = expanded (token, expert)
+// pairs on the expert side.
+//
+// Threads: MPI is initialised FUNNELED — call everything here from the thread that called
+// moe_comm_init. A moe_comm / moe_comm_plan must not be used by two threads at once.
+// Errors: every MPI call is checked; failures return MOE_EMPI with a message naming the call, the
+// MPI error string and the world rank (moe_last_error()). Collective functions must be called by
+// every rank of the group; a function that can refuse its input (capacity, layout) agrees on the
+// refusal across the group first, so a refusal never leaves one rank hanging in a collective.
+#ifndef MOE_COMM_H
+#define MOE_COMM_H
+
+#include "moe-common.h"
+
+#include <stdio.h>
+
+// ---------------------------------------------------------------- process-wide MPI lifetime
+// MPI_Init_thread(MPI_THREAD_FUNNELED), failing if that level is not provided. Works without
+// mpirun (singleton: world size 1). Idempotent: a second call is a no-op. argc/argv may be NULL.
+moe_status moe_comm_init(int *argc, char ***argv);
+// MPI_Finalize if moe_comm_init initialised MPI. Free every moe_comm and plan first.
+moe_status moe_comm_finalize(void);
+// Abort every rank (MPI_Abort) with exit `code`: for a rank that cannot continue alone.
+void moe_comm_abort(int code);
+
+// ---------------------------------------------------------------- layout and groups
+// Pure check of a layout, usable without MPI: refuses ep < 1, world < 1, EP not dividing W, EP
+// not dividing E (n_experts <= 0 skips the expert check), with all numbers in the message.
+// Returns MOE_OK or MOE_ELAYOUT.
+moe_status moe_comm_check_layout(int world, int ep, int n_experts);
+
+typedef enum {
+    MOE_COMM_WORLD = 0, // all W ranks
+    MOE_COMM_EP,        // the EP ranks that together hold all experts (dispatch/combine)
+    MOE_COMM_EDP,       // the W/EP ranks holding replicas of the same experts (expert grad sync)
+    MOE_COMM_NODE,      // the ranks sharing this node (memory domain)
+    MOE_COMM_N_GROUPS
+} moe_comm_group;
+
+typedef struct {
+    int ep_size;        // EP >= 1, must divide W (and n_experts when > 0)
+    int n_experts;      // E; 0 = not known yet (no divisibility check, n_local_experts = 0)
+    int fake_node_size; // 0 = learn nodes from MPI_COMM_TYPE_SHARED; n > 0 = pretend every n
+                        // consecutive world ranks form a node (tests of packing/hierarchical)
+    int quiet;          // 1 = no warning lines from create (errors are still returned)
+} moe_comm_params;
+
+typedef struct {
+    int world_rank, world_size;
+    int ep_rank, ep_size, ep_index;      // ep_index = which EP group (= edp_rank)
+    int edp_rank, edp_size;              // edp_size = W / EP
+    int node_rank, node_size, node_index, n_nodes; // node_index: nodes ordered by lowest rank
+    int ep_in_node;                      // 1 if every EP group lies inside one node
+    int n_experts, n_local_experts;      // E and E/EP (0 if E unknown)
+    int first_expert;                    // global id of local expert 0 = ep_rank * E/EP
+} moe_comm_info;
+
+typedef struct moe_comm moe_comm;
+
+// Builds the groups (collective over MPI_COMM_WORLD; moe_comm_init first). The layout is checked
+// before anything is allocated. Placement rule: ranks are ordered by (node, rank within node) and
+// cut into consecutive EP groups; when every node's rank count is a multiple of EP, every EP group
+// is inside one node (the heavy all-to-all stays on shared memory); otherwise some EP groups span
+// nodes and rank 0 prints one warning. EDP groups join the ranks with the same ep_rank.
+moe_status moe_comm_create(const moe_comm_params *params, moe_comm **out);
+void moe_comm_free(moe_comm *c); // NULL-safe; collective (frees communicators)
+
+moe_comm_info moe_comm_get_info(const moe_comm *c);
+int moe_comm_rank(const moe_comm *c, moe_comm_group g);
+int moe_comm_size(const moe_comm *c, moe_comm_group g);
+// World rank of rank `r` of group g as this rank sees it (r in [0, size(g))).
+int moe_comm_world_rank_of(const moe_comm *c, moe_comm_group g, int r);
+// Progress output: printed by world rank 0 only (to stdout). Errors: moe_comm_eprintf prints
+// "[rank r] ..." to stderr on any rank.
+void moe_comm_printf(const moe_comm *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void moe_comm_eprintf(const moe_comm *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+// Monotonic wall clock in seconds (MPI_Wtime).
+double moe_comm_wtime(void);
+
+// ---------------------------------------------------------------- small collectives
+typedef enum { MOE_COMM_SUM = 0, MOE_COMM_MAX, MOE_COMM_MIN } moe_comm_op;
+
+moe_status moe_comm_barrier(const moe_comm *c, moe_comm_group g);
+// In place; n may exceed INT_MAX (done in pieces).
+moe_status moe_comm_allreduce_f32(const moe_comm *c, moe_comm_group g, float *buf, size_t n,
+                                  moe_comm_op op);
+moe_status moe_comm_allreduce_f64(const moe_comm *c, moe_comm_group g, double *buf, size_t n,
+                                  moe_comm_op op);
+moe_status moe_comm_allreduce_i64(const moe_comm *c, moe_comm_group g, int64_t *buf, size_t n,
+                                  moe_comm_op op);
+// Broadcast `bytes` bytes from rank 0 of g to every rank of g.
+moe_status moe_comm_bcast(const moe_comm *c, moe_comm_group g, void *buf, size_t bytes);
+// Gather variable-size float arrays to rank 0 of g. Every rank passes its n; on rank 0, `recv`
+// (capacity `recv_cap` floats) gets the arrays in rank order and counts[r] (size(g) entries) the
+// length of each; other ranks may pass NULL for both. Refused (on all ranks) if rank 0's capacity
+// is too small or a total exceeds INT_MAX floats.
+moe_status moe_comm_gatherv_f32(const moe_comm *c, moe_comm_group g, const float *send, int64_t n,
+                                float *recv, int64_t recv_cap, int64_t *counts);
+
+// ---------------------------------------------------------------- gradient synchronisation
+// Every rank's loss is the mean over its own equal slice of the global batch, so the global loss
+// is L = (1/W) Σ_r L_r. A dense parameter's gradient on rank r is ∂L_r/∂θ: sum over the world, /W.
+// An expert's replica on rank r has already accumulated ∂L_s/∂θ for every rank s of its EP group
+// (the tokens came to it through dispatch and their gradients through the combine backward);
+// summing over the EDP group adds the other EP groups, giving Σ_s over all W ranks, so it is also
+// divided by W (not by EDP). Result: gradients equal the single-rank gradient for any (W, EP).
+typedef enum { MOE_COMM_GRAD_DENSE = 0, MOE_COMM_GRAD_EXPERT } moe_comm_grad_kind;
+moe_status moe_comm_sync_grads(const moe_comm *c, moe_comm_grad_kind kind, float *grad, size_t n);
+
+// ---------------------------------------------------------------- the exchange engine
+// One engine for dispatch and combine (and their backward). An exchange runs inside one group of
+// P ranks (normally MOE_COMM_EP). The token side packs a send buffer of wire rows, contiguous by
+// destination peer (peer 0 first). Counts travel first: per peer, a record of 1 + El int32:
+//   [0]      wire rows sent to that peer,
+//   [1 + j]  (token, expert) pairs for the peer's local expert j (j < El).
+// Without dedup the wire rows to a peer are grouped by local expert, so [0] = Σ_j [1+j]. With
+// dedup a wire row is one unique (token, peer) and [1+j] tells the receiver its per-expert block
+// sizes. After the counts, the payload moves with MPI_Alltoallv (MOE_COMM_FORWARD: token side →
+// expert side); the expert side's buffer holds the rows source-major (peer 0's rows first).
+// Combine is MOE_COMM_REVERSE over the same plan: the expert side sends back exactly the rows it
+// received, in the same order, and they land in the token side's send layout — no second count
+// exchange. Backward uses the same plan: combine-backward is FORWARD, dispatch-backward REVERSE.
+typedef enum { MOE_COMM_FORWARD = 0, MOE_COMM_REVERSE = 1 } moe_comm_dir;
+
+typedef struct {
+    moe_comm_group group;   // MOE_COMM_EP for dispatch/combine
+    int n_local_experts;    // El (>= 1): entries per count record = 1 + El
+    int top_k;              // K: bounds expert ids carried per dedup row (pack helpers)
+    int dedup;              // 1 = a token goes once per peer, fanned out on arrival
+    size_t token_bytes;     // bytes of one token row (e.g. D*4); rows are float when dedup/combine
+                            // sums are used
+    int64_t max_send_rows;  // capacity of the token-side wire buffer (rows, all peers)
+    int64_t max_recv_rows;  // capacity of the expert-side wire buffer (rows, all peers)
+    int n_chunks;           // >= 1; > 1 = overlap: payload in chunks with MPI_Ialltoallv
+    int hierarchical;       // 1 = node-leader gather, leader all-to-all, scatter
+    int force_row_type;     // testing: count in row datatypes even when byte counts fit in int
+} moe_comm_plan_params;
+
+typedef struct moe_comm_plan moe_comm_plan;
+
+// Wire row size: token_bytes, plus K × (int32 local expert id, float weight) with dedup.
+size_t moe_comm_wire_bytes(size_t token_bytes, int top_k, int dedup);
+
+// Setup (collective over the group: builds the hierarchical sub-communicators). Allocates every
+// array an exchange needs; no exchange call allocates.
+moe_status moe_comm_plan_create(moe_comm *c, const moe_comm_plan_params *p, moe_comm_plan **out);
+void moe_comm_plan_free(moe_comm_plan *plan); // NULL-safe; collective when hierarchical
+moe_comm_plan_params moe_comm_plan_get_params(const moe_comm_plan *plan);
+int moe_comm_plan_peers(const moe_comm_plan *plan);  // P
+size_t moe_comm_plan_wire_bytes(const moe_comm_plan *plan);
+
+// Exchanges the count records: send_counts (P, 1+El) of this rank. Collective over the group.
+// Refused on every rank if any rank's totals exceed max_send_rows / max_recv_rows, or a count is
+// negative, or (without dedup) [0] != Σ_j [1+j].
+moe_status moe_comm_exchange_counts(moe_comm_plan *plan, const int32_t *send_counts);
+// The records after exchange_counts: MOE_COMM_FORWARD = what this rank sends (token side),
+// MOE_COMM_REVERSE = what it receives (expert side); (P, 1+El), owned by the plan.
+const int32_t *moe_comm_plan_counts(const moe_comm_plan *plan, moe_comm_dir side);
+// Total wire rows on one side (token side: FORWARD, expert side: REVERSE).
+int64_t moe_comm_plan_rows(const moe_comm_plan *plan, moe_comm_dir side);
+// Expanded (token, expert) pairs arriving for local expert j (all sources), and in all.
+int64_t moe_comm_plan_expert_rows(const moe_comm_plan *plan, int j);
+int64_t moe_comm_plan_pairs(const moe_comm_plan *plan);
+
+// Called when chunk `chunk` (of n_chunks) of an exchange has arrived in `recv`; see
+// moe_comm_chunk_range for the rows it covers. A non-OK status stops the exchange (after the
+// requests in flight complete) and is returned by moe_comm_exchange.
+typedef moe_status (*moe_comm_chunk_fn)(void *ctx, const moe_comm_plan *plan, moe_comm_dir dir,
+                                        int chunk, int n_chunks);
+
+// The payload exchange. FORWARD: send = token-side buffer (R_send, row_bytes), recv = expert-side
+// buffer (R_recv, row_bytes); REVERSE: the opposite. row_bytes must be the plan's token_bytes or
+// wire_bytes. on_chunk may be NULL. With n_chunks > 1 the rows for every peer are cut into
+// n_chunks contiguous slices; slice c of every peer moves in one MPI_Ialltoallv posted before
+// on_chunk(c - 1) runs, so compute on chunk c-1 overlaps the exchange of chunk c. The bytes that
+// arrive are identical with or without chunks and with or without hierarchical mode.
+// Hierarchical mode (when the group spans more than one node; on one node it is the flat
+// exchange) does the whole exchange, then calls on_chunk for each chunk in order.
+moe_status moe_comm_exchange(moe_comm_plan *plan, moe_comm_dir dir, size_t row_bytes,
+                             const void *send, void *recv, moe_comm_chunk_fn on_chunk, void *ctx);
+// The two forward-pass exchanges by name: dispatch = FORWARD of wire rows (wire_bytes),
+// combine = REVERSE of token rows (token_bytes).
+moe_status moe_comm_dispatch(moe_comm_plan *plan, const void *send, void *recv,
+                             moe_comm_chunk_fn on_chunk, void *ctx);
+moe_status moe_comm_combine(moe_comm_plan *plan, const void *back, void *ret,
+                            moe_comm_chunk_fn on_chunk, void *ctx);
+// Benchmark baseline: one plain MPI_Alltoallv (MPI_BYTE counts) of the rows the plan's counts
+// describe — no chunks, no hierarchy, no agreement step. `moe bench a2a` measures the engine
+// against it.
+moe_status moe_comm_exchange_raw(moe_comm_plan *plan, moe_comm_dir dir, size_t row_bytes,
+                                 const void *send, void *recv);
+// Rows of chunk `chunk` received from peer p in direction dir: [*first, *first + *n) of recv.
+void moe_comm_chunk_range(const moe_comm_plan *plan, moe_comm_dir dir, int chunk, int peer,
+                          int64_t *first, int64_t *n);
+
+// ---------------------------------------------------------------- pack / unpack (dispatch, combine)
+// Token side. expert_ids (T, K) global expert ids in [0, P*El) or -1 (dropped); weights (T, K)
+// combine weights (may be NULL = 1). Fills send_counts (P, 1+El), the wire rows `send`
+// (R, wire_bytes), and row_src (R): for each wire row, t*K + k without dedup, t with dedup.
+// Order: stable counting sort by (peer, local expert) without dedup, by (peer, token) with dedup.
+// Refused if the rows would exceed max_send_rows. Purely local (no MPI).
+moe_status moe_comm_dispatch_pack(moe_comm_plan *plan, int64_t T, const void *x /* (T, token_bytes) */,
+                                  const int32_t *expert_ids, const float *weights,
+                                  int32_t *send_counts, void *send, int32_t *row_src);
+// Expert side, after the FORWARD exchange of wire rows: expands to expert-major blocks —
+// expanded (N, token_bytes): local expert 0's rows first (source-major, in wire order), then
+// expert 1, ...; pair_weight (N) the weight carried for each pair (1 without dedup) may be NULL;
+// expert_offsets (El+1) block starts. Remembers the pair→wire-row map for the reverse steps.
+// with_meta = 1 for wire rows (forward dispatch), 0 for token_bytes rows (combine-backward: dy
+// rows fanned out with the map of the forward pass; call only after a with_meta expand).
+void moe_comm_expand(moe_comm_plan *plan, const void *recv, int with_meta, void *expanded,
+                     float *pair_weight, int64_t *expert_offsets);
+// Expert side, before the REVERSE exchange: back (R_recv, token_bytes floats) row u = Σ over the
+// pairs of wire row u of w * out[pair] (w = pair_weight[pair], or 1 if NULL). Without dedup it is
+// the inverse permutation of expand (times w). Used for combine (with weights under dedup) and
+// for dispatch-backward (dx rows, weights NULL).
+void moe_comm_reduce_pairs(const moe_comm_plan *plan, const float *out /* (N, D) */,
+                           const float *pair_weight, float *back /* (R_recv, D) */);
+// Token side, after the REVERSE exchange: y[t] += w * back[u] for every wire row u (row_src from
+// pack). Without dedup w = weights[t*K+k] (1 if NULL); with dedup the weights were applied on the
+// expert side and w = 1. y (T, D) is ADDED into.
+void moe_comm_combine_unpack(const moe_comm_plan *plan, const float *back /* (R_send, D) */,
+                             const int32_t *row_src, const float *weights, int64_t T,
+                             float *y /* (T, D) */);
+
+// ---------------------------------------------------------------- topology (hwloc)
+typedef struct {
+    int packages, cores, pus, numa_nodes; // whole machine
+    int bound;            // 1 if this rank's CPU binding is narrower than the whole machine
+    int bound_cores;      // cores entirely inside the binding (all cores if unbound)
+    int bound_pus;        // PUs in the binding
+    int first_pu;         // lowest PU index of the binding (-1 if none)
+    char cpuset[96];      // the binding as a list, e.g. "0-1" or "2"
+} moe_comm_topo;
+
+// Local query, no MPI needed.
+moe_status moe_comm_topo_query(moe_comm_topo *out);
+// BLAS threads to use per rank: OPENBLAS_NUM_THREADS if set (>= 1), else the cores this rank
+// owns: cores in its binding shared among the node's ranks bound to overlapping sets (or all
+// cores / node ranks when unbound), at least 1. Collective over the node group.
+moe_status moe_comm_blas_threads(const moe_comm *c, int *threads);
+// Collective: gathers every rank's topology and binding to rank 0, which prints the machine, a
+// line per rank, the EP/EDP groups and warnings (unbound, oversubscribed, EP spanning nodes).
+moe_status moe_comm_topo_report(const moe_comm *c, FILE *f);
+
+#endif
