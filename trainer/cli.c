@@ -11,7 +11,10 @@ typedef struct {
 
 // One line per subcommand; keep in the order users meet them.
 static const moe_subcommand moe_subcommands[] = {
+    {"config", moe_cmd_config, "read, override (--set), validate and print the effective config"},
     {"params", moe_cmd_params, "total and active parameters, FLOPs per token, bytes per rank"},
+    {"topo", moe_cmd_topo, "machine topology, rank bindings and the EP/EDP groups (under mpirun)"},
+    {"bench", moe_cmd_bench, "micro-benchmarks (layer: MoE layer GFLOP/s vs sgemm peak)"},
 };
 
 static void moe_cli_usage(FILE *f) {

@@ -1,0 +1,156 @@
+// experts.c: a family of expert FFNs (GELU, SwiGLU) over contiguous blocks of packed rows — one
+// cblas_sgemm pair/triple per expert, forward and backward. Activations use a branch-free exp
+// the compiler vectorises (this file builds at -O3): with F = 4·D the elementwise work is a few
+// percent of the GEMMs only if it runs at SIMD speed; accuracy ~2 ulp, checked by the tests.
+#include "experts.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+// e^x for x in [-87, 88] (clamped), relative error < 2e-7: range reduction by ln 2, degree-6
+// polynomial, exponent by bit assembly. Written so the loops below vectorise.
+static inline float moe_expf(float x) {
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    float k = x * 1.44269504f + 12582912.0f;   // round to nearest via the 1.5·2^23 trick
+    k -= 12582912.0f;
+    float r = x - k * 0.693145752f;            // ln2 split in two for accuracy
+    r -= k * 1.42860677e-6f;
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union { float f; int32_t i; } s;
+    s.i = ((int32_t)k + 127) << 23;
+    return p * s.f;
+}
+
+static inline float moe_sigmoidf(float x) { return 1.0f / (1.0f + moe_expf(-x)); }
+
+#define MOE_GELU_C 0.7978845608028654f   // √(2/π)
+#define MOE_GELU_A 0.044715f
+
+// gelu(u) = 0.5u(1 + tanh(y)) = u·σ(2y), y = √(2/π)(u + 0.044715u³)
+float moe_gelu(float u) { return u * moe_sigmoidf(2.0f * MOE_GELU_C * (u + MOE_GELU_A * u * u * u)); }
+
+float moe_gelu_grad(float u) {
+    float s = moe_sigmoidf(2.0f * MOE_GELU_C * (u + MOE_GELU_A * u * u * u));
+    return s + u * s * (1.0f - s) * 2.0f * MOE_GELU_C * (1.0f + 3.0f * MOE_GELU_A * u * u);
+}
+
+float moe_silu(float u) { return u * moe_sigmoidf(u); }
+
+float moe_silu_grad(float u) {
+    float s = moe_sigmoidf(u);
+    return s * (1.0f + u * (1.0f - s));
+}
+
+int64_t moe_experts_save_per_row(const moe_experts_params *p) {
+    return p->act == MOE_ACT_SWIGLU ? 3 * p->F : 2 * p->F;
+}
+
+int64_t moe_experts_scratch_per_row(const moe_experts_params *p) {
+    return p->act == MOE_ACT_SWIGLU ? 2 * p->F : p->F;
+}
+
+// c (n, m) = broadcast bias (m), or zero; returns the beta to use for the GEMM into c.
+static float moe_init_bias(float *c, const float *b, int64_t n, int64_t m) {
+    if (!b) return 0.0f;
+    for (int64_t i = 0; i < n; i++) memcpy(c + i * m, b, (size_t)m * sizeof(float));
+    return 1.0f;
+}
+
+// db (m) += Σ_rows dc (n, m)
+static void moe_colsum_add(float *db, const float *dc, int64_t n, int64_t m) {
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < m; j++) db[j] += dc[i * m + j];
+}
+
+void moe_experts_forward(const moe_experts_params *p, float *out, float *save,
+                         const moe_expert_weights *w, const int64_t *offsets, const float *xin) {
+    const int64_t D = p->D, F = p->F, R = offsets[p->n_experts];
+    const int swiglu = p->act == MOE_ACT_SWIGLU;
+    float *h1 = save, *h3 = save + R * F, *a = save + (swiglu ? 2 : 1) * R * F;
+    for (int e = 0; e < p->n_experts; e++) {
+        const int64_t r0 = offsets[e], n = offsets[e + 1] - r0;
+        if (n == 0) continue;
+        const float *x = xin + r0 * D;
+        float *h1e = h1 + r0 * F, *ae = a + r0 * F, *oe = out + r0 * D;
+        float beta = moe_init_bias(h1e, p->bias ? w->b1 + e * F : NULL, n, F);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)F, (int)D, 1.0f, x,
+                    (int)D, w->w1 + e * D * F, (int)F, beta, h1e, (int)F);
+        if (swiglu) {
+            float *h3e = h3 + r0 * F;
+            beta = moe_init_bias(h3e, p->bias ? w->b3 + e * F : NULL, n, F);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)F, (int)D, 1.0f,
+                        x, (int)D, w->w3 + e * D * F, (int)F, beta, h3e, (int)F);
+            for (int64_t i = 0; i < n * F; i++) {
+                float u = h1e[i];
+                ae[i] = u * moe_sigmoidf(u) * h3e[i];
+            }
+        } else {
+            for (int64_t i = 0; i < n * F; i++) {
+                float u = h1e[i];
+                ae[i] = u * moe_sigmoidf(2.0f * MOE_GELU_C * (u + MOE_GELU_A * u * u * u));
+            }
+        }
+        beta = moe_init_bias(oe, p->bias ? w->b2 + e * D : NULL, n, D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)F, 1.0f, ae,
+                    (int)F, w->w2 + e * F * D, (int)D, beta, oe, (int)D);
+    }
+}
+
+void moe_experts_backward(const moe_experts_params *p, float *dxin, moe_expert_weights *g,
+                          float *scratch, const moe_expert_weights *w, const int64_t *offsets,
+                          const float *xin, const float *save, const float *dout) {
+    const int64_t D = p->D, F = p->F, R = offsets[p->n_experts];
+    const int swiglu = p->act == MOE_ACT_SWIGLU;
+    const float *h1 = save, *h3 = save + R * F, *a = save + (swiglu ? 2 : 1) * R * F;
+    float *dh1 = scratch, *dh3 = scratch + R * F;
+    for (int e = 0; e < p->n_experts; e++) {
+        const int64_t r0 = offsets[e], n = offsets[e + 1] - r0;
+        if (n == 0) continue;
+        const float *x = xin + r0 * D, *doe = dout + r0 * D;
+        const float *h1e = h1 + r0 * F, *ae = a + r0 * F;
+        float *dh1e = dh1 + r0 * F, *dxe = dxin + r0 * D;
+        // da = dout·W2ᵀ (into dh1e), dW2 += aᵀ·dout, db2 += Σ dout
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)F, (int)D, 1.0f, doe,
+                    (int)D, w->w2 + e * F * D, (int)D, 0.0f, dh1e, (int)F);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)F, (int)D, (int)n, 1.0f, ae,
+                    (int)F, doe, (int)D, 1.0f, g->w2 + e * F * D, (int)D);
+        if (p->bias) moe_colsum_add(g->b2 + e * D, doe, n, D);
+        if (swiglu) {
+            const float *h3e = h3 + r0 * F;
+            float *dh3e = dh3 + r0 * F;
+            for (int64_t i = 0; i < n * F; i++) {
+                float u = h1e[i], s = moe_sigmoidf(u), da = dh1e[i];
+                dh3e[i] = da * u * s;
+                dh1e[i] = da * h3e[i] * s * (1.0f + u * (1.0f - s));
+            }
+        } else {
+            for (int64_t i = 0; i < n * F; i++) {
+                float u = h1e[i];
+                float s = moe_sigmoidf(2.0f * MOE_GELU_C * (u + MOE_GELU_A * u * u * u));
+                dh1e[i] *= s + u * s * (1.0f - s) * 2.0f * MOE_GELU_C *
+                                   (1.0f + 3.0f * MOE_GELU_A * u * u);
+            }
+        }
+        // dW1 += xᵀ·dh1, db1 += Σ dh1, dx = dh1·W1ᵀ (+ dh3·W3ᵀ)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)D, (int)F, (int)n, 1.0f, x,
+                    (int)D, dh1e, (int)F, 1.0f, g->w1 + e * D * F, (int)F);
+        if (p->bias) moe_colsum_add(g->b1 + e * F, dh1e, n, F);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)D, (int)F, 1.0f, dh1e,
+                    (int)F, w->w1 + e * D * F, (int)F, 0.0f, dxe, (int)D);
+        if (swiglu) {
+            const float *dh3e = dh3 + r0 * F;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)D, (int)F, (int)n, 1.0f, x,
+                        (int)D, dh3e, (int)F, 1.0f, g->w3 + e * D * F, (int)F);
+            if (p->bias) moe_colsum_add(g->b3 + e * F, dh3e, n, F);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)D, (int)F, 1.0f,
+                        dh3e, (int)F, w->w3 + e * D * F, (int)F, 1.0f, dxe, (int)D);
+        }
+    }
+}

@@ -1,0 +1,148 @@
+// experts.h: the manual of the experts module — expert FFNs (GELU, SwiGLU) computed as one GEMM
+// pair/triple per expert over contiguous blocks of packed rows, their backward, shared experts,
+// and the one-rank MoE layer (router → permute → experts → unpermute/combine). The layer owns a
+// workspace sized at create time for T_max tokens: nothing is allocated in forward or backward.
+//
+// Dimension letters: T tokens, D model dim, F expert hidden width, Fs shared-expert width,
+// E experts (E_local: experts held by this call), K top-k, R packed rows (kept pairs).
+// Row-major everywhere. Expert FFN (reference forms, docs/routing.md):
+//   GELU:   y = gelu(x·W1 + b1)·W2 + b2, gelu(u) = 0.5u(1 + tanh(√(2/π)(u + 0.044715u³)))
+//   SwiGLU: y = (silu(x·W1 + b1) ⊙ (x·W3 + b3))·W2 + b2, silu(u) = u·sigmoid(u)
+//   biases only when ffn_bias.
+// Layer: y_t = Σ_{kept (t,e)} w_te·FFN_e(x_t) + Σ_s g_t·FFN^shared_s(x_t), g_t = sigmoid(x_t·ws)
+// if shared_expert_gate else 1. Backward ADDS into dx and every gradient; the router receives
+// dL/dw_te = dy_t·FFN_e(x_t) plus the aux and z loss gradients with coefficient 1.
+//
+// Split seam (for expert parallelism): moe_router_forward (plan) → moe_layer_permute (packed rows,
+// grouped by expert) → moe_experts_forward (per local expert block) → moe_layer_unpermute
+// (weighted combine into y); backward mirrors it. Each piece is usable on its own.
+#ifndef MOE_EXPERTS_H
+#define MOE_EXPERTS_H
+
+#include "moe-common.h"
+#include "router.h"
+
+typedef enum { MOE_ACT_SWIGLU = 0, MOE_ACT_GELU = 1 } moe_activation;   // = proto enum values
+
+// A family of experts of the same shape.
+typedef struct {
+    int64_t D;                   // model dim
+    int64_t F;                   // hidden width
+    int n_experts;               // experts held (E_local, or n_shared)
+    moe_activation act;
+    int bias;                    // b1, (b3), b2 present
+} moe_experts_params;
+
+// Weights of a family (also used for their gradients, same shapes). NULL where absent.
+typedef struct {
+    float *w1;                   // (E_local, D, F)
+    float *b1;                   // (E_local, F)      bias only
+    float *w3;                   // (E_local, D, F)   SwiGLU only
+    float *b3;                   // (E_local, F)      SwiGLU and bias only
+    float *w2;                   // (E_local, F, D)
+    float *b2;                   // (E_local, D)      bias only
+} moe_expert_weights;
+
+// Floats per packed row the forward saves for backward (h1, [h3,] a: 2F GELU, 3F SwiGLU) and
+// the backward needs as scratch (dh1, [dh3]: F or 2F).
+int64_t moe_experts_save_per_row(const moe_experts_params *p);
+int64_t moe_experts_scratch_per_row(const moe_experts_params *p);
+
+// Forward of all experts of the family over packed rows. Expert e's rows are
+// [offsets[e], offsets[e+1]) (an empty block is skipped).
+//   out (R, D) written (no combine weight applied); save (R, save_per_row) written;
+//   xin (R, D); offsets (E_local+1), R = offsets[E_local].
+void moe_experts_forward(const moe_experts_params *p, float *out, float *save,
+                         const moe_expert_weights *w, const int64_t *offsets, const float *xin);
+
+// Backward: dxin (R, D) WRITTEN (a packed scratch buffer, not an accumulator); grads ADDED;
+// scratch (R, scratch_per_row). dout (R, D) is dL/d out (combine weight already applied).
+void moe_experts_backward(const moe_experts_params *p, float *dxin, moe_expert_weights *grads,
+                          float *scratch, const moe_expert_weights *w, const int64_t *offsets,
+                          const float *xin, const float *save, const float *dout);
+
+// Activation and its derivative (exposed for tests): a = act(h) elementwise over n values.
+float moe_gelu(float u);
+float moe_gelu_grad(float u);
+float moe_silu(float u);
+float moe_silu_grad(float u);
+
+// ------------------------------------------------------------------------------ the layer
+
+typedef struct {
+    moe_router_params router;    // D, E, K and the routing strategy
+    int64_t F;                   // routed expert width
+    moe_activation act;          // of routed and shared experts
+    int ffn_bias;                // biases in routed and shared experts
+    int n_shared;                // shared experts (0: none)
+    int64_t Fs;                  // shared expert width
+    int shared_gate;             // sigmoid(x·ws) scales the shared output
+    int64_t T_max;               // workspace is sized for up to this many tokens per call
+} moe_layer_params;
+
+// Fills `out` from the schema (model.d_model, n_experts, top_k, expert_d_ff (0: d_ff, 0: 4·D),
+// activation, ffn_bias, n_shared_experts, shared_expert_d_ff (0: F), shared_expert_gate,
+// router_bias, and the router message). Fails with a message naming the field if n_experts < 1,
+// top_k not in 1..n_experts, or a size is not positive.
+struct Moe__ModelConfig;
+struct Moe__RouterConfig;
+moe_status moe_layer_params_from_config(moe_layer_params *out, const struct Moe__ModelConfig *m,
+                                        const struct Moe__RouterConfig *r, int64_t T_max);
+
+// Layer weights (and, with the same struct, their gradients).
+typedef struct {
+    float *wg;                   // (D, E) gate
+    float *bg;                   // (E) gate bias or NULL
+    moe_expert_weights experts;  // E routed experts, width F
+    moe_expert_weights shared;   // n_shared experts, width Fs (all NULL when none)
+    float *ws;                   // (D) shared-expert gate or NULL
+} moe_layer_weights;
+
+// One zeroed 64-byte-aligned block holding every tensor the params call for; free with
+// moe_layer_weights_free. Returns the number of floats.
+int64_t moe_layer_weights_alloc(const moe_layer_params *p, moe_layer_weights *w);
+void moe_layer_weights_free(moe_layer_weights *w);
+// Deterministic init for tests and benchmarks: uniform(-1/√fan_in, 1/√fan_in), biases too.
+void moe_layer_weights_init(const moe_layer_params *p, moe_layer_weights *w, uint64_t seed);
+// Views of the family params.
+moe_experts_params moe_layer_routed_params(const moe_layer_params *p);
+moe_experts_params moe_layer_shared_params(const moe_layer_params *p);
+
+typedef struct moe_layer moe_layer;   // params + plan + workspace
+
+moe_status moe_layer_create(const moe_layer_params *p, moe_layer **out);
+void moe_layer_free(moe_layer *L);
+
+// Forward: y (T, D) WRITTEN; stats may be NULL. x (T, D) must stay alive and unchanged until the
+// matching backward (it is not copied). balance_bias (E) or NULL. T <= T_max (MOE_ASSERT).
+void moe_layer_forward(moe_layer *L, float *y, moe_route_stats *stats, const float *x, int64_t T,
+                       const moe_layer_weights *w, const float *balance_bias,
+                       const moe_route_opts *opts);
+
+// Backward of the last forward: dx (T, D) and every gradient in grads ADDED. dy (T, D).
+void moe_layer_backward(moe_layer *L, float *dx, moe_layer_weights *grads, const float *dy,
+                        const moe_layer_weights *w);
+
+// The routing plan of the last forward (read-only view, owned by the layer).
+const moe_route_plan *moe_layer_plan(const moe_layer *L);
+
+// Wall-clock seconds of the phases of the last forward and backward (a few clock reads per call).
+typedef struct {
+    double router;     // gate GEMM, scoring, selection, plan (backward: router backward)
+    double permute;    // gather into expert order (backward: dL/dw, w·dy and the dx scatter-add)
+    double experts;    // grouped expert FFNs (GEMMs + activation)
+    double combine;    // weighted unpermute into y (backward: included in permute)
+    double shared;     // shared experts and their gate
+} moe_layer_phases;
+typedef struct {
+    moe_layer_phases fwd, bwd;
+} moe_layer_timing;
+const moe_layer_timing *moe_layer_timings(const moe_layer *L);
+
+// Seam helpers (used by the layer; the distributed layer will call them around the exchange).
+// permute: packed (R, D) written, packed[r] = x[row_token[r]].
+void moe_layer_permute(const moe_route_plan *plan, float *packed, const float *x, int64_t D);
+// unpermute: y (T, D) ADDED, y[t] += Σ_rows row_weight[r]·out[r] over the token's kept rows.
+void moe_layer_unpermute(const moe_route_plan *plan, float *y, const float *out, int64_t D);
+
+#endif

@@ -1,0 +1,158 @@
+// router.h: the manual of the router module — gate projection, scoring (softmax / sigmoid),
+// token-choice top-k (+ balancing bias, capacity, drops) and expert-choice selection, aux and z
+// losses with their gradients, the routing plan (a stable counting sort of the kept (token,
+// expert) pairs by expert) and the aux-loss-free bias update. Includes nothing but common/.
+//
+// Dimension letters: T tokens (this call), D model dim, E experts, K top-k, C capacity per expert,
+// R packed rows (kept (token, expert) pairs). Row-major everywhere: x (T, D) is x[t*D + d].
+//
+// Math (docs/routing.md is the long form; tests and the PyTorch golden test use exactly these):
+//   z = x·Wg (+ bg)                            Wg (D, E), bg (E) when gate_bias
+//   training with jitter > 0: z += N(0, jitter²) from a counter-based RNG keyed by
+//       (seed, token_base + t, e) — no hidden state; off when not training
+//   p = softmax(z) over E   or   p = sigmoid(z)
+//   token choice: top-K experts by p + b (b = balancing bias, selection only); ties: lower expert
+//       index wins. w = p_sel; if renormalize, w = p_sel / Σ_k p_sel; w *= routed_scaling.
+//       Capacity (cf > 0): C = ceil(cf·T·K/E); per expert keep the C pairs with highest p
+//       (ties: earlier token), drop the rest; weights are NOT renormalised after dropping.
+//   expert choice: p = softmax(z) (scoring ignored); C = min(T, ceil(cf'·T·K/E)), cf' = cf or 1
+//       when cf = 0; each expert takes its top-C tokens by p[:, e] (ties: lower token index);
+//       w = p[t, e] · routed_scaling (routed_scaling = 1 is the reference form).
+//   aux (token choice only): f_i = count_i/(T·K), count_i = selections BEFORE dropping;
+//       P_i = mean_t s_i(t), s = p (softmax) or p/Σ_j p_j per token (sigmoid);
+//       L_aux = α·E·Σ_i f_i·P_i, gradient through P only.
+//   z-loss: L_z = β·mean_t (logsumexp_j z_tj)²   (z after jitter, i.e. the logits used).
+// The caller adds L_aux and L_z to its loss; moe_router_backward adds their gradient with
+// coefficient 1 (i.e. as if the caller's loss were L_task + L_aux + L_z).
+#ifndef MOE_ROUTER_H
+#define MOE_ROUTER_H
+
+#include "moe-common.h"
+
+typedef enum { MOE_SCORE_SOFTMAX = 0, MOE_SCORE_SIGMOID = 1 } moe_scoring;        // = proto enum values
+typedef enum { MOE_ROUTE_TOKEN_CHOICE = 0, MOE_ROUTE_EXPERT_CHOICE = 1 } moe_route_strategy;
+
+// By-value router configuration (fill with moe_layer_params_from_config in experts.h, or by hand).
+typedef struct {
+    int64_t D;                   // model dim
+    int E;                       // routed experts (>= 1)
+    int K;                       // top-k (1 <= K <= E)
+    moe_scoring scoring;
+    moe_route_strategy strategy;
+    int renormalize;             // token choice: selected weights rescaled to sum 1 per token
+    int gate_bias;               // a learned bias bg (E) in the gate projection
+    double capacity_factor;      // cf; 0: dropless (token choice) / cf = 1 (expert choice)
+    double aux_loss_coef;        // α
+    double z_loss_coef;          // β
+    double jitter;               // std of the logit noise, training only; 0: off
+    double routed_scaling;       // combine weights multiplied by this (1: none)
+} moe_router_params;
+
+// Per-call options. NULL means evaluation (no jitter), seed 0, token_base 0.
+typedef struct {
+    int training;                // jitter only when nonzero
+    uint64_t seed;               // jitter stream; the caller folds in step and layer
+    int64_t token_base;          // global index of token 0 of this call (same noise at any layout)
+} moe_route_opts;
+
+// Capacity per expert for T tokens (0 for dropless token choice). Expert choice: min(T, C).
+int64_t moe_router_capacity(const moe_router_params *p, int64_t T);
+// Upper bound on the packed rows R for T tokens: T·K (token choice, any cf), E·C (expert choice).
+int64_t moe_router_max_rows(const moe_router_params *p, int64_t T);
+
+// The routing plan and the router activations kept for backward. All arrays are owned by the
+// plan (allocated once by moe_route_plan_create for up to T_max tokens; no allocation per call).
+//
+// Packed-row layout (the seam for dispatch/combine): rows are grouped by expert, expert e owns
+// rows [offsets[e], offsets[e+1]); inside an expert rows are in increasing token order (a stable
+// counting sort of the kept pairs by expert). row_token[r] is the token whose x row is copied
+// into packed row r; row_weight[r] its combine weight. The inverse map is per token (CSR):
+// token t's kept rows are tok_rows[tok_offsets[t] .. tok_offsets[t+1]) — token choice in the
+// order of its top-k slots (best first), expert choice in increasing expert order. So
+//   permute:   packed[r]  = x[row_token[r]]
+//   unpermute: y[t]      += Σ_{j in tok} row_weight[tok_rows[j]] · out[tok_rows[j]]
+typedef struct {
+    int64_t T_max;               // capacity of the arrays below
+    int E, K;
+    // --- filled by each forward
+    int64_t T;                   // tokens of the last forward
+    int64_t C;                   // capacity used (0: dropless)
+    int64_t n_rows;              // R = Σ counts = kept pairs
+    float *logits;               // (T_max, E) z actually scored (after bias and jitter)
+    float *probs;                // (T_max, E) p
+    int32_t *sel_expert;         // (T_max, K) token choice: chosen experts, best (p+b) first
+    float *sel_weight;           // (T_max, K) token choice: combine weight w (before dropping)
+    int32_t *sel_row;            // (T_max, K) token choice: packed row of the pair, -1 if dropped
+    int64_t *sel_counts;         // (E) pairs chosen per expert BEFORE capacity dropping
+    int64_t *counts;             // (E) kept rows per expert
+    int64_t *offsets;            // (E+1) exclusive prefix sum of counts
+    int32_t *row_token;          // (R_max) token of each packed row
+    int32_t *row_slot;           // (R_max) token choice: top-k slot of the row; expert choice: -1
+    float *row_weight;           // (R_max) combine weight of each packed row
+    int64_t *tok_offsets;        // (T_max+1) CSR offsets of the inverse map
+    int32_t *tok_rows;           // (R_max) packed rows of each token
+    float *aux_dscore;           // (E) dL_aux/ds_i(t), the same for every token: α·E·f_i/T.
+                                 // A distributed caller may overwrite it with the global value.
+    double *score_sum;           // (E) Σ_t s_i(t) (P_i·T), for a global aux loss
+    double loss_T;               // tokens the z-loss mean divides by in backward: T after forward;
+                                 // a distributed caller may set the global count (with aux_dscore)
+    // --- scratch (selection and sort); not part of the plan's meaning
+    int32_t *scratch_i;          // (max(T_max·K, T_max·E) + E + 1) selection / sort scratch
+    void *scratch_sort;          // (max(T_max·K, T_max)) {score, token, pair} records for capacity
+    float *dprobs;               // (T_max, E) backward scratch
+    float *dlogits;              // (T_max, E) backward scratch
+} moe_route_plan;
+
+moe_status moe_route_plan_create(const moe_router_params *p, int64_t T_max, moe_route_plan **out);
+void moe_route_plan_free(moe_route_plan *plan);
+
+// Load statistics of one forward. tokens_per_expert / selected_per_expert point into the plan.
+typedef struct {
+    const int64_t *tokens_per_expert;    // (E) kept rows per expert (the expert compute)
+    const int64_t *selected_per_expert;  // (E) token choice: pairs chosen before dropping
+    int64_t selected;          // pairs chosen: T·K (token choice), E·C (expert choice)
+    int64_t kept;              // Σ tokens_per_expert
+    int64_t dropped;           // selected − kept (token choice), 0 for expert choice
+    int64_t unrouted;          // tokens with no kept pair
+    double max_over_mean;      // max_i load_i / mean_i load_i, load = selected_per_expert
+    double cv;                 // population std / mean of the same loads
+    double entropy;            // mean_t −Σ_j q_tj ln q_tj, q = p (softmax) or p/Σp (sigmoid), nats
+    double aux_loss;           // L_aux (0 for expert choice)
+    double z_loss;             // L_z
+} moe_route_stats;
+
+// Router forward: gate GEMM, scoring, selection, capacity, plan, losses and stats.
+//   x (T, D), wg (D, E), bg (E) or NULL, balance_bias (E) or NULL (b; token-choice selection
+//   only, ignored by expert choice).
+// T <= plan->T_max (MOE_ASSERT). stats may be NULL.
+void moe_router_forward(const moe_router_params *p, moe_route_plan *plan, moe_route_stats *stats,
+                        const float *x, const float *wg, const float *bg,
+                        const float *balance_bias, int64_t T, const moe_route_opts *opts);
+
+// Router backward. drow_weight (R): dLoss/d row_weight[r] for each packed row of the last forward
+// (the layer computes it as dot(dy[t], expert_out[r])). Adds the gradients of the combine
+// weights, of L_aux (through P) and of L_z, through the scoring, into
+//   dx (T, D) (may be NULL), dwg (D, E), dbg (E) (NULL when no gate bias).
+void moe_router_backward(const moe_router_params *p, moe_route_plan *plan,
+                         const float *drow_weight, const float *x, const float *wg,
+                         float *dx, float *dwg, float *dbg);
+
+// Pieces, exposed for tests and the reference implementation ------------------------------------
+
+// Scoring: probs (T, E) written from logits (T, E) (may alias for in-place).
+void moe_router_score(moe_scoring s, const float *logits, float *probs, int64_t T, int E);
+// dlogits (T, E) += J_score^T · dprobs (T, E).
+void moe_router_score_backward(moe_scoring s, const float *probs, const float *dprobs,
+                               float *dlogits, int64_t T, int E);
+// Top-K of v (E) with ties to the lower index: idx (K) best first.
+void moe_router_topk(const float *v, int E, int K, int32_t *idx);
+// The jitter noise N(0,1) for (seed, token, expert): counter-based, pure.
+float moe_router_noise(uint64_t seed, int64_t token, int expert);
+// L_z for logits (T, E); if dlogits != NULL adds its gradient (coef β).
+double moe_router_z_loss(const float *logits, int64_t T, int E, double beta, float *dlogits);
+
+// Aux-loss-free balancing (DeepSeek-V3): bias[i] += gamma·sign(mean_load − load[i]), load (E)
+// are (global) selection counts of the step. Not touched by the optimizer.
+void moe_router_update_bias(float *bias, const int64_t *load, int E, double gamma);
+
+#endif
