@@ -1,0 +1,380 @@
+#!/usr/bin/python3
+# test_train_runs.py: end-to-end tests of `moe train` / `moe eval` — each scenario launches mpirun
+# several times on a tiny model and the default corpus, then checks the metrics (loss curves,
+# grad norms, skipped steps) and the checkpoints (tensor by tensor with test_train_ckcmp).
+#   test_train_runs.py SCENARIO --moe BIN --ckcmp BIN --mpirun MPIEXEC --work DIR
+# Scenarios: layout gradnorm resume reshard preempt nonfinite errors learn. Exit 1 on failure,
+# printing expected vs got.
+import argparse, json, math, os, shutil, signal, subprocess, sys, time
+
+TINY = {
+    "name": "train-test",
+    "model": {"vocab_size": 256, "d_model": 32, "n_layers": 3, "n_heads": 4, "n_kv_heads": 2,
+              "d_ff": 64, "n_experts": 4, "top_k": 2, "expert_d_ff": 32, "first_dense_layers": 1,
+              "n_shared_experts": 1, "shared_expert_d_ff": 16, "qk_norm": "per_head"},
+    "router": {"aux_loss_coef": 0.01, "z_loss_coef": 0.001, "capacity_factor": 0,
+               "bias_update_rate": 0.001, "jitter": 0.01},
+    "train": {"global_batch": 8, "seq_len": 16, "steps": 20, "warmup_steps": 4, "lr": 0.003,
+              "log_interval": 10, "eval_interval": 10, "eval_batches": 2,
+              "checkpoint_interval": 10, "keep_checkpoints": 5},
+    "data": {"val_fraction": 0.1},
+}
+
+A = None
+FAILS = []
+
+
+def fail(msg):
+    print("FAIL " + msg)
+    FAILS.append(msg)
+
+
+def write_config(name, cfg):
+    path = os.path.join(A.work, name + ".json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    return path
+
+
+def run(np_, cfg_path, out, sets=(), resume=None, env=None, expect=0, cmd="train", extra=()):
+    args = [A.mpirun, "--allow-run-as-root", "--oversubscribe", "-np", str(np_), A.moe, cmd]
+    if cmd == "train":
+        args += [cfg_path, "--set", "out_dir=" + out]
+    for s in sets:
+        args += ["--set", s]
+    if resume:
+        args += ["--resume", resume]
+    args += list(extra)
+    e = dict(os.environ)
+    e.update(env or {})
+    t0 = time.time()
+    p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=e)
+    dt = time.time() - t0
+    tag = "np%d %s %s" % (np_, " ".join(sets), ("--resume " + resume) if resume else "")
+    print("$ %s  [%.1fs, exit %d]" % (" ".join(args[5:]), dt, p.returncode))
+    if p.returncode != expect:
+        print(p.stdout[-3000:])
+        fail("%s: exit code expected %d got %d" % (tag, expect, p.returncode))
+    return p
+
+
+def metrics(out):
+    recs = {}
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        for line in f:
+            r = json.loads(line)
+            recs[r["step"]] = r
+    return recs
+
+
+def ckpt(out, step):
+    return os.path.join(out, "checkpoints", "step_%08d" % step)
+
+
+def ckcmp(a, b, *rule):
+    p = subprocess.run([A.ckcmp, a, b] + list(rule), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    print(p.stdout.rstrip())
+    if p.returncode != 0:
+        fail("checkpoints %s vs %s differ (%s)" % (a, b, " ".join(rule)))
+
+
+def close(a, b, rel):
+    return abs(a - b) <= rel * max(abs(a), abs(b), 1e-12)
+
+
+def cfg_with(**train):
+    c = json.loads(json.dumps(TINY))
+    c["train"].update(train)
+    return c
+
+
+# ------------------------------------------------------------------ scenarios
+
+def layout():
+    """np1/EP1, np2/EP2, np4/EP2xEDP2, np4/EP4: same losses (rel 1e-4) and final parameters.
+    Dropless routing: then only float summation order differs between layouts. With capacity
+    dropping (second pass) a token at the capacity boundary can flip under that reordering, so
+    only the loss curve is compared there."""
+    for variant, sets, compare_params in [("dropless", [], True),
+                                          ("capacity", ["router.capacity_factor=1.25"], False)]:
+        cfg = write_config("layout-" + variant, cfg_with())
+        runs = [(1, 1), (2, 2), (4, 2), (4, 4)]
+        outs = {}
+        for np_, ep in runs:
+            out = os.path.join(A.work, "layout-%s-np%d-ep%d" % (variant, np_, ep))
+            shutil.rmtree(out, ignore_errors=True)
+            run(np_, cfg, out, ["parallel.ep_size=%d" % ep] + sets)
+            outs[(np_, ep)] = out
+        ref = metrics(outs[(1, 1)])
+        # Invariant of every record: per MoE layer, kept pairs + dropped = global tokens x top_k.
+        want = TINY["train"]["global_batch"] * TINY["train"]["seq_len"] * TINY["model"]["top_k"]
+        for key in runs:
+            for step, r in metrics(outs[key]).items():
+                for L in r["layers"]:
+                    got = sum(L["tokens_per_expert"]) + L["dropped"]
+                    if got != want:
+                        fail("layout %s np%d/ep%d step %d layer %d: kept + dropped expected %d got %d"
+                             % ((variant,) + key + (step, L["layer"], want, got)))
+        for key in runs[1:]:
+            m = metrics(outs[key])
+            worst = 0.0
+            for step in range(1, 21):
+                a, b = ref[step]["loss"], m[step]["loss"]
+                worst = max(worst, abs(a - b) / abs(a))
+                if not close(a, b, 1e-4):
+                    fail("layout %s np%d/ep%d step %d loss: expected %.8g (np1) got %.8g" %
+                         ((variant,) + key + (step, a, b)))
+            for step in (10, 20):
+                a, b = ref[step]["val_loss"], m[step]["val_loss"]
+                if not close(a, b, 1e-4):
+                    fail("layout %s np%d/ep%d step %d val_loss: expected %.8g got %.8g" %
+                         ((variant,) + key + (step, a, b)))
+            print("layout %s np%d/ep%d: 20 losses within rel %.2e of np1 (limit 1e-4)" %
+                  ((variant,) + key + (worst,)))
+            if compare_params:
+                # Parameters, Adam moments and balancing biases: atol 1e-5 + rtol 1e-3 (float
+                # summation order; Adam's normalised steps amplify it where gradients are ~0).
+                ckcmp(ckpt(outs[(1, 1)], 20), ckpt(outs[key], 20), "--tol", "1e-5", "1e-3")
+
+
+def gradnorm():
+    """The global gradient norm of step 1 at EP=2 (and EP=2×EDP=2) equals EP=1."""
+    cfg = write_config("gradnorm", cfg_with(steps=2, warmup_steps=1, eval_interval=0, checkpoint_interval=0))
+    norms = {}
+    for np_, ep in [(1, 1), (2, 2), (4, 2)]:
+        out = os.path.join(A.work, "gradnorm-np%d-ep%d" % (np_, ep))
+        shutil.rmtree(out, ignore_errors=True)
+        run(np_, cfg, out, ["parallel.ep_size=%d" % ep])
+        norms[(np_, ep)] = metrics(out)[1]["grad_norm"]
+    for key, v in norms.items():
+        ok = close(norms[(1, 1)], v, 1e-5)
+        print("%s grad_norm np%d/ep%d: expected %.9g got %.9g (rel 1e-5)" %
+              ("ok  " if ok else "FAIL", key[0], key[1], norms[(1, 1)], v))
+        if not ok:
+            fail("grad norm at np%d/ep%d" % key)
+
+
+def resume():
+    """20 steps straight vs the step-10 checkpoint resumed by a new process: bitwise equal."""
+    cfg = write_config("resume", cfg_with())
+    a = os.path.join(A.work, "resume-straight")
+    b = os.path.join(A.work, "resume-split")
+    for d in (a, b):
+        shutil.rmtree(d, ignore_errors=True)
+    run(2, cfg, a, ["parallel.ep_size=2"])
+    run(2, cfg, b, ["parallel.ep_size=2"], resume=ckpt(a, 10))
+    ma, mb = metrics(a), metrics(b)
+    for step in range(11, 21):
+        if ma[step]["loss"] != mb[step]["loss"] or ma[step]["grad_norm"] != mb[step]["grad_norm"]:
+            fail("resume step %d loss: expected %r got %r" % (step, ma[step]["loss"], mb[step]["loss"]))
+    print("resume: losses of steps 11..20 bitwise equal" if not FAILS else "resume: losses differ")
+    ckcmp(ckpt(a, 20), ckpt(b, 20), "--exact")
+
+
+def reshard():
+    """A step-10 checkpoint of np4/EP4 resumed at np2/EP2 and np1: the same step-11 loss."""
+    cfg = write_config("reshard", cfg_with())
+    src = os.path.join(A.work, "reshard-np4")
+    shutil.rmtree(src, ignore_errors=True)
+    run(4, cfg, src, ["parallel.ep_size=4"])
+    want = metrics(src)[11]["loss"]
+    for np_, ep in [(2, 2), (1, 1), (4, 2)]:
+        out = os.path.join(A.work, "reshard-to-np%d-ep%d" % (np_, ep))
+        shutil.rmtree(out, ignore_errors=True)
+        run(np_, cfg, out, ["parallel.ep_size=%d" % ep, "train.steps=20"], resume=ckpt(src, 10))
+        got = metrics(out)[11]["loss"]
+        ok = close(want, got, 1e-5)
+        print("%s reshard np4/ep4 -> np%d/ep%d step 11 loss: expected %.9g got %.9g (rel 1e-5)" %
+              ("ok  " if ok else "FAIL", np_, ep, want, got))
+        if not ok:
+            fail("reshard to np%d/ep%d" % (np_, ep))
+    # moe eval of the same checkpoint agrees at every world size.
+    vals = []
+    for np_ in (1, 2):
+        p = run(np_, None, None, cmd="eval", extra=["--checkpoint", ckpt(src, 20)])
+        line = [l for l in p.stdout.splitlines() if l.startswith("val_loss")]
+        vals.append(float(line[0].split()[1]) if line else float("nan"))
+    want = metrics(src)[20]["val_loss"]
+    for np_, v in zip((1, 2), vals):
+        ok = close(want, v, 1e-5)
+        print("%s moe eval np%d: expected %.6f (training's val_loss) got %.6f" %
+              ("ok  " if ok else "FAIL", np_, want, v))
+        if not ok:
+            fail("moe eval at np%d" % np_)
+
+
+def preempt():
+    """SIGUSR1 mid-run at np2 -> exit 75 + checkpoint; --resume latest -> same final params."""
+    cfg = write_config("preempt", cfg_with(steps=30, checkpoint_interval=0))
+    ref = os.path.join(A.work, "preempt-ref")
+    out = os.path.join(A.work, "preempt-run")
+    for d in (ref, out):
+        shutil.rmtree(d, ignore_errors=True)
+    run(2, cfg, ref, ["parallel.ep_size=2"])
+    # In-process signal on rank 1 only at step 12: both ranks must agree to stop after it.
+    run(2, cfg, out, ["parallel.ep_size=2"], env={"MOE_TRAIN_TEST_SIGNAL_STEP": "12:1"}, expect=75)
+    if not os.path.isdir(ckpt(out, 13)):
+        fail("preempt: no checkpoint step_00000013 after the signal at step 12 (index 0-based)")
+    # A record written after the checkpoint by a run that died must not appear twice.
+    with open(os.path.join(out, "metrics.jsonl"), "a") as f:
+        f.write('{"step":14,"loss":0.0}\n')
+    run(2, cfg, out, ["parallel.ep_size=2"], resume="latest")
+    ckcmp(ckpt(ref, 30), ckpt(out, 30), "--exact")
+    steps = [json.loads(l)["step"] for l in open(os.path.join(out, "metrics.jsonl"))]
+    if steps != list(range(1, 31)):
+        fail("preempt: metrics steps after resume: expected 1..30 once each, got %s" % steps)
+    else:
+        print("ok   preempt: metrics.jsonl holds steps 1..30 once each after the resume")
+    # A real SIGUSR1 sent to mpirun (forwarded to the ranks) on a long run.
+    live = os.path.join(A.work, "preempt-live")
+    shutil.rmtree(live, ignore_errors=True)
+    cfg2 = write_config("preempt-live", cfg_with(steps=100000, checkpoint_interval=0, eval_interval=0))
+    args = [A.mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "2", A.moe, "train", cfg2,
+            "--set", "out_dir=" + live, "--set", "parallel.ep_size=2"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    mpath = os.path.join(live, "metrics.jsonl")
+    t0 = time.time()
+    while time.time() - t0 < 60:
+        if os.path.exists(mpath) and sum(1 for _ in open(mpath)) >= 5:
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGUSR1)
+    try:
+        outp, _ = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        outp, _ = p.communicate()
+        fail("preempt: mpirun did not stop within 60 s of SIGUSR1")
+    print("$ mpirun ... (SIGUSR1 after 5 steps)  [exit %d]" % p.returncode)
+    if p.returncode != 75:
+        print(outp[-2000:])
+        fail("preempt: real SIGUSR1: exit expected 75 got %d" % p.returncode)
+    latest = os.path.join(live, "checkpoints", "LATEST")
+    if not os.path.exists(latest):
+        fail("preempt: real SIGUSR1: no checkpoints/LATEST")
+    else:
+        print("ok   real SIGUSR1: exit 75, LATEST -> " + open(latest).read().strip())
+
+
+def nonfinite():
+    """A NaN gradient on one rank skips the step on all ranks; too many in a row stop with exit 1."""
+    cfg = write_config("nonfinite", cfg_with())
+    out = os.path.join(A.work, "nonfinite-once")
+    shutil.rmtree(out, ignore_errors=True)
+    run(2, cfg, out, ["parallel.ep_size=2"], env={"MOE_TRAIN_TEST_NAN_STEP": "4:1"})
+    m = metrics(out)
+    got = [m[s]["skipped_steps"] for s in (4, 5, 20)]
+    if got != [0, 1, 1]:
+        fail("nonfinite: skipped_steps at steps 4, 5, 20: expected [0, 1, 1] got %s" % got)
+    else:
+        print("ok   nonfinite: step 5 skipped on both ranks, training went on (loss %.4f at 20)" %
+              m[20]["loss"])
+    out = os.path.join(A.work, "nonfinite-stop")
+    shutil.rmtree(out, ignore_errors=True)
+    p = run(2, cfg, out, ["parallel.ep_size=2", "train.max_nonfinite_steps=3"],
+            env={"MOE_TRAIN_TEST_NAN_STEP": "12:0+"}, expect=1)
+    if "consecutive non-finite" not in p.stdout:
+        fail("nonfinite: no clear message about consecutive non-finite steps")
+    latest = open(os.path.join(out, "checkpoints", "LATEST")).read().strip()
+    if not latest.endswith("step_00000010"):
+        fail("nonfinite: LATEST expected step_00000010 got %s" % latest)
+    ins = subprocess.run([A.moe, "inspect", ckpt(out, 10)], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    if ins.returncode != 0:
+        fail("nonfinite: the last good checkpoint does not verify: " + ins.stdout[-500:])
+    else:
+        print("ok   nonfinite: stopped with exit 1 after 4 bad steps; step 10 checkpoint verifies")
+
+
+def errors():
+    """Bad layouts, configs and checkpoints: clear message, right exit code, no hang."""
+    cfg = write_config("errors", cfg_with())
+    out = os.path.join(A.work, "errors")
+    shutil.rmtree(out, ignore_errors=True)
+    cases = [
+        (2, ["parallel.ep_size=3"], 2, "ep"),
+        (4, ["parallel.ep_size=8"], 2, "ep"),
+        (2, ["train.global_batch=7"], 2, "global_batch"),
+        (2, ["model.norm=layernorm"], 2, "rmsnorm"),
+        (2, ["model.kv_lora_rank=16"], 2, "kv_lora_rank"),
+        (2, ["data.path=" + os.path.join(A.work, "no-such-file")], None, "no-such-file"),
+    ]
+    for np_, sets, code, word in cases:
+        p = run(np_, cfg, out, sets, expect=code if code is not None else 1)
+        if code is None and p.returncode in (0,):
+            fail("missing data file accepted")
+        if word not in p.stdout:
+            fail("%s: message does not mention %r: %s" % (sets, word, p.stdout[-400:]))
+    # A corrupt checkpoint is refused with exit 3.
+    good = os.path.join(A.work, "errors-good")
+    shutil.rmtree(good, ignore_errors=True)
+    run(1, cfg, good, ["train.steps=10"])
+    d = ckpt(good, 10)
+    victim = sorted(f for f in os.listdir(d) if f != "manifest.pb")[0]
+    with open(os.path.join(d, victim), "r+b") as f:
+        f.seek(100)
+        b = f.read(1)
+        f.seek(100)
+        f.write(bytes([b[0] ^ 0xFF]))
+    p = run(2, cfg, os.path.join(A.work, "errors-resume"), ["parallel.ep_size=2"], resume=d, expect=3)
+    print("ok   errors: layouts, unsupported features, bad data and a corrupt checkpoint refused"
+          if not FAILS else "errors: see above")
+
+
+def unigram_entropy(path, val_fraction):
+    data = open(path, "rb").read()
+    train = data[: len(data) - int(len(data) * val_fraction)]
+    counts = [0] * 256
+    for b in train:
+        counts[b] += 1
+    n = float(len(train))
+    return -sum(c / n * math.log(c / n) for c in counts if c)
+
+
+def learn():
+    """On the default corpus the validation loss falls well below the unigram entropy."""
+    c = json.loads(json.dumps(TINY))
+    c["model"].update({"d_model": 64, "n_layers": 2, "n_heads": 4, "d_ff": 128, "expert_d_ff": 64,
+                       "first_dense_layers": 0})
+    c["train"].update({"global_batch": 16, "seq_len": 64, "steps": 300, "warmup_steps": 20,
+                       "lr": 0.004, "log_interval": 50, "eval_interval": 100, "eval_batches": 4,
+                       "checkpoint_interval": 0})
+    cfg = write_config("learn", c)
+    out = os.path.join(A.work, "learn")
+    shutil.rmtree(out, ignore_errors=True)
+    p = run(2, cfg, out, ["parallel.ep_size=2"])
+    print("\n".join(l for l in p.stdout.splitlines() if l.startswith("step")))
+    h = unigram_entropy(os.path.join(out, "default-corpus.txt"), 0.1)
+    m = metrics(out)
+    val = m[300]["val_loss"]
+    first = m[1]["loss"]
+    ok = val < h - 0.5
+    print("%s learn: validation loss %.4f nats after 300 steps (first step loss %.4f) vs unigram "
+          "entropy %.4f nats of the corpus; required below %.4f" %
+          ("ok  " if ok else "FAIL", val, first, h, h - 0.5))
+    if not ok:
+        fail("learn: val_loss %.4f not below unigram entropy %.4f - 0.5" % (val, h))
+
+
+def main():
+    global A
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scenario")
+    ap.add_argument("--moe", required=True)
+    ap.add_argument("--ckcmp", required=True)
+    ap.add_argument("--mpirun", required=True)
+    ap.add_argument("--work", required=True)
+    A = ap.parse_args()
+    A.work = os.path.abspath(os.path.join(A.work, A.scenario))
+    os.makedirs(A.work, exist_ok=True)
+    globals()[A.scenario]()
+    if FAILS:
+        print("test_train_runs %s: %d check(s) FAILED" % (A.scenario, len(FAILS)))
+        return 1
+    print("test_train_runs %s: all checks passed" % A.scenario)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+// model.h: the sparse decoder-only transformer assembled from nn.h kernels and the MoE layer —
+// a parameter table over one allocation per family (params, grads, Adam m, v), deterministic
+// layout-independent initialisation, forward and backward over this rank's slice of the batch.
+// Trade-off: every activation of every layer is kept for backward (no recomputation); at the
+// sizes this project trains (S <= 256, a few sequences per rank) that is a few MiB per layer.
+//
+// Letters: Bl sequences of this rank, S seq_len, T = Bl·S tokens, D, V, H, Hkv, Dh, L layers,
+// E experts, El = E/EP local experts. The math is docs/model.md; the loop around it trainer/train.c.
+#ifndef MOE_MODEL_H
+#define MOE_MODEL_H
+
+#include "comm.h"
+#include "experts.h"
+#include "moe-common.h"
+#include "moe.pb-c.h"
+
+// Where this rank sits. Filled from a moe_comm by moe_model_layout_of, or by hand (tests,
+// accounting) for a layout that is not actually running.
+typedef struct {
+    int world, world_rank;
+    int ep, ep_rank, edp_rank;
+} moe_model_layout;
+moe_model_layout moe_model_layout_of(const moe_comm *c); // c NULL: a single process
+
+// Parameter groups for metrics (weight norm, grad norm, update ratio per group).
+typedef enum {
+    MOE_GROUP_EMBEDDINGS = 0, MOE_GROUP_ATTENTION, MOE_GROUP_NORMS, MOE_GROUP_ROUTER,
+    MOE_GROUP_DENSE_FFN, MOE_GROUP_HEAD, MOE_GROUP_N_FIXED
+    // then "experts.<l>" and "shared.<l>" for every MoE layer l (see moe_model.group_names)
+} moe_model_group;
+
+// One tensor of the table. Expert tensors have one entry per local expert (global id `expert`),
+// all in the expert region [n_dense, n_params) of the family buffers; dense tensors lie in
+// [0, n_dense). Checkpoint key: (name, layer, expert).
+typedef struct {
+    char name[48];        // "layers.3.attn.wq", "layers.2.experts.w1", "wte", "head"
+    int layer;            // -1: not per layer
+    int expert;           // global expert id; -1: not an expert tensor
+    int ndim;             // 1 or 2
+    int64_t shape[2];
+    int64_t offset, n;    // floats into params/grads/adam_m/adam_v
+    int decay;            // AdamW weight decay (matrices, embeddings), 0 for norms and biases
+    int group;            // index into group_names
+} moe_model_tensor;
+
+// Per MoE layer routing statistics of the last forward, over the GLOBAL batch.
+typedef struct {
+    int layer;
+    int64_t *selected;    // (E) pairs chosen per expert before capacity dropping
+    int64_t *kept;        // (E) pairs computed per expert
+    int64_t tokens, dropped, unrouted;
+    double max_over_mean, cv, entropy, aux, z;
+} moe_model_layer_stats;
+
+typedef struct moe_model_ffn moe_model_ffn; // a MoE FFN behind one internal interface (model.c)
+
+typedef struct {
+    Moe__ModelConfig *mc;          // the model shape (owned copy)
+    Moe__RouterConfig *rc;         // routing (owned copy)
+    moe_model_layout lay;
+    const moe_comm *comm;          // NULL: single process
+    int64_t V, D, H, Hkv, Dh, F, L, S, Bl, T; // T = Bl·S (0 when created for parameters only)
+    int E, K, El, first_expert, n_moe, rope, learned_pos, qk_norm, tied;
+    int *moe_index;                // (L) index among MoE layers, -1 for a dense layer
+
+    // Parameter table and families.
+    int n_tensors;
+    moe_model_tensor *tensors;     // (n_tensors) dense first, then expert slices
+    int64_t n_dense, n_params;     // floats: dense region [0, n_dense), experts [n_dense, n_params)
+    float *params, *grads, *adam_m, *adam_v; // (n_params) each, one allocation per family
+    float *balance_bias;           // (n_moe, E) aux-loss-free bias (state, not a parameter)
+    int n_groups;
+    char (*group_names)[24];       // (n_groups)
+    int64_t expert_params;         // parameters of one routed expert (matrices and biases)
+    int64_t dense_active;          // parameters every token uses (all but routed experts)
+
+    // Per-step results (filled by forward).
+    moe_model_layer_stats *stats;  // (n_moe)
+    double exchange_seconds;       // in all-to-alls and routing-statistics all-reduces, last fwd+bwd
+
+    // Internals (model.c).
+    void *priv;
+} moe_model;
+
+// Refuses what `moe params` can count but this trainer does not implement (layernorm, full
+// qk-norm, multi-head latent attention, LoRA, odd head_dim with RoPE, ...), naming the field and
+// what to set. MOE_EINVAL.
+moe_status moe_model_check(const Moe__Config *cfg);
+
+// Builds the table and the families for `lay` and initialises parameters (docs/model.md, keyed by
+// (tensor, global expert id) from train.seed: identical for every layout). B_local sequences of
+// train.seq_len per forward; B_local = 0 builds parameters only (no activations, no forward).
+// comm may be NULL only when lay.world == 1.
+moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
+                            const moe_comm *comm, int64_t B_local, moe_model **out);
+void moe_model_free(moe_model *m); // NULL-safe
+
+// Loss parts of one forward: ce is this rank's mean over its T tokens; aux and z are the global
+// router losses (summed over MoE layers). The global loss is mean_ranks(ce) + aux + z.
+typedef struct {
+    double ce, aux, z;
+} moe_model_loss;
+
+// Forward over tokens (Bl, S+1) (inputs [0, S), targets [1, S+1)). training = 1 prepares backward
+// (dlogits) and enables jitter, keyed by (seed, step, layer, global token index); token_base =
+// global index of this rank's first token. Collective over the world (routing statistics) when
+// the model has MoE layers and W > 1.
+moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, uint64_t seed,
+                             int64_t step, int64_t token_base, moe_model_loss *loss);
+// Backward of the last training forward: grads ADDED (zero them first with moe_model_zero_grads).
+// The gradient is that of this rank's loss ce + W·(its share of aux, z), so that
+// moe_comm_sync_grads (sum / W) yields the gradient of the global loss for every layout.
+moe_status moe_model_backward(moe_model *m);
+void moe_model_zero_grads(moe_model *m);
+
+// Seconds the MoE layers spent in exposed communication during the last forward+backward:
+// all-to-all exchanges and routing-statistics all-reduces (the EP layer's `exchange` phases).
+double moe_model_exchange_seconds(const moe_model *m);
+
+#endif
