@@ -196,6 +196,20 @@ moe_status moe_comm_combine(moe_comm_plan *plan, const void *back, void *ret,
 // against it.
 moe_status moe_comm_exchange_raw(moe_comm_plan *plan, moe_comm_dir dir, size_t row_bytes,
                                  const void *send, void *recv);
+// Progresses the chunks of the exchange in flight (MPI_Testall on their requests; a no-op when
+// none is). Open MPI advances a nonblocking collective only inside MPI calls, so a chunk callback
+// that computes for long calls this between pieces of work (e.g. per expert GEMM) to let chunk
+// c+1 move meanwhile. Call it only from inside on_chunk (or with no exchange running).
+moe_status moe_comm_plan_progress(moe_comm_plan *plan);
+// Split-phase chunks, for a caller that pipelines two exchanges (dispatch chunk c+1 in flight
+// while the combine of chunk c goes back, both behind compute): post slice `chunk` of every peer
+// block in direction dir (MPI_Ialltoallv; the same slicing as moe_comm_exchange, so REVERSE chunk
+// c carries exactly the rows FORWARD chunk c brought), then wait for it. Each (dir, chunk) may be
+// in flight once; every rank must post in the same order. Flat exchange only: not with a
+// hierarchical plan whose group spans nodes (MOE_ASSERT). moe_comm_plan_progress advances them.
+moe_status moe_comm_chunk_post(moe_comm_plan *plan, moe_comm_dir dir, size_t row_bytes,
+                               const void *send, void *recv, int chunk);
+moe_status moe_comm_chunk_wait(moe_comm_plan *plan, moe_comm_dir dir, int chunk);
 // Rows of chunk `chunk` received from peer p in direction dir: [*first, *first + *n) of recv.
 void moe_comm_chunk_range(const moe_comm_plan *plan, moe_comm_dir dir, int chunk, int peer,
                           int64_t *first, int64_t *n);

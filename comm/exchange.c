@@ -141,13 +141,15 @@ moe_status moe_comm_plan_create(moe_comm *c, const moe_comm_plan_params *p, moe_
     pl->send_off = moe_xcalloc(P + 1, sizeof(int64_t));
     pl->recv_off = moe_xcalloc(P + 1, sizeof(int64_t));
     pl->expert_off = moe_xcalloc(El + 1, sizeof(int64_t));
-    pl->chunk_arr = moe_xcalloc((size_t)p->n_chunks * 4 * P, sizeof(int));
-    pl->reqs = moe_xcalloc((size_t)p->n_chunks, sizeof(MPI_Request));
+    // Chunk slots: [0, nc) for moe_comm_exchange, then nc per direction for the split-phase
+    // moe_comm_chunk_post / moe_comm_chunk_wait (two exchanges in flight at once).
+    pl->chunk_arr = moe_xcalloc((size_t)p->n_chunks * 3 * 4 * P, sizeof(int));
+    pl->reqs = moe_xcalloc((size_t)p->n_chunks * 3, sizeof(MPI_Request));
     pl->row_pair_start = moe_xcalloc((size_t)p->max_recv_rows + 1, sizeof(int64_t));
     pl->row_pairs = moe_xcalloc((size_t)pl->max_pairs + 1, sizeof(int64_t));
     pl->pair_w = moe_xcalloc((size_t)pl->max_pairs + 1, sizeof(float));
     pl->cursor = moe_xcalloc(P * El + P, sizeof(int64_t));
-    for (int i = 0; i < p->n_chunks; i++)
+    for (int i = 0; i < 3 * p->n_chunks; i++)
         pl->reqs[i] = MPI_REQUEST_NULL;
     size_t sizes[2] = {p->token_bytes, pl->wire_bytes};
     for (int i = 0; i < 2; i++) {
@@ -343,6 +345,40 @@ moe_status moe_comm_exchange(moe_comm_plan *pl, moe_comm_dir dir, size_t row_byt
             cb = on_chunk(ctx, pl, dir, c, nc);
     }
     return cb;
+}
+
+moe_status moe_comm_plan_progress(moe_comm_plan *pl) {
+    int flag = 0;
+    // Completed requests become MPI_REQUEST_NULL, so the engine's later MPI_Wait returns at once.
+    MOE_MPI(MPI_Testall(3 * pl->p.n_chunks, pl->reqs, &flag, MPI_STATUSES_IGNORE));
+    return MOE_OK;
+}
+
+moe_status moe_comm_chunk_post(moe_comm_plan *pl, moe_comm_dir dir, size_t row_bytes,
+                               const void *send, void *recv, int chunk) {
+    MOE_ASSERT(pl && pl->counted && chunk >= 0 && chunk < pl->p.n_chunks);
+    MOE_ASSERT(row_bytes == pl->p.token_bytes || row_bytes == pl->wire_bytes);
+    MOE_ASSERT(!(pl->p.hierarchical && pl->n_nodes > 1)); // split phase is flat only
+    const int nc = pl->p.n_chunks, P = pl->P;
+    const size_t slot = (size_t)nc + (size_t)dir * (size_t)nc + (size_t)chunk;
+    MOE_ASSERT(pl->reqs[slot] == MPI_REQUEST_NULL);
+    MPI_Datatype rt = row_bytes == pl->p.token_bytes ? pl->row_type[0] : pl->row_type[1];
+    const int64_t rows = pl->send_rows > pl->recv_rows ? pl->send_rows : pl->recv_rows;
+    const int bytes_ok = !pl->p.force_row_type && rows * (int64_t)row_bytes <= INT_MAX;
+    const int64_t unit = bytes_ok ? (int64_t)row_bytes : 1;
+    MPI_Datatype type = bytes_ok ? MPI_BYTE : rt;
+    int *a = pl->chunk_arr + slot * 4 * (size_t)P;
+    moe_comm_fill_chunk(pl, dir, chunk, nc, unit, a);
+    MOE_MPI(MPI_Ialltoallv(send, a, a + P, type, recv, a + 2 * P, a + 3 * P, type, pl->comm,
+                           &pl->reqs[slot]));
+    return MOE_OK;
+}
+
+moe_status moe_comm_chunk_wait(moe_comm_plan *pl, moe_comm_dir dir, int chunk) {
+    MOE_ASSERT(pl && chunk >= 0 && chunk < pl->p.n_chunks);
+    const size_t slot = (size_t)pl->p.n_chunks * (1 + (size_t)dir) + (size_t)chunk;
+    MOE_MPI(MPI_Wait(&pl->reqs[slot], MPI_STATUS_IGNORE));
+    return MOE_OK;
 }
 
 moe_status moe_comm_dispatch(moe_comm_plan *pl, const void *send, void *recv,

@@ -57,9 +57,16 @@ int64_t moe_router_capacity(const moe_router_params *p, int64_t T) {
     return (int64_t)ceil(cf * (double)T * (double)p->K / (double)p->E);
 }
 
+int64_t moe_router_group(const moe_router_params *p, int64_t T) {
+    return p->group_tokens > 0 ? p->group_tokens : T;
+}
+
 int64_t moe_router_max_rows(const moe_router_params *p, int64_t T) {
-    if (p->strategy == MOE_ROUTE_EXPERT_CHOICE) return (int64_t)p->E * moe_router_capacity(p, T);
-    return T * p->K;
+    if (p->strategy != MOE_ROUTE_EXPERT_CHOICE) return T * p->K;
+    const int64_t G = moe_router_group(p, T);
+    if (G <= 0) return 0;
+    int64_t rows = (T + G - 1) / G * (int64_t)p->E * moe_router_capacity(p, G);
+    return rows < (int64_t)p->E * T ? rows : (int64_t)p->E * T;
 }
 
 moe_status moe_route_plan_create(const moe_router_params *p, int64_t T_max, moe_route_plan **out) {
@@ -140,17 +147,19 @@ static void moe_route_token_choice(const moe_router_params *p, moe_route_plan *p
         for (int k = 0; k < K; k++) pl->sel_row[t * K + k] = 0;   // 0: kept, -1: dropped
     }
     int64_t C = pl->C;
-    if (C > 0) {
+    // Capacity acts on each routing group [g·G, (g+1)·G) of tokens independently.
+    for (int64_t g0 = 0; C > 0 && g0 < T; g0 += pl->G) {
         // Group the candidate pairs by expert (stable, token order), then per overflowing
         // expert keep the C best by p (ties: earlier token).
+        const int64_t i0 = g0 * K, i1 = (g0 + pl->G) * K;
         int32_t *start = pl->scratch_i;             // (E+1)
-        int32_t *order = pl->scratch_i + E + 1;     // (T·K) pair indices grouped by expert
+        int32_t *order = pl->scratch_i + E + 1;     // (G·K) pair indices grouped by expert
         memset(start, 0, (size_t)(E + 1) * sizeof(int32_t));
-        for (int64_t i = 0; i < T * K; i++) start[pl->sel_expert[i] + 1]++;
+        for (int64_t i = i0; i < i1; i++) start[pl->sel_expert[i] + 1]++;
         for (int e = 0; e < E; e++) start[e + 1] += start[e];
         int64_t *fill = pl->counts;   // cursor; counts is recomputed below
         for (int e = 0; e < E; e++) fill[e] = start[e];
-        for (int64_t i = 0; i < T * K; i++) order[fill[pl->sel_expert[i]]++] = (int32_t)i;
+        for (int64_t i = i0; i < i1; i++) order[fill[pl->sel_expert[i]]++] = (int32_t)i;
         moe_route_cand *cand = pl->scratch_sort;
         for (int e = 0; e < E; e++) {
             int64_t n = start[e + 1] - start[e];
@@ -195,22 +204,25 @@ static void moe_route_token_choice(const moe_router_params *p, moe_route_plan *p
 static void moe_route_expert_choice(const moe_router_params *p, moe_route_plan *pl, int64_t T) {
     const int E = p->E;
     const int64_t C = pl->C;
+    const int64_t G = pl->G, ng = G > 0 ? T / G : 0;
     int32_t *mask = pl->scratch_i;   // (T, E): row of (t, e) or -1
     for (int64_t i = 0; i < T * E; i++) mask[i] = -1;
     moe_route_cand *cand = pl->scratch_sort;
     for (int e = 0; e < E; e++) {
-        for (int64_t t = 0; t < T; t++) {
-            cand[t].score = pl->probs[t * E + e];
-            cand[t].token = (int32_t)t;
-            cand[t].pair = 0;
+        for (int64_t g0 = 0; g0 < T; g0 += G) {   // each routing group on its own
+            for (int64_t t = 0; t < G; t++) {
+                cand[t].score = pl->probs[(g0 + t) * E + e];
+                cand[t].token = (int32_t)(g0 + t);
+                cand[t].pair = 0;
+            }
+            moe_cand_select(cand, G, C);
+            for (int64_t j = G - C; j < G; j++) mask[(int64_t)cand[j].token * E + e] = 0;
         }
-        moe_cand_select(cand, T, C);
-        for (int64_t j = T - C; j < T; j++) mask[(int64_t)cand[j].token * E + e] = 0;
-        pl->counts[e] = C;
-        pl->sel_counts[e] = C;
+        pl->counts[e] = C * ng;
+        pl->sel_counts[e] = C * ng;
     }
     pl->offsets[0] = 0;
-    for (int e = 0; e < E; e++) pl->offsets[e + 1] = pl->offsets[e] + C;
+    for (int e = 0; e < E; e++) pl->offsets[e + 1] = pl->offsets[e] + pl->counts[e];
     pl->n_rows = pl->offsets[E];
     for (int e = 0; e < E; e++) {
         int64_t r = pl->offsets[e];
@@ -241,7 +253,9 @@ void moe_router_forward(const moe_router_params *p, moe_route_plan *pl, moe_rout
     MOE_ASSERT(pl->E == E && pl->K == K);
     pl->T = T;
     pl->loss_T = (double)T;
-    pl->C = moe_router_capacity(p, T);
+    pl->G = moe_router_group(p, T);
+    MOE_ASSERT(pl->G > 0 ? T % pl->G == 0 : T == 0);   // whole routing groups only
+    pl->C = pl->G > 0 ? moe_router_capacity(p, pl->G) : 0;
     // Gate projection z = x·Wg (+ bg) (+ jitter).
     if (T > 0)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, E, (int)D, 1.0f, x, (int)D,
@@ -304,7 +318,7 @@ void moe_router_forward(const moe_router_params *p, moe_route_plan *pl, moe_rout
     memset(stats, 0, sizeof *stats);
     stats->tokens_per_expert = pl->counts;
     stats->selected_per_expert = pl->sel_counts;
-    stats->selected = p->strategy == MOE_ROUTE_EXPERT_CHOICE ? (int64_t)E * pl->C : T * K;
+    stats->selected = p->strategy == MOE_ROUTE_EXPERT_CHOICE ? pl->n_rows : T * K;
     stats->kept = pl->n_rows;
     stats->dropped = stats->selected - stats->kept;
     for (int64_t t = 0; t < T; t++)

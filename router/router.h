@@ -18,6 +18,8 @@
 //   expert choice: p = softmax(z) (scoring ignored); C = min(T, ceil(cf'·T·K/E)), cf' = cf or 1
 //       when cf = 0; each expert takes its top-C tokens by p[:, e] (ties: lower token index);
 //       w = p[t, e] · routed_scaling (routed_scaling = 1 is the reference form).
+//   routing groups (group_tokens = G > 0): capacity and expert choice above act on each
+//       consecutive group of G tokens separately, with G in place of T (C per group).
 //   aux (token choice only): f_i = count_i/(T·K), count_i = selections BEFORE dropping;
 //       P_i = mean_t s_i(t), s = p (softmax) or p/Σ_j p_j per token (sigmoid);
 //       L_aux = α·E·Σ_i f_i·P_i, gradient through P only.
@@ -46,6 +48,10 @@ typedef struct {
     double z_loss_coef;          // β
     double jitter;               // std of the logit noise, training only; 0: off
     double routed_scaling;       // combine weights multiplied by this (1: none)
+    int64_t group_tokens;        // G: capacity and expert choice act independently on each
+                                 // consecutive group of G tokens (G must divide T); 0: one group
+                                 // = the whole call. Keeps them layout-invariant when a rank holds
+                                 // whole groups (docs/routing.md "Routing groups").
 } moe_router_params;
 
 // Per-call options. NULL means evaluation (no jitter), seed 0, token_base 0.
@@ -55,9 +61,13 @@ typedef struct {
     int64_t token_base;          // global index of token 0 of this call (same noise at any layout)
 } moe_route_opts;
 
-// Capacity per expert for T tokens (0 for dropless token choice). Expert choice: min(T, C).
+// Capacity per expert for ONE group of T tokens (0 for dropless token choice). Expert choice:
+// min(T, C). With group_tokens = G > 0 a call of T tokens applies capacity C(G) in each group.
 int64_t moe_router_capacity(const moe_router_params *p, int64_t T);
-// Upper bound on the packed rows R for T tokens: T·K (token choice, any cf), E·C (expert choice).
+// Tokens per routing group for a call of T tokens: group_tokens, or T when group_tokens = 0.
+int64_t moe_router_group(const moe_router_params *p, int64_t T);
+// Upper bound on the packed rows R for T tokens: T·K (token choice, any cf), E·C per group
+// (expert choice, groups counted as ceil(T/G), at most E·T).
 int64_t moe_router_max_rows(const moe_router_params *p, int64_t T);
 
 // The routing plan and the router activations kept for backward. All arrays are owned by the
@@ -76,7 +86,8 @@ typedef struct {
     int E, K;
     // --- filled by each forward
     int64_t T;                   // tokens of the last forward
-    int64_t C;                   // capacity used (0: dropless)
+    int64_t C;                   // capacity per group used (0: dropless)
+    int64_t G;                   // tokens per routing group of the last forward (T when ungrouped)
     int64_t n_rows;              // R = Σ counts = kept pairs
     float *logits;               // (T_max, E) z actually scored (after bias and jitter)
     float *probs;                // (T_max, E) p
@@ -110,7 +121,7 @@ void moe_route_plan_free(moe_route_plan *plan);
 typedef struct {
     const int64_t *tokens_per_expert;    // (E) kept rows per expert (the expert compute)
     const int64_t *selected_per_expert;  // (E) token choice: pairs chosen before dropping
-    int64_t selected;          // pairs chosen: T·K (token choice), E·C (expert choice)
+    int64_t selected;          // pairs chosen: T·K (token choice), E·C·(T/G) (expert choice)
     int64_t kept;              // Σ tokens_per_expert
     int64_t dropped;           // selected − kept (token choice), 0 for expert choice
     int64_t unrouted;          // tokens with no kept pair

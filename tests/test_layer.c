@@ -417,6 +417,22 @@ int main(void) {
     c.p.router.gate_bias = 1;
     cs[n++] = c;
 
+    // Routing groups (group_tokens = G): capacity / expert choice inside each group of G tokens.
+    c = (layer_case){"groups G=4: capacity 1.0 ties", mk(6, 8, 4, 2, MOE_ACT_GELU), 12, 0, 0, 2, 0, 1};
+    c.p.router.capacity_factor = 1.0;
+    c.p.router.group_tokens = 4;
+    cs[n++] = c;
+    c = (layer_case){"groups G=5: expert choice cf=0.5", mk(6, 8, 4, 2, MOE_ACT_SWIGLU), 10, 0, 0, 0, 0, 1};
+    c.p.router.strategy = MOE_ROUTE_EXPERT_CHOICE;
+    c.p.router.capacity_factor = 0.5;
+    c.p.router.group_tokens = 5;
+    cs[n++] = c;
+    c = (layer_case){"groups G=3: capacity 0.5 sigmoid", mk(6, 8, 4, 2, MOE_ACT_GELU), 9, 0, 0, 0, 0, 0};
+    c.p.router.scoring = MOE_SCORE_SIGMOID;
+    c.p.router.capacity_factor = 0.5;
+    c.p.router.group_tokens = 3;
+    cs[n++] = c;
+
     int fails = 0;
     for (int i = 0; i < n; i++) fails += run_case(&cs[i], 1000 + (uint64_t)i);
     fails += fd_optimized();

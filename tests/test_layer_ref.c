@@ -191,15 +191,17 @@ static void ref_select(const moe_layer_params *P, const double *probs, const dou
     const int E = r->E, K = r->K;
     s->T = T;
     memset(s->counts, 0, (size_t)E * sizeof(int64_t));
+    // Routing groups: capacity and expert choice rank only the tokens of the same group of G.
+    const int64_t G = r->group_tokens > 0 ? r->group_tokens : T;
     if (r->strategy == MOE_ROUTE_EXPERT_CHOICE) {
         double cf = r->capacity_factor > 0 ? r->capacity_factor : 1;
-        int64_t C = (int64_t)ceil(cf * (double)T * K / E);
-        if (C > T) C = T;
+        int64_t C = (int64_t)ceil(cf * (double)G * K / E);
+        if (C > G) C = G;
         s->C = C;
         for (int64_t t = 0; t < T; t++)
             for (int e = 0; e < E; e++) {
-                int64_t rank = 0;   // tokens ranked above t for expert e
-                for (int64_t u = 0; u < T; u++) {
+                int64_t rank = 0;   // tokens of t's group ranked above t for expert e
+                for (int64_t u = t / G * G; u < t / G * G + G; u++) {
                     double pu = probs[u * E + e], pt = probs[t * E + e];
                     if (pu > pt || (pu == pt && u < t)) rank++;
                 }
@@ -224,12 +226,12 @@ static void ref_select(const moe_layer_params *P, const double *probs, const dou
             s->counts[best]++;
         }
     }
-    s->C = r->capacity_factor > 0 ? (int64_t)ceil(r->capacity_factor * (double)T * K / E) : 0;
+    s->C = r->capacity_factor > 0 ? (int64_t)ceil(r->capacity_factor * (double)G * K / E) : 0;
     for (int64_t t = 0; t < T; t++)
         for (int k = 0; k < K; k++) {
             int e = s->sel[t * K + k];
-            int64_t rank = 0;   // pairs choosing e ranked above (t, e)
-            for (int64_t u = 0; u < T; u++)
+            int64_t rank = 0;   // pairs of t's group choosing e ranked above (t, e)
+            for (int64_t u = t / G * G; u < t / G * G + G; u++)
                 for (int j = 0; j < K; j++) {
                     if (s->sel[u * K + j] != e) continue;
                     double pu = probs[u * E + e], pt = probs[t * E + e];

@@ -13,7 +13,12 @@ typedef struct {
 static const moe_subcommand moe_subcommands[] = {
     {"config", moe_cmd_config, "read, override (--set), validate and print the effective config"},
     {"params", moe_cmd_params, "total and active parameters, FLOPs per token, bytes per rank"},
+    {"train", moe_cmd_train, "train the model of a config under mpirun/srun (metrics, checkpoints)"},
+    {"eval", moe_cmd_eval, "validation loss of a checkpoint, at any world size"},
     {"topo", moe_cmd_topo, "machine topology, rank bindings and the EP/EDP groups (under mpirun)"},
+    {"inspect", moe_cmd_inspect, "print a checkpoint's manifest and verify its files (CRC32C)"},
+    {"sweep", moe_cmd_sweep, "run a load-balancing sweep: routing strategies side by side, then a report"},
+    {"report", moe_cmd_report, "tables, plots, report.md and index.html over training runs"},
     {"bench", moe_cmd_bench, "micro-benchmarks (layer: MoE layer GFLOP/s vs sgemm peak)"},
 };
 

@@ -22,6 +22,7 @@ static int moe_bench_layer(int argc, char **argv);
 static const moe_bench_entry moe_benches[] = {
     {"layer", moe_bench_layer, "one-rank MoE layer forward+backward, GFLOP/s vs sgemm peak"},
     {"a2a", moe_bench_a2a, "dispatch+combine all-to-all vs raw MPI_Alltoallv (mpirun -np 2)"},
+    {"step", moe_bench_step, "whole training steps of the tiny model: tokens/s, compute/exchange/all-reduce"},
 };
 
 static double moe_now(void) {
@@ -35,8 +36,8 @@ static void moe_bench_threads(void) {
     if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
 }
 
-// cblas_sgemm 1024³, best of `reps` after one warmup, in GFLOP/s.
-static double moe_sgemm_peak(int reps) {
+// cblas_sgemm 1024³, best of `reps` after one warmup, in GFLOP/s (also used by bench-layer-ep.c).
+double moe_sgemm_peak(int reps) {
     const int n = 1024;
     float *a = moe_xalloc_aligned((size_t)n * n * sizeof(float));
     float *b = moe_xalloc_aligned((size_t)n * n * sizeof(float));
@@ -71,13 +72,15 @@ static void moe_bench_layer_usage(FILE *f) {
                "  1024³ peak measured in the same run, their ratio and the peak RSS.\n"
                "  shapes: coarse T=4096 D=512 F=2048 E=8 k=2; fine T=8192 D=256 F=1024 E=64 k=2\n"
                "  defaults: both shapes, --warmup 1 --iters 4 (best iteration reported).\n"
-               "  One BLAS thread unless OPENBLAS_NUM_THREADS is set.\n");
+               "  One BLAS thread unless OPENBLAS_NUM_THREADS is set.\n"
+               "  --ep: the expert-parallel layer instead (mpirun -np 2 moe bench layer --ep --help)\n");
 }
 
 static int moe_bench_layer(int argc, char **argv) {
     int json = 0, warmup = 1, iters = 4;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--ep")) return moe_bench_layer_ep(argc, argv);   // bench-layer-ep.c
         if (!strcmp(argv[i], "--json")) json = 1;
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);

@@ -6,6 +6,9 @@
 #include "moe-common.h"
 #include "moe.pb-c.h"
 #include "nn.h"   // dense transformer kernels and the optimizer (trainer/nn-*.c, optim.c)
+#include "data.h"       // token data: formats, split, deterministic batches, default corpus
+#include "checkpoint.h" // atomic verified checkpoints, CRC32C, resharding by (layer, expert)
+#include "ep-layer.h"   // the expert-parallel MoE layer (trainer/ep-layer.c)
 
 // Exit codes of every moe subcommand (documented in README and `moe --help`).
 enum {
@@ -27,6 +30,7 @@ int moe_cli_main(int argc, char **argv);
 int moe_cmd_params(int argc, char **argv);
 int moe_cmd_bench(int argc, char **argv);
 int moe_cmd_config(int argc, char **argv);
+int moe_cmd_inspect(int argc, char **argv); // trainer/cmd-inspect.c: manifest + verification of a checkpoint
 int moe_cmd_topo(int argc, char **argv);  // trainer/cmd-topo.c: machine, bindings, EP/EDP groups
 int moe_bench_a2a(int argc, char **argv); // trainer/bench-a2a.c: `moe bench a2a`, engine vs raw MPI_Alltoallv
 
@@ -108,5 +112,38 @@ void moe_hf_info_free(moe_hf_info *info);
 // are left to the caller). `info` and `is_hf` may be NULL. Errors name the file.
 moe_status moe_model_config_load(const char *path, const char *const *sets, int n_sets,
                                  Moe__Config **out, moe_hf_info *info, int *is_hf);
+
+
+// ---------------------------------------------------------------- training (trainer/train.c)
+// The loop, its contracts (loss scaling, grad-norm rule, checkpoints, preemption, metrics):
+// docs/training.md. The model itself: model.h.
+#include "model.h"
+
+typedef struct {
+    const char *resume;   // NULL: fresh; "latest": OUT_DIR's newest checkpoint (fresh if none); or a dir
+} moe_train_opts;
+typedef struct {
+    int64_t step;         // steps done
+    double loss;          // global loss of the last step
+    double val_loss;      // last validation loss (0: none)
+    int64_t skipped;      // non-finite steps skipped
+} moe_train_result;
+// Collective over c's world (c NULL: one process). MOE_EINTR: preempted, checkpoint written.
+moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_train_opts *o,
+                         moe_train_result *res);
+// Mean validation loss over `batches` fixed batches of global_batch sequences (collective).
+moe_status moe_train_eval(moe_model *m, const moe_data *d, const moe_comm *c, int64_t global_batch,
+                          int batches, int32_t *tokens /* (Bl, S+1) */, double *val);
+moe_status moe_train_open_data(const Moe__Config *cfg, const moe_comm *c, moe_data **out);
+moe_ckpt *moe_train_ckpt_register(moe_model *m); // params, Adam m, v, balancing biases
+moe_status moe_train_agree(const moe_comm *c, moe_status st); // worst status over the world
+void moe_train_install_signals(void); // SIGUSR1, SIGTERM → stop flag (checked every step)
+int moe_train_stop_requested(void);
+int moe_cmd_train(int argc, char **argv); // trainer/cmd-train.c: `moe train`
+int moe_cmd_eval(int argc, char **argv);  // trainer/cmd-train.c: `moe eval`
+int moe_bench_step(int argc, char **argv); // trainer/bench-step.c: `moe bench step`
+
+int moe_cmd_sweep(int argc, char **argv);  // trainer/cmd-sweep.c: `moe sweep` (docs/sweeps.md)
+int moe_cmd_report(int argc, char **argv); // trainer/cmd-sweep.c: `moe report` (trainer/report*.c)
 
 #endif

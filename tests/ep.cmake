@@ -1,0 +1,15 @@
+# tests/ep.cmake: the expert-parallel layer — layout invariance against the one-rank layer for
+# every EP dividing the world, all routing strategies and exchange options; routing groups at one
+# rank; `moe bench layer --ep` on a small shape. Label `ep`.
+moe_add_mpi_test(test_ep_layer SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_ep_layer.c NP 1 2 4 LABELS ep)
+moe_add_test(test_ep_groups SOURCES test_ep_groups.c LABELS ep)
+foreach(np 1 2)
+  add_test(NAME test_ep_bench_np${np}
+    COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} --allow-run-as-root --oversubscribe
+            $<TARGET_FILE:moe> bench layer --ep --json --tokens 256 --dim 64 --ffn 128 --iters 1)
+  set_tests_properties(test_ep_bench_np${np} PROPERTIES LABELS "mpi;np${np};ep"
+    ENVIRONMENT "${MOE_TEST_ENV}" TIMEOUT 120 PROCESSORS ${np}
+    PASS_REGULAR_EXPRESSION "\"hidden_fraction\":-?[0-9]")
+endforeach()
+# No allocation in forward/backward (one rank: MPI's nonblocking collectives allocate themselves).
+moe_add_mpi_test(test_ep_noalloc SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_ep_noalloc.c NP 1 LABELS ep)

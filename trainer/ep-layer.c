@@ -1,0 +1,683 @@
+// ep-layer.c: the expert-parallel MoE layer — local routing with global aux/z/stats, dispatch of
+// (token, expert) pairs to the experts' owners through the comm/ engine, expert compute laid out
+// chunk-major (chunk, expert, source) so chunk c computes while chunk c+1 moves, combine, and the
+// mirrored backward. Trade-off: the expert side keeps its own pair map (not comm's expand) so the
+// expansion can run per chunk; the combine exchanges themselves are not overlapped.
+#include "ep-layer.h"
+
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+static double ep_clock(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// One dedup slot after the token row (comm/ wire format, docs/parallel.md).
+typedef struct {
+    int32_t expert;
+    float weight;
+} ep_slot;
+
+struct moe_ep_layer {
+    moe_layer_params p;
+    moe_ep_options o;
+    moe_comm *c;
+    moe_comm_info info;
+    moe_comm_plan *xp;           // exchange plan over the EP group
+    moe_experts_params ep1, sp;  // one routed expert (El views), shared family
+    moe_route_plan *plan;
+    int El, Kx, P;
+    size_t wb, tb;               // wire / token row bytes
+    int64_t Rt, N_max, R_recv_max;
+    moe_ep_timing timing;
+    double cb_time;              // callback seconds of the exchange in flight
+    moe_status cb_status;
+    // last forward
+    const float *x;              // (T, D) not owned
+    int64_t T;
+    const moe_layer_weights *w;  // weights of the call in flight (callbacks)
+    moe_layer_weights *g;        // gradients of the backward in flight
+    // token side
+    int32_t *row_exp;            // (Rt) expert of each plan row
+    int32_t *ids;                // (T_max, Kx) global expert of each pair or -1
+    float *pw_tok;               // (T_max, Kx) combine weight of each pair
+    int32_t *pair_row;           // (T_max, Kx) plan row of each pair
+    float *drw_pair;             // (T_max, Kx) dL/dw of each pair
+    float *drw_plan;             // (Rt) the same by plan row
+    int32_t *send_counts;        // (P, 1+El)
+    int32_t *row_src;            // (Rt) pack's row source
+    char *send;                  // (Rt, wb) wire rows out; backward: dy rows
+    char *ret;                   // (Rt, wb) rows back (combine; dispatch-backward)
+    // expert side
+    int32_t *rexp;               // (R_recv_max) without dedup: local expert of each wire row
+    int64_t *peer_off;           // (P+1) wire-row offset of each source
+    int64_t *rp_start;           // (R_recv_max) first entry in rp of each wire row
+    int32_t *rp_n;               // (R_recv_max) pairs of each wire row
+    int64_t *rp;                 // (N_max) expanded position of each pair, wire-row order
+    int32_t *pexp;               // (N_max) local expert of each position
+    float *pw;                   // (N_max) weight of each position (1 without dedup)
+    float *drw;                  // (N_max) dedup: dL/dw of each position
+    int64_t *coff;               // (n_chunks, El+1) block starts per (chunk, expert)
+    int64_t *cfill;              // (El) fill cursors
+    char *recv;                  // (R_recv_max, wb) wire rows in; backward: dy rows
+    char *back;                  // (R_recv_max, wb) rows out
+    float *xe, *oe, *dout;       // (N_max, D) inputs, outputs (backward: dxin), dL/dout
+    float *save, *scratch;       // (N_max, save_per_row), (N_max, scratch_per_row)
+    // shared experts
+    float *sh_save, *sh_out, *sh_tmp, *sh_gate, *sh_scratch, *sh_dx;
+    // global stats
+    int64_t *gi;                 // (2E + 4)
+    double *gd;                  // (E + 2)
+    moe_route_stats stats;
+};
+
+moe_layer_weights moe_ep_local_view(const moe_layer_params *p, const moe_layer_weights *full,
+                                    int first) {
+    moe_layer_weights v = *full;
+    const int64_t D = p->router.D, F = p->F, f = first;
+    v.experts.w1 = full->experts.w1 + f * D * F;
+    v.experts.b1 = full->experts.b1 ? full->experts.b1 + f * F : NULL;
+    v.experts.w3 = full->experts.w3 ? full->experts.w3 + f * D * F : NULL;
+    v.experts.b3 = full->experts.b3 ? full->experts.b3 + f * F : NULL;
+    v.experts.w2 = full->experts.w2 + f * F * D;
+    v.experts.b2 = full->experts.b2 ? full->experts.b2 + f * D : NULL;
+    return v;
+}
+
+// Expert j (local) of a family as a one-expert view.
+static moe_expert_weights ep_slice(const moe_expert_weights *w, int64_t D, int64_t F, int j) {
+    moe_expert_weights v = {
+        w->w1 + j * D * F,         w->b1 ? w->b1 + j * F : NULL,
+        w->w3 ? w->w3 + j * D * F : NULL, w->b3 ? w->b3 + j * F : NULL,
+        w->w2 + j * F * D,         w->b2 ? w->b2 + j * D : NULL,
+    };
+    return v;
+}
+
+moe_status moe_ep_layer_create(const moe_layer_params *p, moe_comm *c, const moe_ep_options *o,
+                               moe_ep_layer **out) {
+    *out = NULL;
+    moe_comm_info in = moe_comm_get_info(c);
+    moe_status st = moe_comm_check_layout(in.world_size, in.ep_size, p->router.E);
+    if (st) return st;
+    if (in.n_experts != 0 && in.n_experts != p->router.E)
+        return moe_set_error(MOE_ELAYOUT, "expert-parallel layer: the layer has %d experts but the "
+                             "communicator groups were built for %d: pass the same n_experts",
+                             p->router.E, in.n_experts);
+    moe_ep_options opt = o ? *o : (moe_ep_options){0};
+    if (opt.n_chunks < 1) opt.n_chunks = 1;
+    if (opt.sub_rows <= 0) opt.sub_rows = 256;
+    if (p->F < 1 || p->T_max < 1 || p->n_shared < 0 || (p->n_shared > 0 && p->Fs < 1))
+        return moe_set_error(MOE_EINVAL, "expert-parallel layer: F=%lld T_max=%lld n_shared=%d "
+                             "Fs=%lld: need F, T_max >= 1 and Fs >= 1 with shared experts",
+                             (long long)p->F, (long long)p->T_max, p->n_shared, (long long)p->Fs);
+    const int EP = in.ep_size, E = p->router.E, El = E / EP;
+    const int Kx = p->router.strategy == MOE_ROUTE_EXPERT_CHOICE ? E : p->router.K;
+    const int64_t T = p->T_max, D = p->router.D;
+    const int64_t Rt = moe_router_max_rows(&p->router, T);
+    // Expert-side pairs, worst case: every rank of the group sends all its pairs here, bounded
+    // per expert by the capacity per group when there is one.
+    int64_t N = (int64_t)EP * (p->router.strategy == MOE_ROUTE_EXPERT_CHOICE ? Rt / EP : Rt);
+    const int64_t G = moe_router_group(&p->router, T);
+    if (p->router.capacity_factor > 0 && p->router.strategy == MOE_ROUTE_TOKEN_CHOICE && G > 0) {
+        int64_t capb = (int64_t)EP * ((T + G - 1) / G) * moe_router_capacity(&p->router, G) * El;
+        N = capb < N ? capb : N;
+    }
+    if (opt.max_expert_rows > 0) N = opt.max_expert_rows;
+    moe_route_plan *plan = NULL;
+    if ((st = moe_route_plan_create(&p->router, T, &plan))) return st;
+    moe_comm_plan_params pp = {MOE_COMM_EP, El, Kx, opt.dedup, (size_t)D * sizeof(float),
+                               Rt, N, opt.n_chunks, opt.hierarchical, 0};
+    moe_comm_plan *xp = NULL;
+    if ((st = moe_comm_plan_create(c, &pp, &xp))) {
+        moe_route_plan_free(plan);
+        return st;
+    }
+    moe_ep_layer *L = moe_xcalloc(1, sizeof *L);
+    L->p = *p, L->o = opt, L->c = c, L->info = in, L->xp = xp, L->plan = plan;
+    L->El = El, L->Kx = Kx, L->P = EP;
+    L->wb = moe_comm_plan_wire_bytes(xp), L->tb = (size_t)D * sizeof(float);
+    L->Rt = Rt, L->N_max = N, L->R_recv_max = N;
+    L->ep1 = moe_layer_routed_params(p);
+    L->ep1.n_experts = 1;
+    L->sp = moe_layer_shared_params(p);
+    const int64_t M = Rt > 1 ? Rt : 1, Nn = N > 1 ? N : 1, TK = T * Kx;
+    L->row_exp = moe_xcalloc((size_t)M, sizeof(int32_t));
+    L->ids = moe_xcalloc((size_t)TK, sizeof(int32_t));
+    L->pw_tok = moe_xcalloc((size_t)TK, sizeof(float));
+    L->pair_row = moe_xcalloc((size_t)TK, sizeof(int32_t));
+    L->drw_pair = moe_xcalloc((size_t)TK, sizeof(float));
+    L->drw_plan = moe_xcalloc((size_t)M, sizeof(float));
+    L->send_counts = moe_xcalloc((size_t)EP * (size_t)(El + 1), sizeof(int32_t));
+    L->row_src = moe_xcalloc((size_t)M, sizeof(int32_t));
+    L->send = moe_xalloc_aligned((size_t)M * L->wb);
+    L->ret = moe_xalloc_aligned((size_t)M * L->wb);
+    L->rexp = moe_xcalloc((size_t)Nn, sizeof(int32_t));
+    L->peer_off = moe_xcalloc((size_t)EP + 1, sizeof(int64_t));
+    L->rp_start = moe_xcalloc((size_t)Nn, sizeof(int64_t));
+    L->rp_n = moe_xcalloc((size_t)Nn, sizeof(int32_t));
+    L->rp = moe_xcalloc((size_t)Nn, sizeof(int64_t));
+    L->pexp = moe_xcalloc((size_t)Nn, sizeof(int32_t));
+    L->pw = moe_xcalloc((size_t)Nn, sizeof(float));
+    L->drw = moe_xcalloc((size_t)Nn, sizeof(float));
+    L->coff = moe_xcalloc((size_t)opt.n_chunks * (size_t)(El + 1), sizeof(int64_t));
+    L->cfill = moe_xcalloc((size_t)El, sizeof(int64_t));
+    L->recv = moe_xalloc_aligned((size_t)Nn * L->wb);
+    L->back = moe_xalloc_aligned((size_t)Nn * L->wb);
+    L->xe = moe_xalloc_aligned((size_t)(Nn * D) * sizeof(float));
+    L->oe = moe_xalloc_aligned((size_t)(Nn * D) * sizeof(float));
+    L->dout = moe_xalloc_aligned((size_t)(Nn * D) * sizeof(float));
+    L->save = moe_xalloc_aligned((size_t)(Nn * moe_experts_save_per_row(&L->ep1)) * sizeof(float));
+    L->scratch =
+        moe_xalloc_aligned((size_t)(Nn * moe_experts_scratch_per_row(&L->ep1)) * sizeof(float));
+    if (p->n_shared > 0) {
+        L->sh_save = moe_xalloc_aligned(
+            (size_t)(p->n_shared * T * moe_experts_save_per_row(&L->sp)) * sizeof(float));
+        L->sh_out = moe_xalloc_aligned((size_t)(T * D) * sizeof(float));
+        L->sh_tmp = moe_xalloc_aligned((size_t)(T * D) * sizeof(float));
+        L->sh_dx = moe_xalloc_aligned((size_t)(T * D) * sizeof(float));
+        L->sh_gate = moe_xalloc_aligned((size_t)T * sizeof(float));
+        L->sh_scratch =
+            moe_xalloc_aligned((size_t)(T * moe_experts_scratch_per_row(&L->sp)) * sizeof(float));
+    }
+    L->gi = moe_xcalloc(2 * (size_t)E + 4, sizeof(int64_t));
+    L->gd = moe_xcalloc((size_t)E + 2, sizeof(double));
+    *out = L;
+    return MOE_OK;
+}
+
+void moe_ep_layer_free(moe_ep_layer *L) {
+    if (!L) return;
+    moe_comm_plan_free(L->xp);
+    moe_route_plan_free(L->plan);
+    free(L->row_exp); free(L->ids); free(L->pw_tok); free(L->pair_row); free(L->drw_pair);
+    free(L->drw_plan); free(L->send_counts); free(L->row_src); free(L->send); free(L->ret);
+    free(L->rexp); free(L->peer_off); free(L->rp_start); free(L->rp_n); free(L->rp);
+    free(L->pexp); free(L->pw); free(L->drw); free(L->coff); free(L->cfill); free(L->recv);
+    free(L->back); free(L->xe); free(L->oe); free(L->dout); free(L->save); free(L->scratch);
+    free(L->sh_save); free(L->sh_out); free(L->sh_tmp); free(L->sh_gate); free(L->sh_scratch);
+    free(L->sh_dx); free(L->gi); free(L->gd);
+    free(L);
+}
+
+const moe_ep_timing *moe_ep_layer_timings(const moe_ep_layer *L) { return &L->timing; }
+const moe_route_plan *moe_ep_layer_plan(const moe_ep_layer *L) { return L->plan; }
+
+// ------------------------------------------------------------------ global losses and stats
+
+// All-reduces the local selection counts, score sums, entropy and z partial sums over the world
+// and rewrites the plan's aux/z hooks so that backward adds W × this rank's part of the global
+// losses' gradient (see ep-layer.h).
+static moe_status ep_global_stats(moe_ep_layer *L, const moe_route_stats *ls) {
+    const moe_router_params *rp = &L->p.router;
+    moe_route_plan *pl = L->plan;
+    const int E = rp->E, K = rp->K, W = L->info.world_size;
+    int64_t *gi = L->gi;
+    double *gd = L->gd;
+    for (int e = 0; e < E; e++) gi[e] = pl->sel_counts[e], gi[E + e] = pl->counts[e];
+    gi[2 * E] = pl->T, gi[2 * E + 1] = ls->unrouted, gi[2 * E + 2] = ls->selected;
+    gi[2 * E + 3] = ls->kept;
+    for (int e = 0; e < E; e++) gd[e] = pl->score_sum[e];
+    gd[E] = ls->entropy * (double)pl->T;
+    gd[E + 1] = rp->z_loss_coef != 0 && pl->T > 0
+                    ? moe_router_z_loss(pl->logits, pl->T, E, 1.0, NULL) * (double)pl->T
+                    : 0;
+    moe_status st = moe_comm_allreduce_i64(L->c, MOE_COMM_WORLD, gi, 2 * (size_t)E + 4, MOE_COMM_SUM);
+    if (!st) st = moe_comm_allreduce_f64(L->c, MOE_COMM_WORLD, gd, (size_t)E + 2, MOE_COMM_SUM);
+    if (st) return st;
+    const double Tg = (double)gi[2 * E];
+    moe_route_stats *s = &L->stats;
+    memset(s, 0, sizeof *s);
+    s->selected_per_expert = gi;
+    s->tokens_per_expert = gi + E;
+    s->unrouted = gi[2 * E + 1], s->selected = gi[2 * E + 2], s->kept = gi[2 * E + 3];
+    s->dropped = s->selected - s->kept;
+    double mean = (double)s->selected / E, var = 0, mx = 0;
+    for (int e = 0; e < E; e++) {
+        double l = (double)gi[e];
+        mx = l > mx ? l : mx;
+        var += (l - mean) * (l - mean);
+    }
+    var /= E;
+    s->max_over_mean = mean > 0 ? mx / mean : 0;
+    s->cv = mean > 0 ? sqrt(var) / mean : 0;
+    if (Tg <= 0) return MOE_OK;
+    s->entropy = gd[E] / Tg;
+    s->z_loss = rp->z_loss_coef * gd[E + 1] / Tg;
+    // z: backward uses β/loss_T per token; the global mean divides by Tg, times W.
+    pl->loss_T = Tg / W;
+    for (int e = 0; e < E; e++) pl->aux_dscore[e] = 0;
+    if (rp->strategy == MOE_ROUTE_TOKEN_CHOICE) {
+        double aux = 0;
+        for (int e = 0; e < E; e++) {
+            double f = (double)gi[e] / (Tg * K);
+            aux += f * gd[e] / Tg;
+            pl->aux_dscore[e] = (float)((double)W * rp->aux_loss_coef * E * f / Tg);
+        }
+        s->aux_loss = rp->aux_loss_coef * E * aux;
+    }
+    return MOE_OK;
+}
+
+void moe_ep_layer_update_bias(const moe_ep_layer *L, float *bias, double gamma) {
+    moe_router_update_bias(bias, L->gi, L->p.router.E, gamma);
+}
+
+// ------------------------------------------------------------------ expert side, per chunk
+
+// Expert compute of rows [r0, r0+n) of local expert j, in sub-blocks with exchange progress
+// between them when chunked. The same sub-blocks in forward and backward (save layout).
+static moe_status ep_compute(moe_ep_layer *L, int fwd, int j, int64_t r0, int64_t n) {
+    const int64_t D = L->p.router.D, F = L->p.F;
+    const int64_t spr = moe_experts_save_per_row(&L->ep1), scr = moe_experts_scratch_per_row(&L->ep1);
+    const int64_t sub = L->o.sub_rows;
+    moe_expert_weights w = ep_slice(&L->w->experts, D, F, j);
+    for (int64_t a = r0; a < r0 + n; a += sub) {
+        const int64_t m = r0 + n - a < sub ? r0 + n - a : sub, off[2] = {0, m};
+        if (fwd) {
+            moe_experts_forward(&L->ep1, L->oe + a * D, L->save + a * spr, &w, off, L->xe + a * D);
+        } else {
+            moe_expert_weights g = ep_slice(&L->g->experts, D, F, j);
+            moe_experts_backward(&L->ep1, L->oe + a * D, &g, L->scratch + a * scr, &w, off,
+                                 L->xe + a * D, L->save + a * spr, L->dout + a * D);
+        }
+        if (L->o.n_chunks > 1) {
+            moe_status st = moe_comm_plan_progress(L->xp);
+            if (st) return st;
+        }
+    }
+    return MOE_OK;
+}
+
+// Forward chunk c arrived: expand its wire rows chunk-major (expert, source, row), compute the
+// experts on its blocks, write its combine rows back[u] = Σ_pairs pw·out.
+static moe_status ep_fwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir dir, int c,
+                               int nc) {
+    (void)dir, (void)nc;
+    moe_ep_layer *L = ctx;
+    double t0 = ep_clock();
+    const int El = L->El, Kx = L->Kx, P = L->P, dedup = L->o.dedup;
+    const int64_t D = L->p.router.D;
+    int64_t *co = L->coff + (size_t)c * (size_t)(El + 1);
+    int64_t pos0 = c == 0 ? 0 : L->coff[(size_t)(c - 1) * (size_t)(El + 1) + El];
+    // pass 1: pairs per expert in this chunk
+    for (int j = 0; j < El; j++) L->cfill[j] = 0;
+    for (int s = 0; s < P; s++) {
+        int64_t first, n;
+        moe_comm_chunk_range(xp, MOE_COMM_FORWARD, c, s, &first, &n);
+        for (int64_t u = first; u < first + n; u++) {
+            if (!dedup) {
+                L->cfill[L->rexp[u]]++;
+                continue;
+            }
+            const ep_slot *sl = (const ep_slot *)(L->recv + (size_t)u * L->wb + L->tb);
+            for (int k = 0; k < Kx; k++)
+                if (sl[k].expert >= 0) L->cfill[sl[k].expert]++;
+        }
+    }
+    co[0] = pos0;
+    for (int j = 0; j < El; j++) {
+        co[j + 1] = co[j] + L->cfill[j];
+        L->cfill[j] = co[j];
+    }
+    MOE_ASSERT(co[El] <= L->N_max);   // guaranteed by the agreed count checks
+    // pass 2: fill positions (pairs of a row take consecutive rp entries: pos0 + pairs so far)
+    int64_t q = pos0;
+    for (int s = 0; s < P; s++) {
+        int64_t first, n;
+        moe_comm_chunk_range(xp, MOE_COMM_FORWARD, c, s, &first, &n);
+        for (int64_t u = first; u < first + n; u++) {
+            const char *row = L->recv + (size_t)u * L->wb;
+            L->rp_start[u] = q;
+            L->rp_n[u] = 0;
+            for (int k = 0; k < (dedup ? Kx : 1); k++) {
+                const ep_slot *sl = (const ep_slot *)(row + L->tb) + k;
+                int j = dedup ? sl->expert : L->rexp[u];
+                if (j < 0) continue;
+                int64_t pos = L->cfill[j]++;
+                memcpy(L->xe + pos * D, row, L->tb);
+                L->pw[pos] = dedup ? sl->weight : 1.0f;
+                L->pexp[pos] = j;
+                L->rp[q++] = pos;
+                L->rp_n[u]++;
+            }
+        }
+    }
+    for (int j = 0; j < El; j++) {
+        moe_status st = ep_compute(L, 1, j, co[j], co[j + 1] - co[j]);
+        if (st) return st;
+    }
+    for (int s = 0; s < P; s++) {
+        int64_t first, n;
+        moe_comm_chunk_range(xp, MOE_COMM_FORWARD, c, s, &first, &n);
+        for (int64_t u = first; u < first + n; u++) {
+            float *b = (float *)(L->back + (size_t)u * L->tb);   // token rows, stride tb
+            memset(b, 0, L->tb);
+            for (int32_t i = 0; i < L->rp_n[u]; i++) {
+                int64_t pos = L->rp[L->rp_start[u] + i];
+                const float w = L->pw[pos], *o = L->oe + pos * D;
+                for (int64_t d = 0; d < D; d++) b[d] += w * o[d];
+            }
+        }
+    }
+    L->cb_time += ep_clock() - t0;
+    return MOE_OK;
+}
+
+// Backward chunk c (dy rows) arrived: fan out dout = pw·dy (and, with dedup, dL/dw = dy·out),
+// expert backward on the chunk's blocks, write dispatch-backward rows (dedup: wire rows whose
+// slots carry (expert, dL/dw) back to the token side).
+static moe_status ep_bwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir dir, int c,
+                               int nc) {
+    (void)dir, (void)nc;
+    moe_ep_layer *L = ctx;
+    double t0 = ep_clock();
+    const int El = L->El, Kx = L->Kx, P = L->P, dedup = L->o.dedup;
+    const int64_t D = L->p.router.D;
+    const int64_t *co = L->coff + (size_t)c * (size_t)(El + 1);
+    for (int s = 0; s < P; s++) {
+        int64_t first, n;
+        moe_comm_chunk_range(xp, MOE_COMM_FORWARD, c, s, &first, &n);
+        for (int64_t u = first; u < first + n; u++) {
+            const float *dy = (const float *)(L->recv + (size_t)u * L->tb);
+            for (int32_t i = 0; i < L->rp_n[u]; i++) {
+                int64_t pos = L->rp[L->rp_start[u] + i];
+                const float w = L->pw[pos], *o = L->oe + pos * D;
+                float *dst = L->dout + pos * D, acc = 0;
+                for (int64_t d = 0; d < D; d++) {
+                    dst[d] = w * dy[d];
+                    acc += dy[d] * o[d];
+                }
+                L->drw[pos] = acc;
+            }
+        }
+    }
+    for (int j = 0; j < El; j++) {
+        moe_status st = ep_compute(L, 0, j, co[j], co[j + 1] - co[j]);   // dxin into oe
+        if (st) return st;
+    }
+    const size_t stride = dedup ? L->wb : L->tb;
+    for (int s = 0; s < P; s++) {
+        int64_t first, n;
+        moe_comm_chunk_range(xp, MOE_COMM_FORWARD, c, s, &first, &n);
+        for (int64_t u = first; u < first + n; u++) {
+            char *row = L->back + (size_t)u * stride;
+            float *b = (float *)row;
+            memset(b, 0, L->tb);
+            ep_slot *sl = (ep_slot *)(row + L->tb);
+            for (int k = 0; dedup && k < Kx; k++) sl[k] = (ep_slot){-1, 0.0f};
+            for (int32_t i = 0; i < L->rp_n[u]; i++) {
+                int64_t pos = L->rp[L->rp_start[u] + i];
+                const float *dxp = L->oe + pos * D;
+                for (int64_t d = 0; d < D; d++) b[d] += dxp[d];
+                if (dedup) sl[i] = (ep_slot){L->pexp[pos], L->drw[pos]};
+            }
+        }
+    }
+    L->cb_time += ep_clock() - t0;
+    return MOE_OK;
+}
+
+// Runs one exchange, accounting callback time apart from exposed exchange time.
+static moe_status ep_exchange(moe_ep_layer *L, moe_ep_phase *ph, moe_comm_dir dir, size_t rb,
+                              const void *send, void *recv, moe_comm_chunk_fn fn) {
+    L->cb_time = 0;
+    double t0 = ep_clock();
+    moe_status st = moe_comm_exchange(L->xp, dir, rb, send, recv, fn, L);
+    double dt = ep_clock() - t0;
+    ph->exchange += dt - L->cb_time;
+    ph->experts += L->cb_time;
+    return st;
+}
+
+// The pipelined pair of exchanges (n_chunks > 1, flat): chunk c of the first exchange (FORWARD)
+// arrives, fn computes on it, then chunk c of the second (REVERSE) leaves at once. While chunk c
+// computes, FORWARD chunk c+1 and REVERSE chunk c−1 are in flight (progressed from inside fn).
+// Every rank posts in the same order: F0, F1, then per chunk c: R(c), F(c+2).
+static moe_status ep_pipeline(moe_ep_layer *L, moe_ep_phase *ph, size_t rb_in, const void *send_in,
+                              void *recv_in, moe_comm_chunk_fn fn, size_t rb_out,
+                              const void *send_out, void *recv_out) {
+    const int nc = L->o.n_chunks;
+    L->cb_time = 0;
+    double t0 = ep_clock();
+    moe_status st = moe_comm_chunk_post(L->xp, MOE_COMM_FORWARD, rb_in, send_in, recv_in, 0);
+    if (!st) st = moe_comm_chunk_post(L->xp, MOE_COMM_FORWARD, rb_in, send_in, recv_in, 1);
+    for (int c = 0; c < nc && !st; c++) {
+        if ((st = moe_comm_chunk_wait(L->xp, MOE_COMM_FORWARD, c))) break;
+        if ((st = fn(L, L->xp, MOE_COMM_FORWARD, c, nc))) break;
+        if ((st = moe_comm_chunk_post(L->xp, MOE_COMM_REVERSE, rb_out, send_out, recv_out, c))) break;
+        if (c + 2 < nc)
+            st = moe_comm_chunk_post(L->xp, MOE_COMM_FORWARD, rb_in, send_in, recv_in, c + 2);
+    }
+    for (int c = 0; c < nc && !st; c++) st = moe_comm_chunk_wait(L->xp, MOE_COMM_REVERSE, c);
+    double dt = ep_clock() - t0;
+    ph->exchange += dt - L->cb_time;
+    ph->experts += L->cb_time;
+    return st;
+}
+
+// Both exchanges of one pass: pipelined when chunked and flat, else one after the other through
+// the engine (its callbacks run as chunks arrive; hierarchical mode runs them after the whole).
+static moe_status ep_exchanges(moe_ep_layer *L, moe_ep_phase *ph, size_t rb_in,
+                               const void *send_in, void *recv_in, moe_comm_chunk_fn fn,
+                               size_t rb_out, const void *send_out, void *recv_out) {
+    if (L->o.n_chunks > 1 && !L->o.hierarchical)
+        return ep_pipeline(L, ph, rb_in, send_in, recv_in, fn, rb_out, send_out, recv_out);
+    moe_status st = ep_exchange(L, ph, MOE_COMM_FORWARD, rb_in, send_in, recv_in, fn);
+    if (!st) st = ep_exchange(L, ph, MOE_COMM_REVERSE, rb_out, send_out, recv_out, NULL);
+    return st;
+}
+
+// ------------------------------------------------------------------ forward / backward
+
+moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stats, const float *x,
+                                int64_t T, const moe_layer_weights *w, const float *balance_bias,
+                                const moe_route_opts *opts) {
+    const moe_layer_params *p = &L->p;
+    const int64_t D = p->router.D;
+    const int E = p->router.E, El = L->El, Kx = L->Kx, P = L->P;
+    MOE_ASSERT(T >= 0 && T <= p->T_max);
+    moe_ep_phase *ph = &L->timing.fwd;
+    memset(ph, 0, sizeof *ph);
+    double t0 = ep_clock();
+    L->x = x, L->T = T, L->w = w;
+    moe_route_plan *pl = L->plan;
+    moe_route_stats ls;
+    moe_router_forward(&p->router, pl, &ls, x, w->wg, w->bg, balance_bias, T, opts);
+    double t1 = ep_clock();
+    moe_status st = ep_global_stats(L, &ls);
+    ph->exchange += ep_clock() - t1;
+    if (st) return st;
+    if (stats) *stats = L->stats;
+    // Pairs of each token in plan order (token choice: top-k slots; expert choice: by expert).
+    for (int e = 0; e < E; e++)
+        for (int64_t r = pl->offsets[e]; r < pl->offsets[e + 1]; r++) L->row_exp[r] = e;
+    for (int64_t t = 0; t < T; t++) {
+        int j = 0;
+        for (int64_t q = pl->tok_offsets[t]; q < pl->tok_offsets[t + 1]; q++, j++) {
+            int32_t r = pl->tok_rows[q];
+            L->ids[t * Kx + j] = L->row_exp[r];
+            L->pw_tok[t * Kx + j] = pl->row_weight[r];
+            L->pair_row[t * Kx + j] = r;
+        }
+        for (; j < Kx; j++) L->ids[t * Kx + j] = -1, L->pw_tok[t * Kx + j] = 0, L->pair_row[t * Kx + j] = -1;
+    }
+    if ((st = moe_comm_dispatch_pack(L->xp, T, x, L->ids, L->pw_tok, L->send_counts, L->send,
+                                     L->row_src)))
+        return st;
+    double t2 = ep_clock();
+    st = moe_comm_exchange_counts(L->xp, L->send_counts);
+    if (!st && L->o.dedup && L->o.max_expert_rows > 0) {
+        // The engine checks wire rows; with dedup and a user bound, pairs (≤ K per row) can
+        // exceed the pair buffers: agree on it before any payload moves.
+        int64_t pairs = moe_comm_plan_pairs(L->xp), worst = pairs;
+        st = moe_comm_allreduce_i64(L->c, MOE_COMM_EP, &worst, 1, MOE_COMM_MAX);
+        if (!st && worst > L->N_max)
+            st = moe_set_error(MOE_EINVAL, "expert-parallel layer: %lld (token, expert) pairs "
+                               "arrive on a rank of the EP group (here %lld) but max_expert_rows "
+                               "is %lld: raise it (0 = the worst case)", (long long)worst,
+                               (long long)pairs, (long long)L->N_max);
+    }
+    ph->exchange += ep_clock() - t2;
+    if (st) return st;
+    // Expert side: source offsets and, without dedup, the expert of each received row.
+    const int32_t *rr = moe_comm_plan_counts(L->xp, MOE_COMM_REVERSE);
+    L->peer_off[0] = 0;
+    int64_t u = 0;
+    for (int s = 0; s < P; s++) {
+        const int32_t *r = rr + (size_t)s * (size_t)(El + 1);
+        L->peer_off[s + 1] = L->peer_off[s] + r[0];
+        for (int j = 0; j < El && !L->o.dedup; j++)
+            for (int32_t i = 0; i < r[1 + j]; i++) L->rexp[u++] = j;
+    }
+    if ((st = ep_exchanges(L, ph, L->wb, L->send, L->recv, ep_fwd_chunk, L->tb, L->back, L->ret)))
+        return st;
+    L->timing.pairs_in = L->coff[(size_t)(L->o.n_chunks - 1) * (size_t)(El + 1) + El];
+    memset(y, 0, (size_t)(T * D) * sizeof(float));
+    moe_comm_combine_unpack(L->xp, (const float *)L->ret, L->row_src, L->pw_tok, T, y);
+
+    if (p->n_shared > 0 && T > 0) {
+        moe_experts_params one = L->sp;
+        one.n_experts = 1;
+        const int64_t off[2] = {0, T}, spr = moe_experts_save_per_row(&L->sp);
+        for (int s = 0; s < p->n_shared; s++) {
+            moe_expert_weights ws = ep_slice(&w->shared, D, p->Fs, s);
+            float *dst = s == 0 ? L->sh_out : L->sh_tmp;
+            moe_experts_forward(&one, dst, L->sh_save + s * p->T_max * spr, &ws, off, x);
+            if (s > 0)
+                for (int64_t i = 0; i < T * D; i++) L->sh_out[i] += L->sh_tmp[i];
+        }
+        for (int64_t t = 0; t < T; t++) {
+            float g = 1.0f;
+            if (p->shared_gate) {
+                double z = 0;
+                for (int64_t d = 0; d < D; d++) z += (double)x[t * D + d] * w->ws[d];
+                g = (float)(1.0 / (1.0 + exp(-z)));
+            }
+            L->sh_gate[t] = g;
+            for (int64_t d = 0; d < D; d++) y[t * D + d] += g * L->sh_out[t * D + d];
+        }
+    }
+    ph->total = ep_clock() - t0;
+    return MOE_OK;
+}
+
+moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *grads,
+                                 const float *dy, const moe_layer_weights *w) {
+    const moe_layer_params *p = &L->p;
+    const int64_t D = p->router.D, T = L->T;
+    const int El = L->El, Kx = L->Kx, P = L->P, dedup = L->o.dedup;
+    const float *x = L->x;
+    moe_route_plan *pl = L->plan;
+    moe_ep_phase *ph = &L->timing.bwd;
+    memset(ph, 0, sizeof *ph);
+    double t0 = ep_clock();
+    L->w = w, L->g = grads;
+    // Token side: combine-backward rows. Without dedup a wire row is one pair: send w·dy and take
+    // dL/dw = dy·out here (out came back in ret); with dedup send dy once per (token, peer).
+    const int64_t Rs = moe_comm_plan_rows(L->xp, MOE_COMM_FORWARD);
+    for (int64_t u = 0; u < Rs; u++) {
+        const int64_t src = L->row_src[u], t = dedup ? src : src / Kx;
+        const float *dyt = dy + t * D, *o = (const float *)(L->ret + (size_t)u * L->tb);
+        float *s = (float *)(L->send + (size_t)u * L->tb);
+        if (dedup) {
+            memcpy(s, dyt, L->tb);
+            continue;
+        }
+        const float wgt = L->pw_tok[src];
+        float acc = 0;
+        for (int64_t d = 0; d < D; d++) {
+            acc += dyt[d] * o[d];
+            s[d] = wgt * dyt[d];
+        }
+        L->drw_pair[src] = acc;
+    }
+    const size_t rb = dedup ? L->wb : L->tb;
+    moe_status st = ep_exchanges(L, ph, L->tb, L->send, L->recv, ep_bwd_chunk, rb, L->back, L->ret);
+    if (st) return st;
+    // Token side: dx from the returned rows; with dedup the slots carry dL/dw per (peer, expert).
+    const int32_t *sr = moe_comm_plan_counts(L->xp, MOE_COMM_FORWARD);
+    int64_t u = 0;
+    for (int d = 0; d < P; d++)
+        for (int32_t i = 0; i < sr[(size_t)d * (size_t)(El + 1)]; i++, u++) {
+            const int64_t src = L->row_src[u], t = dedup ? src : src / Kx;
+            const char *row = L->ret + (size_t)u * rb;
+            const float *b = (const float *)row;
+            float *dxt = dx + t * D;
+            for (int64_t k = 0; k < D; k++) dxt[k] += b[k];
+            if (!dedup) continue;
+            const ep_slot *sl = (const ep_slot *)(row + L->tb);
+            for (int k = 0; k < Kx && sl[k].expert >= 0; k++) {
+                const int32_t ge = d * El + sl[k].expert;
+                int q = 0;
+                while (q < Kx && L->ids[t * Kx + q] != ge) q++;
+                MOE_ASSERT(q < Kx);
+                L->drw_pair[t * Kx + q] = sl[k].weight;
+            }
+        }
+    for (int64_t t = 0; t < T; t++)
+        for (int q = 0; q < Kx && L->ids[t * Kx + q] >= 0; q++)
+            L->drw_plan[L->pair_row[t * Kx + q]] = L->drw_pair[t * Kx + q];
+    moe_router_backward(&p->router, pl, L->drw_plan, x, w->wg, dx, grads->wg, grads->bg);
+    if (p->n_shared > 0 && T > 0) {
+        // d(shared out) = g_t·dy_t; gate: dz_t = (dy_t·S_t)·g(1−g).
+        for (int64_t t = 0; t < T; t++) {
+            float g = L->sh_gate[t];
+            const float *dyt = dy + t * D;
+            float *dst = L->sh_tmp + t * D;
+            for (int64_t d = 0; d < D; d++) dst[d] = g * dyt[d];
+            if (p->shared_gate) {
+                double dg = 0;
+                for (int64_t d = 0; d < D; d++) dg += (double)dyt[d] * L->sh_out[t * D + d];
+                float dz = (float)(dg * g * (1.0f - g));
+                for (int64_t d = 0; d < D; d++) {
+                    grads->ws[d] += dz * x[t * D + d];
+                    dx[t * D + d] += dz * w->ws[d];
+                }
+            }
+        }
+        moe_experts_params one = L->sp;
+        one.n_experts = 1;
+        const int64_t off[2] = {0, T}, spr = moe_experts_save_per_row(&L->sp);
+        for (int s = 0; s < p->n_shared; s++) {
+            moe_expert_weights ws = ep_slice(&w->shared, D, p->Fs, s);
+            moe_expert_weights gs = ep_slice(&grads->shared, D, p->Fs, s);
+            moe_experts_backward(&one, L->sh_dx, &gs, L->sh_scratch, &ws, off, x,
+                                 L->sh_save + s * p->T_max * spr, L->sh_tmp);
+            for (int64_t i = 0; i < T * D; i++) dx[i] += L->sh_dx[i];
+        }
+    }
+    ph->total = ep_clock() - t0;
+    return MOE_OK;
+}
+
+static moe_status ep_sync(moe_ep_layer *L, moe_comm_grad_kind k, float *g, int64_t n) {
+    return g && n > 0 ? moe_comm_sync_grads(L->c, k, g, (size_t)n) : MOE_OK;
+}
+
+moe_status moe_ep_layer_sync_grads(moe_ep_layer *L, moe_layer_weights *g) {
+    const moe_layer_params *p = &L->p;
+    const int64_t D = p->router.D, E = p->router.E, F = p->F, Fs = p->Fs, El = L->El;
+    const int64_t S = p->n_shared;
+    moe_status st = MOE_OK;
+    const moe_comm_grad_kind De = MOE_COMM_GRAD_DENSE, Ex = MOE_COMM_GRAD_EXPERT;
+    if (!st) st = ep_sync(L, De, g->wg, D * E);
+    if (!st) st = ep_sync(L, De, g->bg, E);
+    if (!st) st = ep_sync(L, De, g->ws, D);
+    const moe_expert_weights *f[2] = {&g->experts, &g->shared};
+    const int64_t n[2] = {El, S}, w[2] = {F, Fs};
+    const moe_comm_grad_kind kind[2] = {Ex, De};
+    for (int i = 0; i < 2 && !st; i++) {
+        if (n[i] == 0) continue;
+        st = ep_sync(L, kind[i], f[i]->w1, n[i] * D * w[i]);
+        if (!st) st = ep_sync(L, kind[i], f[i]->b1, n[i] * w[i]);
+        if (!st) st = ep_sync(L, kind[i], f[i]->w3, n[i] * D * w[i]);
+        if (!st) st = ep_sync(L, kind[i], f[i]->b3, n[i] * w[i]);
+        if (!st) st = ep_sync(L, kind[i], f[i]->w2, n[i] * w[i] * D);
+        if (!st) st = ep_sync(L, kind[i], f[i]->b2, n[i] * D);
+    }
+    return st;
+}
