@@ -10,4 +10,6 @@ apt-get install -y --no-install-recommends \
   libprotobuf-c-dev protobuf-c-compiler \
   libjansson-dev \
   protobuf-compiler python3 python3-protobuf \
-  gnuplot-nox
+  gnuplot-nox \
+  slurm-wlm munge procps
+# slurm-wlm munge procps: cluster/local-slurm.sh (a single-node Slurm for the `cluster` tests).

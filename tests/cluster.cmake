@@ -1,0 +1,27 @@
+# cluster.cmake: the `cluster` suite: cluster/train.sbatch on a local real Slurm (started and stopped
+# inside each test by cluster/local-slurm.sh) and cluster/mpirun-train.sh. The tests drive the
+# real `moe train` (MOE_TEST_KIND=moe) for the three acceptance flows (sbatch, preemption + requeue,
+# a rank killed); the mpirun wrapper test drives the stand-in MPI program tests/cluster_standin.c
+# (MOE_TEST_KIND=standin), which the other scripts also accept for debugging the machinery alone.
+# The sanitizer pass skips them (label nosan): they test launch machinery, not our memory use.
+# A test prints SKIP and returns 77 when slurm-wlm/munge are not installed. The tests share the
+# 2 cores, so they never run together (RESOURCE_LOCK).
+add_executable(cluster_standin cluster_standin.c)
+target_link_libraries(cluster_standin PRIVATE MPI::MPI_C)
+
+function(moe_add_cluster_test name script)
+  cmake_parse_arguments(T "" "" "ENV" ${ARGN})
+  add_test(NAME ${name} COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_cluster_${script}.sh)
+  set_tests_properties(${name} PROPERTIES
+    LABELS "cluster;nosan"
+    ENVIRONMENT "MOE_SRC=${CMAKE_SOURCE_DIR};${T_ENV};${MOE_TEST_ENV}"
+    SKIP_RETURN_CODE 77
+    RESOURCE_LOCK moe_cluster
+    PROCESSORS 2
+    TIMEOUT 180)
+endfunction()
+
+foreach(t sbatch requeue rankkill)
+  moe_add_cluster_test(cluster_${t} ${t} ENV "MOE_BIN=$<TARGET_FILE:moe>;MOE_TEST_KIND=moe")
+endforeach()
+moe_add_cluster_test(cluster_mpirun mpirun ENV "MOE_BIN=$<TARGET_FILE:cluster_standin>")
