@@ -192,7 +192,7 @@ int main(int argc, char **argv) {
     }
     MPI_Barrier(MPI_COMM_WORLD);
     // The pid files let a test kill one particular rank.
-    char host[256] = "?";
+    char host[64] = "?";
     gethostname(host, sizeof host - 1);
     snprintf(path, sizeof path, "%s/pids/rank-%d", cfg.out_dir, standin_rank);
     snprintf(text, sizeof text, "%ld %s\n", (long)getpid(), host);
