@@ -1,8 +1,9 @@
-// common.c: status strings, the thread-local last-error message, checked allocation.
+// common.c: status strings, the thread-local last-error message, checked allocation, the clock.
 #include "moe-common.h"
 
 #include <stdarg.h>
 #include <string.h>
+#include <time.h>
 
 static _Thread_local char moe_errbuf[4096];
 
@@ -63,4 +64,10 @@ void *moe_xalloc_aligned(size_t bytes) {
 
 int moe_mul_overflows_i64(int64_t a, int64_t b, int64_t *out) {
     return __builtin_mul_overflow(a, b, out);
+}
+
+double moe_clock_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -66,4 +66,7 @@ void *moe_xalloc_aligned(size_t bytes);
 // Overflow-checked product for sizes a config sets: nonzero on overflow, else *out = a*b.
 int moe_mul_overflows_i64(int64_t a, int64_t b, int64_t *out);
 
+// Seconds on the monotonic clock (phase timings and benchmarks: differences only).
+double moe_clock_seconds(void);
+
 #endif

@@ -61,11 +61,46 @@ void moe_experts_backward(const moe_experts_params *p, float *dxin, moe_expert_w
                           float *scratch, const moe_expert_weights *w, const int64_t *offsets,
                           const float *xin, const float *save, const float *dout);
 
+// View of a family starting at expert `first` (the same pointers shifted; NULL stays NULL):
+// expert `first` becomes expert 0 of the view. D and F are the family's dims.
+moe_expert_weights moe_experts_slice(const moe_expert_weights *w, int64_t D, int64_t F,
+                                     int64_t first);
+
 // Activation and its derivative (exposed for tests): a = act(h) elementwise over n values.
 float moe_gelu(float u);
 float moe_gelu_grad(float u);
 float moe_silu(float u);
 float moe_silu_grad(float u);
+
+// ------------------------------------------------------------------------------ shared experts
+// Every token through all n_experts experts of a family sp (width Fs):
+//   S_t = Σ_s FFN_s(x_t), y_t += g_t·S_t, g_t = sigmoid(x_t·ws) when ws is given, else 1.
+// Backward: d(S) = g_t·dy_t; gate dz_t = (dy_t·S_t)·g_t(1−g_t), dws += dz_t·x_t, dx_t += dz_t·ws.
+// The caller owns the buffers (allocated once for T_max tokens, e.g. by moe_shared_buffers_alloc):
+// forward and backward never allocate. One backward per forward: it consumes `out`.
+typedef struct {
+    int64_t T_max;     // tokens the buffers are sized for
+    float *save;       // (n_shared, T_max, save_per_row) forward saves, read by backward
+    float *out;        // (T_max, D) S, ungated: forward → backward; then backward's dx scratch
+    float *gate;       // (T_max) g: forward → backward
+    float *tmp;        // (T_max, D) scratch (forward: one expert's output; backward: g·dy)
+    float *scratch;    // (T_max, scratch_per_row) backward scratch
+} moe_shared_buffers;
+
+// Allocates every buffer (64-byte aligned) for a family with n_experts > 0; free with
+// moe_shared_buffers_free (NULL-safe, leaves the struct zeroed).
+void moe_shared_buffers_alloc(moe_shared_buffers *b, const moe_experts_params *sp, int64_t T_max);
+void moe_shared_buffers_free(moe_shared_buffers *b);
+
+// Forward over T <= T_max tokens: y (T, D) ADDED; x (T, D) must be passed unchanged to the
+// backward; w the family (n_experts, ...); ws (D) gate or NULL (g = 1). T = 0 does nothing.
+void moe_shared_forward(const moe_experts_params *sp, moe_shared_buffers *b, float *y,
+                        const moe_expert_weights *w, const float *ws, const float *x, int64_t T);
+// Backward of the last forward (same x, w, ws, T): dx (T, D), grads and dws (D) ADDED; dws is
+// NULL exactly when ws is. dy (T, D).
+void moe_shared_backward(const moe_experts_params *sp, moe_shared_buffers *b, float *dx,
+                         moe_expert_weights *grads, float *dws, const moe_expert_weights *w,
+                         const float *ws, const float *x, const float *dy, int64_t T);
 
 // ------------------------------------------------------------------------------ the layer
 

@@ -8,13 +8,6 @@
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
-#include <time.h>
-
-static double moe_clock(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 struct moe_layer {
     moe_layer_timing timing;
@@ -29,11 +22,7 @@ struct moe_layer {
     float *dout;                 // (R_max, D)
     float *scratch;              // (R_max · scratch_per_row)
     float *drw;                  // (R_max) dL/d row_weight
-    float *sh_save;              // (n_shared, T_max · save_per_row_s)
-    float *sh_out;               // (T_max, D) Σ_s FFN_s(x), ungated
-    float *sh_tmp;               // (T_max, D)
-    float *sh_gate;              // (T_max) g_t
-    float *sh_scratch;           // (T_max · scratch_per_row_s)
+    moe_shared_buffers sh;       // shared experts, for T_max tokens (none when n_shared = 0)
 };
 
 moe_experts_params moe_layer_routed_params(const moe_layer_params *p) {
@@ -201,15 +190,7 @@ moe_status moe_layer_create(const moe_layer_params *p, moe_layer **out) {
     L->scratch =
         moe_xalloc_aligned((size_t)(R * moe_experts_scratch_per_row(&L->ep)) * sizeof(float));
     L->drw = moe_xalloc_aligned((size_t)R * sizeof(float));
-    if (p->n_shared > 0) {
-        L->sh_save = moe_xalloc_aligned(
-            (size_t)(p->n_shared * T * moe_experts_save_per_row(&L->sp)) * sizeof(float));
-        L->sh_out = moe_xalloc_aligned((size_t)(T * D) * sizeof(float));
-        L->sh_tmp = moe_xalloc_aligned((size_t)(T * D) * sizeof(float));
-        L->sh_gate = moe_xalloc_aligned((size_t)T * sizeof(float));
-        L->sh_scratch =
-            moe_xalloc_aligned((size_t)(T * moe_experts_scratch_per_row(&L->sp)) * sizeof(float));
-    }
+    if (p->n_shared > 0) moe_shared_buffers_alloc(&L->sh, &L->sp, T);
     *out = L;
     return MOE_OK;
 }
@@ -218,7 +199,7 @@ void moe_layer_free(moe_layer *L) {
     if (!L) return;
     moe_route_plan_free(L->plan);
     free(L->xin); free(L->out); free(L->dout); free(L->save); free(L->scratch); free(L->drw);
-    free(L->sh_save); free(L->sh_out); free(L->sh_tmp); free(L->sh_gate); free(L->sh_scratch);
+    moe_shared_buffers_free(&L->sh);
     free(L);
 }
 
@@ -242,18 +223,6 @@ void moe_layer_unpermute(const moe_route_plan *plan, float *y, const float *out,
     }
 }
 
-// Expert s of a family as a one-expert family view.
-static moe_expert_weights moe_slice(const moe_expert_weights *w, const moe_experts_params *e,
-                                    int s) {
-    const int64_t D = e->D, F = e->F;
-    moe_expert_weights v = {
-        w->w1 + s * D * F,         w->b1 ? w->b1 + s * F : NULL,
-        w->w3 ? w->w3 + s * D * F : NULL, w->b3 ? w->b3 + s * F : NULL,
-        w->w2 + s * F * D,         w->b2 ? w->b2 + s * D : NULL,
-    };
-    return v;
-}
-
 void moe_layer_forward(moe_layer *L, float *y, moe_route_stats *stats, const float *x, int64_t T,
                        const moe_layer_weights *w, const float *balance_bias,
                        const moe_route_opts *opts) {
@@ -265,40 +234,20 @@ void moe_layer_forward(moe_layer *L, float *y, moe_route_stats *stats, const flo
     moe_route_plan *plan = L->plan;
     moe_layer_phases *ph = &L->timing.fwd;
     memset(ph, 0, sizeof *ph);
-    double t0 = moe_clock();
+    double t0 = moe_clock_seconds();
     moe_router_forward(&p->router, plan, stats, x, w->wg, w->bg, balance_bias, T, opts);
-    double t1 = moe_clock();
+    double t1 = moe_clock_seconds();
     moe_layer_permute(plan, L->xin, x, D);
-    double t2 = moe_clock();
+    double t2 = moe_clock_seconds();
     moe_experts_forward(&L->ep, L->out, L->save, &w->experts, plan->offsets, L->xin);
-    double t3 = moe_clock();
+    double t3 = moe_clock_seconds();
     memset(y, 0, (size_t)(T * D) * sizeof(float));
     moe_layer_unpermute(plan, y, L->out, D);
-    double t4 = moe_clock();
+    double t4 = moe_clock_seconds();
     ph->router = t1 - t0, ph->permute = t2 - t1, ph->experts = t3 - t2, ph->combine = t4 - t3;
     if (p->n_shared == 0 || T == 0) return;
-
-    moe_experts_params one = L->sp;
-    one.n_experts = 1;
-    const int64_t off[2] = {0, T}, spr = moe_experts_save_per_row(&L->sp);
-    for (int s = 0; s < p->n_shared; s++) {
-        moe_expert_weights ws = moe_slice(&w->shared, &L->sp, s);
-        float *dst = s == 0 ? L->sh_out : L->sh_tmp;
-        moe_experts_forward(&one, dst, L->sh_save + s * p->T_max * spr, &ws, off, x);
-        if (s > 0)
-            for (int64_t i = 0; i < T * D; i++) L->sh_out[i] += L->sh_tmp[i];
-    }
-    for (int64_t t = 0; t < T; t++) {
-        float g = 1.0f;
-        if (p->shared_gate) {
-            double z = 0;
-            for (int64_t d = 0; d < D; d++) z += (double)x[t * D + d] * w->ws[d];
-            g = (float)(1.0 / (1.0 + exp(-z)));
-        }
-        L->sh_gate[t] = g;
-        for (int64_t d = 0; d < D; d++) y[t * D + d] += g * L->sh_out[t * D + d];
-    }
-    ph->shared = moe_clock() - t4;
+    moe_shared_forward(&L->sp, &L->sh, y, &w->shared, p->shared_gate ? w->ws : NULL, x, T);
+    ph->shared = moe_clock_seconds() - t4;
 }
 
 void moe_layer_backward(moe_layer *L, float *dx, moe_layer_weights *grads, const float *dy,
@@ -310,7 +259,7 @@ void moe_layer_backward(moe_layer *L, float *dx, moe_layer_weights *grads, const
     const int64_t R = plan->n_rows;
     moe_layer_phases *ph = &L->timing.bwd;
     memset(ph, 0, sizeof *ph);
-    double t0 = moe_clock();
+    double t0 = moe_clock_seconds();
     // dL/dw_r = dy_t·out_r; dout_r = w_r·dy_t
     for (int64_t r = 0; r < R; r++) {
         const float *dyt = dy + (int64_t)plan->row_token[r] * D, *o = L->out + r * D;
@@ -322,10 +271,10 @@ void moe_layer_backward(moe_layer *L, float *dx, moe_layer_weights *grads, const
         L->drw[r] = acc;
     }
     float *dxin = L->out;   // expert outputs are no longer needed
-    double t1 = moe_clock();
+    double t1 = moe_clock_seconds();
     moe_experts_backward(&L->ep, dxin, &grads->experts, L->scratch, &w->experts, plan->offsets,
                          L->xin, L->save, L->dout);
-    double t2 = moe_clock();
+    double t2 = moe_clock_seconds();
     for (int64_t t = 0; t < T; t++) {
         float *dxt = dx + t * D;
         for (int64_t j = plan->tok_offsets[t]; j < plan->tok_offsets[t + 1]; j++) {
@@ -333,39 +282,13 @@ void moe_layer_backward(moe_layer *L, float *dx, moe_layer_weights *grads, const
             for (int64_t d = 0; d < D; d++) dxt[d] += src[d];
         }
     }
-    double t3 = moe_clock();
+    double t3 = moe_clock_seconds();
     moe_router_backward(&p->router, plan, L->drw, x, w->wg, dx, grads->wg, grads->bg);
-    double t4 = moe_clock();
+    double t4 = moe_clock_seconds();
     ph->permute = (t1 - t0) + (t3 - t2), ph->experts = t2 - t1, ph->router = t4 - t3;
     if (p->n_shared == 0 || T == 0) return;
-
-    // Shared experts: d(shared out) = g_t·dy_t; gate: dz_t = (dy_t·S_t)·g(1−g).
-    for (int64_t t = 0; t < T; t++) {
-        float g = L->sh_gate[t];
-        const float *dyt = dy + t * D;
-        float *dst = L->sh_tmp + t * D;
-        for (int64_t d = 0; d < D; d++) dst[d] = g * dyt[d];
-        if (p->shared_gate) {
-            double dg = 0;
-            for (int64_t d = 0; d < D; d++) dg += (double)dyt[d] * L->sh_out[t * D + d];
-            float dz = (float)(dg * g * (1.0f - g));
-            for (int64_t d = 0; d < D; d++) {
-                grads->ws[d] += dz * x[t * D + d];
-                dx[t * D + d] += dz * w->ws[d];
-            }
-        }
-    }
-    moe_experts_params one = L->sp;
-    one.n_experts = 1;
-    const int64_t off[2] = {0, T}, spr = moe_experts_save_per_row(&L->sp);
-    float *dxs = L->dout;   // (T, D) fits: reuse when R_max >= T, else sh_out is free now
-    if (moe_router_max_rows(&p->router, p->T_max) < T) dxs = L->sh_out;
-    for (int s = 0; s < p->n_shared; s++) {
-        moe_expert_weights ws = moe_slice(&w->shared, &L->sp, s);
-        moe_expert_weights gs = moe_slice(&grads->shared, &L->sp, s);
-        moe_experts_backward(&one, dxs, &gs, L->sh_scratch, &ws, off, x,
-                             L->sh_save + s * p->T_max * spr, L->sh_tmp);
-        for (int64_t i = 0; i < T * D; i++) dx[i] += dxs[i];
-    }
-    ph->shared = moe_clock() - t4;
+    const int gate = p->shared_gate;
+    moe_shared_backward(&L->sp, &L->sh, dx, &grads->shared, gate ? grads->ws : NULL, &w->shared,
+                        gate ? w->ws : NULL, x, dy, T);
+    ph->shared = moe_clock_seconds() - t4;
 }

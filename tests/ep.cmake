@@ -12,4 +12,5 @@ foreach(np 1 2)
     PASS_REGULAR_EXPRESSION "\"hidden_fraction\":-?[0-9]")
 endforeach()
 # No allocation in forward/backward (one rank: MPI's nonblocking collectives allocate themselves).
-moe_add_mpi_test(test_ep_noalloc SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_ep_noalloc.c NP 1 LABELS ep)
+moe_add_mpi_test(test_ep_noalloc SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_ep_noalloc.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/test-noalloc.c NP 1 LABELS ep)

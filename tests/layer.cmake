@@ -3,4 +3,4 @@
 moe_add_test(test_layer SOURCES test_layer.c test_layer_ref.c LABELS layer)
 moe_add_test(test_router SOURCES test_router.c LABELS layer)
 moe_add_test(test_experts SOURCES test_experts.c test_layer_ref.c LABELS layer)
-moe_add_test(test_layer_noalloc SOURCES test_layer_noalloc.c LABELS layer)
+moe_add_test(test_layer_noalloc SOURCES test_layer_noalloc.c test-noalloc.c LABELS layer)

@@ -6,22 +6,12 @@
 // argv[1] = path of the moe binary.
 #include "checkpoint.h"
 #include "config.h"
+#include "test-util.h"
 
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static int g_fail;
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);      \
-            fprintf(stderr, __VA_ARGS__);                                                  \
-            fprintf(stderr, "\n");                                                         \
-            g_fail++;                                                                      \
-        }                                                                                  \
-    } while (0)
 
 static char g_run[256];
 static const char *g_moe;
@@ -171,8 +161,7 @@ static int run_inspect(const char *dir, const char *needle) {
 int main(int argc, char **argv) {
     g_moe = argc > 1 ? argv[1] : NULL;
     test_crc();
-    snprintf(g_run, sizeof g_run, "/tmp/moe-test-ckpt-XXXXXX");
-    MOE_ASSERT(mkdtemp(g_run));
+    test_tmpdir(g_run, sizeof g_run, "moe-test-ckpt");
     moe_ckpt_state st;
     // Roundtrip, resolving, state.
     save(100, 1, 2, MOE_OK);
@@ -276,13 +265,6 @@ int main(int argc, char **argv) {
         fclose(f);
     }
     CHECK(!strcmp(line, "step_00000600\n"), "LATEST holds '%s'", line);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_run);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_run);
-    if (g_fail) {
-        fprintf(stderr, "test_ckpt: %d check(s) failed\n", g_fail);
-        return 1;
-    }
-    printf("test_ckpt: all checks passed\n");
-    return 0;
+    test_rmtree(g_run);
+    return test_summary("test_ckpt");
 }

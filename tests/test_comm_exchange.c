@@ -4,47 +4,18 @@
 // it to its own place. Modes (chunked overlap, hierarchical, row datatypes) must give byte-equal
 // buffers; the pack path (dedup on/off) must equal a naive per-token loop over experts.
 #include "comm.h"
+#include "test-util.h"
 
 #include <math.h>
 #include <string.h>
 
 enum { E = 8, K = 2, TMAX = 20, DV = 4, ROUNDS = 4 };
 
-static int g_fail;
-static int g_rank;
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            if (g_fail < 20) {                                                             \
-                char m_[512];                                                              \
-                snprintf(m_, sizeof m_, __VA_ARGS__);                                      \
-                fprintf(stderr, "[rank %d] %s:%d: check failed: %s: %s\n", g_rank,         \
-                        __FILE__, __LINE__, #cond, m_);                                    \
-            }                                                                              \
-            g_fail++;                                                                      \
-        }                                                                                  \
-    } while (0)
-#define OK(call)                                                                           \
-    do {                                                                                   \
-        moe_status st_ = (call);                                                           \
-        if (st_ != MOE_OK) {                                                               \
-            fprintf(stderr, "[rank %d] %s failed: %s\n", g_rank, #call, moe_last_error()); \
-            moe_comm_abort(1);                                                             \
-        }                                                                                  \
-    } while (0)
-
-static uint64_t rng_next(uint64_t *s) { // splitmix64
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 // The routing of source `world` in round `round`: T tokens, ids (T, K), weights (T, K).
 // Round 1: world rank 0 has no token. Round 2: expert 1 gets nothing. Round 3: some slots dropped.
 static int64_t make_routing(int world, int round, int32_t *ids, float *w) {
     uint64_t s = 0x1234ull * 1000003ull + (uint64_t)world * 7919ull + (uint64_t)round * 104729ull;
-    int64_t T = (int64_t)(rng_next(&s) % (TMAX + 1));
+    int64_t T = (int64_t)(test_rng(&s) % (TMAX + 1));
     if (round == 1 && world == 0)
         T = 0;
     for (int64_t t = 0; t < T; t++)
@@ -52,14 +23,14 @@ static int64_t make_routing(int world, int round, int32_t *ids, float *w) {
             int32_t e;
             int again;
             do {
-                e = (int32_t)(rng_next(&s) % E);
+                e = (int32_t)(test_rng(&s) % E);
                 again = (round == 2 && e == 1);
                 for (int k2 = 0; k2 < k; k2++)
                     again |= ids[t * K + k2] == e;
             } while (again);
             ids[t * K + k] = e;
-            w[t * K + k] = (float)(1 + rng_next(&s) % 7) / 8.0f;
-            if (round == 3 && rng_next(&s) % 5 == 0)
+            w[t * K + k] = (float)(1 + test_rng(&s) % 7) / 8.0f;
+            if (round == 3 && test_rng(&s) % 5 == 0)
                 ids[t * K + k] = -1;
         }
     return T;

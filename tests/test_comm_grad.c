@@ -3,31 +3,10 @@
 // the owning rank through the real dispatch exchange, then synced over EDP; both must equal the
 // single-rank gradient for every EP. Also the small collectives against hand-computed values.
 #include "comm.h"
+#include "test-util.h"
 
 #include <math.h>
 #include <string.h>
-
-static int g_fail, g_rank;
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            if (g_fail < 20) {                                                             \
-                char m_[512];                                                              \
-                snprintf(m_, sizeof m_, __VA_ARGS__);                                      \
-                fprintf(stderr, "[rank %d] %s:%d: check failed: %s: %s\n", g_rank,         \
-                        __FILE__, __LINE__, #cond, m_);                                    \
-            }                                                                              \
-            g_fail++;                                                                      \
-        }                                                                                  \
-    } while (0)
-#define OK(call)                                                                           \
-    do {                                                                                   \
-        moe_status st_ = (call);                                                           \
-        if (st_ != MOE_OK) {                                                               \
-            fprintf(stderr, "[rank %d] %s failed: %s\n", g_rank, #call, moe_last_error()); \
-            moe_comm_abort(1);                                                             \
-        }                                                                                  \
-    } while (0)
 
 enum { B = 24, N = 5, E = 8 };
 

@@ -3,28 +3,9 @@
 // partition the world, are consecutive inside (fake) nodes, and agree with the rank maps. Also the
 // topology query and the BLAS-threads rule (OPENBLAS_NUM_THREADS wins).
 #include "comm.h"
+#include "test-util.h"
 
 #include <string.h>
-
-static int g_fail, g_rank;
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            char m_[512];                                                                  \
-            snprintf(m_, sizeof m_, __VA_ARGS__);                                          \
-            fprintf(stderr, "[rank %d] %s:%d: check failed: %s: %s\n", g_rank, __FILE__,   \
-                    __LINE__, #cond, m_);                                                  \
-            g_fail++;                                                                      \
-        }                                                                                  \
-    } while (0)
-#define OK(call)                                                                           \
-    do {                                                                                   \
-        moe_status st_ = (call);                                                           \
-        if (st_ != MOE_OK) {                                                               \
-            fprintf(stderr, "[rank %d] %s failed: %s\n", g_rank, #call, moe_last_error()); \
-            moe_comm_abort(1);                                                             \
-        }                                                                                  \
-    } while (0)
 
 // The message must contain every number given (as decimal text).
 static void expect_refused(moe_status st, const int *nums, int n, const char *what) {

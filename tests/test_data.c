@@ -3,21 +3,11 @@
 // W = 2, 4 concatenate to the W = 1 batch), the start distribution, every bad-data error (table),
 // and the default corpus (deterministic, large enough, loadable).
 #include "data.h"
+#include "test-util.h"
 
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int g_fail;
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);      \
-            fprintf(stderr, __VA_ARGS__);                                                  \
-            fprintf(stderr, "\n");                                                         \
-            g_fail++;                                                                      \
-        }                                                                                  \
-    } while (0)
 
 static char g_dir[256];
 
@@ -249,19 +239,11 @@ static void test_corpus(void) {
 }
 
 int main(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/moe-test-data-XXXXXX");
-    MOE_ASSERT(mkdtemp(g_dir));
+    test_tmpdir(g_dir, sizeof g_dir, "moe-test-data");
     test_u16_roundtrip();
     test_text_split_batches();
     test_bad_data();
     test_corpus();
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
-    if (g_fail) {
-        fprintf(stderr, "test_data: %d check(s) failed\n", g_fail);
-        return 1;
-    }
-    printf("test_data: all checks passed\n");
-    return 0;
+    test_rmtree(g_dir);
+    return test_summary("test_data");
 }

@@ -3,31 +3,10 @@
 // outputs and dx equal, weight gradients equal the sum over the separate calls, kept counts
 // equal their sum. aux and z are off (they are over the whole call by definition, not per group).
 #include "experts.h"
+#include "test-util.h"
 
 #include <math.h>
 #include <string.h>
-
-static double urand(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0;
-}
-
-static int check(const char *what, const char *t, const float *got, const float *ref, int64_t n) {
-    double mx = 0, worst = 0;
-    int64_t wi = 0;
-    for (int64_t i = 0; i < n; i++) mx = fabs(ref[i]) > mx ? fabs(ref[i]) : mx;
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs(got[i] - ref[i]) / (mx > 1e-3 ? mx : 1e-3);
-        if (e > worst || e != e) worst = e, wi = i;
-    }
-    if (worst <= 1e-5) return 0;
-    fprintf(stderr, "FAIL %s: %s[%lld] expected %.9g got %.9g (error %.3g)\n", what, t,
-            (long long)wi, ref[wi], got[wi], worst);
-    return 1;
-}
 
 static int run(const char *name, moe_layer_params p, int64_t G, int64_t n, int tie) {
     const int64_t T = G * n, D = p.router.D, E = p.router.E;
@@ -51,8 +30,8 @@ static int run(const char *name, moe_layer_params p, int64_t G, int64_t n, int t
     uint64_t s = 99;
     for (int64_t i = 0; i < T * D; i++) {
         int64_t t = i / D, src = tie ? (t % tie) * D + i % D : i;
-        x[i] = src == i ? (float)(3 * urand(&s) - 1.5) : x[src];
-        dy[i] = (float)(2 * urand(&s) - 1);
+        x[i] = src == i ? (float)(3 * test_urand(&s) - 1.5) : x[src];
+        dy[i] = (float)(2 * test_urand(&s) - 1);
     }
     moe_route_stats st;
     moe_layer_forward(Lg, y1, &st, x, T, &w, NULL, NULL);
@@ -65,8 +44,9 @@ static int run(const char *name, moe_layer_params p, int64_t G, int64_t n, int t
         moe_layer_backward(Ls, dx2 + k * G * D, &g2, dy + k * G * D, &w);
         for (int e = 0; e < E; e++) kept[e] += sk.tokens_per_expert[e];
     }
-    int fails = check(name, "y", y1, y2, T * D) + check(name, "dx", dx1, dx2, T * D) +
-                check(name, "weight gradients (whole block)", g1.wg, g2.wg, nw);
+    int fails = test_close(name, "y", y1, y2, T * D, 1.0, 1e-5) +
+                test_close(name, "dx", dx1, dx2, T * D, 1.0, 1e-5) +
+                test_close(name, "weight gradients (whole block)", g1.wg, g2.wg, nw, 1.0, 1e-5);
     for (int e = 0; e < E; e++)
         if (kept[e] != st.tokens_per_expert[e]) {
             fprintf(stderr, "FAIL %s: expert %d kept %lld, Σ over groups %lld\n", name, e,

@@ -4,11 +4,12 @@
 // run on the global batch on rank 0, and the global stats equal its stats. Also a rank with no
 // tokens, an expert with no tokens, and invalid layouts refused through moe_ep_layer_create.
 #include "ep-layer.h"
+#include "test-util.h"
 
 #include <math.h>
 #include <string.h>
 
-static int g_rank, g_W;
+static int g_W;   // world size (g_rank: test-util.h)
 
 typedef struct {
     const char *name;
@@ -39,32 +40,6 @@ static moe_layer_params mk(moe_activation act) {
     return p;
 }
 
-static double urand(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0;
-}
-
-// max |got − ref| / max(max |ref|, 1e-3) <= tol, else print and return 1.
-static int check(const char *what, const char *tensor, const float *got, const float *ref,
-                 int64_t n, double scale_got, double tol) {
-    double mx = 0, worst = 0;
-    int64_t wi = 0;
-    for (int64_t i = 0; i < n; i++) mx = fabs(ref[i]) > mx ? fabs(ref[i]) : mx;
-    double sc = mx > 1e-3 ? mx : 1e-3;
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs(got[i] * scale_got - ref[i]) / sc;
-        if (e > worst || e != e) worst = e, wi = i;
-        if (e != e) break;
-    }
-    if (worst <= tol) return 0;
-    fprintf(stderr, "FAIL %s: %s[%lld] expected %.9g got %.9g (max|ref| %.3g, error %.3g > %.1g)\n",
-            what, tensor, (long long)wi, ref[wi], got[wi] * scale_got, mx, worst, tol);
-    return 1;
-}
-
 // Named tensors of a weight block (pointer, floats).
 static int tensors(const moe_layer_params *p, const moe_layer_weights *w, const char **nm,
                    float **ptr, int64_t *n) {
@@ -89,15 +64,6 @@ static int tensors(const moe_layer_params *p, const moe_layer_weights *w, const 
 #undef T_
     return k;
 }
-
-#define OK(call)                                                                            \
-    do {                                                                                    \
-        moe_status st_ = (call);                                                            \
-        if (st_ != MOE_OK) {                                                                \
-            fprintf(stderr, "[rank %d] %s failed: %s\n", g_rank, #call, moe_last_error());  \
-            moe_comm_abort(1);                                                              \
-        }                                                                                   \
-    } while (0)
 
 // One case at one layout and option set; returns the failures (agreed on every rank).
 static int run(const ep_case *cs, int ep, const moe_ep_options *o, uint64_t seed) {
@@ -124,8 +90,8 @@ static int run(const ep_case *cs, int ep, const moe_ep_options *o, uint64_t seed
     float *dy = moe_xcalloc((size_t)(Tg * D), sizeof(float));
     for (int64_t i = 0; i < Tg * D; i++) {
         int64_t t = i / D, src = cs->tie_period > 0 ? (t % cs->tie_period) * D + i % D : i;
-        x[i] = src == i ? (float)(3 * urand(&st) - 1.5) : x[src];
-        dy[i] = (float)(2 * urand(&st) - 1);
+        x[i] = src == i ? (float)(3 * test_urand(&st) - 1.5) : x[src];
+        dy[i] = (float)(2 * test_urand(&st) - 1);
     }
     float bias[E_] = {0};
     bias[cs->bias_which] = (float)cs->bias_e;
@@ -184,11 +150,12 @@ static int run(const ep_case *cs, int ep, const moe_ep_options *o, uint64_t seed
         moe_route_stats rs;
         moe_layer_forward(R, yr, &rs, x, Tg, &w, bp, &o1);
         moe_layer_backward(R, dxr, &gr, dy, &w);
-        fails += check(what, "y", yall, yr, Tg * D, 1.0, 1e-5);
-        fails += check(what, "dx", dxall, dxr, Tg * D, 1.0 / W, 1e-5);
+        fails += test_close(what, "y", yall, yr, Tg * D, 1.0, 1e-5);
+        fails += test_close(what, "dx", dxall, dxr, Tg * D, 1.0 / W, 1e-5);
         int nr = tensors(&p, &gr, nm, wp, gn);
         MOE_ASSERT_EQ(nr, nt);
-        for (int i = 0; i < nt; i++) fails += check(what, nm[i], gp[i], wp[i], gn[i], 1.0, 1e-5);
+        for (int i = 0; i < nt; i++)
+            fails += test_close(what, nm[i], gp[i], wp[i], gn[i], 1.0, 1e-5);
         // Global stats equal the one-rank stats.
         for (int e = 0; e < E; e++)
             if (s.tokens_per_expert[e] != rs.tokens_per_expert[e] ||
@@ -227,7 +194,7 @@ static int run(const ep_case *cs, int ep, const moe_ep_options *o, uint64_t seed
         float b1[E_] = {0}, b2[E_] = {0};
         moe_ep_layer_update_bias(L, b1, 1e-3);
         moe_router_update_bias(b2, rs.selected_per_expert, (int)E, 1e-3);
-        fails += check(what, "bias update", b1, b2, E, 1.0, 0);
+        fails += test_close(what, "bias update", b1, b2, E, 1.0, 0);
         free(yr); free(dxr);
         moe_layer_weights_free(&gr);
         moe_layer_free(R);

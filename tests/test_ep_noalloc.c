@@ -1,62 +1,15 @@
 // test_ep_noalloc.c: the expert-parallel layer's forward and backward allocate nothing. malloc &
-// co. are interposed (forwarding to glibc's __libc_* entry points) and counted during two steps
+// co. are interposed (test-noalloc.c, forwarding to glibc's __libc_*) and counted during two steps
 // after a warm-up, at one rank with the blocking exchange (MPI_Alltoallv with oneself allocates
 // nothing), for dropless / dedup+capacity+shared / expert choice. With chunks the exchanges are
 // MPI_Ialltoallv, whose schedules Open MPI allocates per call: those counts are printed, not
 // asserted (the layer's code on that path is the same callbacks plus post/wait calls).
 // Skipped under sanitizers, which interpose the allocator themselves.
 #include "ep-layer.h"
+#include "test-noalloc.h"
+#include "test-util.h"
 
 #include <string.h>
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_UNDEFINED__)
-#define MOE_NOALLOC_SKIP 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MOE_NOALLOC_SKIP 1
-#endif
-#endif
-
-#ifndef MOE_NOALLOC_SKIP
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void *__libc_memalign(size_t, size_t);
-
-static volatile int counting;
-static volatile long n_allocs;
-
-void *malloc(size_t n) {
-    if (counting) n_allocs++;
-    return __libc_malloc(n);
-}
-void *calloc(size_t n, size_t s) {
-    if (counting) n_allocs++;
-    return __libc_calloc(n, s);
-}
-void *realloc(void *p, size_t n) {
-    if (counting) n_allocs++;
-    return __libc_realloc(p, n);
-}
-void *aligned_alloc(size_t a, size_t n) {
-    if (counting) n_allocs++;
-    return __libc_memalign(a, n);
-}
-int posix_memalign(void **out, size_t a, size_t n) {
-    if (counting) n_allocs++;
-    *out = __libc_memalign(a, n);
-    return *out ? 0 : 12;
-}
-#endif
-
-#define OK(call)                                                                            \
-    do {                                                                                    \
-        moe_status st_ = (call);                                                            \
-        if (st_ != MOE_OK) {                                                                \
-            fprintf(stderr, "%s failed: %s\n", #call, moe_last_error());                    \
-            moe_comm_abort(1);                                                              \
-        }                                                                                   \
-    } while (0)
 
 int main(int argc, char **argv) {
 #ifdef MOE_NOALLOC_SKIP
@@ -101,19 +54,19 @@ int main(int argc, char **argv) {
         moe_route_opts opts = {1, 42, rank * 128};
         OK(moe_ep_layer_forward(L, y, &st, x, 128, &wv, NULL, &opts));   // warm-up (BLAS, MPI)
         OK(moe_ep_layer_backward(L, dx, &gv, y, &wv));
-        n_allocs = 0;
-        counting = 1;
+        test_allocs = 0;
+        test_counting = 1;
         for (int it = 0; it < 2; it++) {
             OK(moe_ep_layer_forward(L, y, &st, x, 128 - 16 * it, &wv, NULL, &opts));
             OK(moe_ep_layer_backward(L, dx, &gv, y, &wv));
         }
-        counting = 0;
+        test_counting = 0;
         if (chunks > 1)
             printf("variant %d, %d chunks: %ld allocation(s) in 2 steps (inside MPI_Ialltoallv; "
-                   "not asserted)\n", variant, chunks, n_allocs);
-        else if (n_allocs != 0) {
+                   "not asserted)\n", variant, chunks, test_allocs);
+        else if (test_allocs != 0) {
             fprintf(stderr, "FAIL variant %d: 2 forward+backward steps made %ld allocation(s), "
-                            "expected 0\n", variant, n_allocs);
+                            "expected 0\n", variant, test_allocs);
             fails++;
         } else
             printf("variant %d: 0 allocations in 2 forward+backward steps\n", variant);

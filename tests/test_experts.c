@@ -3,6 +3,7 @@
 // empty expert blocks, GELU and SwiGLU, biases on and off, against a per-row double loop (whose
 // formulas are the reference's, finite-difference checked in test_layer); gradients accumulate.
 #include "experts.h"
+#include "test-util.h"
 #include "test_layer_ref.h"
 
 #include <math.h>
@@ -78,8 +79,8 @@ static int run(moe_activation act, int bias, const int64_t *counts, int E, uint6
     uint64_t st = seed;
     float *xin = moe_xcalloc((size_t)(R * D), sizeof(float)), *dout = moe_xcalloc((size_t)(R * D), sizeof(float));
     for (int64_t i = 0; i < R * D; i++) {
-        xin[i] = (float)ref_uniform(&st, -2, 2);
-        dout[i] = (float)ref_uniform(&st, -1, 1);
+        xin[i] = (float)test_uniform(&st, -2, 2);
+        dout[i] = (float)test_uniform(&st, -1, 1);
     }
     float *out = moe_xcalloc((size_t)(R * D), sizeof(float)), *dxin = moe_xcalloc((size_t)(R * D), sizeof(float));
     float *save = moe_xcalloc((size_t)(R * moe_experts_save_per_row(&p)) + 1, sizeof(float));

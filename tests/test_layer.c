@@ -3,6 +3,7 @@
 // grid of shapes and strategies; the reference backward against central finite differences of
 // the reference forward (double, selection held fixed); E=1 against a dense FFN; a direct float
 // finite-difference spot check of the optimized layer; T=0; params from the protobuf config.
+#include "test-util.h"
 #include "test_layer_ref.h"
 #include "moe.pb-c.h"
 
@@ -90,8 +91,8 @@ static int run_case(const layer_case *c, uint64_t seed) {
     float *bias = moe_xcalloc((size_t)E, sizeof(float));
     for (int64_t i = 0; i < T * D; i++) {
         int64_t t = i / D, src = c->tie_groups > 0 ? (t % c->tie_groups) * D + i % D : i;
-        x[i] = src == i ? (float)ref_uniform(&st, -1.5, 1.5) : x[src];
-        dy[i] = (float)ref_uniform(&st, -1, 1);
+        x[i] = src == i ? (float)test_uniform(&st, -1.5, 1.5) : x[src];
+        dy[i] = (float)test_uniform(&st, -1, 1);
     }
     bias[0] = (float)c->bias0;
     bias[E - 1] += (float)c->bias_last;
@@ -227,7 +228,8 @@ static int fd_optimized(void) {
     moe_layer_weights_init(&p, &w, 3);
     float x[36], dy[36], y[36], dx[36] = {0};
     uint64_t st = 9;
-    for (int i = 0; i < 36; i++) x[i] = (float)ref_uniform(&st, -1, 1), dy[i] = (float)ref_uniform(&st, -1, 1);
+    for (int i = 0; i < 36; i++)
+        x[i] = (float)test_uniform(&st, -1, 1), dy[i] = (float)test_uniform(&st, -1, 1);
     moe_layer *L;
     MOE_ASSERT(moe_layer_create(&p, &L) == MOE_OK);
     moe_route_stats s0;

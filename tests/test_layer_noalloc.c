@@ -1,50 +1,11 @@
 // test_layer_noalloc.c: the layer's forward and backward allocate nothing. The test interposes
-// malloc/calloc/realloc/aligned_alloc/posix_memalign (forwarding to glibc's __libc_* entry points)
+// malloc/calloc/realloc/aligned_alloc/posix_memalign (test-noalloc.c, forwarding to glibc)
 // and counts calls made while a step runs, after one warm-up step. Skipped under sanitizers,
 // which interpose the allocator themselves.
 #include "experts.h"
+#include "test-noalloc.h"
 
 #include <string.h>
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_UNDEFINED__)
-#define MOE_NOALLOC_SKIP 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MOE_NOALLOC_SKIP 1
-#endif
-#endif
-
-#ifndef MOE_NOALLOC_SKIP
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void *__libc_memalign(size_t, size_t);
-
-static volatile int counting;
-static volatile long n_allocs;
-
-void *malloc(size_t n) {
-    if (counting) n_allocs++;
-    return __libc_malloc(n);
-}
-void *calloc(size_t n, size_t s) {
-    if (counting) n_allocs++;
-    return __libc_calloc(n, s);
-}
-void *realloc(void *p, size_t n) {
-    if (counting) n_allocs++;
-    return __libc_realloc(p, n);
-}
-void *aligned_alloc(size_t a, size_t n) {
-    if (counting) n_allocs++;
-    return __libc_memalign(a, n);
-}
-int posix_memalign(void **out, size_t a, size_t n) {
-    if (counting) n_allocs++;
-    *out = __libc_memalign(a, n);
-    return *out ? 0 : 12;
-}
-#endif
 
 int main(void) {
 #ifdef MOE_NOALLOC_SKIP
@@ -73,16 +34,16 @@ int main(void) {
         moe_route_opts opts = {1, 42, 0};
         moe_layer_forward(L, y, &st, x, 256, &w, NULL, &opts);   // warm-up (BLAS buffers)
         moe_layer_backward(L, dx, &g, y, &w);
-        n_allocs = 0;
-        counting = 1;
+        test_allocs = 0;
+        test_counting = 1;
         for (int it = 0; it < 2; it++) {
             moe_layer_forward(L, y, &st, x, 256 - 7 * it, &w, NULL, &opts);
             moe_layer_backward(L, dx, &g, y, &w);
         }
-        counting = 0;
-        if (n_allocs != 0) {
+        test_counting = 0;
+        if (test_allocs != 0) {
             fprintf(stderr, "FAIL variant %d: forward/backward made %ld allocation(s), expected 0\n",
-                    variant, n_allocs);
+                    variant, test_allocs);
             fails++;
         } else {
             printf("variant %d: 0 allocations in 2 forward+backward steps\n", variant);

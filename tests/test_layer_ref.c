@@ -6,17 +6,6 @@
 #include <math.h>
 #include <string.h>
 
-uint64_t ref_rng(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-double ref_uniform(uint64_t *s, double lo, double hi) {
-    return lo + (hi - lo) * ((double)(ref_rng(s) >> 11) / 9007199254740992.0);
-}
-
 static int ref_check_any(const char *name, const float *gf, const double *gd, const double *ref,
                          int64_t n, double tol, double floor) {
     double mx = 0, worst = 0;

@@ -50,8 +50,7 @@ void ref_dense_forward(const moe_layer_params *p, const ref_offsets *o, const do
                        const double *x, int64_t T, double *y);
 
 // Helpers ------------------------------------------------------------------------------------
-uint64_t ref_rng(uint64_t *state);                  // splitmix64
-double ref_uniform(uint64_t *state, double lo, double hi);
+// (random inputs: test_uniform of test-util.h)
 // max |got − ref| / max(max |ref|, floor) <= tol, else prints name, index, expected vs got and
 // returns 1.
 int ref_check(const char *name, const float *got, const double *ref, int64_t n, double tol,

@@ -6,6 +6,7 @@
 // and differentiated by central differences (h = 1e-6). Tolerance: atol 1e-6, rtol 1e-3.
 #include "experts.h"
 #include "nn.h"
+#include "test-util.h"
 #include "test_nn_ref.h"
 
 #include <math.h>
@@ -152,8 +153,8 @@ static int run(int tied, uint64_t seed) {
         nnref_fill(&st, m.w[p], m.d[p], psize[p], norm ? 1 - r : -r, norm ? 1 + r : r);
     }
     for (int t = 0; t < T; t++) {
-        m.tok[t] = (int32_t)(nnref_rng(&st) % V);
-        m.tgt[t] = (int32_t)(nnref_rng(&st) % V);
+        m.tok[t] = (int32_t)(test_rng(&st) % V);
+        m.tgt[t] = (int32_t)(test_rng(&st) % V);
     }
     m.tok[3] = m.tok[7];   // a repeated token: the embedding gradient accumulates
     const double loss = kernels_step(&m);

@@ -1,25 +1,15 @@
 // test_nn_ref.c: double-precision loop references of the dense kernels and the finite-difference
 // checker (see test_nn_ref.h). Written from the formulas in trainer/nn.h, not from the kernels.
 #include "test_nn_ref.h"
+#include "test-util.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-uint64_t nnref_rng(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-double nnref_uniform(uint64_t *s, double lo, double hi) {
-    return lo + (hi - lo) * (double)(nnref_rng(s) >> 11) * (1.0 / 9007199254740992.0);
-}
-
 void nnref_fill(uint64_t *s, float *f, double *d, int64_t n, double lo, double hi) {
     for (int64_t i = 0; i < n; i++) {
-        f[i] = (float)nnref_uniform(s, lo, hi);
+        f[i] = (float)test_uniform(s, lo, hi);
         if (d) d[i] = f[i];
     }
 }

@@ -6,9 +6,8 @@
 
 #include "moe-common.h"
 
-uint64_t nnref_rng(uint64_t *s);                        // splitmix64
-double nnref_uniform(uint64_t *s, double lo, double hi);
-// Fills f (n) with uniform(lo, hi) and d (n, may be NULL) with the same (float-rounded) values.
+// Fills f (n) with uniform(lo, hi) (test_uniform of test-util.h: splitmix64) and d (n, may be
+// NULL) with the same (float-rounded) values.
 void nnref_fill(uint64_t *s, float *f, double *d, int64_t n, double lo, double hi);
 double *nnref_dup(const float *f, int64_t n);          // double copy (free())
 

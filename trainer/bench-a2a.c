@@ -17,18 +17,6 @@ static void moe_bench_a2a_usage(FILE *f) {
             "  bytes moved and GB/s. Defaults: T=4096 D=512 K=2 E=8 N=20 C=1.\n");
 }
 
-static int moe_bench_a2a_int(const char *opt, const char *v, int lo, int *out) {
-    char *end = NULL;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || !*v || *end || x < lo || x > (1L << 24)) {
-        fprintf(stderr, "moe bench a2a: %s needs an integer >= %d, got '%s'\n", opt, lo,
-                v ? v : "(nothing)");
-        return 0;
-    }
-    *out = (int)x;
-    return 1;
-}
-
 static uint64_t moe_bench_rng(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -37,38 +25,26 @@ static uint64_t moe_bench_rng(uint64_t *s) {
 }
 
 int moe_bench_a2a(int argc, char **argv) {
+    static const char cmd[] = "moe bench a2a";
     int json = 0, T = 4096, D = 512, K = 2, E = 8, iters = 20, chunks = 1, hier = 0, dedup = 0;
+    const moe_bench_opt opts[] = {
+        {"--json", &json, 0, 1},   {"--hierarchical", &hier, 0, 1}, {"--dedup", &dedup, 0, 1},
+        {"--tokens", &T, 1, 0},    {"--dim", &D, 1, 0},             {"--topk", &K, 1, 0},
+        {"--experts", &E, 1, 0},   {"--iters", &iters, 1, 0},       {"--chunks", &chunks, 1, 0},
+    };
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int ok = 1;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             moe_bench_a2a_usage(stdout);
             return MOE_EXIT_OK;
-        } else if (!strcmp(a, "--json"))
-            json = 1;
-        else if (!strcmp(a, "--hierarchical"))
-            hier = 1;
-        else if (!strcmp(a, "--dedup"))
-            dedup = 1;
-        else if (!strcmp(a, "--tokens"))
-            ok = moe_bench_a2a_int(a, v, 1, &T), i++;
-        else if (!strcmp(a, "--dim"))
-            ok = moe_bench_a2a_int(a, v, 1, &D), i++;
-        else if (!strcmp(a, "--topk"))
-            ok = moe_bench_a2a_int(a, v, 1, &K), i++;
-        else if (!strcmp(a, "--experts"))
-            ok = moe_bench_a2a_int(a, v, 1, &E), i++;
-        else if (!strcmp(a, "--iters"))
-            ok = moe_bench_a2a_int(a, v, 1, &iters), i++;
-        else if (!strcmp(a, "--chunks"))
-            ok = moe_bench_a2a_int(a, v, 1, &chunks), i++;
-        else {
-            fprintf(stderr, "moe bench a2a: unknown option '%s'\n", a);
+        }
+        int r = moe_bench_take_opt(cmd, opts, (int)(sizeof opts / sizeof *opts), argc, argv, &i);
+        if (r < 0)
+            return MOE_EXIT_USAGE;
+        if (r == 0) {
+            fprintf(stderr, "%s: unknown option '%s'\n", cmd, argv[i]);
             moe_bench_a2a_usage(stderr);
             return MOE_EXIT_USAGE;
         }
-        if (!ok)
-            return MOE_EXIT_USAGE;
     }
     if (K > E) {
         fprintf(stderr, "moe bench a2a: --topk %d exceeds --experts %d\n", K, E);
@@ -84,18 +60,8 @@ int moe_bench_a2a(int argc, char **argv) {
     char *x = NULL, *send = NULL, *recv = NULL, *ret = NULL;
     int32_t *ids = NULL, *counts = NULL, *row_src = NULL;
     int W = 1;
-    {
-        // EP = all ranks (the layout check needs the world size: a layout-free handle first).
-        moe_comm_params p0 = {1, 0, 0, 1};
-        if ((st = moe_comm_create(&p0, &c)) != MOE_OK)
-            goto done;
-        W = moe_comm_size(c, MOE_COMM_WORLD);
-        moe_comm_free(c);
-        c = NULL;
-        moe_comm_params p = {W, E, 0, 0};
-        if ((st = moe_comm_create(&p, &c)) != MOE_OK)
-            goto done;
-    }
+    if ((st = moe_bench_comm_world_ep(E, &c, &W)) != MOE_OK)   // EP = all ranks
+        goto done;
     moe_comm_info in = moe_comm_get_info(c);
     const size_t tb = (size_t)D * sizeof(float);
     moe_comm_plan_params pp = {MOE_COMM_EP, in.n_local_experts, K, dedup, tb, (int64_t)T * K,

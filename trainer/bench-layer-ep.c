@@ -24,18 +24,6 @@ static void moe_bench_ep_usage(FILE *f) {
             "  GEMM sub-block rows (default 256).\n");
 }
 
-static int moe_bench_ep_int(const char *opt, const char *v, int lo, int *out) {
-    char *end = NULL;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || !*v || *end || x < lo || x > (1L << 24)) {
-        fprintf(stderr, "moe bench layer --ep: %s needs an integer >= %d, got '%s'\n", opt, lo,
-                v ? v : "(nothing)");
-        return 0;
-    }
-    *out = (int)x;
-    return 1;
-}
-
 typedef struct {
     double step, fwd;                  // seconds, the slowest rank of the best iteration
     double exch, exch_max;             // exposed exchange: least / largest over ranks
@@ -95,41 +83,24 @@ static moe_status moe_bench_ep_run(moe_comm *c, const moe_layer_params *p, int n
 }
 
 int moe_bench_layer_ep(int argc, char **argv) {
+    static const char cmd[] = "moe bench layer --ep";
     int json = 0, T = 4096, D = 512, F = 2048, E = 8, K = 2, chunks = 8, iters = 3, dedup = 0;
     int sub = 0;
+    int ep = 0;   // --ep itself (it brought us here)
+    const moe_bench_opt opts[] = {
+        {"--ep", &ep, 0, 1},        {"--json", &json, 0, 1},     {"--dedup", &dedup, 0, 1},
+        {"--tokens", &T, 1, 0},     {"--dim", &D, 1, 0},         {"--ffn", &F, 1, 0},
+        {"--experts", &E, 1, 0},    {"--topk", &K, 1, 0},        {"--chunks", &chunks, 2, 0},
+        {"--sub-rows", &sub, 1, 0}, {"--iters", &iters, 1, 0},
+    };
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int ok = 1;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             moe_bench_ep_usage(stdout);
             return MOE_EXIT_OK;
-        } else if (!strcmp(a, "--ep"))
-            continue;
-        else if (!strcmp(a, "--json"))
-            json = 1;
-        else if (!strcmp(a, "--dedup"))
-            dedup = 1;
-        else if (!strcmp(a, "--tokens"))
-            ok = moe_bench_ep_int(a, v, 1, &T), i++;
-        else if (!strcmp(a, "--dim"))
-            ok = moe_bench_ep_int(a, v, 1, &D), i++;
-        else if (!strcmp(a, "--ffn"))
-            ok = moe_bench_ep_int(a, v, 1, &F), i++;
-        else if (!strcmp(a, "--experts"))
-            ok = moe_bench_ep_int(a, v, 1, &E), i++;
-        else if (!strcmp(a, "--topk"))
-            ok = moe_bench_ep_int(a, v, 1, &K), i++;
-        else if (!strcmp(a, "--chunks"))
-            ok = moe_bench_ep_int(a, v, 2, &chunks), i++;
-        else if (!strcmp(a, "--sub-rows"))
-            ok = moe_bench_ep_int(a, v, 1, &sub), i++;
-        else if (!strcmp(a, "--iters"))
-            ok = moe_bench_ep_int(a, v, 1, &iters), i++;
-        else {
-            fprintf(stderr, "moe bench layer --ep: unknown option '%s'\n", a);
-            ok = 0;
         }
-        if (!ok) {
+        int r = moe_bench_take_opt(cmd, opts, (int)(sizeof opts / sizeof *opts), argc, argv, &i);
+        if (r == 0) fprintf(stderr, "%s: unknown option '%s'\n", cmd, argv[i]);
+        if (r <= 0) {
             moe_bench_ep_usage(stderr);
             return MOE_EXIT_USAGE;
         }
@@ -149,15 +120,7 @@ int moe_bench_layer_ep(int argc, char **argv) {
     int W = 1;
     moe_bench_ep_result r1 = {0}, rc = {0};
     double peak = 0;
-    {
-        moe_comm_params p0 = {1, 0, 0, 1};   // layout-free handle first: the world size
-        if ((st = moe_comm_create(&p0, &c))) goto done;
-        W = moe_comm_size(c, MOE_COMM_WORLD);
-        moe_comm_free(c);
-        c = NULL;
-        moe_comm_params pc = {W, E, 0, 0};
-        if ((st = moe_comm_create(&pc, &c))) goto done;
-    }
+    if ((st = moe_bench_comm_world_ep(E, &c, &W))) goto done;   // EP = all ranks
     moe_layer_params p;
     memset(&p, 0, sizeof p);
     p.router.D = D, p.router.E = E, p.router.K = K, p.router.renormalize = 1;

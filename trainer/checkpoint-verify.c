@@ -260,6 +260,18 @@ static moe_status ck_read_latest(const char *ckdir, char *dir, size_t cap) {
     return MOE_OK;
 }
 
+// LATEST of d itself, else of d/checkpoints (d a run directory), read into dir. Returns 1 with *st
+// the outcome when one of them exists, 0 when neither does.
+static int ck_try_latest(const char *d, char *dir, size_t cap, moe_status *st) {
+    char p[CK_PATH], ck[CK_PATH];
+    moe_ckpt_fmt(p, sizeof p, "%s/LATEST", d);
+    if (moe_ckpt_exists(p)) return *st = ck_read_latest(d, dir, cap), 1;
+    moe_ckpt_fmt(ck, sizeof ck, "%s/checkpoints", d);
+    moe_ckpt_fmt(p, sizeof p, "%s/LATEST", ck);
+    if (moe_ckpt_exists(p)) return *st = ck_read_latest(ck, dir, cap), 1;
+    return 0;
+}
+
 moe_status moe_ckpt_resolve(const char *where, char *dir, size_t cap) {
     if (strlen(where) > CK_MAX_INPUT)
         return moe_set_error(MOE_EINVAL, "checkpoint path of %zu characters: at most %d",
@@ -270,16 +282,11 @@ moe_status moe_ckpt_resolve(const char *where, char *dir, size_t cap) {
     while (L > 1 && base[L - 1] == '/') base[--L] = 0;
     const char *slash = strrchr(base, '/');
     const char *last = slash ? slash + 1 : base;
+    moe_status st;
     if (!strcmp(last, "latest")) { // ".../latest": LATEST of the parent (checkpoints or run dir)
         char parent[CK_PATH];
         moe_ckpt_fmt(parent, sizeof parent, "%.*s", slash ? (int)(slash - base) : 1, slash ? base : ".");
-        moe_ckpt_fmt(p, sizeof p, "%s/LATEST", parent);
-        if (moe_ckpt_exists(p)) return ck_read_latest(parent, dir, cap);
-        moe_ckpt_fmt(p, sizeof p, "%s/checkpoints/LATEST", parent);
-        if (moe_ckpt_exists(p)) {
-            moe_ckpt_fmt(p, sizeof p, "%s/checkpoints", parent);
-            return ck_read_latest(p, dir, cap);
-        }
+        if (ck_try_latest(parent, dir, cap, &st)) return st;
         return moe_set_error(MOE_EIO, "%s: no LATEST in %s or %s/checkpoints (no checkpoint written yet?)",
                              where, parent, parent);
     }
@@ -288,13 +295,7 @@ moe_status moe_ckpt_resolve(const char *where, char *dir, size_t cap) {
         moe_ckpt_fmt(dir, cap, "%s", base);
         return MOE_OK;
     }
-    moe_ckpt_fmt(p, sizeof p, "%s/LATEST", base);
-    if (moe_ckpt_exists(p)) return ck_read_latest(base, dir, cap);
-    moe_ckpt_fmt(p, sizeof p, "%s/checkpoints/LATEST", base);
-    if (moe_ckpt_exists(p)) {
-        moe_ckpt_fmt(p, sizeof p, "%s/checkpoints", base);
-        return ck_read_latest(p, dir, cap);
-    }
+    if (ck_try_latest(base, dir, cap, &st)) return st;
     return moe_set_error(MOE_EIO, "no checkpoint at %s: expected a checkpoint directory (with "
                          "manifest.pb), a checkpoints directory or a run directory with LATEST", where);
 }

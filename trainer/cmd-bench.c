@@ -8,7 +8,6 @@
 #include <math.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 typedef struct {
     const char *name;
@@ -25,15 +24,44 @@ static const moe_bench_entry moe_benches[] = {
     {"step", moe_bench_step, "whole training steps of the tiny model: tokens/s, compute/exchange/all-reduce"},
 };
 
-static double moe_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void moe_bench_threads(void) {
     // One BLAS thread per rank unless the user chose otherwise.
     if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
+}
+
+int moe_bench_take_opt(const char *cmd, const moe_bench_opt *opts, int n, int argc, char **argv,
+                       int *i) {
+    const char *a = argv[*i];
+    for (int k = 0; k < n; k++) {
+        if (strcmp(a, opts[k].name)) continue;
+        if (opts[k].flag) {
+            *opts[k].dst = 1;
+            return 1;
+        }
+        const char *v = *i + 1 < argc ? argv[++*i] : NULL;
+        char *end = NULL;
+        long x = v ? strtol(v, &end, 10) : 0;
+        if (!v || !*v || *end || x < opts[k].lo || x > (1L << 24)) {
+            fprintf(stderr, "%s: %s needs an integer >= %d, got '%s'\n", cmd, a, opts[k].lo,
+                    v ? v : "(nothing)");
+            return -1;
+        }
+        *opts[k].dst = (int)x;
+        return 1;
+    }
+    return 0;
+}
+
+moe_status moe_bench_comm_world_ep(int n_experts, moe_comm **out, int *W) {
+    *out = NULL;
+    moe_comm *c = NULL;
+    moe_comm_params p0 = {1, 0, 0, 1};   // layout-free and quiet: only the world size
+    moe_status st = moe_comm_create(&p0, &c);
+    if (st) return st;
+    *W = moe_comm_size(c, MOE_COMM_WORLD);
+    moe_comm_free(c);
+    moe_comm_params p = {*W, n_experts, 0, 0};
+    return moe_comm_create(&p, out);
 }
 
 // cblas_sgemm 1024³, best of `reps` after one warmup, in GFLOP/s (also used by bench-layer-ep.c).
@@ -45,9 +73,9 @@ double moe_sgemm_peak(int reps) {
     for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = (float)(i % 17) * 0.01f;
     double best = 1e30;
     for (int r = 0; r <= reps; r++) {
-        double t0 = moe_now();
+        double t0 = moe_clock_seconds();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        double dt = moe_now() - t0;
+        double dt = moe_clock_seconds() - t0;
         if (r > 0 && dt < best) best = dt;
     }
     free(a); free(b); free(c);
@@ -148,11 +176,11 @@ static int moe_bench_layer(int argc, char **argv) {
         memset(&tbest, 0, sizeof tbest);
         double best = 1e30, fwd_best = 1e30;
         for (int it = 0; it < warmup + iters; it++) {
-            double t0 = moe_now();
+            double t0 = moe_clock_seconds();
             moe_layer_forward(L, y, &stats, x, sh->T, &w, NULL, NULL);
-            double t1 = moe_now();
+            double t1 = moe_clock_seconds();
             moe_layer_backward(L, dx, &g, dy, &w);
-            double t2 = moe_now();
+            double t2 = moe_clock_seconds();
             if (it >= warmup && t2 - t0 < best) {
                 best = t2 - t0;
                 fwd_best = t1 - t0;

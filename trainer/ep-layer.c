@@ -7,13 +7,6 @@
 
 #include <math.h>
 #include <string.h>
-#include <time.h>
-
-static double ep_clock(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 // One dedup slot after the token row (comm/ wire format, docs/parallel.md).
 typedef struct {
@@ -66,8 +59,7 @@ struct moe_ep_layer {
     char *back;                  // (R_recv_max, wb) rows out
     float *xe, *oe, *dout;       // (N_max, D) inputs, outputs (backward: dxin), dL/dout
     float *save, *scratch;       // (N_max, save_per_row), (N_max, scratch_per_row)
-    // shared experts
-    float *sh_save, *sh_out, *sh_tmp, *sh_gate, *sh_scratch, *sh_dx;
+    moe_shared_buffers sh;       // shared experts, for T_max tokens (none when n_shared = 0)
     // global stats
     int64_t *gi;                 // (2E + 4)
     double *gd;                  // (E + 2)
@@ -77,23 +69,7 @@ struct moe_ep_layer {
 moe_layer_weights moe_ep_local_view(const moe_layer_params *p, const moe_layer_weights *full,
                                     int first) {
     moe_layer_weights v = *full;
-    const int64_t D = p->router.D, F = p->F, f = first;
-    v.experts.w1 = full->experts.w1 + f * D * F;
-    v.experts.b1 = full->experts.b1 ? full->experts.b1 + f * F : NULL;
-    v.experts.w3 = full->experts.w3 ? full->experts.w3 + f * D * F : NULL;
-    v.experts.b3 = full->experts.b3 ? full->experts.b3 + f * F : NULL;
-    v.experts.w2 = full->experts.w2 + f * F * D;
-    v.experts.b2 = full->experts.b2 ? full->experts.b2 + f * D : NULL;
-    return v;
-}
-
-// Expert j (local) of a family as a one-expert view.
-static moe_expert_weights ep_slice(const moe_expert_weights *w, int64_t D, int64_t F, int j) {
-    moe_expert_weights v = {
-        w->w1 + j * D * F,         w->b1 ? w->b1 + j * F : NULL,
-        w->w3 ? w->w3 + j * D * F : NULL, w->b3 ? w->b3 + j * F : NULL,
-        w->w2 + j * F * D,         w->b2 ? w->b2 + j * D : NULL,
-    };
+    v.experts = moe_experts_slice(&full->experts, p->router.D, p->F, first);
     return v;
 }
 
@@ -173,16 +149,7 @@ moe_status moe_ep_layer_create(const moe_layer_params *p, moe_comm *c, const moe
     L->save = moe_xalloc_aligned((size_t)(Nn * moe_experts_save_per_row(&L->ep1)) * sizeof(float));
     L->scratch =
         moe_xalloc_aligned((size_t)(Nn * moe_experts_scratch_per_row(&L->ep1)) * sizeof(float));
-    if (p->n_shared > 0) {
-        L->sh_save = moe_xalloc_aligned(
-            (size_t)(p->n_shared * T * moe_experts_save_per_row(&L->sp)) * sizeof(float));
-        L->sh_out = moe_xalloc_aligned((size_t)(T * D) * sizeof(float));
-        L->sh_tmp = moe_xalloc_aligned((size_t)(T * D) * sizeof(float));
-        L->sh_dx = moe_xalloc_aligned((size_t)(T * D) * sizeof(float));
-        L->sh_gate = moe_xalloc_aligned((size_t)T * sizeof(float));
-        L->sh_scratch =
-            moe_xalloc_aligned((size_t)(T * moe_experts_scratch_per_row(&L->sp)) * sizeof(float));
-    }
+    if (p->n_shared > 0) moe_shared_buffers_alloc(&L->sh, &L->sp, T);
     L->gi = moe_xcalloc(2 * (size_t)E + 4, sizeof(int64_t));
     L->gd = moe_xcalloc((size_t)E + 2, sizeof(double));
     *out = L;
@@ -198,8 +165,7 @@ void moe_ep_layer_free(moe_ep_layer *L) {
     free(L->rexp); free(L->peer_off); free(L->rp_start); free(L->rp_n); free(L->rp);
     free(L->pexp); free(L->pw); free(L->drw); free(L->coff); free(L->cfill); free(L->recv);
     free(L->back); free(L->xe); free(L->oe); free(L->dout); free(L->save); free(L->scratch);
-    free(L->sh_save); free(L->sh_out); free(L->sh_tmp); free(L->sh_gate); free(L->sh_scratch);
-    free(L->sh_dx); free(L->gi); free(L->gd);
+    moe_shared_buffers_free(&L->sh); free(L->gi); free(L->gd);
     free(L);
 }
 
@@ -268,25 +234,30 @@ void moe_ep_layer_update_bias(const moe_ep_layer *L, float *bias, double gamma) 
 
 // ------------------------------------------------------------------ expert side, per chunk
 
-// Expert compute of rows [r0, r0+n) of local expert j, in sub-blocks with exchange progress
-// between them when chunked. The same sub-blocks in forward and backward (save layout).
-static moe_status ep_compute(moe_ep_layer *L, int fwd, int j, int64_t r0, int64_t n) {
+// Expert compute of one chunk: rows [co[j], co[j+1]) of each local expert j (forward: oe from
+// xe; backward: dxin into oe from dout), in sub-blocks with exchange progress between them when
+// chunked. The same sub-blocks in forward and backward (save layout).
+static moe_status ep_compute(moe_ep_layer *L, int fwd, const int64_t *co) {
     const int64_t D = L->p.router.D, F = L->p.F;
     const int64_t spr = moe_experts_save_per_row(&L->ep1), scr = moe_experts_scratch_per_row(&L->ep1);
     const int64_t sub = L->o.sub_rows;
-    moe_expert_weights w = ep_slice(&L->w->experts, D, F, j);
-    for (int64_t a = r0; a < r0 + n; a += sub) {
-        const int64_t m = r0 + n - a < sub ? r0 + n - a : sub, off[2] = {0, m};
-        if (fwd) {
-            moe_experts_forward(&L->ep1, L->oe + a * D, L->save + a * spr, &w, off, L->xe + a * D);
-        } else {
-            moe_expert_weights g = ep_slice(&L->g->experts, D, F, j);
-            moe_experts_backward(&L->ep1, L->oe + a * D, &g, L->scratch + a * scr, &w, off,
-                                 L->xe + a * D, L->save + a * spr, L->dout + a * D);
-        }
-        if (L->o.n_chunks > 1) {
-            moe_status st = moe_comm_plan_progress(L->xp);
-            if (st) return st;
+    for (int j = 0; j < L->El; j++) {
+        const int64_t r0 = co[j], n = co[j + 1] - co[j];
+        moe_expert_weights w = moe_experts_slice(&L->w->experts, D, F, j);
+        for (int64_t a = r0; a < r0 + n; a += sub) {
+            const int64_t m = r0 + n - a < sub ? r0 + n - a : sub, off[2] = {0, m};
+            if (fwd) {
+                moe_experts_forward(&L->ep1, L->oe + a * D, L->save + a * spr, &w, off,
+                                    L->xe + a * D);
+            } else {
+                moe_expert_weights g = moe_experts_slice(&L->g->experts, D, F, j);
+                moe_experts_backward(&L->ep1, L->oe + a * D, &g, L->scratch + a * scr, &w, off,
+                                     L->xe + a * D, L->save + a * spr, L->dout + a * D);
+            }
+            if (L->o.n_chunks > 1) {
+                moe_status st = moe_comm_plan_progress(L->xp);
+                if (st) return st;
+            }
         }
     }
     return MOE_OK;
@@ -298,7 +269,7 @@ static moe_status ep_fwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
                                int nc) {
     (void)dir, (void)nc;
     moe_ep_layer *L = ctx;
-    double t0 = ep_clock();
+    double t0 = moe_clock_seconds();
     const int El = L->El, Kx = L->Kx, P = L->P, dedup = L->o.dedup;
     const int64_t D = L->p.router.D;
     int64_t *co = L->coff + (size_t)c * (size_t)(El + 1);
@@ -346,10 +317,8 @@ static moe_status ep_fwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
             }
         }
     }
-    for (int j = 0; j < El; j++) {
-        moe_status st = ep_compute(L, 1, j, co[j], co[j + 1] - co[j]);
-        if (st) return st;
-    }
+    moe_status st = ep_compute(L, 1, co);
+    if (st) return st;
     for (int s = 0; s < P; s++) {
         int64_t first, n;
         moe_comm_chunk_range(xp, MOE_COMM_FORWARD, c, s, &first, &n);
@@ -363,7 +332,7 @@ static moe_status ep_fwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
             }
         }
     }
-    L->cb_time += ep_clock() - t0;
+    L->cb_time += moe_clock_seconds() - t0;
     return MOE_OK;
 }
 
@@ -374,7 +343,7 @@ static moe_status ep_bwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
                                int nc) {
     (void)dir, (void)nc;
     moe_ep_layer *L = ctx;
-    double t0 = ep_clock();
+    double t0 = moe_clock_seconds();
     const int El = L->El, Kx = L->Kx, P = L->P, dedup = L->o.dedup;
     const int64_t D = L->p.router.D;
     const int64_t *co = L->coff + (size_t)c * (size_t)(El + 1);
@@ -395,10 +364,8 @@ static moe_status ep_bwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
             }
         }
     }
-    for (int j = 0; j < El; j++) {
-        moe_status st = ep_compute(L, 0, j, co[j], co[j + 1] - co[j]);   // dxin into oe
-        if (st) return st;
-    }
+    moe_status st = ep_compute(L, 0, co);   // dxin into oe
+    if (st) return st;
     const size_t stride = dedup ? L->wb : L->tb;
     for (int s = 0; s < P; s++) {
         int64_t first, n;
@@ -417,7 +384,7 @@ static moe_status ep_bwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
             }
         }
     }
-    L->cb_time += ep_clock() - t0;
+    L->cb_time += moe_clock_seconds() - t0;
     return MOE_OK;
 }
 
@@ -425,9 +392,9 @@ static moe_status ep_bwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
 static moe_status ep_exchange(moe_ep_layer *L, moe_ep_phase *ph, moe_comm_dir dir, size_t rb,
                               const void *send, void *recv, moe_comm_chunk_fn fn) {
     L->cb_time = 0;
-    double t0 = ep_clock();
+    double t0 = moe_clock_seconds();
     moe_status st = moe_comm_exchange(L->xp, dir, rb, send, recv, fn, L);
-    double dt = ep_clock() - t0;
+    double dt = moe_clock_seconds() - t0;
     ph->exchange += dt - L->cb_time;
     ph->experts += L->cb_time;
     return st;
@@ -442,7 +409,7 @@ static moe_status ep_pipeline(moe_ep_layer *L, moe_ep_phase *ph, size_t rb_in, c
                               const void *send_out, void *recv_out) {
     const int nc = L->o.n_chunks;
     L->cb_time = 0;
-    double t0 = ep_clock();
+    double t0 = moe_clock_seconds();
     moe_status st = moe_comm_chunk_post(L->xp, MOE_COMM_FORWARD, rb_in, send_in, recv_in, 0);
     if (!st) st = moe_comm_chunk_post(L->xp, MOE_COMM_FORWARD, rb_in, send_in, recv_in, 1);
     for (int c = 0; c < nc && !st; c++) {
@@ -453,7 +420,7 @@ static moe_status ep_pipeline(moe_ep_layer *L, moe_ep_phase *ph, size_t rb_in, c
             st = moe_comm_chunk_post(L->xp, MOE_COMM_FORWARD, rb_in, send_in, recv_in, c + 2);
     }
     for (int c = 0; c < nc && !st; c++) st = moe_comm_chunk_wait(L->xp, MOE_COMM_REVERSE, c);
-    double dt = ep_clock() - t0;
+    double dt = moe_clock_seconds() - t0;
     ph->exchange += dt - L->cb_time;
     ph->experts += L->cb_time;
     return st;
@@ -482,14 +449,14 @@ moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stat
     MOE_ASSERT(T >= 0 && T <= p->T_max);
     moe_ep_phase *ph = &L->timing.fwd;
     memset(ph, 0, sizeof *ph);
-    double t0 = ep_clock();
+    double t0 = moe_clock_seconds();
     L->x = x, L->T = T, L->w = w;
     moe_route_plan *pl = L->plan;
     moe_route_stats ls;
     moe_router_forward(&p->router, pl, &ls, x, w->wg, w->bg, balance_bias, T, opts);
-    double t1 = ep_clock();
+    double t1 = moe_clock_seconds();
     moe_status st = ep_global_stats(L, &ls);
-    ph->exchange += ep_clock() - t1;
+    ph->exchange += moe_clock_seconds() - t1;
     if (st) return st;
     if (stats) *stats = L->stats;
     // Pairs of each token in plan order (token choice: top-k slots; expert choice: by expert).
@@ -508,7 +475,7 @@ moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stat
     if ((st = moe_comm_dispatch_pack(L->xp, T, x, L->ids, L->pw_tok, L->send_counts, L->send,
                                      L->row_src)))
         return st;
-    double t2 = ep_clock();
+    double t2 = moe_clock_seconds();
     st = moe_comm_exchange_counts(L->xp, L->send_counts);
     if (!st && L->o.dedup && L->o.max_expert_rows > 0) {
         // The engine checks wire rows; with dedup and a user bound, pairs (≤ K per row) can
@@ -521,7 +488,7 @@ moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stat
                                "is %lld: raise it (0 = the worst case)", (long long)worst,
                                (long long)pairs, (long long)L->N_max);
     }
-    ph->exchange += ep_clock() - t2;
+    ph->exchange += moe_clock_seconds() - t2;
     if (st) return st;
     // Expert side: source offsets and, without dedup, the expert of each received row.
     const int32_t *rr = moe_comm_plan_counts(L->xp, MOE_COMM_REVERSE);
@@ -539,29 +506,9 @@ moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stat
     memset(y, 0, (size_t)(T * D) * sizeof(float));
     moe_comm_combine_unpack(L->xp, (const float *)L->ret, L->row_src, L->pw_tok, T, y);
 
-    if (p->n_shared > 0 && T > 0) {
-        moe_experts_params one = L->sp;
-        one.n_experts = 1;
-        const int64_t off[2] = {0, T}, spr = moe_experts_save_per_row(&L->sp);
-        for (int s = 0; s < p->n_shared; s++) {
-            moe_expert_weights ws = ep_slice(&w->shared, D, p->Fs, s);
-            float *dst = s == 0 ? L->sh_out : L->sh_tmp;
-            moe_experts_forward(&one, dst, L->sh_save + s * p->T_max * spr, &ws, off, x);
-            if (s > 0)
-                for (int64_t i = 0; i < T * D; i++) L->sh_out[i] += L->sh_tmp[i];
-        }
-        for (int64_t t = 0; t < T; t++) {
-            float g = 1.0f;
-            if (p->shared_gate) {
-                double z = 0;
-                for (int64_t d = 0; d < D; d++) z += (double)x[t * D + d] * w->ws[d];
-                g = (float)(1.0 / (1.0 + exp(-z)));
-            }
-            L->sh_gate[t] = g;
-            for (int64_t d = 0; d < D; d++) y[t * D + d] += g * L->sh_out[t * D + d];
-        }
-    }
-    ph->total = ep_clock() - t0;
+    if (p->n_shared > 0)
+        moe_shared_forward(&L->sp, &L->sh, y, &w->shared, p->shared_gate ? w->ws : NULL, x, T);
+    ph->total = moe_clock_seconds() - t0;
     return MOE_OK;
 }
 
@@ -574,7 +521,7 @@ moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *
     moe_route_plan *pl = L->plan;
     moe_ep_phase *ph = &L->timing.bwd;
     memset(ph, 0, sizeof *ph);
-    double t0 = ep_clock();
+    double t0 = moe_clock_seconds();
     L->w = w, L->g = grads;
     // Token side: combine-backward rows. Without dedup a wire row is one pair: send w·dy and take
     // dL/dw = dy·out here (out came back in ret); with dedup send dy once per (token, peer).
@@ -622,35 +569,12 @@ moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *
         for (int q = 0; q < Kx && L->ids[t * Kx + q] >= 0; q++)
             L->drw_plan[L->pair_row[t * Kx + q]] = L->drw_pair[t * Kx + q];
     moe_router_backward(&p->router, pl, L->drw_plan, x, w->wg, dx, grads->wg, grads->bg);
-    if (p->n_shared > 0 && T > 0) {
-        // d(shared out) = g_t·dy_t; gate: dz_t = (dy_t·S_t)·g(1−g).
-        for (int64_t t = 0; t < T; t++) {
-            float g = L->sh_gate[t];
-            const float *dyt = dy + t * D;
-            float *dst = L->sh_tmp + t * D;
-            for (int64_t d = 0; d < D; d++) dst[d] = g * dyt[d];
-            if (p->shared_gate) {
-                double dg = 0;
-                for (int64_t d = 0; d < D; d++) dg += (double)dyt[d] * L->sh_out[t * D + d];
-                float dz = (float)(dg * g * (1.0f - g));
-                for (int64_t d = 0; d < D; d++) {
-                    grads->ws[d] += dz * x[t * D + d];
-                    dx[t * D + d] += dz * w->ws[d];
-                }
-            }
-        }
-        moe_experts_params one = L->sp;
-        one.n_experts = 1;
-        const int64_t off[2] = {0, T}, spr = moe_experts_save_per_row(&L->sp);
-        for (int s = 0; s < p->n_shared; s++) {
-            moe_expert_weights ws = ep_slice(&w->shared, D, p->Fs, s);
-            moe_expert_weights gs = ep_slice(&grads->shared, D, p->Fs, s);
-            moe_experts_backward(&one, L->sh_dx, &gs, L->sh_scratch, &ws, off, x,
-                                 L->sh_save + s * p->T_max * spr, L->sh_tmp);
-            for (int64_t i = 0; i < T * D; i++) dx[i] += L->sh_dx[i];
-        }
+    if (p->n_shared > 0) {
+        const int gate = p->shared_gate;
+        moe_shared_backward(&L->sp, &L->sh, dx, &grads->shared, gate ? grads->ws : NULL,
+                            &w->shared, gate ? w->ws : NULL, x, dy, T);
     }
-    ph->total = ep_clock() - t0;
+    ph->total = moe_clock_seconds() - t0;
     return MOE_OK;
 }
 

@@ -138,6 +138,14 @@ static const char *hf_type_name(const json_t *v) {
     }
 }
 
+// The error for a field present with the wrong JSON type: names the file, the field, what was
+// expected and what was found.
+static moe_status hf_wrong_type(const hf_ctx *c, const char *key, const json_t *v,
+                                const char *expected) {
+    return moe_set_error(MOE_EINVAL, "%s: field \"%s\": expected %s, got %s", c->path, key,
+                         expected, hf_type_name(v));
+}
+
 // Integer field in [lo, hi]. Absent (or null): an error when `required`, else `dflt`, noted when
 // `note_default` (a default taken from transformers' config class, which the reader should see).
 static moe_status hf_int(hf_ctx *c, const char *key, int required, int64_t dflt, int note_default,
@@ -153,8 +161,7 @@ static moe_status hf_int(hf_ctx *c, const char *key, int required, int64_t dflt,
         return MOE_OK;
     }
     if (!json_is_integer(v))
-        return moe_set_error(MOE_EINVAL, "%s: field \"%s\": expected an integer, got %s", c->path,
-                             key, hf_type_name(v));
+        return hf_wrong_type(c, key, v, "an integer");
     int64_t x = json_integer_value(v);
     if (x < lo || x > hi)
         return moe_set_error(MOE_EINVAL, "%s: field \"%s\": %lld is out of range %lld..%lld", c->path,
@@ -185,8 +192,7 @@ static moe_status hf_bool(hf_ctx *c, const char *key, int dflt, int note_default
         return MOE_OK;
     }
     if (!json_is_boolean(v))
-        return moe_set_error(MOE_EINVAL, "%s: field \"%s\": expected true or false, got %s", c->path,
-                             key, hf_type_name(v));
+        return hf_wrong_type(c, key, v, "true or false");
     *out = json_is_true(v);
     return MOE_OK;
 }
@@ -198,8 +204,7 @@ static moe_status hf_real(hf_ctx *c, const char *key, double dflt, double *out) 
         return MOE_OK;
     }
     if (!json_is_number(v))
-        return moe_set_error(MOE_EINVAL, "%s: field \"%s\": expected a number, got %s", c->path, key,
-                             hf_type_name(v));
+        return hf_wrong_type(c, key, v, "a number");
     *out = json_number_value(v);
     return MOE_OK;
 }
@@ -211,8 +216,7 @@ static moe_status hf_string(hf_ctx *c, const char *key, const char *dflt, const 
         return MOE_OK;
     }
     if (!json_is_string(v))
-        return moe_set_error(MOE_EINVAL, "%s: field \"%s\": expected a string, got %s", c->path, key,
-                             hf_type_name(v));
+        return hf_wrong_type(c, key, v, "a string");
     *out = json_string_value(v);
     return MOE_OK;
 }
