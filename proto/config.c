@@ -251,10 +251,37 @@ static void moe_append(char *out, size_t cap, size_t *o, const char *s) {
     out[*o] = '\0';
 }
 
-// Prefixes every line of the last error with "origin:line:col: " where the field it names was
-// written in the file, else with "origin: " (the value is a default or came from --set).
+// Folds a field path for comparison: lowercase, '_' dropped, so that a --set written in
+// lowerCamelCase ("parallel.epSize") matches the .proto name ("parallel.ep_size").
+static void moe_fold_path(const char *in, size_t n, char *out, size_t cap) {
+    size_t o = 0;
+    for (size_t i = 0; i < n && in[i] && o + 1 < cap; i++)
+        if (in[i] != '_') out[o++] = (char)(in[i] >= 'A' && in[i] <= 'Z' ? in[i] - 'A' + 'a' : in[i]);
+    out[o] = '\0';
+}
+
+// The last --set that wrote the field named at the start of `line` (itself or a message holding
+// it), or NULL.
+static const char *moe_set_for_field(const char *line, const char *const *sets, int n_sets) {
+    char field[256], set[256];
+    moe_fold_path(line, strspn(line, "abcdefghijklmnopqrstuvwxyz0123456789_.[]"), field,
+                  sizeof field);
+    if (!field[0]) return NULL;
+    for (int i = n_sets - 1; i >= 0; i--) {
+        const char *eq = strchr(sets[i], '=');
+        if (!eq) continue;
+        moe_fold_path(sets[i], (size_t)(eq - sets[i]), set, sizeof set);
+        size_t n = strlen(set);
+        if (n && !strncmp(field, set, n) && (field[n] == '\0' || field[n] == '.' || field[n] == '['))
+            return sets[i];
+    }
+    return NULL;
+}
+
+// Prefixes every line of the last error with "--set a.b=v: " when an override wrote the field it
+// names, else "origin:line:col: " where the file wrote it, else "origin: " (a default).
 static moe_status moe_prefix_error(moe_status st, const char *origin, const char *text,
-                                   size_t len) {
+                                   size_t len, const char *const *sets, int n_sets) {
     char msg[4096], out[4096], where[600];
     snprintf(msg, sizeof msg, "%s", moe_last_error());
     size_t o = 0;
@@ -263,7 +290,10 @@ static moe_status moe_prefix_error(moe_status st, const char *origin, const char
         next = strchr(line, '\n');
         if (next) *next++ = '\0';
         moe_jpos pos;
-        if (moe_locate_field(line, text, len, &pos) == 0)
+        const char *set = moe_set_for_field(line, sets, n_sets);
+        if (set)
+            snprintf(where, sizeof where, "--set %s: ", set);
+        else if (moe_locate_field(line, text, len, &pos) == 0)
             snprintf(where, sizeof where, "%s:%d:%d: ", origin, pos.line, pos.column);
         else
             snprintf(where, sizeof where, "%s: ", origin);
@@ -284,7 +314,7 @@ moe_status moe_config_load_with(const char *path, const char *const *sets, int n
     if (st != MOE_OK) return st;
     for (int i = 0; i < n_sets && st == MOE_OK; i++) st = moe_config_set(cfg, sets[i]);
     if (st == MOE_OK && (st = moe_config_validate(cfg, world)) != MOE_OK)
-        st = moe_prefix_error(st, strcmp(path, "-") ? path : "<stdin>", text, len);
+        st = moe_prefix_error(st, strcmp(path, "-") ? path : "<stdin>", text, len, sets, n_sets);
     free(text);
     if (st != MOE_OK) {
         moe_config_free(cfg);

@@ -106,7 +106,10 @@ static const cli_case cases[] = {
     {"good/empty.json", {"--set=router.scoring=cosine"}, 2, "--set router.scoring: ",
      "expected one of softmax (0), sigmoid (1)", 0},
     {"good/empty.json", {"--set", "model.n_experts=2", "--set", "model.top_k=3"}, 2,
-     "good/empty.json: model.top_k = 3", "exceeds model.n_experts = 2", 0},
+     "--set model.top_k=3: model.top_k = 3", "exceeds model.n_experts = 2", 0},
+    // A value the file wrote but an override replaced is blamed on the override.
+    {"good/full.json", {"--world", "8", "--set", "parallel.epSize=3"}, 2,
+     "--set parallel.epSize=3: parallel.ep_size = 3", "does not divide model.n_experts", 0},
     {"good/empty.json", {"--world", "3"}, 2, "good/empty.json: train.global_batch = 16",
      "is not divisible by the world size 3", 0},
     {"good/full.json", {"--world", "6"}, 2, "good/full.json:",
