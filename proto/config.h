@@ -69,5 +69,10 @@ enum {
 // A malloc'd NUL-terminated string (pretty output ends with a newline); NULL on out of memory.
 char *moe_json_format_message(const ProtobufCMessage *m, unsigned flags);
 moe_status moe_json_write_message(FILE *out, const ProtobufCMessage *m, unsigned flags);
+// The same text into a caller-owned buffer (*buf of *cap bytes, NULL/0 to start), grown with
+// realloc only when too small — a caller that reuses it (a metrics line per training step)
+// stops allocating once it has reached its steady size. Returns the length, -1 out of memory.
+int64_t moe_json_format_message_buf(const ProtobufCMessage *m, unsigned flags, char **buf,
+                                    size_t *cap);
 
 #endif

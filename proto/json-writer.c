@@ -218,6 +218,16 @@ char *moe_json_format_message(const ProtobufCMessage *m, unsigned flags) {
     return b.s;
 }
 
+int64_t moe_json_format_message_buf(const ProtobufCMessage *m, unsigned flags, char **buf,
+                                    size_t *cap) {
+    moe_jbuf b = {*buf, 0, *cap, 0};
+    if (b.s && b.cap) b.s[0] = '\0';
+    moe_jb_message(&b, m, flags, 0);
+    if (!(flags & MOE_JSON_COMPACT)) moe_jb_put(&b, "\n", 1);
+    *buf = b.s, *cap = b.cap;   // realloc may have moved it even when it later ran out
+    return b.oom ? -1 : (int64_t)b.len;
+}
+
 moe_status moe_json_write_message(FILE *out, const ProtobufCMessage *m, unsigned flags) {
     char *s = moe_json_format_message(m, flags);
     if (!s) return moe_set_error(MOE_ENOMEM, "out of memory formatting a %s as JSON",

@@ -166,6 +166,9 @@ typedef struct {
     double *red;       // (2·n_groups + 4) the step's all-reduce
     double *upd;       // (2·n_groups)
     FILE *metrics;
+    char *js;          // (js_cap) the metrics line, reused: grows only until its steady size
+    size_t js_cap;
+    int metrics_failed; // a write to metrics.jsonl failed (reported once)
     int64_t B, steps;
     Moe__LayerLoad *lls, **llp;   // (n_moe + 1) metrics record parts, allocated at setup
     Moe__GroupStats *gss, **gsp;  // (n_groups)
@@ -377,12 +380,17 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
             res->val_loss = val;
         }
         if (rank == 0) {
-            char *js = moe_json_format_message(&rec.base, MOE_JSON_COMPACT);
-            if (js && tr->metrics) {
-                fprintf(tr->metrics, "%s\n", js);
-                fflush(tr->metrics);
+            if (tr->metrics && !tr->metrics_failed) {
+                int64_t n = moe_json_format_message_buf(&rec.base, MOE_JSON_COMPACT, &tr->js,
+                                                        &tr->js_cap);
+                if (n < 0 || fprintf(tr->metrics, "%s\n", tr->js) < 0 || fflush(tr->metrics)) {
+                    tr->metrics_failed = 1;
+                    fprintf(stderr, "[rank 0] moe train: warning: writing %s/metrics.jsonl failed "
+                            "at step %lld (%s); training goes on, later steps are not recorded "
+                            "there\n", tr->cfg->out_dir, (long long)step + 1,
+                            n < 0 ? "out of memory" : strerror(errno));
+                }
             }
-            free(js);
             if (tc->log_interval > 0 && ((step + 1) % tc->log_interval == 0 || last || step == start)) {
                 char eta[32];
                 double per = (moe_comm_wtime() - t_begin) / (double)steps_done_here;
@@ -512,7 +520,7 @@ out:
     moe_ckpt_free(tr.ck);
     moe_model_free(tr.m);
     moe_data_free(tr.d);
-    free(tr.tokens); free(tr.prev); free(tr.red); free(tr.upd);
+    free(tr.tokens); free(tr.prev); free(tr.red); free(tr.upd); free(tr.js);
     free(tr.lls); free(tr.llp); free(tr.gss); free(tr.gsp); free(tr.kept);
     return st;
 }
