@@ -113,6 +113,9 @@ CredType=cred/munge
 AuthInfo=socket=$d/munge/munge.sock,cred_expire=10
 StateSaveLocation=$d/state
 SlurmdSpoolDir=$d/spool
+# Per-instance scratch (the pmix plugin's spmix_appdir_* too): job ids restart at 1 in every new
+# instance, so a directory left in /tmp by a killed earlier instance would collide.
+TmpFS=$d/tmp
 SlurmctldPidFile=$d/run/slurmctld.pid
 SlurmdPidFile=$d/run/slurmd.pid
 SlurmctldLogFile=$d/log/slurmctld.log
@@ -234,7 +237,7 @@ cmd_start() {
     chmod 700 "$d"
     for attempt in 1 2 3; do
         rm -rf "${d:?}/munge" "$d/state" "$d/spool" "$d/run"
-        mkdir -p "$d/munge" "$d/state" "$d/spool" "$d/run" "$d/log"
+        mkdir -p "$d/munge" "$d/state" "$d/spool" "$d/run" "$d/log" "$d/tmp"
         chmod 711 "$d/munge"
         port=$(pick_ports) || die "no free TCP ports found"
         write_conf "$d" "$port"
