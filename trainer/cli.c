@@ -19,7 +19,7 @@ static const moe_subcommand moe_subcommands[] = {
     {"inspect", moe_cmd_inspect, "print a checkpoint's manifest and verify its files (CRC32C)"},
     {"sweep", moe_cmd_sweep, "run a load-balancing sweep: routing strategies side by side, then a report"},
     {"report", moe_cmd_report, "tables, plots, report.md and index.html over training runs"},
-    {"bench", moe_cmd_bench, "micro-benchmarks (layer: MoE layer GFLOP/s vs sgemm peak)"},
+    {"bench", moe_cmd_bench, "benchmarks next to their reference: layer [--ep] (vs sgemm peak), a2a (vs raw MPI_Alltoallv), step"},
 };
 
 static void moe_cli_usage(FILE *f) {
