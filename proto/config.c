@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 // Files larger than this are refused: a config is a few KiB; a huge one is a wrong path.
 #define MOE_CONFIG_MAX_BYTES (64u << 20)
@@ -14,6 +15,12 @@ static moe_status moe_read_all(const char *path, char **text, size_t *len) {
     FILE *f = is_stdin ? stdin : fopen(path, "rb");
     if (!f)
         return moe_set_error(MOE_EIO, "%s: cannot open: %s; check the path", path, strerror(errno));
+    struct stat sb;
+    if (!is_stdin && fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fclose(f);
+        return moe_set_error(MOE_EINVAL, "%s: is a directory, not a config file; pass the path of "
+                             "a JSON config (see examples/)", path);
+    }
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     moe_status st = MOE_OK;

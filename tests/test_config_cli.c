@@ -122,6 +122,7 @@ static const cli_case cases[] = {
     {"good/empty.json", {"--frobnicate"}, 2, "moe config: unknown option '--frobnicate'", "", 0},
     {"good/empty.json", {"good/full.json"}, 2, "moe config: one CONFIG only", "", 0},
     {"bad/does_not_exist.json", {0}, 2, "bad/does_not_exist.json: cannot open", "check the path", 0},
+    {"bad", {0}, 2, "bad: is a directory, not a config file", "pass the path of a JSON config", 0},
     // Good runs: exit 0, the effective config with defaults on stdout.
     {"good/full.json", {"--world", "8"}, 0, "\"top_k\": 6", "\"out_dir\": \"runs/full\"", 0},
     {"good/empty.json", {"--set", "model.n_experts=8", "--set", "router.scoring=sigmoid"}, 0,

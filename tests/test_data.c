@@ -1,12 +1,15 @@
 // test_data.c: token data — u16 shard roundtrip (tokens read back equal the written array at the
 // reported starts), the train/validation split, batch determinism and layout invariance (slices of
 // W = 2, 4 concatenate to the W = 1 batch), the start distribution, every bad-data error (table),
-// and the default corpus (deterministic, large enough, loadable).
+// and the default corpus (deterministic, large enough, loadable); a file shrinking under the
+// mapping exits 3 naming it.
 #include "data.h"
 #include "test-util.h"
 
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char g_dir[256];
@@ -238,12 +241,63 @@ static void test_corpus(void) {
     moe_data_free(d);
 }
 
+// A file that shrinks under an open moe_data: the next read of a vanished page exits 3 with the
+// file named (child process), not a SIGBUS crash; a SIGBUS that is not about a data mapping goes
+// to the previous action (death by the signal, or a sanitizer's report).
+static void test_shrunk_file(void) {
+    const size_t n = 1 << 18;
+    uint8_t *bytes = moe_xcalloc(n, 1);
+    for (size_t i = 0; i < n; i++) bytes[i] = (uint8_t)(i * 7);
+    for (int mode = 0; mode < 2; mode++) {
+        write_bytes(tpath("shrinks.txt"), bytes, n);
+        int fds[2];
+        MOE_ASSERT(pipe(fds) == 0);
+        pid_t pid = fork();
+        MOE_ASSERT(pid >= 0);
+        if (pid == 0) {
+            dup2(fds[1], STDERR_FILENO);
+            moe_data_params p = params(tpath("shrinks.txt"), 0, 256, 64);
+            moe_data *d;
+            if (moe_data_open(&p, &d) != MOE_OK) _exit(90);
+            if (mode == 1) raise(SIGBUS);
+            if (truncate(tpath("shrinks.txt"), 0) != 0) _exit(91);
+            int32_t tok[4 * 65];
+            for (int64_t step = 0; step < 1000; step++) moe_data_train_batch(d, step, 0, 4, tok);
+            _exit(0); // read every token of a truncated file: the bug
+        }
+        close(fds[1]);
+        char err[2048] = {0};
+        size_t got = 0;
+        ssize_t r;
+        while (got + 1 < sizeof err && (r = read(fds[0], err + got, sizeof err - 1 - got)) > 0)
+            got += (size_t)r;
+        close(fds[0]);
+        int ws = 0;
+        waitpid(pid, &ws, 0);
+        if (mode == 0) {
+            CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 3,
+                  "shrunk file: expected exit 3, got %s %d", WIFEXITED(ws) ? "exit" : "signal",
+                  WIFEXITED(ws) ? WEXITSTATUS(ws) : WTERMSIG(ws));
+            CHECK(strstr(err, "shrinks.txt") && strstr(err, "shrank") && strstr(err, "--resume"),
+                  "shrunk file: message does not name the file and what to do: '%s'", err);
+        } else {
+            // The previous action: death by the signal, or a sanitizer's report and exit 1.
+            const int prev = WIFSIGNALED(ws) ? WTERMSIG(ws) == SIGBUS : WEXITSTATUS(ws) == 1;
+            CHECK(prev, "a SIGBUS outside the data mappings: expected the previous action (death by "
+                  "SIGBUS, or a sanitizer's exit 1), got %s %d",
+                  WIFEXITED(ws) ? "exit" : "signal", WIFEXITED(ws) ? WEXITSTATUS(ws) : WTERMSIG(ws));
+        }
+    }
+    free(bytes);
+}
+
 int main(void) {
     test_tmpdir(g_dir, sizeof g_dir, "moe-test-data");
     test_u16_roundtrip();
     test_text_split_batches();
     test_bad_data();
     test_corpus();
+    test_shrunk_file();
     test_rmtree(g_dir);
     return test_summary("test_data");
 }

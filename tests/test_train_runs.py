@@ -3,7 +3,7 @@
 # several times on a tiny model and the default corpus, then checks the metrics (loss curves,
 # grad norms, skipped steps) and the checkpoints (tensor by tensor with test_train_ckcmp).
 #   test_train_runs.py SCENARIO --moe BIN --ckcmp BIN --mpirun MPIEXEC --work DIR
-# Scenarios: layout gradnorm resume reshard preempt nonfinite errors learn. Exit 1 on failure,
+# Scenarios: layout gradnorm resume reshard preempt nonfinite errors learn robust. Exit 1 on failure,
 # printing expected vs got.
 import argparse, json, math, os, shutil, signal, subprocess, sys, time
 
@@ -320,6 +320,138 @@ def errors():
     p = run(2, cfg, os.path.join(A.work, "errors-resume"), ["parallel.ep_size=2"], resume=d, expect=3)
     print("ok   errors: layouts, unsupported features, bad data and a corrupt checkpoint refused"
           if not FAILS else "errors: see above")
+
+
+def robust():
+    """Bad input that must be refused cleanly (exit code, message, nothing lost, no crash/hang):
+    a config that is a directory or missing, shapes too large for memory or int64, out_dir a
+    file, a fresh run or --resume latest over existing checkpoints whose LATEST is missing or
+    garbage, --resume of nothing, a finished run resumed, a signal before MPI_Init, and one rank
+    SIGKILLed while checkpoints are being written."""
+    cfg = write_config("robust", cfg_with(steps=10, checkpoint_interval=5, eval_interval=0))
+    out = os.path.join(A.work, "robust-run")
+    shutil.rmtree(out, ignore_errors=True)
+
+    def expect(p, words, what):
+        for w in words:
+            if w not in p.stdout:
+                fail("%s: message does not mention %r: %s" % (what, w, p.stdout[-600:]))
+        if "Signal:" in p.stdout or "out of memory" in p.stdout:
+            fail("%s: crashed instead of a clean refusal: %s" % (what, p.stdout[-600:]))
+
+    def run_cfg(np_, cfg_path, out_dir, sets=(), resume=None, expect_code=0, env=None):
+        if np_ > 1:
+            return run(np_, cfg_path, out_dir, sets, resume=resume, env=env, expect=expect_code)
+        # One rank without mpirun (a singleton): a refused run costs no job abort.
+        args = [A.moe, "train", cfg_path, "--set", "out_dir=" + out_dir]
+        for x in sets:
+            args += ["--set", x]
+        if resume:
+            args += ["--resume", resume]
+        p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=120)
+        print("$ %s  [exit %d]" % (" ".join(args[1:]), p.returncode))
+        if p.returncode != expect_code:
+            print(p.stdout[-3000:])
+            fail("%s: exit code expected %d got %d" % (" ".join(args[1:]), expect_code, p.returncode))
+        return p
+
+    # Config path problems are usage errors (2), as in `moe config`.
+    p = run_cfg(1, A.work, out, expect_code=2)
+    expect(p, ["is a directory"], "config is a directory")
+    p = run_cfg(1, os.path.join(A.work, "no-such.json"), out, expect_code=2)
+    expect(p, ["no-such.json", "cannot open"], "missing config")
+    # Sizes: refused before any allocation (int64 overflow; beyond this machine's memory).
+    p = run_cfg(1, cfg, out, ["model.d_model=1000000000"], expect_code=2)
+    expect(p, ["overflows", "d_model"], "d_model 1e9")
+    p = run_cfg(2, cfg, out, ["train.global_batch=100000000"], expect_code=2)
+    expect(p, ["GiB", "train.global_batch"], "global_batch 1e8")
+    # out_dir that is a file.
+    afile = os.path.join(A.work, "robust-afile")
+    open(afile, "w").close()
+    p = run_cfg(1, cfg, afile, expect_code=1)
+    expect(p, ["robust-afile", "not a directory"], "out_dir is a file")
+    # A good run, then runs that must not touch it.
+    run_cfg(2, cfg, out)
+    mpath = os.path.join(out, "metrics.jsonl")
+    before = open(mpath).read()
+    ckd = os.path.join(out, "checkpoints")
+    latest = os.path.join(ckd, "LATEST")
+
+    def untouched(what):
+        if open(mpath).read() != before:
+            fail("%s: metrics.jsonl was rewritten" % what)
+        if sorted(os.listdir(ckd)) != ["LATEST", "step_00000005", "step_00000010"]:
+            fail("%s: checkpoints changed: %s" % (what, sorted(os.listdir(ckd))))
+
+    p = run_cfg(2, cfg, out, expect_code=2)  # fresh run over existing checkpoints
+    expect(p, ["already holds checkpoints", "--resume latest"], "fresh run over checkpoints")
+    untouched("fresh run over checkpoints")
+    with open(latest, "w") as f:
+        f.write("garbage\n")
+    p = run_cfg(2, cfg, out, ["train.steps=12"], resume="latest", expect_code=3)
+    expect(p, ["LATEST", "garbage", "step_00000010"], "garbage LATEST")
+    os.remove(latest)
+    p = run_cfg(2, cfg, out, ["train.steps=12"], resume="latest", expect_code=2)
+    expect(p, ["no LATEST", "step_00000010"], "LATEST deleted")
+    with open(latest, "w") as f:
+        f.write("step_00000010\n")
+    untouched("bad LATEST")
+    # Resuming an older checkpoint (as the corrupt-checkpoint message advises) while newer step_*
+    # directories are there: refused before training, not at the save that would hit them.
+    p = run_cfg(2, cfg, out, ["train.steps=12"], resume=ckpt(out, 5), expect_code=2)
+    expect(p, ["step_00000010 is newer", "step 5"], "resume of an older checkpoint")
+    untouched("resume of an older checkpoint")
+    p = run_cfg(2, cfg, out, resume="latest")  # finished: nothing to do, nothing written
+    expect(p, ["nothing to train"], "resume of a finished run")
+    untouched("resume of a finished run")
+    p = run_cfg(1, cfg, os.path.join(A.work, "robust-x"), resume=os.path.join(A.work, "nothing"),
+                expect_code=2)
+    expect(p, ["no checkpoint at"], "--resume of nothing")
+    # A signal before MPI_Init is honoured at the first step: checkpoint and exit 75.
+    sig = os.path.join(A.work, "robust-sig")
+    shutil.rmtree(sig, ignore_errors=True)
+    run_cfg(2, cfg, sig, env={"MOE_TRAIN_TEST_SIGNAL_SETUP": "1"}, expect_code=75)
+    if not os.path.isdir(ckpt(sig, 1)):
+        fail("signal during setup: no checkpoint step_00000001")
+    # SIGKILL of rank 1 while every step writes a checkpoint: mpirun stops, LATEST names a
+    # complete checkpoint that verifies and resumes; the half-written .tmp directory is ignored.
+    kill = os.path.join(A.work, "robust-kill")
+    shutil.rmtree(kill, ignore_errors=True)
+    cfgk = write_config("robust-kill", cfg_with(steps=100000, checkpoint_interval=1,
+                                                eval_interval=0, keep_checkpoints=2))
+    args = [A.mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "2", A.moe, "train", cfgk,
+            "--set", "out_dir=" + kill]
+    pr = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    mk = os.path.join(kill, "metrics.jsonl")
+    t0 = time.time()
+    while time.time() - t0 < 60 and not (os.path.exists(mk) and sum(1 for _ in open(mk)) >= 20):
+        time.sleep(0.05)
+    ranks = subprocess.run(["pgrep", "-P", str(pr.pid), "-f", "moe train"], stdout=subprocess.PIPE,
+                           text=True).stdout.split()
+    if len(ranks) != 2:
+        fail("rank kill: expected 2 rank processes under mpirun, got %s" % ranks)
+    else:
+        os.kill(int(sorted(ranks, key=int)[-1]), signal.SIGKILL)
+    try:
+        pr.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        pr.kill()
+        pr.communicate()
+        fail("rank kill: mpirun still running 60 s after a rank was killed")
+    if pr.returncode == 0:
+        fail("rank kill: mpirun exit 0 after a rank was SIGKILLed")
+    name = open(os.path.join(kill, "checkpoints", "LATEST")).read().strip()
+    ins = subprocess.run([A.moe, "inspect", kill], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    if ins.returncode != 0:
+        fail("rank kill: LATEST -> %s does not verify: %s" % (name, ins.stdout[-500:]))
+    step = int(name.split("_")[1])
+    run(2, cfgk, kill, ["train.steps=%d" % (step + 2)], resume="latest")
+    if not os.path.isdir(ckpt(kill, step + 2)):
+        fail("rank kill: resume from %s did not reach step %d" % (name, step + 2))
+    print("ok   robust: bad configs, sizes, out_dir, LATEST, resume, early signal and a killed rank"
+          if not FAILS else "robust: see above")
 
 
 def unigram_entropy(path, val_fraction):

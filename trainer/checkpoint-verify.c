@@ -254,10 +254,72 @@ static moe_status ck_read_latest(const char *ckdir, char *dir, size_t cap) {
     if (!fgets(name, sizeof name, f)) name[0] = 0;
     fclose(f);
     name[strcspn(name, "\r\n")] = 0;
-    if (moe_ckpt_parse_step(name) < 0)
-        return moe_set_error(MOE_ECORRUPT, "%s: does not name a checkpoint directory ('%s')", p, name);
+    if (moe_ckpt_parse_step(name) < 0) {
+        int64_t *steps = NULL;
+        int n = moe_ckpt_list_steps(ckdir, &steps);
+        char tail[CK_PATH];
+        if (n > 0)
+            moe_ckpt_fmt(tail, sizeof tail, "; the newest complete checkpoint is %s/step_%08lld: "
+                         "resume with --resume %s/step_%08lld", ckdir, (long long)steps[0], ckdir,
+                         (long long)steps[0]);
+        else
+            moe_ckpt_fmt(tail, sizeof tail, "; %s holds no complete checkpoint: remove LATEST to "
+                         "start over", ckdir);
+        free(steps);
+        return moe_set_error(MOE_ECORRUPT, "%s: does not name a checkpoint directory ('%s')%s", p,
+                             name, tail);
+    }
     moe_ckpt_fmt(dir, cap, "%s/%s", ckdir, name);
     return MOE_OK;
+}
+
+moe_status moe_ckpt_check_fresh(const char *out_dir) {
+    if (strlen(out_dir) > CK_MAX_INPUT)
+        return moe_set_error(MOE_EINVAL, "out_dir of %zu characters: at most %d", strlen(out_dir),
+                             CK_MAX_INPUT);
+    char ckdir[CK_PATH], p[CK_PATH];
+    moe_ckpt_fmt(ckdir, sizeof ckdir, "%s/checkpoints", out_dir);
+    moe_ckpt_fmt(p, sizeof p, "%s/LATEST", ckdir);
+    int64_t *steps = NULL;
+    int n = moe_ckpt_list_steps(ckdir, &steps);
+    int64_t newest = n > 0 ? steps[0] : -1;
+    free(steps);
+    if (n > 0) {
+        char hint[CK_PATH];
+        if (moe_ckpt_exists(p)) moe_ckpt_fmt(hint, sizeof hint, "--resume latest");
+        else moe_ckpt_fmt(hint, sizeof hint, "--resume %s/step_%08lld", ckdir, (long long)newest);
+        return moe_set_error(MOE_EUSAGE, "%s already holds checkpoints (newest step_%08lld%s); a "
+                             "fresh run would not overwrite them: continue with %s, or set out_dir "
+                             "to a new directory (or move %s away)", ckdir, (long long)newest,
+                             moe_ckpt_exists(p) ? "" : ", no LATEST", hint, ckdir);
+    }
+    if (moe_ckpt_exists(p))
+        return moe_set_error(MOE_EUSAGE, "%s exists but %s holds no complete checkpoint: remove "
+                             "it to start over, or set out_dir to a new directory", p, ckdir);
+    return MOE_OK;
+}
+
+moe_status moe_ckpt_check_newer(const char *out_dir, int64_t step) {
+    if (strlen(out_dir) > CK_MAX_INPUT)
+        return moe_set_error(MOE_EINVAL, "out_dir of %zu characters: at most %d", strlen(out_dir),
+                             CK_MAX_INPUT);
+    char ckdir[CK_PATH];
+    moe_ckpt_fmt(ckdir, sizeof ckdir, "%s/checkpoints", out_dir);
+    DIR *d = opendir(ckdir);
+    if (!d) return MOE_OK;
+    int64_t first = -1; // the lowest step above `step` (the first save that would be refused)
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int64_t s = moe_ckpt_parse_step(e->d_name);
+        if (s > step && (first < 0 || s < first)) first = s;
+    }
+    closedir(d);
+    if (first < 0) return MOE_OK;
+    return moe_set_error(MOE_EUSAGE, "%s/step_%08lld is newer than the checkpoint resumed (step "
+                         "%lld) and would not be overwritten when training reaches it: move the "
+                         "newer step_* directories out of %s (e.g. to keep a corrupt one for a "
+                         "post-mortem), or resume into another out_dir", ckdir, (long long)first,
+                         (long long)step, ckdir);
 }
 
 // LATEST of d itself, else of d/checkpoints (d a run directory), read into dir. Returns 1 with *st
@@ -287,7 +349,7 @@ moe_status moe_ckpt_resolve(const char *where, char *dir, size_t cap) {
         char parent[CK_PATH];
         moe_ckpt_fmt(parent, sizeof parent, "%.*s", slash ? (int)(slash - base) : 1, slash ? base : ".");
         if (ck_try_latest(parent, dir, cap, &st)) return st;
-        return moe_set_error(MOE_EIO, "%s: no LATEST in %s or %s/checkpoints (no checkpoint written yet?)",
+        return moe_set_error(MOE_EUSAGE, "%s: no LATEST in %s or %s/checkpoints (no checkpoint written yet?)",
                              where, parent, parent);
     }
     moe_ckpt_fmt(p, sizeof p, "%s/manifest.pb", base);
@@ -296,7 +358,7 @@ moe_status moe_ckpt_resolve(const char *where, char *dir, size_t cap) {
         return MOE_OK;
     }
     if (ck_try_latest(base, dir, cap, &st)) return st;
-    return moe_set_error(MOE_EIO, "no checkpoint at %s: expected a checkpoint directory (with "
+    return moe_set_error(MOE_EUSAGE, "no checkpoint at %s: expected a checkpoint directory (with "
                          "manifest.pb), a checkpoints directory or a run directory with LATEST", where);
 }
 
@@ -313,8 +375,10 @@ moe_status moe_ckpt_name_previous(moe_status st, const char *dir) {
         if (steps[i] < step && steps[i] > prev) prev = steps[i];
     free(steps);
     if (prev >= 0)
-        moe_ckpt_fmt(tail, sizeof tail, "; the previous one is %s/step_%08lld: resume with --resume "
-                 "%s/step_%08lld", parent, (long long)prev, parent, (long long)prev);
+        moe_ckpt_fmt(tail, sizeof tail, "; the previous one is %s/step_%08lld: move %s/%s and any "
+                 "newer step_* out of %s (training would reach them), then resume with --resume "
+                 "%s/step_%08lld", parent, (long long)prev, parent, name, parent, parent,
+                 (long long)prev);
     else
         moe_ckpt_fmt(tail, sizeof tail, "; there is no earlier checkpoint in %s", parent);
     return moe_set_error(st, "checkpoint %s is corrupt (%s)%s", name, msg, tail);

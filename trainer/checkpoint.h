@@ -71,6 +71,12 @@ moe_status moe_ckpt_load(moe_ckpt *ck, const moe_comm *c, const char *where,
 // ---------------------------------------------------------------- local tools (no MPI)
 // Resolves `where` (as for load) to a checkpoint directory path in `dir` (cap bytes).
 moe_status moe_ckpt_resolve(const char *where, char *dir, size_t cap);
+// MOE_OK when a run may start from step 0 in out_dir: OUT/checkpoints holds neither a complete
+// checkpoint nor LATEST (else MOE_EUSAGE naming the newest checkpoint and --resume).
+moe_status moe_ckpt_check_fresh(const char *out_dir);
+// MOE_OK when OUT/checkpoints holds no step_N directory (complete or not) with N > step, which a
+// run resumed from `step` would have to overwrite; else MOE_EUSAGE naming the first one.
+moe_status moe_ckpt_check_newer(const char *out_dir, int64_t step);
 // Reads and checks dir/manifest.pb (its own CRC32C); free with
 // protobuf_c_message_free_unpacked(&m->base, NULL).
 moe_status moe_ckpt_read_manifest(const char *dir, Moe__CheckpointManifest **out);

@@ -5,6 +5,8 @@
 #include "trainer.h"
 
 #include <cblas.h>
+#include <math.h>
+#include <signal.h>
 #include <string.h>
 
 static void moe_train_usage(FILE *f) {
@@ -51,6 +53,7 @@ static void moe_train_report(const moe_comm *c, const char *cmd, moe_status st, 
 static moe_status moe_train_setup(const char *path, const char **sets, int n_sets, Moe__Config **cfg,
                                   moe_comm **c) {
     moe_status st = moe_config_load_with(path, sets, n_sets, 0, cfg);
+    if (st == MOE_EIO) st = MOE_EUSAGE; // the CONFIG argument names no readable file: bad usage
     if (!st) st = moe_model_check(*cfg);
     moe_comm_params cp = {.ep_size = 1, .n_experts = 0, .quiet = 0};
     if (!st) {
@@ -108,6 +111,10 @@ int moe_cmd_train(int argc, char **argv) {
         free(sets);
         return MOE_EXIT_USAGE;
     }
+    // Before MPI_Init and setup (both take a while; Open MPI leaves SIGUSR1/SIGTERM alone): a
+    // signal arriving then is kept and honoured at the first step instead of killing the rank.
+    moe_train_install_signals();
+    if (getenv("MOE_TRAIN_TEST_SIGNAL_SETUP")) raise(SIGUSR1); // testing: a signal before MPI_Init
     moe_status st = moe_comm_init(NULL, NULL);
     if (st) {
         fprintf(stderr, "moe train: %s\n", moe_last_error());
@@ -124,13 +131,12 @@ int moe_cmd_train(int argc, char **argv) {
         code = moe_exit_code(st);
     } else {
         moe_train_blas_threads(c);
-        moe_train_install_signals();
         moe_train_opts o = {.resume = resume};
         moe_train_result r;
         st = moe_train_run(cfg, c, &o, &r);
         if (st == MOE_EINTR) moe_comm_printf(c, "moe train: %s\n", moe_last_error());
         else if (st) moe_train_report(c, "train", st, 1);
-        else
+        else if (!isnan(r.loss)) // NaN: nothing was trained (said above)
             moe_comm_printf(c, "moe train: done, %lld steps, loss %.4f%s", (long long)r.step, r.loss,
                             r.skipped ? "" : "\n");
         if (!st && r.skipped) moe_comm_printf(c, " (%lld non-finite steps skipped)\n", (long long)r.skipped);

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -32,7 +33,64 @@ static inline int32_t moe_data_tok(const void *base, int u16, int64_t i) {
     return u16 ? (int32_t)((const uint16_t *)base)[i] : (int32_t)((const uint8_t *)base)[i];
 }
 
+// A mapped file that shrinks under the run (truncated, rewritten in place) turns the next read of
+// a vanished page into SIGBUS. The handler names the file and exits 3 (bad data) instead of a
+// crash; a SIGBUS outside every data mapping goes to the previous handler. The table is the one
+// global state of this module: a signal handler cannot be handed a context.
+#define MOE_DATA_MAX_MAPS 8
+static struct {
+    const char *volatile base;
+    size_t bytes;
+    char msg[640];
+} moe_data_maps[MOE_DATA_MAX_MAPS];
+static struct sigaction moe_data_prev_bus;
+static int moe_data_bus_installed;
+
+static void moe_data_on_sigbus(int sig, siginfo_t *si, void *uc) {
+    (void)uc;
+    const char *a = si ? (const char *)si->si_addr : NULL;
+    for (int i = 0; i < MOE_DATA_MAX_MAPS; i++) {
+        const char *b = moe_data_maps[i].base;
+        if (b && a >= b && a < b + moe_data_maps[i].bytes) {
+            ssize_t w = write(STDERR_FILENO, moe_data_maps[i].msg, strlen(moe_data_maps[i].msg));
+            (void)w;
+            _exit(3); // MOE_EXIT_DATA
+        }
+    }
+    // Not ours: back to the previous action, then deliver again (a raised SIGBUS at once on
+    // return, a fault also by repeating).
+    sigaction(sig, &moe_data_prev_bus, NULL);
+    raise(sig);
+}
+
+static void moe_data_watch(const char *path, const void *base, size_t bytes) {
+    if (!moe_data_bus_installed) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = moe_data_on_sigbus;
+        sa.sa_flags = SA_SIGINFO;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGBUS, &sa, &moe_data_prev_bus) == 0) moe_data_bus_installed = 1;
+    }
+    for (int i = 0; i < MOE_DATA_MAX_MAPS; i++)
+        if (!moe_data_maps[i].base) {
+            snprintf(moe_data_maps[i].msg, sizeof moe_data_maps[i].msg,
+                     "moe: data file %s shrank while the run was reading it (truncated or rewritten "
+                     "in place; it had %zu bytes): restore it and run again with --resume latest "
+                     "(exit 3)\n", path, bytes);
+            moe_data_maps[i].bytes = bytes;
+            moe_data_maps[i].base = base;
+            return;
+        }
+}
+
+static void moe_data_unwatch(const void *base) {
+    for (int i = 0; i < MOE_DATA_MAX_MAPS; i++)
+        if (moe_data_maps[i].base == base) moe_data_maps[i].base = NULL;
+}
+
 static void moe_data_file_close(moe_data_file *f) {
+    if (f->map) moe_data_unwatch(f->map);
     if (f->map) munmap(f->map, f->map_bytes);
     free(f->path);
     memset(f, 0, sizeof *f);
@@ -46,9 +104,12 @@ static moe_status moe_data_file_open(const char *path, int u16, int64_t vocab, m
         return moe_set_error(MOE_EIO, "data file %s: cannot open: %s (set data.path to a readable file)",
                              path, strerror(errno));
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    const int fs = fstat(fd, &sb);
+    if (fs != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
-        return moe_set_error(MOE_EIO, "data file %s: not a regular file", path);
+        return moe_set_error(MOE_EIO, "data file %s: %s, not a regular file (set data.path to a "
+                             "token or text file)", path,
+                             fs == 0 && S_ISDIR(sb.st_mode) ? "a directory" : "unreadable or special");
     }
     f->path = strdup(path);
     MOE_ASSERT(f->path);
@@ -63,6 +124,7 @@ static moe_status moe_data_file_open(const char *path, int u16, int64_t vocab, m
             moe_data_file_close(f);
             return st;
         }
+        moe_data_watch(path, f->map, f->map_bytes);
     }
     close(fd);
     const int64_t hdr_bytes = MOE_DATA_U16_HEADER_INTS * 4;

@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef enum { HF_MIXTRAL, HF_QWEN2_MOE, HF_QWEN3_MOE, HF_DEEPSEEK_V2, HF_DEEPSEEK_V3, HF_OLMOE } hf_family;
 
@@ -522,6 +523,12 @@ moe_status moe_hf_config_detect(const char *path, int *is_hf) {
     FILE *f = fopen(path, "rb");
     if (!f)
         return moe_set_error(MOE_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fclose(f);
+        return moe_set_error(MOE_EINVAL, "%s: is a directory, not a config file; pass the path of "
+                             "a JSON config (see examples/)", path);
+    }
     json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &err);
     fclose(f);
     if (!root)

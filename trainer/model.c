@@ -9,9 +9,11 @@
 #include "ep-layer.h"
 #include "nn.h"
 #include "router.h"
+#include "trainer.h" // moe_params_count: the overflow-checked parameter count
 
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 // ---------------------------------------------------------------- the MoE FFN interface
 
@@ -420,6 +422,48 @@ static int moe_is_moe_layer(const Moe__ModelConfig *mc, int l) {
     return 1;
 }
 
+// Refuses a shape whose memory per rank is beyond this machine before anything is sized from it:
+// parameters, gradients, Adam state and the previous-step copy (moe_params_count, overflow
+// checked) plus the activation block for B_local sequences, estimated in double (it bounds every
+// int64 product moe_model_carve and the MoE layers form, so none of them can overflow).
+static moe_status moe_model_check_size(const Moe__Config *cfg, const moe_model_layout *lay,
+                                       const moe_comm *comm, int64_t B_local) {
+    moe_params_report rep;
+    moe_status st = moe_params_count(cfg, lay->world, lay->ep, &rep);
+    if (st) return st;
+    const Moe__ModelConfig *mc = cfg->model;
+    const double D = (double)mc->d_model, L = mc->n_layers, V = (double)mc->vocab_size;
+    const double H = mc->n_heads, Hkv = mc->n_kv_heads > 0 ? mc->n_kv_heads : H;
+    const double Dh = mc->head_dim > 0 ? (double)mc->head_dim : (H > 0 ? D / H : 0);
+    const double F = mc->d_ff > 0 ? (double)mc->d_ff : 4 * D;
+    const double Fe = mc->expert_d_ff > 0 ? (double)mc->expert_d_ff : F;
+    const double S = cfg->train ? cfg->train->seq_len : 64, B = (double)B_local, T = B * S;
+    const double cf = cfg->router && cfg->router->capacity_factor > 1 ? cfg->router->capacity_factor : 1;
+    const double rows = T * (mc->top_k > 0 ? mc->top_k : 1) * cf; // routed rows one MoE layer holds
+    // Per layer and token as moe_model_carve lays it out (x, h1, xm, h2; q, k, v and their norm /
+    // rope copies; the dense FFN's saved rows; attention weights S per head), then the MoE rows.
+    double act = L * (T * (4 * D + 4 * H * Dh + 4 * Hkv * Dh + 2 * H + 2 + 3 * F) + B * H * S * S) +
+                 L * (rows * (4 * D + 5 * Fe) + mc->n_shared_experts * T * 5 * F) +
+                 T * (V + 8 * D + 6 * H * Dh + 6 * Hkv * Dh) + S * S + 2 * S * (Dh + 2);
+    const double GiB = 1024.0 * 1024 * 1024;
+    const double pbytes = (double)rep.rank_bytes + 4.0 * (double)rep.rank_params; // + previous step
+    const double need = pbytes + 4 * act;
+    const long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    const double have = pages > 0 && psize > 0 ? (double)pages * (double)psize : 0;
+    const int node_ranks = comm ? moe_comm_get_info(comm).node_size : 1; // ranks sharing it
+    const double share = node_ranks > 1 ? have / node_ranks : have;
+    if (have > 0 && need > share)
+        return moe_set_error(MOE_EINVAL, "this model needs about %.1f GiB per rank (%.1f GiB of "
+                             "parameters, gradients and Adam state for %lld parameters; %.1f GiB of "
+                             "activations for %lld sequences of train.seq_len = %.0f), more than "
+                             "this machine's %.1f GiB shared by %d rank(s): shrink model.d_model/"
+                             "d_ff/n_layers/vocab_size or train.global_batch/seq_len, or spread "
+                             "the ranks over more nodes (see moe params CONFIG --world N --ep N)",
+                             need / GiB, pbytes / GiB, (long long)rep.rank_params, 4 * act / GiB,
+                             (long long)B_local, S, have / GiB, node_ranks > 1 ? node_ranks : 1);
+    return MOE_OK;
+}
+
 moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
                             const moe_comm *comm, int64_t B_local, moe_model **out) {
     *out = NULL;
@@ -430,6 +474,7 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
     if (mc->n_experts > 0 && mc->n_experts % lay->ep != 0)
         return moe_set_error(MOE_ELAYOUT, "model.n_experts = %d is not divisible by "
                              "parallel.ep_size = %d", mc->n_experts, lay->ep);
+    if ((st = moe_model_check_size(cfg, lay, comm, B_local))) return st;
     moe_model *m = moe_xcalloc(1, sizeof *m);
     moe_model_priv *pv = moe_xcalloc(1, sizeof *pv);
     m->priv = pv;
