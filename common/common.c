@@ -23,6 +23,18 @@ const char *moe_status_str(moe_status s) {
     return "unknown error";
 }
 
+int moe_exit_code(moe_status s) {
+    switch (s) {
+    case MOE_OK: return MOE_EXIT_OK;
+    case MOE_EINVAL:
+    case MOE_EUSAGE:
+    case MOE_ELAYOUT: return MOE_EXIT_USAGE;
+    case MOE_ECORRUPT: return MOE_EXIT_DATA;
+    case MOE_EINTR: return MOE_EXIT_TEMPFAIL;
+    default: return MOE_EXIT_FAILURE;
+    }
+}
+
 moe_status moe_set_error(moe_status s, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -45,6 +57,13 @@ void *moe_xcalloc(size_t n, size_t size) {
         abort();
     }
     return p;
+}
+
+char *moe_xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = moe_xcalloc(n, 1);
+    memcpy(d, s, n);
+    return d;
 }
 
 void *moe_xalloc_aligned(size_t bytes) {

@@ -31,6 +31,17 @@ enum {
 
 const char *moe_status_str(moe_status s);
 
+// Exit codes of every moe command (documented in README and `moe --help`).
+enum {
+    MOE_EXIT_OK = 0,
+    MOE_EXIT_FAILURE = 1,   // a run failed (I/O, MPI, non-finite values beyond the limit)
+    MOE_EXIT_USAGE = 2,     // bad command line, bad or invalid config
+    MOE_EXIT_DATA = 3,      // bad data or checkpoint file (corrupt, truncated, wrong format)
+    MOE_EXIT_TEMPFAIL = 75, // preempted: checkpoint written, run again to resume (EX_TEMPFAIL)
+};
+// The exit code of a status.
+int moe_exit_code(moe_status s);
+
 // The message of the last error on this thread (empty string if none). Setting returns `s` so a
 // failing path can read: return moe_set_error(MOE_EINVAL, "…%d…", x);
 moe_status moe_set_error(moe_status s, const char *fmt, ...)
@@ -60,6 +71,8 @@ void moe_clear_error(void);
 // Allocation that aborts with a message: for setup code sized from a validated config, where
 // running out of memory is not recoverable anyway. Returns zeroed memory; n*size checked.
 void *moe_xcalloc(size_t n, size_t size);
+// strdup that aborts on out of memory (setup code, as moe_xcalloc).
+char *moe_xstrdup(const char *s);
 // 64-byte aligned, zeroed, free with free(). Aborts on overflow or out of memory.
 void *moe_xalloc_aligned(size_t bytes);
 
@@ -68,5 +81,38 @@ int moe_mul_overflows_i64(int64_t a, int64_t b, int64_t *out);
 
 // Seconds on the monotonic clock (phase timings and benchmarks: differences only).
 double moe_clock_seconds(void);
+
+// splitmix64 (Steele, Lea & Flood 2014): moe_splitmix64(x) is a well-mixed 64-bit hash of x (the
+// generator's output for state x + golden ratio); moe_splitmix64_next steps a sequence seeded by
+// *state. Every counter-based draw of moe (init, jitter, data order, test inputs) uses these.
+static inline uint64_t moe_splitmix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+static inline uint64_t moe_splitmix64_next(uint64_t *state) {
+    const uint64_t x = *state;
+    *state += 0x9e3779b97f4a7c15ull;
+    return moe_splitmix64(x);
+}
+
+// ---------------------------------------------------------------- files (common/files.c)
+// The one path-length limit: every path buffer of moe is MOE_PATH_MAX bytes, and a path that
+// would not fit is refused by the code that builds it (never truncated silently).
+#define MOE_PATH_MAX 4096
+
+// mkdir -p with mode 0755: 0 ok (also when it exists), -1 with errno set (ENAMETOOLONG past
+// MOE_PATH_MAX).
+int moe_mkdir_p(const char *path);
+// 1 if something exists at path (stat succeeds), else 0.
+int moe_file_exists(const char *path);
+// Reads the rest of stream f into a new NUL-terminated buffer (*text, free with free(); *len
+// bytes without the NUL). max_bytes > 0: MOE_EINVAL past it. `name` names f in messages.
+// MOE_EIO on a read error, MOE_ENOMEM; errno is kept for the caller.
+moe_status moe_read_stream(FILE *f, const char *name, size_t max_bytes, char **text, size_t *len);
+// Opens path and reads it whole as above. MOE_EIO when it cannot be opened (errno kept: ENOENT
+// tells a missing file apart).
+moe_status moe_read_file(const char *path, size_t max_bytes, char **text, size_t *len);
 
 #endif

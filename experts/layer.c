@@ -137,10 +137,7 @@ void moe_layer_weights_free(moe_layer_weights *w) {
 static void moe_fill_uniform(float *a, int64_t n, double bound, uint64_t *state) {
     if (!a) return;
     for (int64_t i = 0; i < n; i++) {
-        uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        z ^= z >> 31;
+        uint64_t z = moe_splitmix64_next(state);
         a[i] = (float)(bound * (2.0 * ((double)(z >> 11) / 9007199254740992.0) - 1.0));
     }
 }

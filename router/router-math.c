@@ -57,13 +57,6 @@ void moe_router_topk(const float *v, int E, int K, int32_t *idx) {
     }
 }
 
-static uint64_t moe_splitmix64(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
 float moe_router_noise(uint64_t seed, int64_t token, int expert) {
     // One 64-bit hash of (seed, token, expert) gives two 32-bit uniforms; Box-Muller makes N(0,1).
     uint64_t h = moe_splitmix64(moe_splitmix64(seed ^ 0x6a09e667f3bcc909ull) ^

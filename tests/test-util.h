@@ -76,10 +76,7 @@ static inline void test_rmtree(const char *dir) {
 
 // splitmix64: the next number of the sequence seeded by *s.
 static inline uint64_t test_rng(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return moe_splitmix64_next(s);
 }
 
 // Uniform in [0, 1) with 53 random bits.

@@ -1,4 +1,4 @@
-// test_nn.c: every dense kernel of trainer/nn.h (embedding, RMSNorm, qk-norm, LayerNorm, linear
+// test_nn.c: every dense kernel of trainer/model/nn.h (embedding, RMSNorm, qk-norm, LayerNorm, linear
 // in both weight layouts with/without bias and with NULL gradients, RoPE, attention,
 // cross-entropy) against the double loop references of test_nn_ref.c — forward values, and
 // backward against central differences of the reference loss L = Σ out·dout (double, h = 1e-6),

@@ -1,4 +1,4 @@
-// test_nn_init.c: the layout-independent initialisation of trainer/nn.h — same draws for the
+// test_nn_init.c: the layout-independent initialisation of trainer/model/nn.h — same draws for the
 // same (seed, key, index), a shard drawn with an offset equals the slice of the whole tensor,
 // different keys/seeds give uncorrelated streams, and the samples have mean 0 and the asked std
 // (bounds of 5 standard errors over 2^18 draws) and a normal's tail fraction beyond 2σ.

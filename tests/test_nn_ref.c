@@ -1,5 +1,5 @@
 // test_nn_ref.c: double-precision loop references of the dense kernels and the finite-difference
-// checker (see test_nn_ref.h). Written from the formulas in trainer/nn.h, not from the kernels.
+// checker (see test_nn_ref.h). Written from the formulas in trainer/model/nn.h, not from the kernels.
 #include "test_nn_ref.h"
 #include "test-util.h"
 

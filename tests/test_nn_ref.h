@@ -11,7 +11,7 @@
 void nnref_fill(uint64_t *s, float *f, double *d, int64_t n, double lo, double hi);
 double *nnref_dup(const float *f, int64_t n);          // double copy (free())
 
-// References (outputs first, written). Shapes as in trainer/nn.h.
+// References (outputs first, written). Shapes as in trainer/model/nn.h.
 void nnref_embed(double *out, const int32_t *tok, const double *wte, int64_t T, int64_t D);
 void nnref_rmsnorm(double *out, const double *x, const double *w, int64_t N, int64_t C, double eps);
 void nnref_layernorm(double *out, const double *x, const double *w, const double *b, int64_t N,

@@ -1,9 +1,9 @@
-// test_optim.c: the optimizer helpers of trainer/nn.h — AdamW against a double-precision
+// test_optim.c: the optimizer helpers of trainer/model/nn.h — AdamW against a double-precision
 // reference written from the formula (several steps, with and without weight decay, with a
 // gradient scale), the closed form of its first step, the LR schedule at its key points for
 // cosine / linear / constant, the clip scale, the squared norm and the non-finite check.
 #include "config.h"
-#include "nn.h"
+#include "optim.h"
 #include "test_nn_ref.h"
 
 #include <math.h>

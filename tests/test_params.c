@@ -1,7 +1,7 @@
 // test_params.c: moe_params_count against hand arithmetic. One tiny shape per architecture feature
 // (expected values written out as the formula for that shape, never computed by the code under
 // test), the published models at full size, per-rank bytes at world 4 / ep 2, and the refusals.
-#include "trainer.h"
+#include "params.h"
 
 #include <math.h>
 #include <string.h>

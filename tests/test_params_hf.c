@@ -4,7 +4,7 @@
 // unknown fields are listed, missing or mistyped shape fields refused.
 // usage: test_params_hf EXAMPLES_DIR
 #include "config.h"
-#include "trainer.h"
+#include "params.h"
 
 #include <string.h>
 #include <unistd.h>

@@ -6,7 +6,9 @@
 // report.md says why the plots were skipped; a directory without metrics exits 2.
 // usage: test_report MOE_BINARY
 #include "config.h"
-#include "trainer.h"
+#include "params.h"
+#include "sweep.h"
+#include "train.h"
 
 #include <math.h>
 #include <string.h>

@@ -5,7 +5,8 @@
 //   test_train_ckcmp A B --exact            bitwise equality
 //   test_train_ckcmp A B --tol ATOL RTOL    |a − b| <= ATOL + RTOL·|b| for every element
 // Prints the largest differences per kind; exit 0 if equal within the rule, 1 if not, 2 on error.
-#include "trainer.h"
+#include "params.h"
+#include "train.h"
 
 #include <math.h>
 #include <string.h>

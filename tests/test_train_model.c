@@ -1,4 +1,4 @@
-// test_train_model.c: the assembled model (trainer/model.h), no MPI launch.
+// test_train_model.c: the assembled model (trainer/model/model.h), no MPI launch.
 //  1. Accounting equals allocation: for several trainable configs and EP in {1, 2, 4}, the
 //     parameters the model allocates — dense tensors once, each routed expert once (summed over
 //     the EP ranks), the balancing bias — equal moe_params_count's total, and one rank's share
@@ -10,7 +10,8 @@
 //     whose difference quotient changes with h (a top-k selection flipped) are skipped and
 //     counted, at most 5% of them.
 #include "config.h"
-#include "trainer.h"
+#include "params.h"
+#include "train.h"
 
 #include <math.h>
 #include <string.h>

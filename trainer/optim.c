@@ -1,7 +1,7 @@
 // optim.c: AdamW with decoupled weight decay, the learning-rate schedule, the global-norm clip
 // scale and a non-finite check. Element updates run in double and store fp32 state: the cost is
 // memory traffic either way, and double makes the update independent of the order of operations.
-#include "nn.h"
+#include "optim.h"
 #include "moe.pb-c.h"
 
 #include <math.h>

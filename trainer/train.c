@@ -6,7 +6,8 @@
 // sized at setup; the one allocation per step is the metrics line's JSON text (proto/config.h's
 // writer returns a malloc'd string), after the step's compute and communication.
 #include "config.h"
-#include "trainer.h"
+#include "params.h"
+#include "train.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -48,18 +49,6 @@ moe_status moe_train_agree(const moe_comm *c, moe_status st) {
         return moe_set_error((moe_status)v, "another rank failed (%s); see its message",
                              moe_status_str((moe_status)v));
     return st;
-}
-
-static int moe_mkdir_p(const char *path) {
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
 moe_status moe_train_eval(moe_model *m, const moe_data *d, const moe_comm *c, int64_t global_batch,

@@ -1,0 +1,120 @@
+// cmd-inspect.c: `moe inspect DIR` — prints a checkpoint's manifest (step, layout, config summary,
+// tensors with shapes) and verifies every file's size and CRC32C. Local and serial: no MPI, so it
+// runs on a login node; it reads every byte once.
+#include "checkpoint.h"
+#include "config.h"
+#include "cli.h"
+
+#include <string.h>
+
+static void moe_inspect_usage(FILE *f) {
+    fprintf(f,
+            "usage: moe inspect DIR [--no-tensors]\n"
+            "  DIR: a checkpoint directory (…/checkpoints/step_00000100), a checkpoints directory or\n"
+            "  run directory (follows LATEST), or …/latest.\n"
+            "  Prints the manifest (step, world, ep, config summary, tensors and shapes) and verifies\n"
+            "  every file (size and CRC32C).\n"
+            "  exit: 0 valid, 3 corrupt (the message names the file), 2 usage or no checkpoint there\n");
+}
+
+static void moe_inspect_config(const Moe__Config *c) {
+    if (!c) {
+        printf("config:      (none in the manifest)\n");
+        return;
+    }
+    Moe__Config *def = moe_config_new_default();
+    const Moe__ModelConfig *m = c->model ? c->model : def->model;
+    const Moe__TrainConfig *t = c->train ? c->train : def->train;
+    printf("config:      name %s, out_dir %s\n", c->name ? c->name : "(unnamed)",
+           c->out_dir ? c->out_dir : "(default)");
+    printf("  model:     vocab %lld, d_model %lld, layers %d, heads %d (kv %d), experts %d top-%d "
+           "(expert_d_ff %lld, shared %d), d_ff %lld\n",
+           (long long)m->vocab_size, (long long)m->d_model, m->n_layers, m->n_heads,
+           m->n_kv_heads ? m->n_kv_heads : m->n_heads, m->n_experts, m->top_k,
+           (long long)m->expert_d_ff, m->n_shared_experts, (long long)m->d_ff);
+    printf("  train:     global_batch %d, seq_len %d, steps %lld, lr %g, seed %llu\n",
+           t->global_batch, t->seq_len, (long long)t->steps, t->lr, (unsigned long long)t->seed);
+    protobuf_c_message_free_unpacked(&def->base, NULL);
+}
+
+int moe_cmd_inspect(int argc, char **argv) {
+    const char *where = NULL;
+    int tensors = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            moe_inspect_usage(stdout);
+            return MOE_EXIT_OK;
+        } else if (!strcmp(argv[i], "--no-tensors")) {
+            tensors = 0;
+        } else if (argv[i][0] == '-' || where) {
+            fprintf(stderr, "moe inspect: unexpected argument '%s'\n", argv[i]);
+            moe_inspect_usage(stderr);
+            return MOE_EXIT_USAGE;
+        } else {
+            where = argv[i];
+        }
+    }
+    if (!where) {
+        moe_inspect_usage(stderr);
+        return MOE_EXIT_USAGE;
+    }
+    char dir[4096];
+    moe_status st = moe_ckpt_resolve(where, dir, sizeof dir);
+    if (st != MOE_OK) {
+        fprintf(stderr, "moe inspect: %s\n", moe_last_error());
+        return st == MOE_ECORRUPT ? MOE_EXIT_DATA : MOE_EXIT_USAGE;
+    }
+    Moe__CheckpointManifest *m = NULL;
+    st = moe_ckpt_read_manifest(dir, &m);
+    if (st != MOE_OK) {
+        printf("checkpoint:  %s\nmanifest.pb: %s\nresult:      CORRUPT\n", dir, moe_last_error());
+        fprintf(stderr, "moe inspect: checkpoint %s is corrupt: %s\n", dir, moe_last_error());
+        return st == MOE_ECORRUPT ? MOE_EXIT_DATA : moe_exit_code(st);
+    }
+    printf("checkpoint:  %s\n", dir);
+    printf("step:        %lld (data cursor %llu, rng_state 0x%016llx)\n", (long long)m->step,
+           (unsigned long long)m->data_cursor, (unsigned long long)m->rng_state);
+    printf("layout:      world %d, ep %d\n", m->world_size, m->ep_size);
+    printf("written by:  %s, format %u\n", m->created_by ? m->created_by : "?", m->format_version);
+    moe_inspect_config(m->config);
+    uint64_t bytes = 0;
+    size_t n_expert = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        bytes += m->tensors[i]->bytes;
+        n_expert += m->tensors[i]->expert >= 0;
+    }
+    printf("tensors:     %zu (%zu dense, %zu expert), %llu bytes\n", m->n_tensors,
+           m->n_tensors - n_expert, n_expert, (unsigned long long)bytes);
+    if (tensors) {
+        printf("  %-32s %-11s %5s %6s %-20s %12s  %s\n", "name", "kind", "layer", "expert", "shape",
+               "bytes", "file@offset");
+        for (size_t i = 0; i < m->n_tensors; i++) {
+            const Moe__TensorEntry *t = m->tensors[i];
+            char shape[96] = "(";
+            size_t u = 1;
+            for (size_t k = 0; k < t->n_shape && u < sizeof shape - 24; k++)
+                u += (size_t)snprintf(shape + u, sizeof shape - u, k ? ", %lld" : "%lld",
+                                      (long long)t->shape[k]);
+            snprintf(shape + u, sizeof shape - u, ")");
+            printf("  %-32s %-11s %5d %6d %-20s %12llu  %s@%llu\n", t->name ? t->name : "?",
+                   t->kind ? t->kind : "?", t->layer, t->expert, shape,
+                   (unsigned long long)t->bytes, t->file ? t->file : "?",
+                   (unsigned long long)t->offset);
+        }
+    }
+    printf("files:       %zu\n", m->n_files);
+    int bad = 0;
+    for (size_t f = 0; f < m->n_files; f++) {
+        const Moe__FileEntry *fe = m->files[f];
+        moe_status fs = moe_ckpt_verify_file(dir, fe);
+        printf("  %-24s %12llu bytes  crc32c 0x%08x  %s\n", fe->name ? fe->name : "?",
+               (unsigned long long)fe->bytes, fe->crc32c, fs == MOE_OK ? "OK" : moe_last_error());
+        if (fs != MOE_OK) {
+            fprintf(stderr, "moe inspect: checkpoint %s is corrupt: %s\n", dir, moe_last_error());
+            bad++;
+        }
+    }
+    printf("result:      %s\n", bad ? "CORRUPT" : "OK (every file verified)");
+    moe__checkpoint_manifest__free_unpacked(m, NULL);
+    return bad ? MOE_EXIT_DATA : MOE_EXIT_OK;
+}

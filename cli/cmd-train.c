@@ -1,0 +1,290 @@
+// cmd-train.c: `moe train CONFIG [--set a.b=v]... [--resume latest|DIR]` and `moe eval --checkpoint
+// DIR [--data FILE] [--batches N]` under mpirun/srun (or alone). Setup failures are agreed over the
+// world so no rank is left waiting; config errors print once (rank 0), run errors on their rank.
+#include "config.h"
+#include "cli.h"
+#include "params.h"
+#include "train.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <signal.h>
+#include <string.h>
+
+static void moe_train_usage(FILE *f) {
+    fprintf(f,
+            "usage: moe train CONFIG [--set a.b=v]... [--resume latest|DIR]\n"
+            "  Trains the model of CONFIG (JSON, see docs/config.md) on data.path (unset: the\n"
+            "  default corpus, generated into out_dir) with every rank of the launch\n"
+            "  (mpirun -np N / srun): parallel.ep_size experts groups, global batch split evenly.\n"
+            "  Writes OUT_DIR/metrics.jsonl (one JSON record per step) and checkpoints under\n"
+            "  OUT_DIR/checkpoints. --resume latest continues from OUT_DIR's newest checkpoint\n"
+            "  (fresh start if none), --resume DIR from that checkpoint; another world size or\n"
+            "  ep_size reshards. SIGUSR1/SIGTERM: checkpoint at the next step and exit 75.\n"
+            "  exit codes: 0 done, 1 run failed, 2 bad usage/config/layout, 3 bad data or\n"
+            "  checkpoint, 75 preempted (run again with --resume latest). See docs/training.md.\n");
+}
+
+static void moe_eval_usage(FILE *f) {
+    fprintf(f, "usage: moe eval --checkpoint DIR [--data FILE] [--batches N] [--set a.b=v]...\n"
+               "  Prints the validation loss of a checkpoint (a checkpoint, checkpoints or run\n"
+               "  directory, or RUN/latest) at any world size: the fixed validation batches of\n"
+               "  train.global_batch sequences (docs/data.md). --data replaces data.path (its\n"
+               "  validation split is used); --batches replaces train.eval_batches.\n");
+}
+
+// BLAS threads per rank: OPENBLAS_NUM_THREADS if set, else the cores this rank owns.
+static void moe_train_blas_threads(const moe_comm *c) {
+    if (getenv("OPENBLAS_NUM_THREADS")) return;
+    int n = 1;
+    if (moe_comm_blas_threads(c, &n) == MOE_OK && n >= 1) openblas_set_num_threads(n);
+}
+
+// Prints the error once: config/layout errors (same on every rank) on rank 0, others on the rank
+// that failed (agreement messages only on rank 0).
+static void moe_train_report(const moe_comm *c, const char *cmd, moe_status st, int everywhere) {
+    const char *msg = moe_last_error();
+    int rank = c ? moe_comm_rank(c, MOE_COMM_WORLD) : 0;
+    int agreed = !strncmp(msg, "another rank failed", 19);
+    if ((everywhere && !agreed) || rank == 0)
+        fprintf(stderr, "[rank %d] moe %s: %s (%s)\n", rank, cmd, msg, moe_status_str(st));
+}
+
+// Loads the config (identical on every rank) and builds the groups. On error *c may be a world
+// with ep 1 (so the caller can print once and finalize).
+static moe_status moe_train_setup(const char *path, const char **sets, int n_sets, Moe__Config **cfg,
+                                  moe_comm **c) {
+    moe_status st = moe_config_load_with(path, sets, n_sets, 0, cfg);
+    if (st == MOE_EIO) st = MOE_EUSAGE; // the CONFIG argument names no readable file: bad usage
+    if (!st) st = moe_model_check(*cfg);
+    moe_comm_params cp = {.ep_size = 1, .n_experts = 0, .quiet = 0};
+    if (!st) {
+        cp.ep_size = (*cfg)->parallel ? (*cfg)->parallel->ep_size : 1;
+        cp.n_experts = (*cfg)->model->n_experts;
+    }
+    char saved[2048];
+    snprintf(saved, sizeof saved, "%s", moe_last_error());
+    moe_status cs = moe_comm_create(&cp, c);
+    if (cs) {
+        if (st) moe_set_error(st, "%s", saved);
+        if (!st) {
+            // Layout refused (identical everywhere): rebuild a plain world to report it once.
+            snprintf(saved, sizeof saved, "%s", moe_last_error());
+            moe_comm_params one = {.ep_size = 1, .quiet = 1};
+            if (moe_comm_create(&one, c) != MOE_OK) *c = NULL;
+            moe_set_error(cs, "%s", saved);
+        }
+        return st ? st : cs;
+    }
+    if (st) {
+        moe_set_error(st, "%s", saved);
+        return st;
+    }
+    st = moe_config_validate(*cfg, moe_comm_size(*c, MOE_COMM_WORLD));
+    return st;
+}
+
+int moe_cmd_train(int argc, char **argv) {
+    const char *path = NULL, *resume = NULL;
+    const char **sets = moe_xcalloc((size_t)argc + 1, sizeof *sets);
+    int n_sets = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            moe_train_usage(stdout);
+            free(sets);
+            return MOE_EXIT_OK;
+        } else if (!strcmp(argv[i], "--set") && i + 1 < argc) {
+            sets[n_sets++] = argv[++i];
+        } else if (!strncmp(argv[i], "--set=", 6)) {
+            sets[n_sets++] = argv[i] + 6;
+        } else if (!strcmp(argv[i], "--resume") && i + 1 < argc) {
+            resume = argv[++i];
+        } else if (argv[i][0] != '-' && !path) {
+            path = argv[i];
+        } else {
+            fprintf(stderr, "moe train: unexpected argument '%s'\n", argv[i]);
+            moe_train_usage(stderr);
+            free(sets);
+            return MOE_EXIT_USAGE;
+        }
+    }
+    if (!path) {
+        moe_train_usage(stderr);
+        free(sets);
+        return MOE_EXIT_USAGE;
+    }
+    // Before MPI_Init and setup (both take a while; Open MPI leaves SIGUSR1/SIGTERM alone): a
+    // signal arriving then is kept and honoured at the first step instead of killing the rank.
+    moe_train_install_signals();
+    if (getenv("MOE_TRAIN_TEST_SIGNAL_SETUP")) raise(SIGUSR1); // testing: a signal before MPI_Init
+    moe_status st = moe_comm_init(NULL, NULL);
+    if (st) {
+        fprintf(stderr, "moe train: %s\n", moe_last_error());
+        free(sets);
+        return MOE_EXIT_FAILURE;
+    }
+    Moe__Config *cfg = NULL;
+    moe_comm *c = NULL;
+    st = moe_train_setup(path, sets, n_sets, &cfg, &c);
+    free(sets);
+    int code;
+    if (st) {
+        moe_train_report(c, "train", st, 0);
+        code = moe_exit_code(st);
+    } else {
+        moe_train_blas_threads(c);
+        moe_train_opts o = {.resume = resume};
+        moe_train_result r;
+        st = moe_train_run(cfg, c, &o, &r);
+        if (st == MOE_EINTR) moe_comm_printf(c, "moe train: %s\n", moe_last_error());
+        else if (st) moe_train_report(c, "train", st, 1);
+        else if (!isnan(r.loss)) // NaN: nothing was trained (said above)
+            moe_comm_printf(c, "moe train: done, %lld steps, loss %.4f%s", (long long)r.step, r.loss,
+                            r.skipped ? "" : "\n");
+        if (!st && r.skipped) moe_comm_printf(c, " (%lld non-finite steps skipped)\n", (long long)r.skipped);
+        code = moe_exit_code(st);
+    }
+    moe_comm_free(c);
+    moe_config_free(cfg);
+    moe_comm_finalize();
+    return code;
+}
+
+int moe_cmd_eval(int argc, char **argv) {
+    const char *ckpt = NULL, *data = NULL;
+    long batches = -1;
+    const char **sets = moe_xcalloc((size_t)argc + 1, sizeof *sets);
+    int n_sets = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            moe_eval_usage(stdout);
+            free(sets);
+            return MOE_EXIT_OK;
+        } else if (!strcmp(argv[i], "--checkpoint") && i + 1 < argc) {
+            ckpt = argv[++i];
+        } else if (!strcmp(argv[i], "--data") && i + 1 < argc) {
+            data = argv[++i];
+        } else if (!strcmp(argv[i], "--batches") && i + 1 < argc) {
+            char *end;
+            batches = strtol(argv[++i], &end, 10);
+            if (*end || batches < 1) {
+                fprintf(stderr, "moe eval: --batches %s: expected a positive integer\n", argv[i]);
+                free(sets);
+                return MOE_EXIT_USAGE;
+            }
+        } else if (!strcmp(argv[i], "--set") && i + 1 < argc) {
+            sets[n_sets++] = argv[++i];
+        } else {
+            fprintf(stderr, "moe eval: unexpected argument '%s'\n", argv[i]);
+            moe_eval_usage(stderr);
+            free(sets);
+            return MOE_EXIT_USAGE;
+        }
+    }
+    if (!ckpt) {
+        moe_eval_usage(stderr);
+        free(sets);
+        return MOE_EXIT_USAGE;
+    }
+    if (moe_comm_init(NULL, NULL) != MOE_OK) {
+        fprintf(stderr, "moe eval: %s\n", moe_last_error());
+        free(sets);
+        return MOE_EXIT_FAILURE;
+    }
+    moe_comm *c = NULL;
+    moe_comm_params cp = {.ep_size = 1, .quiet = 1};
+    moe_status st = moe_comm_create(&cp, &c);
+    if (st) {
+        fprintf(stderr, "moe eval: %s\n", moe_last_error());
+        free(sets);
+        moe_comm_finalize();
+        return MOE_EXIT_FAILURE;
+    }
+    // The checkpoint's own config (every rank reads the manifest; it is small).
+    char dir[1200];
+    Moe__CheckpointManifest *man = NULL;
+    Moe__Config *cfg = NULL;
+    moe_model *m = NULL;
+    moe_data *d = NULL;
+    moe_ckpt *ck = NULL;
+    int32_t *tokens = NULL;
+    st = moe_ckpt_resolve(ckpt, dir, sizeof dir);
+    if (!st) st = moe_ckpt_read_manifest(dir, &man);
+    if (!st && !man->config)
+        st = moe_set_error(MOE_ECORRUPT, "%s: manifest has no config", dir);
+    if (!st) {
+        size_t n = protobuf_c_message_get_packed_size(&man->config->base);
+        uint8_t *buf = moe_xcalloc(n + 1, 1);
+        protobuf_c_message_pack(&man->config->base, buf);
+        cfg = (Moe__Config *)protobuf_c_message_unpack(&moe__config__descriptor, NULL, n, buf);
+        free(buf);
+        Moe__Config *def = moe_config_new_default(); // fill absent sub-messages with defaults
+#define FILL(f) if (!cfg->f) { cfg->f = def->f; def->f = NULL; }
+        FILL(model) FILL(router) FILL(train) FILL(parallel) FILL(data) FILL(lora)
+#undef FILL
+        moe_config_free(def);
+        for (int i = 0; i < n_sets && !st; i++) st = moe_config_set(cfg, sets[i]);
+        if (!st && data) {
+            free(cfg->data->path);
+            cfg->data->path = strdup(data);
+        }
+        if (!st && batches > 0) cfg->train->eval_batches = (int32_t)batches;
+        if (!st) {
+            cfg->parallel->ep_size = 1; // experts all local: any world size
+            st = moe_config_validate(cfg, moe_comm_size(c, MOE_COMM_WORLD));
+        }
+    }
+    free(sets);
+    const int W = moe_comm_size(c, MOE_COMM_WORLD);
+    if (!st && cfg->train->global_batch % W != 0)
+        st = moe_set_error(MOE_ELAYOUT, "train.global_batch = %d is not divisible by the %d ranks; "
+                           "run with a divisor of it, or --set train.global_batch=...",
+                           cfg->train->global_batch, W);
+    if (st) {
+        moe_train_report(c, "eval", st, 0);
+        goto out;
+    }
+    if ((st = moe_train_open_data(cfg, c, &d))) {
+        moe_train_report(c, "eval", st, 1);
+        goto out;
+    }
+    if (moe_data_val_tokens(d) == 0) {
+        st = moe_set_error(MOE_EINVAL, "no validation split (data.val_fraction = 0 and no "
+                           "data.val_path); pass --data FILE or --set data.val_fraction=0.1");
+        moe_train_report(c, "eval", st, 0);
+        goto out;
+    }
+    moe_model_layout lay = moe_model_layout_of(c);
+    const int64_t Bl = cfg->train->global_batch / W;
+    st = moe_train_agree(c, moe_model_create(cfg, &lay, c, Bl, &m));
+    if (st) {
+        moe_train_report(c, "eval", st, 1);
+        goto out;
+    }
+    moe_train_blas_threads(c);
+    ck = moe_train_ckpt_register(m);
+    moe_ckpt_state cs;
+    if ((st = moe_ckpt_load(ck, c, dir, cfg, &cs))) {
+        moe_train_report(c, "eval", st, 0);
+        goto out;
+    }
+    tokens = moe_xcalloc((size_t)(Bl * (cfg->train->seq_len + 1)), sizeof(int32_t));
+    double val = 0;
+    if ((st = moe_train_eval(m, d, c, cfg->train->global_batch, cfg->train->eval_batches, tokens, &val))) {
+        moe_train_report(c, "eval", st, 1);
+        goto out;
+    }
+    moe_comm_printf(c, "val_loss %.6f  (%s, step %lld; %d batches of %d x %d tokens; %d ranks)\n", val,
+                    dir, (long long)cs.step, cfg->train->eval_batches, cfg->train->global_batch,
+                    cfg->train->seq_len, W);
+out:
+    free(tokens);
+    moe_ckpt_free(ck);
+    moe_model_free(m);
+    moe_data_free(d);
+    if (cfg) protobuf_c_message_free_unpacked(&cfg->base, NULL);
+    if (man) protobuf_c_message_free_unpacked(&man->base, NULL);
+    moe_comm_free(c);
+    moe_comm_finalize();
+    return moe_exit_code(st);
+}

@@ -1,0 +1,336 @@
+// sweep.c: a sweep file (moe.SweepConfig) into its runs — named points of --set overrides, the
+// FLOP-matched dense baseline and the experts axis at fixed active parameters, each × seed — with
+// every run's config loaded and validated up front, so a typo fails before the first launch.
+// Trade-off: generated points are expressed as ordinary overrides (visible in --dry-run and in
+// the command line), never as hidden config surgery.
+#include "model.h"
+#include "sweep-impl.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+static char *moe_aprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *moe_aprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = moe_xcalloc((size_t)n + 1, 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+void moe_sweep_free(moe_sweep *s) {
+    if (!s) return;
+    for (int i = 0; i < s->n_runs; i++) {
+        moe_sweep_run *r = &s->runs[i];
+        free(r->name); free(r->point); free(r->dir);
+        for (int j = 0; j < r->n_sets; j++) free(r->sets[j]);
+        free(r->sets);
+        if (r->cfg) moe_config_free(r->cfg);
+    }
+    free(s->runs);
+    if (s->base_tmp) {
+        unlink(s->base_tmp);
+        free(s->base_tmp);
+    }
+    if (s->sc) protobuf_c_message_free_unpacked(&s->sc->base, NULL);
+    free(s->path); free(s->base_path); free(s->out_dir);
+    free(s);
+}
+
+static int moe_name_ok(const char *n) {
+    if (!n || !*n || n[0] == '.' || strlen(n) > 100) return 0;
+    for (const char *p = n; *p; p++)
+        if (!strchr("._-", *p) && !(*p >= '0' && *p <= '9') && !(*p >= 'a' && *p <= 'z') &&
+            !(*p >= 'A' && *p <= 'Z'))
+            return 0;
+    return 1;
+}
+
+// Adds one point (× every seed) with the sweep-wide sets, then `extra` (n_extra) overrides.
+static void moe_sweep_add(moe_sweep *s, const char *point, const char *kind, char **extra,
+                          int n_extra, const char *note, uint64_t base_seed) {
+    const Moe__SweepConfig *sc = s->sc;
+    const size_t n_seeds = sc->n_seeds ? sc->n_seeds : 1;
+    for (size_t k = 0; k < n_seeds; k++) {
+        const uint64_t seed = sc->n_seeds ? sc->seeds[k] : base_seed;
+        moe_sweep_run *r = &s->runs[s->n_runs++];
+        r->point = moe_xstrdup(point);
+        r->kind = kind;
+        r->seed = seed;
+        r->name = moe_aprintf("%s-s%llu", point, (unsigned long long)seed);
+        r->dir = moe_aprintf("%s/runs/%s", s->out_dir, r->name);
+        r->sets = moe_xcalloc(sc->n_set + (size_t)n_extra + 2, sizeof *r->sets);
+        for (size_t j = 0; j < sc->n_set; j++) r->sets[r->n_sets++] = moe_xstrdup(sc->set[j]);
+        for (int j = 0; j < n_extra; j++) r->sets[r->n_sets++] = moe_xstrdup(extra[j]);
+        r->sets[r->n_sets++] = moe_aprintf("train.seed=%llu", (unsigned long long)seed);
+        snprintf(r->note, sizeof r->note, "%s", note ? note : "");
+    }
+}
+
+static int64_t moe_gcd(int64_t a, int64_t b) {
+    while (b) {
+        int64_t t = a % b;
+        a = b, b = t;
+    }
+    return a;
+}
+
+// Loads base + sets for validation against `world`; on error, prefixes the run's name.
+static moe_status moe_sweep_check_run(moe_sweep *s, moe_sweep_run *r) {
+    char **all = moe_xcalloc((size_t)r->n_sets + 1, sizeof *all);
+    for (int j = 0; j < r->n_sets; j++) all[j] = r->sets[j];
+    char *od = moe_aprintf("out_dir=%s", r->dir); // as on the command line
+    all[r->n_sets] = od;
+    moe_status st = moe_config_load_with(s->base_tmp ? s->base_tmp : s->base_path,
+                                         (const char *const *)all, r->n_sets + 1, s->np, &r->cfg);
+    free(all);
+    free(od);
+    if (!st) st = moe_model_check(r->cfg);
+    moe_params_report pr;
+    if (!st) st = moe_params_count(r->cfg, s->np, 0, &pr);
+    if (st) {
+        char msg[2048];
+        snprintf(msg, sizeof msg, "%s", moe_last_error());
+        return moe_set_error(MOE_EINVAL, "%s: point '%s' (run %s): %s", s->path, r->point, r->name,
+                             msg);
+    }
+    r->active = pr.active, r->total = pr.total, r->flops = pr.flops_per_token;
+    return MOE_OK;
+}
+
+// The shape figures generated points derive from, read from the base config with the sweep-wide
+// overrides applied (validated).
+typedef struct {
+    int64_t D, F, Fe, Fs, E, K, Ns, ep, L_moe, L_dense;
+    int ec;
+} moe_base_shape;
+
+static moe_status moe_sweep_base_shape(moe_sweep *s, moe_base_shape *b) {
+    const Moe__SweepConfig *sc = s->sc;
+    Moe__Config *cfg = NULL;
+    moe_status st = moe_config_load_with(s->base_tmp ? s->base_tmp : s->base_path,
+                                         (const char *const *)sc->set, (int)sc->n_set, s->np, &cfg);
+    if (st) {
+        char msg[2048];
+        snprintf(msg, sizeof msg, "%s", moe_last_error());
+        return moe_set_error(MOE_EINVAL, "%s: the base config with the sweep's \"set\": %s",
+                             s->path, msg);
+    }
+    const Moe__ModelConfig *m = cfg->model;
+    b->D = m->d_model;
+    b->F = m->d_ff > 0 ? m->d_ff : 4 * m->d_model;
+    b->Fe = m->expert_d_ff > 0 ? m->expert_d_ff : b->F;
+    b->Fs = m->shared_expert_d_ff > 0 ? m->shared_expert_d_ff : b->Fe;
+    b->E = m->n_experts, b->K = m->top_k, b->Ns = m->n_shared_experts;
+    b->ep = cfg->parallel->ep_size;
+    b->ec = cfg->router->strategy == MOE__ROUTER_CONFIG__STRATEGY__expert_choice;
+    moe_params_report pr;
+    st = moe_params_count(cfg, s->np, 0, &pr);
+    b->L_moe = pr.n_moe_layers, b->L_dense = pr.n_dense_layers;
+    moe_config_free(cfg);
+    if (st) {
+        char msg[2048];
+        snprintf(msg, sizeof msg, "%s", moe_last_error());
+        return moe_set_error(MOE_EINVAL, "%s: base config: %s", s->path, msg);
+    }
+    return MOE_OK;
+}
+
+// Resolves `base` relative to the sweep file's directory (an absolute path stays as it is).
+static char *moe_sweep_resolve(const char *sweep_path, const char *base) {
+    if (base[0] == '/') return moe_xstrdup(base);
+    const char *slash = strrchr(sweep_path, '/');
+    if (!slash) return moe_xstrdup(base);
+    return moe_aprintf("%.*s/%s", (int)(slash - sweep_path), sweep_path, base);
+}
+
+moe_status moe_sweep_load(const char *path, const char *out_override, moe_sweep **out) {
+    *out = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    moe_status st = moe_read_file(path, 0, &text, &len);
+    if (st) {
+        char msg[2048];
+        snprintf(msg, sizeof msg, "%s", moe_last_error());
+        return moe_set_error(MOE_EINVAL, "%s; check the sweep file's path", msg);
+    }
+    moe_sweep *s = moe_xcalloc(1, sizeof *s);
+    s->path = moe_xstrdup(path);
+    ProtobufCMessage *m = NULL;
+    st = moe_json_parse_message(path, text, len, &moe__sweep_config__descriptor, &m);
+    free(text);
+    if (st) goto fail;
+    s->sc = (Moe__SweepConfig *)m;
+    Moe__SweepConfig *sc = s->sc;
+    // ------------------------------------------------ launch, base, out_dir
+    s->np = sc->launch && sc->launch->has_np ? sc->launch->np : 2;
+    if (s->np < 1 || s->np > 4096) {
+        st = moe_set_error(MOE_EINVAL, "%s: launch.np = %d: expected a number of ranks in [1, 4096]",
+                           path, s->np);
+        goto fail;
+    }
+    if ((sc->base_file && sc->base_file[0]) == (sc->base_config != NULL)) {
+        st = moe_set_error(MOE_EINVAL, "%s: give the base run either as \"base_file\": \"CONFIG.json\" "
+                           "(a path relative to the sweep file) or inline as \"base_config\": "
+                           "{...}, %s", path, sc->base_config ? "not both" : "one of them is required");
+        goto fail;
+    }
+    s->out_dir = moe_xstrdup(out_override ? out_override : sc->out_dir);
+    if (sc->base_file && sc->base_file[0]) {
+        s->base_path = moe_sweep_resolve(path, sc->base_file);
+        if (!moe_file_exists(s->base_path)) {
+            st = moe_set_error(MOE_EINVAL, "%s: base_file \"%s\": %s does not exist (a relative "
+                               "base_file is read from the sweep file's directory)", path, sc->base_file,
+                               s->base_path);
+            goto fail;
+        }
+        char cwd[4096]; // absolute, so the command line names it unambiguously
+        if (s->base_path[0] != '/' && getcwd(cwd, sizeof cwd)) {
+            char *abs = moe_aprintf("%s/%s", cwd, s->base_path);
+            free(s->base_path);
+            s->base_path = abs;
+        }
+    } else { // inline: a temporary copy to validate now; OUT/base.json is what runs will read
+        s->base_path = moe_aprintf("%s/base.json", s->out_dir);
+        char tmpl[] = "/tmp/moe-sweep-base-XXXXXX";
+        int fd = mkstemp(tmpl);
+        FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+        if (!f || moe_json_write_message(f, &sc->base_config->base, 0) != MOE_OK) {
+            if (f) fclose(f);
+            st = moe_set_error(MOE_EIO, "cannot write a temporary copy of the inline base (%s)",
+                               strerror(errno));
+            goto fail;
+        }
+        fclose(f);
+        s->base_tmp = moe_xstrdup(tmpl);
+    }
+    // ------------------------------------------------ the grid
+    const size_t n_seeds = sc->n_seeds ? sc->n_seeds : 1;
+    const size_t n_points = sc->n_points + (sc->dense_baseline ? 1 : 0) + sc->n_experts_axis;
+    if (n_points == 0) {
+        st = moe_set_error(MOE_EINVAL, "%s: the grid is empty: give \"points\": [{\"name\": ..., "
+                           "\"set\": [...]}], \"dense_baseline\": true or \"experts_axis\": [...]",
+                           path);
+        goto fail;
+    }
+    for (size_t i = 0; i < sc->n_seeds; i++)
+        for (size_t j = 0; j < i; j++)
+            if (sc->seeds[i] == sc->seeds[j]) {
+                st = moe_set_error(MOE_EINVAL, "%s: seeds[%zu] = %llu repeats seeds[%zu]", path, i,
+                                   (unsigned long long)sc->seeds[i], j);
+                goto fail;
+            }
+    s->runs = moe_xcalloc(n_points * n_seeds, sizeof *s->runs);
+    Moe__Config *probe = NULL; // the base seed, for runs named without explicit seeds
+    if ((st = moe_config_load_with(s->base_tmp ? s->base_tmp : s->base_path,
+                                   (const char *const *)sc->set, (int)sc->n_set, 0, &probe))) {
+        char msg[2048];
+        snprintf(msg, sizeof msg, "%s", moe_last_error());
+        st = moe_set_error(MOE_EINVAL, "%s: the base config with the sweep's \"set\": %s", path, msg);
+        goto fail;
+    }
+    const uint64_t base_seed = probe->train->seed;
+    moe_config_free(probe);
+    for (size_t i = 0; i < sc->n_points; i++) {
+        const Moe__SweepPoint *p = sc->points[i];
+        if (!moe_name_ok(p->name)) {
+            st = moe_set_error(MOE_EINVAL, "%s: points[%zu].name = \"%s\": give each point a name "
+                               "of letters, digits, '.', '_' or '-' (not starting with '.'; it "
+                               "names the run directory)", path, i, p->name ? p->name : "");
+            goto fail;
+        }
+        moe_sweep_add(s, p->name, "point", p->set, (int)p->n_set, NULL, base_seed);
+    }
+    moe_base_shape b = {0};
+    if ((sc->dense_baseline || sc->n_experts_axis) && (st = moe_sweep_base_shape(s, &b))) goto fail;
+    if ((sc->dense_baseline || sc->n_experts_axis) && b.E <= 0) {
+        st = moe_set_error(MOE_EINVAL, "%s: dense_baseline and experts_axis are derived from a MoE "
+                           "base, but the base has model.n_experts = 0; set n_experts > 0 in the "
+                           "base", path);
+        goto fail;
+    }
+    if (sc->dense_baseline) {
+        // Same FFN FLOPs per token over the whole stack: every layer of the dense model gets
+        // width F' with L·F' = L_moe·(K·Fe + Ns·Fs) + L_dense·F (rounded to the nearest integer).
+        const int64_t L = b.L_moe + b.L_dense;
+        const int64_t num = b.L_moe * (b.K * b.Fe + b.Ns * b.Fs) + b.L_dense * b.F;
+        const int64_t Fd = (num + L / 2) / L;
+        char *ex[6];
+        int ne = 0;
+        ex[ne++] = moe_xstrdup("model.n_experts=0");
+        if (b.Ns) ex[ne++] = moe_xstrdup("model.n_shared_experts=0");
+        ex[ne++] = moe_aprintf("model.d_ff=%lld", (long long)Fd);
+        if (b.ep != 1) ex[ne++] = moe_xstrdup("parallel.ep_size=1");
+        if (b.ec) ex[ne++] = moe_xstrdup("router.strategy=token_choice");
+        char note[256];
+        snprintf(note, sizeof note, "dense FFN width %lld = (%lld MoE layers × (top_k %lld × "
+                 "expert_d_ff %lld + %lld shared × %lld) + %lld dense layers × %lld) / %lld layers",
+                 (long long)Fd, (long long)b.L_moe, (long long)b.K, (long long)b.Fe, (long long)b.Ns,
+                 (long long)b.Fs, (long long)b.L_dense, (long long)b.F, (long long)L);
+        moe_sweep_add(s, "dense", "dense", ex, ne, note, base_seed);
+        for (int j = 0; j < ne; j++) free(ex[j]);
+    }
+    for (size_t i = 0; i < sc->n_experts_axis; i++) {
+        const int64_t E = sc->experts_axis[i];
+        if (E < 1 || E > 65536) {
+            st = moe_set_error(MOE_EINVAL, "%s: experts_axis[%zu] = %lld: expected a number of "
+                               "experts in [1, 65536]", path, i, (long long)E);
+            goto fail;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (sc->experts_axis[j] == E) {
+                st = moe_set_error(MOE_EINVAL, "%s: experts_axis[%zu] = %lld repeats "
+                                   "experts_axis[%zu]", path, i, (long long)E, j);
+                goto fail;
+            }
+        // Active expert width per token K·Fe is held fixed. With fewer experts than top_k, each
+        // token takes all E experts, each widened to K·Fe/E.
+        int64_t K = b.K, Fe = b.Fe;
+        if (E < b.K) {
+            if ((b.K * b.Fe) % E) {
+                st = moe_set_error(MOE_EINVAL, "%s: experts_axis[%zu] = %lld < top_k = %lld needs "
+                                   "top_k × expert_d_ff = %lld divisible by %lld to keep the active "
+                                   "parameters; change expert_d_ff or drop this entry", path, i,
+                                   (long long)E, (long long)b.K, (long long)(b.K * b.Fe),
+                                   (long long)E);
+                goto fail;
+            }
+            K = E, Fe = b.K * b.Fe / E;
+        }
+        const int64_t ep = b.ep > 0 && E % b.ep ? moe_gcd(b.ep, E) : b.ep;
+        char *ex[5], name[64], note[256];
+        int ne = 0;
+        ex[ne++] = moe_aprintf("model.n_experts=%lld", (long long)E);
+        if (K != b.K) ex[ne++] = moe_aprintf("model.top_k=%lld", (long long)K);
+        if (Fe != b.Fe) ex[ne++] = moe_aprintf("model.expert_d_ff=%lld", (long long)Fe);
+        if (ep != b.ep) ex[ne++] = moe_aprintf("parallel.ep_size=%lld", (long long)ep);
+        snprintf(name, sizeof name, "experts-%lld", (long long)E);
+        snprintf(note, sizeof note, "%lld experts, top_k %lld × expert_d_ff %lld%s", (long long)E,
+                 (long long)K, (long long)Fe, ep != b.ep ? " (ep_size lowered to divide E)" : "");
+        moe_sweep_add(s, name, "experts", ex, ne, note, base_seed);
+        for (int j = 0; j < ne; j++) free(ex[j]);
+    }
+    for (int i = 0; i < s->n_runs; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(s->runs[i].name, s->runs[j].name)) {
+                st = moe_set_error(MOE_EINVAL, "%s: two runs are named %s (point names must be "
+                                   "unique; \"dense\" and \"experts-E\" are taken by the generated "
+                                   "points)", path, s->runs[i].name);
+                goto fail;
+            }
+    for (int i = 0; i < s->n_runs; i++)
+        if ((st = moe_sweep_check_run(s, &s->runs[i]))) goto fail;
+    *out = s;
+    return MOE_OK;
+fail:
+    moe_sweep_free(s);
+    return st ? st : MOE_EINVAL;
+}

@@ -1,0 +1,385 @@
+// checkpoint-verify.c: the reading side of checkpoints shared by load and `moe inspect` — the
+// manifest (with its own CRC32C), per-file verification, the model-config comparison, resolving
+// "latest" and naming the previous checkpoint. Pure local file I/O: no MPI here.
+#include "checkpoint-impl.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+// snprintf that the compiler does not second-guess: every caller's inputs are bounded by
+// CK_MAX_INPUT (checked at the API entry points) or the output is a message where cutting is fine.
+int moe_ckpt_fmt(char *out, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+int moe_ckpt_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+// "step_00000100" exactly → 100; else -1.
+int64_t moe_ckpt_parse_step(const char *name) {
+    if (strncmp(name, "step_", 5) != 0) return -1;
+    const char *p = name + 5;
+    if (!*p) return -1;
+    int64_t v = 0;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9' || v > INT64_MAX / 10 - 10) return -1;
+        v = v * 10 + (*p - '0');
+    }
+    return v;
+}
+
+// Steps of the complete checkpoints (directory with manifest.pb) in `ckdir`, newest first.
+int moe_ckpt_list_steps(const char *ckdir, int64_t **steps) {
+    *steps = NULL;
+    DIR *d = opendir(ckdir);
+    if (!d) return 0;
+    int n = 0, cap = 0;
+    struct dirent *e;
+    char p[MOE_PATH_MAX];
+    while ((e = readdir(d)) != NULL) {
+        int64_t s = moe_ckpt_parse_step(e->d_name);
+        if (s < 0) continue;
+        moe_ckpt_fmt(p, sizeof p, "%s/%s/manifest.pb", ckdir, e->d_name);
+        if (!moe_ckpt_exists(p)) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            *steps = realloc(*steps, (size_t)cap * sizeof **steps);
+            MOE_ASSERT(*steps);
+        }
+        (*steps)[n++] = s;
+    }
+    closedir(d);
+    for (int i = 1; i < n; i++) // insertion sort, descending
+        for (int j = i; j > 0 && (*steps)[j - 1] < (*steps)[j]; j--) {
+            int64_t t = (*steps)[j];
+            (*steps)[j] = (*steps)[j - 1];
+            (*steps)[j - 1] = t;
+        }
+    return n;
+}
+
+// ---------------------------------------------------------------- manifest
+
+uint8_t *moe_ckpt_pack(const ProtobufCMessage *m, size_t *len) {
+    *len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = moe_xcalloc(*len + 1, 1);
+    MOE_ASSERT(protobuf_c_message_pack(m, buf) == *len);
+    return buf;
+}
+
+// Packs with manifest_crc32c set to the CRC32C of the packing without it.
+uint8_t *moe_ckpt_pack_manifest(Moe__CheckpointManifest *m, size_t *len) {
+    m->has_manifest_crc32c = 0;
+    uint8_t *b = moe_ckpt_pack(&m->base, len);
+    m->manifest_crc32c = moe_crc32c(0, b, *len);
+    m->has_manifest_crc32c = 1;
+    free(b);
+    return moe_ckpt_pack(&m->base, len);
+}
+
+static moe_status ck_read_whole(const char *path, uint8_t **buf, size_t *len) {
+    *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return moe_set_error(errno == ENOENT ? MOE_ECORRUPT : MOE_EIO, "%s: %s", path,
+                                 errno == ENOENT ? "missing" : strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    *buf = moe_xcalloc((size_t)(n > 0 ? n : 0) + 1, 1);
+    *len = n > 0 ? fread(*buf, 1, (size_t)n, f) : 0;
+    fclose(f);
+    return MOE_OK;
+}
+
+moe_status moe_ckpt_read_manifest(const char *dir, Moe__CheckpointManifest **out) {
+    *out = NULL;
+    char path[MOE_PATH_MAX];
+    moe_ckpt_fmt(path, sizeof path, "%s/manifest.pb", dir);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    moe_status st = ck_read_whole(path, &buf, &len);
+    if (st != MOE_OK) return st;
+    Moe__CheckpointManifest *m = moe__checkpoint_manifest__unpack(NULL, len, buf);
+    if (!m) {
+        free(buf);
+        return moe_set_error(MOE_ECORRUPT, "%s: not a valid checkpoint manifest (%zu bytes)", path, len);
+    }
+    if (!m->has_manifest_crc32c) {
+        st = moe_set_error(MOE_ECORRUPT, "%s: manifest has no CRC32C (written by an interrupted or "
+                           "foreign writer)", path);
+    } else {
+        uint32_t want = m->manifest_crc32c;
+        m->has_manifest_crc32c = 0;
+        size_t l2;
+        uint8_t *b2 = moe_ckpt_pack(&m->base, &l2);
+        uint32_t got = moe_crc32c(0, b2, l2);
+        free(b2);
+        m->has_manifest_crc32c = 1;
+        if (got != want)
+            st = moe_set_error(MOE_ECORRUPT, "%s: CRC32C mismatch (manifest says 0x%08x, content "
+                               "has 0x%08x)", path, want, got);
+        else if (m->format_version != 1)
+            st = moe_set_error(MOE_ECORRUPT, "%s: format_version %u, this binary reads 1", path,
+                               m->format_version);
+    }
+    free(buf);
+    if (st != MOE_OK) {
+        moe__checkpoint_manifest__free_unpacked(m, NULL);
+        return st;
+    }
+    *out = m;
+    return MOE_OK;
+}
+
+static int ck_safe_name(const char *n) {
+    return n && *n && !strchr(n, '/') && strcmp(n, ".") && strcmp(n, "..");
+}
+
+moe_status moe_ckpt_verify_file(const char *dir, const Moe__FileEntry *fe) {
+    if (!ck_safe_name(fe->name))
+        return moe_set_error(MOE_ECORRUPT, "%s/manifest.pb: bad file name '%s'", dir,
+                             fe->name ? fe->name : "");
+    char path[MOE_PATH_MAX];
+    moe_ckpt_fmt(path, sizeof path, "%s/%s", dir, fe->name);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return moe_set_error(errno == ENOENT ? MOE_ECORRUPT : MOE_EIO, "%s: %s", fe->name,
+                             errno == ENOENT ? "missing" : strerror(errno));
+    struct stat sb;
+    fstat(fd, &sb);
+    if ((uint64_t)sb.st_size != fe->bytes) {
+        close(fd);
+        return moe_set_error(MOE_ECORRUPT, "%s: size %lld bytes, manifest says %llu (%s)", fe->name,
+                             (long long)sb.st_size, (unsigned long long)fe->bytes,
+                             (uint64_t)sb.st_size < fe->bytes ? "truncated" : "extra bytes");
+    }
+    const size_t chunk = 1 << 20;
+    uint8_t *buf = moe_xcalloc(chunk, 1);
+    uint32_t crc = 0;
+    ssize_t r;
+    while ((r = read(fd, buf, chunk)) > 0) crc = moe_crc32c(crc, buf, (size_t)r);
+    int e = errno;
+    close(fd);
+    free(buf);
+    if (r < 0) return moe_set_error(MOE_EIO, "%s: read failed: %s", fe->name, strerror(e));
+    if (crc != fe->crc32c)
+        return moe_set_error(MOE_ECORRUPT, "%s: CRC32C mismatch (manifest 0x%08x, file 0x%08x)",
+                             fe->name, fe->crc32c, crc);
+    return MOE_OK;
+}
+
+// ---------------------------------------------------------------- config comparison
+
+static int ck_field_i64(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, int64_t *v) {
+    const void *p = m ? (const char *)m + f->offset : NULL;
+    int has = m && (f->quantifier_offset == 0 ||
+                    *(const protobuf_c_boolean *)((const char *)m + f->quantifier_offset));
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) return 0;
+    const void *src = has ? p : f->default_value;
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_ENUM:
+        *v = src ? *(const int32_t *)src : 0; return 1;
+    case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32:
+        *v = src ? *(const uint32_t *)src : 0; return 1;
+    case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
+        *v = src ? *(const int64_t *)src : 0; return 1;
+    case PROTOBUF_C_TYPE_BOOL:
+        *v = src ? *(const protobuf_c_boolean *)src : 0; return 1;
+    case PROTOBUF_C_TYPE_DOUBLE: { // compared by bits: shape fields are integers anyway
+        double d = src ? *(const double *)src : 0;
+        memcpy(v, &d, 8);
+        return 1;
+    }
+    default: return 0;
+    }
+}
+
+int moe_ckpt_config_diff(const Moe__Config *ckpt, const Moe__Config *cfg, char *buf, size_t cap) {
+    const ProtobufCMessageDescriptor *d = &moe__model_config__descriptor;
+    const ProtobufCMessage *a = ckpt && ckpt->model ? &ckpt->model->base : NULL;
+    const ProtobufCMessage *b = cfg && cfg->model ? &cfg->model->base : NULL;
+    int n = 0;
+    size_t used = 0;
+    if (cap) buf[0] = 0;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        char va[256], vb[256];
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) { // repeated int32 (dense_layers)
+            size_t na = a ? *(const size_t *)((const char *)a + f->quantifier_offset) : 0;
+            size_t nb = b ? *(const size_t *)((const char *)b + f->quantifier_offset) : 0;
+            const int32_t *pa = a ? *(int32_t *const *)((const char *)a + f->offset) : NULL;
+            const int32_t *pb = b ? *(int32_t *const *)((const char *)b + f->offset) : NULL;
+            if (f->type != PROTOBUF_C_TYPE_INT32 ||
+                (na == nb && (na == 0 || !memcmp(pa, pb, na * sizeof *pa))))
+                continue;
+            size_t ua = 0, ub = 0;
+            va[0] = vb[0] = 0;
+            for (size_t k = 0; k < na && ua < 200; k++) ua += (size_t)moe_ckpt_fmt(va + ua, sizeof va - ua, k ? ",%d" : "%d", pa[k]);
+            for (size_t k = 0; k < nb && ub < 200; k++) ub += (size_t)moe_ckpt_fmt(vb + ub, sizeof vb - ub, k ? ",%d" : "%d", pb[k]);
+        } else {
+            int64_t x, y;
+            if (!ck_field_i64(a, f, &x) || !ck_field_i64(b, f, &y) || x == y) continue;
+            moe_ckpt_fmt(va, sizeof va, "%lld", (long long)x);
+            moe_ckpt_fmt(vb, sizeof vb, "%lld", (long long)y);
+        }
+        if (used < cap)
+            used += (size_t)moe_ckpt_fmt(buf + used, cap - used, "%smodel.%s (%s in the checkpoint, %s in "
+                                     "the config)", n ? ", " : "", f->name, va, vb);
+        n++;
+    }
+    return n;
+}
+
+// ---------------------------------------------------------------- resolve and previous
+
+static moe_status ck_read_latest(const char *ckdir, char *dir, size_t cap) {
+    char p[MOE_PATH_MAX], name[512];
+    moe_ckpt_fmt(p, sizeof p, "%s/LATEST", ckdir);
+    FILE *f = fopen(p, "r");
+    if (!f) return moe_set_error(MOE_EIO, "%s: %s", p, strerror(errno));
+    name[0] = 0;
+    if (!fgets(name, sizeof name, f)) name[0] = 0;
+    fclose(f);
+    name[strcspn(name, "\r\n")] = 0;
+    if (moe_ckpt_parse_step(name) < 0) {
+        int64_t *steps = NULL;
+        int n = moe_ckpt_list_steps(ckdir, &steps);
+        char tail[MOE_PATH_MAX];
+        if (n > 0)
+            moe_ckpt_fmt(tail, sizeof tail, "; the newest complete checkpoint is %s/step_%08lld: "
+                         "resume with --resume %s/step_%08lld", ckdir, (long long)steps[0], ckdir,
+                         (long long)steps[0]);
+        else
+            moe_ckpt_fmt(tail, sizeof tail, "; %s holds no complete checkpoint: remove LATEST to "
+                         "start over", ckdir);
+        free(steps);
+        return moe_set_error(MOE_ECORRUPT, "%s: does not name a checkpoint directory ('%s')%s", p,
+                             name, tail);
+    }
+    moe_ckpt_fmt(dir, cap, "%s/%s", ckdir, name);
+    return MOE_OK;
+}
+
+moe_status moe_ckpt_check_fresh(const char *out_dir) {
+    if (strlen(out_dir) > CK_MAX_INPUT)
+        return moe_set_error(MOE_EINVAL, "out_dir of %zu characters: at most %d", strlen(out_dir),
+                             CK_MAX_INPUT);
+    char ckdir[MOE_PATH_MAX], p[MOE_PATH_MAX];
+    moe_ckpt_fmt(ckdir, sizeof ckdir, "%s/checkpoints", out_dir);
+    moe_ckpt_fmt(p, sizeof p, "%s/LATEST", ckdir);
+    int64_t *steps = NULL;
+    int n = moe_ckpt_list_steps(ckdir, &steps);
+    int64_t newest = n > 0 ? steps[0] : -1;
+    free(steps);
+    if (n > 0) {
+        char hint[MOE_PATH_MAX];
+        if (moe_ckpt_exists(p)) moe_ckpt_fmt(hint, sizeof hint, "--resume latest");
+        else moe_ckpt_fmt(hint, sizeof hint, "--resume %s/step_%08lld", ckdir, (long long)newest);
+        return moe_set_error(MOE_EUSAGE, "%s already holds checkpoints (newest step_%08lld%s); a "
+                             "fresh run would not overwrite them: continue with %s, or set out_dir "
+                             "to a new directory (or move %s away)", ckdir, (long long)newest,
+                             moe_ckpt_exists(p) ? "" : ", no LATEST", hint, ckdir);
+    }
+    if (moe_ckpt_exists(p))
+        return moe_set_error(MOE_EUSAGE, "%s exists but %s holds no complete checkpoint: remove "
+                             "it to start over, or set out_dir to a new directory", p, ckdir);
+    return MOE_OK;
+}
+
+moe_status moe_ckpt_check_newer(const char *out_dir, int64_t step) {
+    if (strlen(out_dir) > CK_MAX_INPUT)
+        return moe_set_error(MOE_EINVAL, "out_dir of %zu characters: at most %d", strlen(out_dir),
+                             CK_MAX_INPUT);
+    char ckdir[MOE_PATH_MAX];
+    moe_ckpt_fmt(ckdir, sizeof ckdir, "%s/checkpoints", out_dir);
+    DIR *d = opendir(ckdir);
+    if (!d) return MOE_OK;
+    int64_t first = -1; // the lowest step above `step` (the first save that would be refused)
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int64_t s = moe_ckpt_parse_step(e->d_name);
+        if (s > step && (first < 0 || s < first)) first = s;
+    }
+    closedir(d);
+    if (first < 0) return MOE_OK;
+    return moe_set_error(MOE_EUSAGE, "%s/step_%08lld is newer than the checkpoint resumed (step "
+                         "%lld) and would not be overwritten when training reaches it: move the "
+                         "newer step_* directories out of %s (e.g. to keep a corrupt one for a "
+                         "post-mortem), or resume into another out_dir", ckdir, (long long)first,
+                         (long long)step, ckdir);
+}
+
+// LATEST of d itself, else of d/checkpoints (d a run directory), read into dir. Returns 1 with *st
+// the outcome when one of them exists, 0 when neither does.
+static int ck_try_latest(const char *d, char *dir, size_t cap, moe_status *st) {
+    char p[MOE_PATH_MAX], ck[MOE_PATH_MAX];
+    moe_ckpt_fmt(p, sizeof p, "%s/LATEST", d);
+    if (moe_ckpt_exists(p)) return *st = ck_read_latest(d, dir, cap), 1;
+    moe_ckpt_fmt(ck, sizeof ck, "%s/checkpoints", d);
+    moe_ckpt_fmt(p, sizeof p, "%s/LATEST", ck);
+    if (moe_ckpt_exists(p)) return *st = ck_read_latest(ck, dir, cap), 1;
+    return 0;
+}
+
+moe_status moe_ckpt_resolve(const char *where, char *dir, size_t cap) {
+    if (strlen(where) > CK_MAX_INPUT)
+        return moe_set_error(MOE_EINVAL, "checkpoint path of %zu characters: at most %d",
+                             strlen(where), CK_MAX_INPUT);
+    char p[MOE_PATH_MAX], base[MOE_PATH_MAX];
+    moe_ckpt_fmt(base, sizeof base, "%s", where);
+    size_t L = strlen(base);
+    while (L > 1 && base[L - 1] == '/') base[--L] = 0;
+    const char *slash = strrchr(base, '/');
+    const char *last = slash ? slash + 1 : base;
+    moe_status st;
+    if (!strcmp(last, "latest")) { // ".../latest": LATEST of the parent (checkpoints or run dir)
+        char parent[MOE_PATH_MAX];
+        moe_ckpt_fmt(parent, sizeof parent, "%.*s", slash ? (int)(slash - base) : 1, slash ? base : ".");
+        if (ck_try_latest(parent, dir, cap, &st)) return st;
+        return moe_set_error(MOE_EUSAGE, "%s: no LATEST in %s or %s/checkpoints (no checkpoint written yet?)",
+                             where, parent, parent);
+    }
+    moe_ckpt_fmt(p, sizeof p, "%s/manifest.pb", base);
+    if (moe_ckpt_exists(p) || (moe_ckpt_parse_step(last) >= 0 && moe_ckpt_exists(base))) {
+        moe_ckpt_fmt(dir, cap, "%s", base);
+        return MOE_OK;
+    }
+    if (ck_try_latest(base, dir, cap, &st)) return st;
+    return moe_set_error(MOE_EUSAGE, "no checkpoint at %s: expected a checkpoint directory (with "
+                         "manifest.pb), a checkpoints directory or a run directory with LATEST", where);
+}
+
+// Appends "; the previous one is X: resume with --resume X" (or that there is none) to the error.
+moe_status moe_ckpt_name_previous(moe_status st, const char *dir) {
+    char parent[MOE_PATH_MAX], msg[1024], tail[MOE_PATH_MAX + 256];
+    moe_ckpt_fmt(msg, sizeof msg, "%s", moe_last_error());
+    const char *slash = strrchr(dir, '/');
+    const char *name = slash ? slash + 1 : dir;
+    moe_ckpt_fmt(parent, sizeof parent, "%.*s", slash ? (int)(slash - dir) : 1, slash ? dir : ".");
+    int64_t step = moe_ckpt_parse_step(name), *steps, prev = -1;
+    int n = moe_ckpt_list_steps(parent, &steps);
+    for (int i = 0; i < n; i++)
+        if (steps[i] < step && steps[i] > prev) prev = steps[i];
+    free(steps);
+    if (prev >= 0)
+        moe_ckpt_fmt(tail, sizeof tail, "; the previous one is %s/step_%08lld: move %s/%s and any "
+                 "newer step_* out of %s (training would reach them), then resume with --resume "
+                 "%s/step_%08lld", parent, (long long)prev, parent, name, parent, parent,
+                 (long long)prev);
+    else
+        moe_ckpt_fmt(tail, sizeof tail, "; there is no earlier checkpoint in %s", parent);
+    return moe_set_error(st, "checkpoint %s is corrupt (%s)%s", name, msg, tail);
+}

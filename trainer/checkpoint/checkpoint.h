@@ -1,0 +1,89 @@
+// checkpoint.h: distributed checkpoints of named float tensors (trainer/checkpoint/checkpoint.c) — atomic
+// directories with a protobuf manifest and CRC32C per file, verified before anything is loaded,
+// expert tensors keyed by (layer, global expert id) so another EP size reads them by re-indexing.
+// Layout, protocol and guarantees: docs/checkpoints.md.
+//
+// Collectives: save and load are collective over the world of `c` (every rank calls them with the
+// same arguments apart from its tensors). c may be NULL: a single process (tools, tests).
+// Every phase ends with an agreement on the status, so a failure on one rank returns the same
+// status (and the failing rank's message) on every rank; nobody is left in a collective.
+// Shared file system: every rank writes its own data file into the checkpoint directory.
+#ifndef MOE_CHECKPOINT_H
+#define MOE_CHECKPOINT_H
+
+#include "comm.h"
+#include "moe-common.h"
+#include "moe.pb-c.h"
+
+// CRC32C (Castagnoli, reflected, init and final xor 0xFFFFFFFF): crc32c("123456789") = 0xE3069283.
+// `crc` continues a previous value (start with 0). Uses SSE4.2 when the CPU has it.
+uint32_t moe_crc32c(uint32_t crc, const void *buf, size_t n);
+uint32_t moe_crc32c_sw(uint32_t crc, const void *buf, size_t n); // table-driven reference
+
+#define MOE_CKPT_MAX_DIMS 6
+
+// One tensor as the caller holds it. A tensor is identified by (kind, name, layer, expert).
+typedef struct {
+    const char *name;  // e.g. "layers.ffn.w1" (copied)
+    const char *kind;  // "param", "adam_m", "adam_v", "router_bias" (copied)
+    int layer;         // -1: not per layer
+    int expert;        // global expert id; -1: not an expert tensor
+    int ndim;          // 1..MOE_CKPT_MAX_DIMS
+    int64_t shape[MOE_CKPT_MAX_DIMS];
+    float *data;       // (shape...) owned by the caller: read on save, written on load
+    int writer;        // 1: this rank writes it (dense: world rank 0; expert: EDP rank 0 of its holders)
+} moe_ckpt_tensor;
+
+// Run state saved next to the tensors.
+typedef struct {
+    int64_t step;         // steps done
+    uint64_t rng_state;
+    uint64_t data_cursor; // the trainer's data position (the step: batches depend on it only)
+    int32_t world, ep;    // layout the checkpoint was written at
+} moe_ckpt_state;
+
+typedef struct moe_ckpt moe_ckpt;
+
+moe_ckpt *moe_ckpt_create(void);
+void moe_ckpt_free(moe_ckpt *ck); // NULL-safe
+// Registers a tensor (setup code; asserts on a duplicate key or bad shape).
+void moe_ckpt_add(moe_ckpt *ck, const moe_ckpt_tensor *t);
+int moe_ckpt_count(const moe_ckpt *ck);
+
+// Writes OUT/checkpoints/step_%08lld (OUT = out_dir) atomically: temporary directory, files
+// fsynced, manifest last, rename, LATEST swapped; then deletes all but the newest `keep` complete
+// checkpoints (keep <= 0: keep all) and leftover temporary directories. Refuses (MOE_EIO) when
+// that step's directory already exists. `written` (may be NULL, cap bytes) gets the final path.
+moe_status moe_ckpt_save(moe_ckpt *ck, const moe_comm *c, const char *out_dir,
+                         const Moe__Config *cfg, const moe_ckpt_state *st, int keep,
+                         char *written, size_t cap);
+
+// Loads `where`: a checkpoint directory, a run directory (its checkpoints/LATEST), a checkpoints
+// directory (its LATEST), or ".../latest". First verifies the manifest and every file (size,
+// CRC32C), compares cfg->model with the manifest's (every differing field named; cfg may be
+// NULL to skip), and finds every registered tensor with its shape; only then each rank reads its
+// tensors. Failure: MOE_ECORRUPT (verification; the message names the file, what is wrong and the
+// previous checkpoint to resume from), MOE_EINVAL (other config, missing tensor, shape),
+// MOE_EIO; no registered tensor is modified. `st` (may be NULL) gets the saved state.
+moe_status moe_ckpt_load(moe_ckpt *ck, const moe_comm *c, const char *where,
+                         const Moe__Config *cfg, moe_ckpt_state *st);
+
+// ---------------------------------------------------------------- local tools (no MPI)
+// Resolves `where` (as for load) to a checkpoint directory path in `dir` (cap bytes).
+moe_status moe_ckpt_resolve(const char *where, char *dir, size_t cap);
+// MOE_OK when a run may start from step 0 in out_dir: OUT/checkpoints holds neither a complete
+// checkpoint nor LATEST (else MOE_EUSAGE naming the newest checkpoint and --resume).
+moe_status moe_ckpt_check_fresh(const char *out_dir);
+// MOE_OK when OUT/checkpoints holds no step_N directory (complete or not) with N > step, which a
+// run resumed from `step` would have to overwrite; else MOE_EUSAGE naming the first one.
+moe_status moe_ckpt_check_newer(const char *out_dir, int64_t step);
+// Reads and checks dir/manifest.pb (its own CRC32C); free with
+// protobuf_c_message_free_unpacked(&m->base, NULL).
+moe_status moe_ckpt_read_manifest(const char *dir, Moe__CheckpointManifest **out);
+// Checks one file of the manifest: present, size, CRC32C. MOE_ECORRUPT with what is wrong.
+moe_status moe_ckpt_verify_file(const char *dir, const Moe__FileEntry *f);
+// The names of the ModelConfig fields that differ between a and b (absent = default), as
+// "n_experts (8 in the checkpoint, 4 in the config), ..." in buf; returns how many differ.
+int moe_ckpt_config_diff(const Moe__Config *ckpt, const Moe__Config *cfg, char *buf, size_t cap);
+
+#endif

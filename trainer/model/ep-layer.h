@@ -1,0 +1,83 @@
+// ep-layer.h: the distributed (expert-parallel) MoE layer — experts sharded over the EP group,
+// all-to-all dispatch and combine in forward and backward, global aux/z losses and load stats —
+// whose outputs and synced gradients equal the one-rank moe_layer on the global batch for every
+// valid (W, EP) (docs/expert-parallel.md). Built on router/, experts/ and the comm/ engine.
+//
+// Dimension letters as in experts.h; here also W world size, EP expert-parallel size,
+// El = E/EP local experts (global ids first_expert .. first_expert+El-1), Kx = pairs a token can
+// have (K token choice, E expert choice), N = (token, expert) pairs on the expert side.
+//
+// Gradient scaling (the contract with the trainer): rank r's loss is L_r = W × (its share of the
+// global loss L), L = (1/W) Σ_r L_r; e.g. the mean over its own tokens when every rank holds an
+// equal slice. So dy passed to backward is ∂L_r/∂y = W·∂L/∂y on its tokens, every gradient a rank
+// holds after backward (dx included) is W× the global one, and moe_ep_layer_sync_grads (sum, /W)
+// leaves the gradients of L. The aux and z losses follow the same rule: backward adds the
+// gradient of W·(rank r's part of the GLOBAL L_aux + L_z); the values reported in the stats are
+// the global L_aux and L_z (identical on every rank): add them to every rank's loss for logging.
+#ifndef MOE_EP_LAYER_H
+#define MOE_EP_LAYER_H
+
+#include "comm.h"
+#include "experts.h"
+
+typedef struct {
+    int dedup;               // a token goes once per peer; fan-out and weighted sum on the expert side
+    int n_chunks;            // >= 1; > 1: dispatch and combine-backward in chunks, expert compute
+                             // on chunk c overlapping the exchange of chunk c+1
+    int hierarchical;        // node-leader exchange (comm/ hierarchical mode)
+    int64_t max_expert_rows; // expert-side (token, expert) pair capacity; 0 = the worst case
+                             // (EP·T_max·K, or the capacity bound); a step exceeding it is refused
+    int64_t sub_rows;        // expert GEMMs in sub-blocks of at most this many rows (the
+                             // activations stay in cache; with n_chunks > 1 the exchange is
+                             // progressed between them); 0 = 256
+} moe_ep_options;
+
+typedef struct moe_ep_layer moe_ep_layer;
+
+// Collective over the world. p describes the GLOBAL layer (router.E = all experts, T_max = tokens
+// per rank per call); c's layout must have EP dividing W and E (refused with the numbers, before
+// any allocation). Every buffer is sized here: no allocation in forward/backward.
+moe_status moe_ep_layer_create(const moe_layer_params *p, moe_comm *c, const moe_ep_options *o,
+                               moe_ep_layer **out);
+void moe_ep_layer_free(moe_ep_layer *L);   // NULL-safe; collective (exchange plan)
+
+// Weights/gradients as a rank holds them: router, shared experts and gate as in
+// moe_layer_weights, `experts` holding only the El local experts. This returns such a view into
+// a full (all E experts) block laid out by moe_layer_weights_alloc: experts shifted to
+// first_expert (a test or a loader can keep the full block; a trainer may allocate El only).
+moe_layer_weights moe_ep_local_view(const moe_layer_params *p, const moe_layer_weights *full,
+                                    int first_expert);
+
+// Forward on this rank's T tokens (T <= T_max; T a multiple of router.group_tokens when set;
+// T = 0 allowed: the rank still takes part). y (T, D) WRITTEN; x (T, D) kept (not copied) until
+// backward. stats (may be NULL): GLOBAL load statistics, aux and z losses, identical on every
+// rank; its arrays point into the layer. opts->token_base must be the global index of token 0.
+// Collective over the world (stats) and the EP group (exchanges).
+moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stats, const float *x,
+                                int64_t T, const moe_layer_weights *w, const float *balance_bias,
+                                const moe_route_opts *opts);
+// Backward of the last forward: dy (T, D) = ∂L_r/∂y; dx (T, D) and grads (local view) ADDED.
+moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *grads,
+                                 const float *dy, const moe_layer_weights *w);
+// Dense tensors (gate, shared experts, shared gate) summed over the world, local experts over the
+// EDP group, all divided by W (moe_comm_sync_grads).
+moe_status moe_ep_layer_sync_grads(moe_ep_layer *L, moe_layer_weights *grads);
+// Aux-loss-free balancing from the GLOBAL selection counts of the last forward (same on every
+// rank): bias[i] += gamma·sign(mean − load_i).
+void moe_ep_layer_update_bias(const moe_ep_layer *L, float *bias, double gamma);
+
+// Seconds of the last forward and backward. exchange = time inside the exchanges not spent in
+// this layer's chunk callbacks (the exposed communication: counts, payloads, stat all-reduces);
+// experts = expert compute inside the callbacks (pack/unpack included).
+typedef struct {
+    double total, exchange, experts;
+} moe_ep_phase;
+typedef struct {
+    moe_ep_phase fwd, bwd;
+    int64_t pairs_in;        // (token, expert) pairs computed on this rank in the last forward
+} moe_ep_timing;
+const moe_ep_timing *moe_ep_layer_timings(const moe_ep_layer *L);
+// The local routing plan of the last forward (this rank's tokens).
+const moe_route_plan *moe_ep_layer_plan(const moe_ep_layer *L);
+
+#endif

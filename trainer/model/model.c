@@ -1,0 +1,724 @@
+// model.c: assembly of the sparse transformer — the parameter table (dense region, then expert
+// slices keyed by global expert id), layout-independent initialisation, forward and backward.
+// The MoE FFN sits behind a small internal interface (moe_model_ffn): today the one-rank layer of
+// experts.h with its routing statistics made global by one all-reduce per layer (so EP = 1 at any
+// W is exact) for a single process without MPI, the distributed EP layer (ep-layer.h) whenever
+// there is a communicator; both behind the same four functions.
+#include "model.h"
+#include "config.h"
+#include "ep-layer.h"
+#include "nn.h"
+#include "router.h"
+#include "params.h"
+
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+// ---------------------------------------------------------------- the MoE FFN interface
+
+struct moe_model_ffn {
+    moe_layer_params p;
+    moe_layer *one;       // one-rank layer (no communicator): all E experts on this rank
+    moe_ep_layer *ep;     // the expert-parallel layer (with a communicator, any valid (W, EP))
+    double *red;          // (3E + 4) routing statistics reduced over the world
+    int64_t *sel, *kept;  // (E) global counts (the stats arrays point here)
+};
+
+static moe_status moe_ffn_create(const moe_layer_params *p, const moe_comm *comm,
+                                 const Moe__ParallelConfig *pc, moe_model_ffn **out) {
+    moe_model_ffn *f = moe_xcalloc(1, sizeof *f);
+    f->p = *p;
+    moe_status st;
+    if (comm) {
+        moe_ep_options o = {.dedup = 0,
+                            .n_chunks = pc && pc->overlap && pc->overlap_chunks > 1 ? pc->overlap_chunks : 1,
+                            .hierarchical = pc ? pc->hierarchical : 0};
+        st = moe_ep_layer_create(p, (moe_comm *)comm, &o, &f->ep);
+    } else {
+        st = moe_layer_create(p, &f->one);
+    }
+    if (st) {
+        free(f);
+        return st;
+    }
+    const int E = p->router.E;
+    f->red = moe_xcalloc((size_t)(3 * E + 4), sizeof(double));
+    f->sel = moe_xcalloc((size_t)E, sizeof(int64_t));
+    f->kept = moe_xcalloc((size_t)E, sizeof(int64_t));
+    *out = f;
+    return MOE_OK;
+}
+
+static void moe_ffn_free(moe_model_ffn *f) {
+    if (!f) return;
+    moe_layer_free(f->one);
+    moe_ep_layer_free(f->ep);
+    free(f->red); free(f->sel); free(f->kept);
+    free(f);
+}
+
+// y (T, D) WRITTEN; x (T, D) kept alive until backward. Fills st with GLOBAL statistics and, for
+// token choice, replaces the router's aux gradient by the one of the global aux loss.
+static moe_status moe_ffn_forward(moe_model *m, moe_model_ffn *f, float *y, const float *x,
+                                  int64_t T, const moe_layer_weights *w, const float *bias,
+                                  const moe_route_opts *opts, moe_model_layer_stats *st,
+                                  double *comm_seconds) {
+    const int E = f->p.router.E, K = f->p.router.K;
+    moe_route_stats rs;
+    if (f->ep) { // global statistics and the global aux gradient come from the layer itself
+        moe_status s = moe_ep_layer_forward(f->ep, y, &rs, x, T, w, bias, opts);
+        if (s) return s;
+        for (int e = 0; e < E; e++) {
+            f->sel[e] = rs.selected_per_expert[e];
+            f->kept[e] = rs.tokens_per_expert[e];
+        }
+        st->selected = f->sel, st->kept = f->kept;
+        st->tokens = T * m->lay.world;
+        st->dropped = rs.dropped, st->unrouted = rs.unrouted;
+        st->max_over_mean = rs.max_over_mean, st->cv = rs.cv, st->entropy = rs.entropy;
+        st->aux = rs.aux_loss, st->z = rs.z_loss;
+        const moe_ep_timing *tm = moe_ep_layer_timings(f->ep);
+        *comm_seconds += tm->fwd.exchange;
+        return MOE_OK;
+    }
+    moe_layer_forward(f->one, y, &rs, x, T, w, bias, opts);
+    moe_route_plan *plan = (moe_route_plan *)moe_layer_plan(f->one); // documented override seam
+    double *r = f->red;
+    for (int e = 0; e < E; e++) {
+        r[e] = (double)rs.selected_per_expert[e];
+        r[E + e] = (double)rs.tokens_per_expert[e];
+        r[2 * E + e] = plan->score_sum[e];
+    }
+    r[3 * E] = (double)rs.dropped;
+    r[3 * E + 1] = (double)rs.unrouted;
+    r[3 * E + 2] = rs.entropy * (double)T;
+    r[3 * E + 3] = rs.z_loss * (double)T;
+    const int W = m->lay.world;
+    if (W > 1) {
+        double t0 = moe_comm_wtime();
+        moe_status s = moe_comm_allreduce_f64(m->comm, MOE_COMM_WORLD, r, (size_t)(3 * E + 4),
+                                              MOE_COMM_SUM);
+        *comm_seconds += moe_comm_wtime() - t0;
+        if (s) return s;
+    }
+    const double Tg = (double)T * W;
+    double aux = 0, sum = 0, sq = 0, mx = 0;
+    const moe_router_params *rp = &f->p.router;
+    for (int e = 0; e < E; e++) {
+        f->sel[e] = (int64_t)llround(r[e]);
+        f->kept[e] = (int64_t)llround(r[E + e]);
+        const double fi = r[e] / (Tg * K), Pi = r[2 * E + e] / Tg;
+        if (rp->strategy == MOE_ROUTE_TOKEN_CHOICE) {
+            aux += rp->aux_loss_coef * E * fi * Pi;
+            // This rank's gradient is of W·L_aux (sync divides by W): α·E·f_i/T with T local.
+            plan->aux_dscore[e] = (float)(rp->aux_loss_coef * E * fi / (double)T);
+        }
+        sum += r[e];
+        sq += r[e] * r[e];
+        if (r[e] > mx) mx = r[e];
+    }
+    const double mean = sum / E, var = sq / E - mean * mean;
+    st->selected = f->sel;
+    st->kept = f->kept;
+    st->tokens = (int64_t)Tg;
+    st->dropped = (int64_t)llround(r[3 * E]);
+    st->unrouted = (int64_t)llround(r[3 * E + 1]);
+    st->max_over_mean = mean > 0 ? mx / mean : 0;
+    st->cv = mean > 0 ? sqrt(var > 0 ? var : 0) / mean : 0;
+    st->entropy = r[3 * E + 2] / Tg;
+    st->aux = aux;
+    st->z = r[3 * E + 3] / Tg;
+    return MOE_OK;
+}
+
+static moe_status moe_ffn_backward(moe_model_ffn *f, float *dx, moe_layer_weights *g,
+                                   const float *dy, const moe_layer_weights *w, double *comm_seconds) {
+    if (!f->ep) {
+        moe_layer_backward(f->one, dx, g, dy, w);
+        return MOE_OK;
+    }
+    moe_status s = moe_ep_layer_backward(f->ep, dx, g, dy, w);
+    *comm_seconds += moe_ep_layer_timings(f->ep)->bwd.exchange;
+    return s;
+}
+
+// ---------------------------------------------------------------- private state
+
+typedef struct {
+    int64_t n1, wq, bq, wk, bk, wv, bv, qn, kn, wo, bo, n2; // dense, -1: absent
+    int64_t w1, b1, w3, b3, w2, b2;   // dense FFN (dense region) or routed experts (El, expert region)
+    int64_t wg, bg, sw1, sb1, sw3, sb3, sw2, sb2, ws;         // router and shared experts
+} moe_layer_off;
+
+typedef struct {
+    float *x, *h1, *r1, *q0, *k0, *v, *q1, *k1, *rq, *rk, *q2, *k2, *a, *att, *xm, *h2, *r2;
+    float *save;          // dense FFN (T, save_per_row)
+    const float *qa, *ka; // q, k as attention saw them
+} moe_layer_act;
+
+typedef struct {
+    moe_layer_off *off;   // (L)
+    int64_t wte, wpe, nf, head;
+    moe_layer_act *act;   // (L)
+    float *xL, *hf, *rf, *logits, *y, *dx, *dh, *da, *dq2, *dk2, *dv, *dq1, *dk1, *dq0, *dk0;
+    float *sc, *ffn_scratch, *cos_t, *sin_t, *block;
+    int32_t *tok, *tgt;   // (T)
+    moe_model_ffn **ffn;  // (n_moe)
+    moe_layer_params lp;  // routed layer params (MoE layers)
+    moe_experts_params dense_fp;
+    int ready;            // a training forward happened (backward allowed)
+    double comm_seconds;
+} moe_model_priv;
+
+#define P(off) ((off) < 0 ? NULL : m->params + (off))
+#define G(off) ((off) < 0 ? NULL : m->grads + (off))
+
+// A deep copy of a message (pack + unpack: protobuf-c has no duplicate call).
+static ProtobufCMessage *moe_msg_dup(const ProtobufCMessage *msg) {
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = moe_xcalloc(n + 1, 1);
+    protobuf_c_message_pack(msg, buf);
+    ProtobufCMessage *out = protobuf_c_message_unpack(msg->descriptor, NULL, n, buf);
+    free(buf);
+    MOE_ASSERT(out);
+    return out;
+}
+
+moe_model_layout moe_model_layout_of(const moe_comm *c) {
+    moe_model_layout l = {1, 0, 1, 0, 0};
+    if (!c) return l;
+    moe_comm_info i = moe_comm_get_info(c);
+    l.world = i.world_size, l.world_rank = i.world_rank;
+    l.ep = i.ep_size, l.ep_rank = i.ep_rank, l.edp_rank = i.edp_rank;
+    return l;
+}
+
+moe_status moe_model_check(const Moe__Config *cfg) {
+    const Moe__ModelConfig *mc = cfg->model;
+    if (!mc) return moe_set_error(MOE_EINVAL, "config has no model section");
+    if (mc->norm != MOE__MODEL_CONFIG__NORM__rmsnorm)
+        return moe_set_error(MOE_EINVAL, "model.norm = layernorm: moe train implements rmsnorm "
+                             "only; set model.norm to \"rmsnorm\"");
+    if (mc->qk_norm == MOE__MODEL_CONFIG__QK_NORM__full)
+        return moe_set_error(MOE_EINVAL, "model.qk_norm = full: moe train implements qk_norm "
+                             "\"per_head\" or \"none\"; set model.qk_norm to one of them");
+    if (mc->kv_lora_rank > 0 || mc->q_lora_rank > 0)
+        return moe_set_error(MOE_EINVAL, "model.kv_lora_rank = %lld, q_lora_rank = %lld: multi-head "
+                             "latent attention is counted by moe params but not trained; set both "
+                             "to 0", (long long)mc->kv_lora_rank, (long long)mc->q_lora_rank);
+    if (cfg->lora && cfg->lora->rank > 0)
+        return moe_set_error(MOE_EINVAL, "lora.rank = %d: LoRA adapters are counted by moe params "
+                             "but not trained; set lora.rank to 0", cfg->lora->rank);
+    const int64_t H = mc->n_heads, Dh = mc->head_dim > 0 ? mc->head_dim : (H > 0 ? mc->d_model / H : 0);
+    if (mc->positions == MOE__MODEL_CONFIG__POSITIONS__rope && Dh % 2 != 0)
+        return moe_set_error(MOE_EINVAL, "head dim %lld (model.head_dim or d_model/n_heads) is odd: "
+                             "RoPE needs an even head dim", (long long)Dh);
+    if (mc->positions == MOE__MODEL_CONFIG__POSITIONS__learned && cfg->train &&
+        cfg->train->seq_len > mc->max_seq_len)
+        return moe_set_error(MOE_EINVAL, "train.seq_len = %d exceeds model.max_seq_len = %lld "
+                             "(learned positions); raise max_seq_len or shorten seq_len",
+                             cfg->train->seq_len, (long long)mc->max_seq_len);
+    if (cfg->train && cfg->train->seq_len < 1)
+        return moe_set_error(MOE_EINVAL, "train.seq_len = %d: must be >= 1", cfg->train->seq_len);
+    return MOE_OK;
+}
+
+// ---------------------------------------------------------------- initialisation
+
+static uint64_t moe_mix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+static int moe_ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+// docs/model.md's table: norms 1; biases and the shared gate 0; Wo and every W2 0.02/√(2L);
+// other matrices and embeddings 0.02.
+static void moe_model_init_tensor(moe_model *m, const moe_model_tensor *t, uint64_t seed) {
+    float *w = m->params + t->offset;
+    const char *n = t->name;
+    int is_norm = moe_ends_with(n, "norm") || moe_ends_with(n, "_norm");
+    int is_zero = moe_ends_with(n, ".b1") || moe_ends_with(n, ".b2") || moe_ends_with(n, ".b3") ||
+                  moe_ends_with(n, ".bq") || moe_ends_with(n, ".bk") || moe_ends_with(n, ".bv") ||
+                  moe_ends_with(n, ".bo") || moe_ends_with(n, ".bg") || moe_ends_with(n, ".ws");
+    if (is_norm || is_zero) {
+        moe_nn_init_const(w, t->n, is_norm ? 1.0f : 0.0f);
+        return;
+    }
+    double std = 0.02;
+    if (moe_ends_with(n, ".wo") || moe_ends_with(n, ".w2")) std = 0.02 / sqrt(2.0 * (double)m->L);
+    moe_nn_init_normal(w, t->n, std, seed, moe_nn_init_key(n, t->layer, t->expert), 0);
+}
+
+// ---------------------------------------------------------------- the table
+
+typedef struct {
+    moe_model *m;
+    int64_t cur;
+    int cap;
+} moe_builder;
+
+static int64_t moe_round16(int64_t n) { return (n + 15) / 16 * 16; }
+
+// Reserves n floats; adds a table entry (unless name is NULL) covering them.
+static int64_t moe_add(moe_builder *b, const char *name, int layer, int expert, int group,
+                       int decay, int64_t d0, int64_t d1) {
+    moe_model *m = b->m;
+    int64_t n = d0 * (d1 > 0 ? d1 : 1), off = b->cur;
+    b->cur += moe_round16(n);
+    MOE_ASSERT(m->n_tensors < b->cap);
+    moe_model_tensor *t = &m->tensors[m->n_tensors++];
+    memset(t, 0, sizeof *t);
+    if (layer >= 0) snprintf(t->name, sizeof t->name, "layers.%d.%s", layer, name);
+    else snprintf(t->name, sizeof t->name, "%s", name);
+    t->layer = layer, t->expert = expert, t->group = group, t->decay = decay;
+    t->ndim = d1 > 0 ? 2 : 1;
+    t->shape[0] = d0, t->shape[1] = d1 > 0 ? d1 : 0;
+    t->offset = off, t->n = n;
+    return off;
+}
+
+// A family tensor (count, d0, d1) in one contiguous block, one table entry per member: routed
+// experts "experts.<name>" keyed by global expert id, or shared experts "shared.<s>.<name>".
+static int64_t moe_add_family(moe_builder *b, const char *name, int layer, int count, int shared,
+                              int group, int decay, int64_t d0, int64_t d1) {
+    moe_model *m = b->m;
+    const int64_t n = d0 * (d1 > 0 ? d1 : 1), base = b->cur;
+    for (int j = 0; j < count; j++) {
+        char nm[40];
+        if (shared) snprintf(nm, sizeof nm, "shared.%d.%s", j, name);
+        else snprintf(nm, sizeof nm, "experts.%s", name);
+        moe_add(b, nm, layer, shared ? -1 : m->first_expert + j, group, decay, d0, d1);
+        m->tensors[m->n_tensors - 1].offset = base + j * n; // contiguous (count, ...) block
+    }
+    b->cur = base + moe_round16(n * count);
+    return base;
+}
+
+static void moe_model_build(moe_model *m, moe_builder *b, moe_model_priv *pv) {
+    const Moe__ModelConfig *mc = m->mc;
+    const int64_t D = m->D, NQ = m->H * m->Dh, NK = m->Hkv * m->Dh;
+    const int qkvb = mc->attn_qkv_bias, ob = mc->attn_out_bias, fb = mc->ffn_bias;
+    const int swi = mc->activation == MOE__MODEL_CONFIG__ACTIVATION__swiglu;
+    const int64_t Fe = pv->lp.F, Fs = pv->lp.Fs, Ns = mc->n_shared_experts;
+    // Dense region.
+    pv->wte = moe_add(b, "wte", -1, -1, MOE_GROUP_EMBEDDINGS, 1, m->V, D);
+    pv->wpe = m->learned_pos ? moe_add(b, "wpe", -1, -1, MOE_GROUP_EMBEDDINGS, 1, mc->max_seq_len, D) : -1;
+    for (int l = 0; l < m->L; l++) {
+        moe_layer_off *o = &pv->off[l];
+        memset(o, 0xff, sizeof *o); // every offset -1
+        o->n1 = moe_add(b, "attn_norm", l, -1, MOE_GROUP_NORMS, 0, D, 0);
+        o->wq = moe_add(b, "attn.wq", l, -1, MOE_GROUP_ATTENTION, 1, D, NQ);
+        if (qkvb) o->bq = moe_add(b, "attn.bq", l, -1, MOE_GROUP_ATTENTION, 0, NQ, 0);
+        o->wk = moe_add(b, "attn.wk", l, -1, MOE_GROUP_ATTENTION, 1, D, NK);
+        if (qkvb) o->bk = moe_add(b, "attn.bk", l, -1, MOE_GROUP_ATTENTION, 0, NK, 0);
+        o->wv = moe_add(b, "attn.wv", l, -1, MOE_GROUP_ATTENTION, 1, D, NK);
+        if (qkvb) o->bv = moe_add(b, "attn.bv", l, -1, MOE_GROUP_ATTENTION, 0, NK, 0);
+        if (m->qk_norm) {
+            o->qn = moe_add(b, "attn.q_norm", l, -1, MOE_GROUP_ATTENTION, 0, m->Dh, 0);
+            o->kn = moe_add(b, "attn.k_norm", l, -1, MOE_GROUP_ATTENTION, 0, m->Dh, 0);
+        }
+        o->wo = moe_add(b, "attn.wo", l, -1, MOE_GROUP_ATTENTION, 1, NQ, D);
+        if (ob) o->bo = moe_add(b, "attn.bo", l, -1, MOE_GROUP_ATTENTION, 0, D, 0);
+        o->n2 = moe_add(b, "ffn_norm", l, -1, MOE_GROUP_NORMS, 0, D, 0);
+        const int mi = m->moe_index[l];
+        if (mi < 0) {
+            const int g = MOE_GROUP_DENSE_FFN;
+            o->w1 = moe_add(b, "ffn.w1", l, -1, g, 1, D, m->F);
+            if (fb) o->b1 = moe_add(b, "ffn.b1", l, -1, g, 0, m->F, 0);
+            if (swi) o->w3 = moe_add(b, "ffn.w3", l, -1, g, 1, D, m->F);
+            if (swi && fb) o->b3 = moe_add(b, "ffn.b3", l, -1, g, 0, m->F, 0);
+            o->w2 = moe_add(b, "ffn.w2", l, -1, g, 1, m->F, D);
+            if (fb) o->b2 = moe_add(b, "ffn.b2", l, -1, g, 0, D, 0);
+            continue;
+        }
+        o->wg = moe_add(b, "router.wg", l, -1, MOE_GROUP_ROUTER, 1, D, m->E);
+        if (mc->router_bias) o->bg = moe_add(b, "router.bg", l, -1, MOE_GROUP_ROUTER, 0, m->E, 0);
+        if (Ns > 0) {
+            const int g = MOE_GROUP_N_FIXED + 2 * mi + 1;
+            // Shared experts: (Ns, ...) blocks, one entry per shared expert ("shared.<s>.w1").
+            o->sw1 = moe_add_family(b, "w1", l, (int)Ns, 1, g, 1, D, Fs);
+            if (fb) o->sb1 = moe_add_family(b, "b1", l, (int)Ns, 1, g, 0, Fs, 0);
+            if (swi) o->sw3 = moe_add_family(b, "w3", l, (int)Ns, 1, g, 1, D, Fs);
+            if (swi && fb) o->sb3 = moe_add_family(b, "b3", l, (int)Ns, 1, g, 0, Fs, 0);
+            o->sw2 = moe_add_family(b, "w2", l, (int)Ns, 1, g, 1, Fs, D);
+            if (fb) o->sb2 = moe_add_family(b, "b2", l, (int)Ns, 1, g, 0, D, 0);
+            if (mc->shared_expert_gate) o->ws = moe_add(b, "shared.ws", l, -1, g, 0, D, 0);
+        }
+    }
+    pv->nf = moe_add(b, "final_norm", -1, -1, MOE_GROUP_NORMS, 0, D, 0);
+    pv->head = m->tied ? -1 : moe_add(b, "head", -1, -1, MOE_GROUP_HEAD, 1, D, m->V);
+    m->n_dense = b->cur;
+    // Expert region: (El, ...) blocks per MoE layer.
+    for (int l = 0; l < m->L; l++) {
+        const int mi = m->moe_index[l];
+        if (mi < 0) continue;
+        moe_layer_off *o = &pv->off[l];
+        const int g = MOE_GROUP_N_FIXED + 2 * mi;
+        o->w1 = moe_add_family(b, "w1", l, m->El, 0, g, 1, D, Fe);
+        if (fb) o->b1 = moe_add_family(b, "b1", l, m->El, 0, g, 0, Fe, 0);
+        if (swi) o->w3 = moe_add_family(b, "w3", l, m->El, 0, g, 1, D, Fe);
+        if (swi && fb) o->b3 = moe_add_family(b, "b3", l, m->El, 0, g, 0, Fe, 0);
+        o->w2 = moe_add_family(b, "w2", l, m->El, 0, g, 1, Fe, D);
+        if (fb) o->b2 = moe_add_family(b, "b2", l, m->El, 0, g, 0, D, 0);
+    }
+    m->n_params = b->cur;
+}
+
+// Weight views of MoE layer l over a family base (params or grads).
+static moe_layer_weights moe_model_lw(const moe_model *m, int l, float *base) {
+    const moe_model_priv *pv = m->priv;
+    const moe_layer_off *o = &pv->off[l];
+#define Q(x) ((x) < 0 ? NULL : base + (x))
+    moe_layer_weights w = {
+        .wg = Q(o->wg), .bg = Q(o->bg),
+        .experts = {Q(o->w1), Q(o->b1), Q(o->w3), Q(o->b3), Q(o->w2), Q(o->b2)},
+        .shared = {Q(o->sw1), Q(o->sb1), Q(o->sw3), Q(o->sb3), Q(o->sw2), Q(o->sb2)},
+        .ws = Q(o->ws),
+    };
+#undef Q
+    return w;
+}
+
+// The activation block: carve(NULL) counts, carve(block) assigns.
+static int64_t moe_model_carve(moe_model *m, moe_model_priv *pv, float *base) {
+    int64_t cur = 0;
+    const int64_t T = m->T, D = m->D, NQ = m->H * m->Dh, NK = m->Hkv * m->Dh, S = m->S;
+#define CARVE(p, n) ((p) = base ? base + cur : NULL, cur += moe_round16(n))
+    const int64_t spr = moe_experts_save_per_row(&pv->dense_fp);
+    for (int l = 0; l < m->L; l++) {
+        moe_layer_act *A = &pv->act[l];
+        memset(A, 0, sizeof *A);
+        CARVE(A->x, T * D); CARVE(A->h1, T * D); CARVE(A->r1, T);
+        CARVE(A->q0, T * NQ); CARVE(A->k0, T * NK); CARVE(A->v, T * NK);
+        if (m->qk_norm) {
+            CARVE(A->q1, T * NQ); CARVE(A->k1, T * NK); CARVE(A->rq, T * m->H); CARVE(A->rk, T * m->Hkv);
+        }
+        if (m->rope) { CARVE(A->q2, T * NQ); CARVE(A->k2, T * NK); }
+        CARVE(A->a, T * NQ); CARVE(A->att, m->Bl * m->H * S * S);
+        CARVE(A->xm, T * D); CARVE(A->h2, T * D); CARVE(A->r2, T);
+        if (m->moe_index[l] < 0) CARVE(A->save, T * spr);
+    }
+    CARVE(pv->xL, T * D); CARVE(pv->hf, T * D); CARVE(pv->rf, T); CARVE(pv->logits, T * m->V);
+    CARVE(pv->y, T * D); CARVE(pv->dx, T * D); CARVE(pv->dh, T * D); CARVE(pv->da, T * NQ);
+    CARVE(pv->dq2, T * NQ); CARVE(pv->dk2, T * NK); CARVE(pv->dv, T * NK);
+    CARVE(pv->dq1, T * NQ); CARVE(pv->dk1, T * NK); CARVE(pv->dq0, T * NQ); CARVE(pv->dk0, T * NK);
+    CARVE(pv->sc, S * S); CARVE(pv->ffn_scratch, T * moe_experts_scratch_per_row(&pv->dense_fp));
+    CARVE(pv->cos_t, S * (m->Dh / 2 + 1)); CARVE(pv->sin_t, S * (m->Dh / 2 + 1));
+#undef CARVE
+    return cur;
+}
+
+static int moe_is_moe_layer(const Moe__ModelConfig *mc, int l) {
+    if (mc->n_experts <= 0 || l < mc->first_dense_layers) return 0;
+    for (size_t i = 0; i < mc->n_dense_layers; i++)
+        if (mc->dense_layers[i] == l) return 0;
+    return 1;
+}
+
+// Refuses a shape whose memory per rank is beyond this machine before anything is sized from it:
+// parameters, gradients, Adam state and the previous-step copy (moe_params_count, overflow
+// checked) plus the activation block for B_local sequences, estimated in double (it bounds every
+// int64 product moe_model_carve and the MoE layers form, so none of them can overflow).
+static moe_status moe_model_check_size(const Moe__Config *cfg, const moe_model_layout *lay,
+                                       const moe_comm *comm, int64_t B_local) {
+    moe_params_report rep;
+    moe_status st = moe_params_count(cfg, lay->world, lay->ep, &rep);
+    if (st) return st;
+    const Moe__ModelConfig *mc = cfg->model;
+    const double D = (double)mc->d_model, L = mc->n_layers, V = (double)mc->vocab_size;
+    const double H = mc->n_heads, Hkv = mc->n_kv_heads > 0 ? mc->n_kv_heads : H;
+    const double Dh = mc->head_dim > 0 ? (double)mc->head_dim : (H > 0 ? D / H : 0);
+    const double F = mc->d_ff > 0 ? (double)mc->d_ff : 4 * D;
+    const double Fe = mc->expert_d_ff > 0 ? (double)mc->expert_d_ff : F;
+    const double S = cfg->train ? cfg->train->seq_len : 64, B = (double)B_local, T = B * S;
+    const double cf = cfg->router && cfg->router->capacity_factor > 1 ? cfg->router->capacity_factor : 1;
+    const double rows = T * (mc->top_k > 0 ? mc->top_k : 1) * cf; // routed rows one MoE layer holds
+    // Per layer and token as moe_model_carve lays it out (x, h1, xm, h2; q, k, v and their norm /
+    // rope copies; the dense FFN's saved rows; attention weights S per head), then the MoE rows.
+    double act = L * (T * (4 * D + 4 * H * Dh + 4 * Hkv * Dh + 2 * H + 2 + 3 * F) + B * H * S * S) +
+                 L * (rows * (4 * D + 5 * Fe) + mc->n_shared_experts * T * 5 * F) +
+                 T * (V + 8 * D + 6 * H * Dh + 6 * Hkv * Dh) + S * S + 2 * S * (Dh + 2);
+    const double GiB = 1024.0 * 1024 * 1024;
+    const double pbytes = (double)rep.rank_bytes + 4.0 * (double)rep.rank_params; // + previous step
+    const double need = pbytes + 4 * act;
+    const long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    const double have = pages > 0 && psize > 0 ? (double)pages * (double)psize : 0;
+    const int node_ranks = comm ? moe_comm_get_info(comm).node_size : 1; // ranks sharing it
+    const double share = node_ranks > 1 ? have / node_ranks : have;
+    if (have > 0 && need > share)
+        return moe_set_error(MOE_EINVAL, "this model needs about %.1f GiB per rank (%.1f GiB of "
+                             "parameters, gradients and Adam state for %lld parameters; %.1f GiB of "
+                             "activations for %lld sequences of train.seq_len = %.0f), more than "
+                             "this machine's %.1f GiB shared by %d rank(s): shrink model.d_model/"
+                             "d_ff/n_layers/vocab_size or train.global_batch/seq_len, or spread "
+                             "the ranks over more nodes (see moe params CONFIG --world N --ep N)",
+                             need / GiB, pbytes / GiB, (long long)rep.rank_params, 4 * act / GiB,
+                             (long long)B_local, S, have / GiB, node_ranks > 1 ? node_ranks : 1);
+    return MOE_OK;
+}
+
+moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
+                            const moe_comm *comm, int64_t B_local, moe_model **out) {
+    *out = NULL;
+    moe_status st = moe_model_check(cfg);
+    if (st) return st;
+    const Moe__ModelConfig *mc = cfg->model;
+    MOE_ASSERT(lay->world >= 1 && (comm || (lay->world == 1 && lay->ep == 1) || B_local == 0));
+    if (mc->n_experts > 0 && mc->n_experts % lay->ep != 0)
+        return moe_set_error(MOE_ELAYOUT, "model.n_experts = %d is not divisible by "
+                             "parallel.ep_size = %d", mc->n_experts, lay->ep);
+    if ((st = moe_model_check_size(cfg, lay, comm, B_local))) return st;
+    moe_model *m = moe_xcalloc(1, sizeof *m);
+    moe_model_priv *pv = moe_xcalloc(1, sizeof *pv);
+    m->priv = pv;
+    m->mc = (Moe__ModelConfig *)moe_msg_dup(&mc->base);
+    Moe__RouterConfig rdef;
+    moe__router_config__init(&rdef);
+    const Moe__RouterConfig *rc = cfg->router ? cfg->router : &rdef;
+    m->rc = (Moe__RouterConfig *)moe_msg_dup(&rc->base);
+    m->lay = *lay;
+    m->comm = comm;
+    m->V = mc->vocab_size, m->D = mc->d_model, m->L = mc->n_layers, m->H = mc->n_heads;
+    m->Hkv = mc->n_kv_heads > 0 ? mc->n_kv_heads : mc->n_heads;
+    m->Dh = mc->head_dim > 0 ? mc->head_dim : mc->d_model / mc->n_heads;
+    m->F = mc->d_ff > 0 ? mc->d_ff : 4 * mc->d_model;
+    m->S = cfg->train ? cfg->train->seq_len : 64;
+    m->Bl = B_local, m->T = B_local * m->S;
+    m->rope = mc->positions == MOE__MODEL_CONFIG__POSITIONS__rope;
+    m->learned_pos = !m->rope;
+    m->qk_norm = mc->qk_norm == MOE__MODEL_CONFIG__QK_NORM__per_head;
+    m->tied = mc->tie_embeddings;
+    m->E = mc->n_experts, m->K = mc->top_k;
+    m->El = m->E > 0 ? m->E / lay->ep : 0;
+    m->first_expert = lay->ep_rank * m->El;
+    m->moe_index = moe_xcalloc((size_t)m->L, sizeof(int));
+    for (int l = 0; l < m->L; l++) m->moe_index[l] = moe_is_moe_layer(mc, l) ? m->n_moe++ : -1;
+    if (m->n_moe > 0 &&
+        (st = moe_layer_params_from_config(&pv->lp, mc, rc, m->T > 0 ? m->T : 1)) != MOE_OK)
+        goto fail;
+    pv->lp.router.group_tokens = m->S; // routing groups = sequences: capacity is layout-invariant
+    pv->dense_fp = (moe_experts_params){m->D, m->F, 1,
+                                        mc->activation == MOE__MODEL_CONFIG__ACTIVATION__gelu
+                                            ? MOE_ACT_GELU : MOE_ACT_SWIGLU, mc->ffn_bias};
+    // Groups.
+    m->n_groups = MOE_GROUP_N_FIXED + 2 * m->n_moe;
+    m->group_names = moe_xcalloc((size_t)m->n_groups, sizeof *m->group_names);
+    static const char *fixed[] = {"embeddings", "attention", "norms", "router", "dense_ffn", "head"};
+    for (int g = 0; g < MOE_GROUP_N_FIXED; g++) snprintf(m->group_names[g], 24, "%s", fixed[g]);
+    for (int l = 0; l < m->L; l++) {
+        int mi = m->moe_index[l];
+        if (mi < 0) continue;
+        snprintf(m->group_names[MOE_GROUP_N_FIXED + 2 * mi], 24, "experts.%d", l);
+        snprintf(m->group_names[MOE_GROUP_N_FIXED + 2 * mi + 1], 24, "shared.%d", l);
+    }
+    // Table and families.
+    pv->off = moe_xcalloc((size_t)m->L, sizeof *pv->off);
+    moe_builder b = {m, 0, 8 + m->L * (40 + 6 * (m->El + 2 * mc->n_shared_experts))};
+    m->tensors = moe_xcalloc((size_t)b.cap, sizeof *m->tensors);
+    moe_model_build(m, &b, pv);
+    const size_t bytes = (size_t)m->n_params * sizeof(float);
+    m->params = moe_xalloc_aligned(bytes);
+    m->grads = moe_xalloc_aligned(bytes);
+    m->adam_m = moe_xalloc_aligned(bytes);
+    m->adam_v = moe_xalloc_aligned(bytes);
+    m->balance_bias = moe_xcalloc((size_t)(m->n_moe > 0 ? m->n_moe * m->E : 1), sizeof(float));
+    const uint64_t seed = cfg->train ? cfg->train->seed : 1234;
+    for (int i = 0; i < m->n_tensors; i++) moe_model_init_tensor(m, &m->tensors[i], seed);
+    // Accounting helpers.
+    if (m->n_moe > 0) {
+        const int64_t Fe = pv->lp.F, fb = mc->ffn_bias;
+        const int swi = pv->lp.act == MOE_ACT_SWIGLU;
+        m->expert_params = (swi ? 3 : 2) * m->D * Fe + (fb ? (swi ? 2 : 1) * Fe + m->D : 0);
+    }
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].expert < 0) m->dense_active += m->tensors[i].n;
+    m->stats = moe_xcalloc((size_t)(m->n_moe > 0 ? m->n_moe : 1), sizeof *m->stats);
+    for (int l = 0; l < m->L; l++)
+        if (m->moe_index[l] >= 0) m->stats[m->moe_index[l]].layer = l;
+    if (B_local == 0) {
+        *out = m;
+        return MOE_OK;
+    }
+    // Activations and the MoE layers.
+    pv->act = moe_xcalloc((size_t)m->L, sizeof *pv->act);
+    int64_t nact = moe_model_carve(m, pv, NULL);
+    pv->block = moe_xalloc_aligned((size_t)nact * sizeof(float));
+    moe_model_carve(m, pv, pv->block);
+    pv->tok = moe_xcalloc((size_t)m->T, sizeof(int32_t));
+    pv->tgt = moe_xcalloc((size_t)m->T, sizeof(int32_t));
+    if (m->rope) moe_nn_rope_table(pv->cos_t, pv->sin_t, m->S, m->Dh, MOE_NN_ROPE_THETA);
+    pv->ffn = moe_xcalloc((size_t)(m->n_moe > 0 ? m->n_moe : 1), sizeof *pv->ffn);
+    for (int i = 0; i < m->n_moe; i++)
+        if ((st = moe_ffn_create(&pv->lp, comm, cfg->parallel, &pv->ffn[i])) != MOE_OK) goto fail;
+    *out = m;
+    return MOE_OK;
+fail:
+    moe_model_free(m);
+    return st;
+}
+
+void moe_model_free(moe_model *m) {
+    if (!m) return;
+    moe_model_priv *pv = m->priv;
+    if (pv) {
+        if (pv->ffn)
+            for (int i = 0; i < m->n_moe; i++) moe_ffn_free(pv->ffn[i]);
+        free(pv->ffn); free(pv->off); free(pv->act); free(pv->block); free(pv->tok); free(pv->tgt);
+        free(pv);
+    }
+    if (m->mc) protobuf_c_message_free_unpacked(&m->mc->base, NULL);
+    if (m->rc) protobuf_c_message_free_unpacked(&m->rc->base, NULL);
+    free(m->moe_index); free(m->tensors); free(m->params); free(m->grads); free(m->adam_m);
+    free(m->adam_v); free(m->balance_bias); free(m->group_names); free(m->stats);
+    free(m);
+}
+
+void moe_model_zero_grads(moe_model *m) {
+    memset(m->grads, 0, (size_t)m->n_params * sizeof(float));
+}
+
+double moe_model_exchange_seconds(const moe_model *m) {
+    return ((const moe_model_priv *)m->priv)->comm_seconds;
+}
+
+// ---------------------------------------------------------------- forward / backward
+
+moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, uint64_t seed,
+                             int64_t step, int64_t token_base, moe_model_loss *loss) {
+    moe_model_priv *pv = m->priv;
+    MOE_ASSERT(m->T > 0);
+    const int64_t T = m->T, D = m->D, S = m->S, H = m->H, Hkv = m->Hkv, Dh = m->Dh;
+    const int64_t NQ = H * Dh, NK = Hkv * Dh;
+    const float eps = MOE_NN_RMSNORM_EPS;
+    pv->comm_seconds = 0;
+    memset(loss, 0, sizeof *loss);
+    for (int64_t b = 0; b < m->Bl; b++)
+        for (int64_t s = 0; s < S; s++) {
+            pv->tok[b * S + s] = tokens[b * (S + 1) + s];
+            pv->tgt[b * S + s] = tokens[b * (S + 1) + s + 1];
+        }
+    moe_nn_embed_forward(pv->act[0].x, pv->tok, P(pv->wte), T, m->V, D);
+    if (m->learned_pos)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t d = 0; d < D; d++) pv->act[0].x[t * D + d] += P(pv->wpe)[(t % S) * D + d];
+    for (int l = 0; l < m->L; l++) {
+        moe_layer_act *A = &pv->act[l];
+        const moe_layer_off *o = &pv->off[l];
+        float *xn = l + 1 < m->L ? pv->act[l + 1].x : pv->xL;
+        moe_nn_rmsnorm_forward(A->h1, A->r1, A->x, P(o->n1), T, D, eps);
+        moe_nn_linear_forward(A->q0, A->h1, P(o->wq), P(o->bq), T, D, NQ);
+        moe_nn_linear_forward(A->k0, A->h1, P(o->wk), P(o->bk), T, D, NK);
+        moe_nn_linear_forward(A->v, A->h1, P(o->wv), P(o->bv), T, D, NK);
+        const float *q = A->q0, *k = A->k0;
+        if (m->qk_norm) {
+            moe_nn_qknorm_forward(A->q1, A->rq, q, P(o->qn), T, H, Dh, eps);
+            moe_nn_qknorm_forward(A->k1, A->rk, k, P(o->kn), T, Hkv, Dh, eps);
+            q = A->q1, k = A->k1;
+        }
+        if (m->rope) {
+            moe_nn_rope_forward(A->q2, q, pv->cos_t, pv->sin_t, m->Bl, S, H, Dh);
+            moe_nn_rope_forward(A->k2, k, pv->cos_t, pv->sin_t, m->Bl, S, Hkv, Dh);
+            q = A->q2, k = A->k2;
+        }
+        A->qa = q, A->ka = k;
+        moe_nn_attention_forward(A->a, A->att, q, k, A->v, m->Bl, S, H, Hkv, Dh);
+        moe_nn_linear_forward(A->xm, A->a, P(o->wo), P(o->bo), T, NQ, D);
+        for (int64_t i = 0; i < T * D; i++) A->xm[i] += A->x[i];
+        moe_nn_rmsnorm_forward(A->h2, A->r2, A->xm, P(o->n2), T, D, eps);
+        const int mi = m->moe_index[l];
+        if (mi < 0) {
+            const int64_t off[2] = {0, T};
+            moe_expert_weights ew = {P(o->w1), P(o->b1), P(o->w3), P(o->b3), P(o->w2), P(o->b2)};
+            moe_experts_forward(&pv->dense_fp, pv->y, A->save, &ew, off, A->h2);
+        } else {
+            moe_layer_weights lw = moe_model_lw(m, l, m->params);
+            moe_route_opts opts = {training, moe_mix64(seed ^ moe_mix64((uint64_t)step * 1315423911u +
+                                                                        (uint64_t)l)), token_base};
+            const float *bias = m->rc->bias_update_rate > 0 ? m->balance_bias + (int64_t)mi * m->E : NULL;
+            moe_status st = moe_ffn_forward(m, pv->ffn[mi], pv->y, A->h2, T, &lw, bias, &opts,
+                                            &m->stats[mi], &pv->comm_seconds);
+            if (st) return st;
+            loss->aux += m->stats[mi].aux;
+            loss->z += m->stats[mi].z;
+        }
+        for (int64_t i = 0; i < T * D; i++) xn[i] = A->xm[i] + pv->y[i];
+    }
+    moe_nn_rmsnorm_forward(pv->hf, pv->rf, pv->xL, P(pv->nf), T, D, eps);
+    if (m->tied) moe_nn_linear_wt_forward(pv->logits, pv->hf, P(pv->wte), NULL, T, D, m->V);
+    else moe_nn_linear_forward(pv->logits, pv->hf, P(pv->head), NULL, T, D, m->V);
+    loss->ce = moe_nn_crossentropy(training ? pv->logits : NULL, pv->logits, pv->tgt, T, m->V, 1.0f);
+    pv->ready = training;
+    return MOE_OK;
+}
+
+moe_status moe_model_backward(moe_model *m) {
+    moe_model_priv *pv = m->priv;
+    MOE_ASSERT(pv->ready);
+    pv->ready = 0;
+    const int64_t T = m->T, D = m->D, S = m->S, H = m->H, Hkv = m->Hkv, Dh = m->Dh;
+    const int64_t NQ = H * Dh, NK = Hkv * Dh;
+    const size_t fD = (size_t)(T * D) * sizeof(float);
+    memset(pv->dh, 0, fD);
+    if (m->tied) moe_nn_linear_wt_backward(pv->dh, G(pv->wte), NULL, pv->logits, pv->hf, P(pv->wte), T, D, m->V);
+    else moe_nn_linear_backward(pv->dh, G(pv->head), NULL, pv->logits, pv->hf, P(pv->head), T, D, m->V);
+    memset(pv->dx, 0, fD);
+    moe_nn_rmsnorm_backward(pv->dx, G(pv->nf), pv->dh, pv->xL, P(pv->nf), pv->rf, T, D);
+    for (int l = m->L - 1; l >= 0; l--) {
+        moe_layer_act *A = &pv->act[l];
+        const moe_layer_off *o = &pv->off[l];
+        const int mi = m->moe_index[l];
+        if (mi < 0) {
+            const int64_t off[2] = {0, T};
+            moe_expert_weights ew = {P(o->w1), P(o->b1), P(o->w3), P(o->b3), P(o->w2), P(o->b2)};
+            moe_expert_weights eg = {G(o->w1), G(o->b1), G(o->w3), G(o->b3), G(o->w2), G(o->b2)};
+            moe_experts_backward(&pv->dense_fp, pv->dh, &eg, pv->ffn_scratch, &ew, off, A->h2,
+                                 A->save, pv->dx); // dh WRITTEN
+        } else {
+            moe_layer_weights lw = moe_model_lw(m, l, m->params);
+            moe_layer_weights lg = moe_model_lw(m, l, m->grads);
+            memset(pv->dh, 0, fD);
+            moe_status st = moe_ffn_backward(pv->ffn[mi], pv->dh, &lg, pv->dx, &lw, &pv->comm_seconds);
+            if (st) return st;
+        }
+        moe_nn_rmsnorm_backward(pv->dx, G(o->n2), pv->dh, A->xm, P(o->n2), A->r2, T, D);
+        memset(pv->da, 0, (size_t)(T * NQ) * sizeof(float));
+        moe_nn_linear_backward(pv->da, G(o->wo), G(o->bo), pv->dx, A->a, P(o->wo), T, NQ, D);
+        memset(pv->dq2, 0, (size_t)(T * NQ) * sizeof(float));
+        memset(pv->dk2, 0, (size_t)(T * NK) * sizeof(float));
+        memset(pv->dv, 0, (size_t)(T * NK) * sizeof(float));
+        moe_nn_attention_backward(pv->dq2, pv->dk2, pv->dv, pv->sc, pv->da, A->att, A->qa, A->ka,
+                                  A->v, m->Bl, S, H, Hkv, Dh);
+        float *dq = pv->dq2, *dk = pv->dk2;
+        if (m->rope) {
+            memset(pv->dq1, 0, (size_t)(T * NQ) * sizeof(float));
+            memset(pv->dk1, 0, (size_t)(T * NK) * sizeof(float));
+            moe_nn_rope_backward(pv->dq1, dq, pv->cos_t, pv->sin_t, m->Bl, S, H, Dh);
+            moe_nn_rope_backward(pv->dk1, dk, pv->cos_t, pv->sin_t, m->Bl, S, Hkv, Dh);
+            dq = pv->dq1, dk = pv->dk1;
+        }
+        if (m->qk_norm) {
+            memset(pv->dq0, 0, (size_t)(T * NQ) * sizeof(float));
+            memset(pv->dk0, 0, (size_t)(T * NK) * sizeof(float));
+            moe_nn_qknorm_backward(pv->dq0, G(o->qn), dq, A->q0, P(o->qn), A->rq, T, H, Dh);
+            moe_nn_qknorm_backward(pv->dk0, G(o->kn), dk, A->k0, P(o->kn), A->rk, T, Hkv, Dh);
+            dq = pv->dq0, dk = pv->dk0;
+        }
+        memset(pv->dh, 0, fD);
+        moe_nn_linear_backward(pv->dh, G(o->wq), G(o->bq), dq, A->h1, P(o->wq), T, D, NQ);
+        moe_nn_linear_backward(pv->dh, G(o->wk), G(o->bk), dk, A->h1, P(o->wk), T, D, NK);
+        moe_nn_linear_backward(pv->dh, G(o->wv), G(o->bv), pv->dv, A->h1, P(o->wv), T, D, NK);
+        moe_nn_rmsnorm_backward(pv->dx, G(o->n1), pv->dh, A->x, P(o->n1), A->r1, T, D);
+    }
+    if (m->learned_pos)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t d = 0; d < D; d++) G(pv->wpe)[(t % S) * D + d] += pv->dx[t * D + d];
+    moe_nn_embed_backward(G(pv->wte), pv->dx, pv->tok, T, D);
+    return MOE_OK;
+}
