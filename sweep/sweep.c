@@ -30,7 +30,9 @@ void moe_sweep_free(moe_sweep *s) {
     if (!s) return;
     for (int i = 0; i < s->n_runs; i++) {
         moe_sweep_run *r = &s->runs[i];
-        free(r->name); free(r->point); free(r->dir);
+        free(r->name);
+        free(r->point);
+        free(r->dir);
         for (int j = 0; j < r->n_sets; j++) free(r->sets[j]);
         free(r->sets);
         if (r->cfg) moe_config_free(r->cfg);
@@ -41,7 +43,9 @@ void moe_sweep_free(moe_sweep *s) {
         free(s->base_tmp);
     }
     if (s->sc) protobuf_c_message_free_unpacked(&s->sc->base, NULL);
-    free(s->path); free(s->base_path); free(s->out_dir);
+    free(s->path);
+    free(s->base_path);
+    free(s->out_dir);
     free(s);
 }
 
@@ -152,6 +156,127 @@ static char *moe_sweep_resolve(const char *sweep_path, const char *base) {
     return moe_aprintf("%.*s/%s", (int)(slash - sweep_path), sweep_path, base);
 }
 
+// launch.np, the base run (a file, or inline: validated through a temporary copy) and out_dir.
+static moe_status moe_sweep_load_base(moe_sweep *s, const char *path, const char *out_override) {
+    const Moe__SweepConfig *sc = s->sc;
+    s->np = sc->launch && sc->launch->has_np ? sc->launch->np : 2;
+    if (s->np < 1 || s->np > 4096) {
+        return moe_set_error(
+            MOE_EINVAL, "%s: launch.np = %d: expected a number of ranks in [1, 4096]", path, s->np);
+    }
+    if ((sc->base_file && sc->base_file[0]) == (sc->base_config != NULL)) {
+        return moe_set_error(MOE_EINVAL,
+                             "%s: give the base run either as \"base_file\": \"CONFIG.json\" "
+                             "(a path relative to the sweep file) or inline as \"base_config\": "
+                             "{...}, %s",
+                             path, sc->base_config ? "not both" : "one of them is required");
+    }
+    s->out_dir = moe_xstrdup(out_override ? out_override : sc->out_dir);
+    if (sc->base_file && sc->base_file[0]) {
+        s->base_path = moe_sweep_resolve(path, sc->base_file);
+        if (!moe_file_exists(s->base_path)) {
+            return moe_set_error(MOE_EINVAL,
+                                 "%s: base_file \"%s\": %s does not exist (a relative "
+                                 "base_file is read from the sweep file's directory)",
+                                 path, sc->base_file, s->base_path);
+        }
+        char cwd[4096]; // absolute, so the command line names it unambiguously
+        if (s->base_path[0] != '/' && getcwd(cwd, sizeof cwd)) {
+            char *abs = moe_aprintf("%s/%s", cwd, s->base_path);
+            free(s->base_path);
+            s->base_path = abs;
+        }
+    } else { // inline: a temporary copy to validate now; OUT/base.json is what runs will read
+        s->base_path = moe_aprintf("%s/base.json", s->out_dir);
+        char tmpl[] = "/tmp/moe-sweep-base-XXXXXX";
+        int fd = mkstemp(tmpl);
+        FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+        if (!f || moe_json_write_message(f, &sc->base_config->base, 0) != MOE_OK) {
+            if (f) fclose(f);
+            return moe_set_error(MOE_EIO, "cannot write a temporary copy of the inline base (%s)",
+                                 strerror(errno));
+        }
+        fclose(f);
+        s->base_tmp = moe_xstrdup(tmpl);
+    }
+    return MOE_OK;
+}
+
+// The FLOP-matched dense baseline: same FFN FLOPs per token over the whole stack.
+static void moe_sweep_add_dense(moe_sweep *s, const moe_base_shape *sh, uint64_t base_seed) {
+    const moe_base_shape b = *sh;
+    // Same FFN FLOPs per token over the whole stack: every layer of the dense model gets
+    // width F' with L·F' = L_moe·(K·Fe + Ns·Fs) + L_dense·F (rounded to the nearest integer).
+    const int64_t L = b.L_moe + b.L_dense;
+    const int64_t num = b.L_moe * (b.K * b.Fe + b.Ns * b.Fs) + b.L_dense * b.F;
+    const int64_t Fd = (num + L / 2) / L;
+    char *ex[6];
+    int ne = 0;
+    ex[ne++] = moe_xstrdup("model.n_experts=0");
+    if (b.Ns) ex[ne++] = moe_xstrdup("model.n_shared_experts=0");
+    ex[ne++] = moe_aprintf("model.d_ff=%lld", (long long)Fd);
+    if (b.ep != 1) ex[ne++] = moe_xstrdup("parallel.ep_size=1");
+    if (b.ec) ex[ne++] = moe_xstrdup("router.strategy=token_choice");
+    char note[256];
+    snprintf(note, sizeof note,
+             "dense FFN width %lld = (%lld MoE layers × (top_k %lld × "
+             "expert_d_ff %lld + %lld shared × %lld) + %lld dense layers × %lld) / %lld layers",
+             (long long)Fd, (long long)b.L_moe, (long long)b.K, (long long)b.Fe, (long long)b.Ns,
+             (long long)b.Fs, (long long)b.L_dense, (long long)b.F, (long long)L);
+    moe_sweep_add(s, "dense", "dense", ex, ne, note, base_seed);
+    for (int j = 0; j < ne; j++) free(ex[j]);
+}
+
+// The experts axis: one point per entry, active expert width per token held fixed.
+static moe_status moe_sweep_add_experts_axis(moe_sweep *s, const char *path,
+                                             const moe_base_shape *sh, uint64_t base_seed) {
+    const Moe__SweepConfig *sc = s->sc;
+    const moe_base_shape b = *sh;
+    for (size_t i = 0; i < sc->n_experts_axis; i++) {
+        const int64_t E = sc->experts_axis[i];
+        if (E < 1 || E > 65536) {
+            return moe_set_error(MOE_EINVAL,
+                                 "%s: experts_axis[%zu] = %lld: expected a number of "
+                                 "experts in [1, 65536]",
+                                 path, i, (long long)E);
+        }
+        for (size_t j = 0; j < i; j++)
+            if (sc->experts_axis[j] == E) {
+                return moe_set_error(MOE_EINVAL,
+                                     "%s: experts_axis[%zu] = %lld repeats "
+                                     "experts_axis[%zu]",
+                                     path, i, (long long)E, j);
+            }
+        // Active expert width per token K·Fe is held fixed. With fewer experts than top_k, each
+        // token takes all E experts, each widened to K·Fe/E.
+        int64_t K = b.K, Fe = b.Fe;
+        if (E < b.K) {
+            if ((b.K * b.Fe) % E) {
+                return moe_set_error(
+                    MOE_EINVAL,
+                    "%s: experts_axis[%zu] = %lld < top_k = %lld needs "
+                    "top_k × expert_d_ff = %lld divisible by %lld to keep the active "
+                    "parameters; change expert_d_ff or drop this entry",
+                    path, i, (long long)E, (long long)b.K, (long long)(b.K * b.Fe), (long long)E);
+            }
+            K = E, Fe = b.K * b.Fe / E;
+        }
+        const int64_t ep = b.ep > 0 && E % b.ep ? moe_gcd(b.ep, E) : b.ep;
+        char *ex[5], name[64], note[256];
+        int ne = 0;
+        ex[ne++] = moe_aprintf("model.n_experts=%lld", (long long)E);
+        if (K != b.K) ex[ne++] = moe_aprintf("model.top_k=%lld", (long long)K);
+        if (Fe != b.Fe) ex[ne++] = moe_aprintf("model.expert_d_ff=%lld", (long long)Fe);
+        if (ep != b.ep) ex[ne++] = moe_aprintf("parallel.ep_size=%lld", (long long)ep);
+        snprintf(name, sizeof name, "experts-%lld", (long long)E);
+        snprintf(note, sizeof note, "%lld experts, top_k %lld × expert_d_ff %lld%s", (long long)E,
+                 (long long)K, (long long)Fe, ep != b.ep ? " (ep_size lowered to divide E)" : "");
+        moe_sweep_add(s, name, "experts", ex, ne, note, base_seed);
+        for (int j = 0; j < ne; j++) free(ex[j]);
+    }
+    return MOE_OK;
+}
+
 moe_status moe_sweep_load(const char *path, const char *out_override, moe_sweep **out) {
     *out = NULL;
     char *text = NULL;
@@ -170,53 +295,13 @@ moe_status moe_sweep_load(const char *path, const char *out_override, moe_sweep 
     if (st) goto fail;
     s->sc = (Moe__SweepConfig *)m;
     Moe__SweepConfig *sc = s->sc;
-    // ------------------------------------------------ launch, base, out_dir
-    s->np = sc->launch && sc->launch->has_np ? sc->launch->np : 2;
-    if (s->np < 1 || s->np > 4096) {
-        st = moe_set_error(MOE_EINVAL, "%s: launch.np = %d: expected a number of ranks in [1, 4096]",
-                           path, s->np);
-        goto fail;
-    }
-    if ((sc->base_file && sc->base_file[0]) == (sc->base_config != NULL)) {
-        st = moe_set_error(MOE_EINVAL, "%s: give the base run either as \"base_file\": \"CONFIG.json\" "
-                           "(a path relative to the sweep file) or inline as \"base_config\": "
-                           "{...}, %s", path, sc->base_config ? "not both" : "one of them is required");
-        goto fail;
-    }
-    s->out_dir = moe_xstrdup(out_override ? out_override : sc->out_dir);
-    if (sc->base_file && sc->base_file[0]) {
-        s->base_path = moe_sweep_resolve(path, sc->base_file);
-        if (!moe_file_exists(s->base_path)) {
-            st = moe_set_error(MOE_EINVAL, "%s: base_file \"%s\": %s does not exist (a relative "
-                               "base_file is read from the sweep file's directory)", path, sc->base_file,
-                               s->base_path);
-            goto fail;
-        }
-        char cwd[4096]; // absolute, so the command line names it unambiguously
-        if (s->base_path[0] != '/' && getcwd(cwd, sizeof cwd)) {
-            char *abs = moe_aprintf("%s/%s", cwd, s->base_path);
-            free(s->base_path);
-            s->base_path = abs;
-        }
-    } else { // inline: a temporary copy to validate now; OUT/base.json is what runs will read
-        s->base_path = moe_aprintf("%s/base.json", s->out_dir);
-        char tmpl[] = "/tmp/moe-sweep-base-XXXXXX";
-        int fd = mkstemp(tmpl);
-        FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-        if (!f || moe_json_write_message(f, &sc->base_config->base, 0) != MOE_OK) {
-            if (f) fclose(f);
-            st = moe_set_error(MOE_EIO, "cannot write a temporary copy of the inline base (%s)",
-                               strerror(errno));
-            goto fail;
-        }
-        fclose(f);
-        s->base_tmp = moe_xstrdup(tmpl);
-    }
+    if ((st = moe_sweep_load_base(s, path, out_override))) goto fail;
     // ------------------------------------------------ the grid
     const size_t n_seeds = sc->n_seeds ? sc->n_seeds : 1;
     const size_t n_points = sc->n_points + (sc->dense_baseline ? 1 : 0) + sc->n_experts_axis;
     if (n_points == 0) {
-        st = moe_set_error(MOE_EINVAL, "%s: the grid is empty: give \"points\": [{\"name\": ..., "
+        st = moe_set_error(MOE_EINVAL,
+                           "%s: the grid is empty: give \"points\": [{\"name\": ..., "
                            "\"set\": [...]}], \"dense_baseline\": true or \"experts_axis\": [...]",
                            path);
         goto fail;
@@ -234,7 +319,8 @@ moe_status moe_sweep_load(const char *path, const char *out_override, moe_sweep 
                                    (const char *const *)sc->set, (int)sc->n_set, 0, &probe))) {
         char msg[2048];
         snprintf(msg, sizeof msg, "%s", moe_last_error());
-        st = moe_set_error(MOE_EINVAL, "%s: the base config with the sweep's \"set\": %s", path, msg);
+        st = moe_set_error(MOE_EINVAL, "%s: the base config with the sweep's \"set\": %s", path,
+                           msg);
         goto fail;
     }
     const uint64_t base_seed = probe->train->seed;
@@ -242,9 +328,11 @@ moe_status moe_sweep_load(const char *path, const char *out_override, moe_sweep 
     for (size_t i = 0; i < sc->n_points; i++) {
         const Moe__SweepPoint *p = sc->points[i];
         if (!moe_name_ok(p->name)) {
-            st = moe_set_error(MOE_EINVAL, "%s: points[%zu].name = \"%s\": give each point a name "
+            st = moe_set_error(MOE_EINVAL,
+                               "%s: points[%zu].name = \"%s\": give each point a name "
                                "of letters, digits, '.', '_' or '-' (not starting with '.'; it "
-                               "names the run directory)", path, i, p->name ? p->name : "");
+                               "names the run directory)",
+                               path, i, p->name ? p->name : "");
             goto fail;
         }
         moe_sweep_add(s, p->name, "point", p->set, (int)p->n_set, NULL, base_seed);
@@ -252,78 +340,23 @@ moe_status moe_sweep_load(const char *path, const char *out_override, moe_sweep 
     moe_base_shape b = {0};
     if ((sc->dense_baseline || sc->n_experts_axis) && (st = moe_sweep_base_shape(s, &b))) goto fail;
     if ((sc->dense_baseline || sc->n_experts_axis) && b.E <= 0) {
-        st = moe_set_error(MOE_EINVAL, "%s: dense_baseline and experts_axis are derived from a MoE "
+        st = moe_set_error(MOE_EINVAL,
+                           "%s: dense_baseline and experts_axis are derived from a MoE "
                            "base, but the base has model.n_experts = 0; set n_experts > 0 in the "
-                           "base", path);
+                           "base",
+                           path);
         goto fail;
     }
-    if (sc->dense_baseline) {
-        // Same FFN FLOPs per token over the whole stack: every layer of the dense model gets
-        // width F' with L·F' = L_moe·(K·Fe + Ns·Fs) + L_dense·F (rounded to the nearest integer).
-        const int64_t L = b.L_moe + b.L_dense;
-        const int64_t num = b.L_moe * (b.K * b.Fe + b.Ns * b.Fs) + b.L_dense * b.F;
-        const int64_t Fd = (num + L / 2) / L;
-        char *ex[6];
-        int ne = 0;
-        ex[ne++] = moe_xstrdup("model.n_experts=0");
-        if (b.Ns) ex[ne++] = moe_xstrdup("model.n_shared_experts=0");
-        ex[ne++] = moe_aprintf("model.d_ff=%lld", (long long)Fd);
-        if (b.ep != 1) ex[ne++] = moe_xstrdup("parallel.ep_size=1");
-        if (b.ec) ex[ne++] = moe_xstrdup("router.strategy=token_choice");
-        char note[256];
-        snprintf(note, sizeof note, "dense FFN width %lld = (%lld MoE layers × (top_k %lld × "
-                 "expert_d_ff %lld + %lld shared × %lld) + %lld dense layers × %lld) / %lld layers",
-                 (long long)Fd, (long long)b.L_moe, (long long)b.K, (long long)b.Fe, (long long)b.Ns,
-                 (long long)b.Fs, (long long)b.L_dense, (long long)b.F, (long long)L);
-        moe_sweep_add(s, "dense", "dense", ex, ne, note, base_seed);
-        for (int j = 0; j < ne; j++) free(ex[j]);
-    }
-    for (size_t i = 0; i < sc->n_experts_axis; i++) {
-        const int64_t E = sc->experts_axis[i];
-        if (E < 1 || E > 65536) {
-            st = moe_set_error(MOE_EINVAL, "%s: experts_axis[%zu] = %lld: expected a number of "
-                               "experts in [1, 65536]", path, i, (long long)E);
-            goto fail;
-        }
-        for (size_t j = 0; j < i; j++)
-            if (sc->experts_axis[j] == E) {
-                st = moe_set_error(MOE_EINVAL, "%s: experts_axis[%zu] = %lld repeats "
-                                   "experts_axis[%zu]", path, i, (long long)E, j);
-                goto fail;
-            }
-        // Active expert width per token K·Fe is held fixed. With fewer experts than top_k, each
-        // token takes all E experts, each widened to K·Fe/E.
-        int64_t K = b.K, Fe = b.Fe;
-        if (E < b.K) {
-            if ((b.K * b.Fe) % E) {
-                st = moe_set_error(MOE_EINVAL, "%s: experts_axis[%zu] = %lld < top_k = %lld needs "
-                                   "top_k × expert_d_ff = %lld divisible by %lld to keep the active "
-                                   "parameters; change expert_d_ff or drop this entry", path, i,
-                                   (long long)E, (long long)b.K, (long long)(b.K * b.Fe),
-                                   (long long)E);
-                goto fail;
-            }
-            K = E, Fe = b.K * b.Fe / E;
-        }
-        const int64_t ep = b.ep > 0 && E % b.ep ? moe_gcd(b.ep, E) : b.ep;
-        char *ex[5], name[64], note[256];
-        int ne = 0;
-        ex[ne++] = moe_aprintf("model.n_experts=%lld", (long long)E);
-        if (K != b.K) ex[ne++] = moe_aprintf("model.top_k=%lld", (long long)K);
-        if (Fe != b.Fe) ex[ne++] = moe_aprintf("model.expert_d_ff=%lld", (long long)Fe);
-        if (ep != b.ep) ex[ne++] = moe_aprintf("parallel.ep_size=%lld", (long long)ep);
-        snprintf(name, sizeof name, "experts-%lld", (long long)E);
-        snprintf(note, sizeof note, "%lld experts, top_k %lld × expert_d_ff %lld%s", (long long)E,
-                 (long long)K, (long long)Fe, ep != b.ep ? " (ep_size lowered to divide E)" : "");
-        moe_sweep_add(s, name, "experts", ex, ne, note, base_seed);
-        for (int j = 0; j < ne; j++) free(ex[j]);
-    }
+    if (sc->dense_baseline) moe_sweep_add_dense(s, &b, base_seed);
+    if ((st = moe_sweep_add_experts_axis(s, path, &b, base_seed))) goto fail;
     for (int i = 0; i < s->n_runs; i++)
         for (int j = 0; j < i; j++)
             if (!strcmp(s->runs[i].name, s->runs[j].name)) {
-                st = moe_set_error(MOE_EINVAL, "%s: two runs are named %s (point names must be "
+                st = moe_set_error(MOE_EINVAL,
+                                   "%s: two runs are named %s (point names must be "
                                    "unique; \"dense\" and \"experts-E\" are taken by the generated "
-                                   "points)", path, s->runs[i].name);
+                                   "points)",
+                                   path, s->runs[i].name);
                 goto fail;
             }
     for (int i = 0; i < s->n_runs; i++)
