@@ -11,5 +11,7 @@ apt-get install -y --no-install-recommends \
   libjansson-dev \
   protobuf-compiler python3 python3-protobuf \
   gnuplot-nox \
-  slurm-wlm munge procps
+  slurm-wlm munge procps \
+  iproute2 iputils-ping util-linux
 # slurm-wlm munge procps: cluster/local-slurm.sh (a single-node Slurm for the `cluster` tests).
+# iproute2 iputils-ping util-linux: cluster/vcluster.sh (network-namespace nodes, tc, unshare).

@@ -102,6 +102,28 @@ typedef struct {
     char host[64];
 } moe_comm_rank_rec;
 
+
+// Ends a group's line with the nodes it spans (by host name) and whether `what` crosses a link:
+// kind 0 = EP group g (ep_index), 1 = EDP group g (ep_rank), 2 = the whole world.
+static void moe_topo_print_span(FILE *f, const moe_comm_rank_rec *all, int W, int kind, int g,
+                                const char *what) {
+    int n = 0;
+    for (int r = 0; r < W; r++) {
+        int in = kind == 0 ? all[r].ep_index == g : kind == 1 ? all[r].ep_rank == g : 1;
+        if (!in) continue;
+        int seen = 0;
+        for (int s = 0; s < r && !seen; s++) {
+            int sin = kind == 0 ? all[s].ep_index == g : kind == 1 ? all[s].ep_rank == g : 1;
+            seen = sin && all[s].node == all[r].node;
+        }
+        if (seen) continue;
+        fprintf(f, "%s%s", n ? ", " : "   on ", all[r].host);
+        n++;
+    }
+    if (n > 1) fprintf(f, ": %s crosses a link between %d nodes\n", what, n);
+    else fprintf(f, ": %s stays in the node\n", what);
+}
+
 moe_status moe_comm_topo_report(const moe_comm *c, FILE *f) {
     const int W = c->info.world_size, me = c->info.world_rank;
     moe_comm_rank_rec rec, *all = NULL;
@@ -174,7 +196,7 @@ moe_status moe_comm_topo_report(const moe_comm *c, FILE *f) {
         if (in->n_experts > 0)
             fprintf(f, "   (rank with ep_rank i holds experts [i*%d, (i+1)*%d))",
                     in->n_local_experts, in->n_local_experts);
-        fprintf(f, "\n");
+        moe_topo_print_span(f, all, W, 0, g, "dispatch/combine");
     }
     fprintf(f, "EDP groups (replicas of the same experts; expert gradients all-reduced inside):\n");
     for (int i = 0; i < in->ep_size; i++) {
@@ -182,8 +204,10 @@ moe_status moe_comm_topo_report(const moe_comm *c, FILE *f) {
         for (int r = 0; r < W; r++)
             if (all[r].ep_rank == i)
                 fprintf(f, " %d", r);
-        fprintf(f, "\n");
+        moe_topo_print_span(f, all, W, 1, i, "expert-gradient all-reduce");
     }
+    fprintf(f, "world:");
+    moe_topo_print_span(f, all, W, 2, 0, "every dense-gradient and routing-statistics all-reduce");
     fprintf(f, "BLAS threads per rank: %s\n",
             moe_comm_env_threads() ? "from OPENBLAS_NUM_THREADS" : "cores the rank owns (set OPENBLAS_NUM_THREADS to override)");
     if (failed)

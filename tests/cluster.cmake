@@ -25,3 +25,14 @@ foreach(t sbatch requeue rankkill)
   moe_add_cluster_test(cluster_${t} ${t} ENV "MOE_BIN=$<TARGET_FILE:moe>;MOE_TEST_KIND=moe")
 endforeach()
 moe_add_cluster_test(cluster_mpirun mpirun ENV "MOE_BIN=$<TARGET_FILE:cluster_standin>")
+
+# The virtual cluster (cluster/vcluster.sh): network-namespace nodes joined by shaped links. Needs
+# root for `ip netns`; prints SKIP and returns 77 where namespaces cannot be made.
+add_test(NAME vcluster_train COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_vcluster_train.sh)
+set_tests_properties(vcluster_train PROPERTIES
+  LABELS "cluster;nosan"
+  ENVIRONMENT "MOE_SRC=${CMAKE_SOURCE_DIR};MOE_BIN=$<TARGET_FILE:moe>;${MOE_TEST_ENV}"
+  SKIP_RETURN_CODE 77
+  RESOURCE_LOCK moe_cluster
+  PROCESSORS 2
+  TIMEOUT 400)
