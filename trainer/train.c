@@ -8,6 +8,7 @@
 #include "config.h"
 #include "params.h"
 #include "train.h"
+#include "watchdog.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -181,6 +182,7 @@ typedef struct {
     double *red;       // (2·n_groups + 4) the step's all-reduce
     double *upd;       // (2·n_groups)
     FILE *metrics;
+    moe_watchdog *wd;  // NULL: one rank or watchdog.enabled = false
     char *js;          // (js_cap) the metrics line, reused: grows only until its steady size
     size_t js_cap;
     int metrics_failed; // a write to metrics.jsonl failed (reported once)
@@ -245,8 +247,15 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
     int64_t consecutive = 0, skipped = 0, last_ckpt = start;
     double t_begin = moe_comm_wtime();
     int64_t steps_done_here = 0;
+    const char *hang_hook = getenv("MOE_TRAIN_TEST_HANG_STEP");   // testing: "step:rank"
     for (int64_t step = start; step < tr->steps; step++) {
+        moe_watchdog_enter(tr->wd, MOE_WATCH_STEP, step + 1);
         double t0 = moe_comm_wtime();
+        if (hang_hook) { // a live rank that stops making progress (its heartbeats go on)
+            long long hs = -1, hr = 0;
+            if (sscanf(hang_hook, "%lld:%lld", &hs, &hr) >= 1 && hs == step && hr == rank)
+                for (;;) sleep(1);
+        }
         if (sig_hook) {
             long long hs = -1, hr = 0;
             if (sscanf(sig_hook, "%lld:%lld", &hs, &hr) >= 1 && hs == step && hr == rank)
@@ -426,11 +435,14 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
         res->step = step + 1;
         res->loss = loss;
         res->skipped = skipped;
+        moe_watchdog_leave(tr->wd);
         // ------------------------------------------------ checkpoints, preemption
         const int64_t ci = tc->checkpoint_interval;
         if ((ci > 0 && (step + 1) % ci == 0) || last || stop) {
-            if ((st = moe_train_save(tr, step + 1, stop ? "preempted" : last ? "final" : "interval")))
-                return st;
+            moe_watchdog_enter(tr->wd, MOE_WATCH_CHECKPOINT, step + 1);
+            st = moe_train_save(tr, step + 1, stop ? "preempted" : last ? "final" : "interval");
+            moe_watchdog_leave(tr->wd);
+            if (st) return st;
             last_ckpt = step + 1;
         }
         if (stop && !last)
@@ -477,6 +489,12 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
         return moe_set_error(MOE_ELAYOUT, "train.global_batch = %d is not divisible by the %d ranks; "
                              "choose a multiple of %d", tc->global_batch, W, W);
     moe_trainer tr = {.cfg = cfg, .c = c, .B = tc->global_batch, .steps = tc->steps};
+    const Moe__WatchdogConfig *wc = cfg->watchdog;
+    const moe_watchdog_params wp = {
+        .enabled = wc ? wc->enabled : 1, .startup_timeout = wc ? wc->startup_timeout : 300,
+        .step_timeout = wc ? wc->step_timeout : 0, .checkpoint_timeout = wc ? wc->checkpoint_timeout : 0,
+        .silence_timeout = wc ? wc->silence_timeout : 15, .heartbeat = wc ? wc->heartbeat : 0.5};
+    if ((st = moe_train_agree(c, moe_watchdog_start(c, &wp, &tr.wd)))) return st;
     const int64_t Bl = tc->global_batch / W;
     if ((st = moe_train_open_data(cfg, c, &tr.d))) goto out;
     if (moe_data_val_tokens(tr.d) == 0 && tc->eval_interval > 0)
@@ -546,6 +564,7 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
     if (st == MOE_EINTR) goto out;
     st = moe_train_agree(c, st);
 out:
+    moe_watchdog_stop(tr.wd);
     if (tr.metrics) fclose(tr.metrics);
     moe_ckpt_free(tr.ck);
     moe_model_free(tr.m);
