@@ -176,6 +176,9 @@ cmd_up() {
         printf '%s' "$hosts" >"/etc/netns/$ns/hosts"
         echo "node$k" >"/etc/netns/$ns/hostname"
         ip -n "$ns" link set lo up
+        # A lost peer is given up after ~25 s of retransmissions (the default, 15, is ~15 min), so
+        # mpirun notices a cut link to a node's daemon and ends the job (see cmd_mpirun).
+        ip netns exec "$ns" sysctl -qw net.ipv4.tcp_retries2=6
         ip -n "$SW" link add "vn$k" type veth peer name eth0 netns "$ns"
         ip -n "$SW" link set "vn$k" master br0 up
         ip -n "$ns" addr add "$SUBNET.$k/24" dev eth0
@@ -255,7 +258,9 @@ cmd_mpirun() {
     cmd_exec node1 mpirun --allow-run-as-root --hostfile "$STATE/hostfile" \
         --mca plm_rsh_agent "$SELF agent" --mca plm_rsh_no_tree_spawn 1 \
         --mca btl self,vader,tcp --mca btl_tcp_if_include "$SUBNET.0/24" \
-        --mca oob_tcp_if_include "$SUBNET.0/24" "$@"
+        --mca oob_tcp_if_include "$SUBNET.0/24" \
+        --mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2 --mca oob_tcp_keepalive_probes 3 \
+        "$@"
 }
 
 cmd=${1:-help}
