@@ -2,6 +2,7 @@
 // counts, forward FLOPs, per-rank fp32 bytes under (world, EP), LoRA adapters. Everything is closed
 // form over the layer kinds (no model is built), in overflow-checked int64; rules in docs/params.md.
 #include "params.h"
+#include "config.h"
 
 #include <string.h>
 
@@ -74,6 +75,17 @@ static moe_status moe_params_resolve(const Moe__Config *cfg, moe_shape *s) {
         lo = &ldef;
     }
     memset(s, 0, sizeof *s);
+    // The enum fields read below name a value (never an unknown number counted as a default).
+    moe_status est;
+    if ((est = moe_config_check_enum(&moe__model_config__activation__descriptor,
+                                     (int)m->activation, "model.activation")) ||
+        (est = moe_config_check_enum(&moe__model_config__norm__descriptor, (int)m->norm,
+                                     "model.norm")) ||
+        (est = moe_config_check_enum(&moe__model_config__positions__descriptor, (int)m->positions,
+                                     "model.positions")) ||
+        (est = moe_config_check_enum(&moe__model_config__qk_norm__descriptor, (int)m->qk_norm,
+                                     "model.qk_norm")))
+        return est;
 #define MOE_NEED(cond, ...)                                                                    \
     do {                                                                                       \
         if (!(cond))                                                                           \
