@@ -118,11 +118,16 @@ typedef struct {
 // Fills `out` from the schema (model.d_model, n_experts, top_k, expert_d_ff (0: d_ff, 0: 4·D),
 // activation, ffn_bias, n_shared_experts, shared_expert_d_ff (0: F), shared_expert_gate,
 // router_bias, and the router message). Fails with a message naming the field if n_experts < 1,
-// top_k not in 1..n_experts, or a size is not positive.
+// top_k not in 1..n_experts, a size is not positive, or router.scoring, router.strategy or
+// model.activation holds a number that is not a value of its enum.
 struct Moe__ModelConfig;
 struct Moe__RouterConfig;
 moe_status moe_layer_params_from_config(moe_layer_params *out, const struct Moe__ModelConfig *m,
                                         const struct Moe__RouterConfig *r, int64_t T_max);
+// router.strategy of r (NULL: the default, token choice) as the C enum; MOE_EINVAL naming the
+// field and the value for a number that is not a strategy (never a silent token choice).
+moe_status moe_layer_strategy_from_config(const struct Moe__RouterConfig *r,
+                                          moe_route_strategy *out);
 
 // Layer weights (and, with the same struct, their gradients).
 typedef struct {

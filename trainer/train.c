@@ -73,12 +73,13 @@ moe_status moe_train_eval(moe_model *m, const moe_data *d, const moe_comm *c, in
 // Registers every tensor of the model (params, Adam moments, balancing biases) with a checkpoint.
 moe_ckpt *moe_train_ckpt_register(moe_model *m) {
     moe_ckpt *ck = moe_ckpt_create();
-    static const char *kinds[3] = {"param", "adam_m", "adam_v"};
+    static const moe_ckpt_kind kinds[3] = {MOE_CKPT_KIND_PARAM, MOE_CKPT_KIND_ADAM_M,
+                                           MOE_CKPT_KIND_ADAM_V};
     float *fam[3] = {m->params, m->adam_m, m->adam_v};
     for (int k = 0; k < 3; k++)
         for (int i = 0; i < m->n_tensors; i++) {
             const moe_model_tensor *t = &m->tensors[i];
-            moe_ckpt_tensor ct = {.name = t->name, .kind = kinds[k], .layer = t->layer,
+            moe_ckpt_tensor ct = {.name = t->name, .kind = moe_ckpt_kind_name(kinds[k]), .layer = t->layer,
                                   .expert = t->expert, .ndim = t->ndim, .data = fam[k] + t->offset};
             ct.shape[0] = t->shape[0], ct.shape[1] = t->shape[1];
             ct.writer = t->expert < 0 ? m->lay.world_rank == 0 : m->lay.edp_rank == 0;
@@ -89,7 +90,7 @@ moe_ckpt *moe_train_ckpt_register(moe_model *m) {
         if (mi < 0) continue;
         char name[48];
         snprintf(name, sizeof name, "layers.%d.router.balance_bias", l);
-        moe_ckpt_tensor ct = {.name = name, .kind = "router_bias", .layer = l, .expert = -1,
+        moe_ckpt_tensor ct = {.name = name, .kind = moe_ckpt_kind_name(MOE_CKPT_KIND_ROUTER_BIAS), .layer = l, .expert = -1,
                               .ndim = 1, .data = m->balance_bias + (int64_t)mi * m->E,
                               .writer = m->lay.world_rank == 0};
         ct.shape[0] = m->E;

@@ -129,9 +129,9 @@ moe_status moe_ckpt_read_manifest(const char *dir, Moe__CheckpointManifest **out
         if (got != want)
             st = moe_set_error(MOE_ECORRUPT, "%s: CRC32C mismatch (manifest says 0x%08x, content "
                                "has 0x%08x)", path, want, got);
-        else if (m->format_version != 1)
-            st = moe_set_error(MOE_ECORRUPT, "%s: format_version %u, this binary reads 1", path,
-                               m->format_version);
+        else if (m->format_version != MOE_CKPT_FORMAT_VERSION)
+            st = moe_set_error(MOE_ECORRUPT, "%s: format_version %u, this binary reads %u", path,
+                               m->format_version, MOE_CKPT_FORMAT_VERSION);
     }
     free(buf);
     if (st != MOE_OK) {

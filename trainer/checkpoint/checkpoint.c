@@ -69,7 +69,7 @@ void moe_ckpt_add(moe_ckpt *ck, const moe_ckpt_tensor *t) {
         d->shape[k] = t->shape[k];
         MOE_ASSERT(!moe_mul_overflows_i64(d->numel, t->shape[k], &d->numel));
     }
-    MOE_ASSERT(d->numel <= INT64_MAX / 4);
+    MOE_ASSERT(d->numel <= INT64_MAX / MOE_CKPT_ELEM_BYTES);
 }
 
 // ---------------------------------------------------------------- agreement across ranks
@@ -170,7 +170,7 @@ static moe_status ck_write_tensors(const moe_ckpt *ck, const char *dir, const ch
     for (int i = 0; i < ck->n; i++) {
         const moe_ckpt_t *t = &ck->t[i];
         if (!t->writer || (t->expert >= 0) != expert_file) continue;
-        size_t bytes = (size_t)t->numel * sizeof(float);
+        size_t bytes = (size_t)t->numel * MOE_CKPT_ELEM_BYTES;
         if (ck_write_all(fd, t->data, bytes) != 0) {
             int e = errno;
             close(fd);
@@ -229,7 +229,7 @@ static moe_status ck_commit(const char *ckdir, const char *tmp, const char *fina
     m.config = (Moe__Config *)cfg;
     m.has_step = m.has_rng_state = m.has_data_cursor = m.has_world_size = m.has_ep_size = 1;
     m.has_format_version = 1;
-    m.format_version = 1;
+    m.format_version = MOE_CKPT_FORMAT_VERSION;
     m.step = st->step;
     m.rng_state = st->rng_state;
     m.data_cursor = st->data_cursor;
@@ -436,11 +436,12 @@ static moe_status ck_match(const moe_ckpt *ck, const Moe__CheckpointManifest *m,
                                  t->layer, t->expert);
         int same = e->n_shape == (size_t)t->ndim;
         for (int k = 0; same && k < t->ndim; k++) same = e->shape[k] == t->shape[k];
-        if (!same || e->bytes != (uint64_t)t->numel * 4)
+        if (!same || e->bytes != (uint64_t)t->numel * MOE_CKPT_ELEM_BYTES)
             return moe_set_error(MOE_EINVAL, "%s: tensor %s (%s, layer %d, expert %d) has %zu dims / "
                                  "%llu bytes in the checkpoint, the model expects %d dims / %lld bytes",
                                  dir, t->name, t->kind, t->layer, t->expert, e->n_shape,
-                                 (unsigned long long)e->bytes, t->ndim, (long long)t->numel * 4);
+                                 (unsigned long long)e->bytes, t->ndim,
+                                 (long long)t->numel * MOE_CKPT_ELEM_BYTES);
         const Moe__FileEntry *fe = NULL;
         for (size_t f = 0; f < m->n_files && !fe; f++)
             if (m->files[f]->name && e->file && !strcmp(m->files[f]->name, e->file)) fe = m->files[f];

@@ -91,14 +91,15 @@ moe_status moe_ep_layer_create(const moe_layer_params *p, moe_comm *c, const moe
                              "Fs=%lld: need F, T_max >= 1 and Fs >= 1 with shared experts",
                              (long long)p->F, (long long)p->T_max, p->n_shared, (long long)p->Fs);
     const int EP = in.ep_size, E = p->router.E, El = E / EP;
-    const int Kx = p->router.strategy == MOE_ROUTE_EXPERT_CHOICE ? E : p->router.K;
+    const moe_route_traits tr = moe_router_strategy_traits(p->router.strategy);
+    const int Kx = tr.by_token ? p->router.K : E;   // most pairs one token can have
     const int64_t T = p->T_max, D = p->router.D;
     const int64_t Rt = moe_router_max_rows(&p->router, T);
     // Expert-side pairs, worst case: every rank of the group sends all its pairs here, bounded
     // per expert by the capacity per group when there is one.
-    int64_t N = (int64_t)EP * (p->router.strategy == MOE_ROUTE_EXPERT_CHOICE ? Rt / EP : Rt);
+    int64_t N = (int64_t)EP * (tr.balanced ? Rt / EP : Rt);
     const int64_t G = moe_router_group(&p->router, T);
-    if (p->router.capacity_factor > 0 && p->router.strategy == MOE_ROUTE_TOKEN_CHOICE && G > 0) {
+    if (p->router.capacity_factor > 0 && !tr.balanced && G > 0) {
         int64_t capb = (int64_t)EP * ((T + G - 1) / G) * moe_router_capacity(&p->router, G) * El;
         N = capb < N ? capb : N;
     }
@@ -216,7 +217,7 @@ static moe_status ep_global_stats(moe_ep_layer *L, const moe_route_stats *ls) {
     // z: backward uses β/loss_T per token; the global mean divides by Tg, times W.
     pl->loss_T = Tg / W;
     for (int e = 0; e < E; e++) pl->aux_dscore[e] = 0;
-    if (rp->strategy == MOE_ROUTE_TOKEN_CHOICE) {
+    if (moe_router_strategy_traits(rp->strategy).aux_loss) {
         double aux = 0;
         for (int e = 0; e < E; e++) {
             double f = (double)gi[e] / (Tg * K);

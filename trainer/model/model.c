@@ -105,11 +105,12 @@ static moe_status moe_ffn_forward(moe_model *m, moe_model_ffn *f, float *y, cons
     const double Tg = (double)T * W;
     double aux = 0, sum = 0, sq = 0, mx = 0;
     const moe_router_params *rp = &f->p.router;
+    const int aux_on = moe_router_strategy_traits(rp->strategy).aux_loss;
     for (int e = 0; e < E; e++) {
         f->sel[e] = (int64_t)llround(r[e]);
         f->kept[e] = (int64_t)llround(r[E + e]);
         const double fi = r[e] / (Tg * K), Pi = r[2 * E + e] / Tg;
-        if (rp->strategy == MOE_ROUTE_TOKEN_CHOICE) {
+        if (aux_on) {
             aux += rp->aux_loss_coef * E * fi * Pi;
             // This rank's gradient is of W·L_aux (sync divides by W): α·E·f_i/T with T local.
             plan->aux_dscore[e] = (float)(rp->aux_loss_coef * E * fi / (double)T);
@@ -197,6 +198,21 @@ moe_model_layout moe_model_layout_of(const moe_comm *c) {
 moe_status moe_model_check(const Moe__Config *cfg) {
     const Moe__ModelConfig *mc = cfg->model;
     if (!mc) return moe_set_error(MOE_EINVAL, "config has no model section");
+    // Enum fields name a value (an unknown number is refused, never read as a default). The
+    // router's and model.activation are also mapped, with a check, by moe_layer_params_from_config.
+    moe_status st;
+    if ((st = moe_config_check_enum(&moe__model_config__norm__descriptor, (int)mc->norm,
+                                    "model.norm")) ||
+        (st = moe_config_check_enum(&moe__model_config__qk_norm__descriptor, (int)mc->qk_norm,
+                                    "model.qk_norm")) ||
+        (st = moe_config_check_enum(&moe__model_config__positions__descriptor, (int)mc->positions,
+                                    "model.positions")) ||
+        (st = moe_config_check_enum(&moe__model_config__activation__descriptor,
+                                    (int)mc->activation, "model.activation")))
+        return st;
+    if (cfg->train && (st = moe_config_check_enum(&moe__train_config__schedule__descriptor,
+                                                  (int)cfg->train->schedule, "train.schedule")))
+        return st; // read by moe_optim_schedule_from_config, which asserts it is known
     if (mc->norm != MOE__MODEL_CONFIG__NORM__rmsnorm)
         return moe_set_error(MOE_EINVAL, "model.norm = layernorm: moe train implements rmsnorm "
                              "only; set model.norm to \"rmsnorm\"");
