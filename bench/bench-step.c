@@ -86,7 +86,7 @@ int moe_bench_step(int argc, char **argv) {
     }
     moe_model_layout lay = moe_model_layout_of(c);
     const int64_t Bl = cfg->train->global_batch / W, S = cfg->train->seq_len;
-    if ((st = moe_train_agree(c, moe_model_create(cfg, &lay, c, Bl, &m)))) goto done;
+    if ((st = moe_comm_agree(c, moe_model_create(cfg, &lay, c, Bl, &m)))) goto done;
     tok = moe_xcalloc((size_t)(Bl * (S + 1)), sizeof(int32_t));
     uint64_t r = 88172645463325252ull ^ (uint64_t)lay.world_rank;
     for (int64_t i = 0; i < Bl * (S + 1); i++) {

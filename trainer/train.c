@@ -40,17 +40,6 @@ int moe_train_stop_requested(void) { return moe_stop_flag != 0; }
 
 // ---------------------------------------------------------------- helpers
 
-moe_status moe_train_agree(const moe_comm *c, moe_status st) {
-    if (!c || moe_comm_size(c, MOE_COMM_WORLD) == 1) return st;
-    int64_t v = st;
-    moe_status s = moe_comm_allreduce_i64(c, MOE_COMM_WORLD, &v, 1, MOE_COMM_MIN);
-    if (s) return s;
-    if (v != MOE_OK && st == MOE_OK)
-        return moe_set_error((moe_status)v, "another rank failed (%s); see its message",
-                             moe_status_str((moe_status)v));
-    return st;
-}
-
 moe_status moe_train_eval(moe_model *m, const moe_data *d, const moe_comm *c, int64_t global_batch,
                           int batches, int32_t *tokens, double *val) {
     const int rank = m->lay.world_rank, W = m->lay.world;
@@ -147,7 +136,7 @@ moe_status moe_train_open_data(const Moe__Config *cfg, const moe_comm *c, moe_da
             moe_comm_printf(c, "data.path unset: using the default corpus %s\n", corpus);
         }
     }
-    if ((st = moe_train_agree(c, st))) return st;
+    if ((st = moe_comm_agree(c, st))) return st;
     if (!path) {
         // A copy of the config pointing data.path at the corpus (pack + unpack = deep copy).
         size_t n = protobuf_c_message_get_packed_size(&cfg->base);
@@ -165,7 +154,7 @@ moe_status moe_train_open_data(const Moe__Config *cfg, const moe_comm *c, moe_da
     }
     st = moe_data_open_config(dcfg ? dcfg : cfg, out);
     if (dcfg) protobuf_c_message_free_unpacked(&dcfg->base, NULL);
-    return moe_train_agree(c, st);
+    return moe_comm_agree(c, st);
 }
 
 // ---------------------------------------------------------------- the loop
@@ -483,7 +472,7 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
         moe_comm_printf(c, "note: no validation split (data.val_fraction = 0, no data.val_path): "
                         "no validation loss\n");
     st = moe_model_create(cfg, &lay, c, Bl, &tr.m);
-    if ((st = moe_train_agree(c, st))) goto out;
+    if ((st = moe_comm_agree(c, st))) goto out;
     tr.ck = moe_train_ckpt_register(tr.m);
     tr.tokens = moe_xcalloc((size_t)(Bl * (tc->seq_len + 1)), sizeof(int32_t));
     tr.prev = moe_xalloc_aligned((size_t)tr.m->n_params * sizeof(float));
@@ -501,10 +490,10 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
         else snprintf(where, sizeof where, "%s", o->resume);
         moe_status rs = strcmp(o->resume, "latest") ? MOE_OK : moe_ckpt_resolve(where, dir, sizeof dir);
         if (rs == MOE_ECORRUPT) { // LATEST exists but is unreadable: never fall back to step 0
-            st = moe_train_agree(c, rs);
+            st = moe_comm_agree(c, rs);
             goto out;
         } else if (rs) { // no LATEST: a fresh start, unless checkpoints are there anyway
-            if ((st = moe_train_agree(c, moe_ckpt_check_fresh(cfg->out_dir)))) goto out;
+            if ((st = moe_comm_agree(c, moe_ckpt_check_fresh(cfg->out_dir)))) goto out;
             moe_comm_printf(c, "--resume latest: no checkpoint in %s yet; starting from step 0\n",
                             cfg->out_dir);
         } else {
@@ -512,12 +501,12 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
             st = moe_ckpt_load(tr.ck, c, where, cfg, &cs);
             if (st) goto out;
             start = cs.step;
-            if ((st = moe_train_agree(c, moe_ckpt_check_newer(cfg->out_dir, start)))) goto out;
+            if ((st = moe_comm_agree(c, moe_ckpt_check_newer(cfg->out_dir, start)))) goto out;
             moe_comm_printf(c, "resumed from %s at step %lld (written at world %d, ep %d; now "
                             "world %d, ep %d)\n", where, (long long)start, cs.world, cs.ep, W, lay.ep);
         }
     }
-    if (!(o && o->resume) && (st = moe_train_agree(c, moe_ckpt_check_fresh(cfg->out_dir)))) goto out;
+    if (!(o && o->resume) && (st = moe_comm_agree(c, moe_ckpt_check_fresh(cfg->out_dir)))) goto out;
     if (lay.world_rank == 0) {
         char mp[1100];
         snprintf(mp, sizeof mp, "%s/metrics.jsonl", cfg->out_dir);
@@ -526,7 +515,7 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
         if (!tr.metrics)
             st = moe_set_error(MOE_EIO, "%s: cannot open for writing (%s)", mp, strerror(errno));
     }
-    if ((st = moe_train_agree(c, st))) goto out;
+    if ((st = moe_comm_agree(c, st))) goto out;
     moe_params_report pr;
     if (moe_params_count(cfg, W, lay.ep, &pr) == MOE_OK)
         moe_comm_printf(c, "moe train: %s | %lld params (%lld active per token) | world %d, ep %d | "
@@ -544,7 +533,7 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
     }
     st = moe_train_loop(&tr, start, res);
     if (st == MOE_EINTR) goto out;
-    st = moe_train_agree(c, st);
+    st = moe_comm_agree(c, st);
 out:
     if (tr.metrics) fclose(tr.metrics);
     moe_ckpt_free(tr.ck);

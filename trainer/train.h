@@ -34,7 +34,6 @@ moe_status moe_train_eval(moe_model *m, const moe_data *d, const moe_comm *c, in
                           int batches, int32_t *tokens /* (Bl, S+1) */, double *val);
 moe_status moe_train_open_data(const Moe__Config *cfg, const moe_comm *c, moe_data **out);
 moe_ckpt *moe_train_ckpt_register(moe_model *m); // params, Adam m, v, balancing biases
-moe_status moe_train_agree(const moe_comm *c, moe_status st); // worst status over the world
 void moe_train_install_signals(void); // SIGUSR1, SIGTERM → stop flag (checked every step)
 int moe_train_stop_requested(void);
 
