@@ -1,0 +1,4 @@
+# tests/step.cmake: the one training step (label `train`): `moe bench step`'s path and the
+# trainer's moe_train_step give bit-identical losses and parameters on the same synthetic batch.
+moe_add_mpi_test(test_train_step SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_train_step.c
+  NP 1 2 LABELS train)
