@@ -40,12 +40,12 @@ static void moe_train_blas_threads(const moe_comm *c) {
     if (moe_comm_blas_threads(c, &n) == MOE_OK && n >= 1) openblas_set_num_threads(n);
 }
 
-// Prints the error once: config/layout errors (same on every rank) on rank 0, others on the rank
-// that failed (agreement messages only on rank 0).
+// Prints the error once: config/layout errors (same on every rank) and agreed ones
+// (moe_comm_agree: "rank R: ..." on every rank) on rank 0, others on the rank that failed.
 static void moe_train_report(const moe_comm *c, const char *cmd, moe_status st, int everywhere) {
     const char *msg = moe_last_error();
-    int rank = c ? moe_comm_rank(c, MOE_COMM_WORLD) : 0;
-    int agreed = !strncmp(msg, "another rank failed", 19);
+    int rank = c ? moe_comm_rank(c, MOE_COMM_WORLD) : 0, who = -1, n = 0;
+    int agreed = sscanf(msg, "rank %d: %n", &who, &n) == 1 && n > 0;
     if ((everywhere && !agreed) || rank == 0)
         fprintf(stderr, "[rank %d] moe %s: %s (%s)\n", rank, cmd, msg, moe_status_str(st));
 }
@@ -256,7 +256,7 @@ int moe_cmd_eval(int argc, char **argv) {
     }
     moe_model_layout lay = moe_model_layout_of(c);
     const int64_t Bl = cfg->train->global_batch / W;
-    st = moe_train_agree(c, moe_model_create(cfg, &lay, c, Bl, &m));
+    st = moe_comm_agree(c, moe_model_create(cfg, &lay, c, Bl, &m));
     if (st) {
         moe_train_report(c, "eval", st, 1);
         goto out;

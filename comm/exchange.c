@@ -244,7 +244,7 @@ moe_status moe_comm_exchange_counts(moe_comm_plan *pl, const int32_t *send_count
     if (local == MOE_OK && pl->pairs > pl->max_pairs)
         local = moe_set_error(MOE_EINVAL, "exchange counts: %lld (token, expert) pairs exceed %lld",
                               (long long)pl->pairs, (long long)pl->max_pairs);
-    moe_status st = moe_comm_agree(pl->comm, local, "moe_comm_exchange_counts");
+    moe_status st = moe_comm_agree_mpi(pl->comm, local);
     if (st != MOE_OK)
         return st;
     pl->send_rows = pl->send_off[pl->P];

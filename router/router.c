@@ -369,16 +369,8 @@ void moe_router_forward(const moe_router_params *p, moe_route_plan *pl, moe_rout
     stats->dropped = stats->selected - stats->kept;
     for (int64_t t = 0; t < T; t++)
         if (pl->tok_offsets[t + 1] == pl->tok_offsets[t]) stats->unrouted++;
-    double mean = (double)stats->selected / E, var = 0, mx = 0;
-    for (int e = 0; e < E; e++) {
-        double l = (double)pl->sel_counts[e];
-        mx = l > mx ? l : mx;
-        var += (l - mean) * (l - mean);
-    }
-    var /= E;
-    stats->max_over_mean = mean > 0 ? mx / mean : 0;
-    stats->cv = mean > 0 ? sqrt(var) / mean : 0;
-    stats->entropy = T > 0 ? entropy / (double)T : 0;
+    const moe_route_load ld = moe_route_load_stats(pl->sel_counts, E, entropy, (double)T);
+    stats->max_over_mean = ld.max_over_mean, stats->cv = ld.cv, stats->entropy = ld.entropy;
     stats->aux_loss = aux;
     stats->z_loss = zl;
 }

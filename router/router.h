@@ -145,11 +145,24 @@ typedef struct {
     int64_t dropped;           // selected − kept (token choice), 0 for expert choice
     int64_t unrouted;          // tokens with no kept pair
     double max_over_mean;      // max_i load_i / mean_i load_i, load = selected_per_expert
-    double cv;                 // population std / mean of the same loads
+    double cv;                 // population std / mean of the same loads (moe_route_load_stats)
     double entropy;            // mean_t −Σ_j q_tj ln q_tj, q = p (softmax) or p/Σp (sigmoid), nats
     double aux_loss;           // L_aux (0 for expert choice)
     double z_loss;             // L_z
 } moe_route_stats;
+
+// The load statistics every report of routing uses (the router, the expert-parallel layer and
+// the model's per-layer metrics all call this; docs/routing.md "Statistics"):
+//   load_i = selected_per_expert[i] (demand before capacity dropping), mean = Σ_i load_i / E,
+//   max_over_mean = max_i load_i / mean,
+//   cv = √( Σ_i (load_i − mean)² / E ) / mean   (population std, two passes: no cancellation),
+//   entropy = entropy_sum / tokens, entropy_sum = Σ_t −Σ_j q_tj ln q_tj (nats);
+// each 0 when its divisor is 0 (no load, no tokens). Pure.
+typedef struct {
+    double max_over_mean, cv, entropy;
+} moe_route_load;
+moe_route_load moe_route_load_stats(const int64_t *load /* (E) */, int E, double entropy_sum,
+                                    double tokens);
 
 // Router forward: gate GEMM, scoring, selection, capacity, plan, losses and stats.
 //   x (T, D), wg (D, E), bg (E) or NULL, balance_bias (E) or NULL (b; token-choice selection

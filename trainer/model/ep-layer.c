@@ -202,17 +202,9 @@ static moe_status ep_global_stats(moe_ep_layer *L, const moe_route_stats *ls) {
     s->tokens_per_expert = gi + E;
     s->unrouted = gi[2 * E + 1], s->selected = gi[2 * E + 2], s->kept = gi[2 * E + 3];
     s->dropped = s->selected - s->kept;
-    double mean = (double)s->selected / E, var = 0, mx = 0;
-    for (int e = 0; e < E; e++) {
-        double l = (double)gi[e];
-        mx = l > mx ? l : mx;
-        var += (l - mean) * (l - mean);
-    }
-    var /= E;
-    s->max_over_mean = mean > 0 ? mx / mean : 0;
-    s->cv = mean > 0 ? sqrt(var) / mean : 0;
+    const moe_route_load ld = moe_route_load_stats(gi, E, gd[E], Tg);
+    s->max_over_mean = ld.max_over_mean, s->cv = ld.cv, s->entropy = ld.entropy;
     if (Tg <= 0) return MOE_OK;
-    s->entropy = gd[E] / Tg;
     s->z_loss = rp->z_loss_coef * gd[E + 1] / Tg;
     // z: backward uses β/loss_T per token; the global mean divides by Tg, times W.
     pl->loss_T = Tg / W;

@@ -103,7 +103,7 @@ static moe_status moe_ffn_forward(moe_model *m, moe_model_ffn *f, float *y, cons
         if (s) return s;
     }
     const double Tg = (double)T * W;
-    double aux = 0, sum = 0, sq = 0, mx = 0;
+    double aux = 0;
     const moe_router_params *rp = &f->p.router;
     const int aux_on = moe_router_strategy_traits(rp->strategy).aux_loss;
     for (int e = 0; e < E; e++) {
@@ -115,19 +115,14 @@ static moe_status moe_ffn_forward(moe_model *m, moe_model_ffn *f, float *y, cons
             // This rank's gradient is of W·L_aux (sync divides by W): α·E·f_i/T with T local.
             plan->aux_dscore[e] = (float)(rp->aux_loss_coef * E * fi / (double)T);
         }
-        sum += r[e];
-        sq += r[e] * r[e];
-        if (r[e] > mx) mx = r[e];
     }
-    const double mean = sum / E, var = sq / E - mean * mean;
+    const moe_route_load ld = moe_route_load_stats(f->sel, E, r[3 * E + 2], Tg);
     st->selected = f->sel;
     st->kept = f->kept;
     st->tokens = (int64_t)Tg;
     st->dropped = (int64_t)llround(r[3 * E]);
     st->unrouted = (int64_t)llround(r[3 * E + 1]);
-    st->max_over_mean = mean > 0 ? mx / mean : 0;
-    st->cv = mean > 0 ? sqrt(var > 0 ? var : 0) / mean : 0;
-    st->entropy = r[3 * E + 2] / Tg;
+    st->max_over_mean = ld.max_over_mean, st->cv = ld.cv, st->entropy = ld.entropy;
     st->aux = aux;
     st->z = r[3 * E + 3] / Tg;
     return MOE_OK;
