@@ -1,9 +1,8 @@
 // model.c: assembly of the sparse transformer — the parameter table (dense region, then expert
 // slices keyed by global expert id), layout-independent initialisation, forward and backward.
-// The MoE FFN sits behind a small internal interface (moe_model_ffn): today the one-rank layer of
-// experts.h with its routing statistics made global by one all-reduce per layer (so EP = 1 at any
-// W is exact) for a single process without MPI, the distributed EP layer (ep-layer.h) whenever
-// there is a communicator; both behind the same four functions.
+// The MoE FFN sits behind a small internal interface (moe_model_ffn: create, free, forward,
+// backward): the expert-parallel layer (ep-layer.h) whenever there is a communicator (every
+// layout, EP = 1 included), the one-rank layer of experts.h only without one (W = 1, no MPI).
 #include "model.h"
 #include "config.h"
 #include "ep-layer.h"
@@ -21,7 +20,7 @@ struct moe_model_ffn {
     moe_layer_params p;
     moe_layer *one;       // one-rank layer (no communicator): all E experts on this rank
     moe_ep_layer *ep;     // the expert-parallel layer (with a communicator, any valid (W, EP))
-    double *red;          // (3E + 4) routing statistics reduced over the world
+    double *red;          // (3E + 4) one-rank path: the routing statistics as the metrics use them
     int64_t *sel, *kept;  // (E) global counts (the stats arrays point here)
 };
 
@@ -94,14 +93,9 @@ static moe_status moe_ffn_forward(moe_model *m, moe_model_ffn *f, float *y, cons
     r[3 * E + 1] = (double)rs.unrouted;
     r[3 * E + 2] = rs.entropy * (double)T;
     r[3 * E + 3] = rs.z_loss * (double)T;
+    // No communicator: one rank (moe_model_create), so the local statistics are the global ones.
     const int W = m->lay.world;
-    if (W > 1) {
-        double t0 = moe_comm_wtime();
-        moe_status s = moe_comm_allreduce_f64(m->comm, MOE_COMM_WORLD, r, (size_t)(3 * E + 4),
-                                              MOE_COMM_SUM);
-        *comm_seconds += moe_comm_wtime() - t0;
-        if (s) return s;
-    }
+    MOE_ASSERT_EQ(W, 1);
     const double Tg = (double)T * W;
     double aux = 0, sum = 0, sq = 0, mx = 0;
     const moe_router_params *rp = &f->p.router;
