@@ -88,18 +88,13 @@ uint8_t *moe_ckpt_pack_manifest(Moe__CheckpointManifest *m, size_t *len) {
     return moe_ckpt_pack(&m->base, len);
 }
 
+// A file the manifest needs: a missing one makes the checkpoint corrupt, not the machine.
 static moe_status ck_read_whole(const char *path, uint8_t **buf, size_t *len) {
-    *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return moe_set_error(errno == ENOENT ? MOE_ECORRUPT : MOE_EIO, "%s: %s", path,
-                                 errno == ENOENT ? "missing" : strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *buf = moe_xcalloc((size_t)(n > 0 ? n : 0) + 1, 1);
-    *len = n > 0 ? fread(*buf, 1, (size_t)n, f) : 0;
-    fclose(f);
-    return MOE_OK;
+    char *text = NULL;
+    moe_status st = moe_read_file(path, 0, &text, len);
+    if (st == MOE_EIO && errno == ENOENT) st = moe_set_error(MOE_ECORRUPT, "%s: missing", path);
+    *buf = (uint8_t *)text;
+    return st;
 }
 
 moe_status moe_ckpt_read_manifest(const char *dir, Moe__CheckpointManifest **out) {
