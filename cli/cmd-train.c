@@ -201,7 +201,7 @@ int moe_cmd_eval(int argc, char **argv) {
         return MOE_EXIT_FAILURE;
     }
     // The checkpoint's own config (every rank reads the manifest; it is small).
-    char dir[1200];
+    char dir[MOE_PATH_MAX];
     Moe__CheckpointManifest *man = NULL;
     Moe__Config *cfg = NULL;
     moe_model *m = NULL;

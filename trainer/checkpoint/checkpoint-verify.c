@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 // snprintf that the compiler does not second-guess: every caller's inputs are bounded by
-// CK_MAX_INPUT (checked at the API entry points) or the output is a message where cutting is fine.
+// MOE_DIR_MAX (moe_dir_check at the API entry points) or the output is a message where cutting is fine.
 int moe_ckpt_fmt(char *out, size_t cap, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -269,9 +269,8 @@ static moe_status ck_read_latest(const char *ckdir, char *dir, size_t cap) {
 }
 
 moe_status moe_ckpt_check_fresh(const char *out_dir) {
-    if (strlen(out_dir) > CK_MAX_INPUT)
-        return moe_set_error(MOE_EINVAL, "out_dir of %zu characters: at most %d", strlen(out_dir),
-                             CK_MAX_INPUT);
+    moe_status dst = moe_dir_check("out_dir", out_dir);
+    if (dst) return dst;
     char ckdir[MOE_PATH_MAX], p[MOE_PATH_MAX];
     moe_ckpt_fmt(ckdir, sizeof ckdir, "%s/checkpoints", out_dir);
     moe_ckpt_fmt(p, sizeof p, "%s/LATEST", ckdir);
@@ -295,9 +294,8 @@ moe_status moe_ckpt_check_fresh(const char *out_dir) {
 }
 
 moe_status moe_ckpt_check_newer(const char *out_dir, int64_t step) {
-    if (strlen(out_dir) > CK_MAX_INPUT)
-        return moe_set_error(MOE_EINVAL, "out_dir of %zu characters: at most %d", strlen(out_dir),
-                             CK_MAX_INPUT);
+    moe_status dst = moe_dir_check("out_dir", out_dir);
+    if (dst) return dst;
     char ckdir[MOE_PATH_MAX];
     moe_ckpt_fmt(ckdir, sizeof ckdir, "%s/checkpoints", out_dir);
     DIR *d = opendir(ckdir);
@@ -330,9 +328,8 @@ static int ck_try_latest(const char *d, char *dir, size_t cap, moe_status *st) {
 }
 
 moe_status moe_ckpt_resolve(const char *where, char *dir, size_t cap) {
-    if (strlen(where) > CK_MAX_INPUT)
-        return moe_set_error(MOE_EINVAL, "checkpoint path of %zu characters: at most %d",
-                             strlen(where), CK_MAX_INPUT);
+    moe_status dst = moe_dir_check("checkpoint path", where);
+    if (dst) return dst;
     char p[MOE_PATH_MAX], base[MOE_PATH_MAX];
     moe_ckpt_fmt(base, sizeof base, "%s", where);
     size_t L = strlen(base);
