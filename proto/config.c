@@ -58,6 +58,20 @@ void moe_config_free(Moe__Config *cfg) {
     if (cfg) protobuf_c_message_free_unpacked(&cfg->base, NULL);
 }
 
+ProtobufCMessage *moe_proto_copy(const ProtobufCMessage *m) {
+    const size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = moe_xcalloc(n + 1, 1);
+    MOE_ASSERT_EQ(protobuf_c_message_pack(m, buf), n);
+    ProtobufCMessage *out = protobuf_c_message_unpack(m->descriptor, NULL, n, buf);
+    free(buf);
+    MOE_ASSERT(out); // it packed, so it unpacks unless memory ran out
+    return out;
+}
+
+Moe__Config *moe_config_copy(const Moe__Config *cfg) {
+    return (Moe__Config *)moe_proto_copy(&cfg->base);
+}
+
 // Reads and parses; on success also returns the source text (for locating validation errors).
 static moe_status moe_config_read(const char *path, Moe__Config **out, char **text_out,
                                   size_t *len_out) {

@@ -148,13 +148,7 @@ moe_status moe_train_open_data(const Moe__Config *cfg, const moe_comm *c, moe_da
     }
     if ((st = moe_train_agree(c, st))) return st;
     if (!path) {
-        // A copy of the config pointing data.path at the corpus (pack + unpack = deep copy).
-        size_t n = protobuf_c_message_get_packed_size(&cfg->base);
-        uint8_t *buf = moe_xcalloc(n + 1, 1);
-        protobuf_c_message_pack(&cfg->base, buf);
-        dcfg = (Moe__Config *)protobuf_c_message_unpack(&moe__config__descriptor, NULL, n, buf);
-        free(buf);
-        MOE_ASSERT(dcfg);
+        dcfg = moe_config_copy(cfg); // pointing data.path at the corpus
         if (!dcfg->data) {
             dcfg->data = moe_xcalloc(1, sizeof *dcfg->data);
             moe__data_config__init(dcfg->data);
@@ -163,7 +157,7 @@ moe_status moe_train_open_data(const Moe__Config *cfg, const moe_comm *c, moe_da
         dcfg->data->path = moe_xstrdup(corpus);
     }
     st = moe_data_open_config(dcfg ? dcfg : cfg, out);
-    if (dcfg) protobuf_c_message_free_unpacked(&dcfg->base, NULL);
+    moe_config_free(dcfg);
     return moe_train_agree(c, st);
 }
 

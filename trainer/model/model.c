@@ -168,17 +168,6 @@ typedef struct {
 #define P(off) ((off) < 0 ? NULL : m->params + (off))
 #define G(off) ((off) < 0 ? NULL : m->grads + (off))
 
-// A deep copy of a message (pack + unpack: protobuf-c has no duplicate call).
-static ProtobufCMessage *moe_msg_dup(const ProtobufCMessage *msg) {
-    size_t n = protobuf_c_message_get_packed_size(msg);
-    uint8_t *buf = moe_xcalloc(n + 1, 1);
-    protobuf_c_message_pack(msg, buf);
-    ProtobufCMessage *out = protobuf_c_message_unpack(msg->descriptor, NULL, n, buf);
-    free(buf);
-    MOE_ASSERT(out);
-    return out;
-}
-
 moe_model_layout moe_model_layout_of(const moe_comm *c) {
     moe_model_layout l = {1, 0, 1, 0, 0};
     if (!c) return l;
@@ -472,11 +461,11 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
     moe_model *m = moe_xcalloc(1, sizeof *m);
     moe_model_priv *pv = moe_xcalloc(1, sizeof *pv);
     m->priv = pv;
-    m->mc = (Moe__ModelConfig *)moe_msg_dup(&mc->base);
+    m->mc = (Moe__ModelConfig *)moe_proto_copy(&mc->base);
     Moe__RouterConfig rdef;
     moe__router_config__init(&rdef);
     const Moe__RouterConfig *rc = cfg->router ? cfg->router : &rdef;
-    m->rc = (Moe__RouterConfig *)moe_msg_dup(&rc->base);
+    m->rc = (Moe__RouterConfig *)moe_proto_copy(&rc->base);
     m->lay = *lay;
     m->comm = comm;
     m->V = mc->vocab_size, m->D = mc->d_model, m->L = mc->n_layers, m->H = mc->n_heads;
