@@ -58,7 +58,7 @@ int moe_cmd_inspect(int argc, char **argv) {
         moe_inspect_usage(stderr);
         return MOE_EXIT_USAGE;
     }
-    char dir[4096];
+    char dir[MOE_PATH_MAX];
     moe_status st = moe_ckpt_resolve(where, dir, sizeof dir);
     if (st != MOE_OK) {
         fprintf(stderr, "moe inspect: %s\n", moe_last_error());

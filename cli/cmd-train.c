@@ -201,7 +201,7 @@ int moe_cmd_eval(int argc, char **argv) {
         return MOE_EXIT_FAILURE;
     }
     // The checkpoint's own config (every rank reads the manifest; it is small).
-    char dir[1200];
+    char dir[MOE_PATH_MAX];
     Moe__CheckpointManifest *man = NULL;
     Moe__Config *cfg = NULL;
     moe_model *m = NULL;
@@ -213,11 +213,7 @@ int moe_cmd_eval(int argc, char **argv) {
     if (!st && !man->config)
         st = moe_set_error(MOE_ECORRUPT, "%s: manifest has no config", dir);
     if (!st) {
-        size_t n = protobuf_c_message_get_packed_size(&man->config->base);
-        uint8_t *buf = moe_xcalloc(n + 1, 1);
-        protobuf_c_message_pack(&man->config->base, buf);
-        cfg = (Moe__Config *)protobuf_c_message_unpack(&moe__config__descriptor, NULL, n, buf);
-        free(buf);
+        cfg = moe_config_copy(man->config);
         Moe__Config *def = moe_config_new_default(); // fill absent sub-messages with defaults
 #define FILL(f) if (!cfg->f) { cfg->f = def->f; def->f = NULL; }
         FILL(model) FILL(router) FILL(train) FILL(parallel) FILL(data) FILL(lora)

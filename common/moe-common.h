@@ -108,6 +108,16 @@ static inline uint64_t moe_splitmix64_next(uint64_t *state) {
 // The one path-length limit: every path buffer of moe is MOE_PATH_MAX bytes, and a path that
 // would not fit is refused by the code that builds it (never truncated silently).
 #define MOE_PATH_MAX 4096
+// The longest directory moe writes files under (out_dir, a checkpoint, sweep or report directory):
+// the rest of MOE_PATH_MAX is room for the names moe appends (".../checkpoints/step_00000012/…").
+#define MOE_DIR_MAX (MOE_PATH_MAX - 296)
+
+// Formats a path into out (MOE_PATH_MAX bytes). A path that would not fit is refused, never cut:
+// MOE_EINVAL with a message naming `what` (e.g. "out_dir", "--resume"), the length and the limit.
+moe_status moe_path_fmt(char *out, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+// MOE_EINVAL, naming `what`, if dir is longer than MOE_DIR_MAX (see above); else MOE_OK.
+moe_status moe_dir_check(const char *what, const char *dir);
 
 // mkdir -p with mode 0755: 0 ok (also when it exists), -1 with errno set (ENAMETOOLONG past
 // MOE_PATH_MAX).

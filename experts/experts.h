@@ -13,9 +13,10 @@
 // if shared_expert_gate else 1. Backward ADDS into dx and every gradient; the router receives
 // dL/dw_te = dy_t·FFN_e(x_t) plus the aux and z loss gradients with coefficient 1.
 //
-// Split seam (for expert parallelism): moe_router_forward (plan) → moe_layer_permute (packed rows,
-// grouped by expert) → moe_experts_forward (per local expert block) → moe_layer_unpermute
-// (weighted combine into y); backward mirrors it. Each piece is usable on its own.
+// The pieces the expert-parallel layer (trainer/model/ep-layer.h) builds on: moe_router_forward
+// (the plan), moe_experts_forward / _backward (per local expert block) and the shared experts;
+// its permute and combine are comm/'s pack and unpack around the exchange. The one-rank layer
+// below is the plain reference it is tested against.
 #ifndef MOE_EXPERTS_H
 #define MOE_EXPERTS_H
 
@@ -178,11 +179,5 @@ typedef struct {
     moe_layer_phases fwd, bwd;
 } moe_layer_timing;
 const moe_layer_timing *moe_layer_timings(const moe_layer *L);
-
-// Seam helpers (used by the layer; the distributed layer will call them around the exchange).
-// permute: packed (R, D) written, packed[r] = x[row_token[r]].
-void moe_layer_permute(const moe_route_plan *plan, float *packed, const float *x, int64_t D);
-// unpermute: y (T, D) ADDED, y[t] += Σ_rows row_weight[r]·out[r] over the token's kept rows.
-void moe_layer_unpermute(const moe_route_plan *plan, float *y, const float *out, int64_t D);
 
 #endif

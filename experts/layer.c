@@ -244,12 +244,14 @@ const moe_route_plan *moe_layer_plan(const moe_layer *L) { return L->plan; }
 
 const moe_layer_timing *moe_layer_timings(const moe_layer *L) { return &L->timing; }
 
-void moe_layer_permute(const moe_route_plan *plan, float *packed, const float *x, int64_t D) {
+// packed (R, D) written, packed[r] = x[row_token[r]].
+static void moe_layer_permute(const moe_route_plan *plan, float *packed, const float *x, int64_t D) {
     for (int64_t r = 0; r < plan->n_rows; r++)
         memcpy(packed + r * D, x + (int64_t)plan->row_token[r] * D, (size_t)D * sizeof(float));
 }
 
-void moe_layer_unpermute(const moe_route_plan *plan, float *y, const float *out, int64_t D) {
+// y (T, D) ADDED, y[t] += Σ_rows row_weight[r]·out[r] over the token's kept rows.
+static void moe_layer_unpermute(const moe_route_plan *plan, float *y, const float *out, int64_t D) {
     for (int64_t t = 0; t < plan->T; t++) {
         float *yt = y + t * D;
         for (int64_t j = plan->tok_offsets[t]; j < plan->tok_offsets[t + 1]; j++) {

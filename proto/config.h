@@ -53,6 +53,12 @@ moe_status moe_config_check_enum(const ProtobufCEnumDescriptor *d, int v, const 
 
 void moe_config_free(Moe__Config *cfg);
 
+// A deep copy of any message (protobuf-c has no copy call: pack + unpack), owned by the caller:
+// free with protobuf_c_message_free_unpacked. Aborts on out of memory, like moe_xcalloc.
+ProtobufCMessage *moe_proto_copy(const ProtobufCMessage *m);
+// The same for a Config; free with moe_config_free.
+Moe__Config *moe_config_copy(const Moe__Config *cfg);
+
 // Reads a config from `path`, or from standard input when path is "-" (named "<stdin>" in
 // messages), then applies the `--set` overrides in order and validates against `world`.
 // The one call a subcommand needs; on error *out is NULL and moe_last_error() says why.

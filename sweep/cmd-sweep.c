@@ -74,7 +74,7 @@ static void moe_sweep_install(void) {
 // ---------------------------------------------------------------- run state
 
 static int64_t moe_metrics_last_step(const char *dir) {
-    char path[4200];
+    char path[MOE_PATH_MAX];
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
     FILE *f = fopen(path, "r");
     if (!f) return -1;
@@ -94,7 +94,7 @@ static int64_t moe_metrics_last_step(const char *dir) {
 typedef enum { MOE_RUN_NEW, MOE_RUN_RESUME, MOE_RUN_DONE } moe_run_state;
 
 static moe_run_state moe_sweep_state(const moe_sweep_run *r) {
-    char p[4200];
+    char p[MOE_PATH_MAX];
     snprintf(p, sizeof p, "%s/DONE", r->dir);
     if (moe_file_exists(p)) return MOE_RUN_DONE;
     if (moe_metrics_last_step(r->dir) >= r->cfg->train->steps) return MOE_RUN_DONE;
@@ -182,7 +182,7 @@ static moe_status moe_write_run_record(const moe_sweep *s, const moe_sweep_run *
     sr.n_set = (size_t)r->n_sets, sr.set = r->sets;
     sr.config = r->cfg;
     sr.sweep = s->sc->name;
-    char path[4200];
+    char path[MOE_PATH_MAX];
     snprintf(path, sizeof path, "%s/sweep-run.json", r->dir);
     return moe_write_msg(path, &sr.base);
 }
@@ -290,7 +290,7 @@ int moe_cmd_sweep(int argc, char **argv) {
             goto done;
         }
     }
-    char self[4096];
+    char self[MOE_PATH_MAX];
     ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
     if (sl <= 0) {
         fprintf(stderr, "moe sweep: cannot find this program's path (/proc/self/exe: %s)\n",
@@ -321,7 +321,7 @@ int moe_cmd_sweep(int argc, char **argv) {
         goto done;
     }
     // ------------------------------------------------ run
-    char p[4200];
+    char p[MOE_PATH_MAX];
     snprintf(p, sizeof p, "%s/runs", s->out_dir);
     if (moe_mkdir_p(p) != 0) {
         fprintf(stderr, "moe sweep: %s: cannot create (%s)\n", p, strerror(errno));
@@ -346,7 +346,7 @@ int moe_cmd_sweep(int argc, char **argv) {
             break;
         }
         const moe_run_state rs = moe_sweep_state(r);
-        char done_path[4200], log[4200];
+        char done_path[MOE_PATH_MAX], log[MOE_PATH_MAX];
         snprintf(done_path, sizeof done_path, "%s/DONE", r->dir);
         snprintf(log, sizeof log, "%s/train.log", r->dir);
         if (rs == MOE_RUN_DONE) {
@@ -426,7 +426,7 @@ done:
 
 // A run directory's position in its sweep (sweep-run.json "index"), INT32_MAX when unknown.
 static int32_t moe_run_index(const char *dir) {
-    char p[4200], *text;
+    char p[MOE_PATH_MAX], *text;
     size_t len;
     snprintf(p, sizeof p, "%s/sweep-run.json", dir);
     int32_t idx = INT32_MAX;
@@ -477,7 +477,7 @@ int moe_cmd_report(int argc, char **argv) {
             fprintf(stderr, "moe report: unknown option %s (see moe report --help)\n", a);
             goto done;
         }
-        char p[4200];
+        char p[MOE_PATH_MAX];
         snprintf(p, sizeof p, "%s/metrics.jsonl", a);
         int sweep_dir = 0;
         if (!moe_file_exists(p)) { // a sweep's output directory: its runs
@@ -488,9 +488,13 @@ int moe_cmd_report(int argc, char **argv) {
                 moe_dir_key *names = NULL;
                 int nn = 0, nc = 0;
                 for (struct dirent *e; (e = readdir(d));) {
-                    char mp[4600];
-                    snprintf(mp, sizeof mp, "%s/%s/metrics.jsonl", p, e->d_name);
-                    if (e->d_name[0] == '.' || !moe_file_exists(mp)) continue;
+                    char mp[MOE_PATH_MAX];
+                    if (e->d_name[0] == '.') continue;
+                    if (moe_path_fmt(mp, "run directory", "%s/%s/metrics.jsonl", p, e->d_name)) {
+                        fprintf(stderr, "moe report: skipped %s: %s\n", e->d_name, moe_last_error());
+                        continue;
+                    }
+                    if (!moe_file_exists(mp)) continue;
                     if (nn == nc) {
                         nc = nc ? 2 * nc : 16;
                         moe_dir_key *t = realloc(names, (size_t)nc * sizeof *t);
@@ -533,7 +537,7 @@ int moe_cmd_report(int argc, char **argv) {
             dirs[n] = moe_xcalloc(l, 1);
             memcpy(dirs[n++], a, l);
             if (!def_out) { // report/ next to the run directory
-                char tmp[4200];
+                char tmp[MOE_PATH_MAX];
                 snprintf(tmp, sizeof tmp, "%s", a);
                 size_t tl = strlen(tmp);
                 while (tl > 1 && tmp[tl - 1] == '/') tmp[--tl] = 0;

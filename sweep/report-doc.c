@@ -345,7 +345,7 @@ static void moe_images(const moe_report *rep, FILE *f, int html) {
 }
 
 static moe_status moe_open(const moe_report *rep, const char *name, FILE **f) {
-    char path[4200];
+    char path[MOE_PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", rep->out_dir, name);
     *f = fopen(path, "w");
     if (!*f) return moe_set_error(MOE_EIO, "%s: cannot write (%s)", path, strerror(errno));

@@ -181,7 +181,7 @@ static moe_status moe_sweep_load_base(moe_sweep *s, const char *path, const char
                                  "base_file is read from the sweep file's directory)",
                                  path, sc->base_file, s->base_path);
         }
-        char cwd[4096]; // absolute, so the command line names it unambiguously
+        char cwd[MOE_PATH_MAX]; // absolute, so the command line names it unambiguously
         if (s->base_path[0] != '/' && getcwd(cwd, sizeof cwd)) {
             char *abs = moe_aprintf("%s/%s", cwd, s->base_path);
             free(s->base_path);
@@ -360,8 +360,10 @@ moe_status moe_sweep_load(const char *path, const char *out_override, moe_sweep 
                                    path, s->runs[i].name);
                 goto fail;
             }
-    for (int i = 0; i < s->n_runs; i++)
-        if ((st = moe_sweep_check_run(s, &s->runs[i]))) goto fail;
+    for (int i = 0; i < s->n_runs; i++) // the run directory is the run's out_dir: it must fit
+        if ((st = moe_dir_check("run directory", s->runs[i].dir)) ||
+            (st = moe_sweep_check_run(s, &s->runs[i])))
+            goto fail;
     *out = s;
     return MOE_OK;
 fail:

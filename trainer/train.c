@@ -93,9 +93,8 @@ moe_ckpt *moe_train_ckpt_register(moe_model *m) {
 // before any file is written rather than at the first checkpoint.
 static moe_status moe_train_out_dir(const char *dir) {
     if (!dir || !dir[0]) return moe_set_error(MOE_EINVAL, "out_dir is empty; set out_dir");
-    if (strlen(dir) > 900)
-        return moe_set_error(MOE_EINVAL, "out_dir is %zu characters long (at most 900); choose a "
-                             "shorter path", strlen(dir));
+    moe_status st = moe_dir_check("out_dir", dir); // every path moe builds under it then fits
+    if (st) return st;
     if (moe_mkdir_p(dir) != 0)
         return moe_set_error(MOE_EIO, "out_dir %s: cannot create (%s); set out_dir to a writable "
                              "directory", dir, strerror(errno));
@@ -103,7 +102,7 @@ static moe_status moe_train_out_dir(const char *dir) {
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return moe_set_error(MOE_EIO, "out_dir %s: exists and is not a directory; remove it or set "
                              "out_dir to another path", dir);
-    char probe[1024];
+    char probe[MOE_PATH_MAX];
     snprintf(probe, sizeof probe, "%s/.moe-write-probe.%ld", dir, (long)getpid());
     int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0644);
     if (fd < 0)
@@ -121,7 +120,7 @@ moe_status moe_train_open_data(const Moe__Config *cfg, const moe_comm *c, moe_da
     const int rank = c ? moe_comm_rank(c, MOE_COMM_WORLD) : 0;
     moe_status st = MOE_OK;
     Moe__Config *dcfg = NULL;
-    char corpus[1024];
+    char corpus[MOE_PATH_MAX];
     const char *path = cfg->data && cfg->data->path && cfg->data->path[0] ? cfg->data->path : NULL;
     if (rank == 0) st = moe_train_out_dir(cfg->out_dir);
     if (!path && !st) {
@@ -139,22 +138,16 @@ moe_status moe_train_open_data(const Moe__Config *cfg, const moe_comm *c, moe_da
     }
     if ((st = moe_comm_agree(c, st))) return st;
     if (!path) {
-        // A copy of the config pointing data.path at the corpus (pack + unpack = deep copy).
-        size_t n = protobuf_c_message_get_packed_size(&cfg->base);
-        uint8_t *buf = moe_xcalloc(n + 1, 1);
-        protobuf_c_message_pack(&cfg->base, buf);
-        dcfg = (Moe__Config *)protobuf_c_message_unpack(&moe__config__descriptor, NULL, n, buf);
-        free(buf);
-        MOE_ASSERT(dcfg);
+        dcfg = moe_config_copy(cfg); // pointing data.path at the corpus
         if (!dcfg->data) {
             dcfg->data = moe_xcalloc(1, sizeof *dcfg->data);
             moe__data_config__init(dcfg->data);
         }
         free(dcfg->data->path);
-        dcfg->data->path = strdup(corpus);
+        dcfg->data->path = moe_xstrdup(corpus);
     }
     st = moe_data_open_config(dcfg ? dcfg : cfg, out);
-    if (dcfg) protobuf_c_message_free_unpacked(&dcfg->base, NULL);
+    moe_config_free(dcfg);
     return moe_comm_agree(c, st);
 }
 
@@ -189,7 +182,7 @@ static moe_status moe_train_save(moe_trainer *tr, int64_t step, const char *why)
     const moe_model *m = tr->m;
     moe_ckpt_state st = {.step = step, .rng_state = tr->cfg->train->seed,
                          .data_cursor = (uint64_t)step, .world = m->lay.world, .ep = m->lay.ep};
-    char path[1024] = "";
+    char path[MOE_PATH_MAX] = "";
     moe_status s = moe_ckpt_save(tr->ck, tr->c, tr->cfg->out_dir, tr->cfg, &st,
                                  tr->cfg->train->keep_checkpoints, path, sizeof path);
     if (s == MOE_OK) moe_comm_printf(tr->c, "checkpoint %s (%s)\n", path, why);
@@ -497,9 +490,8 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
 static void moe_train_trim_metrics(const char *path, int64_t start) {
     FILE *f = fopen(path, "r");
     if (!f) return;
-    char tmp[1200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *o = fopen(tmp, "w");
+    char tmp[MOE_PATH_MAX];
+    FILE *o = moe_path_fmt(tmp, "metrics", "%s.tmp", path) ? NULL : fopen(tmp, "w");
     if (!o) {
         fclose(f);
         return;
@@ -544,9 +536,10 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
     tr.kept = moe_xcalloc((size_t)(tr.m->n_moe + 1) * (size_t)(tr.m->E + 1), sizeof(int64_t));
     int64_t start = 0;
     if (o && o->resume) {
-        char where[1200], dir[1200];
+        char where[MOE_PATH_MAX], dir[MOE_PATH_MAX];
         if (!strcmp(o->resume, "latest")) snprintf(where, sizeof where, "%s/latest", cfg->out_dir);
-        else snprintf(where, sizeof where, "%s", o->resume);
+        else if ((st = moe_comm_agree(c, moe_path_fmt(where, "--resume", "%s", o->resume))))
+            goto out;
         moe_status rs = strcmp(o->resume, "latest") ? MOE_OK : moe_ckpt_resolve(where, dir, sizeof dir);
         if (rs == MOE_ECORRUPT) { // LATEST exists but is unreadable: never fall back to step 0
             st = moe_comm_agree(c, rs);
@@ -567,7 +560,7 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
     }
     if (!(o && o->resume) && (st = moe_comm_agree(c, moe_ckpt_check_fresh(cfg->out_dir)))) goto out;
     if (lay.world_rank == 0) {
-        char mp[1100];
+        char mp[MOE_PATH_MAX];
         snprintf(mp, sizeof mp, "%s/metrics.jsonl", cfg->out_dir);
         if (start > 0) moe_train_trim_metrics(mp, start);
         tr.metrics = fopen(mp, start > 0 ? "a" : "w");

@@ -302,9 +302,8 @@ moe_status moe_ckpt_save(moe_ckpt *ck, const moe_comm *c, const char *out_dir,
     const int W = c ? moe_comm_size(c, MOE_COMM_WORLD) : 1;
     const int rank = c ? moe_comm_rank(c, MOE_COMM_WORLD) : 0;
     char ckdir[MOE_PATH_MAX], final[MOE_PATH_MAX], final_name[64], tmp[MOE_PATH_MAX];
-    if (strlen(out_dir) > CK_MAX_INPUT) // same on every rank: no agreement needed
-        return moe_set_error(MOE_EINVAL, "out_dir of %zu characters: at most %d", strlen(out_dir),
-                             CK_MAX_INPUT);
+    moe_status dst = moe_dir_check("out_dir", out_dir); // same on every rank: no agreement needed
+    if (dst) return dst;
     moe_ckpt_fmt(ckdir, sizeof ckdir, "%s/checkpoints", out_dir);
     moe_ckpt_fmt(final_name, sizeof final_name, "step_%08lld", (long long)st->step);
     moe_ckpt_fmt(final, sizeof final, "%s/%s", ckdir, final_name);

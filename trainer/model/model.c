@@ -1,9 +1,8 @@
 // model.c: assembly of the sparse transformer — the parameter table (dense region, then expert
 // slices keyed by global expert id), layout-independent initialisation, forward and backward.
-// The MoE FFN sits behind a small internal interface (moe_model_ffn): today the one-rank layer of
-// experts.h with its routing statistics made global by one all-reduce per layer (so EP = 1 at any
-// W is exact) for a single process without MPI, the distributed EP layer (ep-layer.h) whenever
-// there is a communicator; both behind the same four functions.
+// The MoE FFN sits behind a small internal interface (moe_model_ffn: create, free, forward,
+// backward): the expert-parallel layer (ep-layer.h) whenever there is a communicator (every
+// layout, EP = 1 included), the one-rank layer of experts.h only without one (W = 1, no MPI).
 #include "model.h"
 #include "config.h"
 #include "ep-layer.h"
@@ -21,7 +20,7 @@ struct moe_model_ffn {
     moe_layer_params p;
     moe_layer *one;       // one-rank layer (no communicator): all E experts on this rank
     moe_ep_layer *ep;     // the expert-parallel layer (with a communicator, any valid (W, EP))
-    double *red;          // (3E + 4) routing statistics reduced over the world
+    double *red;          // (3E + 4) one-rank path: the routing statistics as the metrics use them
     int64_t *sel, *kept;  // (E) global counts (the stats arrays point here)
 };
 
@@ -94,14 +93,9 @@ static moe_status moe_ffn_forward(moe_model *m, moe_model_ffn *f, float *y, cons
     r[3 * E + 1] = (double)rs.unrouted;
     r[3 * E + 2] = rs.entropy * (double)T;
     r[3 * E + 3] = rs.z_loss * (double)T;
+    // No communicator: one rank (moe_model_create), so the local statistics are the global ones.
     const int W = m->lay.world;
-    if (W > 1) {
-        double t0 = moe_comm_wtime();
-        moe_status s = moe_comm_allreduce_f64(m->comm, MOE_COMM_WORLD, r, (size_t)(3 * E + 4),
-                                              MOE_COMM_SUM);
-        *comm_seconds += moe_comm_wtime() - t0;
-        if (s) return s;
-    }
+    MOE_ASSERT_EQ(W, 1);
     const double Tg = (double)T * W;
     double aux = 0;
     const moe_router_params *rp = &f->p.router;
@@ -169,17 +163,6 @@ typedef struct {
 
 #define P(off) ((off) < 0 ? NULL : m->params + (off))
 #define G(off) ((off) < 0 ? NULL : m->grads + (off))
-
-// A deep copy of a message (pack + unpack: protobuf-c has no duplicate call).
-static ProtobufCMessage *moe_msg_dup(const ProtobufCMessage *msg) {
-    size_t n = protobuf_c_message_get_packed_size(msg);
-    uint8_t *buf = moe_xcalloc(n + 1, 1);
-    protobuf_c_message_pack(msg, buf);
-    ProtobufCMessage *out = protobuf_c_message_unpack(msg->descriptor, NULL, n, buf);
-    free(buf);
-    MOE_ASSERT(out);
-    return out;
-}
 
 moe_model_layout moe_model_layout_of(const moe_comm *c) {
     moe_model_layout l = {1, 0, 1, 0, 0};
@@ -489,11 +472,11 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
     moe_model *m = moe_xcalloc(1, sizeof *m);
     moe_model_priv *pv = moe_xcalloc(1, sizeof *pv);
     m->priv = pv;
-    m->mc = (Moe__ModelConfig *)moe_msg_dup(&mc->base);
+    m->mc = (Moe__ModelConfig *)moe_proto_copy(&mc->base);
     Moe__RouterConfig rdef;
     moe__router_config__init(&rdef);
     const Moe__RouterConfig *rc = cfg->router ? cfg->router : &rdef;
-    m->rc = (Moe__RouterConfig *)moe_msg_dup(&rc->base);
+    m->rc = (Moe__RouterConfig *)moe_proto_copy(&rc->base);
     m->lay = *lay;
     m->comm = comm;
     m->V = mc->vocab_size, m->D = mc->d_model, m->L = mc->n_layers, m->H = mc->n_heads;
