@@ -71,6 +71,7 @@ void moe_args_usage(const moe_args_spec *s, FILE *f) {
     }
     for (int i = 0; i < s->n_opts; i++) {
         const moe_arg_opt *o = &s->opts[i];
+        if (!o->help) continue;
         const char *open = o->required ? "" : "[", *close = o->required ? "" : "]";
         if (o->kind == MOE_ARG_FLAG)
             snprintf(w, sizeof w, "%s%s%s", open, o->name, close);
@@ -161,6 +162,7 @@ void moe_args_help(const moe_args_spec *s, FILE *f) {
     }
     for (int i = 0; i < s->n_opts; i++) {
         const moe_arg_opt *o = &s->opts[i];
+        if (!o->help) continue;
         int n = 2 + (int)strlen(o->name) + 2;
         if (o->kind != MOE_ARG_FLAG) n += 1 + (int)strlen(moe_args_metavar(o, mv, sizeof mv));
         if (n <= MOE_ARGS_COL_MAX) hcol = n > hcol ? n : hcol;
@@ -178,6 +180,7 @@ void moe_args_help(const moe_args_spec *s, FILE *f) {
     fprintf(f, "\noptions:\n");
     for (int i = 0; i < s->n_opts; i++) {
         const moe_arg_opt *o = &s->opts[i];
+        if (!o->help) continue;
         if (o->kind == MOE_ARG_FLAG) snprintf(left, sizeof left, "%s", o->name);
         else snprintf(left, sizeof left, "%s %s", o->name, moe_args_metavar(o, mv, sizeof mv));
         moe_args_annotation(o, annot, sizeof annot);

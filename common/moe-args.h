@@ -44,7 +44,8 @@ typedef struct {
     moe_arg_kind kind;
     void *dst;
     const char *metavar;         // "N", "FILE", "a.b=v"; NULL: N (int), X (double), VALUE
-    const char *help;            // one or more lines ('\n' continues under the help column)
+    const char *help;            // one or more lines ('\n' continues under the help column);
+                                 // NULL: accepted but left out of usage and help (an alias)
     double lo, hi;               // MOE_ARG_INT / MOE_ARG_DOUBLE: accepted range, inclusive
     const char *const *choices;  // MOE_ARG_CHOICE: NULL-terminated
     int required;                // refuse the command line without it ("missing --checkpoint DIR")
