@@ -81,7 +81,7 @@ int moe_bench_layer_ep(int argc, char **argv) {
         MOE_OPT_INT("--experts", &E, "E", 1, big, "experts (EP = all ranks)"),
         MOE_OPT_INT("--topk", &K, "K", 1, big, "experts per token (at most E)"),
         MOE_OPT_INT("--chunks", &chunks, "C", 2, big, "chunks of the overlapped run"),
-        MOE_OPT_FLAG("--dedup", &dedup, "send a token once per destination rank"),
+        MOE_OPT_FLAG("--dedup", &dedup, "a token goes once per peer, fanned out on arrival"),
         MOE_OPT_INT("--iters", &iters, "N", 1, big, "timed iterations after 1 warmup"),
         MOE_OPT_INT("--sub-rows", &sub, "R", 1, big, "expert GEMM sub-block rows (default 256)"),
     };

@@ -350,8 +350,9 @@ int moe_args_parse_f(const moe_args_spec *s, int argc, char **argv, FILE *out, F
         take = take > max ? max : take;
         max_total = max_total > INT_MAX - max ? INT_MAX : max_total + max;
         if (take < p->min) {
-            fprintf(err, "%s: missing %s%s%s\n", s->cmd, p->name, p->help ? ": " : "",
-                    p->help ? p->help : "");
+            fprintf(err, "%s: missing %s%s", s->cmd, p->name, p->help ? " (" : "");
+            for (const char *h = p->help; h && *h; h++) fputc(*h == '\n' ? ' ' : *h, err);
+            fprintf(err, "%s\n", p->help ? ")" : "");
             rc = moe_args_refuse(s, err);
             break;
         }
