@@ -339,20 +339,23 @@ int moe_args_parse_f(const moe_args_spec *s, int argc, char **argv, FILE *out, F
             rc = moe_args_refuse(s, err);
         }
     }
-    // Positionals in order; each takes what it may while leaving the later ones their minimum.
+    // Positionals in order; each takes what it may while leaving the later ones their minimum
+    // (when there are too few, the first positional left short is named).
     int next = 0, max_total = 0;
     for (int k = 0; k < s->n_pos && rc == MOE_ARGS_RUN; k++) {
         const moe_arg_pos *p = &s->pos[k];
         int min_after = 0;
         for (int j = k + 1; j < s->n_pos; j++) min_after += s->pos[j].min;
-        int take = n_posv - next - min_after;
+        const int left = n_posv - next;
         const int max = p->kind == MOE_ARG_LIST ? (p->max > 0 ? p->max : INT_MAX) : 1;
+        int take = left - min_after;
         take = take > max ? max : take;
+        take = take < p->min && left >= p->min ? p->min : take; // a later one is the one missing
         max_total = max_total > INT_MAX - max ? INT_MAX : max_total + max;
         if (take < p->min) {
-            fprintf(err, "%s: missing %s%s", s->cmd, p->name, p->help ? " (" : "");
+            fprintf(err, "%s: missing %s%s", s->cmd, p->name, p->help ? ": " : "");
             for (const char *h = p->help; h && *h; h++) fputc(*h == '\n' ? ' ' : *h, err);
-            fprintf(err, "%s\n", p->help ? ")" : "");
+            fputc('\n', err);
             rc = moe_args_refuse(s, err);
             break;
         }
