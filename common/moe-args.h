@@ -32,7 +32,7 @@ typedef enum {
 } moe_arg_kind;
 
 // The values of a repeated option or of a positional taking several arguments (pointers into
-// argv). Allocated by moe_args_parse; moe_args_free releases it.
+// argv). Start it as {0}; moe_args_parse allocates it, moe_args_free releases it.
 typedef struct {
     const char **v;
     int n;
