@@ -46,11 +46,13 @@ int moe_bench_step(int argc, char **argv) {
         return MOE_EXIT_USAGE;
     }
     if (!path) path = config_opt;
-    const char **sets = set_args.v;
-    const int n_sets = set_args.n;
+    const char **sets = moe_xcalloc((size_t)set_args.n + 1, sizeof *sets);
+    int n_sets = 0;
+    for (int i = 0; i < set_args.n; i++) sets[n_sets++] = set_args.v[i];
+    moe_args_free(&spec);
     if (moe_comm_init(NULL, NULL)) {
         fprintf(stderr, "moe bench step: %s\n", moe_last_error());
-        moe_args_free(&spec);
+        free(sets);
         return MOE_EXIT_FAILURE;
     }
     moe_status st = MOE_OK;
@@ -146,7 +148,7 @@ int moe_bench_step(int argc, char **argv) {
 done:
     if (st) fprintf(stderr, "moe bench step: %s\n", moe_last_error());
     free(tok);
-    moe_args_free(&spec);
+    free(sets);
     moe_model_free(m);
     moe_config_free(cfg);
     moe_comm_free(c);
