@@ -6,18 +6,11 @@
 // all-reduces) and all-reduce (gradient sync and the step's agreed reduction).
 #include "config.h"
 #include "bench-impl.h"
+#include "moe-args.h"
 #include "train.h"
 
 #include <cblas.h>
 #include <string.h>
-
-static void moe_bench_step_usage(FILE *f) {
-    fprintf(f, "usage: moe bench step [--json] [--config FILE] [--set a.b=v]... [--steps N]\n"
-               "  Times N (default 10, after 2 warmup) training steps of the model in FILE (default:\n"
-               "  the examples/tiny-moe.json shape) at this launch's world size: run it alone and\n"
-               "  under mpirun -np 2 to compare. Synthetic tokens; parallel.ep_size from the config\n"
-               "  (default: all ranks in one EP group when n_experts allows).\n");
-}
 
 static const char *const moe_tiny_sets[] = {
     "name=tiny-moe", "model.vocab_size=256", "model.d_model=128", "model.n_layers=4",
@@ -111,25 +104,38 @@ static moe_status moe_bench_step_report(const Moe__Config *cfg, const moe_comm *
 
 int moe_bench_step(int argc, char **argv) {
     int json = 0, steps = 10;
-    const char *path = NULL;
-    const char **sets = moe_xcalloc((size_t)argc + 1, sizeof *sets);
-    int n_sets = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--config") && i + 1 < argc) path = argv[++i];
-        else if (!strcmp(argv[i], "--set") && i + 1 < argc) sets[n_sets++] = argv[++i];
-        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            moe_bench_step_usage(stdout);
-            free(sets);
-            return MOE_EXIT_OK;
-        } else {
-            moe_bench_step_usage(stderr);
-            free(sets);
-            return MOE_EXIT_USAGE;
-        }
+    const char *path = NULL, *config_opt = NULL;
+    moe_args_list set_args = {0};
+    const moe_arg_pos pos[] = {
+        {"CONFIG", MOE_ARG_STRING, &path, 0, 1,
+         "the model's config (default: the examples/tiny-moe.json shape,\n"
+         "built in)"},
+    };
+    const moe_arg_opt opts[] = {
+        MOE_OPT_FLAG("--json", &json, "one JSON object"),
+        MOE_OPT_LIST("--set", &set_args, "a.b=v", "override a config field (as moe config --set)"),
+        MOE_OPT_INT("--steps", &steps, "N", 1, 1 << 24, "timed steps after 2 warmup"),
+        MOE_OPT_STRING("--config", &config_opt, "FILE", "an alias of CONFIG (the older spelling)"),
+    };
+    const moe_args_spec spec = {
+        "moe bench step",
+        "Times N training steps of the model of CONFIG at this launch's world size: run it\n"
+        "alone and under mpirun -np 2 to compare. Synthetic tokens; parallel.ep_size from\n"
+        "the config (default: all ranks in one EP group when n_experts allows).",
+        pos, MOE_ARGS_N(pos), opts, MOE_ARGS_N(opts), NULL};
+    int pr = moe_args_parse(&spec, argc, argv);
+    if (pr != MOE_ARGS_RUN) return pr;
+    if (path && config_opt) {
+        fprintf(stderr, "moe bench step: CONFIG given twice ('%s' and --config %s)\n", path,
+                config_opt);
+        moe_args_free(&spec);
+        return MOE_EXIT_USAGE;
     }
-    if (steps < 1) steps = 1;
+    if (!path) path = config_opt;
+    const char **sets = moe_xcalloc((size_t)set_args.n + 1, sizeof *sets);
+    int n_sets = 0;
+    for (int i = 0; i < set_args.n; i++) sets[n_sets++] = set_args.v[i];
+    moe_args_free(&spec);
     if (moe_comm_init(NULL, NULL)) {
         fprintf(stderr, "moe bench step: %s\n", moe_last_error());
         free(sets);
