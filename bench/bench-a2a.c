@@ -3,42 +3,34 @@
 // the same buffers in the same run; best of N, slowest rank per iteration.
 #include "comm.h"
 #include "bench-impl.h"
+#include "moe-args.h"
 
 #include <string.h>
 
-static void moe_bench_a2a_usage(FILE *f) {
-    fprintf(f,
-            "usage: mpirun -np 2 moe bench a2a [--json] [--tokens T] [--dim D] [--topk K]\n"
-            "                                   [--experts E] [--iters N] [--chunks C]\n"
-            "                                   [--hierarchical] [--dedup]\n"
-            "  Times dispatch + combine of T tokens per rank (D floats per row, top-K of E experts,\n"
-            "  uniform random routing, EP = all ranks) through the exchange engine and a raw\n"
-            "  MPI_Alltoallv of the same bytes; prints both, ratio_to_raw = raw / engine time,\n"
-            "  bytes moved and GB/s. Defaults: T=4096 D=512 K=2 E=8 N=20 C=1.\n");
-}
-
 int moe_bench_a2a(int argc, char **argv) {
-    static const char cmd[] = "moe bench a2a";
     int json = 0, T = 4096, D = 512, K = 2, E = 8, iters = 20, chunks = 1, hier = 0, dedup = 0;
-    const moe_bench_opt opts[] = {
-        {"--json", &json, 0, 1},   {"--hierarchical", &hier, 0, 1}, {"--dedup", &dedup, 0, 1},
-        {"--tokens", &T, 1, 0},    {"--dim", &D, 1, 0},             {"--topk", &K, 1, 0},
-        {"--experts", &E, 1, 0},   {"--iters", &iters, 1, 0},       {"--chunks", &chunks, 1, 0},
+    const int big = 1 << 24;
+    const moe_arg_opt opts[] = {
+        MOE_OPT_FLAG("--json", &json, "one JSON object"),
+        MOE_OPT_INT("--tokens", &T, "T", 1, big, "tokens per rank"),
+        MOE_OPT_INT("--dim", &D, "D", 1, big, "floats per row"),
+        MOE_OPT_INT("--topk", &K, "K", 1, big, "experts per token (at most E)"),
+        MOE_OPT_INT("--experts", &E, "E", 1, big, "experts (EP = all ranks)"),
+        MOE_OPT_INT("--iters", &iters, "N", 1, big, "timed iterations after 2 warmup (best)"),
+        MOE_OPT_INT("--chunks", &chunks, "C", 1, big, "chunks of the exchange"),
+        MOE_OPT_FLAG("--hierarchical", &hier, "node-leader gather, leader all-to-all, scatter"),
+        MOE_OPT_FLAG("--dedup", &dedup, "a token goes once per peer, fanned out on arrival"),
     };
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            moe_bench_a2a_usage(stdout);
-            return MOE_EXIT_OK;
-        }
-        int r = moe_bench_take_opt(cmd, opts, (int)(sizeof opts / sizeof *opts), argc, argv, &i);
-        if (r < 0)
-            return MOE_EXIT_USAGE;
-        if (r == 0) {
-            fprintf(stderr, "%s: unknown option '%s'\n", cmd, argv[i]);
-            moe_bench_a2a_usage(stderr);
-            return MOE_EXIT_USAGE;
-        }
-    }
+    const moe_args_spec spec = {
+        "moe bench a2a",
+        "Run under MPI: mpirun -np 2 moe bench a2a [options]\n"
+        "Times dispatch + combine of T tokens per rank (D floats per row, top-K of E experts,\n"
+        "uniform random routing, EP = all ranks) through the exchange engine and a raw\n"
+        "MPI_Alltoallv of the same bytes; prints both, ratio_to_raw = raw / engine time,\n"
+        "bytes moved and GB/s.",
+        NULL, 0, opts, MOE_ARGS_N(opts), NULL};
+    int pr = moe_args_parse(&spec, argc, argv);
+    if (pr != MOE_ARGS_RUN) return pr;
     if (K > E) {
         fprintf(stderr, "moe bench a2a: --topk %d exceeds --experts %d\n", K, E);
         return MOE_EXIT_USAGE;

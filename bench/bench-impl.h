@@ -14,18 +14,6 @@ int moe_bench_layer_ep(int argc, char **argv);
 // Helpers of the benchmarks (bench/bench-util.c). cblas_sgemm 1024³ GFLOP/s, best of reps after
 // a warmup.
 double moe_sgemm_peak(int reps);
-// A benchmark's option: a flag (sets *dst = 1) or an integer in [lo, 2^24] read from the next
-// argument.
-typedef struct {
-    const char *name;
-    int *dst;
-    int lo;
-    int flag;
-} moe_bench_opt;
-// Matches argv[*i] against opts[0..n): 1 = taken (*i moved past its value), 0 = none of them,
-// -1 = a bad or missing value ("<cmd>: <opt> needs an integer >= lo, got '<v>'" on stderr).
-int moe_bench_take_opt(const char *cmd, const moe_bench_opt *opts, int n, int argc, char **argv,
-                       int *i);
 // Collective: a communicator whose one EP group is the whole world, for n_experts experts (the
 // world size is asked of a layout-free handle first); *W = the world size.
 moe_status moe_bench_comm_world_ep(int n_experts, moe_comm **out, int *W);

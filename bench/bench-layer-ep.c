@@ -4,25 +4,10 @@
 // Best of N iterations; GFLOP/s reported next to the cblas_sgemm peak measured in the same run.
 #include "ep-layer.h"
 #include "bench-impl.h"
+#include "moe-args.h"
 
 #include <cblas.h>
 #include <string.h>
-
-static void moe_bench_ep_usage(FILE *f) {
-    fprintf(f,
-            "usage: mpirun -np 2 moe bench layer --ep [--json] [--tokens T] [--dim D] [--ffn F]\n"
-            "                     [--experts E] [--topk K] [--chunks C] [--dedup] [--iters N]\n"
-            "                     [--sub-rows R]\n"
-            "  Times forward+backward of the expert-parallel MoE layer (EP = all ranks, GELU,\n"
-            "  softmax top-k, dropless, aux on) with T tokens per rank, once without overlap\n"
-            "  (1 chunk) and once with C chunks (expert compute on chunk c while chunk c+1 moves).\n"
-            "  Prints ms per step (slowest rank), exposed exchange time (of the busiest rank: the\n"
-            "  others also wait there for it, shown apart as load-imbalance wait) and its share,\n"
-            "  hidden_fraction = 1 - exposed exchange with overlap / exchange without overlap,\n"
-            "  GFLOP/s per rank (12·T·K·D·F per step) vs the sgemm 1024^3 peak of the same run.\n"
-            "  Defaults: T=4096 D=512 F=2048 E=8 K=2 C=8 N=3 (after 1 warmup); --sub-rows R: expert\n"
-            "  GEMM sub-block rows (default 256).\n");
-}
 
 typedef struct {
     double step, fwd;                  // seconds, the slowest rank of the best iteration
@@ -83,28 +68,36 @@ static moe_status moe_bench_ep_run(moe_comm *c, const moe_layer_params *p, int n
 }
 
 int moe_bench_layer_ep(int argc, char **argv) {
-    static const char cmd[] = "moe bench layer --ep";
     int json = 0, T = 4096, D = 512, F = 2048, E = 8, K = 2, chunks = 8, iters = 3, dedup = 0;
-    int sub = 0;
+    int sub = 0;  // 0: the layer's default (256)
     int ep = 0;   // --ep itself (it brought us here)
-    const moe_bench_opt opts[] = {
-        {"--ep", &ep, 0, 1},        {"--json", &json, 0, 1},     {"--dedup", &dedup, 0, 1},
-        {"--tokens", &T, 1, 0},     {"--dim", &D, 1, 0},         {"--ffn", &F, 1, 0},
-        {"--experts", &E, 1, 0},    {"--topk", &K, 1, 0},        {"--chunks", &chunks, 2, 0},
-        {"--sub-rows", &sub, 1, 0}, {"--iters", &iters, 1, 0},
+    const int big = 1 << 24;
+    const moe_arg_opt opts[] = {
+        MOE_OPT_FLAG("--ep", &ep, NULL), // in the command's name
+        MOE_OPT_FLAG("--json", &json, "one JSON object"),
+        MOE_OPT_INT("--tokens", &T, "T", 1, big, "tokens per rank"),
+        MOE_OPT_INT("--dim", &D, "D", 1, big, "model dimension"),
+        MOE_OPT_INT("--ffn", &F, "F", 1, big, "expert hidden dimension"),
+        MOE_OPT_INT("--experts", &E, "E", 1, big, "experts (EP = all ranks)"),
+        MOE_OPT_INT("--topk", &K, "K", 1, big, "experts per token (at most E)"),
+        MOE_OPT_INT("--chunks", &chunks, "C", 2, big, "chunks of the overlapped run"),
+        MOE_OPT_FLAG("--dedup", &dedup, "a token goes once per peer, fanned out on arrival"),
+        MOE_OPT_INT("--iters", &iters, "N", 1, big, "timed iterations after 1 warmup"),
+        MOE_OPT_INT("--sub-rows", &sub, "R", 1, big, "expert GEMM sub-block rows (default 256)"),
     };
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            moe_bench_ep_usage(stdout);
-            return MOE_EXIT_OK;
-        }
-        int r = moe_bench_take_opt(cmd, opts, (int)(sizeof opts / sizeof *opts), argc, argv, &i);
-        if (r == 0) fprintf(stderr, "%s: unknown option '%s'\n", cmd, argv[i]);
-        if (r <= 0) {
-            moe_bench_ep_usage(stderr);
-            return MOE_EXIT_USAGE;
-        }
-    }
+    const moe_args_spec spec = {
+        "moe bench layer --ep",
+        "Run under MPI: mpirun -np 2 moe bench layer --ep [options]\n"
+        "Times forward+backward of the expert-parallel MoE layer (EP = all ranks, GELU,\n"
+        "softmax top-k, dropless, aux on) with T tokens per rank, once without overlap\n"
+        "(1 chunk) and once with C chunks (expert compute on chunk c while chunk c+1 moves).\n"
+        "Prints ms per step (slowest rank), exposed exchange time (of the busiest rank: the\n"
+        "others also wait there for it, shown apart as load-imbalance wait) and its share,\n"
+        "hidden_fraction = 1 - exposed exchange with overlap / exchange without overlap,\n"
+        "GFLOP/s per rank (12·T·K·D·F per step) vs the sgemm 1024^3 peak of the same run.",
+        NULL, 0, opts, MOE_ARGS_N(opts), NULL};
+    int pr = moe_args_parse(&spec, argc, argv);
+    if (pr != MOE_ARGS_RUN) return pr;
     if (K > E) {
         fprintf(stderr, "moe bench layer --ep: --topk %d exceeds --experts %d\n", K, E);
         return MOE_EXIT_USAGE;

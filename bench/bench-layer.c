@@ -3,6 +3,7 @@
 // `--ep` hands over to the expert-parallel layer's benchmark (bench-layer-ep.c).
 #include "bench-impl.h"
 #include "experts.h"
+#include "moe-args.h"
 
 #include <string.h>
 #include <sys/resource.h>
@@ -18,43 +19,30 @@ static const moe_layer_shape moe_layer_shapes[] = {
     {"fine", 8192, 256, 1024, 64, 2},
 };
 
-static void moe_bench_layer_usage(FILE *f) {
-    fprintf(f, "usage: moe bench layer [--json] [--shape coarse|fine] [--warmup N] [--iters N]\n"
-               "  Times forward+backward of one MoE layer on one rank (GELU, softmax top-k,\n"
-               "  dropless) and prints useful GFLOP/s (12·T·k·D·F per step), the cblas_sgemm\n"
-               "  1024³ peak measured in the same run, their ratio and the peak RSS.\n"
-               "  shapes: coarse T=4096 D=512 F=2048 E=8 k=2; fine T=8192 D=256 F=1024 E=64 k=2\n"
-               "  defaults: both shapes, --warmup 1 --iters 4 (best iteration reported).\n"
-               "  One BLAS thread unless OPENBLAS_NUM_THREADS is set.\n"
-               "  --ep: the expert-parallel layer instead (mpirun -np 2 moe bench layer --ep --help)\n");
-}
+static const char *const moe_layer_shape_names[] = {"coarse", "fine", NULL};
 
 int moe_bench_layer(int argc, char **argv) {
-    int json = 0, warmup = 1, iters = 4;
+    if (moe_args_has_flag(argc, argv, "--ep")) return moe_bench_layer_ep(argc, argv); // bench-layer-ep.c
+    int json = 0, warmup = 1, iters = 4, ep = 0;
     const char *only = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--ep")) return moe_bench_layer_ep(argc, argv);   // bench-layer-ep.c
-        if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--shape") && i + 1 < argc) only = argv[++i];
-        else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            moe_bench_layer_usage(stdout);
-            return MOE_EXIT_OK;
-        } else {
-            fprintf(stderr, "moe bench layer: unknown option '%s'\n", argv[i]);
-            moe_bench_layer_usage(stderr);
-            return MOE_EXIT_USAGE;
-        }
-    }
-    if (iters < 1 || warmup < 0) {
-        fprintf(stderr, "moe bench layer: --iters must be >= 1 and --warmup >= 0\n");
-        return MOE_EXIT_USAGE;
-    }
-    if (only && strcmp(only, "coarse") && strcmp(only, "fine")) {
-        fprintf(stderr, "moe bench layer: --shape must be coarse or fine, got '%s'\n", only);
-        return MOE_EXIT_USAGE;
-    }
+    const moe_arg_opt opts[] = {
+        MOE_OPT_FLAG("--json", &json, "one JSON object per shape"),
+        MOE_OPT_CHOICE("--shape", &only, moe_layer_shape_names, "only this shape (default: both)"),
+        MOE_OPT_INT("--warmup", &warmup, "N", 0, 1 << 24, "untimed iterations first"),
+        MOE_OPT_INT("--iters", &iters, "N", 1, 1 << 24, "timed iterations (the best is reported)"),
+        MOE_OPT_FLAG("--ep", &ep, "the expert-parallel layer instead\n"
+                                  "(mpirun -np 2 moe bench layer --ep --help)"),
+    };
+    const moe_args_spec spec = {
+        "moe bench layer",
+        "Times forward+backward of one MoE layer on one rank (GELU, softmax top-k,\n"
+        "dropless) and prints useful GFLOP/s (12·T·k·D·F per step), the cblas_sgemm\n"
+        "1024³ peak measured in the same run, their ratio and the peak RSS.\n"
+        "shapes: coarse T=4096 D=512 F=2048 E=8 k=2; fine T=8192 D=256 F=1024 E=64 k=2\n"
+        "One BLAS thread unless OPENBLAS_NUM_THREADS is set.",
+        NULL, 0, opts, MOE_ARGS_N(opts), NULL};
+    int pr = moe_args_parse(&spec, argc, argv);
+    if (pr != MOE_ARGS_RUN) return pr;
     moe_bench_threads();
     // Other processes may share the cores: the peak is the best of several measurements spread
     // over the run (before each shape), so the ratio is not flattered by a slow peak sample.

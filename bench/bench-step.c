@@ -1,21 +1,16 @@
-// bench-step.c: `moe bench step` — whole training steps (forward, backward, gradient sync,
-// AdamW) of a model (default: the shape of examples/tiny-moe.json, built in) on the world it is
-// launched at, on synthetic tokens so no data file is needed. Reports tokens/s and the shares of
-// compute, exchange (MoE all-to-alls and routing-statistics all-reduces) and gradient all-reduce.
+// bench-step.c: `moe bench step` — whole training steps of a model (default: the shape of
+// examples/tiny-moe.json, built in) on the world it is launched at, on synthetic tokens so no data
+// file is needed. The step timed is moe_train_step itself (trainer/train.h: the step of `moe
+// train`, with its LR schedule, clipping, non-finite check and bias update), never a copy. Reports
+// tokens/s and the shares of compute, exchange (MoE all-to-alls and routing-statistics
+// all-reduces) and all-reduce (gradient sync and the step's agreed reduction).
 #include "config.h"
 #include "bench-impl.h"
+#include "moe-args.h"
 #include "train.h"
 
 #include <cblas.h>
 #include <string.h>
-
-static void moe_bench_step_usage(FILE *f) {
-    fprintf(f, "usage: moe bench step [--json] [--config FILE] [--set a.b=v]... [--steps N]\n"
-               "  Times N (default 10, after 2 warmup) training steps of the model in FILE (default:\n"
-               "  the examples/tiny-moe.json shape) at this launch's world size: run it alone and\n"
-               "  under mpirun -np 2 to compare. Synthetic tokens; parallel.ep_size from the config\n"
-               "  (default: all ranks in one EP group when n_experts allows).\n");
-}
 
 static const char *const moe_tiny_sets[] = {
     "name=tiny-moe", "model.vocab_size=256", "model.d_model=128", "model.n_layers=4",
@@ -23,27 +18,124 @@ static const char *const moe_tiny_sets[] = {
     "model.expert_d_ff=256", "model.first_dense_layers=1", "train.global_batch=16",
     "train.seq_len=64"};
 
-int moe_bench_step(int argc, char **argv) {
-    int json = 0, steps = 10;
-    const char *path = NULL;
-    const char **sets = moe_xcalloc((size_t)argc + 1, sizeof *sets);
-    int n_sets = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--config") && i + 1 < argc) path = argv[++i];
-        else if (!strcmp(argv[i], "--set") && i + 1 < argc) sets[n_sets++] = argv[++i];
-        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            moe_bench_step_usage(stdout);
-            free(sets);
-            return MOE_EXIT_OK;
-        } else {
-            moe_bench_step_usage(stderr);
-            free(sets);
-            return MOE_EXIT_USAGE;
+void moe_bench_step_tokens(int32_t *tok, int64_t n, int V, int world_rank) {
+    uint64_t r = 88172645463325252ull ^ (uint64_t)world_rank;
+    for (int64_t i = 0; i < n; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        tok[i] = (int32_t)(r % (uint64_t)V);
+    }
+}
+
+static uint64_t moe_bench_fnv1a(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+moe_status moe_bench_step_run(const Moe__Config *cfg, const moe_comm *c, int warmup, int steps,
+                              double *losses, moe_bench_step_times *out) {
+    memset(out, 0, sizeof *out);
+    const moe_model_layout lay = moe_model_layout_of(c);
+    const int W = lay.world;
+    if (cfg->train->global_batch % W)
+        return moe_set_error(MOE_ELAYOUT, "train.global_batch %d not divisible by %d ranks",
+                             cfg->train->global_batch, W);
+    const int64_t Bl = cfg->train->global_batch / W, S = cfg->train->seq_len;
+    moe_model *m = NULL;
+    moe_train_step_state *ss = NULL;
+    int32_t *tok = NULL;
+    moe_status st = moe_comm_agree(c, moe_model_create(cfg, &lay, c, Bl, &m));
+    if (st) return st;
+    if ((st = moe_train_step_create(cfg, c, m, &ss))) goto done;
+    tok = moe_xcalloc((size_t)(Bl * (S + 1)), sizeof(int32_t));
+    moe_bench_step_tokens(tok, Bl * (S + 1), m->V, lay.world_rank);
+    for (int it = 0; it < warmup + steps; it++) {
+        if (c && (st = moe_comm_barrier(c, MOE_COMM_WORLD))) break;
+        moe_train_step_result r;
+        if ((st = moe_train_step(ss, tok, it, &r))) break;
+        if (losses) losses[it] = r.loss;
+        if (it >= warmup) {
+            out->seconds += r.step_seconds;
+            out->exchange_seconds += r.exchange_seconds;
+            out->allreduce_seconds += r.allreduce_seconds;
         }
     }
-    if (steps < 1) steps = 1;
+    uint64_t h = 14695981039346656037ull;
+    h = moe_bench_fnv1a(h, m->params, (size_t)m->n_params * sizeof(float));
+    h = moe_bench_fnv1a(h, m->balance_bias, (size_t)m->n_moe * (size_t)m->E * sizeof(float));
+    out->param_hash = h;
+done:
+    free(tok);
+    moe_train_step_free(ss);
+    moe_model_free(m);
+    return st;
+}
+
+// The timed part of `moe bench step`: 2 warmup steps, `steps` timed ones, the report (rank 0).
+static moe_status moe_bench_step_report(const Moe__Config *cfg, const moe_comm *c, int steps,
+                                        int json) {
+    moe_bench_step_times t;
+    moe_status st = moe_bench_step_run(cfg, c, 2, steps, NULL, &t);
+    if (st) return st;
+    const int W = moe_comm_size(c, MOE_COMM_WORLD), ep = moe_comm_size(c, MOE_COMM_EP);
+    const int64_t S = cfg->train->seq_len;
+    // Rank 0's view; the slowest rank decides the step, so take the max of the totals.
+    double v[3] = {t.seconds, t.exchange_seconds, t.allreduce_seconds};
+    if ((st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, v, 3, MOE_COMM_MAX))) return st;
+    const double tps = (double)cfg->train->global_batch * S * steps / v[0];
+    const double sh_ex = v[1] / v[0], sh_red = v[2] / v[0];
+    const double sh_cmp = 1.0 - sh_ex - sh_red > 0 ? 1.0 - sh_ex - sh_red : 0;
+    if (json)
+        moe_comm_printf(c, "{\"bench\":\"step\",\"model\":\"%s\",\"world\":%d,\"ep\":%d,"
+                        "\"tokens_per_step\":%lld,\"steps\":%d,\"step_seconds\":%.6f,"
+                        "\"tokens_per_s\":%.1f,\"compute_share\":%.4f,\"exchange_share\":%.4f,"
+                        "\"allreduce_share\":%.4f}\n", cfg->name ? cfg->name : "model", W,
+                        ep, (long long)(cfg->train->global_batch * S), steps, v[0] / steps,
+                        tps, sh_cmp, sh_ex, sh_red);
+    else
+        moe_comm_printf(c, "moe bench step: %s, world %d, ep %d, %d x %lld tokens per step\n"
+                        "  %.1f ms/step, %.0f tokens/s | compute %.0f%%, exchange %.0f%%, "
+                        "grad all-reduce %.0f%% (max over ranks, %d steps after 2 warmup)\n",
+                        cfg->name ? cfg->name : "model", W, ep, cfg->train->global_batch,
+                        (long long)S, 1e3 * v[0] / steps, tps, 100 * sh_cmp, 100 * sh_ex,
+                        100 * sh_red, steps);
+    return MOE_OK;
+}
+
+int moe_bench_step(int argc, char **argv) {
+    int json = 0, steps = 10;
+    const char *path = NULL, *config_opt = NULL;
+    moe_args_list set_args = {0};
+    const moe_arg_pos pos[] = {
+        {"CONFIG", MOE_ARG_STRING, &path, 0, 1,
+         "the model's config (default: the examples/tiny-moe.json shape,\n"
+         "built in)"},
+    };
+    const moe_arg_opt opts[] = {
+        MOE_OPT_FLAG("--json", &json, "one JSON object"),
+        MOE_OPT_LIST("--set", &set_args, "a.b=v", "override a config field (as moe config --set)"),
+        MOE_OPT_INT("--steps", &steps, "N", 1, 1 << 24, "timed steps after 2 warmup"),
+        MOE_OPT_STRING("--config", &config_opt, "FILE", "an alias of CONFIG (the older spelling)"),
+    };
+    const moe_args_spec spec = {
+        "moe bench step",
+        "Times N training steps of the model of CONFIG at this launch's world size: run it\n"
+        "alone and under mpirun -np 2 to compare. Synthetic tokens; parallel.ep_size from\n"
+        "the config (default: all ranks in one EP group when n_experts allows).",
+        pos, MOE_ARGS_N(pos), opts, MOE_ARGS_N(opts), NULL};
+    int pr = moe_args_parse(&spec, argc, argv);
+    if (pr != MOE_ARGS_RUN) return pr;
+    if (path && config_opt) {
+        fprintf(stderr, "moe bench step: CONFIG given twice ('%s' and --config %s)\n", path,
+                config_opt);
+        moe_args_free(&spec);
+        return MOE_EXIT_USAGE;
+    }
+    if (!path) path = config_opt;
+    const char **sets = moe_xcalloc((size_t)set_args.n + 1, sizeof *sets);
+    int n_sets = 0;
+    for (int i = 0; i < set_args.n; i++) sets[n_sets++] = set_args.v[i];
+    moe_args_free(&spec);
     if (moe_comm_init(NULL, NULL)) {
         fprintf(stderr, "moe bench step: %s\n", moe_last_error());
         free(sets);
@@ -52,8 +144,6 @@ int moe_bench_step(int argc, char **argv) {
     moe_status st = MOE_OK;
     Moe__Config *cfg = NULL;
     moe_comm *c = NULL;
-    moe_model *m = NULL;
-    int32_t *tok = NULL;
     // World size first (a plain world), then the EP layout of the config.
     moe_comm_params p0 = {.ep_size = 1, .quiet = 1};
     if ((st = moe_comm_create(&p0, &c))) goto done;
@@ -84,66 +174,10 @@ int moe_bench_step(int argc, char **argv) {
         int n = 1;
         if (moe_comm_blas_threads(c, &n) == MOE_OK) openblas_set_num_threads(n);
     }
-    moe_model_layout lay = moe_model_layout_of(c);
-    const int64_t Bl = cfg->train->global_batch / W, S = cfg->train->seq_len;
-    if ((st = moe_train_agree(c, moe_model_create(cfg, &lay, c, Bl, &m)))) goto done;
-    tok = moe_xcalloc((size_t)(Bl * (S + 1)), sizeof(int32_t));
-    uint64_t r = 88172645463325252ull ^ (uint64_t)lay.world_rank;
-    for (int64_t i = 0; i < Bl * (S + 1); i++) {
-        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
-        tok[i] = (int32_t)(r % (uint64_t)m->V);
-    }
-    const moe_adamw_params ap = moe_optim_adamw_from_config(cfg->train);
-    double t_total = 0, t_exch = 0, t_red = 0;
-    for (int it = 0; it < steps + 2; it++) {
-        moe_comm_barrier(c, MOE_COMM_WORLD);
-        double t0 = moe_comm_wtime();
-        moe_model_loss lo;
-        moe_model_zero_grads(m);
-        if ((st = moe_model_forward(m, tok, 1, 1, it, lay.world_rank * m->T, &lo))) goto done;
-        if ((st = moe_model_backward(m))) goto done;
-        double ex = moe_model_exchange_seconds(m), t1 = moe_comm_wtime();
-        if (W > 1) {
-            if ((st = moe_comm_sync_grads(c, MOE_COMM_GRAD_DENSE, m->grads, (size_t)m->n_dense)))
-                goto done;
-            if ((st = moe_comm_sync_grads(c, MOE_COMM_GRAD_EXPERT, m->grads + m->n_dense,
-                                          (size_t)(m->n_params - m->n_dense))))
-                goto done;
-        }
-        double red = moe_comm_wtime() - t1;
-        for (int i = 0; i < m->n_tensors; i++) {
-            const moe_model_tensor *t = &m->tensors[i];
-            moe_optim_adamw_step(m->params + t->offset, m->adam_m + t->offset, m->adam_v + t->offset,
-                                 m->grads + t->offset, t->n, &ap, it + 1, 1e-4, t->decay, 1.0);
-        }
-        double dt = moe_comm_wtime() - t0;
-        if (it >= 2) t_total += dt, t_exch += ex, t_red += red;
-    }
-    // Rank 0's view; the slowest rank decides the step, so take the max of the totals.
-    double v[3] = {t_total, t_exch, t_red};
-    if ((st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, v, 3, MOE_COMM_MAX))) goto done;
-    const double tps = (double)cfg->train->global_batch * S * steps / v[0];
-    const double sh_ex = v[1] / v[0], sh_red = v[2] / v[0];
-    const double sh_cmp = 1.0 - sh_ex - sh_red > 0 ? 1.0 - sh_ex - sh_red : 0;
-    if (json)
-        moe_comm_printf(c, "{\"bench\":\"step\",\"model\":\"%s\",\"world\":%d,\"ep\":%d,"
-                        "\"tokens_per_step\":%lld,\"steps\":%d,\"step_seconds\":%.6f,"
-                        "\"tokens_per_s\":%.1f,\"compute_share\":%.4f,\"exchange_share\":%.4f,"
-                        "\"allreduce_share\":%.4f}\n", cfg->name ? cfg->name : "model", W,
-                        lay.ep, (long long)(cfg->train->global_batch * S), steps, v[0] / steps,
-                        tps, sh_cmp, sh_ex, sh_red);
-    else
-        moe_comm_printf(c, "moe bench step: %s, world %d, ep %d, %d x %lld tokens per step\n"
-                        "  %.1f ms/step, %.0f tokens/s | compute %.0f%%, exchange %.0f%%, "
-                        "grad all-reduce %.0f%% (max over ranks, %d steps after 2 warmup)\n",
-                        cfg->name ? cfg->name : "model", W, lay.ep, cfg->train->global_batch,
-                        (long long)S, 1e3 * v[0] / steps, tps, 100 * sh_cmp, 100 * sh_ex,
-                        100 * sh_red, steps);
+    st = moe_bench_step_report(cfg, c, steps, json);
 done:
     if (st) fprintf(stderr, "moe bench step: %s\n", moe_last_error());
-    free(tok);
     free(sets);
-    moe_model_free(m);
     moe_config_free(cfg);
     moe_comm_free(c);
     moe_comm_finalize();

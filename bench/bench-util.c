@@ -1,36 +1,12 @@
 // bench-util.c: what the benchmarks share — the sgemm peak every GFLOP/s figure is printed next
-// to, integer options, the whole-world EP communicator and the BLAS thread default.
+// to, the whole-world EP communicator and the BLAS thread default.
 #include "bench-impl.h"
 
 #include <cblas.h>
-#include <string.h>
 
 void moe_bench_threads(void) {
     // One BLAS thread per rank unless the user chose otherwise.
     if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
-}
-
-int moe_bench_take_opt(const char *cmd, const moe_bench_opt *opts, int n, int argc, char **argv,
-                       int *i) {
-    const char *a = argv[*i];
-    for (int k = 0; k < n; k++) {
-        if (strcmp(a, opts[k].name)) continue;
-        if (opts[k].flag) {
-            *opts[k].dst = 1;
-            return 1;
-        }
-        const char *v = *i + 1 < argc ? argv[++*i] : NULL;
-        char *end = NULL;
-        long x = v ? strtol(v, &end, 10) : 0;
-        if (!v || !*v || *end || x < opts[k].lo || x > (1L << 24)) {
-            fprintf(stderr, "%s: %s needs an integer >= %d, got '%s'\n", cmd, a, opts[k].lo,
-                    v ? v : "(nothing)");
-            return -1;
-        }
-        *opts[k].dst = (int)x;
-        return 1;
-    }
-    return 0;
 }
 
 moe_status moe_bench_comm_world_ep(int n_experts, moe_comm **out, int *W) {

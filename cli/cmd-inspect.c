@@ -4,18 +4,9 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "cli.h"
+#include "moe-args.h"
 
 #include <string.h>
-
-static void moe_inspect_usage(FILE *f) {
-    fprintf(f,
-            "usage: moe inspect DIR [--no-tensors]\n"
-            "  DIR: a checkpoint directory (…/checkpoints/step_00000100), a checkpoints directory or\n"
-            "  run directory (follows LATEST), or …/latest.\n"
-            "  Prints the manifest (step, world, ep, config summary, tensors and shapes) and verifies\n"
-            "  every file (size and CRC32C).\n"
-            "  exit: 0 valid, 3 corrupt (the message names the file), 2 usage or no checkpoint there\n");
-}
 
 static void moe_inspect_config(const Moe__Config *c) {
     if (!c) {
@@ -39,26 +30,25 @@ static void moe_inspect_config(const Moe__Config *c) {
 
 int moe_cmd_inspect(int argc, char **argv) {
     const char *where = NULL;
-    int tensors = 1;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            moe_inspect_usage(stdout);
-            return MOE_EXIT_OK;
-        } else if (!strcmp(argv[i], "--no-tensors")) {
-            tensors = 0;
-        } else if (argv[i][0] == '-' || where) {
-            fprintf(stderr, "moe inspect: unexpected argument '%s'\n", argv[i]);
-            moe_inspect_usage(stderr);
-            return MOE_EXIT_USAGE;
-        } else {
-            where = argv[i];
-        }
-    }
-    if (!where) {
-        moe_inspect_usage(stderr);
-        return MOE_EXIT_USAGE;
-    }
-    char dir[4096];
+    int no_tensors = 0;
+    const moe_arg_pos pos[] = {
+        {"DIR", MOE_ARG_STRING, &where, 1, 1,
+         "a checkpoint directory (.../checkpoints/step_00000100), a checkpoints\n"
+         "directory or run directory (follows LATEST), or .../latest"},
+    };
+    const moe_arg_opt opts[] = {
+        MOE_OPT_FLAG("--no-tensors", &no_tensors, "leave out the table of tensors"),
+    };
+    const moe_args_spec spec = {
+        "moe inspect",
+        "Prints the manifest (step, world, ep, config summary, tensors and shapes) and verifies\n"
+        "every file (size and CRC32C).",
+        pos, MOE_ARGS_N(pos), opts, MOE_ARGS_N(opts),
+        "exit: 0 valid, 3 corrupt (the message names the file), 2 usage or no checkpoint there"};
+    int pr = moe_args_parse(&spec, argc, argv);
+    if (pr != MOE_ARGS_RUN) return pr;
+    const int tensors = !no_tensors;
+    char dir[MOE_PATH_MAX];
     moe_status st = moe_ckpt_resolve(where, dir, sizeof dir);
     if (st != MOE_OK) {
         fprintf(stderr, "moe inspect: %s\n", moe_last_error());

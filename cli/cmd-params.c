@@ -3,50 +3,12 @@
 // Only printing lives here; every number comes from moe_params_count (params/params.c).
 #include "config.h"
 #include "cli.h"
+#include "moe-args.h"
 #include "params.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <string.h>
-
-static void params_usage(FILE *f) {
-    fprintf(f,
-            "usage: moe params CONFIG [--set a.b=v]... [--world N] [--ep N] [--json]\n"
-            "\n"
-            "Counts the parameters of a model exactly: per component (embeddings, attention, norms,\n"
-            "router, routed experts, shared experts, dense FFN, head) in total and active per token\n"
-            "(top_k of n_experts routed experts; everything else, embeddings included, in full),\n"
-            "forward FLOPs per token, attention FLOPs at train.seq_len, and the fp32 bytes one rank\n"
-            "holds for parameters, gradients and AdamW m and v. With LoRA (lora.rank > 0) only the\n"
-            "adapters are trainable. Conventions: docs/params.md.\n"
-            "\n"
-            "CONFIG is a moe config (JSON, '-' for stdin) or a Hugging Face config.json (Mixtral,\n"
-            "Qwen2-MoE, Qwen3-MoE, DeepSeek-V2/V3, OLMoE); HF fields that do not map onto the\n"
-            "shape are listed as ignored on stderr (or under \"ignored_hf_fields\" with --json).\n"
-            "\n"
-            "options:\n"
-            "  --set a.b=v   override a config field (repeatable), e.g. --set train.seq_len=4096\n"
-            "  --world N     ranks for the per-rank figures (default: ep)\n"
-            "  --ep N        expert-parallel size (default: parallel.ep_size); N must divide\n"
-            "                n_experts and the world size\n"
-            "  --json        one JSON object on stdout instead of the table\n"
-            "  -h, --help    this text\n"
-            "\n"
-            "exit codes: 0 ok, 2 bad usage, unreadable or invalid config, impossible layout\n");
-}
-
-static int params_parse_int(const char *opt, const char *s, int *out) {
-    char *end;
-    errno = 0;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || !*s || *end || errno || v < 1 || v > INT_MAX) {
-        fprintf(stderr, "moe params: %s expects a positive integer, got '%s'\n", opt, s ? s : "");
-        return -1;
-    }
-    *out = (int)v;
-    return 0;
-}
 
 // 46702792704 -> "46,702,792,704"
 static const char *params_grouped(int64_t v, char *buf, size_t cap) {
@@ -196,45 +158,44 @@ static json_t *params_json(const char *path, int hf, const moe_hf_info *info,
 
 int moe_cmd_params(int argc, char **argv) {
     const char *path = NULL;
-    const char **sets = calloc((size_t)argc + 1, sizeof *sets); // the --set values and --ep
-    int n_sets = 0, world = 0, ep = 0, as_json = 0, rc = MOE_EXIT_USAGE;
+    moe_args_list set_args = {0};
+    int world = 0, ep = 0, as_json = 0, rc = MOE_EXIT_USAGE;
     Moe__Config *cfg = NULL;
     moe_hf_info info = {0};
     int hf = 0;
-    MOE_ASSERT(sets);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            params_usage(stdout);
-            rc = MOE_EXIT_OK;
-            goto out;
-        } else if (!strcmp(a, "--json")) {
-            as_json = 1;
-        } else if (!strcmp(a, "--set") || !strncmp(a, "--set=", 6)) {
-            const char *v = a[5] == '=' ? a + 6 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v) {
-                fprintf(stderr, "moe params: --set expects a.b=value\n");
-                goto out;
-            }
-            sets[n_sets++] = v;
-        } else if (!strcmp(a, "--world") || !strcmp(a, "--ep")) {
-            if (params_parse_int(a, i + 1 < argc ? argv[i + 1] : NULL, a[2] == 'w' ? &world : &ep))
-                goto out;
-            i++;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "moe params: unknown option '%s' (moe params --help)\n", a);
-            goto out;
-        } else if (path) {
-            fprintf(stderr, "moe params: one CONFIG expected, got '%s' and '%s'\n", path, a);
-            goto out;
-        } else {
-            path = a;
-        }
-    }
-    if (!path) {
-        fprintf(stderr, "moe params: missing CONFIG (moe params --help)\n");
-        goto out;
-    }
+    const moe_arg_pos pos[] = {
+        {"CONFIG", MOE_ARG_STRING, &path, 1, 1,
+         "a moe config (JSON, '-' for stdin) or a Hugging Face config.json"},
+    };
+    const moe_arg_opt opts[] = {
+        MOE_OPT_LIST("--set", &set_args, "a.b=v",
+                     "override a config field, e.g. --set train.seq_len=4096"),
+        MOE_OPT_INT("--world", &world, "N", 1, INT_MAX, "ranks for the per-rank figures (default: ep)"),
+        MOE_OPT_INT("--ep", &ep, "N", 1, INT_MAX,
+                    "expert-parallel size (default: parallel.ep_size); N must divide\n"
+                    "n_experts and the world size"),
+        MOE_OPT_FLAG("--json", &as_json, "one JSON object on stdout instead of the table"),
+    };
+    const moe_args_spec spec = {
+        "moe params",
+        "Counts the parameters of a model exactly: per component (embeddings, attention, norms,\n"
+        "router, routed experts, shared experts, dense FFN, head) in total and active per token\n"
+        "(top_k of n_experts routed experts; everything else, embeddings included, in full),\n"
+        "forward FLOPs per token, attention FLOPs at train.seq_len, and the fp32 bytes one rank\n"
+        "holds for parameters, gradients and AdamW m and v. With LoRA (lora.rank > 0) only the\n"
+        "adapters are trainable. Conventions: docs/params.md.\n"
+        "\n"
+        "CONFIG is a moe config (JSON, '-' for stdin) or a Hugging Face config.json (Mixtral,\n"
+        "Qwen2-MoE, Qwen3-MoE, DeepSeek-V2/V3, OLMoE); HF fields that do not map onto the\n"
+        "shape are listed as ignored on stderr (or under \"ignored_hf_fields\" with --json).",
+        pos, MOE_ARGS_N(pos), opts, MOE_ARGS_N(opts),
+        "exit codes: 0 ok, 2 bad usage, unreadable or invalid config, impossible layout"};
+    int pr = moe_args_parse(&spec, argc, argv);
+    if (pr != MOE_ARGS_RUN) return pr;
+    // The --set values, then --ep as one more.
+    const char **sets = moe_xcalloc((size_t)set_args.n + 2, sizeof *sets);
+    int n_sets = 0;
+    for (int i = 0; i < set_args.n; i++) sets[n_sets++] = set_args.v[i];
 
     // --ep overrides parallel.ep_size like a --set, before validation.
     char ep_set[64];
@@ -287,5 +248,6 @@ out:
     moe_config_free(cfg);
     moe_hf_info_free(&info);
     free(sets);
+    moe_args_free(&spec);
     return rc;
 }

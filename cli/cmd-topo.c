@@ -2,52 +2,28 @@
 // groups and warnings, printed by rank 0. Runs under mpirun/srun or alone (singleton MPI).
 #include "comm.h"
 #include "cli.h"
+#include "moe-args.h"
 
 #include <string.h>
 
-static void moe_topo_usage(FILE *f) {
-    fprintf(f,
-            "usage: moe topo [--ep N] [--experts E] [--fake-node-size N]\n"
-            "  Prints the machine (packages, cores, PUs, NUMA nodes), each rank's binding, the\n"
-            "  EP/EDP groups for expert-parallel size N (default 1) and E experts, and warnings\n"
-            "  (unbound or oversubscribed ranks, EP groups spanning nodes).\n"
-            "  Run under MPI: mpirun -np 4 moe topo --ep 2 --experts 8\n"
-            "  --fake-node-size N  pretend every N consecutive ranks form a node (to preview\n"
-            "                      the placement of a multi-node run on one machine)\n");
-}
-
-static int moe_topo_int(const char *opt, const char *v, int *out) {
-    char *end = NULL;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || !*v || *end || x < -1000000 || x > 1000000) {
-        fprintf(stderr, "moe topo: %s needs an integer, got '%s'\n", opt, v ? v : "(nothing)");
-        return 0;
-    }
-    *out = (int)x;
-    return 1;
-}
-
 int moe_cmd_topo(int argc, char **argv) {
     moe_comm_params p = {1, 0, 0, 1}; // quiet: the report repeats create's warnings
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            moe_topo_usage(stdout);
-            return MOE_EXIT_OK;
-        } else if (!strcmp(argv[i], "--ep")) {
-            if (!moe_topo_int("--ep", i + 1 < argc ? argv[++i] : NULL, &p.ep_size))
-                return MOE_EXIT_USAGE;
-        } else if (!strcmp(argv[i], "--experts")) {
-            if (!moe_topo_int("--experts", i + 1 < argc ? argv[++i] : NULL, &p.n_experts))
-                return MOE_EXIT_USAGE;
-        } else if (!strcmp(argv[i], "--fake-node-size")) {
-            if (!moe_topo_int("--fake-node-size", i + 1 < argc ? argv[++i] : NULL, &p.fake_node_size))
-                return MOE_EXIT_USAGE;
-        } else {
-            fprintf(stderr, "moe topo: unknown option '%s'\n", argv[i]);
-            moe_topo_usage(stderr);
-            return MOE_EXIT_USAGE;
-        }
-    }
+    const moe_arg_opt opts[] = {
+        MOE_OPT_INT("--ep", &p.ep_size, "N", 1, 1 << 24, "expert-parallel size"),
+        MOE_OPT_INT("--experts", &p.n_experts, "E", 0, 1 << 24, "number of experts"),
+        MOE_OPT_INT("--fake-node-size", &p.fake_node_size, "N", 0, 1 << 24,
+                    "pretend every N consecutive ranks form a node (to preview\n"
+                    "the placement of a multi-node run on one machine; 0: off)"),
+    };
+    const moe_args_spec spec = {
+        "moe topo",
+        "Prints the machine (packages, cores, PUs, NUMA nodes), each rank's binding, the\n"
+        "EP/EDP groups for expert-parallel size N and E experts, and warnings (unbound or\n"
+        "oversubscribed ranks, EP groups spanning nodes).\n"
+        "Run under MPI: mpirun -np 4 moe topo --ep 2 --experts 8",
+        NULL, 0, opts, MOE_ARGS_N(opts), NULL};
+    int pr = moe_args_parse(&spec, argc, argv);
+    if (pr != MOE_ARGS_RUN) return pr;
     moe_status st = moe_comm_init(&argc, &argv);
     if (st != MOE_OK) {
         fprintf(stderr, "moe topo: %s\n", moe_last_error());

@@ -1,8 +1,9 @@
 // cmd-train.c: `moe train CONFIG [--set a.b=v]... [--resume latest|DIR]` and `moe eval --checkpoint
-// DIR [--data FILE] [--batches N]` under mpirun/srun (or alone). Setup failures are agreed over the
+// DIR [--data FILE] [--batches N] [--set a.b=v]...` under mpirun/srun (or alone). Setup failures are agreed over the
 // world so no rank is left waiting; config errors print once (rank 0), run errors on their rank.
 #include "config.h"
 #include "cli.h"
+#include "moe-args.h"
 #include "params.h"
 #include "train.h"
 
@@ -11,28 +12,6 @@
 #include <signal.h>
 #include <string.h>
 
-static void moe_train_usage(FILE *f) {
-    fprintf(f,
-            "usage: moe train CONFIG [--set a.b=v]... [--resume latest|DIR]\n"
-            "  Trains the model of CONFIG (JSON, see docs/config.md) on data.path (unset: the\n"
-            "  default corpus, generated into out_dir) with every rank of the launch\n"
-            "  (mpirun -np N / srun): parallel.ep_size experts groups, global batch split evenly.\n"
-            "  Writes OUT_DIR/metrics.jsonl (one JSON record per step) and checkpoints under\n"
-            "  OUT_DIR/checkpoints. --resume latest continues from OUT_DIR's newest checkpoint\n"
-            "  (fresh start if none), --resume DIR from that checkpoint; another world size or\n"
-            "  ep_size reshards. SIGUSR1/SIGTERM: checkpoint at the next step and exit 75.\n"
-            "  exit codes: 0 done, 1 run failed, 2 bad usage/config/layout, 3 bad data or\n"
-            "  checkpoint, 75 preempted (run again with --resume latest). See docs/training.md.\n");
-}
-
-static void moe_eval_usage(FILE *f) {
-    fprintf(f, "usage: moe eval --checkpoint DIR [--data FILE] [--batches N] [--set a.b=v]...\n"
-               "  Prints the validation loss of a checkpoint (a checkpoint, checkpoints or run\n"
-               "  directory, or RUN/latest) at any world size: the fixed validation batches of\n"
-               "  train.global_batch sequences (docs/data.md). --data replaces data.path (its\n"
-               "  validation split is used); --batches replaces train.eval_batches.\n");
-}
-
 // BLAS threads per rank: OPENBLAS_NUM_THREADS if set, else the cores this rank owns.
 static void moe_train_blas_threads(const moe_comm *c) {
     if (getenv("OPENBLAS_NUM_THREADS")) return;
@@ -40,12 +19,12 @@ static void moe_train_blas_threads(const moe_comm *c) {
     if (moe_comm_blas_threads(c, &n) == MOE_OK && n >= 1) openblas_set_num_threads(n);
 }
 
-// Prints the error once: config/layout errors (same on every rank) on rank 0, others on the rank
-// that failed (agreement messages only on rank 0).
+// Prints the error once: config/layout errors (same on every rank) and agreed ones
+// (moe_comm_agree: "rank R: ..." on every rank) on rank 0, others on the rank that failed.
 static void moe_train_report(const moe_comm *c, const char *cmd, moe_status st, int everywhere) {
     const char *msg = moe_last_error();
-    int rank = c ? moe_comm_rank(c, MOE_COMM_WORLD) : 0;
-    int agreed = !strncmp(msg, "another rank failed", 19);
+    int rank = c ? moe_comm_rank(c, MOE_COMM_WORLD) : 0, who = -1, n = 0;
+    int agreed = sscanf(msg, "rank %d: %n", &who, &n) == 1 && n > 0;
     if ((everywhere && !agreed) || rank == 0)
         fprintf(stderr, "[rank %d] moe %s: %s (%s)\n", rank, cmd, msg, moe_status_str(st));
 }
@@ -86,33 +65,30 @@ static moe_status moe_train_setup(const char *path, const char **sets, int n_set
 
 int moe_cmd_train(int argc, char **argv) {
     const char *path = NULL, *resume = NULL;
-    const char **sets = moe_xcalloc((size_t)argc + 1, sizeof *sets);
-    int n_sets = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            moe_train_usage(stdout);
-            free(sets);
-            return MOE_EXIT_OK;
-        } else if (!strcmp(argv[i], "--set") && i + 1 < argc) {
-            sets[n_sets++] = argv[++i];
-        } else if (!strncmp(argv[i], "--set=", 6)) {
-            sets[n_sets++] = argv[i] + 6;
-        } else if (!strcmp(argv[i], "--resume") && i + 1 < argc) {
-            resume = argv[++i];
-        } else if (argv[i][0] != '-' && !path) {
-            path = argv[i];
-        } else {
-            fprintf(stderr, "moe train: unexpected argument '%s'\n", argv[i]);
-            moe_train_usage(stderr);
-            free(sets);
-            return MOE_EXIT_USAGE;
-        }
-    }
-    if (!path) {
-        moe_train_usage(stderr);
-        free(sets);
-        return MOE_EXIT_USAGE;
-    }
+    moe_args_list sets = {0};
+    const moe_arg_pos pos[] = {
+        {"CONFIG", MOE_ARG_STRING, &path, 1, 1, "the run's config (JSON, see docs/config.md)"},
+    };
+    const moe_arg_opt opts[] = {
+        MOE_OPT_LIST("--set", &sets, "a.b=v", "override a config field (as moe config --set)"),
+        MOE_OPT_STRING("--resume", &resume, "latest|DIR",
+                       "latest: from OUT_DIR's newest checkpoint (fresh start if\n"
+                       "none); DIR: from that checkpoint"),
+    };
+    const moe_args_spec spec = {
+        "moe train",
+        "Trains the model of CONFIG (JSON, see docs/config.md) on data.path (unset: the\n"
+        "default corpus, generated into out_dir) with every rank of the launch\n"
+        "(mpirun -np N / srun): parallel.ep_size experts groups, global batch split evenly.\n"
+        "Writes OUT_DIR/metrics.jsonl (one JSON record per step) and checkpoints under\n"
+        "OUT_DIR/checkpoints. --resume latest continues from OUT_DIR's newest checkpoint\n"
+        "(fresh start if none), --resume DIR from that checkpoint; another world size or\n"
+        "ep_size reshards. SIGUSR1/SIGTERM: checkpoint at the next step and exit 75.",
+        pos, MOE_ARGS_N(pos), opts, MOE_ARGS_N(opts),
+        "exit codes: 0 done, 1 run failed, 2 bad usage/config/layout, 3 bad data or\n"
+        "checkpoint, 75 preempted (run again with --resume latest). See docs/training.md."};
+    int pr = moe_args_parse(&spec, argc, argv);
+    if (pr != MOE_ARGS_RUN) return pr;
     // Before MPI_Init and setup (both take a while; Open MPI leaves SIGUSR1/SIGTERM alone): a
     // signal arriving then is kept and honoured at the first step instead of killing the rank.
     moe_train_install_signals();
@@ -120,13 +96,13 @@ int moe_cmd_train(int argc, char **argv) {
     moe_status st = moe_comm_init(NULL, NULL);
     if (st) {
         fprintf(stderr, "moe train: %s\n", moe_last_error());
-        free(sets);
+        moe_args_free(&spec);
         return MOE_EXIT_FAILURE;
     }
     Moe__Config *cfg = NULL;
     moe_comm *c = NULL;
-    st = moe_train_setup(path, sets, n_sets, &cfg, &c);
-    free(sets);
+    st = moe_train_setup(path, sets.v, sets.n, &cfg, &c);
+    moe_args_free(&spec);
     int code;
     if (st) {
         moe_train_report(c, "train", st, 0);
@@ -152,43 +128,30 @@ int moe_cmd_train(int argc, char **argv) {
 
 int moe_cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL;
-    long batches = -1;
-    const char **sets = moe_xcalloc((size_t)argc + 1, sizeof *sets);
-    int n_sets = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            moe_eval_usage(stdout);
-            free(sets);
-            return MOE_EXIT_OK;
-        } else if (!strcmp(argv[i], "--checkpoint") && i + 1 < argc) {
-            ckpt = argv[++i];
-        } else if (!strcmp(argv[i], "--data") && i + 1 < argc) {
-            data = argv[++i];
-        } else if (!strcmp(argv[i], "--batches") && i + 1 < argc) {
-            char *end;
-            batches = strtol(argv[++i], &end, 10);
-            if (*end || batches < 1) {
-                fprintf(stderr, "moe eval: --batches %s: expected a positive integer\n", argv[i]);
-                free(sets);
-                return MOE_EXIT_USAGE;
-            }
-        } else if (!strcmp(argv[i], "--set") && i + 1 < argc) {
-            sets[n_sets++] = argv[++i];
-        } else {
-            fprintf(stderr, "moe eval: unexpected argument '%s'\n", argv[i]);
-            moe_eval_usage(stderr);
-            free(sets);
-            return MOE_EXIT_USAGE;
-        }
-    }
-    if (!ckpt) {
-        moe_eval_usage(stderr);
-        free(sets);
-        return MOE_EXIT_USAGE;
-    }
+    int batches = 0; // 0: the checkpoint's train.eval_batches
+    moe_args_list sets = {0};
+    const moe_arg_opt opts[] = {
+        {"--checkpoint", MOE_ARG_STRING, &ckpt, "DIR",
+         "a checkpoint, checkpoints or run directory, or RUN/latest", 0, 0, NULL, 1},
+        MOE_OPT_STRING("--data", &data, "FILE", "replaces data.path (its validation split is used)"),
+        MOE_OPT_INT("--batches", &batches, "N", 1, INT32_MAX,
+                    "replaces train.eval_batches (default: the checkpoint's)"),
+        MOE_OPT_LIST("--set", &sets, "a.b=v",
+                     "override a field of the checkpoint's config (before --data\n"
+                     "and --batches), e.g. --set data.val_fraction=0.1"),
+    };
+    const moe_args_spec spec = {
+        "moe eval",
+        "Prints the validation loss of a checkpoint (a checkpoint, checkpoints or run\n"
+        "directory, or RUN/latest) at any world size: the fixed validation batches of\n"
+        "train.global_batch sequences (docs/data.md). The config is the one the checkpoint\n"
+        "was written with; --set, --data and --batches change it for this evaluation.",
+        NULL, 0, opts, MOE_ARGS_N(opts), NULL};
+    int pr = moe_args_parse(&spec, argc, argv);
+    if (pr != MOE_ARGS_RUN) return pr;
     if (moe_comm_init(NULL, NULL) != MOE_OK) {
         fprintf(stderr, "moe eval: %s\n", moe_last_error());
-        free(sets);
+        moe_args_free(&spec);
         return MOE_EXIT_FAILURE;
     }
     moe_comm *c = NULL;
@@ -196,12 +159,12 @@ int moe_cmd_eval(int argc, char **argv) {
     moe_status st = moe_comm_create(&cp, &c);
     if (st) {
         fprintf(stderr, "moe eval: %s\n", moe_last_error());
-        free(sets);
+        moe_args_free(&spec);
         moe_comm_finalize();
         return MOE_EXIT_FAILURE;
     }
     // The checkpoint's own config (every rank reads the manifest; it is small).
-    char dir[1200];
+    char dir[MOE_PATH_MAX];
     Moe__CheckpointManifest *man = NULL;
     Moe__Config *cfg = NULL;
     moe_model *m = NULL;
@@ -213,17 +176,13 @@ int moe_cmd_eval(int argc, char **argv) {
     if (!st && !man->config)
         st = moe_set_error(MOE_ECORRUPT, "%s: manifest has no config", dir);
     if (!st) {
-        size_t n = protobuf_c_message_get_packed_size(&man->config->base);
-        uint8_t *buf = moe_xcalloc(n + 1, 1);
-        protobuf_c_message_pack(&man->config->base, buf);
-        cfg = (Moe__Config *)protobuf_c_message_unpack(&moe__config__descriptor, NULL, n, buf);
-        free(buf);
+        cfg = moe_config_copy(man->config);
         Moe__Config *def = moe_config_new_default(); // fill absent sub-messages with defaults
 #define FILL(f) if (!cfg->f) { cfg->f = def->f; def->f = NULL; }
         FILL(model) FILL(router) FILL(train) FILL(parallel) FILL(data) FILL(lora)
 #undef FILL
         moe_config_free(def);
-        for (int i = 0; i < n_sets && !st; i++) st = moe_config_set(cfg, sets[i]);
+        for (int i = 0; i < sets.n && !st; i++) st = moe_config_set(cfg, sets.v[i]);
         if (!st && data) {
             free(cfg->data->path);
             cfg->data->path = strdup(data);
@@ -234,7 +193,7 @@ int moe_cmd_eval(int argc, char **argv) {
             st = moe_config_validate(cfg, moe_comm_size(c, MOE_COMM_WORLD));
         }
     }
-    free(sets);
+    moe_args_free(&spec);
     const int W = moe_comm_size(c, MOE_COMM_WORLD);
     if (!st && cfg->train->global_batch % W != 0)
         st = moe_set_error(MOE_ELAYOUT, "train.global_batch = %d is not divisible by the %d ranks; "
@@ -256,7 +215,7 @@ int moe_cmd_eval(int argc, char **argv) {
     }
     moe_model_layout lay = moe_model_layout_of(c);
     const int64_t Bl = cfg->train->global_batch / W;
-    st = moe_train_agree(c, moe_model_create(cfg, &lay, c, Bl, &m));
+    st = moe_comm_agree(c, moe_model_create(cfg, &lay, c, Bl, &m));
     if (st) {
         moe_train_report(c, "eval", st, 1);
         goto out;

@@ -86,7 +86,7 @@ moe_status moe_comm_gatherv_f32(const moe_comm *c, moe_comm_group g, const float
             off += cnt[r];
         }
     }
-    st = moe_comm_agree(comm, local, "moe_comm_gatherv_f32");
+    st = moe_comm_agree_mpi(comm, local);
     if (st != MOE_OK)
         goto done;
     MOE_MPI_GOTO(st, done, MPI_Gatherv(send, (int)n, MPI_FLOAT, recv, cnt, dsp, MPI_FLOAT, 0, comm));

@@ -52,9 +52,9 @@ static inline MPI_Comm moe_comm_mpi(const moe_comm *c, moe_comm_group g) {
     return c->comms[g];
 }
 
-// Agree across `comm` on a local refusal: every rank passes its status; all get the first
-// (lowest-rank) failure's status. The failing rank keeps its own message; the others get one
-// naming the failing rank. Returns MOE_EMPI if the agreement itself fails.
-moe_status moe_comm_agree(MPI_Comm comm, moe_status local, const char *what);
+// moe_comm_agree (comm.h) over any communicator of the world (a group, a plan's communicator):
+// every rank gets the worst status and "rank R: <message of R>", R the world rank of the lowest
+// rank of `comm` with that status. Returns MOE_EMPI if the agreement itself fails.
+moe_status moe_comm_agree_mpi(MPI_Comm comm, moe_status local);
 
 #endif

@@ -1,5 +1,5 @@
 // comm-plan.h: the moe_comm_plan struct, shared by exchange.c (counts, payload, hierarchical) and
-// pack.c (dispatch pack, expand, reduce, combine unpack). Private to comm/.
+// pack.c (dispatch pack, combine unpack). Private to comm/.
 #ifndef MOE_COMM_PLAN_H
 #define MOE_COMM_PLAN_H
 
@@ -13,23 +13,19 @@ struct moe_comm_plan {
     size_t wire_bytes;   // token_bytes (+ K*8 with dedup)
     int64_t max_pairs;   // expert-side (token, expert) pairs capacity: max_recv_rows * (K or 1)
     int counted;         // exchange_counts has run
-    int mapped;          // expand with_meta has run (pair map valid)
 
     int32_t *send_rec;   // (P, rec) token side records
     int32_t *recv_rec;   // (P, rec) expert side records
     int64_t *send_off;   // (P+1) wire-row offsets of each peer's block, token side
     int64_t *recv_off;   // (P+1) expert side
     int64_t send_rows, recv_rows, pairs;
-    int64_t *expert_off; // (El+1) expanded block starts
+    int64_t *expert_off; // (El+1) prefix sums of the pairs arriving per local expert
 
     int *chunk_arr;      // (n_chunks, 4, P): send counts, send displs, recv counts, recv displs
     MPI_Request *reqs;   // (n_chunks)
     MPI_Datatype row_type[2]; // contiguous rows of token_bytes, wire_bytes (counts in rows)
 
-    int64_t *row_pair_start; // (max_recv_rows+1) CSR: pairs of each expert-side wire row
-    int64_t *row_pairs;      // (max_pairs) expanded position of each pair
-    float *pair_w;           // (max_pairs) weight carried with each pair
-    int64_t *cursor;         // (P*El + P) pack/expand scratch
+    int64_t *cursor;         // (P*El + P) pack scratch
 
     // hierarchical mode (NULL / MPI_COMM_NULL otherwise)
     MPI_Comm node_comm, leader_comm;

@@ -80,17 +80,39 @@ moe_status moe_comm_check_layout(int world, int ep, int n_experts) {
     return MOE_OK;
 }
 
-moe_status moe_comm_agree(MPI_Comm comm, moe_status local, const char *what) {
-    int rank = 0, in[2], out[2];
+moe_status moe_comm_agree_mpi(MPI_Comm comm, moe_status local) {
+    int rank = 0, world_rank = 0, in[2], out[2];
     MOE_MPI(MPI_Comm_rank(comm, &rank));
+    MOE_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank));
     // MINLOC over (status, rank): the most negative status wins; ties to the lowest rank.
     in[0] = local;
     in[1] = rank;
     MOE_MPI(MPI_Allreduce(in, out, 1, MPI_2INT, MPI_MINLOC, comm));
-    if (out[0] == MOE_OK || local != MOE_OK)
-        return local != MOE_OK ? local : MOE_OK;
-    return moe_set_error(out[0], "%s: refused by rank %d of the group (%s); see that rank's message",
-                         what, out[1], moe_status_str(out[0]));
+    if (out[0] == MOE_OK) return local;
+    // The failing rank's world rank and message travel together (bounded: longer is cut).
+    struct {
+        int world_rank;
+        char text[MOE_COMM_AGREE_MSG];
+    } msg;
+    memset(&msg, 0, sizeof msg);
+    if (rank == out[1]) {
+        const char *e = moe_last_error();
+        msg.world_rank = world_rank;
+        snprintf(msg.text, sizeof msg.text, "%s", e && e[0] ? e : moe_status_str(out[0]));
+    }
+    MOE_MPI(MPI_Bcast(&msg, (int)sizeof msg, MPI_BYTE, out[1], comm));
+    msg.text[sizeof msg.text - 1] = 0;
+    // A message that already names its rank (an MPI failure: "rank R: ...") is not named twice.
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "rank %d: ", msg.world_rank);
+    if (!strncmp(msg.text, prefix, strlen(prefix)))
+        return moe_set_error(out[0], "%s", msg.text);
+    return moe_set_error(out[0], "%s%s", prefix, msg.text);
+}
+
+moe_status moe_comm_agree(const moe_comm *c, moe_status st) {
+    if (!c || c->info.world_size == 1) return st;
+    return moe_comm_agree_mpi(c->comms[MOE_COMM_WORLD], st);
 }
 
 void moe_comm_free(moe_comm *c) {

@@ -104,6 +104,16 @@ moe_status moe_comm_bcast(const moe_comm *c, moe_comm_group g, void *buf, size_t
 moe_status moe_comm_gatherv_f32(const moe_comm *c, moe_comm_group g, const float *send, int64_t n,
                                 float *recv, int64_t recv_cap, int64_t *counts);
 
+// Agree on a status across the world (collective; every rank passes its own status). Returns
+// the worst (most negative) status of any rank, on every rank, and makes every rank's
+// moe_last_error() "rank R: <rank R's message>", R the lowest world rank that has that status
+// (its message is cut at MOE_COMM_AGREE_MSG − 1 bytes; one not already starting "rank R: " gets
+// the prefix). All OK: returns MOE_OK and leaves messages alone. NULL c or a world of one rank:
+// returns st unchanged (no MPI). MOE_EMPI if the agreement itself fails. Cost: one 2-int
+// all-reduce, plus a broadcast of the message when some rank failed.
+#define MOE_COMM_AGREE_MSG 1024
+moe_status moe_comm_agree(const moe_comm *c, moe_status st);
+
 // ---------------------------------------------------------------- gradient synchronisation
 // Every rank's loss is the mean over its own equal slice of the global batch, so the global loss
 // is L = (1/W) Σ_r L_r. A dense parameter's gradient on rank r is ∂L_r/∂θ: sum over the world, /W.
@@ -145,7 +155,16 @@ typedef struct {
 
 typedef struct moe_comm_plan moe_comm_plan;
 
-// Wire row size: token_bytes, plus K × (int32 local expert id, float weight) with dedup.
+// The one declaration of the dedup wire slot: with dedup a wire row is the token row
+// (token_bytes) followed by K slots, in top-k order those of the token's experts on that peer,
+// then {-1, 0} padding. Forward dispatch: (local expert id, combine weight); dispatch-backward
+// (REVERSE, rows written by the expert side): (local expert id, dL/dweight).
+typedef struct {
+    int32_t expert; // local expert id on the receiving peer, -1 = unused
+    float weight;
+} moe_comm_slot;
+
+// Wire row size: token_bytes, plus K × moe_comm_slot with dedup.
 size_t moe_comm_wire_bytes(size_t token_bytes, int top_k, int dedup);
 
 // Setup (collective over the group: builds the hierarchical sub-communicators). Allocates every
@@ -223,20 +242,11 @@ void moe_comm_chunk_range(const moe_comm_plan *plan, moe_comm_dir dir, int chunk
 moe_status moe_comm_dispatch_pack(moe_comm_plan *plan, int64_t T, const void *x /* (T, token_bytes) */,
                                   const int32_t *expert_ids, const float *weights,
                                   int32_t *send_counts, void *send, int32_t *row_src);
-// Expert side, after the FORWARD exchange of wire rows: expands to expert-major blocks —
-// expanded (N, token_bytes): local expert 0's rows first (source-major, in wire order), then
-// expert 1, ...; pair_weight (N) the weight carried for each pair (1 without dedup) may be NULL;
-// expert_offsets (El+1) block starts. Remembers the pair→wire-row map for the reverse steps.
-// with_meta = 1 for wire rows (forward dispatch), 0 for token_bytes rows (combine-backward: dy
-// rows fanned out with the map of the forward pass; call only after a with_meta expand).
-void moe_comm_expand(moe_comm_plan *plan, const void *recv, int with_meta, void *expanded,
-                     float *pair_weight, int64_t *expert_offsets);
-// Expert side, before the REVERSE exchange: back (R_recv, token_bytes floats) row u = Σ over the
-// pairs of wire row u of w * out[pair] (w = pair_weight[pair], or 1 if NULL). Without dedup it is
-// the inverse permutation of expand (times w). Used for combine (with weights under dedup) and
-// for dispatch-backward (dx rows, weights NULL).
-void moe_comm_reduce_pairs(const moe_comm_plan *plan, const float *out /* (N, D) */,
-                           const float *pair_weight, float *back /* (R_recv, D) */);
+// Expert side: the receiver expands the wire rows itself (the expert-parallel layer does it
+// per chunk, trainer/model/ep-layer.c): without dedup the rows of each source come grouped by
+// local expert (the counts record's [1+j] rows for expert j); with dedup each wire row's slots
+// (below) name the local experts it goes to. The reduction back to one row per wire row (combine:
+// weighted by the slot weights under dedup; dispatch-backward: dx summed) is the receiver's too.
 // Token side, after the REVERSE exchange: y[t] += w * back[u] for every wire row u (row_src from
 // pack). Without dedup w = weights[t*K+k] (1 if NULL); with dedup the weights were applied on the
 // expert side and w = 1. y (T, D) is ADDED into.

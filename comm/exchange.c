@@ -8,7 +8,7 @@
 #include <string.h>
 
 size_t moe_comm_wire_bytes(size_t token_bytes, int top_k, int dedup) {
-    return token_bytes + (dedup ? (size_t)top_k * (sizeof(int32_t) + sizeof(float)) : 0);
+    return token_bytes + (dedup ? (size_t)top_k * sizeof(moe_comm_slot) : 0);
 }
 
 void moe_comm_plan_free(moe_comm_plan *pl) {
@@ -28,9 +28,6 @@ void moe_comm_plan_free(moe_comm_plan *pl) {
     free(pl->expert_off);
     free(pl->chunk_arr);
     free(pl->reqs);
-    free(pl->row_pair_start);
-    free(pl->row_pairs);
-    free(pl->pair_w);
     free(pl->cursor);
     free(pl->node_of);
     free(pl->members);
@@ -145,9 +142,6 @@ moe_status moe_comm_plan_create(moe_comm *c, const moe_comm_plan_params *p, moe_
     // moe_comm_chunk_post / moe_comm_chunk_wait (two exchanges in flight at once).
     pl->chunk_arr = moe_xcalloc((size_t)p->n_chunks * 3 * 4 * P, sizeof(int));
     pl->reqs = moe_xcalloc((size_t)p->n_chunks * 3, sizeof(MPI_Request));
-    pl->row_pair_start = moe_xcalloc((size_t)p->max_recv_rows + 1, sizeof(int64_t));
-    pl->row_pairs = moe_xcalloc((size_t)pl->max_pairs + 1, sizeof(int64_t));
-    pl->pair_w = moe_xcalloc((size_t)pl->max_pairs + 1, sizeof(float));
     pl->cursor = moe_xcalloc(P * El + P, sizeof(int64_t));
     for (int i = 0; i < 3 * p->n_chunks; i++)
         pl->reqs[i] = MPI_REQUEST_NULL;
@@ -230,7 +224,7 @@ static moe_status moe_comm_check_records(moe_comm_plan *pl, const int32_t *rec, 
 moe_status moe_comm_exchange_counts(moe_comm_plan *pl, const int32_t *send_counts) {
     const size_t n = (size_t)pl->P * (size_t)pl->rec;
     int64_t pairs = 0;
-    pl->counted = pl->mapped = 0;
+    pl->counted = 0;
     memcpy(pl->send_rec, send_counts, n * sizeof(int32_t));
     // The records are plain ints: exchange them even if ours are bad, then agree once on both
     // sides' checks (one small all-reduce per step instead of two).
@@ -244,7 +238,7 @@ moe_status moe_comm_exchange_counts(moe_comm_plan *pl, const int32_t *send_count
     if (local == MOE_OK && pl->pairs > pl->max_pairs)
         local = moe_set_error(MOE_EINVAL, "exchange counts: %lld (token, expert) pairs exceed %lld",
                               (long long)pl->pairs, (long long)pl->max_pairs);
-    moe_status st = moe_comm_agree(pl->comm, local, "moe_comm_exchange_counts");
+    moe_status st = moe_comm_agree_mpi(pl->comm, local);
     if (st != MOE_OK)
         return st;
     pl->send_rows = pl->send_off[pl->P];

@@ -1,16 +1,10 @@
-// pack.c: the pack/unpack steps around the exchange engine — dispatch pack on the token side
-// (stable counting sort by (peer, expert), or by (peer, token) with dedup), expand to expert-major
-// blocks on the expert side (fan-out of dedup rows), the pair reduction before the combine and the
-// token-side combine unpack. Local only (no MPI); uses the plan's scratch, never allocates.
+// pack.c: the token-side pack/unpack steps around the exchange engine — dispatch pack (stable
+// counting sort by (peer, expert), or by (peer, token) with dedup) and the combine unpack. The
+// expert side's expansion is its caller's (per chunk, in ep-layer.c). Local only (no MPI); uses
+// the plan's scratch, never allocates.
 #include "comm-plan.h"
 
 #include <string.h>
-
-// One dedup slot after the token row: local expert id (-1 = unused) and its weight.
-typedef struct {
-    int32_t expert;
-    float weight;
-} moe_comm_slot;
 
 moe_status moe_comm_dispatch_pack(moe_comm_plan *pl, int64_t T, const void *x,
                                   const int32_t *expert_ids, const float *weights,
@@ -95,91 +89,6 @@ moe_status moe_comm_dispatch_pack(moe_comm_plan *pl, int64_t T, const void *x,
         }
     }
     return MOE_OK;
-}
-
-void moe_comm_expand(moe_comm_plan *pl, const void *recv, int with_meta, void *expanded,
-                     float *pair_weight, int64_t *expert_offsets) {
-    MOE_ASSERT(pl->counted);
-    MOE_ASSERT(with_meta || pl->mapped);
-    const int P = pl->P, El = pl->p.n_local_experts, K = pl->p.top_k, rec = pl->rec;
-    const size_t tb = pl->p.token_bytes;
-    const size_t stride = with_meta ? pl->wire_bytes : tb;
-    const char *in = recv;
-    char *ex = expanded;
-    if (expert_offsets)
-        memcpy(expert_offsets, pl->expert_off, ((size_t)El + 1) * sizeof(int64_t));
-    if (!with_meta) {
-        // Backward (dy rows, no metadata): fan out with the forward pass's map.
-        for (int64_t u = 0; u < pl->recv_rows; u++)
-            for (int64_t i = pl->row_pair_start[u]; i < pl->row_pair_start[u + 1]; i++) {
-                int64_t pos = pl->row_pairs[i];
-                memcpy(ex + (size_t)pos * tb, in + (size_t)u * stride, tb);
-                if (pair_weight)
-                    pair_weight[pos] = pl->pair_w[pos];
-            }
-        return;
-    }
-    int64_t *fill = pl->cursor; // (El) next free position of each expert block
-    for (int j = 0; j < El; j++)
-        fill[j] = pl->expert_off[j];
-    int64_t u = 0, npair = 0;
-    for (int s = 0; s < P; s++) {
-        const int32_t *r = pl->recv_rec + (size_t)s * (size_t)rec;
-        if (!pl->p.dedup) {
-            // Rows of source s come grouped by expert: block j has r[1+j] rows.
-            for (int j = 0; j < El; j++)
-                for (int32_t i = 0; i < r[1 + j]; i++, u++) {
-                    int64_t pos = fill[j]++;
-                    memcpy(ex + (size_t)pos * tb, in + (size_t)u * stride, tb);
-                    pl->row_pair_start[u] = npair;
-                    pl->row_pairs[npair++] = pos;
-                    pl->pair_w[pos] = 1.0f;
-                }
-            continue;
-        }
-        for (int32_t i = 0; i < r[0]; i++, u++) {
-            const char *row = in + (size_t)u * stride;
-            moe_comm_slot slots[K];
-            memcpy(slots, row + tb, (size_t)K * sizeof(moe_comm_slot));
-            pl->row_pair_start[u] = npair;
-            for (int k = 0; k < K; k++) {
-                int32_t j = slots[k].expert;
-                if (j < 0)
-                    continue;
-                MOE_ASSERT(j < El);
-                int64_t pos = fill[j]++;
-                MOE_ASSERT(pos < pl->expert_off[j + 1]); // counts and metadata agree
-                memcpy(ex + (size_t)pos * tb, row, tb);
-                pl->row_pairs[npair++] = pos;
-                pl->pair_w[pos] = slots[k].weight;
-            }
-        }
-    }
-    MOE_ASSERT_EQ(u, pl->recv_rows);
-    MOE_ASSERT_EQ(npair, pl->pairs);
-    for (int j = 0; j < El; j++)
-        MOE_ASSERT_EQ(fill[j], pl->expert_off[j + 1]);
-    pl->row_pair_start[u] = npair;
-    if (pair_weight)
-        memcpy(pair_weight, pl->pair_w, (size_t)npair * sizeof(float));
-    pl->mapped = 1;
-}
-
-void moe_comm_reduce_pairs(const moe_comm_plan *pl, const float *out, const float *pair_weight,
-                           float *back) {
-    MOE_ASSERT(pl->mapped);
-    const size_t D = pl->p.token_bytes / sizeof(float);
-    for (int64_t u = 0; u < pl->recv_rows; u++) {
-        float *b = back + (size_t)u * D;
-        memset(b, 0, D * sizeof(float));
-        for (int64_t i = pl->row_pair_start[u]; i < pl->row_pair_start[u + 1]; i++) {
-            int64_t pos = pl->row_pairs[i];
-            const float w = pair_weight ? pair_weight[pos] : 1.0f;
-            const float *o = out + (size_t)pos * D;
-            for (size_t d = 0; d < D; d++)
-                b[d] += w * o[d];
-        }
-    }
 }
 
 void moe_comm_combine_unpack(const moe_comm_plan *pl, const float *back, const int32_t *row_src,

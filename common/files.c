@@ -3,6 +3,7 @@
 #include "moe-common.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -82,4 +83,24 @@ moe_status moe_read_file(const char *path, size_t max_bytes, char **text, size_t
     fclose(f);
     errno = e;
     return st;
+}
+
+moe_status moe_path_fmt(char *out, const char *what, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, MOE_PATH_MAX, fmt, ap);
+    va_end(ap);
+    if (n < 0) return moe_set_error(MOE_EINVAL, "%s: cannot format the path", what);
+    if (n >= MOE_PATH_MAX)
+        return moe_set_error(MOE_EINVAL, "%s: the path %.60s... is %d characters long (at most %d); "
+                             "choose a shorter path", what, out, n, MOE_PATH_MAX - 1);
+    return MOE_OK;
+}
+
+moe_status moe_dir_check(const char *what, const char *dir) {
+    size_t n = strlen(dir);
+    if (n > MOE_DIR_MAX)
+        return moe_set_error(MOE_EINVAL, "%s is %zu characters long (at most %d); choose a shorter "
+                             "path", what, n, MOE_DIR_MAX);
+    return MOE_OK;
 }

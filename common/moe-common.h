@@ -12,35 +12,42 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-// Status of anything that can fail for reasons outside the program (files, configs, MPI, input).
-// 0 is success; errors are negative. moe_status_str() names them; moe_last_error() holds the
-// message a user should see (file, field, numbers, what to do), set by the function that failed.
-typedef int moe_status;
-enum {
-    MOE_OK = 0,
-    MOE_EINVAL = -1,   // bad config, bad argument, bad input data
-    MOE_ENOMEM = -2,   // allocation failed
-    MOE_EIO = -3,      // a file could not be read or written
-    MOE_ECORRUPT = -4, // a file is there but its content is wrong (CRC, truncated, format)
-    MOE_EMPI = -5,     // an MPI call failed
-    MOE_EUSAGE = -6,   // bad command line
-    MOE_ELAYOUT = -7,  // a parallel layout that cannot be built (EP vs world vs experts)
-    MOE_ENONFINITE = -8, // NaN/Inf where a finite value was required
-    MOE_EINTR = -9,    // stopped by a signal (preemption)
-};
-
-const char *moe_status_str(moe_status s);
-
 // Exit codes of every moe command (documented in README and `moe --help`).
-enum {
+typedef enum {
     MOE_EXIT_OK = 0,
     MOE_EXIT_FAILURE = 1,   // a run failed (I/O, MPI, non-finite values beyond the limit)
     MOE_EXIT_USAGE = 2,     // bad command line, bad or invalid config
     MOE_EXIT_DATA = 3,      // bad data or checkpoint file (corrupt, truncated, wrong format)
     MOE_EXIT_TEMPFAIL = 75, // preempted: checkpoint written, run again to resume (EX_TEMPFAIL)
-};
-// The exit code of a status.
-int moe_exit_code(moe_status s);
+} moe_exit;
+
+// Status of anything that can fail for reasons outside the program (files, configs, MPI, input).
+// 0 is success; errors are negative. moe_status_str() names them; moe_last_error() holds the
+// message a user should see (file, field, numbers, what to do), set by the function that failed.
+// One row per status: X(name, value, string, exit code). The enum, moe_status_str and
+// moe_exit_code are generated from it (libuv's UV_ERRNO_MAP), so a new status is one new row.
+#define MOE_STATUS_MAP(X)                                                                       \
+    X(OK, 0, "ok", MOE_EXIT_OK)                                                                 \
+    X(EINVAL, -1, "invalid input", MOE_EXIT_USAGE)       /* bad config, argument, input data */ \
+    X(ENOMEM, -2, "out of memory", MOE_EXIT_FAILURE)     /* allocation failed */                \
+    X(EIO, -3, "i/o error", MOE_EXIT_FAILURE)            /* a file could not be read/written */ \
+    X(ECORRUPT, -4, "corrupt file", MOE_EXIT_DATA)       /* content wrong: CRC, truncated */    \
+    X(EMPI, -5, "MPI error", MOE_EXIT_FAILURE)           /* an MPI call failed */               \
+    X(EUSAGE, -6, "bad usage", MOE_EXIT_USAGE)           /* bad command line */                 \
+    X(ELAYOUT, -7, "invalid parallel layout", MOE_EXIT_USAGE) /* EP vs world vs experts */      \
+    X(ENONFINITE, -8, "non-finite value", MOE_EXIT_FAILURE)   /* NaN/Inf where finite needed */ \
+    X(EINTR, -9, "interrupted", MOE_EXIT_TEMPFAIL)       /* stopped by a signal (preemption) */
+
+typedef enum {
+#define MOE_STATUS_ENUM_(name, value, str, exit) MOE_##name = value,
+    MOE_STATUS_MAP(MOE_STATUS_ENUM_)
+#undef MOE_STATUS_ENUM_
+} moe_status;
+
+// The string of a status ("unknown error" for a value outside the table).
+const char *moe_status_str(moe_status s);
+// The exit code of a status (MOE_EXIT_FAILURE for a value outside the table).
+moe_exit moe_exit_code(moe_status s);
 
 // The message of the last error on this thread (empty string if none). Setting returns `s` so a
 // failing path can read: return moe_set_error(MOE_EINVAL, "…%d…", x);
@@ -101,6 +108,16 @@ static inline uint64_t moe_splitmix64_next(uint64_t *state) {
 // The one path-length limit: every path buffer of moe is MOE_PATH_MAX bytes, and a path that
 // would not fit is refused by the code that builds it (never truncated silently).
 #define MOE_PATH_MAX 4096
+// The longest directory moe writes files under (out_dir, a checkpoint, sweep or report directory):
+// the rest of MOE_PATH_MAX is room for the names moe appends (".../checkpoints/step_00000012/…").
+#define MOE_DIR_MAX (MOE_PATH_MAX - 296)
+
+// Formats a path into out (MOE_PATH_MAX bytes). A path that would not fit is refused, never cut:
+// MOE_EINVAL with a message naming `what` (e.g. "out_dir", "--resume"), the length and the limit.
+moe_status moe_path_fmt(char *out, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+// MOE_EINVAL, naming `what`, if dir is longer than MOE_DIR_MAX (see above); else MOE_OK.
+moe_status moe_dir_check(const char *what, const char *dir);
 
 // mkdir -p with mode 0755: 0 ok (also when it exists), -1 with errno set (ENAMETOOLONG past
 // MOE_PATH_MAX).

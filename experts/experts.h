@@ -13,9 +13,10 @@
 // if shared_expert_gate else 1. Backward ADDS into dx and every gradient; the router receives
 // dL/dw_te = dy_t·FFN_e(x_t) plus the aux and z loss gradients with coefficient 1.
 //
-// Split seam (for expert parallelism): moe_router_forward (plan) → moe_layer_permute (packed rows,
-// grouped by expert) → moe_experts_forward (per local expert block) → moe_layer_unpermute
-// (weighted combine into y); backward mirrors it. Each piece is usable on its own.
+// The pieces the expert-parallel layer (trainer/model/ep-layer.h) builds on: moe_router_forward
+// (the plan), moe_experts_forward / _backward (per local expert block) and the shared experts;
+// its permute and combine are comm/'s pack and unpack around the exchange. The one-rank layer
+// below is the plain reference it is tested against.
 #ifndef MOE_EXPERTS_H
 #define MOE_EXPERTS_H
 
@@ -118,11 +119,16 @@ typedef struct {
 // Fills `out` from the schema (model.d_model, n_experts, top_k, expert_d_ff (0: d_ff, 0: 4·D),
 // activation, ffn_bias, n_shared_experts, shared_expert_d_ff (0: F), shared_expert_gate,
 // router_bias, and the router message). Fails with a message naming the field if n_experts < 1,
-// top_k not in 1..n_experts, or a size is not positive.
+// top_k not in 1..n_experts, a size is not positive, or router.scoring, router.strategy or
+// model.activation holds a number that is not a value of its enum.
 struct Moe__ModelConfig;
 struct Moe__RouterConfig;
 moe_status moe_layer_params_from_config(moe_layer_params *out, const struct Moe__ModelConfig *m,
                                         const struct Moe__RouterConfig *r, int64_t T_max);
+// router.strategy of r (NULL: the default, token choice) as the C enum; MOE_EINVAL naming the
+// field and the value for a number that is not a strategy (never a silent token choice).
+moe_status moe_layer_strategy_from_config(const struct Moe__RouterConfig *r,
+                                          moe_route_strategy *out);
 
 // Layer weights (and, with the same struct, their gradients).
 typedef struct {
@@ -173,11 +179,5 @@ typedef struct {
     moe_layer_phases fwd, bwd;
 } moe_layer_timing;
 const moe_layer_timing *moe_layer_timings(const moe_layer *L);
-
-// Seam helpers (used by the layer; the distributed layer will call them around the exchange).
-// permute: packed (R, D) written, packed[r] = x[row_token[r]].
-void moe_layer_permute(const moe_route_plan *plan, float *packed, const float *x, int64_t D);
-// unpermute: y (T, D) ADDED, y[t] += Σ_rows row_weight[r]·out[r] over the token's kept rows.
-void moe_layer_unpermute(const moe_route_plan *plan, float *y, const float *out, int64_t D);
 
 #endif

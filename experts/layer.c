@@ -35,6 +35,47 @@ moe_experts_params moe_layer_shared_params(const moe_layer_params *p) {
     return e;
 }
 
+// proto → C enum mappings: switches over the proto enum without default, so a value added to
+// moe.proto is listed here by -Wswitch. A number no name has (a message built in C or unpacked
+// from bytes; the JSON reader already refuses them) is refused, never turned into the default.
+// protobuf-c appends a marker _<ENUM>_IS_INT_SIZE = INT_MAX to fix the enum's size: not a value.
+_Static_assert((int)MOE_SCORE_SIGMOID == (int)MOE__ROUTER_CONFIG__SCORING__sigmoid &&
+                   (int)MOE_ROUTE_EXPERT_CHOICE == (int)MOE__ROUTER_CONFIG__STRATEGY__expert_choice &&
+                   (int)MOE_ACT_GELU == (int)MOE__MODEL_CONFIG__ACTIVATION__gelu,
+               "C enums keep the proto values (documented in router.h and experts.h)");
+
+static moe_status moe_scoring_from_proto(Moe__RouterConfig__Scoring v, moe_scoring *out) {
+    switch (v) {
+    case MOE__ROUTER_CONFIG__SCORING__softmax: *out = MOE_SCORE_SOFTMAX; return MOE_OK;
+    case MOE__ROUTER_CONFIG__SCORING__sigmoid: *out = MOE_SCORE_SIGMOID; return MOE_OK;
+    case _MOE__ROUTER_CONFIG__SCORING_IS_INT_SIZE: break;
+    }
+    return moe_set_error(MOE_EINVAL, "router.scoring = %d is not a known scoring function; use "
+                         "softmax or sigmoid", (int)v);
+}
+
+moe_status moe_layer_strategy_from_config(const Moe__RouterConfig *r, moe_route_strategy *out) {
+    Moe__RouterConfig__Strategy v =
+        r ? r->strategy : (Moe__RouterConfig__Strategy)MOE__ROUTER_CONFIG__STRATEGY__token_choice;
+    switch (v) {
+    case MOE__ROUTER_CONFIG__STRATEGY__token_choice: *out = MOE_ROUTE_TOKEN_CHOICE; return MOE_OK;
+    case MOE__ROUTER_CONFIG__STRATEGY__expert_choice: *out = MOE_ROUTE_EXPERT_CHOICE; return MOE_OK;
+    case _MOE__ROUTER_CONFIG__STRATEGY_IS_INT_SIZE: break;
+    }
+    return moe_set_error(MOE_EINVAL, "router.strategy = %d is not a known routing strategy; use "
+                         "token_choice or expert_choice", (int)v);
+}
+
+static moe_status moe_activation_from_proto(Moe__ModelConfig__Activation v, moe_activation *out) {
+    switch (v) {
+    case MOE__MODEL_CONFIG__ACTIVATION__swiglu: *out = MOE_ACT_SWIGLU; return MOE_OK;
+    case MOE__MODEL_CONFIG__ACTIVATION__gelu: *out = MOE_ACT_GELU; return MOE_OK;
+    case _MOE__MODEL_CONFIG__ACTIVATION_IS_INT_SIZE: break;
+    }
+    return moe_set_error(MOE_EINVAL, "model.activation = %d is not a known activation; use swiglu "
+                         "or gelu", (int)v);
+}
+
 moe_status moe_layer_params_from_config(moe_layer_params *out, const Moe__ModelConfig *m,
                                         const Moe__RouterConfig *r, int64_t T_max) {
     Moe__RouterConfig rdef;
@@ -61,14 +102,14 @@ moe_status moe_layer_params_from_config(moe_layer_params *out, const Moe__ModelC
         return moe_set_error(MOE_EINVAL,
                              "router.capacity_factor = %g, router.jitter = %g: must be >= 0",
                              r->capacity_factor, r->jitter);
+    moe_status st;
+    if ((st = moe_scoring_from_proto(r->scoring, &out->router.scoring)) ||
+        (st = moe_layer_strategy_from_config(r, &out->router.strategy)) ||
+        (st = moe_activation_from_proto(m->activation, &out->act)))
+        return st;
     out->router.D = D;
     out->router.E = m->n_experts;
     out->router.K = m->top_k;
-    out->router.scoring = r->scoring == MOE__ROUTER_CONFIG__SCORING__sigmoid ? MOE_SCORE_SIGMOID
-                                                                           : MOE_SCORE_SOFTMAX;
-    out->router.strategy = r->strategy == MOE__ROUTER_CONFIG__STRATEGY__expert_choice
-                               ? MOE_ROUTE_EXPERT_CHOICE
-                               : MOE_ROUTE_TOKEN_CHOICE;
     out->router.renormalize = r->renormalize;
     out->router.gate_bias = m->router_bias;
     out->router.capacity_factor = r->capacity_factor;
@@ -77,7 +118,6 @@ moe_status moe_layer_params_from_config(moe_layer_params *out, const Moe__ModelC
     out->router.jitter = r->jitter;
     out->router.routed_scaling = r->routed_scaling;
     out->F = F;
-    out->act = m->activation == MOE__MODEL_CONFIG__ACTIVATION__gelu ? MOE_ACT_GELU : MOE_ACT_SWIGLU;
     out->ffn_bias = m->ffn_bias;
     out->n_shared = m->n_shared_experts;
     out->Fs = Fs;
@@ -204,12 +244,14 @@ const moe_route_plan *moe_layer_plan(const moe_layer *L) { return L->plan; }
 
 const moe_layer_timing *moe_layer_timings(const moe_layer *L) { return &L->timing; }
 
-void moe_layer_permute(const moe_route_plan *plan, float *packed, const float *x, int64_t D) {
+// packed (R, D) written, packed[r] = x[row_token[r]].
+static void moe_layer_permute(const moe_route_plan *plan, float *packed, const float *x, int64_t D) {
     for (int64_t r = 0; r < plan->n_rows; r++)
         memcpy(packed + r * D, x + (int64_t)plan->row_token[r] * D, (size_t)D * sizeof(float));
 }
 
-void moe_layer_unpermute(const moe_route_plan *plan, float *y, const float *out, int64_t D) {
+// y (T, D) ADDED, y[t] += Σ_rows row_weight[r]·out[r] over the token's kept rows.
+static void moe_layer_unpermute(const moe_route_plan *plan, float *y, const float *out, int64_t D) {
     for (int64_t t = 0; t < plan->T; t++) {
         float *yt = y + t * D;
         for (int64_t j = plan->tok_offsets[t]; j < plan->tok_offsets[t + 1]; j++) {

@@ -2,6 +2,7 @@
 // counts, forward FLOPs, per-rank fp32 bytes under (world, EP), LoRA adapters. Everything is closed
 // form over the layer kinds (no model is built), in overflow-checked int64; rules in docs/params.md.
 #include "params.h"
+#include "config.h"
 
 #include <string.h>
 
@@ -74,6 +75,17 @@ static moe_status moe_params_resolve(const Moe__Config *cfg, moe_shape *s) {
         lo = &ldef;
     }
     memset(s, 0, sizeof *s);
+    // The enum fields read below name a value (never an unknown number counted as a default).
+    moe_status est;
+    if ((est = moe_config_check_enum(&moe__model_config__activation__descriptor,
+                                     (int)m->activation, "model.activation")) ||
+        (est = moe_config_check_enum(&moe__model_config__norm__descriptor, (int)m->norm,
+                                     "model.norm")) ||
+        (est = moe_config_check_enum(&moe__model_config__positions__descriptor, (int)m->positions,
+                                     "model.positions")) ||
+        (est = moe_config_check_enum(&moe__model_config__qk_norm__descriptor, (int)m->qk_norm,
+                                     "model.qk_norm")))
+        return est;
 #define MOE_NEED(cond, ...)                                                                    \
     do {                                                                                       \
         if (!(cond))                                                                           \
@@ -160,16 +172,17 @@ static moe_status moe_params_resolve(const Moe__Config *cfg, moe_shape *s) {
         if (lo->n_targets == 0)
             s->lora_attn = 1;
         for (size_t i = 0; i < lo->n_targets; i++) {
+            // No default: -Wswitch lists a new target here; any other number is refused below.
             switch (lo->targets[i]) {
-            case MOE__LORA_CONFIG__TARGET__attention: s->lora_attn = 1; break;
-            case MOE__LORA_CONFIG__TARGET__experts: s->lora_experts = 1; break;
-            case MOE__LORA_CONFIG__TARGET__shared_experts: s->lora_shared = 1; break;
-            case MOE__LORA_CONFIG__TARGET__dense_ffn: s->lora_dense = 1; break;
-            case MOE__LORA_CONFIG__TARGET__router: s->lora_router = 1; break;
-            default:
-                return moe_set_error(MOE_EINVAL, "lora.targets[%zu]: unknown target %d", i,
-                                     (int)lo->targets[i]);
+            case MOE__LORA_CONFIG__TARGET__attention: s->lora_attn = 1; continue;
+            case MOE__LORA_CONFIG__TARGET__experts: s->lora_experts = 1; continue;
+            case MOE__LORA_CONFIG__TARGET__shared_experts: s->lora_shared = 1; continue;
+            case MOE__LORA_CONFIG__TARGET__dense_ffn: s->lora_dense = 1; continue;
+            case MOE__LORA_CONFIG__TARGET__router: s->lora_router = 1; continue;
+            case _MOE__LORA_CONFIG__TARGET_IS_INT_SIZE: break; // protobuf-c's size marker
             }
+            return moe_set_error(MOE_EINVAL, "lora.targets[%zu]: unknown target %d", i,
+                                 (int)lo->targets[i]);
         }
     }
 #undef MOE_NEED

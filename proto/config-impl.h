@@ -68,6 +68,10 @@ void moe_json_camel_name(const char *name, char *out, size_t cap);
 void moe_json_suggest(const ProtobufCMessageDescriptor *d, const char *name, char *out,
                       size_t cap);
 
+// Bytes one value of a field of type t takes in a generated struct (the element size of a
+// repeated field's array): the reader and the writer walk the structs with it.
+size_t moe_proto_elem_size(ProtobufCType t);
+
 // A new message of type d with the schema defaults (protobuf-c's default allocator).
 ProtobufCMessage *moe_json_new_message(const ProtobufCMessageDescriptor *d);
 

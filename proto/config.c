@@ -21,40 +21,13 @@ static moe_status moe_read_all(const char *path, char **text, size_t *len) {
         return moe_set_error(MOE_EINVAL, "%s: is a directory, not a config file; pass the path of "
                              "a JSON config (see examples/)", path);
     }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    moe_status st = MOE_OK;
-    while (buf) {
-        if (n + 1 >= cap) {
-            if (cap >= MOE_CONFIG_MAX_BYTES) {
-                st = moe_set_error(MOE_EINVAL, "%s: larger than %u MiB; is this a config file?",
-                                   is_stdin ? "<stdin>" : path, MOE_CONFIG_MAX_BYTES >> 20);
-                break;
-            }
-            char *p = realloc(buf, cap * 2);
-            if (!p) break;
-            buf = p;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) {
-            if (ferror(f))
-                st = moe_set_error(MOE_EIO, "%s: read error: %s", is_stdin ? "<stdin>" : path,
-                                   strerror(errno));
-            break;
-        }
-    }
+    const char *name = is_stdin ? "<stdin>" : path;
+    moe_status st = moe_read_stream(f, name, MOE_CONFIG_MAX_BYTES, text, len);
     if (!is_stdin) fclose(f);
-    if (!buf) return moe_set_error(MOE_ENOMEM, "out of memory reading %s", path);
-    if (st != MOE_OK) {
-        free(buf);
-        return st;
-    }
-    buf[n] = '\0';
-    *text = buf;
-    *len = n;
-    return MOE_OK;
+    if (st == MOE_EINVAL) // the size limit: say what the file was expected to be
+        return moe_set_error(MOE_EINVAL, "%s: larger than %u MiB; is this a config file?", name,
+                             MOE_CONFIG_MAX_BYTES >> 20);
+    return st;
 }
 
 // Gives every absent (non-repeated) sub-message of the Config its defaults.
@@ -83,6 +56,20 @@ Moe__Config *moe_config_new_default(void) {
 
 void moe_config_free(Moe__Config *cfg) {
     if (cfg) protobuf_c_message_free_unpacked(&cfg->base, NULL);
+}
+
+ProtobufCMessage *moe_proto_copy(const ProtobufCMessage *m) {
+    const size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = moe_xcalloc(n + 1, 1);
+    MOE_ASSERT_EQ(protobuf_c_message_pack(m, buf), n);
+    ProtobufCMessage *out = protobuf_c_message_unpack(m->descriptor, NULL, n, buf);
+    free(buf);
+    MOE_ASSERT(out); // it packed, so it unpacks unless memory ran out
+    return out;
+}
+
+Moe__Config *moe_config_copy(const Moe__Config *cfg) {
+    return (Moe__Config *)moe_proto_copy(&cfg->base);
 }
 
 // Reads and parses; on success also returns the source text (for locating validation errors).

@@ -44,8 +44,20 @@ moe_status moe_config_set(Moe__Config *cfg, const char *assignment);
 // change (e.g. "model.top_k = 9 exceeds model.n_experts = 8; set top_k <= 8 or raise
 // n_experts"). Absent sub-messages count as their defaults.
 moe_status moe_config_validate(const Moe__Config *cfg, int world);
+// Also refuses an enum field holding a number its enum does not name (possible in a message built
+// in C or unpacked from bytes), naming the field, the number and the values allowed.
+
+// MOE_OK if v is a value of the proto enum d, else MOE_EINVAL "<field> = <v> is not a value of
+// <Enum>; use one of: <names>". For mapping code that reads an enum field into C.
+moe_status moe_config_check_enum(const ProtobufCEnumDescriptor *d, int v, const char *field);
 
 void moe_config_free(Moe__Config *cfg);
+
+// A deep copy of any message (protobuf-c has no copy call: pack + unpack), owned by the caller:
+// free with protobuf_c_message_free_unpacked. Aborts on out of memory, like moe_xcalloc.
+ProtobufCMessage *moe_proto_copy(const ProtobufCMessage *m);
+// The same for a Config; free with moe_config_free.
+Moe__Config *moe_config_copy(const Moe__Config *cfg);
 
 // Reads a config from `path`, or from standard input when path is "-" (named "<stdin>" in
 // messages), then applies the `--set` overrides in order and validates against `world`.

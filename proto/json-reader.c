@@ -164,7 +164,7 @@ static const char *moe_type_name(ProtobufCType t) {
 
 // ---------------------------------------------------------------- scalar values
 
-static size_t moe_elem_size(ProtobufCType t) {
+size_t moe_proto_elem_size(ProtobufCType t) {
     switch (t) {
     case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
     case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32: case PROTOBUF_C_TYPE_ENUM:
@@ -220,7 +220,7 @@ static moe_status moe_conv_integer(moe_jctx *c, const ProtobufCFieldDescriptor *
     uint64_t mag = 0;
     int is_unsigned = f->type == PROTOBUF_C_TYPE_UINT32 || f->type == PROTOBUF_C_TYPE_FIXED32 ||
                       f->type == PROTOBUF_C_TYPE_UINT64 || f->type == PROTOBUF_C_TYPE_FIXED64;
-    int bits = moe_elem_size(f->type) == 8 ? 64 : 32;
+    int bits = moe_proto_elem_size(f->type) == 8 ? 64 : 32;
     uint64_t max_pos = is_unsigned ? (bits == 64 ? UINT64_MAX : UINT32_MAX)
                                    : (bits == 64 ? (uint64_t)INT64_MAX : (uint64_t)INT32_MAX);
     uint64_t max_neg = is_unsigned ? 0 : max_pos + 1;
@@ -411,7 +411,7 @@ static void moe_free_elem(const ProtobufCFieldDescriptor *f, void *elem) {
 void moe_json_clear_field(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f) {
     char *base = (char *)m;
     void *member = base + f->offset;
-    size_t es = moe_elem_size(f->type);
+    size_t es = moe_proto_elem_size(f->type);
     if (f->label == PROTOBUF_C_LABEL_REPEATED) {
         size_t *n = (size_t *)(base + f->quantifier_offset);
         char *arr = *(char **)member;
@@ -483,7 +483,7 @@ moe_status moe_json_set_field(moe_jctx *c, ProtobufCMessage *m, const ProtobufCF
                                  moe_type_name(f->type), got);
         }
         moe_json_clear_field(m, f);
-        size_t n = json_array_size(v), es = moe_elem_size(f->type);
+        size_t n = json_array_size(v), es = moe_proto_elem_size(f->type);
         char *arr = n ? calloc(n, es) : NULL;
         if (n && !arr) return moe_set_error(MOE_ENOMEM, "out of memory");
         *(void **)member = arr;
@@ -530,7 +530,7 @@ moe_status moe_json_set_field(moe_jctx *c, ProtobufCMessage *m, const ProtobufCF
         if (f->quantifier_offset && f->type != PROTOBUF_C_TYPE_STRING)
             *(protobuf_c_boolean *)(base + f->quantifier_offset) = 1;
     }
-    memcpy(member, &tmp, moe_elem_size(f->type));
+    memcpy(member, &tmp, moe_proto_elem_size(f->type));
     return MOE_OK;
 }
 

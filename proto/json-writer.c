@@ -130,20 +130,6 @@ static void moe_jb_value(moe_jbuf *b, const ProtobufCFieldDescriptor *f, const v
     moe_jb_str(b, t);
 }
 
-static size_t moe_jb_elem_size(ProtobufCType t) {
-    switch (t) {
-    case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64: return 8;
-    case PROTOBUF_C_TYPE_FLOAT: return sizeof(float);
-    case PROTOBUF_C_TYPE_DOUBLE: return sizeof(double);
-    case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_STRING: return sizeof(char *);
-    case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_MESSAGE: return sizeof(void *);
-    default: return 4;
-    }
-}
-
 // Whether a field is written: present (has_ flag, non-NULL pointer, non-empty array, active
 // oneof member); with MOE_JSON_DEFAULTS also absent scalars and strings (their defaults) and
 // empty arrays. Absent sub-messages are never written (a recursive schema would not end).
@@ -169,7 +155,7 @@ static int moe_jb_shown(const ProtobufCMessage *m, const ProtobufCFieldDescripto
     // proto3 singular scalar: written when not zero
     static const char zero[sizeof(ProtobufCBinaryData)];
     if (f->type == PROTOBUF_C_TYPE_BYTES) return ((const ProtobufCBinaryData *)member)->len > 0;
-    return memcmp(member, zero, moe_jb_elem_size(f->type)) != 0;
+    return memcmp(member, zero, moe_proto_elem_size(f->type)) != 0;
 }
 
 static void moe_jb_message(moe_jbuf *b, const ProtobufCMessage *m, unsigned flags, int level) {
@@ -192,7 +178,7 @@ static void moe_jb_message(moe_jbuf *b, const ProtobufCMessage *m, unsigned flag
         }
         size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
         const char *arr = *(char *const *)member;
-        size_t es = moe_jb_elem_size(f->type);
+        size_t es = moe_proto_elem_size(f->type);
         int nested = f->type == PROTOBUF_C_TYPE_MESSAGE; // messages one per line, scalars inline
         moe_jb_put(b, "[", 1);
         for (size_t k = 0; k < n; k++) {

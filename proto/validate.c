@@ -141,9 +141,12 @@ static void moe_check_router(moe_vlog *log, const Moe__RouterConfig *r, const Mo
     if (!isfinite(r->routed_scaling) || r->routed_scaling <= 0)
         moe_vfail(log, "router.routed_scaling = %g: must be a finite number > 0 (1 is neutral)",
                   r->routed_scaling);
-    if (r->strategy == MOE__ROUTER_CONFIG__STRATEGY__expert_choice && m->n_experts <= 0)
-        moe_vfail(log, "router.strategy = expert_choice needs experts, but model.n_experts = %d; "
-                  "set n_experts > 0 or strategy = token_choice", m->n_experts);
+    // Any strategy but the default means routing was asked for (a dense model ignores the default).
+    const ProtobufCEnumValue *sv =
+        protobuf_c_enum_descriptor_get_value(&moe__router_config__strategy__descriptor, r->strategy);
+    if (r->strategy != MOE__ROUTER_CONFIG__STRATEGY__token_choice && sv && m->n_experts <= 0)
+        moe_vfail(log, "router.strategy = %s needs experts, but model.n_experts = %d; "
+                  "set n_experts > 0 or strategy = token_choice", sv->name, m->n_experts);
 }
 
 static void moe_check_train(moe_vlog *log, const Moe__TrainConfig *t, int world) {
@@ -215,6 +218,53 @@ static void moe_check_data(moe_vlog *log, const Moe__DataConfig *d, const Moe__M
         moe_vfail(log, "data.val_fraction = %g: must be in [0, 1)", d->val_fraction);
 }
 
+// "<field> = v is not a value of <Enum>; use one of: a, b, c" into buf.
+static void moe_enum_msg(char *buf, size_t cap, const ProtobufCEnumDescriptor *d, int v,
+                         const char *field) {
+    int w = snprintf(buf, cap, "%s = %d is not a value of %s; use one of: ", field, v,
+                     d->short_name);
+    for (unsigned k = 0; k < d->n_values && w > 0 && (size_t)w < cap; k++)
+        w += snprintf(buf + w, cap - (size_t)w, "%s%s", k ? ", " : "", d->values[k].name);
+}
+
+moe_status moe_config_check_enum(const ProtobufCEnumDescriptor *d, int v, const char *field) {
+    if (protobuf_c_enum_descriptor_get_value(d, v)) return MOE_OK;
+    char msg[512];
+    moe_enum_msg(msg, sizeof msg, d, v, field);
+    return moe_set_error(MOE_EINVAL, "%s", msg);
+}
+
+// Every enum field holds a value its enum names: a message built in C or unpacked from bytes can
+// hold any number (the JSON reader refuses those already). Walks the descriptors, so nothing here
+// changes when an enum, a value or a field is added.
+static void moe_check_enums(moe_vlog *log, const ProtobufCMessage *msg, const char *prefix) {
+    const ProtobufCMessageDescriptor *d = msg->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const char *field = (const char *)msg + f->offset;
+        if (f->type == PROTOBUF_C_TYPE_MESSAGE && f->label != PROTOBUF_C_LABEL_REPEATED) {
+            const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)field;
+            char sp[128];
+            snprintf(sp, sizeof sp, "%s%s.", prefix, f->name);
+            if (sub) moe_check_enums(log, sub, sp);
+            continue;
+        }
+        if (f->type != PROTOBUF_C_TYPE_ENUM) continue;
+        const ProtobufCEnumDescriptor *ed = f->descriptor;
+        const int rep = f->label == PROTOBUF_C_LABEL_REPEATED;
+        const size_t n = rep ? *(const size_t *)((const char *)msg + f->quantifier_offset) : 1;
+        const int *v = rep ? *(const int *const *)field : (const int *)field;
+        for (size_t j = 0; j < n; j++) {
+            if (protobuf_c_enum_descriptor_get_value(ed, v[j])) continue;
+            char name[192], msg[512];
+            if (rep) snprintf(name, sizeof name, "%s%s[%zu]", prefix, f->name, j);
+            else snprintf(name, sizeof name, "%s%s", prefix, f->name);
+            moe_enum_msg(msg, sizeof msg, ed, v[j], name);
+            moe_vfail(log, "%s", msg);
+        }
+    }
+}
+
 static void moe_check_lora(moe_vlog *log, const Moe__LoraConfig *l, const Moe__ModelConfig *m) {
     MOE_NONNEG(log, "lora.rank", l->rank);
     if (l->rank > 0 && (!isfinite(l->alpha) || l->alpha <= 0))
@@ -255,6 +305,7 @@ moe_status moe_config_validate(const Moe__Config *cfg, int world) {
     const Moe__TrainConfig *t = cfg->train ? cfg->train : &def_train;
     moe_vlog *log = calloc(1, sizeof *log);
     if (!log) return moe_set_error(MOE_ENOMEM, "out of memory");
+    moe_check_enums(log, &cfg->base, "");
     moe_check_model(log, m, t);
     moe_check_router(log, cfg->router ? cfg->router : &def_router, m);
     moe_check_train(log, t, world);

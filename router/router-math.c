@@ -1,5 +1,6 @@
 // router-math.c: the elementwise pieces of routing — scoring and its backward, top-k with ties to
-// the lower index, the counter-based jitter noise, the z-loss and the aux-loss-free bias update.
+// the lower index, the counter-based jitter noise, the z-loss, the aux-loss-free bias update and
+// the load statistics.
 // Plain loops: these are O(T·E) next to the O(T·D·E) gate GEMM, so clarity wins over SIMD.
 #include "router.h"
 
@@ -95,4 +96,22 @@ void moe_router_update_bias(float *bias, const int64_t *load, int E, double gamm
         double d = mean - (double)load[e];
         bias[e] += (float)(d > 0 ? gamma : d < 0 ? -gamma : 0.0);
     }
+}
+
+moe_route_load moe_route_load_stats(const int64_t *load, int E, double entropy_sum, double tokens) {
+    moe_route_load r = {0, 0, 0};
+    int64_t total = 0;
+    for (int e = 0; e < E; e++) total += load[e];
+    const double mean = E > 0 ? (double)total / E : 0;
+    double var = 0, mx = 0;
+    for (int e = 0; e < E; e++) {
+        const double l = (double)load[e];
+        mx = l > mx ? l : mx;
+        var += (l - mean) * (l - mean);
+    }
+    if (E > 0) var /= E;
+    r.max_over_mean = mean > 0 ? mx / mean : 0;
+    r.cv = mean > 0 ? sqrt(var) / mean : 0;
+    r.entropy = tokens > 0 ? entropy_sum / tokens : 0;
+    return r;
 }

@@ -46,15 +46,33 @@ static void moe_cand_select(moe_route_cand *a, int64_t n, int64_t C) {
     }
 }
 
+moe_route_traits moe_router_strategy_traits(moe_route_strategy s) {
+    switch (s) {
+    case MOE_ROUTE_TOKEN_CHOICE:
+        return (moe_route_traits){.name = "token_choice", .by_token = 1, .softmax_only = 0,
+                                  .aux_loss = 1, .balanced = 0};
+    case MOE_ROUTE_EXPERT_CHOICE:
+        return (moe_route_traits){.name = "expert_choice", .by_token = 0, .softmax_only = 1,
+                                  .aux_loss = 0, .balanced = 1};
+    }
+    MOE_ASSERT(!"moe_route_strategy value outside the enum");
+    return (moe_route_traits){0};
+}
+
 int64_t moe_router_capacity(const moe_router_params *p, int64_t T) {
     double cf = p->capacity_factor;
-    if (p->strategy == MOE_ROUTE_EXPERT_CHOICE) {
+    switch (p->strategy) {
+    case MOE_ROUTE_EXPERT_CHOICE: {
         if (cf <= 0) cf = 1;
         int64_t C = (int64_t)ceil(cf * (double)T * (double)p->K / (double)p->E);
         return C < T ? C : T;
     }
-    if (cf <= 0) return 0;
-    return (int64_t)ceil(cf * (double)T * (double)p->K / (double)p->E);
+    case MOE_ROUTE_TOKEN_CHOICE:
+        if (cf <= 0) return 0;
+        return (int64_t)ceil(cf * (double)T * (double)p->K / (double)p->E);
+    }
+    MOE_ASSERT(!"moe_route_strategy value outside the enum");
+    return 0;
 }
 
 int64_t moe_router_group(const moe_router_params *p, int64_t T) {
@@ -62,15 +80,42 @@ int64_t moe_router_group(const moe_router_params *p, int64_t T) {
 }
 
 int64_t moe_router_max_rows(const moe_router_params *p, int64_t T) {
-    if (p->strategy != MOE_ROUTE_EXPERT_CHOICE) return T * p->K;
-    const int64_t G = moe_router_group(p, T);
-    if (G <= 0) return 0;
-    int64_t rows = (T + G - 1) / G * (int64_t)p->E * moe_router_capacity(p, G);
-    return rows < (int64_t)p->E * T ? rows : (int64_t)p->E * T;
+    switch (p->strategy) {
+    case MOE_ROUTE_TOKEN_CHOICE: return T * p->K;
+    case MOE_ROUTE_EXPERT_CHOICE: {
+        const int64_t G = moe_router_group(p, T);
+        if (G <= 0) return 0;
+        int64_t rows = (T + G - 1) / G * (int64_t)p->E * moe_router_capacity(p, G);
+        return rows < (int64_t)p->E * T ? rows : (int64_t)p->E * T;
+    }
+    }
+    MOE_ASSERT(!"moe_route_strategy value outside the enum");
+    return 0;
+}
+
+// 1 if the value is one of the enum's (params filled by hand or cast from an int).
+static int moe_strategy_known(moe_route_strategy s) {
+    switch (s) {
+    case MOE_ROUTE_TOKEN_CHOICE:
+    case MOE_ROUTE_EXPERT_CHOICE: return 1;
+    }
+    return 0;
+}
+
+static int moe_scoring_known(moe_scoring s) {
+    switch (s) {
+    case MOE_SCORE_SOFTMAX:
+    case MOE_SCORE_SIGMOID: return 1;
+    }
+    return 0;
 }
 
 moe_status moe_route_plan_create(const moe_router_params *p, int64_t T_max, moe_route_plan **out) {
     *out = NULL;
+    if (!moe_strategy_known(p->strategy) || !moe_scoring_known(p->scoring))
+        return moe_set_error(MOE_EINVAL, "router: strategy = %d, scoring = %d: not a known value "
+                             "(strategy: 0 token_choice, 1 expert_choice; scoring: 0 softmax, "
+                             "1 sigmoid)", (int)p->strategy, (int)p->scoring);
     if (p->E < 1 || p->K < 1 || p->K > p->E || p->D < 1 || T_max < 1)
         return moe_set_error(MOE_EINVAL,
                              "router: need n_experts >= 1, 1 <= top_k <= n_experts, d_model >= 1 "
@@ -268,13 +313,14 @@ void moe_router_forward(const moe_router_params *p, moe_route_plan *pl, moe_rout
             for (int e = 0; e < E; e++)
                 pl->logits[t * E + e] +=
                     (float)p->jitter * moe_router_noise(opts->seed, opts->token_base + t, e);
-    moe_scoring scoring = p->strategy == MOE_ROUTE_EXPERT_CHOICE ? MOE_SCORE_SOFTMAX : p->scoring;
+    const moe_route_traits tr = moe_router_strategy_traits(p->strategy);
+    moe_scoring scoring = tr.softmax_only ? MOE_SCORE_SOFTMAX : p->scoring;
     moe_router_score(scoring, pl->logits, pl->probs, T, E);
 
-    if (p->strategy == MOE_ROUTE_EXPERT_CHOICE)
-        moe_route_expert_choice(p, pl, T);
-    else
-        moe_route_token_choice(p, pl, balance_bias, T);
+    switch (p->strategy) {
+    case MOE_ROUTE_TOKEN_CHOICE: moe_route_token_choice(p, pl, balance_bias, T); break;
+    case MOE_ROUTE_EXPERT_CHOICE: moe_route_expert_choice(p, pl, T); break;
+    }
 
     // Aux loss partials: score_sum_i = Σ_t s_i(t); its gradient per token is α·E·f_i / T.
     double aux = 0;
@@ -304,7 +350,7 @@ void moe_router_forward(const moe_router_params *p, moe_route_plan *pl, moe_rout
             if (q > 0) entropy -= q * log(q);
         }
     }
-    if (p->strategy == MOE_ROUTE_TOKEN_CHOICE && T > 0) {
+    if (tr.aux_loss && T > 0) {
         for (int e = 0; e < E; e++) {
             double f = (double)pl->sel_counts[e] / ((double)T * K);
             aux += f * pl->score_sum[e] / (double)T;
@@ -318,21 +364,13 @@ void moe_router_forward(const moe_router_params *p, moe_route_plan *pl, moe_rout
     memset(stats, 0, sizeof *stats);
     stats->tokens_per_expert = pl->counts;
     stats->selected_per_expert = pl->sel_counts;
-    stats->selected = p->strategy == MOE_ROUTE_EXPERT_CHOICE ? pl->n_rows : T * K;
+    stats->selected = tr.by_token ? T * K : pl->n_rows;
     stats->kept = pl->n_rows;
     stats->dropped = stats->selected - stats->kept;
     for (int64_t t = 0; t < T; t++)
         if (pl->tok_offsets[t + 1] == pl->tok_offsets[t]) stats->unrouted++;
-    double mean = (double)stats->selected / E, var = 0, mx = 0;
-    for (int e = 0; e < E; e++) {
-        double l = (double)pl->sel_counts[e];
-        mx = l > mx ? l : mx;
-        var += (l - mean) * (l - mean);
-    }
-    var /= E;
-    stats->max_over_mean = mean > 0 ? mx / mean : 0;
-    stats->cv = mean > 0 ? sqrt(var) / mean : 0;
-    stats->entropy = T > 0 ? entropy / (double)T : 0;
+    const moe_route_load ld = moe_route_load_stats(pl->sel_counts, E, entropy, (double)T);
+    stats->max_over_mean = ld.max_over_mean, stats->cv = ld.cv, stats->entropy = ld.entropy;
     stats->aux_loss = aux;
     stats->z_loss = zl;
 }
@@ -346,13 +384,16 @@ void moe_router_backward(const moe_router_params *p, moe_route_plan *pl,
     float *dp = pl->dprobs, *dz = pl->dlogits;
     memset(dp, 0, (size_t)(T * E) * sizeof(float));
     memset(dz, 0, (size_t)(T * E) * sizeof(float));
-    moe_scoring scoring = p->strategy == MOE_ROUTE_EXPERT_CHOICE ? MOE_SCORE_SOFTMAX : p->scoring;
+    moe_scoring scoring =
+        moe_router_strategy_traits(p->strategy).softmax_only ? MOE_SCORE_SOFTMAX : p->scoring;
 
-    if (p->strategy == MOE_ROUTE_EXPERT_CHOICE) {
+    switch (p->strategy) {
+    case MOE_ROUTE_EXPERT_CHOICE:
         for (int e = 0; e < E; e++)
             for (int64_t r = pl->offsets[e]; r < pl->offsets[e + 1]; r++)
                 dp[(int64_t)pl->row_token[r] * E + e] += (float)(p->routed_scaling * drow_weight[r]);
-    } else {
+        break;
+    case MOE_ROUTE_TOKEN_CHOICE:
         for (int64_t t = 0; t < T; t++) {
             const int32_t *sel = pl->sel_expert + t * K;
             const int32_t *row = pl->sel_row + t * K;
@@ -385,6 +426,7 @@ void moe_router_backward(const moe_router_params *p, moe_route_plan *pl,
                 }
             }
         }
+        break;
     }
     moe_router_score_backward(scoring, pl->probs, dp, dz, T, E);
     if (p->z_loss_coef != 0)   // gradient of β·Σ_t lse²/loss_T (loss_T = T unless overridden)

@@ -32,7 +32,26 @@
 #include "moe-common.h"
 
 typedef enum { MOE_SCORE_SOFTMAX = 0, MOE_SCORE_SIGMOID = 1 } moe_scoring;        // = proto enum values
-typedef enum { MOE_ROUTE_TOKEN_CHOICE = 0, MOE_ROUTE_EXPERT_CHOICE = 1 } moe_route_strategy;
+typedef enum { MOE_ROUTE_TOKEN_CHOICE = 0, MOE_ROUTE_EXPERT_CHOICE = 1 } moe_route_strategy; // = proto
+
+// What code outside the selection itself asks of a strategy. Every such decision reads these
+// traits instead of comparing strategies, and the router's own decisions are switches without
+// default, so a new strategy is: a value above, a row in moe_router_strategy_traits, and the
+// cases the compiler then lists in router.c (plus the proto enum and its mapping in experts/).
+typedef struct {
+    const char *name;     // as in the proto enum: "token_choice", "expert_choice"
+    int by_token;         // 1: each token picks its top-K experts (at most K pairs a token, the
+                          //    balancing bias steers the pick); 0: each expert picks its tokens
+                          //    (a token may get 0..E pairs)
+    int softmax_only;     // scoring is ignored: p = softmax(z)
+    int aux_loss;         // L_aux (and aux_dscore) is defined; else it is 0
+    int balanced;         // every expert keeps exactly C rows per group (loads equal by
+                          // construction; nothing dropped); else capacity, if any, is an upper
+                          // bound per expert and the excess is dropped
+} moe_route_traits;
+
+// The traits of s (MOE_ASSERT on a value outside the enum: configs are mapped with a check).
+moe_route_traits moe_router_strategy_traits(moe_route_strategy s);
 
 // By-value router configuration (fill with moe_layer_params_from_config in experts.h, or by hand).
 typedef struct {
@@ -126,11 +145,24 @@ typedef struct {
     int64_t dropped;           // selected − kept (token choice), 0 for expert choice
     int64_t unrouted;          // tokens with no kept pair
     double max_over_mean;      // max_i load_i / mean_i load_i, load = selected_per_expert
-    double cv;                 // population std / mean of the same loads
+    double cv;                 // population std / mean of the same loads (moe_route_load_stats)
     double entropy;            // mean_t −Σ_j q_tj ln q_tj, q = p (softmax) or p/Σp (sigmoid), nats
     double aux_loss;           // L_aux (0 for expert choice)
     double z_loss;             // L_z
 } moe_route_stats;
+
+// The load statistics every report of routing uses (the router, the expert-parallel layer and
+// the model's per-layer metrics all call this; docs/routing.md "Statistics"):
+//   load_i = selected_per_expert[i] (demand before capacity dropping), mean = Σ_i load_i / E,
+//   max_over_mean = max_i load_i / mean,
+//   cv = √( Σ_i (load_i − mean)² / E ) / mean   (population std, two passes: no cancellation),
+//   entropy = entropy_sum / tokens, entropy_sum = Σ_t −Σ_j q_tj ln q_tj (nats);
+// each 0 when its divisor is 0 (no load, no tokens). Pure.
+typedef struct {
+    double max_over_mean, cv, entropy;
+} moe_route_load;
+moe_route_load moe_route_load_stats(const int64_t *load /* (E) */, int E, double entropy_sum,
+                                    double tokens);
 
 // Router forward: gate GEMM, scoring, selection, capacity, plan, losses and stats.
 //   x (T, D), wg (D, E), bg (E) or NULL, balance_bias (E) or NULL (b; token-choice selection

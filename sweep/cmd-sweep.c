@@ -3,6 +3,7 @@
 // Trade-off: runs are sequential child processes, one at a time, each with its own log file; the
 // sweep keeps no state of its own beyond each run directory (DONE marker, metrics, checkpoints),
 // so a killed sweep resumes by being run again.
+#include "moe-args.h"
 #include "sweep-impl.h"
 
 #include <dirent.h>
@@ -15,43 +16,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static void moe_sweep_usage(FILE *f) {
-    fprintf(f,
-            "usage: moe sweep SWEEP.json [--dry-run] [--only NAME]... [--out DIR]\n"
-            "\n"
-            "Runs every point of a load-balancing sweep (docs/sweeps.md) as its own launch of\n"
-            "  LAUNCHER -np N [extra_args] <this moe> train BASE --set ... --set out_dir=OUT/runs/RUN\n"
-            "one after another, then writes the report to OUT/report/ (moe report). Running it again\n"
-            "skips finished runs (OUT/runs/RUN/DONE, or metrics that reached train.steps) and resumes\n"
-            "half-finished ones from their checkpoint (--resume latest).\n"
-            "\n"
-            "  --dry-run     print the runs, their state and command lines; launch nothing\n"
-            "  --only NAME   run only this point or run (repeatable, or NAME,NAME); the report\n"
-            "                still covers every run with metrics\n"
-            "  --out DIR     output directory instead of the file's out_dir\n"
-            "  -h, --help    this help\n"
-            "\n"
-            "Ctrl-C / SIGTERM: no further launches; the running child gets SIGUSR1 (the ranks\n"
-            "checkpoint and exit 75); a second signal sends SIGTERM, a third SIGKILL. Exit 75.\n"
-            "exit codes: 0 every run finished, 1 a run failed (the others still ran), 2 bad sweep\n"
-            "file or usage, 75 interrupted (run the same command again to resume)\n");
-}
-
-static void moe_report_usage(FILE *f) {
-    fprintf(f,
-            "usage: moe report RUN_DIR... [--out DIR] [--title TEXT]\n"
-            "\n"
-            "Tables (results.csv, results.md), PNG plots (gnuplot; skipped with a note when it is\n"
-            "not on PATH or MOE_GNUPLOT=none), report.md and index.html over training runs\n"
-            "(directories with metrics.jsonl). A sweep's output directory stands for all its runs.\n"
-            "\n"
-            "  --out DIR     where to write (default: report/ next to the first run directory, or\n"
-            "                inside a sweep's output directory)\n"
-            "  --title TEXT  the report's title\n"
-            "\n"
-            "exit codes: 0 written, 1 cannot write, 2 bad usage or a directory without metrics\n");
-}
 
 // ---------------------------------------------------------------- signals
 
@@ -74,7 +38,7 @@ static void moe_sweep_install(void) {
 // ---------------------------------------------------------------- run state
 
 static int64_t moe_metrics_last_step(const char *dir) {
-    char path[4200];
+    char path[MOE_PATH_MAX];
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
     FILE *f = fopen(path, "r");
     if (!f) return -1;
@@ -94,7 +58,7 @@ static int64_t moe_metrics_last_step(const char *dir) {
 typedef enum { MOE_RUN_NEW, MOE_RUN_RESUME, MOE_RUN_DONE } moe_run_state;
 
 static moe_run_state moe_sweep_state(const moe_sweep_run *r) {
-    char p[4200];
+    char p[MOE_PATH_MAX];
     snprintf(p, sizeof p, "%s/DONE", r->dir);
     if (moe_file_exists(p)) return MOE_RUN_DONE;
     if (moe_metrics_last_step(r->dir) >= r->cfg->train->steps) return MOE_RUN_DONE;
@@ -182,7 +146,7 @@ static moe_status moe_write_run_record(const moe_sweep *s, const moe_sweep_run *
     sr.n_set = (size_t)r->n_sets, sr.set = r->sets;
     sr.config = r->cfg;
     sr.sweep = s->sc->name;
-    char path[4200];
+    char path[MOE_PATH_MAX];
     snprintf(path, sizeof path, "%s/sweep-run.json", r->dir);
     return moe_write_msg(path, &sr.base);
 }
@@ -228,51 +192,45 @@ static int moe_selected(const moe_sweep_run *r, char **only, int n_only) {
 
 int moe_cmd_sweep(int argc, char **argv) {
     const char *path = NULL, *out = NULL;
+    moe_args_list only_args = {0};
     int dry = 0, n_only = 0, rc = MOE_EXIT_USAGE;
-    char **only = moe_xcalloc((size_t)argc * 4 + 1, sizeof *only);
-    char *only_buf = NULL;
-    moe_sweep *s = NULL;
-    size_t obl = 0;
-    for (int i = 1; i < argc; i++) obl += strlen(argv[i]) + 1;
-    only_buf = moe_xcalloc(obl + 1, 1);
-    char *ob = only_buf;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            moe_sweep_usage(stdout);
-            rc = MOE_EXIT_OK;
-            goto done;
-        } else if (!strcmp(a, "--dry-run")) {
-            dry = 1;
-        } else if (!strcmp(a, "--only") || !strncmp(a, "--only=", 7) || !strcmp(a, "--out") ||
-                   !strncmp(a, "--out=", 6)) {
-            const int is_only = a[3] == 'n';
-            const char *eq = strchr(a, '=');
-            const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v || !*v) {
-                fprintf(stderr, "moe sweep: %s needs a value\n", is_only ? "--only" : "--out");
-                goto done;
-            }
-            if (!is_only) {
-                out = v;
-                continue;
-            }
-            strcpy(ob, v);
-            for (char *t = strtok(ob, ","); t; t = strtok(NULL, ",")) only[n_only++] = t;
-            ob += strlen(v) + 1;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "moe sweep: unknown option %s (see moe sweep --help)\n", a);
-            goto done;
-        } else if (!path) {
-            path = a;
-        } else {
-            fprintf(stderr, "moe sweep: one sweep file expected, got %s and %s\n", path, a);
-            goto done;
-        }
+    const moe_arg_pos pos[] = {
+        {"SWEEP.json", MOE_ARG_STRING, &path, 1, 1, "the sweep file (docs/sweeps.md)"},
+    };
+    const moe_arg_opt opts[] = {
+        MOE_OPT_FLAG("--dry-run", &dry, "print the runs, their state and command lines; launch nothing"),
+        MOE_OPT_LIST("--only", &only_args, "NAME",
+                     "run only this point or run (or NAME,NAME); the report\n"
+                     "still covers every run with metrics"),
+        MOE_OPT_STRING("--out", &out, "DIR", "output directory instead of the file's out_dir"),
+    };
+    const moe_args_spec spec = {
+        "moe sweep",
+        "Runs every point of a load-balancing sweep (docs/sweeps.md) as its own launch of\n"
+        "  LAUNCHER -np N [extra_args] <this moe> train BASE --set ... --set out_dir=OUT/runs/RUN\n"
+        "one after another, then writes the report to OUT/report/ (moe report). Running it again\n"
+        "skips finished runs (OUT/runs/RUN/DONE, or metrics that reached train.steps) and resumes\n"
+        "half-finished ones from their checkpoint (--resume latest).",
+        pos, MOE_ARGS_N(pos), opts, MOE_ARGS_N(opts),
+        "Ctrl-C / SIGTERM: no further launches; the running child gets SIGUSR1 (the ranks\n"
+        "checkpoint and exit 75); a second signal sends SIGTERM, a third SIGKILL. Exit 75.\n"
+        "exit codes: 0 every run finished, 1 a run failed (the others still ran), 2 bad sweep\n"
+        "file or usage, 75 interrupted (run the same command again to resume)"};
+    int pr = moe_args_parse(&spec, argc, argv);
+    if (pr != MOE_ARGS_RUN) return pr;
+    // --only values split at commas (a copy of each, cut in place).
+    size_t obl = 0, n_max = 1;
+    for (int i = 0; i < only_args.n; i++) {
+        obl += strlen(only_args.v[i]) + 1;
+        n_max += strlen(only_args.v[i]) / 2 + 1;
     }
-    if (!path) {
-        moe_sweep_usage(stderr);
-        goto done;
+    char **only = moe_xcalloc(n_max, sizeof *only);
+    char *only_buf = moe_xcalloc(obl + 1, 1), *ob = only_buf;
+    moe_sweep *s = NULL;
+    for (int i = 0; i < only_args.n; i++) {
+        strcpy(ob, only_args.v[i]);
+        for (char *t = strtok(ob, ","); t; t = strtok(NULL, ",")) only[n_only++] = t;
+        ob += strlen(only_args.v[i]) + 1;
     }
     moe_status st = moe_sweep_load(path, out, &s);
     if (st) {
@@ -290,7 +248,7 @@ int moe_cmd_sweep(int argc, char **argv) {
             goto done;
         }
     }
-    char self[4096];
+    char self[MOE_PATH_MAX];
     ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
     if (sl <= 0) {
         fprintf(stderr, "moe sweep: cannot find this program's path (/proc/self/exe: %s)\n",
@@ -321,7 +279,7 @@ int moe_cmd_sweep(int argc, char **argv) {
         goto done;
     }
     // ------------------------------------------------ run
-    char p[4200];
+    char p[MOE_PATH_MAX];
     snprintf(p, sizeof p, "%s/runs", s->out_dir);
     if (moe_mkdir_p(p) != 0) {
         fprintf(stderr, "moe sweep: %s: cannot create (%s)\n", p, strerror(errno));
@@ -346,7 +304,7 @@ int moe_cmd_sweep(int argc, char **argv) {
             break;
         }
         const moe_run_state rs = moe_sweep_state(r);
-        char done_path[4200], log[4200];
+        char done_path[MOE_PATH_MAX], log[MOE_PATH_MAX];
         snprintf(done_path, sizeof done_path, "%s/DONE", r->dir);
         snprintf(log, sizeof log, "%s/train.log", r->dir);
         if (rs == MOE_RUN_DONE) {
@@ -419,6 +377,7 @@ done:
     moe_sweep_free(s);
     free(only);
     free(only_buf);
+    moe_args_free(&spec);
     return rc;
 }
 
@@ -426,7 +385,7 @@ done:
 
 // A run directory's position in its sweep (sweep-run.json "index"), INT32_MAX when unknown.
 static int32_t moe_run_index(const char *dir) {
-    char p[4200], *text;
+    char p[MOE_PATH_MAX], *text;
     size_t len;
     snprintf(p, sizeof p, "%s/sweep-run.json", dir);
     int32_t idx = INT32_MAX;
@@ -455,29 +414,32 @@ static int moe_dir_cmp(const void *a, const void *b) {
 
 int moe_cmd_report(int argc, char **argv) {
     const char *out = NULL, *title = NULL;
+    moe_args_list run_args = {0};
     char **dirs = NULL, *def_out = NULL;
     int n = 0, cap = 0, rc = MOE_EXIT_USAGE;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            moe_report_usage(stdout);
-            rc = MOE_EXIT_OK;
-            goto done;
-        } else if (!strcmp(a, "--out") || !strncmp(a, "--out=", 6) || !strcmp(a, "--title") ||
-                   !strncmp(a, "--title=", 8)) {
-            const char *eq = strchr(a, '=');
-            const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v || !*v) {
-                fprintf(stderr, "moe report: %s needs a value\n", a);
-                goto done;
-            }
-            *(a[2] == 'o' ? &out : &title) = v;
-            continue;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "moe report: unknown option %s (see moe report --help)\n", a);
-            goto done;
-        }
-        char p[4200];
+    const moe_arg_pos pos[] = {
+        {"RUN_DIR", MOE_ARG_LIST, &run_args, 1, 0,
+         "a training run (a directory with metrics.jsonl), or a sweep's output\n"
+         "directory (all its runs)"},
+    };
+    const moe_arg_opt opts[] = {
+        MOE_OPT_STRING("--out", &out, "DIR",
+                       "where to write (default: report/ next to the first run directory, or\n"
+                       "inside a sweep's output directory)"),
+        MOE_OPT_STRING("--title", &title, "TEXT", "the report's title"),
+    };
+    const moe_args_spec spec = {
+        "moe report",
+        "Tables (results.csv, results.md), PNG plots (gnuplot; skipped with a note when it is\n"
+        "not on PATH or MOE_GNUPLOT=none), report.md and index.html over training runs\n"
+        "(directories with metrics.jsonl). A sweep's output directory stands for all its runs.",
+        pos, MOE_ARGS_N(pos), opts, MOE_ARGS_N(opts),
+        "exit codes: 0 written, 1 cannot write, 2 bad usage or a directory without metrics"};
+    int pr = moe_args_parse(&spec, argc, argv);
+    if (pr != MOE_ARGS_RUN) return pr;
+    for (int i = 0; i < run_args.n; i++) {
+        const char *a = run_args.v[i];
+        char p[MOE_PATH_MAX];
         snprintf(p, sizeof p, "%s/metrics.jsonl", a);
         int sweep_dir = 0;
         if (!moe_file_exists(p)) { // a sweep's output directory: its runs
@@ -488,9 +450,13 @@ int moe_cmd_report(int argc, char **argv) {
                 moe_dir_key *names = NULL;
                 int nn = 0, nc = 0;
                 for (struct dirent *e; (e = readdir(d));) {
-                    char mp[4600];
-                    snprintf(mp, sizeof mp, "%s/%s/metrics.jsonl", p, e->d_name);
-                    if (e->d_name[0] == '.' || !moe_file_exists(mp)) continue;
+                    char mp[MOE_PATH_MAX];
+                    if (e->d_name[0] == '.') continue;
+                    if (moe_path_fmt(mp, "run directory", "%s/%s/metrics.jsonl", p, e->d_name)) {
+                        fprintf(stderr, "moe report: skipped %s: %s\n", e->d_name, moe_last_error());
+                        continue;
+                    }
+                    if (!moe_file_exists(mp)) continue;
                     if (nn == nc) {
                         nc = nc ? 2 * nc : 16;
                         moe_dir_key *t = realloc(names, (size_t)nc * sizeof *t);
@@ -533,7 +499,7 @@ int moe_cmd_report(int argc, char **argv) {
             dirs[n] = moe_xcalloc(l, 1);
             memcpy(dirs[n++], a, l);
             if (!def_out) { // report/ next to the run directory
-                char tmp[4200];
+                char tmp[MOE_PATH_MAX];
                 snprintf(tmp, sizeof tmp, "%s", a);
                 size_t tl = strlen(tmp);
                 while (tl > 1 && tmp[tl - 1] == '/') tmp[--tl] = 0;
@@ -545,8 +511,9 @@ int moe_cmd_report(int argc, char **argv) {
             }
         }
     }
-    if (!n) {
-        moe_report_usage(stderr);
+    if (!n) { // only sweep directories, none with a run that has metrics
+        fprintf(stderr, "moe report: no run directory with metrics.jsonl in the arguments\n");
+        moe_args_usage(&spec, stderr);
         goto done;
     }
     moe_status st = moe_report_write((const char *const *)dirs, n, out ? out : def_out, title, stdout);
@@ -560,5 +527,6 @@ done:
     for (int i = 0; i < n; i++) free(dirs[i]);
     free(dirs);
     free(def_out);
+    moe_args_free(&spec);
     return rc;
 }

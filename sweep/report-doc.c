@@ -2,6 +2,7 @@
 // tables, images) and index.html (the same content as a static page, images by relative path).
 // Tables are built once as cells and emitted as Markdown or HTML. The findings are computed from
 // the numbers each time; nothing in them is fixed text about what a strategy "should" do.
+#include "experts.h"
 #include "sweep-impl.h"
 
 #include <errno.h>
@@ -145,9 +146,12 @@ static void moe_add(moe_lines *L, const char *fmt, ...) {
     va_end(ap);
 }
 
-static int moe_point_strategy_ec(const moe_report *rep, const moe_report_point *P) {
+// 1 if the point's strategy keeps every expert's load equal by construction (expert choice).
+static int moe_point_balanced(const moe_report *rep, const moe_report_point *P) {
     const Moe__Config *c = rep->runs[P->first].cfg;
-    return c && c->router && c->router->strategy == MOE__ROUTER_CONFIG__STRATEGY__expert_choice;
+    moe_route_strategy s;
+    if (!c || !c->router || moe_layer_strategy_from_config(c->router, &s) != MOE_OK) return 0;
+    return moe_router_strategy_traits(s).balanced;
 }
 
 static void moe_findings(const moe_report *rep, moe_lines *L) {
@@ -176,8 +180,8 @@ static void moe_findings(const moe_report *rep, moe_lines *L) {
         moe_add(L, "**Balance** (max/mean expert load over the last 10%% of steps, mean over MoE "
                    "layers; 1 is perfect): best **%s** %.3f%s; least balanced **%s** %.3f.",
                 P[best].point, P[best].mean[3],
-                moe_point_strategy_ec(rep, &P[best]) ? " (expert choice: balanced by construction)"
-                                                     : "",
+                moe_point_balanced(rep, &P[best]) ? " (expert choice: balanced by construction)"
+                                                  : "",
                 P[worst].point, P[worst].mean[3]);
     // loss
     int lb = -1, l2 = -1;
@@ -341,7 +345,7 @@ static void moe_images(const moe_report *rep, FILE *f, int html) {
 }
 
 static moe_status moe_open(const moe_report *rep, const char *name, FILE **f) {
-    char path[4200];
+    char path[MOE_PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", rep->out_dir, name);
     *f = fopen(path, "w");
     if (!*f) return moe_set_error(MOE_EIO, "%s: cannot write (%s)", path, strerror(errno));

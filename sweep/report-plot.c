@@ -59,7 +59,7 @@ static int moe_write_run_data(const moe_report *rep, moe_report_run *r) {
     moe_smooth(ce, n, w, ce_s);
     moe_smooth(mm, n, w, mm_s);
     moe_smooth(dr, n, w, dr_s);
-    char path[4400];
+    char path[MOE_PATH_MAX];
     snprintf(path, sizeof path, "%s/data/%s.dat", rep->out_dir, r->file);
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -97,7 +97,7 @@ static int moe_write_run_data(const moe_report *rep, moe_report_run *r) {
 static int moe_write_point_data(const moe_report *rep, int p) {
     const moe_report_point *P = &rep->points[p];
     const moe_report_run *r0 = &rep->runs[P->first];
-    char path[4400];
+    char path[MOE_PATH_MAX];
     snprintf(path, sizeof path, "%s/data/point-%d.dat", rep->out_dir, p);
     FILE *f = fopen(path, "w");
     if (!f) return -1;
@@ -306,7 +306,7 @@ static int moe_write_script(moe_report *rep, FILE *g, char (*pngs)[256], int cap
         for (int p = 0; p < rep->n_points; p++)
             if (!strcmp(rep->points[p].kind, "experts") && isnan(rep->points[p].mean[1])) use_val = 0;
         const int col = use_val ? 1 : 0;
-        char path[4400];
+        char path[MOE_PATH_MAX];
         snprintf(path, sizeof path, "%s/data/experts.dat", rep->out_dir);
         FILE *f = fopen(path, "w");
         if (f) {
@@ -367,7 +367,7 @@ static int moe_is_png(const char *path) {
 void moe_report_plots(moe_report *rep) {
     rep->plots_ok = 0;
     const char *env = getenv("MOE_GNUPLOT");
-    char prog[4096];
+    char prog[MOE_PATH_MAX];
     if (env && !strcmp(env, "none")) {
         moe_note(rep, "MOE_GNUPLOT=none is set");
         return;
@@ -379,7 +379,7 @@ void moe_report_plots(moe_report *rep) {
                                "gnuplot-nox)", env && *env ? env : "searched $PATH");
         return;
     }
-    char path[4400];
+    char path[MOE_PATH_MAX];
     snprintf(path, sizeof path, "%s/data", rep->out_dir);
     if (moe_mkdir_p(path) != 0) {
         moe_note(rep, "cannot create %s (%s)", path,

@@ -26,7 +26,7 @@ static int moe_rec_cmp(const void *a, const void *b) {
 // Reads dir/metrics.jsonl: one record a line; a line that does not parse (a run killed mid-write)
 // is skipped with a warning. Steps repeated after a resume: the last line wins.
 static moe_status moe_report_read_metrics(const char *dir, moe_report_run *r) {
-    char path[4200];
+    char path[MOE_PATH_MAX];
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
     char *text;
     size_t len;
@@ -46,7 +46,7 @@ static moe_status moe_report_read_metrics(const char *dir, moe_report_run *r) {
         *nl = 0;
         lineno++;
         if (!p[strspn(p, " \t\r")]) continue;
-        char origin[4300];
+        char origin[MOE_PATH_MAX + 24]; // path:line
         snprintf(origin, sizeof origin, "%s:%lld", path, (long long)lineno);
         ProtobufCMessage *m = NULL;
         if (moe_json_parse_message(origin, p, strlen(p), &moe__metrics_record__descriptor, &m) ||
@@ -88,7 +88,7 @@ static moe_status moe_report_read_metrics(const char *dir, moe_report_run *r) {
 }
 
 static void moe_report_read_identity(const char *dir, moe_report_run *r) {
-    char path[4200];
+    char path[MOE_PATH_MAX];
     snprintf(path, sizeof path, "%s/sweep-run.json", dir);
     char *text;
     size_t len;
@@ -109,7 +109,7 @@ static void moe_report_read_identity(const char *dir, moe_report_run *r) {
         free(text);
     }
     if (!r->cfg) { // a run not made by a sweep: the newest checkpoint knows its config
-        char ck[4200];
+        char ck[MOE_PATH_MAX];
         Moe__CheckpointManifest *man = NULL;
         if (moe_ckpt_resolve(dir, ck, sizeof ck) == MOE_OK &&
             moe_ckpt_read_manifest(ck, &man) == MOE_OK) {
@@ -120,7 +120,7 @@ static void moe_report_read_identity(const char *dir, moe_report_run *r) {
         moe_clear_error();
     }
     if (!r->name) { // the directory's base name
-        char tmp[4200];
+        char tmp[MOE_PATH_MAX];
         snprintf(tmp, sizeof tmp, "%s", dir);
         size_t l = strlen(tmp);
         while (l > 1 && tmp[l - 1] == '/') tmp[--l] = 0;
@@ -210,7 +210,8 @@ static void moe_report_summarize(moe_report_run *r) {
 moe_status moe_report_load_run(const char *dir, moe_report_run *r) {
     memset(r, 0, sizeof *r);
     r->dir = moe_xstrdup(dir);
-    moe_status st = moe_report_read_metrics(dir, r);
+    moe_status st = moe_dir_check("run directory", dir);
+    if (!st) st = moe_report_read_metrics(dir, r);
     if (st) return st;
     moe_report_read_identity(dir, r);
     moe_report_summarize(r);

@@ -79,7 +79,7 @@ static const char moe_csv_header[] =
     "total_params,n_experts\n";
 
 static moe_status moe_report_write_csv(const moe_report *rep) {
-    char path[4200];
+    char path[MOE_PATH_MAX];
     snprintf(path, sizeof path, "%s/results.csv", rep->out_dir);
     FILE *f = fopen(path, "w");
     if (!f) return moe_set_error(MOE_EIO, "%s: cannot write (%s)", path, strerror(errno));
@@ -148,7 +148,7 @@ moe_status moe_report_write(const char *const *dirs, int n, const char *out_dir,
     if (n < 1) return moe_set_error(MOE_EUSAGE, "moe report: no run directories given");
     moe_report rep = {.title = title ? title : "moe report", .out_dir = out_dir};
     rep.runs = moe_xcalloc((size_t)n, sizeof *rep.runs);
-    moe_status st = MOE_OK;
+    moe_status st = moe_dir_check("the report directory", out_dir);
     for (int i = 0; i < n && !st; i++) {
         st = moe_report_load_run(dirs[i], &rep.runs[rep.n_runs]);
         rep.n_runs++;

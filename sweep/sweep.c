@@ -114,7 +114,7 @@ static moe_status moe_sweep_check_run(moe_sweep *s, moe_sweep_run *r) {
 // overrides applied (validated).
 typedef struct {
     int64_t D, F, Fe, Fs, E, K, Ns, ep, L_moe, L_dense;
-    int ec;
+    int strategy_set; // router.strategy is not the default (a dense baseline must reset it)
 } moe_base_shape;
 
 static moe_status moe_sweep_base_shape(moe_sweep *s, moe_base_shape *b) {
@@ -135,7 +135,8 @@ static moe_status moe_sweep_base_shape(moe_sweep *s, moe_base_shape *b) {
     b->Fs = m->shared_expert_d_ff > 0 ? m->shared_expert_d_ff : b->Fe;
     b->E = m->n_experts, b->K = m->top_k, b->Ns = m->n_shared_experts;
     b->ep = cfg->parallel->ep_size;
-    b->ec = cfg->router->strategy == MOE__ROUTER_CONFIG__STRATEGY__expert_choice;
+    // Validation refuses any strategy but the default on a dense model, whatever the strategy.
+    b->strategy_set = cfg->router->strategy != MOE__ROUTER_CONFIG__STRATEGY__token_choice;
     moe_params_report pr;
     st = moe_params_count(cfg, s->np, 0, &pr);
     b->L_moe = pr.n_moe_layers, b->L_dense = pr.n_dense_layers;
@@ -180,7 +181,7 @@ static moe_status moe_sweep_load_base(moe_sweep *s, const char *path, const char
                                  "base_file is read from the sweep file's directory)",
                                  path, sc->base_file, s->base_path);
         }
-        char cwd[4096]; // absolute, so the command line names it unambiguously
+        char cwd[MOE_PATH_MAX]; // absolute, so the command line names it unambiguously
         if (s->base_path[0] != '/' && getcwd(cwd, sizeof cwd)) {
             char *abs = moe_aprintf("%s/%s", cwd, s->base_path);
             free(s->base_path);
@@ -216,7 +217,7 @@ static void moe_sweep_add_dense(moe_sweep *s, const moe_base_shape *sh, uint64_t
     if (b.Ns) ex[ne++] = moe_xstrdup("model.n_shared_experts=0");
     ex[ne++] = moe_aprintf("model.d_ff=%lld", (long long)Fd);
     if (b.ep != 1) ex[ne++] = moe_xstrdup("parallel.ep_size=1");
-    if (b.ec) ex[ne++] = moe_xstrdup("router.strategy=token_choice");
+    if (b.strategy_set) ex[ne++] = moe_xstrdup("router.strategy=token_choice");
     char note[256];
     snprintf(note, sizeof note,
              "dense FFN width %lld = (%lld MoE layers × (top_k %lld × "
@@ -359,8 +360,10 @@ moe_status moe_sweep_load(const char *path, const char *out_override, moe_sweep 
                                    path, s->runs[i].name);
                 goto fail;
             }
-    for (int i = 0; i < s->n_runs; i++)
-        if ((st = moe_sweep_check_run(s, &s->runs[i]))) goto fail;
+    for (int i = 0; i < s->n_runs; i++) // the run directory is the run's out_dir: it must fit
+        if ((st = moe_dir_check("run directory", s->runs[i].dir)) ||
+            (st = moe_sweep_check_run(s, &s->runs[i])))
+            goto fail;
     *out = s;
     return MOE_OK;
 fail:

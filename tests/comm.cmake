@@ -26,3 +26,6 @@ add_test(NAME test_comm_topo_refused_np2
 set_tests_properties(test_comm_topo_refused_np2 PROPERTIES LABELS "mpi;np2;comm"
   ENVIRONMENT "${MOE_TEST_ENV}" TIMEOUT 120 PROCESSORS 2
   PASS_REGULAR_EXPRESSION "expert-parallel size 3 does not divide the world size 2")
+# moe_comm_agree: worst status and the failing rank's message on every rank.
+moe_add_mpi_test(test_comm_agree SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_comm_agree.c
+  NP 1 2 4 LABELS comm)

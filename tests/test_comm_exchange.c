@@ -241,6 +241,78 @@ static void tok_row(int world, int t, int round, float *x) {
 }
 static float f_expert(float v, int e) { return v * (float)(e + 1) + 0.5f * (float)e; }
 
+// The expert side's expansion written plainly from the wire format of comm.h (the production one
+// runs per chunk inside the expert-parallel layer, checked by test_ep_layer): expert-major blocks
+// (expert j: sources in group order, rows in wire order), pw the weight of each pair (slot weight
+// with dedup, else 1), eoff (El+1) block starts, and the pairs of each wire row u as
+// map[start[u] .. start[u+1]). with_meta = 0: rows of D floats (dy) fanned out with that map.
+typedef struct {
+    int64_t *start, *map; // (max_recv + 1), (max_pairs)
+} pair_map;
+
+static void expand_ref(const moe_comm_plan *pl, const char *recv, int with_meta, float *ex,
+                       float *pw, int64_t *eoff, pair_map *m) {
+    const moe_comm_plan_params pp = moe_comm_plan_get_params(pl);
+    const int P = moe_comm_plan_peers(pl), El = pp.n_local_experts, rec = 1 + El;
+    const size_t tb = pp.token_bytes, stride = with_meta ? moe_comm_plan_wire_bytes(pl) : tb;
+    const int64_t R = moe_comm_plan_rows(pl, MOE_COMM_REVERSE);
+    if (!with_meta) {
+        for (int64_t u = 0; u < R; u++)
+            for (int64_t i = m->start[u]; i < m->start[u + 1]; i++)
+                memcpy((char *)ex + (size_t)m->map[i] * tb, recv + (size_t)u * stride, tb);
+        return;
+    }
+    const int32_t *rr = moe_comm_plan_counts(pl, MOE_COMM_REVERSE);
+    int64_t fill[E];
+    eoff[0] = 0;
+    for (int j = 0; j < El; j++) {
+        eoff[j + 1] = eoff[j] + moe_comm_plan_expert_rows(pl, j);
+        fill[j] = eoff[j];
+    }
+    int64_t u = 0, np = 0;
+    for (int s = 0; s < P; s++) {
+        const int32_t *r = rr + s * rec;
+        if (!pp.dedup) {
+            for (int j = 0; j < El; j++)
+                for (int32_t i = 0; i < r[1 + j]; i++, u++) {
+                    const int64_t pos = fill[j]++;
+                    memcpy((char *)ex + (size_t)pos * tb, recv + (size_t)u * stride, tb);
+                    m->start[u] = np;
+                    m->map[np++] = pos;
+                    pw[pos] = 1.0f;
+                }
+            continue;
+        }
+        for (int32_t i = 0; i < r[0]; i++, u++) {
+            const char *row = recv + (size_t)u * stride;
+            moe_comm_slot sl[K];
+            memcpy(sl, row + tb, sizeof sl);
+            m->start[u] = np;
+            for (int k = 0; k < K; k++) {
+                if (sl[k].expert < 0) continue;
+                const int64_t pos = fill[sl[k].expert]++;
+                memcpy((char *)ex + (size_t)pos * tb, row, tb);
+                m->map[np++] = pos;
+                pw[pos] = sl[k].weight;
+            }
+        }
+    }
+    m->start[u] = np;
+}
+
+// back (R_recv, D) row u = Σ over the pairs of wire row u of w·out[pair] (w = pw[pair], 1 if NULL).
+static void reduce_ref(const moe_comm_plan *pl, const pair_map *m, const float *out,
+                       const float *pw, float *back, int64_t Dn) {
+    for (int64_t u = 0; u < moe_comm_plan_rows(pl, MOE_COMM_REVERSE); u++) {
+        float *b = back + u * Dn;
+        memset(b, 0, (size_t)Dn * sizeof(float));
+        for (int64_t i = m->start[u]; i < m->start[u + 1]; i++) {
+            const float w = pw ? pw[m->map[i]] : 1.0f, *o = out + m->map[i] * Dn;
+            for (int64_t d = 0; d < Dn; d++) b[d] += w * o[d];
+        }
+    }
+}
+
 static void test_pack(moe_comm *c, int dedup, int n_chunks, int hierarchical, const char *tag) {
     moe_comm_info in = moe_comm_get_info(c);
     const int P = in.ep_size, El = in.n_local_experts, rec = 1 + El;
@@ -259,6 +331,7 @@ static void test_pack(moe_comm *c, int dedup, int n_chunks, int hierarchical, co
     float w[TMAX * K], rw[TMAX * K];
     int32_t *counts = calloc((size_t)P * rec, sizeof(int32_t));
     int64_t eoff[E + 1];
+    pair_map map = {calloc((size_t)max_recv + 1, sizeof(int64_t)), calloc((size_t)max_pairs, sizeof(int64_t))};
     for (int round = 0; round < ROUNDS; round++) {
         int64_t T = make_routing(in.world_rank, round, ids, w);
         for (int64_t t = 0; t < T; t++)
@@ -269,7 +342,7 @@ static void test_pack(moe_comm *c, int dedup, int n_chunks, int hierarchical, co
             R += counts[d * rec];
         OK(moe_comm_exchange_counts(pl, counts));
         OK(moe_comm_dispatch(pl, send, recv, NULL, NULL));
-        moe_comm_expand(pl, recv, 1, ex, pw, eoff);
+        expand_ref(pl, recv, 1, ex, pw, eoff, &map);
         // Expected expanded blocks: expert j, sources in group order, tokens in order.
         int64_t pos = 0;
         for (int j = 0; j < El; j++) {
@@ -301,7 +374,7 @@ static void test_pack(moe_comm *c, int dedup, int n_chunks, int hierarchical, co
             for (int64_t p = eoff[j]; p < eoff[j + 1]; p++)
                 for (int d = 0; d < D; d++)
                     out[p * D + d] = f_expert(ex[p * D + d], in.first_expert + j);
-        moe_comm_reduce_pairs(pl, out, dedup ? pw : NULL, back);
+        reduce_ref(pl, &map, out, dedup ? pw : NULL, back, D);
         OK(moe_comm_combine(pl, back, ret, NULL, NULL));
         memset(y, 0, sizeof(float) * TMAX * D);
         moe_comm_combine_unpack(pl, ret, row_src, w, T, y);
@@ -325,12 +398,12 @@ static void test_pack(moe_comm *c, int dedup, int n_chunks, int hierarchical, co
                 ret[u * D + d] = scale * (float)((t + d) % 5 - 2); // dy[t] = (t+d)%5 - 2
         }
         OK(moe_comm_exchange(pl, MOE_COMM_FORWARD, D * sizeof(float), ret, back, NULL, NULL));
-        moe_comm_expand(pl, back, 0, ex, pw, NULL);
+        expand_ref(pl, (const char *)back, 0, ex, pw, NULL, &map);
         for (int j = 0; j < El; j++)
             for (int64_t p = eoff[j]; p < eoff[j + 1]; p++)
                 for (int d = 0; d < D; d++)
                     out[p * D + d] = (dedup ? pw[p] : 1.0f) * ex[p * D + d] * (float)(in.first_expert + j + 1);
-        moe_comm_reduce_pairs(pl, out, NULL, back);
+        reduce_ref(pl, &map, out, NULL, back, D);
         OK(moe_comm_exchange(pl, MOE_COMM_REVERSE, D * sizeof(float), back, ret, NULL, NULL));
         memset(y, 0, sizeof(float) * TMAX * D);
         moe_comm_combine_unpack(pl, ret, row_src, NULL, T, y);
@@ -347,7 +420,7 @@ static void test_pack(moe_comm *c, int dedup, int n_chunks, int hierarchical, co
     }
     moe_comm_plan_free(pl);
     free(send); free(recv); free(x); free(y); free(ex); free(out); free(pw); free(back); free(ret);
-    free(row_src); free(counts);
+    free(row_src); free(counts); free(map.start); free(map.map);
 }
 
 // Refusals are agreed: a count record one rank cannot take is refused on every rank (no hang).

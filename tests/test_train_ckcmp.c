@@ -5,6 +5,7 @@
 //   test_train_ckcmp A B --exact            bitwise equality
 //   test_train_ckcmp A B --tol ATOL RTOL    |a − b| <= ATOL + RTOL·|b| for every element
 // Prints the largest differences per kind; exit 0 if equal within the rule, 1 if not, 2 on error.
+#include "config.h"
 #include "params.h"
 #include "train.h"
 
@@ -19,17 +20,13 @@ typedef struct {
 } loaded;
 
 static int load(const char *where, loaded *L) {
-    char dir[1200];
+    char dir[MOE_PATH_MAX];
     Moe__CheckpointManifest *man = NULL;
     if (moe_ckpt_resolve(where, dir, sizeof dir) || moe_ckpt_read_manifest(dir, &man)) {
         fprintf(stderr, "ckcmp: %s: %s\n", where, moe_last_error());
         return 2;
     }
-    size_t n = protobuf_c_message_get_packed_size(&man->config->base);
-    uint8_t *buf = moe_xcalloc(n + 1, 1);
-    protobuf_c_message_pack(&man->config->base, buf);
-    L->cfg = (Moe__Config *)protobuf_c_message_unpack(&moe__config__descriptor, NULL, n, buf);
-    free(buf);
+    L->cfg = moe_config_copy(man->config);
     protobuf_c_message_free_unpacked(&man->base, NULL);
     moe_model_layout lay = {1, 0, 1, 0, 0};
     if (moe_model_create(L->cfg, &lay, NULL, 0, &L->m)) {

@@ -29,16 +29,37 @@ double moe_optim_lr(int64_t t, const moe_lr_schedule *s) {
     if (t <= 0) return 0.0;
     if (s->warmup_steps > 0 && t <= s->warmup_steps)
         return s->lr * (double)t / (double)s->warmup_steps;
-    if (s->kind == MOE_LR_CONSTANT || s->steps <= s->warmup_steps) return s->lr;
+    if (s->steps <= s->warmup_steps) return s->lr;
     double r = (double)(t - s->warmup_steps) / (double)(s->steps - s->warmup_steps);
     r = r < 0 ? 0 : r > 1 ? 1 : r;
-    if (s->kind == MOE_LR_LINEAR) return s->lr - r * (s->lr - s->min_lr);
-    return s->min_lr + 0.5 * (s->lr - s->min_lr) * (1.0 + cos(3.14159265358979323846 * r));
+    switch (s->kind) {
+    case MOE_LR_CONSTANT: return s->lr;
+    case MOE_LR_LINEAR: return s->lr - r * (s->lr - s->min_lr);
+    case MOE_LR_COSINE:
+        return s->min_lr + 0.5 * (s->lr - s->min_lr) * (1.0 + cos(3.14159265358979323846 * r));
+    }
+    MOE_ASSERT(!"moe_lr_kind value outside the enum");
+    return s->lr;
+}
+
+// Exhaustive over the proto enum (no default: -Wswitch lists a new schedule here).
+static int moe_lr_kind_from_proto(Moe__TrainConfig__Schedule v, moe_lr_kind *out) {
+    switch (v) {
+    case MOE__TRAIN_CONFIG__SCHEDULE__cosine: *out = MOE_LR_COSINE; return 1;
+    case MOE__TRAIN_CONFIG__SCHEDULE__constant: *out = MOE_LR_CONSTANT; return 1;
+    case MOE__TRAIN_CONFIG__SCHEDULE__linear: *out = MOE_LR_LINEAR; return 1;
+    case _MOE__TRAIN_CONFIG__SCHEDULE_IS_INT_SIZE: break; // protobuf-c's size marker, not a value
+    }
+    return 0;
 }
 
 moe_lr_schedule moe_optim_schedule_from_config(const struct Moe__TrainConfig *c) {
     moe_lr_schedule s;
-    s.kind = (moe_lr_kind)c->schedule;
+    if (!moe_lr_kind_from_proto(c->schedule, &s.kind)) {
+        fprintf(stderr, "train.schedule = %d is not a schedule (cosine, constant, linear)\n",
+                (int)c->schedule);
+        MOE_ASSERT(!"train.schedule refused by moe_config_validate and moe_model_check");
+    }
     s.lr = c->lr;
     s.min_lr = c->min_lr;
     s.warmup_steps = c->warmup_steps;

@@ -35,7 +35,9 @@ typedef struct {
 double moe_optim_lr(int64_t t, const moe_lr_schedule *s);
 
 struct Moe__TrainConfig;
-// From the schema (absent fields hold their defaults in a loaded config).
+// From the schema (absent fields hold their defaults in a loaded config). A train.schedule that
+// is not a value of the enum is a programmer error here (MOE_ASSERT): moe_config_validate and
+// moe_model_check refuse it with MOE_EINVAL before a trainer reads it.
 moe_lr_schedule moe_optim_schedule_from_config(const struct Moe__TrainConfig *c);
 moe_adamw_params moe_optim_adamw_from_config(const struct Moe__TrainConfig *c);
 

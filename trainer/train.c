@@ -41,17 +41,6 @@ int moe_train_stop_requested(void) { return moe_stop_flag != 0; }
 
 // ---------------------------------------------------------------- helpers
 
-moe_status moe_train_agree(const moe_comm *c, moe_status st) {
-    if (!c || moe_comm_size(c, MOE_COMM_WORLD) == 1) return st;
-    int64_t v = st;
-    moe_status s = moe_comm_allreduce_i64(c, MOE_COMM_WORLD, &v, 1, MOE_COMM_MIN);
-    if (s) return s;
-    if (v != MOE_OK && st == MOE_OK)
-        return moe_set_error((moe_status)v, "another rank failed (%s); see its message",
-                             moe_status_str((moe_status)v));
-    return st;
-}
-
 moe_status moe_train_eval(moe_model *m, const moe_data *d, const moe_comm *c, int64_t global_batch,
                           int batches, int32_t *tokens, double *val) {
     const int rank = m->lay.world_rank, W = m->lay.world;
@@ -74,12 +63,13 @@ moe_status moe_train_eval(moe_model *m, const moe_data *d, const moe_comm *c, in
 // Registers every tensor of the model (params, Adam moments, balancing biases) with a checkpoint.
 moe_ckpt *moe_train_ckpt_register(moe_model *m) {
     moe_ckpt *ck = moe_ckpt_create();
-    static const char *kinds[3] = {"param", "adam_m", "adam_v"};
+    static const moe_ckpt_kind kinds[3] = {MOE_CKPT_KIND_PARAM, MOE_CKPT_KIND_ADAM_M,
+                                           MOE_CKPT_KIND_ADAM_V};
     float *fam[3] = {m->params, m->adam_m, m->adam_v};
     for (int k = 0; k < 3; k++)
         for (int i = 0; i < m->n_tensors; i++) {
             const moe_model_tensor *t = &m->tensors[i];
-            moe_ckpt_tensor ct = {.name = t->name, .kind = kinds[k], .layer = t->layer,
+            moe_ckpt_tensor ct = {.name = t->name, .kind = moe_ckpt_kind_name(kinds[k]), .layer = t->layer,
                                   .expert = t->expert, .ndim = t->ndim, .data = fam[k] + t->offset};
             ct.shape[0] = t->shape[0], ct.shape[1] = t->shape[1];
             ct.writer = t->expert < 0 ? m->lay.world_rank == 0 : m->lay.edp_rank == 0;
@@ -90,7 +80,7 @@ moe_ckpt *moe_train_ckpt_register(moe_model *m) {
         if (mi < 0) continue;
         char name[48];
         snprintf(name, sizeof name, "layers.%d.router.balance_bias", l);
-        moe_ckpt_tensor ct = {.name = name, .kind = "router_bias", .layer = l, .expert = -1,
+        moe_ckpt_tensor ct = {.name = name, .kind = moe_ckpt_kind_name(MOE_CKPT_KIND_ROUTER_BIAS), .layer = l, .expert = -1,
                               .ndim = 1, .data = m->balance_bias + (int64_t)mi * m->E,
                               .writer = m->lay.world_rank == 0};
         ct.shape[0] = m->E;
@@ -104,9 +94,8 @@ moe_ckpt *moe_train_ckpt_register(moe_model *m) {
 // before any file is written rather than at the first checkpoint.
 static moe_status moe_train_out_dir(const char *dir) {
     if (!dir || !dir[0]) return moe_set_error(MOE_EINVAL, "out_dir is empty; set out_dir");
-    if (strlen(dir) > 900)
-        return moe_set_error(MOE_EINVAL, "out_dir is %zu characters long (at most 900); choose a "
-                             "shorter path", strlen(dir));
+    moe_status st = moe_dir_check("out_dir", dir); // every path moe builds under it then fits
+    if (st) return st;
     if (moe_mkdir_p(dir) != 0)
         return moe_set_error(MOE_EIO, "out_dir %s: cannot create (%s); set out_dir to a writable "
                              "directory", dir, strerror(errno));
@@ -114,7 +103,7 @@ static moe_status moe_train_out_dir(const char *dir) {
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return moe_set_error(MOE_EIO, "out_dir %s: exists and is not a directory; remove it or set "
                              "out_dir to another path", dir);
-    char probe[1024];
+    char probe[MOE_PATH_MAX];
     snprintf(probe, sizeof probe, "%s/.moe-write-probe.%ld", dir, (long)getpid());
     int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0644);
     if (fd < 0)
@@ -132,7 +121,7 @@ moe_status moe_train_open_data(const Moe__Config *cfg, const moe_comm *c, moe_da
     const int rank = c ? moe_comm_rank(c, MOE_COMM_WORLD) : 0;
     moe_status st = MOE_OK;
     Moe__Config *dcfg = NULL;
-    char corpus[1024];
+    char corpus[MOE_PATH_MAX];
     const char *path = cfg->data && cfg->data->path && cfg->data->path[0] ? cfg->data->path : NULL;
     if (rank == 0) st = moe_train_out_dir(cfg->out_dir);
     if (!path && !st) {
@@ -148,25 +137,19 @@ moe_status moe_train_open_data(const Moe__Config *cfg, const moe_comm *c, moe_da
             moe_comm_printf(c, "data.path unset: using the default corpus %s\n", corpus);
         }
     }
-    if ((st = moe_train_agree(c, st))) return st;
+    if ((st = moe_comm_agree(c, st))) return st;
     if (!path) {
-        // A copy of the config pointing data.path at the corpus (pack + unpack = deep copy).
-        size_t n = protobuf_c_message_get_packed_size(&cfg->base);
-        uint8_t *buf = moe_xcalloc(n + 1, 1);
-        protobuf_c_message_pack(&cfg->base, buf);
-        dcfg = (Moe__Config *)protobuf_c_message_unpack(&moe__config__descriptor, NULL, n, buf);
-        free(buf);
-        MOE_ASSERT(dcfg);
+        dcfg = moe_config_copy(cfg); // pointing data.path at the corpus
         if (!dcfg->data) {
             dcfg->data = moe_xcalloc(1, sizeof *dcfg->data);
             moe__data_config__init(dcfg->data);
         }
         free(dcfg->data->path);
-        dcfg->data->path = strdup(corpus);
+        dcfg->data->path = moe_xstrdup(corpus);
     }
     st = moe_data_open_config(dcfg ? dcfg : cfg, out);
-    if (dcfg) protobuf_c_message_free_unpacked(&dcfg->base, NULL);
-    return moe_train_agree(c, st);
+    moe_config_free(dcfg);
+    return moe_comm_agree(c, st);
 }
 
 // ---------------------------------------------------------------- the loop
@@ -177,10 +160,8 @@ typedef struct {
     moe_model *m;
     moe_data *d;
     moe_ckpt *ck;
+    moe_train_step_state *step;  // the step and its scratch
     int32_t *tokens;   // (Bl, S+1)
-    float *prev;       // (n_params) weights before the update
-    double *red;       // (2·n_groups + 4) the step's all-reduce
-    double *upd;       // (2·n_groups)
     FILE *metrics;
     moe_watchdog *wd;  // NULL: one rank or watchdog.enabled = false
     char *js;          // (js_cap) the metrics line, reused: grows only until its steady size
@@ -203,7 +184,7 @@ static moe_status moe_train_save(moe_trainer *tr, int64_t step, const char *why)
     const moe_model *m = tr->m;
     moe_ckpt_state st = {.step = step, .rng_state = tr->cfg->train->seed,
                          .data_cursor = (uint64_t)step, .world = m->lay.world, .ep = m->lay.ep};
-    char path[1024] = "";
+    char path[MOE_PATH_MAX] = "";
     moe_status s = moe_ckpt_save(tr->ck, tr->c, tr->cfg->out_dir, tr->cfg, &st,
                                  tr->cfg->train->keep_checkpoints, path, sizeof path);
     if (s == MOE_OK) moe_comm_printf(tr->c, "checkpoint %s (%s)\n", path, why);
@@ -233,16 +214,130 @@ static void moe_group_sumsq(const moe_model *m, const float *x, const float *min
     }
 }
 
+// ---------------------------------------------------------------- one step
+
+struct moe_train_step_state {
+    const Moe__Config *cfg;
+    const moe_comm *c;
+    moe_model *m;
+    moe_lr_schedule sched;
+    moe_adamw_params ap;
+    double gamma;        // router.bias_update_rate
+    const char *nan_hook; // MOE_TRAIN_TEST_NAN_STEP (testing)
+    float *prev;         // (n_params) weights before the update
+    double *red;         // (2·n_groups + 4) the step's agreed all-reduce
+    double *upd;         // (2·n_groups) update sumsq per group
+};
+
+moe_status moe_train_step_create(const Moe__Config *cfg, const moe_comm *c, moe_model *m,
+                                 moe_train_step_state **out) {
+    MOE_ASSERT(cfg && cfg->train && m && out);
+    moe_train_step_state *s = moe_xcalloc(1, sizeof *s);
+    s->cfg = cfg, s->c = c, s->m = m;
+    s->sched = moe_optim_schedule_from_config(cfg->train);
+    s->ap = moe_optim_adamw_from_config(cfg->train);
+    s->gamma = m->rc->bias_update_rate;
+    s->nan_hook = getenv("MOE_TRAIN_TEST_NAN_STEP"); // testing: "step" or "step:rank"
+    s->prev = moe_xalloc_aligned((size_t)m->n_params * sizeof(float));
+    s->red = moe_xcalloc((size_t)(2 * m->n_groups + 4), sizeof(double));
+    s->upd = moe_xcalloc((size_t)(2 * m->n_groups), sizeof(double));
+    *out = s;
+    return MOE_OK;
+}
+
+void moe_train_step_free(moe_train_step_state *s) {
+    if (!s) return;
+    free(s->prev);
+    free(s->red);
+    free(s->upd);
+    free(s);
+}
+
+moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_t step,
+                          moe_train_step_result *r) {
+    const Moe__TrainConfig *tc = s->cfg->train;
+    const moe_comm *c = s->c;
+    moe_model *m = s->m;
+    const int W = m->lay.world, rank = m->lay.world_rank, NG = m->n_groups;
+    const double t0 = moe_comm_wtime();
+    memset(r, 0, sizeof *r);
+    moe_model_zero_grads(m);
+    moe_model_loss lo;
+    moe_status st = moe_model_forward(m, tokens, 1, tc->seed, step, (int64_t)rank * m->T, &lo);
+    if (!st) st = moe_model_backward(m);
+    if (st) return st;
+    if (s->nan_hook) { // "S[:R][+]": NaN into rank R's gradient at step S (and after, with +)
+        long long hs = -1, hr = 0;
+        int every = strchr(s->nan_hook, '+') != NULL;
+        if (sscanf(s->nan_hook, "%lld:%lld", &hs, &hr) >= 1 && (every ? step >= hs : step == hs) &&
+            hr == rank)
+            m->grads[0] = NAN;
+    }
+    double t_sync = moe_comm_wtime();
+    if (W > 1) {
+        if ((st = moe_comm_sync_grads(c, MOE_COMM_GRAD_DENSE, m->grads, (size_t)m->n_dense)))
+            return st;
+        if ((st = moe_comm_sync_grads(c, MOE_COMM_GRAD_EXPERT, m->grads + m->n_dense,
+                                      (size_t)(m->n_params - m->n_dense))))
+            return st;
+    }
+    t_sync = moe_comm_wtime() - t_sync;
+    // One agreed reduction: grad and weight sumsq per group, loss, non-finite and stop flags.
+    double *red = s->red;
+    moe_group_sumsq(m, m->grads, NULL, red);
+    moe_group_sumsq(m, m->params, NULL, red + NG);
+    red[2 * NG] = lo.ce;
+    red[2 * NG + 1] = (moe_optim_nonfinite(m->grads, m->n_params) || !isfinite(lo.ce)) ? 1 : 0;
+    red[2 * NG + 2] = moe_train_stop_requested() ? 1 : 0;
+    red[2 * NG + 3] = 0;
+    const double t_red = moe_comm_wtime();
+    if (W > 1 && (st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, red, (size_t)(2 * NG + 4),
+                                             MOE_COMM_SUM)))
+        return st;
+    t_sync += moe_comm_wtime() - t_red;
+    double sumsq = 0;
+    for (int g = 0; g < NG; g++) sumsq += red[g];
+    r->ce = red[2 * NG] / W;
+    r->loss = r->ce + lo.aux + lo.z;
+    r->aux = lo.aux, r->z = lo.z;
+    r->nonfinite = red[2 * NG + 1] > 0 || !isfinite(sumsq);
+    r->stop = red[2 * NG + 2] > 0;
+    r->lr = moe_optim_lr(step + 1, &s->sched);
+    r->grad_norm = sqrt(sumsq);
+    r->grad_sumsq = red, r->weight_sumsq = red + NG, r->update_sumsq = s->upd;
+    r->exchange_seconds = moe_model_exchange_seconds(m);
+    r->allreduce_seconds = t_sync;
+    if (r->nonfinite) {
+        memset(s->upd, 0, (size_t)(2 * NG) * sizeof(double));
+        r->step_seconds = moe_comm_wtime() - t0;
+        return MOE_OK;
+    }
+    r->clip = moe_optim_clip_scale(sumsq, tc->grad_clip);
+    memcpy(s->prev, m->params, (size_t)m->n_params * sizeof(float));
+    for (int i = 0; i < m->n_tensors; i++) {
+        const moe_model_tensor *t = &m->tensors[i];
+        moe_optim_adamw_step(m->params + t->offset, m->adam_m + t->offset, m->adam_v + t->offset,
+                             m->grads + t->offset, t->n, &s->ap, step + 1, r->lr, t->decay, r->clip);
+    }
+    if (s->gamma > 0)
+        for (int i = 0; i < m->n_moe; i++)
+            moe_router_update_bias(m->balance_bias + (int64_t)i * m->E, m->stats[i].selected, m->E,
+                                   s->gamma);
+    moe_group_sumsq(m, m->params, s->prev, s->upd);
+    if (W > 1 && (st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, s->upd, (size_t)NG, MOE_COMM_SUM)))
+        return st;
+    r->step_seconds = moe_comm_wtime() - t0;
+    return MOE_OK;
+}
+
+// ---------------------------------------------------------------- the loop
+
 static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_result *res) {
     const Moe__Config *cfg = tr->cfg;
     const Moe__TrainConfig *tc = cfg->train;
     const moe_comm *c = tr->c;
     moe_model *m = tr->m;
-    const int W = m->lay.world, rank = m->lay.world_rank, NG = m->n_groups;
-    const moe_lr_schedule sched = moe_optim_schedule_from_config(tc);
-    const moe_adamw_params ap = moe_optim_adamw_from_config(tc);
-    const double gamma = m->rc->bias_update_rate;
-    const char *nan_hook = getenv("MOE_TRAIN_TEST_NAN_STEP");     // testing: "step" or "step:rank"
+    const int rank = m->lay.world_rank, NG = m->n_groups;
     const char *sig_hook = getenv("MOE_TRAIN_TEST_SIGNAL_STEP");  // testing: "step:rank"
     int64_t consecutive = 0, skipped = 0, last_ckpt = start;
     double t_begin = moe_comm_wtime();
@@ -262,48 +357,13 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
                 raise(SIGUSR1);
         }
         moe_data_train_batch(tr->d, step, (int64_t)rank * m->Bl, m->Bl, tr->tokens);
-        moe_model_zero_grads(m);
-        moe_model_loss lo;
-        moe_status st = moe_model_forward(m, tr->tokens, 1, tc->seed, step, (int64_t)rank * m->T, &lo);
-        if (!st) st = moe_model_backward(m);
+        moe_train_step_result sr;
+        moe_status st = moe_train_step(tr->step, tr->tokens, step, &sr);
         if (st) return st;
-        if (nan_hook) { // "S[:R][+]": NaN into rank R's gradient at step S (and after, with +)
-            long long hs = -1, hr = 0;
-            int every = strchr(nan_hook, '+') != NULL;
-            if (sscanf(nan_hook, "%lld:%lld", &hs, &hr) >= 1 && (every ? step >= hs : step == hs) &&
-                hr == rank)
-                m->grads[0] = NAN;
-        }
-        double t_sync = moe_comm_wtime();
-        if (W > 1) {
-            if ((st = moe_comm_sync_grads(c, MOE_COMM_GRAD_DENSE, m->grads, (size_t)m->n_dense)))
-                return st;
-            if ((st = moe_comm_sync_grads(c, MOE_COMM_GRAD_EXPERT, m->grads + m->n_dense,
-                                          (size_t)(m->n_params - m->n_dense))))
-                return st;
-        }
-        t_sync = moe_comm_wtime() - t_sync;
-        // One agreed reduction: grad and weight sumsq per group, loss, non-finite and stop flags.
-        double *red = tr->red;
-        moe_group_sumsq(m, m->grads, NULL, red);
-        moe_group_sumsq(m, m->params, NULL, red + NG);
-        red[2 * NG] = lo.ce;
-        red[2 * NG + 1] = (moe_optim_nonfinite(m->grads, m->n_params) || !isfinite(lo.ce)) ? 1 : 0;
-        red[2 * NG + 2] = moe_stop_flag ? 1 : 0;
-        red[2 * NG + 3] = 0;
-        const double t_red = moe_comm_wtime();
-        if (W > 1 && (st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, red, (size_t)(2 * NG + 4),
-                                                 MOE_COMM_SUM)))
-            return st;
-        t_sync += moe_comm_wtime() - t_red;
-        const double loss = red[2 * NG] / W + lo.aux + lo.z;
-        const int nonfinite = red[2 * NG + 1] > 0;
-        const int stop = red[2 * NG + 2] > 0;
-        double sumsq = 0;
-        for (int g = 0; g < NG; g++) sumsq += red[g];
-        const double lr = moe_optim_lr(step + 1, &sched);
-        double clip = 0;
-        if (nonfinite || !isfinite(sumsq)) {
+        const double *red = sr.grad_sumsq, *wsq = sr.weight_sumsq, *upd = sr.update_sumsq;
+        const double loss = sr.loss, lr = sr.lr, t_sync = sr.allreduce_seconds;
+        const int stop = sr.stop;
+        if (sr.nonfinite) {
             skipped++;
             consecutive++;
             moe_comm_printf(c, "step %lld: non-finite loss or gradient; step skipped (%lld in a row, "
@@ -317,25 +377,8 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
                                      "train.grad_clip's strictness, then --resume latest",
                                      (long long)consecutive, tc->max_nonfinite_steps,
                                      (long long)step + 1);
-            memset(tr->upd, 0, (size_t)(2 * NG) * sizeof(double));
         } else {
             consecutive = 0;
-            clip = moe_optim_clip_scale(sumsq, tc->grad_clip);
-            memcpy(tr->prev, m->params, (size_t)m->n_params * sizeof(float));
-            for (int i = 0; i < m->n_tensors; i++) {
-                const moe_model_tensor *t = &m->tensors[i];
-                moe_optim_adamw_step(m->params + t->offset, m->adam_m + t->offset,
-                                     m->adam_v + t->offset, m->grads + t->offset, t->n, &ap,
-                                     step + 1, lr, t->decay, clip);
-            }
-            if (gamma > 0)
-                for (int i = 0; i < m->n_moe; i++)
-                    moe_router_update_bias(m->balance_bias + (int64_t)i * m->E, m->stats[i].selected,
-                                           m->E, gamma);
-            moe_group_sumsq(m, m->params, tr->prev, tr->upd);
-            if (W > 1 && (st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, tr->upd, (size_t)NG,
-                                                     MOE_COMM_SUM)))
-                return st;
         }
         const double t_step = moe_comm_wtime() - t0;
         steps_done_here++;
@@ -368,14 +411,14 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
             }
             size_t ng = 0;
             for (int g = 0; g < NG; g++) {
-                if (red[NG + g] == 0 && red[g] == 0) continue; // an empty group (e.g. tied head)
+                if (wsq[g] == 0 && red[g] == 0) continue; // an empty group (e.g. tied head)
                 Moe__GroupStats *G = &gss[ng];
                 moe__group_stats__init(G);
                 G->group = m->group_names[g];
-                G->has_weight_norm = 1, G->weight_norm = sqrt(red[NG + g]);
+                G->has_weight_norm = 1, G->weight_norm = sqrt(wsq[g]);
                 G->has_grad_norm = 1, G->grad_norm = sqrt(red[g]);
                 G->has_update_ratio = 1;
-                G->update_ratio = red[NG + g] > 0 ? sqrt(tr->upd[g] / red[NG + g]) : 0;
+                G->update_ratio = wsq[g] > 0 ? sqrt(upd[g] / wsq[g]) : 0;
                 gsp[ng++] = G;
             }
             rec.n_groups = ng, rec.groups = gsp;
@@ -383,12 +426,12 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
         }
         rec.has_step = 1, rec.step = step + 1;
         rec.has_loss = 1, rec.loss = loss;
-        rec.has_aux_loss = 1, rec.aux_loss = lo.aux;
-        rec.has_z_loss = 1, rec.z_loss = lo.z;
+        rec.has_aux_loss = 1, rec.aux_loss = sr.aux;
+        rec.has_z_loss = 1, rec.z_loss = sr.z;
         rec.has_lr = 1, rec.lr = lr;
-        rec.has_grad_norm = 1, rec.grad_norm = sqrt(sumsq);
+        rec.has_grad_norm = 1, rec.grad_norm = sr.grad_norm;
         rec.has_tokens_per_s = 1, rec.tokens_per_s = (double)tr->B * m->S / t_step;
-        rec.has_exchange_seconds = 1, rec.exchange_seconds = moe_model_exchange_seconds(m);
+        rec.has_exchange_seconds = 1, rec.exchange_seconds = sr.exchange_seconds;
         rec.has_allreduce_seconds = 1, rec.allreduce_seconds = t_sync;
         rec.has_step_seconds = 1, rec.step_seconds = t_step;
         rec.has_skipped_steps = 1, rec.skipped_steps = skipped;
@@ -459,9 +502,8 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
 static void moe_train_trim_metrics(const char *path, int64_t start) {
     FILE *f = fopen(path, "r");
     if (!f) return;
-    char tmp[1200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *o = fopen(tmp, "w");
+    char tmp[MOE_PATH_MAX];
+    FILE *o = moe_path_fmt(tmp, "metrics", "%s.tmp", path) ? NULL : fopen(tmp, "w");
     if (!o) {
         fclose(f);
         return;
@@ -501,12 +543,10 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
         moe_comm_printf(c, "note: no validation split (data.val_fraction = 0, no data.val_path): "
                         "no validation loss\n");
     st = moe_model_create(cfg, &lay, c, Bl, &tr.m);
-    if ((st = moe_train_agree(c, st))) goto out;
+    if ((st = moe_comm_agree(c, st))) goto out;
     tr.ck = moe_train_ckpt_register(tr.m);
     tr.tokens = moe_xcalloc((size_t)(Bl * (tc->seq_len + 1)), sizeof(int32_t));
-    tr.prev = moe_xalloc_aligned((size_t)tr.m->n_params * sizeof(float));
-    tr.red = moe_xcalloc((size_t)(2 * tr.m->n_groups + 4), sizeof(double));
-    tr.upd = moe_xcalloc((size_t)(2 * tr.m->n_groups), sizeof(double));
+    if ((st = moe_train_step_create(cfg, c, tr.m, &tr.step))) goto out;
     tr.lls = moe_xcalloc((size_t)(tr.m->n_moe + 1), sizeof *tr.lls);
     tr.llp = moe_xcalloc((size_t)(tr.m->n_moe + 1), sizeof *tr.llp);
     tr.gss = moe_xcalloc((size_t)tr.m->n_groups, sizeof *tr.gss);
@@ -514,15 +554,16 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
     tr.kept = moe_xcalloc((size_t)(tr.m->n_moe + 1) * (size_t)(tr.m->E + 1), sizeof(int64_t));
     int64_t start = 0;
     if (o && o->resume) {
-        char where[1200], dir[1200];
+        char where[MOE_PATH_MAX], dir[MOE_PATH_MAX];
         if (!strcmp(o->resume, "latest")) snprintf(where, sizeof where, "%s/latest", cfg->out_dir);
-        else snprintf(where, sizeof where, "%s", o->resume);
+        else if ((st = moe_comm_agree(c, moe_path_fmt(where, "--resume", "%s", o->resume))))
+            goto out;
         moe_status rs = strcmp(o->resume, "latest") ? MOE_OK : moe_ckpt_resolve(where, dir, sizeof dir);
         if (rs == MOE_ECORRUPT) { // LATEST exists but is unreadable: never fall back to step 0
-            st = moe_train_agree(c, rs);
+            st = moe_comm_agree(c, rs);
             goto out;
         } else if (rs) { // no LATEST: a fresh start, unless checkpoints are there anyway
-            if ((st = moe_train_agree(c, moe_ckpt_check_fresh(cfg->out_dir)))) goto out;
+            if ((st = moe_comm_agree(c, moe_ckpt_check_fresh(cfg->out_dir)))) goto out;
             moe_comm_printf(c, "--resume latest: no checkpoint in %s yet; starting from step 0\n",
                             cfg->out_dir);
         } else {
@@ -530,21 +571,21 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
             st = moe_ckpt_load(tr.ck, c, where, cfg, &cs);
             if (st) goto out;
             start = cs.step;
-            if ((st = moe_train_agree(c, moe_ckpt_check_newer(cfg->out_dir, start)))) goto out;
+            if ((st = moe_comm_agree(c, moe_ckpt_check_newer(cfg->out_dir, start)))) goto out;
             moe_comm_printf(c, "resumed from %s at step %lld (written at world %d, ep %d; now "
                             "world %d, ep %d)\n", where, (long long)start, cs.world, cs.ep, W, lay.ep);
         }
     }
-    if (!(o && o->resume) && (st = moe_train_agree(c, moe_ckpt_check_fresh(cfg->out_dir)))) goto out;
+    if (!(o && o->resume) && (st = moe_comm_agree(c, moe_ckpt_check_fresh(cfg->out_dir)))) goto out;
     if (lay.world_rank == 0) {
-        char mp[1100];
+        char mp[MOE_PATH_MAX];
         snprintf(mp, sizeof mp, "%s/metrics.jsonl", cfg->out_dir);
         if (start > 0) moe_train_trim_metrics(mp, start);
         tr.metrics = fopen(mp, start > 0 ? "a" : "w");
         if (!tr.metrics)
             st = moe_set_error(MOE_EIO, "%s: cannot open for writing (%s)", mp, strerror(errno));
     }
-    if ((st = moe_train_agree(c, st))) goto out;
+    if ((st = moe_comm_agree(c, st))) goto out;
     moe_params_report pr;
     if (moe_params_count(cfg, W, lay.ep, &pr) == MOE_OK)
         moe_comm_printf(c, "moe train: %s | %lld params (%lld active per token) | world %d, ep %d | "
@@ -562,14 +603,15 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
     }
     st = moe_train_loop(&tr, start, res);
     if (st == MOE_EINTR) goto out;
-    st = moe_train_agree(c, st);
+    st = moe_comm_agree(c, st);
 out:
     moe_watchdog_stop(tr.wd);
     if (tr.metrics) fclose(tr.metrics);
     moe_ckpt_free(tr.ck);
     moe_model_free(tr.m);
     moe_data_free(tr.d);
-    free(tr.tokens); free(tr.prev); free(tr.red); free(tr.upd); free(tr.js);
+    moe_train_step_free(tr.step);
+    free(tr.tokens); free(tr.js);
     free(tr.lls); free(tr.llp); free(tr.gss); free(tr.gsp); free(tr.kept);
     return st;
 }

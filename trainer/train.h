@@ -26,6 +26,49 @@ typedef struct {
     double val_loss;      // last validation loss (0: none)
     int64_t skipped;      // non-finite steps skipped
 } moe_train_result;
+// ---------------------------------------------------------------- one training step
+// The one training step of `moe train` and `moe bench step` (docs/training.md, "One step"):
+//   zero grads → forward (training, seed = train.seed, counter = step) → backward → gradient sync
+//   (dense over the world, experts over their EDP group, both / W) → ONE agreed all-reduce of
+//   (grad sumsq per group, weight sumsq per group, CE, non-finite flag, stop flag) → if every
+//   rank's loss and gradient are finite: clip by the global norm (train.grad_clip), AdamW at
+//   lr = schedule(step + 1), aux-free bias update (router.bias_update_rate > 0, global counts),
+//   update sumsq per group (one more all-reduce); else the step is skipped (no parameter,
+//   moment or bias changes) and r->nonfinite = 1.
+// The step state owns the scratch the step needs (sized at create from the model: nothing is
+// allocated per step); the model, comm and config are borrowed and must outlive it. The limit of
+// consecutive non-finite steps (train.max_nonfinite_steps) is the caller's: the loop enforces it.
+// Testing hook read at create: MOE_TRAIN_TEST_NAN_STEP="S[:R][+]" puts a NaN into rank R's
+// (default 0) gradient at step S (every step >= S with '+'), before the gradient sync.
+typedef struct moe_train_step_state moe_train_step_state;
+typedef struct {
+    double loss;            // global loss: mean CE over the world + aux + z
+    double ce;              // global mean cross-entropy (the CE part of loss)
+    double aux, z;          // the step's aux and z losses (global statistics; summed over layers)
+    double lr;              // schedule(step + 1), the AdamW learning rate of this step
+    double grad_norm;       // global gradient norm before clipping (every parameter once)
+    double clip;            // gradient scale given to AdamW (1: no clipping; 0: step skipped)
+    int nonfinite;          // 1: a loss or gradient was NaN/Inf on some rank; the step was skipped
+    int stop;               // 1: some rank has a stop request (SIGUSR1/SIGTERM); agreed
+    // (n_groups) sums of squares over the world, valid until the next moe_train_step call:
+    const double *grad_sumsq;    // gradients (before clipping)
+    const double *weight_sumsq;  // weights before the update
+    const double *update_sumsq;  // (weights after − weights before); zeros for a skipped step
+    double step_seconds;         // this call, wall clock on this rank
+    double exchange_seconds;     // MoE all-to-alls and routing-statistics all-reduces (model)
+    double allreduce_seconds;    // gradient sync plus the agreed reduction
+} moe_train_step_result;
+// Collective over c's world (c NULL: one process). m built for cfg at c's layout.
+moe_status moe_train_step_create(const Moe__Config *cfg, const moe_comm *c, moe_model *m,
+                                 moe_train_step_state **out);
+void moe_train_step_free(moe_train_step_state *s); // NULL-safe
+// One step on this rank's tokens (Bl, S+1) at 0-based step index `step` (AdamW t = step + 1).
+// Collective. Fails only on a forward/backward refusal or an MPI failure (returned as is; the
+// caller agrees on it).
+moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens /* (Bl, S+1) */,
+                          int64_t step, moe_train_step_result *r);
+
+// ---------------------------------------------------------------- the loop
 // Collective over c's world (c NULL: one process). MOE_EINTR: preempted, checkpoint written.
 moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_train_opts *o,
                          moe_train_result *res);
@@ -34,7 +77,6 @@ moe_status moe_train_eval(moe_model *m, const moe_data *d, const moe_comm *c, in
                           int batches, int32_t *tokens /* (Bl, S+1) */, double *val);
 moe_status moe_train_open_data(const Moe__Config *cfg, const moe_comm *c, moe_data **out);
 moe_ckpt *moe_train_ckpt_register(moe_model *m); // params, Adam m, v, balancing biases
-moe_status moe_train_agree(const moe_comm *c, moe_status st); // worst status over the world
 void moe_train_install_signals(void); // SIGUSR1, SIGTERM → stop flag (checked every step)
 int moe_train_stop_requested(void);
 

@@ -6,10 +6,8 @@
 #include "checkpoint.h"
 #include "config.h"
 
-#define CK_MAX_INPUT 3800 // longest out_dir / checkpoint path accepted (room for the file names)
-
 // snprintf that the compiler does not second-guess (-Wformat-truncation): every caller's inputs
-// are bounded by CK_MAX_INPUT (checked at the API entry points), or the output is a message where
+// are bounded by MOE_DIR_MAX (moe_dir_check at the API entry points), or the output is a message where
 // cutting is harmless.
 int moe_ckpt_fmt(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int moe_ckpt_exists(const char *path);

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 // snprintf that the compiler does not second-guess: every caller's inputs are bounded by
-// CK_MAX_INPUT (checked at the API entry points) or the output is a message where cutting is fine.
+// MOE_DIR_MAX (moe_dir_check at the API entry points) or the output is a message where cutting is fine.
 int moe_ckpt_fmt(char *out, size_t cap, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -88,18 +88,13 @@ uint8_t *moe_ckpt_pack_manifest(Moe__CheckpointManifest *m, size_t *len) {
     return moe_ckpt_pack(&m->base, len);
 }
 
+// A file the manifest needs: a missing one makes the checkpoint corrupt, not the machine.
 static moe_status ck_read_whole(const char *path, uint8_t **buf, size_t *len) {
-    *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return moe_set_error(errno == ENOENT ? MOE_ECORRUPT : MOE_EIO, "%s: %s", path,
-                                 errno == ENOENT ? "missing" : strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *buf = moe_xcalloc((size_t)(n > 0 ? n : 0) + 1, 1);
-    *len = n > 0 ? fread(*buf, 1, (size_t)n, f) : 0;
-    fclose(f);
-    return MOE_OK;
+    char *text = NULL;
+    moe_status st = moe_read_file(path, 0, &text, len);
+    if (st == MOE_EIO && errno == ENOENT) st = moe_set_error(MOE_ECORRUPT, "%s: missing", path);
+    *buf = (uint8_t *)text;
+    return st;
 }
 
 moe_status moe_ckpt_read_manifest(const char *dir, Moe__CheckpointManifest **out) {
@@ -129,9 +124,9 @@ moe_status moe_ckpt_read_manifest(const char *dir, Moe__CheckpointManifest **out
         if (got != want)
             st = moe_set_error(MOE_ECORRUPT, "%s: CRC32C mismatch (manifest says 0x%08x, content "
                                "has 0x%08x)", path, want, got);
-        else if (m->format_version != 1)
-            st = moe_set_error(MOE_ECORRUPT, "%s: format_version %u, this binary reads 1", path,
-                               m->format_version);
+        else if (m->format_version != MOE_CKPT_FORMAT_VERSION)
+            st = moe_set_error(MOE_ECORRUPT, "%s: format_version %u, this binary reads %u", path,
+                               m->format_version, MOE_CKPT_FORMAT_VERSION);
     }
     free(buf);
     if (st != MOE_OK) {
@@ -274,9 +269,8 @@ static moe_status ck_read_latest(const char *ckdir, char *dir, size_t cap) {
 }
 
 moe_status moe_ckpt_check_fresh(const char *out_dir) {
-    if (strlen(out_dir) > CK_MAX_INPUT)
-        return moe_set_error(MOE_EINVAL, "out_dir of %zu characters: at most %d", strlen(out_dir),
-                             CK_MAX_INPUT);
+    moe_status dst = moe_dir_check("out_dir", out_dir);
+    if (dst) return dst;
     char ckdir[MOE_PATH_MAX], p[MOE_PATH_MAX];
     moe_ckpt_fmt(ckdir, sizeof ckdir, "%s/checkpoints", out_dir);
     moe_ckpt_fmt(p, sizeof p, "%s/LATEST", ckdir);
@@ -300,9 +294,8 @@ moe_status moe_ckpt_check_fresh(const char *out_dir) {
 }
 
 moe_status moe_ckpt_check_newer(const char *out_dir, int64_t step) {
-    if (strlen(out_dir) > CK_MAX_INPUT)
-        return moe_set_error(MOE_EINVAL, "out_dir of %zu characters: at most %d", strlen(out_dir),
-                             CK_MAX_INPUT);
+    moe_status dst = moe_dir_check("out_dir", out_dir);
+    if (dst) return dst;
     char ckdir[MOE_PATH_MAX];
     moe_ckpt_fmt(ckdir, sizeof ckdir, "%s/checkpoints", out_dir);
     DIR *d = opendir(ckdir);
@@ -335,9 +328,8 @@ static int ck_try_latest(const char *d, char *dir, size_t cap, moe_status *st) {
 }
 
 moe_status moe_ckpt_resolve(const char *where, char *dir, size_t cap) {
-    if (strlen(where) > CK_MAX_INPUT)
-        return moe_set_error(MOE_EINVAL, "checkpoint path of %zu characters: at most %d",
-                             strlen(where), CK_MAX_INPUT);
+    moe_status dst = moe_dir_check("checkpoint path", where);
+    if (dst) return dst;
     char p[MOE_PATH_MAX], base[MOE_PATH_MAX];
     moe_ckpt_fmt(base, sizeof base, "%s", where);
     size_t L = strlen(base);

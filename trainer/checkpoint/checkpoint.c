@@ -69,34 +69,12 @@ void moe_ckpt_add(moe_ckpt *ck, const moe_ckpt_tensor *t) {
         d->shape[k] = t->shape[k];
         MOE_ASSERT(!moe_mul_overflows_i64(d->numel, t->shape[k], &d->numel));
     }
-    MOE_ASSERT(d->numel <= INT64_MAX / 4);
+    MOE_ASSERT(d->numel <= INT64_MAX / MOE_CKPT_ELEM_BYTES);
 }
 
 // ---------------------------------------------------------------- agreement across ranks
-
-// Every rank learns whether any rank failed; the lowest failing rank's status and message become
-// everyone's (an all-reduce SUM where only that rank contributes the message bytes).
-static moe_status ck_agree(const moe_comm *c, moe_status st) {
-    if (!c) return st;
-    const int W = moe_comm_size(c, MOE_COMM_WORLD), r = moe_comm_rank(c, MOE_COMM_WORLD);
-    int64_t who = st != MOE_OK ? r : W;
-    moe_status cst = moe_comm_allreduce_i64(c, MOE_COMM_WORLD, &who, 1, MOE_COMM_MIN);
-    if (cst != MOE_OK) return cst;
-    if (who == W) return MOE_OK;
-    int64_t msg[1 + 128] = {0}; // status, then 1024 message bytes
-    if (r == who) {
-        char text[1024];
-        moe_ckpt_fmt(text, sizeof text, "%s", moe_last_error());
-        msg[0] = st;
-        memcpy(&msg[1], text, sizeof text);
-    }
-    cst = moe_comm_allreduce_i64(c, MOE_COMM_WORLD, msg, 129, MOE_COMM_SUM);
-    if (cst != MOE_OK) return cst;
-    char text[1025];
-    memcpy(text, &msg[1], 1024);
-    text[1024] = 0;
-    return moe_set_error((moe_status)msg[0], "%s", text);
-}
+// Every phase ends with moe_comm_agree (comm.h): the lowest failing rank's status and message
+// become everyone's.
 
 static moe_status ck_bcast_str(const moe_comm *c, char *buf, size_t cap) {
     return c ? moe_comm_bcast(c, MOE_COMM_WORLD, buf, cap) : MOE_OK;
@@ -170,7 +148,7 @@ static moe_status ck_write_tensors(const moe_ckpt *ck, const char *dir, const ch
     for (int i = 0; i < ck->n; i++) {
         const moe_ckpt_t *t = &ck->t[i];
         if (!t->writer || (t->expert >= 0) != expert_file) continue;
-        size_t bytes = (size_t)t->numel * sizeof(float);
+        size_t bytes = (size_t)t->numel * MOE_CKPT_ELEM_BYTES;
         if (ck_write_all(fd, t->data, bytes) != 0) {
             int e = errno;
             close(fd);
@@ -229,7 +207,7 @@ static moe_status ck_commit(const char *ckdir, const char *tmp, const char *fina
     m.config = (Moe__Config *)cfg;
     m.has_step = m.has_rng_state = m.has_data_cursor = m.has_world_size = m.has_ep_size = 1;
     m.has_format_version = 1;
-    m.format_version = 1;
+    m.format_version = MOE_CKPT_FORMAT_VERSION;
     m.step = st->step;
     m.rng_state = st->rng_state;
     m.data_cursor = st->data_cursor;
@@ -324,9 +302,8 @@ moe_status moe_ckpt_save(moe_ckpt *ck, const moe_comm *c, const char *out_dir,
     const int W = c ? moe_comm_size(c, MOE_COMM_WORLD) : 1;
     const int rank = c ? moe_comm_rank(c, MOE_COMM_WORLD) : 0;
     char ckdir[MOE_PATH_MAX], final[MOE_PATH_MAX], final_name[64], tmp[MOE_PATH_MAX];
-    if (strlen(out_dir) > CK_MAX_INPUT) // same on every rank: no agreement needed
-        return moe_set_error(MOE_EINVAL, "out_dir of %zu characters: at most %d", strlen(out_dir),
-                             CK_MAX_INPUT);
+    moe_status dst = moe_dir_check("out_dir", out_dir); // same on every rank: no agreement needed
+    if (dst) return dst;
     moe_ckpt_fmt(ckdir, sizeof ckdir, "%s/checkpoints", out_dir);
     moe_ckpt_fmt(final_name, sizeof final_name, "step_%08lld", (long long)st->step);
     moe_ckpt_fmt(final, sizeof final, "%s/%s", ckdir, final_name);
@@ -344,7 +321,7 @@ moe_status moe_ckpt_save(moe_ckpt *ck, const moe_comm *c, const char *out_dir,
             if (!mkdtemp(tmp)) rc = moe_set_error(MOE_EIO, "cannot create %s: %s", tmp, strerror(errno));
         }
     }
-    if ((rc = ck_agree(c, rc)) != MOE_OK) return rc;
+    if ((rc = moe_comm_agree(c, rc)) != MOE_OK) return rc;
     if ((rc = ck_bcast_str(c, tmp, sizeof tmp)) != MOE_OK) return rc;
     // Phase 2: every writer rank writes and fsyncs its files.
     Moe__CheckpointManifest part = MOE__CHECKPOINT_MANIFEST__INIT;
@@ -359,7 +336,7 @@ moe_status moe_ckpt_save(moe_ckpt *ck, const moe_comm *c, const char *out_dir,
     moe_ckpt_fmt(expert_name, sizeof expert_name, "experts-%05d.bin", rank);
     if (has_dense) rc = ck_write_tensors(ck, tmp, dense_name, 0, &part);
     if (rc == MOE_OK && has_expert) rc = ck_write_tensors(ck, tmp, expert_name, 1, &part);
-    rc = ck_agree(c, rc);
+    rc = moe_comm_agree(c, rc);
     // Phase 3: entries to rank 0 (length-prefixed packed parts, carried as floats).
     float *sendb = NULL, *recvb = NULL;
     int64_t *counts = NULL;
@@ -399,7 +376,7 @@ moe_status moe_ckpt_save(moe_ckpt *ck, const moe_comm *c, const char *out_dir,
         if (rc == MOE_OK) rc = ck_commit(ckdir, tmp, final, final_name, parts, W, cfg, st);
         if (rc == MOE_OK) ck_prune(ckdir, keep, st->step);
     }
-    rc = ck_agree(c, rc);
+    rc = moe_comm_agree(c, rc);
 fail:
     if (rc != MOE_OK && rank == 0 && tmp[0]) ck_remove_dir(tmp);
     for (int r = 0; r < n_parts; r++)
@@ -436,11 +413,12 @@ static moe_status ck_match(const moe_ckpt *ck, const Moe__CheckpointManifest *m,
                                  t->layer, t->expert);
         int same = e->n_shape == (size_t)t->ndim;
         for (int k = 0; same && k < t->ndim; k++) same = e->shape[k] == t->shape[k];
-        if (!same || e->bytes != (uint64_t)t->numel * 4)
+        if (!same || e->bytes != (uint64_t)t->numel * MOE_CKPT_ELEM_BYTES)
             return moe_set_error(MOE_EINVAL, "%s: tensor %s (%s, layer %d, expert %d) has %zu dims / "
                                  "%llu bytes in the checkpoint, the model expects %d dims / %lld bytes",
                                  dir, t->name, t->kind, t->layer, t->expert, e->n_shape,
-                                 (unsigned long long)e->bytes, t->ndim, (long long)t->numel * 4);
+                                 (unsigned long long)e->bytes, t->ndim,
+                                 (long long)t->numel * MOE_CKPT_ELEM_BYTES);
         const Moe__FileEntry *fe = NULL;
         for (size_t f = 0; f < m->n_files && !fe; f++)
             if (m->files[f]->name && e->file && !strcmp(m->files[f]->name, e->file)) fe = m->files[f];
@@ -481,7 +459,7 @@ moe_status moe_ckpt_load(moe_ckpt *ck, const moe_comm *c, const char *where,
     char dir[MOE_PATH_MAX];
     memset(dir, 0, sizeof dir);
     moe_status rc = rank == 0 ? moe_ckpt_resolve(where, dir, sizeof dir) : MOE_OK;
-    if ((rc = ck_agree(c, rc)) != MOE_OK) return rc;
+    if ((rc = moe_comm_agree(c, rc)) != MOE_OK) return rc;
     if ((rc = ck_bcast_str(c, dir, sizeof dir)) != MOE_OK) return rc;
     // Verify: the manifest on every rank, the files spread over the ranks.
     Moe__CheckpointManifest *m = NULL;
@@ -490,7 +468,7 @@ moe_status moe_ckpt_load(moe_ckpt *ck, const moe_comm *c, const char *where,
         for (size_t f = (size_t)rank; f < m->n_files && rc == MOE_OK; f += (size_t)W)
             rc = moe_ckpt_verify_file(dir, m->files[f]);
     if (rc == MOE_ECORRUPT) rc = moe_ckpt_name_previous(rc, dir);
-    if ((rc = ck_agree(c, rc)) != MOE_OK) goto out;
+    if ((rc = moe_comm_agree(c, rc)) != MOE_OK) goto out;
     // Same model, every tensor present with its shape.
     if (cfg) {
         char diff[2048];
@@ -499,8 +477,8 @@ moe_status moe_ckpt_load(moe_ckpt *ck, const moe_comm *c, const char *where,
                                dir, diff);
     }
     if (rc == MOE_OK) rc = ck_match(ck, m, dir);
-    if ((rc = ck_agree(c, rc)) != MOE_OK) goto out;
-    rc = ck_agree(c, ck_read_tensors(ck, m, dir));
+    if ((rc = moe_comm_agree(c, rc)) != MOE_OK) goto out;
+    rc = moe_comm_agree(c, ck_read_tensors(ck, m, dir));
     if (rc == MOE_OK && st) {
         st->step = m->step;
         st->rng_state = m->rng_state;

@@ -22,10 +22,42 @@ uint32_t moe_crc32c_sw(uint32_t crc, const void *buf, size_t n); // table-driven
 
 #define MOE_CKPT_MAX_DIMS 6
 
+// The format this binary writes and the only one it reads (CheckpointManifest.format_version).
+#define MOE_CKPT_FORMAT_VERSION 1u
+// Bytes per tensor element in the data files: fp32 in the host's (little-endian) byte order, so
+// a tensor of numel elements is numel·MOE_CKPT_ELEM_BYTES bytes (TensorEntry.bytes).
+#define MOE_CKPT_ELEM_BYTES 4
+_Static_assert(sizeof(float) == MOE_CKPT_ELEM_BYTES, "checkpoint tensors are fp32");
+
+// Kinds of tensor the trainer registers, with the string stored in TensorEntry.kind (the strings
+// are the file format: never rename one). One row each: X(name, string).
+#define MOE_CKPT_KIND_MAP(X)                                                                   \
+    X(PARAM, "param")             /* a model parameter */                                      \
+    X(ADAM_M, "adam_m")           /* AdamW first moment of a parameter */                      \
+    X(ADAM_V, "adam_v")           /* AdamW second moment of a parameter */                     \
+    X(ROUTER_BIAS, "router_bias") /* aux-loss-free balancing bias of a MoE layer (E) */
+
+typedef enum {
+#define MOE_CKPT_KIND_ENUM_(name, str) MOE_CKPT_KIND_##name,
+    MOE_CKPT_KIND_MAP(MOE_CKPT_KIND_ENUM_)
+#undef MOE_CKPT_KIND_ENUM_
+} moe_ckpt_kind;
+
+// The on-disk string of a kind ("param", ...); NULL for a value outside the enum.
+static inline const char *moe_ckpt_kind_name(moe_ckpt_kind k) {
+    switch (k) {
+#define MOE_CKPT_KIND_STR_(name, str) case MOE_CKPT_KIND_##name: return str;
+        MOE_CKPT_KIND_MAP(MOE_CKPT_KIND_STR_)
+#undef MOE_CKPT_KIND_STR_
+    }
+    return NULL;
+}
+
 // One tensor as the caller holds it. A tensor is identified by (kind, name, layer, expert).
 typedef struct {
     const char *name;  // e.g. "layers.ffn.w1" (copied)
-    const char *kind;  // "param", "adam_m", "adam_v", "router_bias" (copied)
+    const char *kind;  // moe_ckpt_kind_name() of its kind, e.g. "param" (copied; any non-empty
+                       // string is stored and matched as is)
     int layer;         // -1: not per layer
     int expert;        // global expert id; -1: not an expert tensor
     int ndim;          // 1..MOE_CKPT_MAX_DIMS

@@ -370,7 +370,7 @@ moe_status moe_data_make_corpus(const char *out_path, int64_t *bytes) {
     }
     int64_t total = 0;
     int err = 0;
-    char path[4096];
+    char path[MOE_PATH_MAX];
     DIR *dir = opendir(moe_corpus_license_dir);
     if (dir) {
         char **names = NULL;

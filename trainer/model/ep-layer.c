@@ -1,18 +1,13 @@
 // ep-layer.c: the expert-parallel MoE layer — local routing with global aux/z/stats, dispatch of
 // (token, expert) pairs to the experts' owners through the comm/ engine, expert compute laid out
 // chunk-major (chunk, expert, source) so chunk c computes while chunk c+1 moves, combine, and the
-// mirrored backward. Trade-off: the expert side keeps its own pair map (not comm's expand) so the
-// expansion can run per chunk; the combine exchanges themselves are not overlapped.
+// mirrored backward. Trade-off: the expert side expands wire rows into expert blocks itself, per
+// chunk (a whole-buffer expansion could not start before the last chunk arrived); the wire format
+// (moe_comm_slot) is comm's.
 #include "ep-layer.h"
 
 #include <math.h>
 #include <string.h>
-
-// One dedup slot after the token row (comm/ wire format, docs/parallel.md).
-typedef struct {
-    int32_t expert;
-    float weight;
-} ep_slot;
 
 struct moe_ep_layer {
     moe_layer_params p;
@@ -91,14 +86,15 @@ moe_status moe_ep_layer_create(const moe_layer_params *p, moe_comm *c, const moe
                              "Fs=%lld: need F, T_max >= 1 and Fs >= 1 with shared experts",
                              (long long)p->F, (long long)p->T_max, p->n_shared, (long long)p->Fs);
     const int EP = in.ep_size, E = p->router.E, El = E / EP;
-    const int Kx = p->router.strategy == MOE_ROUTE_EXPERT_CHOICE ? E : p->router.K;
+    const moe_route_traits tr = moe_router_strategy_traits(p->router.strategy);
+    const int Kx = tr.by_token ? p->router.K : E;   // most pairs one token can have
     const int64_t T = p->T_max, D = p->router.D;
     const int64_t Rt = moe_router_max_rows(&p->router, T);
     // Expert-side pairs, worst case: every rank of the group sends all its pairs here, bounded
     // per expert by the capacity per group when there is one.
-    int64_t N = (int64_t)EP * (p->router.strategy == MOE_ROUTE_EXPERT_CHOICE ? Rt / EP : Rt);
+    int64_t N = (int64_t)EP * (tr.balanced ? Rt / EP : Rt);
     const int64_t G = moe_router_group(&p->router, T);
-    if (p->router.capacity_factor > 0 && p->router.strategy == MOE_ROUTE_TOKEN_CHOICE && G > 0) {
+    if (p->router.capacity_factor > 0 && !tr.balanced && G > 0) {
         int64_t capb = (int64_t)EP * ((T + G - 1) / G) * moe_router_capacity(&p->router, G) * El;
         N = capb < N ? capb : N;
     }
@@ -201,22 +197,14 @@ static moe_status ep_global_stats(moe_ep_layer *L, const moe_route_stats *ls) {
     s->tokens_per_expert = gi + E;
     s->unrouted = gi[2 * E + 1], s->selected = gi[2 * E + 2], s->kept = gi[2 * E + 3];
     s->dropped = s->selected - s->kept;
-    double mean = (double)s->selected / E, var = 0, mx = 0;
-    for (int e = 0; e < E; e++) {
-        double l = (double)gi[e];
-        mx = l > mx ? l : mx;
-        var += (l - mean) * (l - mean);
-    }
-    var /= E;
-    s->max_over_mean = mean > 0 ? mx / mean : 0;
-    s->cv = mean > 0 ? sqrt(var) / mean : 0;
+    const moe_route_load ld = moe_route_load_stats(gi, E, gd[E], Tg);
+    s->max_over_mean = ld.max_over_mean, s->cv = ld.cv, s->entropy = ld.entropy;
     if (Tg <= 0) return MOE_OK;
-    s->entropy = gd[E] / Tg;
     s->z_loss = rp->z_loss_coef * gd[E + 1] / Tg;
     // z: backward uses β/loss_T per token; the global mean divides by Tg, times W.
     pl->loss_T = Tg / W;
     for (int e = 0; e < E; e++) pl->aux_dscore[e] = 0;
-    if (rp->strategy == MOE_ROUTE_TOKEN_CHOICE) {
+    if (moe_router_strategy_traits(rp->strategy).aux_loss) {
         double aux = 0;
         for (int e = 0; e < E; e++) {
             double f = (double)gi[e] / (Tg * K);
@@ -226,10 +214,6 @@ static moe_status ep_global_stats(moe_ep_layer *L, const moe_route_stats *ls) {
         s->aux_loss = rp->aux_loss_coef * E * aux;
     }
     return MOE_OK;
-}
-
-void moe_ep_layer_update_bias(const moe_ep_layer *L, float *bias, double gamma) {
-    moe_router_update_bias(bias, L->gi, L->p.router.E, gamma);
 }
 
 // ------------------------------------------------------------------ expert side, per chunk
@@ -284,7 +268,7 @@ static moe_status ep_fwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
                 L->cfill[L->rexp[u]]++;
                 continue;
             }
-            const ep_slot *sl = (const ep_slot *)(L->recv + (size_t)u * L->wb + L->tb);
+            const moe_comm_slot *sl = (const moe_comm_slot *)(L->recv + (size_t)u * L->wb + L->tb);
             for (int k = 0; k < Kx; k++)
                 if (sl[k].expert >= 0) L->cfill[sl[k].expert]++;
         }
@@ -305,7 +289,7 @@ static moe_status ep_fwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
             L->rp_start[u] = q;
             L->rp_n[u] = 0;
             for (int k = 0; k < (dedup ? Kx : 1); k++) {
-                const ep_slot *sl = (const ep_slot *)(row + L->tb) + k;
+                const moe_comm_slot *sl = (const moe_comm_slot *)(row + L->tb) + k;
                 int j = dedup ? sl->expert : L->rexp[u];
                 if (j < 0) continue;
                 int64_t pos = L->cfill[j]++;
@@ -374,13 +358,13 @@ static moe_status ep_bwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
             char *row = L->back + (size_t)u * stride;
             float *b = (float *)row;
             memset(b, 0, L->tb);
-            ep_slot *sl = (ep_slot *)(row + L->tb);
-            for (int k = 0; dedup && k < Kx; k++) sl[k] = (ep_slot){-1, 0.0f};
+            moe_comm_slot *sl = (moe_comm_slot *)(row + L->tb);
+            for (int k = 0; dedup && k < Kx; k++) sl[k] = (moe_comm_slot){-1, 0.0f};
             for (int32_t i = 0; i < L->rp_n[u]; i++) {
                 int64_t pos = L->rp[L->rp_start[u] + i];
                 const float *dxp = L->oe + pos * D;
                 for (int64_t d = 0; d < D; d++) b[d] += dxp[d];
-                if (dedup) sl[i] = (ep_slot){L->pexp[pos], L->drw[pos]};
+                if (dedup) sl[i] = (moe_comm_slot){L->pexp[pos], L->drw[pos]};
             }
         }
     }
@@ -556,7 +540,7 @@ moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *
             float *dxt = dx + t * D;
             for (int64_t k = 0; k < D; k++) dxt[k] += b[k];
             if (!dedup) continue;
-            const ep_slot *sl = (const ep_slot *)(row + L->tb);
+            const moe_comm_slot *sl = (const moe_comm_slot *)(row + L->tb);
             for (int k = 0; k < Kx && sl[k].expert >= 0; k++) {
                 const int32_t ge = d * El + sl[k].expert;
                 int q = 0;
@@ -576,32 +560,4 @@ moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *
     }
     ph->total = moe_clock_seconds() - t0;
     return MOE_OK;
-}
-
-static moe_status ep_sync(moe_ep_layer *L, moe_comm_grad_kind k, float *g, int64_t n) {
-    return g && n > 0 ? moe_comm_sync_grads(L->c, k, g, (size_t)n) : MOE_OK;
-}
-
-moe_status moe_ep_layer_sync_grads(moe_ep_layer *L, moe_layer_weights *g) {
-    const moe_layer_params *p = &L->p;
-    const int64_t D = p->router.D, E = p->router.E, F = p->F, Fs = p->Fs, El = L->El;
-    const int64_t S = p->n_shared;
-    moe_status st = MOE_OK;
-    const moe_comm_grad_kind De = MOE_COMM_GRAD_DENSE, Ex = MOE_COMM_GRAD_EXPERT;
-    if (!st) st = ep_sync(L, De, g->wg, D * E);
-    if (!st) st = ep_sync(L, De, g->bg, E);
-    if (!st) st = ep_sync(L, De, g->ws, D);
-    const moe_expert_weights *f[2] = {&g->experts, &g->shared};
-    const int64_t n[2] = {El, S}, w[2] = {F, Fs};
-    const moe_comm_grad_kind kind[2] = {Ex, De};
-    for (int i = 0; i < 2 && !st; i++) {
-        if (n[i] == 0) continue;
-        st = ep_sync(L, kind[i], f[i]->w1, n[i] * D * w[i]);
-        if (!st) st = ep_sync(L, kind[i], f[i]->b1, n[i] * w[i]);
-        if (!st) st = ep_sync(L, kind[i], f[i]->w3, n[i] * D * w[i]);
-        if (!st) st = ep_sync(L, kind[i], f[i]->b3, n[i] * w[i]);
-        if (!st) st = ep_sync(L, kind[i], f[i]->w2, n[i] * w[i] * D);
-        if (!st) st = ep_sync(L, kind[i], f[i]->b2, n[i] * D);
-    }
-    return st;
 }

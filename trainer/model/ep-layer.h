@@ -10,8 +10,10 @@
 // Gradient scaling (the contract with the trainer): rank r's loss is L_r = W × (its share of the
 // global loss L), L = (1/W) Σ_r L_r; e.g. the mean over its own tokens when every rank holds an
 // equal slice. So dy passed to backward is ∂L_r/∂y = W·∂L/∂y on its tokens, every gradient a rank
-// holds after backward (dx included) is W× the global one, and moe_ep_layer_sync_grads (sum, /W)
-// leaves the gradients of L. The aux and z losses follow the same rule: backward adds the
+// holds after backward (dx included) is W× the global one, and moe_comm_sync_grads (sum, /W:
+// dense tensors — gate, shared experts, shared gate — over the world with MOE_COMM_GRAD_DENSE,
+// local experts over the EDP group with MOE_COMM_GRAD_EXPERT) leaves the gradients of L. The
+// trainer does it once per step over its whole dense and expert regions, not per layer. The aux and z losses follow the same rule: backward adds the
 // gradient of W·(rank r's part of the GLOBAL L_aux + L_z); the values reported in the stats are
 // the global L_aux and L_z (identical on every rank): add them to every rank's loss for logging.
 #ifndef MOE_EP_LAYER_H
@@ -59,12 +61,8 @@ moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stat
 // Backward of the last forward: dy (T, D) = ∂L_r/∂y; dx (T, D) and grads (local view) ADDED.
 moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *grads,
                                  const float *dy, const moe_layer_weights *w);
-// Dense tensors (gate, shared experts, shared gate) summed over the world, local experts over the
-// EDP group, all divided by W (moe_comm_sync_grads).
-moe_status moe_ep_layer_sync_grads(moe_ep_layer *L, moe_layer_weights *grads);
-// Aux-loss-free balancing from the GLOBAL selection counts of the last forward (same on every
-// rank): bias[i] += gamma·sign(mean − load_i).
-void moe_ep_layer_update_bias(const moe_ep_layer *L, float *bias, double gamma);
+// Aux-loss-free balancing: moe_router_update_bias with the stats' GLOBAL selected_per_expert
+// (the same on every rank), as the trainer does.
 
 // Seconds of the last forward and backward. exchange = time inside the exchanges not spent in
 // this layer's chunk callbacks (the exposed communication: counts, payloads, stat all-reduces);

@@ -1,9 +1,8 @@
 // model.c: assembly of the sparse transformer — the parameter table (dense region, then expert
 // slices keyed by global expert id), layout-independent initialisation, forward and backward.
-// The MoE FFN sits behind a small internal interface (moe_model_ffn): today the one-rank layer of
-// experts.h with its routing statistics made global by one all-reduce per layer (so EP = 1 at any
-// W is exact) for a single process without MPI, the distributed EP layer (ep-layer.h) whenever
-// there is a communicator; both behind the same four functions.
+// The MoE FFN sits behind a small internal interface (moe_model_ffn: create, free, forward,
+// backward): the expert-parallel layer (ep-layer.h) whenever there is a communicator (every
+// layout, EP = 1 included), the one-rank layer of experts.h only without one (W = 1, no MPI).
 #include "model.h"
 #include "config.h"
 #include "ep-layer.h"
@@ -21,7 +20,7 @@ struct moe_model_ffn {
     moe_layer_params p;
     moe_layer *one;       // one-rank layer (no communicator): all E experts on this rank
     moe_ep_layer *ep;     // the expert-parallel layer (with a communicator, any valid (W, EP))
-    double *red;          // (3E + 4) routing statistics reduced over the world
+    double *red;          // (3E + 4) one-rank path: the routing statistics as the metrics use them
     int64_t *sel, *kept;  // (E) global counts (the stats arrays point here)
 };
 
@@ -94,39 +93,30 @@ static moe_status moe_ffn_forward(moe_model *m, moe_model_ffn *f, float *y, cons
     r[3 * E + 1] = (double)rs.unrouted;
     r[3 * E + 2] = rs.entropy * (double)T;
     r[3 * E + 3] = rs.z_loss * (double)T;
+    // No communicator: one rank (moe_model_create), so the local statistics are the global ones.
     const int W = m->lay.world;
-    if (W > 1) {
-        double t0 = moe_comm_wtime();
-        moe_status s = moe_comm_allreduce_f64(m->comm, MOE_COMM_WORLD, r, (size_t)(3 * E + 4),
-                                              MOE_COMM_SUM);
-        *comm_seconds += moe_comm_wtime() - t0;
-        if (s) return s;
-    }
+    MOE_ASSERT_EQ(W, 1);
     const double Tg = (double)T * W;
-    double aux = 0, sum = 0, sq = 0, mx = 0;
+    double aux = 0;
     const moe_router_params *rp = &f->p.router;
+    const int aux_on = moe_router_strategy_traits(rp->strategy).aux_loss;
     for (int e = 0; e < E; e++) {
         f->sel[e] = (int64_t)llround(r[e]);
         f->kept[e] = (int64_t)llround(r[E + e]);
         const double fi = r[e] / (Tg * K), Pi = r[2 * E + e] / Tg;
-        if (rp->strategy == MOE_ROUTE_TOKEN_CHOICE) {
+        if (aux_on) {
             aux += rp->aux_loss_coef * E * fi * Pi;
             // This rank's gradient is of W·L_aux (sync divides by W): α·E·f_i/T with T local.
             plan->aux_dscore[e] = (float)(rp->aux_loss_coef * E * fi / (double)T);
         }
-        sum += r[e];
-        sq += r[e] * r[e];
-        if (r[e] > mx) mx = r[e];
     }
-    const double mean = sum / E, var = sq / E - mean * mean;
+    const moe_route_load ld = moe_route_load_stats(f->sel, E, r[3 * E + 2], Tg);
     st->selected = f->sel;
     st->kept = f->kept;
     st->tokens = (int64_t)Tg;
     st->dropped = (int64_t)llround(r[3 * E]);
     st->unrouted = (int64_t)llround(r[3 * E + 1]);
-    st->max_over_mean = mean > 0 ? mx / mean : 0;
-    st->cv = mean > 0 ? sqrt(var > 0 ? var : 0) / mean : 0;
-    st->entropy = r[3 * E + 2] / Tg;
+    st->max_over_mean = ld.max_over_mean, st->cv = ld.cv, st->entropy = ld.entropy;
     st->aux = aux;
     st->z = r[3 * E + 3] / Tg;
     return MOE_OK;
@@ -174,17 +164,6 @@ typedef struct {
 #define P(off) ((off) < 0 ? NULL : m->params + (off))
 #define G(off) ((off) < 0 ? NULL : m->grads + (off))
 
-// A deep copy of a message (pack + unpack: protobuf-c has no duplicate call).
-static ProtobufCMessage *moe_msg_dup(const ProtobufCMessage *msg) {
-    size_t n = protobuf_c_message_get_packed_size(msg);
-    uint8_t *buf = moe_xcalloc(n + 1, 1);
-    protobuf_c_message_pack(msg, buf);
-    ProtobufCMessage *out = protobuf_c_message_unpack(msg->descriptor, NULL, n, buf);
-    free(buf);
-    MOE_ASSERT(out);
-    return out;
-}
-
 moe_model_layout moe_model_layout_of(const moe_comm *c) {
     moe_model_layout l = {1, 0, 1, 0, 0};
     if (!c) return l;
@@ -197,6 +176,21 @@ moe_model_layout moe_model_layout_of(const moe_comm *c) {
 moe_status moe_model_check(const Moe__Config *cfg) {
     const Moe__ModelConfig *mc = cfg->model;
     if (!mc) return moe_set_error(MOE_EINVAL, "config has no model section");
+    // Enum fields name a value (an unknown number is refused, never read as a default). The
+    // router's and model.activation are also mapped, with a check, by moe_layer_params_from_config.
+    moe_status st;
+    if ((st = moe_config_check_enum(&moe__model_config__norm__descriptor, (int)mc->norm,
+                                    "model.norm")) ||
+        (st = moe_config_check_enum(&moe__model_config__qk_norm__descriptor, (int)mc->qk_norm,
+                                    "model.qk_norm")) ||
+        (st = moe_config_check_enum(&moe__model_config__positions__descriptor, (int)mc->positions,
+                                    "model.positions")) ||
+        (st = moe_config_check_enum(&moe__model_config__activation__descriptor,
+                                    (int)mc->activation, "model.activation")))
+        return st;
+    if (cfg->train && (st = moe_config_check_enum(&moe__train_config__schedule__descriptor,
+                                                  (int)cfg->train->schedule, "train.schedule")))
+        return st; // read by moe_optim_schedule_from_config, which asserts it is known
     if (mc->norm != MOE__MODEL_CONFIG__NORM__rmsnorm)
         return moe_set_error(MOE_EINVAL, "model.norm = layernorm: moe train implements rmsnorm "
                              "only; set model.norm to \"rmsnorm\"");
@@ -478,11 +472,11 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
     moe_model *m = moe_xcalloc(1, sizeof *m);
     moe_model_priv *pv = moe_xcalloc(1, sizeof *pv);
     m->priv = pv;
-    m->mc = (Moe__ModelConfig *)moe_msg_dup(&mc->base);
+    m->mc = (Moe__ModelConfig *)moe_proto_copy(&mc->base);
     Moe__RouterConfig rdef;
     moe__router_config__init(&rdef);
     const Moe__RouterConfig *rc = cfg->router ? cfg->router : &rdef;
-    m->rc = (Moe__RouterConfig *)moe_msg_dup(&rc->base);
+    m->rc = (Moe__RouterConfig *)moe_proto_copy(&rc->base);
     m->lay = *lay;
     m->comm = comm;
     m->V = mc->vocab_size, m->D = mc->d_model, m->L = mc->n_layers, m->H = mc->n_heads;

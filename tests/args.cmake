@@ -1,0 +1,8 @@
+# args.cmake: the `args` suite — the one argument parser (common/args.c) on a table of command
+# lines, and the built `moe` through it (bad numbers exit 2 naming the option, --set= everywhere,
+# --help of every command and benchmark). Label `args`.
+moe_add_test(test_args SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_args.c LABELS args)
+add_test(NAME test_args_cli COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_args_cli.sh)
+set_tests_properties(test_args_cli PROPERTIES LABELS "unit;args"
+  ENVIRONMENT "MOE_SRC=${CMAKE_SOURCE_DIR};MOE_BIN=$<TARGET_FILE:moe>;${MOE_TEST_ENV}"
+  TIMEOUT 300)
