@@ -36,3 +36,13 @@ set_tests_properties(vcluster_train PROPERTIES
   RESOURCE_LOCK moe_cluster
   PROCESSORS 2
   TIMEOUT 400)
+# Faults on the virtual cluster: a cut link, a killed node, a stopped rank — each ends the job
+# within 60 s and the survivors resume (tests/test_vcluster_faults.sh).
+add_test(NAME vcluster_faults COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_vcluster_faults.sh)
+set_tests_properties(vcluster_faults PROPERTIES
+  LABELS "cluster;nosan"
+  ENVIRONMENT "MOE_SRC=${CMAKE_SOURCE_DIR};MOE_BIN=$<TARGET_FILE:moe>;${MOE_TEST_ENV}"
+  SKIP_RETURN_CODE 77
+  RESOURCE_LOCK moe_cluster
+  PROCESSORS 2
+  TIMEOUT 500)

@@ -536,7 +536,7 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
         .enabled = wc ? wc->enabled : 1, .startup_timeout = wc ? wc->startup_timeout : 300,
         .step_timeout = wc ? wc->step_timeout : 0, .checkpoint_timeout = wc ? wc->checkpoint_timeout : 0,
         .silence_timeout = wc ? wc->silence_timeout : 15, .heartbeat = wc ? wc->heartbeat : 0.5};
-    if ((st = moe_train_agree(c, moe_watchdog_start(c, &wp, &tr.wd)))) return st;
+    if ((st = moe_comm_agree(c, moe_watchdog_start(c, &wp, &tr.wd)))) return st;
     const int64_t Bl = tc->global_batch / W;
     if ((st = moe_train_open_data(cfg, c, &tr.d))) goto out;
     if (moe_data_val_tokens(tr.d) == 0 && tc->eval_interval > 0)
