@@ -8,6 +8,8 @@
 
 static int moe_comm_we_initialised; // set by moe_comm_init: whether finalize must call MPI_Finalize
 
+_Atomic int moe_comm_in_mpi = 0; // see comm-impl.h (read by the watchdog)
+
 moe_status moe_comm_mpi_error(const char *call, int rc, const char *file, int line) {
     char msg[MPI_MAX_ERROR_STRING] = "";
     int len = 0, rank = -1, inited = 0, finalized = 0;

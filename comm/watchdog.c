@@ -18,8 +18,6 @@
 
 #define MOE_WD_MAGIC 0x6d6f6577u // "moew"
 
-_Atomic int moe_comm_in_mpi = 0;
-
 typedef struct {
     uint32_t magic, job;
     int32_t rank, phase;
