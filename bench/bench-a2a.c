@@ -28,7 +28,11 @@ int moe_bench_a2a(int argc, char **argv) {
         "uniform random routing, EP = all ranks) through the exchange engine and a raw\n"
         "MPI_Alltoallv of the same bytes; prints both, ratio_to_raw = raw / engine time,\n"
         "bytes moved and GB/s.",
-        NULL, 0, opts, MOE_ARGS_N(opts), NULL};
+        NULL,
+        0,
+        opts,
+        MOE_ARGS_N(opts),
+        NULL};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
     if (K > E) {
@@ -45,14 +49,13 @@ int moe_bench_a2a(int argc, char **argv) {
     char *x = NULL, *send = NULL, *recv = NULL, *ret = NULL;
     int32_t *ids = NULL, *counts = NULL, *row_src = NULL;
     int W = 1;
-    if ((st = moe_bench_comm_world_ep(E, &c, &W)) != MOE_OK)   // EP = all ranks
+    if ((st = moe_bench_comm_world_ep(E, &c, &W)) != MOE_OK) // EP = all ranks
         goto done;
     moe_comm_info in = moe_comm_get_info(c);
     const size_t tb = (size_t)D * sizeof(float);
-    moe_comm_plan_params pp = {MOE_COMM_EP, in.n_local_experts, K, dedup, tb, (int64_t)T * K,
-                               (int64_t)T * K * W, chunks, hier, 0};
-    if ((st = moe_comm_plan_create(c, &pp, &pl)) != MOE_OK)
-        goto done;
+    moe_comm_plan_params pp = {MOE_COMM_EP,    in.n_local_experts, K,      dedup, tb,
+                               (int64_t)T * K, (int64_t)T * K * W, chunks, hier,  0};
+    if ((st = moe_comm_plan_create(c, &pp, &pl)) != MOE_OK) goto done;
     const size_t wb = moe_comm_plan_wire_bytes(pl);
     x = moe_xcalloc((size_t)T, tb);
     send = moe_xcalloc((size_t)T * K, wb);
@@ -65,15 +68,13 @@ int moe_bench_a2a(int argc, char **argv) {
     uint64_t seed = 0x5eedull + 7919ull * (uint64_t)in.world_rank;
     for (int t = 0; t < T; t++) {
         float *xt = (float *)(x + (size_t)t * tb);
-        for (int d = 0; d < D; d++)
-            xt[d] = (float)((t + d) % 17);
+        for (int d = 0; d < D; d++) xt[d] = (float)((t + d) % 17);
         for (int k = 0; k < K; k++) {
             int32_t e, again;
             do {
                 e = (int32_t)(moe_splitmix64_next(&seed) % (uint64_t)E);
                 again = 0;
-                for (int k2 = 0; k2 < k; k2++)
-                    again |= ids[t * K + k2] == e;
+                for (int k2 = 0; k2 < k; k2++) again |= ids[t * K + k2] == e;
             } while (again);
             ids[t * K + k] = e;
         }
@@ -84,8 +85,7 @@ int moe_bench_a2a(int argc, char **argv) {
     int64_t rows = 0, rows_off = 0;
     for (int d = 0; d < W; d++) {
         rows += counts[d * (1 + in.n_local_experts)];
-        if (d != in.ep_rank)
-            rows_off += counts[d * (1 + in.n_local_experts)];
+        if (d != in.ep_rank) rows_off += counts[d * (1 + in.n_local_experts)];
     }
     double best_engine = 1e30, best_raw = 1e30;
     for (int it = -2; it < iters; it++) { // two warm-up iterations
@@ -93,13 +93,14 @@ int moe_bench_a2a(int argc, char **argv) {
         double tm[2];
         for (int h = 0; h < 2; h++) {
             int which = (it & 1) ? 1 - h : h; // 0 = engine, 1 = raw
-            if ((st = moe_comm_barrier(c, MOE_COMM_WORLD)) != MOE_OK)
-                goto done;
+            if ((st = moe_comm_barrier(c, MOE_COMM_WORLD)) != MOE_OK) goto done;
             double t0 = moe_comm_wtime();
             if (which == 0) {
                 if ((st = moe_comm_exchange_counts(pl, counts)) != MOE_OK ||
-                    (st = moe_comm_exchange(pl, MOE_COMM_FORWARD, wb, send, recv, NULL, NULL)) != MOE_OK ||
-                    (st = moe_comm_exchange(pl, MOE_COMM_REVERSE, tb, recv, ret, NULL, NULL)) != MOE_OK)
+                    (st = moe_comm_exchange(pl, MOE_COMM_FORWARD, wb, send, recv, NULL, NULL)) !=
+                        MOE_OK ||
+                    (st = moe_comm_exchange(pl, MOE_COMM_REVERSE, tb, recv, ret, NULL, NULL)) !=
+                        MOE_OK)
                     goto done;
             } else {
                 if ((st = moe_comm_exchange_raw(pl, MOE_COMM_FORWARD, wb, send, recv)) != MOE_OK ||
@@ -120,28 +121,28 @@ int moe_bench_a2a(int argc, char **argv) {
     double bytes_off = (double)rows_off * (double)wb + (double)rows_off * (double)tb;
     double ratio = best_raw / best_engine;
     if (json)
-        moe_comm_printf(c,
-                        "{\"bench\":\"a2a\",\"world\":%d,\"ep\":%d,\"tokens\":%d,\"dim\":%d,\"top_k\":%d,"
-                        "\"experts\":%d,\"iters\":%d,\"chunks\":%d,\"hierarchical\":%d,\"dedup\":%d,"
-                        "\"bytes_per_rank\":%.0f,\"bytes_off_rank_per_rank\":%.0f,"
-                        "\"engine_ms\":%.4f,\"raw_ms\":%.4f,\"ratio_to_raw\":%.4f,"
-                        "\"engine_gbps\":%.3f,\"raw_gbps\":%.3f}\n",
-                        W, W, T, D, K, E, iters, chunks, hier, dedup, bytes, bytes_off,
-                        best_engine * 1e3, best_raw * 1e3, ratio, bytes / best_engine * 1e-9,
-                        bytes / best_raw * 1e-9);
+        moe_comm_printf(
+            c,
+            "{\"bench\":\"a2a\",\"world\":%d,\"ep\":%d,\"tokens\":%d,\"dim\":%d,\"top_k\":%d,"
+            "\"experts\":%d,\"iters\":%d,\"chunks\":%d,\"hierarchical\":%d,\"dedup\":%d,"
+            "\"bytes_per_rank\":%.0f,\"bytes_off_rank_per_rank\":%.0f,"
+            "\"engine_ms\":%.4f,\"raw_ms\":%.4f,\"ratio_to_raw\":%.4f,"
+            "\"engine_gbps\":%.3f,\"raw_gbps\":%.3f}\n",
+            W, W, T, D, K, E, iters, chunks, hier, dedup, bytes, bytes_off, best_engine * 1e3,
+            best_raw * 1e3, ratio, bytes / best_engine * 1e-9, bytes / best_raw * 1e-9);
     else
-        moe_comm_printf(c,
-                        "a2a: W=EP=%d T=%d D=%d K=%d E=%d (chunks %d, hierarchical %d, dedup %d), best of %d\n"
-                        "  bytes per rank (dispatch + combine): %.1f MiB, %.1f MiB to other ranks\n"
-                        "  engine (counts + payload both ways): %8.3f ms  %6.2f GB/s\n"
-                        "  raw MPI_Alltoallv (payload only):    %8.3f ms  %6.2f GB/s\n"
-                        "  ratio_to_raw (raw / engine): %.3f (target >= 0.9)\n",
-                        W, T, D, K, E, chunks, hier, dedup, iters, bytes / 1048576.0,
-                        bytes_off / 1048576.0, best_engine * 1e3, bytes / best_engine * 1e-9,
-                        best_raw * 1e3, bytes / best_raw * 1e-9, ratio);
+        moe_comm_printf(
+            c,
+            "a2a: W=EP=%d T=%d D=%d K=%d E=%d (chunks %d, hierarchical %d, dedup %d), best of %d\n"
+            "  bytes per rank (dispatch + combine): %.1f MiB, %.1f MiB to other ranks\n"
+            "  engine (counts + payload both ways): %8.3f ms  %6.2f GB/s\n"
+            "  raw MPI_Alltoallv (payload only):    %8.3f ms  %6.2f GB/s\n"
+            "  ratio_to_raw (raw / engine): %.3f (target >= 0.9)\n",
+            W, T, D, K, E, chunks, hier, dedup, iters, bytes / 1048576.0, bytes_off / 1048576.0,
+            best_engine * 1e3, bytes / best_engine * 1e-9, best_raw * 1e3, bytes / best_raw * 1e-9,
+            ratio);
 done:
-    if (st != MOE_OK)
-        moe_comm_eprintf(c, "moe bench a2a: %s\n", moe_last_error());
+    if (st != MOE_OK) moe_comm_eprintf(c, "moe bench a2a: %s\n", moe_last_error());
     free(x);
     free(send);
     free(recv);

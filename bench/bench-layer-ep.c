@@ -10,10 +10,10 @@
 #include <string.h>
 
 typedef struct {
-    double step, fwd;                  // seconds, the slowest rank of the best iteration
-    double exch, exch_max;             // exposed exchange: least / largest over ranks
-    double experts;                    // expert compute in the callbacks, largest over ranks
-    int64_t pairs_max, pairs_min;      // expert-side pairs per rank
+    double step, fwd;             // seconds, the slowest rank of the best iteration
+    double exch, exch_max;        // exposed exchange: least / largest over ranks
+    double experts;               // expert compute in the callbacks, largest over ranks
+    int64_t pairs_max, pairs_min; // expert-side pairs per rank
 } moe_bench_ep_result;
 
 // Runs warmup + iters steps with n_chunks; fills r with the best step (by slowest rank).
@@ -69,8 +69,8 @@ static moe_status moe_bench_ep_run(moe_comm *c, const moe_layer_params *p, int n
 
 int moe_bench_layer_ep(int argc, char **argv) {
     int json = 0, T = 4096, D = 512, F = 2048, E = 8, K = 2, chunks = 8, iters = 3, dedup = 0;
-    int sub = 0;  // 0: the layer's default (256)
-    int ep = 0;   // --ep itself (it brought us here)
+    int sub = 0; // 0: the layer's default (256)
+    int ep = 0;  // --ep itself (it brought us here)
     const int big = 1 << 24;
     const moe_arg_opt opts[] = {
         MOE_OPT_FLAG("--ep", &ep, NULL), // in the command's name
@@ -95,7 +95,11 @@ int moe_bench_layer_ep(int argc, char **argv) {
         "others also wait there for it, shown apart as load-imbalance wait) and its share,\n"
         "hidden_fraction = 1 - exposed exchange with overlap / exchange without overlap,\n"
         "GFLOP/s per rank (12·T·K·D·F per step) vs the sgemm 1024^3 peak of the same run.",
-        NULL, 0, opts, MOE_ARGS_N(opts), NULL};
+        NULL,
+        0,
+        opts,
+        MOE_ARGS_N(opts),
+        NULL};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
     if (K > E) {
@@ -113,7 +117,7 @@ int moe_bench_layer_ep(int argc, char **argv) {
     int W = 1;
     moe_bench_ep_result r1 = {0}, rc = {0};
     double peak = 0;
-    if ((st = moe_bench_comm_world_ep(E, &c, &W))) goto done;   // EP = all ranks
+    if ((st = moe_bench_comm_world_ep(E, &c, &W))) goto done; // EP = all ranks
     moe_layer_params p;
     memset(&p, 0, sizeof p);
     p.router.D = D, p.router.E = E, p.router.K = K, p.router.renormalize = 1;
@@ -123,7 +127,7 @@ int moe_bench_layer_ep(int argc, char **argv) {
     x = moe_xalloc_aligned((size_t)T * (size_t)D * sizeof(float));
     dy = moe_xalloc_aligned((size_t)T * (size_t)D * sizeof(float));
     uint64_t h = 0x2545f4914f6cdd1dull ^ ((uint64_t)rank * 0x9e3779b97f4a7c15ull);
-    for (int64_t i = 0; i < (int64_t)T * D; i++) {   // uncorrelated tokens: near-balanced routing
+    for (int64_t i = 0; i < (int64_t)T * D; i++) { // uncorrelated tokens: near-balanced routing
         h ^= h << 13, h ^= h >> 7, h ^= h << 17;
         x[i] = (float)((double)(h >> 11) / 9007199254740992.0 * 2.0 - 1.0);
         h ^= h << 13, h ^= h >> 7, h ^= h << 17;
@@ -158,12 +162,12 @@ int moe_bench_layer_ep(int argc, char **argv) {
                    dedup ? " dedup" : "");
             printf("  no overlap : fwd+bwd %.1f ms (fwd %.1f), exchange %.1f ms = %.1f%% (%.1f ms "
                    "with load-imbalance wait), experts %.1f ms, %.1f GFLOP/s/rank = %.3f of sgemm "
-                   "peak %.1f\n", r1.step * 1e3, r1.fwd * 1e3, r1.exch * 1e3,
-                   100 * r1.exch / r1.step, r1.exch_max * 1e3, r1.experts * 1e3, g1, g1 / peak,
-                   peak);
+                   "peak %.1f\n",
+                   r1.step * 1e3, r1.fwd * 1e3, r1.exch * 1e3, 100 * r1.exch / r1.step,
+                   r1.exch_max * 1e3, r1.experts * 1e3, g1, g1 / peak, peak);
             printf("  %d chunks   : fwd+bwd %.1f ms (fwd %.1f), exposed exchange %.1f ms = %.1f%% "
-                   "(%.1f ms with wait), %.1f GFLOP/s/rank = %.3f of peak\n", chunks,
-                   rc.step * 1e3, rc.fwd * 1e3, rc.exch * 1e3, 100 * rc.exch / rc.step,
+                   "(%.1f ms with wait), %.1f GFLOP/s/rank = %.3f of peak\n",
+                   chunks, rc.step * 1e3, rc.fwd * 1e3, rc.exch * 1e3, 100 * rc.exch / rc.step,
                    rc.exch_max * 1e3, gc, gc / peak);
             printf("  hidden_fraction %.3f (target >= 0.5); expert pairs per rank %lld..%lld\n",
                    hidden, (long long)r1.pairs_min, (long long)r1.pairs_max);

@@ -22,7 +22,8 @@ static const moe_layer_shape moe_layer_shapes[] = {
 static const char *const moe_layer_shape_names[] = {"coarse", "fine", NULL};
 
 int moe_bench_layer(int argc, char **argv) {
-    if (moe_args_has_flag(argc, argv, "--ep")) return moe_bench_layer_ep(argc, argv); // bench-layer-ep.c
+    if (moe_args_has_flag(argc, argv, "--ep"))
+        return moe_bench_layer_ep(argc, argv); // bench-layer-ep.c
     int json = 0, warmup = 1, iters = 4, ep = 0;
     const char *only = NULL;
     const moe_arg_opt opts[] = {
@@ -30,8 +31,9 @@ int moe_bench_layer(int argc, char **argv) {
         MOE_OPT_CHOICE("--shape", &only, moe_layer_shape_names, "only this shape (default: both)"),
         MOE_OPT_INT("--warmup", &warmup, "N", 0, 1 << 24, "untimed iterations first"),
         MOE_OPT_INT("--iters", &iters, "N", 1, 1 << 24, "timed iterations (the best is reported)"),
-        MOE_OPT_FLAG("--ep", &ep, "the expert-parallel layer instead\n"
-                                  "(mpirun -np 2 moe bench layer --ep --help)"),
+        MOE_OPT_FLAG("--ep", &ep,
+                     "the expert-parallel layer instead\n"
+                     "(mpirun -np 2 moe bench layer --ep --help)"),
     };
     const moe_args_spec spec = {
         "moe bench layer",
@@ -40,7 +42,11 @@ int moe_bench_layer(int argc, char **argv) {
         "1024³ peak measured in the same run, their ratio and the peak RSS.\n"
         "shapes: coarse T=4096 D=512 F=2048 E=8 k=2; fine T=8192 D=256 F=1024 E=64 k=2\n"
         "One BLAS thread unless OPENBLAS_NUM_THREADS is set.",
-        NULL, 0, opts, MOE_ARGS_N(opts), NULL};
+        NULL,
+        0,
+        opts,
+        MOE_ARGS_N(opts),
+        NULL};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
     moe_bench_threads();
@@ -116,9 +122,9 @@ int moe_bench_layer(int argc, char **argv) {
                    "\"fwd_permute\":%.2f,\"fwd_experts\":%.2f,\"fwd_combine\":%.2f,"
                    "\"bwd_unpermute\":%.2f,\"bwd_experts\":%.2f,\"bwd_router\":%.2f}}\n",
                    sh->name, (long long)sh->T, (long long)sh->D, (long long)sh->F, sh->E, sh->K,
-                   best, fwd_best, gf, peak, gf / peak, rss, stats.max_over_mean,
-                   f->router * 1e3, f->permute * 1e3, f->experts * 1e3, f->combine * 1e3,
-                   b->permute * 1e3, b->experts * 1e3, b->router * 1e3);
+                   best, fwd_best, gf, peak, gf / peak, rss, stats.max_over_mean, f->router * 1e3,
+                   f->permute * 1e3, f->experts * 1e3, f->combine * 1e3, b->permute * 1e3,
+                   b->experts * 1e3, b->router * 1e3);
         else
             printf("%-7s T=%lld D=%lld F=%lld E=%d k=%d: fwd+bwd %.1f ms (fwd %.1f ms), "
                    "%.1f GFLOP/s = %.3f of peak, load max/mean %.2f, peak RSS %.0f MiB\n",
@@ -126,12 +132,16 @@ int moe_bench_layer(int argc, char **argv) {
                    best * 1e3, fwd_best * 1e3, gf, gf / peak, stats.max_over_mean,
                    (double)rss / 1048576.0);
         if (!json)
-            printf("        ms: fwd router %.1f permute %.1f experts %.1f combine %.1f | "
-                   "bwd unpermute+scatter %.1f experts %.1f router %.1f | sgemm peak %.1f GFLOP/s\n",
-                   f->router * 1e3, f->permute * 1e3, f->experts * 1e3, f->combine * 1e3,
-                   b->permute * 1e3, b->experts * 1e3, b->router * 1e3, peak);
+            printf(
+                "        ms: fwd router %.1f permute %.1f experts %.1f combine %.1f | "
+                "bwd unpermute+scatter %.1f experts %.1f router %.1f | sgemm peak %.1f GFLOP/s\n",
+                f->router * 1e3, f->permute * 1e3, f->experts * 1e3, f->combine * 1e3,
+                b->permute * 1e3, b->experts * 1e3, b->router * 1e3, peak);
         fflush(stdout);
-        free(x); free(y); free(dy); free(dx);
+        free(x);
+        free(y);
+        free(dy);
+        free(dx);
         moe_layer_weights_free(&w);
         moe_layer_weights_free(&g);
         moe_layer_free(L);

@@ -12,11 +12,12 @@
 #include <cblas.h>
 #include <string.h>
 
-static const char *const moe_tiny_sets[] = {
-    "name=tiny-moe", "model.vocab_size=256", "model.d_model=128", "model.n_layers=4",
-    "model.n_heads=4", "model.d_ff=512", "model.n_experts=8", "model.top_k=2",
-    "model.expert_d_ff=256", "model.first_dense_layers=1", "train.global_batch=16",
-    "train.seq_len=64"};
+static const char *const moe_tiny_sets[] = {"name=tiny-moe",         "model.vocab_size=256",
+                                            "model.d_model=128",     "model.n_layers=4",
+                                            "model.n_heads=4",       "model.d_ff=512",
+                                            "model.n_experts=8",     "model.top_k=2",
+                                            "model.expert_d_ff=256", "model.first_dense_layers=1",
+                                            "train.global_batch=16", "train.seq_len=64"};
 
 void moe_bench_step_tokens(int32_t *tok, int64_t n, int V, int world_rank) {
     uint64_t r = 88172645463325252ull ^ (uint64_t)world_rank;
@@ -86,14 +87,17 @@ static moe_status moe_bench_step_report(const Moe__Config *cfg, const moe_comm *
     const double sh_ex = v[1] / v[0], sh_red = v[2] / v[0];
     const double sh_cmp = 1.0 - sh_ex - sh_red > 0 ? 1.0 - sh_ex - sh_red : 0;
     if (json)
-        moe_comm_printf(c, "{\"bench\":\"step\",\"model\":\"%s\",\"world\":%d,\"ep\":%d,"
+        moe_comm_printf(c,
+                        "{\"bench\":\"step\",\"model\":\"%s\",\"world\":%d,\"ep\":%d,"
                         "\"tokens_per_step\":%lld,\"steps\":%d,\"step_seconds\":%.6f,"
                         "\"tokens_per_s\":%.1f,\"compute_share\":%.4f,\"exchange_share\":%.4f,"
-                        "\"allreduce_share\":%.4f}\n", cfg->name ? cfg->name : "model", W,
-                        ep, (long long)(cfg->train->global_batch * S), steps, v[0] / steps,
-                        tps, sh_cmp, sh_ex, sh_red);
+                        "\"allreduce_share\":%.4f}\n",
+                        cfg->name ? cfg->name : "model", W, ep,
+                        (long long)(cfg->train->global_batch * S), steps, v[0] / steps, tps, sh_cmp,
+                        sh_ex, sh_red);
     else
-        moe_comm_printf(c, "moe bench step: %s, world %d, ep %d, %d x %lld tokens per step\n"
+        moe_comm_printf(c,
+                        "moe bench step: %s, world %d, ep %d, %d x %lld tokens per step\n"
                         "  %.1f ms/step, %.0f tokens/s | compute %.0f%%, exchange %.0f%%, "
                         "grad all-reduce %.0f%% (max over ranks, %d steps after 2 warmup)\n",
                         cfg->name ? cfg->name : "model", W, ep, cfg->train->global_batch,
@@ -122,7 +126,11 @@ int moe_bench_step(int argc, char **argv) {
         "Times N training steps of the model of CONFIG at this launch's world size: run it\n"
         "alone and under mpirun -np 2 to compare. Synthetic tokens; parallel.ep_size from\n"
         "the config (default: all ranks in one EP group when n_experts allows).",
-        pos, MOE_ARGS_N(pos), opts, MOE_ARGS_N(opts), NULL};
+        pos,
+        MOE_ARGS_N(pos),
+        opts,
+        MOE_ARGS_N(opts),
+        NULL};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
     if (path && config_opt) {
@@ -162,8 +170,8 @@ int moe_bench_step(int argc, char **argv) {
         for (int i = 0; i < n_sets && !st; i++) st = moe_config_set(cfg, sets[i]);
     }
     if (st) goto done;
-    moe_comm_params cp = {.ep_size = cfg->parallel->ep_size, .n_experts = cfg->model->n_experts,
-                          .quiet = 1};
+    moe_comm_params cp = {
+        .ep_size = cfg->parallel->ep_size, .n_experts = cfg->model->n_experts, .quiet = 1};
     if ((st = moe_comm_create(&cp, &c))) goto done;
     if (cfg->train->global_batch % W) {
         st = moe_set_error(MOE_ELAYOUT, "train.global_batch %d not divisible by %d ranks",

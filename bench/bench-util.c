@@ -12,7 +12,7 @@ void moe_bench_threads(void) {
 moe_status moe_bench_comm_world_ep(int n_experts, moe_comm **out, int *W) {
     *out = NULL;
     moe_comm *c = NULL;
-    moe_comm_params p0 = {1, 0, 0, 1};   // layout-free and quiet: only the world size
+    moe_comm_params p0 = {1, 0, 0, 1}; // layout-free and quiet: only the world size
     moe_status st = moe_comm_create(&p0, &c);
     if (st) return st;
     *W = moe_comm_size(c, MOE_COMM_WORLD);
@@ -30,10 +30,13 @@ double moe_sgemm_peak(int reps) {
     double best = 1e30;
     for (int r = 0; r <= reps; r++) {
         double t0 = moe_clock_seconds();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c,
+                    n);
         double dt = moe_clock_seconds() - t0;
         if (r > 0 && dt < best) best = dt;
     }
-    free(a); free(b); free(c);
+    free(a);
+    free(b);
+    free(c);
     return 2.0 * n * (double)n * n / best / 1e9;
 }

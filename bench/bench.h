@@ -17,10 +17,10 @@ int moe_cmd_bench(int argc, char **argv);
 void moe_bench_step_tokens(int32_t *tok, int64_t n, int V, int world_rank);
 
 typedef struct {
-    double seconds;            // Σ over the timed steps of the step's wall clock (this rank)
-    double exchange_seconds;   // Σ of the MoE exchanges' share (moe_train_step_result)
-    double allreduce_seconds;  // Σ of the gradient sync + agreed reduction
-    uint64_t param_hash;       // FNV-1a of this rank's parameters and balancing biases at the end
+    double seconds;           // Σ over the timed steps of the step's wall clock (this rank)
+    double exchange_seconds;  // Σ of the MoE exchanges' share (moe_train_step_result)
+    double allreduce_seconds; // Σ of the gradient sync + agreed reduction
+    uint64_t param_hash;      // FNV-1a of this rank's parameters and balancing biases at the end
 } moe_bench_step_times;
 
 // What `moe bench step` times: builds cfg's model at c's layout (train.global_batch / W sequences

@@ -14,7 +14,8 @@ typedef struct {
 static const moe_bench_entry moe_benches[] = {
     {"layer", moe_bench_layer, "one-rank MoE layer forward+backward, GFLOP/s vs sgemm peak"},
     {"a2a", moe_bench_a2a, "dispatch+combine all-to-all vs raw MPI_Alltoallv (mpirun -np 2)"},
-    {"step", moe_bench_step, "whole training steps of the tiny model: tokens/s, compute/exchange/all-reduce"},
+    {"step", moe_bench_step,
+     "whole training steps of the tiny model: tokens/s, compute/exchange/all-reduce"},
 };
 
 static void moe_bench_usage(FILE *f) {

@@ -15,21 +15,27 @@ typedef struct {
 static const moe_subcommand moe_subcommands[] = {
     {"config", moe_cmd_config, "read, override (--set), validate and print the effective config"},
     {"params", moe_cmd_params, "total and active parameters, FLOPs per token, bytes per rank"},
-    {"train", moe_cmd_train, "train the model of a config under mpirun/srun (metrics, checkpoints)"},
+    {"train", moe_cmd_train,
+     "train the model of a config under mpirun/srun (metrics, checkpoints)"},
     {"eval", moe_cmd_eval, "validation loss of a checkpoint, at any world size"},
     {"topo", moe_cmd_topo, "machine topology, rank bindings and the EP/EDP groups (under mpirun)"},
     {"inspect", moe_cmd_inspect, "print a checkpoint's manifest and verify its files (CRC32C)"},
-    {"sweep", moe_cmd_sweep, "run a load-balancing sweep: routing strategies side by side, then a report"},
+    {"sweep", moe_cmd_sweep,
+     "run a load-balancing sweep: routing strategies side by side, then a report"},
     {"report", moe_cmd_report, "tables, plots, report.md and index.html over training runs"},
-    {"bench", moe_cmd_bench, "benchmarks next to their reference: layer [--ep] (vs sgemm peak), a2a (vs raw MPI_Alltoallv), step"},
+    {"bench", moe_cmd_bench,
+     "benchmarks next to their reference: layer [--ep] (vs sgemm peak), a2a (vs raw "
+     "MPI_Alltoallv), step"},
 };
 
 static void moe_cli_usage(FILE *f) {
-    fprintf(f, "usage: moe <command> [options]   (moe <command> --help for details)\n\ncommands:\n");
+    fprintf(f,
+            "usage: moe <command> [options]   (moe <command> --help for details)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof moe_subcommands / sizeof moe_subcommands[0]; i++)
         fprintf(f, "  %-10s %s\n", moe_subcommands[i].name, moe_subcommands[i].summary);
-    fprintf(f, "\nexit codes: 0 ok, 1 run failed, 2 bad usage or config, 3 bad data or checkpoint,\n"
-               "            75 preempted (checkpoint written; run again to resume)\n");
+    fprintf(f,
+            "\nexit codes: 0 ok, 1 run failed, 2 bad usage or config, 3 bad data or checkpoint,\n"
+            "            75 preempted (checkpoint written; run again to resume)\n");
 }
 
 int moe_cli_main(int argc, char **argv) {

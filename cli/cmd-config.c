@@ -28,7 +28,10 @@ int moe_cmd_config(int argc, char **argv) {
         "Reads CONFIG (JSON on the moe.Config schema; \"-\" reads standard input), applies\n"
         "each --set path=value in order, validates, and prints the effective config as JSON\n"
         "with every default filled in.",
-        pos, MOE_ARGS_N(pos), opts, MOE_ARGS_N(opts),
+        pos,
+        MOE_ARGS_N(pos),
+        opts,
+        MOE_ARGS_N(opts),
         "exit codes: 0 valid, 2 bad usage or a bad/invalid config (message on stderr)\n"
         "see docs/config.md for the accepted forms and the validation rules"};
     int pr = moe_args_parse(&spec, argc, argv);

@@ -43,7 +43,10 @@ int moe_cmd_inspect(int argc, char **argv) {
         "moe inspect",
         "Prints the manifest (step, world, ep, config summary, tensors and shapes) and verifies\n"
         "every file (size and CRC32C).",
-        pos, MOE_ARGS_N(pos), opts, MOE_ARGS_N(opts),
+        pos,
+        MOE_ARGS_N(pos),
+        opts,
+        MOE_ARGS_N(opts),
         "exit: 0 valid, 3 corrupt (the message names the file), 2 usage or no checkpoint there"};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;

@@ -15,11 +15,9 @@ static const char *params_grouped(int64_t v, char *buf, size_t cap) {
     char digits[32];
     snprintf(digits, sizeof digits, "%lld", (long long)(v < 0 ? -v : v));
     size_t n = strlen(digits), o = 0;
-    if (v < 0 && o + 1 < cap)
-        buf[o++] = '-';
+    if (v < 0 && o + 1 < cap) buf[o++] = '-';
     for (size_t i = 0; i < n && o + 2 < cap; i++) {
-        if (i && (n - i) % 3 == 0)
-            buf[o++] = ',';
+        if (i && (n - i) % 3 == 0) buf[o++] = ',';
         buf[o++] = digits[i];
     }
     buf[o] = '\0';
@@ -29,10 +27,14 @@ static const char *params_grouped(int64_t v, char *buf, size_t cap) {
 // Counts in billions ("46.70B"), or millions/thousands for small models.
 static const char *params_short(int64_t v, char *buf, size_t cap) {
     double x = (double)v;
-    if (x >= 1e9) snprintf(buf, cap, "%.2fB", x / 1e9);
-    else if (x >= 1e6) snprintf(buf, cap, "%.2fM", x / 1e6);
-    else if (x >= 1e3) snprintf(buf, cap, "%.2fK", x / 1e3);
-    else snprintf(buf, cap, "%lld", (long long)v);
+    if (x >= 1e9)
+        snprintf(buf, cap, "%.2fB", x / 1e9);
+    else if (x >= 1e6)
+        snprintf(buf, cap, "%.2fM", x / 1e6);
+    else if (x >= 1e3)
+        snprintf(buf, cap, "%.2fK", x / 1e3);
+    else
+        snprintf(buf, cap, "%lld", (long long)v);
     return buf;
 }
 
@@ -41,10 +43,9 @@ static void params_print_table(FILE *f, const char *path, int hf, const moe_hf_i
     char a[40], b[40], c[40], d[40];
     const Moe__ModelConfig *m = cfg->model;
     fprintf(f, "%s: %s\n", path, hf ? "Hugging Face config.json" : "moe config");
-    if (hf)
-        fprintf(f, "  read as %s\n", info->family);
-    fprintf(f, "  %d layers (%d MoE, %d dense), d_model %lld, vocab %lld", r->n_layers, r->n_moe_layers,
-            r->n_dense_layers, (long long)m->d_model, (long long)m->vocab_size);
+    if (hf) fprintf(f, "  read as %s\n", info->family);
+    fprintf(f, "  %d layers (%d MoE, %d dense), d_model %lld, vocab %lld", r->n_layers,
+            r->n_moe_layers, r->n_dense_layers, (long long)m->d_model, (long long)m->vocab_size);
     if (m->n_experts > 0)
         fprintf(f, ", %d experts top-%d, %d shared", m->n_experts, m->top_k, m->n_shared_experts);
     fprintf(f, "%s\n\n", m->kv_lora_rank > 0 ? ", MLA attention" : "");
@@ -59,20 +60,23 @@ static void params_print_table(FILE *f, const char *path, int hf, const moe_hf_i
     fprintf(f, "  %-16s %20s %20s\n", "", params_short(r->total, a, sizeof a),
             params_short(r->active, b, sizeof b));
     fprintf(f, "\n  active/total        %.4f (%.2f%%)\n", r->active_ratio, 100.0 * r->active_ratio);
-    fprintf(f, "  active w/o embed    %s (%s)\n", params_grouped(r->active_nonembedding, a, sizeof a),
+    fprintf(f, "  active w/o embed    %s (%s)\n",
+            params_grouped(r->active_nonembedding, a, sizeof a),
             params_short(r->active_nonembedding, b, sizeof b));
     if (r->untrained)
         fprintf(f, "  balancing bias      %s (in total and active; state, not trained)\n",
                 params_grouped(r->untrained, a, sizeof a));
     if (r->lora_total)
         fprintf(f, "  LoRA adapters       %s total, %s active/token (not in the totals above)\n",
-                params_grouped(r->lora_total, a, sizeof a), params_grouped(r->lora_active, b, sizeof b));
+                params_grouped(r->lora_total, a, sizeof a),
+                params_grouped(r->lora_active, b, sizeof b));
     fprintf(f, "  trainable           %s (%s)\n", params_grouped(r->trainable, a, sizeof a),
             params_short(r->trainable, b, sizeof b));
     fprintf(f, "  frozen              %s (%s)\n", params_grouped(r->frozen, a, sizeof a),
             params_short(r->frozen, b, sizeof b));
 
-    fprintf(f, "\n  forward FLOPs/token %s (%.3g GFLOP; 2 x active matmul weights, head included)\n",
+    fprintf(f,
+            "\n  forward FLOPs/token %s (%.3g GFLOP; 2 x active matmul weights, head included)\n",
             params_grouped(r->flops_per_token, a, sizeof a), (double)r->flops_per_token / 1e9);
     fprintf(f, "  attention FLOPs/token at seq_len %d: %s full context, %s causal average\n",
             r->seq_len, params_grouped(r->attn_flops_per_token, a, sizeof a),
@@ -83,14 +87,17 @@ static void params_print_table(FILE *f, const char *path, int hf, const moe_hf_i
     fprintf(f, "\n  per rank (world %d = ep %d x edp %d; fp32; routed experts split over ep):\n",
             r->world, r->ep, r->edp);
     fprintf(f, "    %-14s %20s %20s %12s\n", "", "entries", "bytes", "GiB");
-    fprintf(f, "    %-14s %20s %20s %12.2f\n", "parameters", params_grouped(r->rank_params, a, sizeof a),
+    fprintf(f, "    %-14s %20s %20s %12.2f\n", "parameters",
+            params_grouped(r->rank_params, a, sizeof a),
             params_grouped(r->rank_param_bytes, b, sizeof b), (double)r->rank_param_bytes / gib);
-    fprintf(f, "    %-14s %20s %20s %12.2f\n", "gradients", params_grouped(r->rank_trainable, c, sizeof c),
+    fprintf(f, "    %-14s %20s %20s %12.2f\n", "gradients",
+            params_grouped(r->rank_trainable, c, sizeof c),
             params_grouped(r->rank_grad_bytes, d, sizeof d), (double)r->rank_grad_bytes / gib);
-    fprintf(f, "    %-14s %20s %20s %12.2f\n", "AdamW m, v", params_grouped(2 * r->rank_trainable, a, sizeof a),
+    fprintf(f, "    %-14s %20s %20s %12.2f\n", "AdamW m, v",
+            params_grouped(2 * r->rank_trainable, a, sizeof a),
             params_grouped(r->rank_adam_bytes, b, sizeof b), (double)r->rank_adam_bytes / gib);
-    fprintf(f, "    %-14s %20s %20s %12.2f\n", "total", "", params_grouped(r->rank_bytes, c, sizeof c),
-            (double)r->rank_bytes / gib);
+    fprintf(f, "    %-14s %20s %20s %12.2f\n", "total", "",
+            params_grouped(r->rank_bytes, c, sizeof c), (double)r->rank_bytes / gib);
 }
 
 static json_t *params_json(const char *path, int hf, const moe_hf_info *info,
@@ -99,8 +106,7 @@ static json_t *params_json(const char *path, int hf, const moe_hf_info *info,
 #define JI(obj, key, v) json_object_set_new(obj, key, json_integer((json_int_t)(v)))
     json_object_set_new(o, "config", json_string(path));
     json_object_set_new(o, "format", json_string(hf ? "huggingface" : "moe"));
-    if (hf)
-        json_object_set_new(o, "hf_family", json_string(info->family));
+    if (hf) json_object_set_new(o, "hf_family", json_string(info->family));
     JI(o, "total_params", r->total);
     JI(o, "active_params", r->active);
     JI(o, "active_params_nonembedding", r->active_nonembedding);
@@ -170,7 +176,8 @@ int moe_cmd_params(int argc, char **argv) {
     const moe_arg_opt opts[] = {
         MOE_OPT_LIST("--set", &set_args, "a.b=v",
                      "override a config field, e.g. --set train.seq_len=4096"),
-        MOE_OPT_INT("--world", &world, "N", 1, INT_MAX, "ranks for the per-rank figures (default: ep)"),
+        MOE_OPT_INT("--world", &world, "N", 1, INT_MAX,
+                    "ranks for the per-rank figures (default: ep)"),
         MOE_OPT_INT("--ep", &ep, "N", 1, INT_MAX,
                     "expert-parallel size (default: parallel.ep_size); N must divide\n"
                     "n_experts and the world size"),
@@ -188,7 +195,10 @@ int moe_cmd_params(int argc, char **argv) {
         "CONFIG is a moe config (JSON, '-' for stdin) or a Hugging Face config.json (Mixtral,\n"
         "Qwen2-MoE, Qwen3-MoE, DeepSeek-V2/V3, OLMoE); HF fields that do not map onto the\n"
         "shape are listed as ignored on stderr (or under \"ignored_hf_fields\" with --json).",
-        pos, MOE_ARGS_N(pos), opts, MOE_ARGS_N(opts),
+        pos,
+        MOE_ARGS_N(pos),
+        opts,
+        MOE_ARGS_N(opts),
         "exit codes: 0 ok, 2 bad usage, unreadable or invalid config, impossible layout"};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
@@ -207,8 +217,7 @@ int moe_cmd_params(int argc, char **argv) {
     // checks (batch divisibility) do not concern a parameter count.
     moe_status st = moe_model_config_load(path, sets, n_sets, &cfg, &info, &hf);
     moe_params_report r;
-    if (!st)
-        st = moe_params_count(cfg, world, ep, &r);
+    if (!st) st = moe_params_count(cfg, world, ep, &r);
     if (st) {
         fprintf(stderr, "moe params: %s\n", moe_last_error());
         rc = MOE_EXIT_USAGE;
@@ -218,16 +227,16 @@ int moe_cmd_params(int argc, char **argv) {
         // Known fields on one line (their reasons are in --json); unknown ones one by one.
         int n_known = 0;
         for (size_t i = 0; i < info.n_ignored; i++) {
-            if (strncmp(info.ignored_reason[i], "known", 5))
-                continue;
+            if (strncmp(info.ignored_reason[i], "known", 5)) continue;
             if (n_known++ == 0)
-                fprintf(stderr, "moe params: %s: ignored known HF fields (no effect on parameter "
-                        "shapes; reasons with --json): %s", path, info.ignored[i]);
+                fprintf(stderr,
+                        "moe params: %s: ignored known HF fields (no effect on parameter "
+                        "shapes; reasons with --json): %s",
+                        path, info.ignored[i]);
             else
                 fprintf(stderr, ", %s", info.ignored[i]);
         }
-        if (n_known)
-            fputc('\n', stderr);
+        if (n_known) fputc('\n', stderr);
         for (size_t i = 0; i < info.n_ignored; i++)
             if (strncmp(info.ignored_reason[i], "known", 5))
                 fprintf(stderr, "moe params: %s: ignored HF field \"%s\" (%s)\n", path,

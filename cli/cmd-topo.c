@@ -21,7 +21,11 @@ int moe_cmd_topo(int argc, char **argv) {
         "EP/EDP groups for expert-parallel size N and E experts, and warnings (unbound or\n"
         "oversubscribed ranks, EP groups spanning nodes).\n"
         "Run under MPI: mpirun -np 4 moe topo --ep 2 --experts 8",
-        NULL, 0, opts, MOE_ARGS_N(opts), NULL};
+        NULL,
+        0,
+        opts,
+        MOE_ARGS_N(opts),
+        NULL};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
     moe_status st = moe_comm_init(&argc, &argv);
@@ -47,8 +51,7 @@ int moe_cmd_topo(int argc, char **argv) {
     }
     if (st == MOE_OK) {
         st = moe_comm_topo_report(c, stdout);
-        if (st != MOE_OK)
-            moe_comm_eprintf(c, "moe topo: %s\n", moe_last_error());
+        if (st != MOE_OK) moe_comm_eprintf(c, "moe topo: %s\n", moe_last_error());
     }
     moe_comm_free(c);
     moe_comm_free(base);

@@ -31,8 +31,8 @@ static void moe_train_report(const moe_comm *c, const char *cmd, moe_status st, 
 
 // Loads the config (identical on every rank) and builds the groups. On error *c may be a world
 // with ep 1 (so the caller can print once and finalize).
-static moe_status moe_train_setup(const char *path, const char **sets, int n_sets, Moe__Config **cfg,
-                                  moe_comm **c) {
+static moe_status moe_train_setup(const char *path, const char **sets, int n_sets,
+                                  Moe__Config **cfg, moe_comm **c) {
     moe_status st = moe_config_load_with(path, sets, n_sets, 0, cfg);
     if (st == MOE_EIO) st = MOE_EUSAGE; // the CONFIG argument names no readable file: bad usage
     if (!st) st = moe_model_check(*cfg);
@@ -84,7 +84,10 @@ int moe_cmd_train(int argc, char **argv) {
         "OUT_DIR/checkpoints. --resume latest continues from OUT_DIR's newest checkpoint\n"
         "(fresh start if none), --resume DIR from that checkpoint; another world size or\n"
         "ep_size reshards. SIGUSR1/SIGTERM: checkpoint at the next step and exit 75.",
-        pos, MOE_ARGS_N(pos), opts, MOE_ARGS_N(opts),
+        pos,
+        MOE_ARGS_N(pos),
+        opts,
+        MOE_ARGS_N(opts),
         "exit codes: 0 done, 1 run failed, 2 bad usage/config/layout, 3 bad data or\n"
         "checkpoint, 75 preempted (run again with --resume latest). See docs/training.md."};
     int pr = moe_args_parse(&spec, argc, argv);
@@ -112,12 +115,15 @@ int moe_cmd_train(int argc, char **argv) {
         moe_train_opts o = {.resume = resume};
         moe_train_result r;
         st = moe_train_run(cfg, c, &o, &r);
-        if (st == MOE_EINTR) moe_comm_printf(c, "moe train: %s\n", moe_last_error());
-        else if (st) moe_train_report(c, "train", st, 1);
+        if (st == MOE_EINTR)
+            moe_comm_printf(c, "moe train: %s\n", moe_last_error());
+        else if (st)
+            moe_train_report(c, "train", st, 1);
         else if (!isnan(r.loss)) // NaN: nothing was trained (said above)
-            moe_comm_printf(c, "moe train: done, %lld steps, loss %.4f%s", (long long)r.step, r.loss,
-                            r.skipped ? "" : "\n");
-        if (!st && r.skipped) moe_comm_printf(c, " (%lld non-finite steps skipped)\n", (long long)r.skipped);
+            moe_comm_printf(c, "moe train: done, %lld steps, loss %.4f%s", (long long)r.step,
+                            r.loss, r.skipped ? "" : "\n");
+        if (!st && r.skipped)
+            moe_comm_printf(c, " (%lld non-finite steps skipped)\n", (long long)r.skipped);
         code = moe_exit_code(st);
     }
     moe_comm_free(c);
@@ -133,7 +139,8 @@ int moe_cmd_eval(int argc, char **argv) {
     const moe_arg_opt opts[] = {
         {"--checkpoint", MOE_ARG_STRING, &ckpt, "DIR",
          "a checkpoint, checkpoints or run directory, or RUN/latest", 0, 0, NULL, 1},
-        MOE_OPT_STRING("--data", &data, "FILE", "replaces data.path (its validation split is used)"),
+        MOE_OPT_STRING("--data", &data, "FILE",
+                       "replaces data.path (its validation split is used)"),
         MOE_OPT_INT("--batches", &batches, "N", 1, INT32_MAX,
                     "replaces train.eval_batches (default: the checkpoint's)"),
         MOE_OPT_LIST("--set", &sets, "a.b=v",
@@ -146,7 +153,11 @@ int moe_cmd_eval(int argc, char **argv) {
         "directory, or RUN/latest) at any world size: the fixed validation batches of\n"
         "train.global_batch sequences (docs/data.md). The config is the one the checkpoint\n"
         "was written with; --set, --data and --batches change it for this evaluation.",
-        NULL, 0, opts, MOE_ARGS_N(opts), NULL};
+        NULL,
+        0,
+        opts,
+        MOE_ARGS_N(opts),
+        NULL};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
     if (moe_comm_init(NULL, NULL) != MOE_OK) {
@@ -173,15 +184,19 @@ int moe_cmd_eval(int argc, char **argv) {
     int32_t *tokens = NULL;
     st = moe_ckpt_resolve(ckpt, dir, sizeof dir);
     if (!st) st = moe_ckpt_read_manifest(dir, &man);
-    if (!st && !man->config)
-        st = moe_set_error(MOE_ECORRUPT, "%s: manifest has no config", dir);
+    if (!st && !man->config) st = moe_set_error(MOE_ECORRUPT, "%s: manifest has no config", dir);
     if (!st) {
         cfg = moe_config_copy(man->config);
         Moe__Config *def = moe_config_new_default(); // fill absent sub-messages with defaults
-#define FILL(f) if (!cfg->f) { cfg->f = def->f; def->f = NULL; }
-        FILL(model) FILL(router) FILL(train) FILL(parallel) FILL(data) FILL(lora)
+#define FILL(f)                                                                                    \
+    if (!cfg->f) {                                                                                 \
+        cfg->f = def->f;                                                                           \
+        def->f = NULL;                                                                             \
+    }
+        FILL(model)
+        FILL(router) FILL(train) FILL(parallel) FILL(data) FILL(lora)
 #undef FILL
-        moe_config_free(def);
+            moe_config_free(def);
         for (int i = 0; i < sets.n && !st; i++) st = moe_config_set(cfg, sets.v[i]);
         if (!st && data) {
             free(cfg->data->path);
@@ -196,7 +211,8 @@ int moe_cmd_eval(int argc, char **argv) {
     moe_args_free(&spec);
     const int W = moe_comm_size(c, MOE_COMM_WORLD);
     if (!st && cfg->train->global_batch % W != 0)
-        st = moe_set_error(MOE_ELAYOUT, "train.global_batch = %d is not divisible by the %d ranks; "
+        st = moe_set_error(MOE_ELAYOUT,
+                           "train.global_batch = %d is not divisible by the %d ranks; "
                            "run with a divisor of it, or --set train.global_batch=...",
                            cfg->train->global_batch, W);
     if (st) {
@@ -208,7 +224,8 @@ int moe_cmd_eval(int argc, char **argv) {
         goto out;
     }
     if (moe_data_val_tokens(d) == 0) {
-        st = moe_set_error(MOE_EINVAL, "no validation split (data.val_fraction = 0 and no "
+        st = moe_set_error(MOE_EINVAL,
+                           "no validation split (data.val_fraction = 0 and no "
                            "data.val_path); pass --data FILE or --set data.val_fraction=0.1");
         moe_train_report(c, "eval", st, 0);
         goto out;
@@ -229,13 +246,14 @@ int moe_cmd_eval(int argc, char **argv) {
     }
     tokens = moe_xcalloc((size_t)(Bl * (cfg->train->seq_len + 1)), sizeof(int32_t));
     double val = 0;
-    if ((st = moe_train_eval(m, d, c, cfg->train->global_batch, cfg->train->eval_batches, tokens, &val))) {
+    if ((st = moe_train_eval(m, d, c, cfg->train->global_batch, cfg->train->eval_batches, tokens,
+                             &val))) {
         moe_train_report(c, "eval", st, 1);
         goto out;
     }
-    moe_comm_printf(c, "val_loss %.6f  (%s, step %lld; %d batches of %d x %d tokens; %d ranks)\n", val,
-                    dir, (long long)cs.step, cfg->train->eval_batches, cfg->train->global_batch,
-                    cfg->train->seq_len, W);
+    moe_comm_printf(c, "val_loss %.6f  (%s, step %lld; %d batches of %d x %d tokens; %d ranks)\n",
+                    val, dir, (long long)cs.step, cfg->train->eval_batches,
+                    cfg->train->global_batch, cfg->train->seq_len, W);
 out:
     free(tokens);
     moe_ckpt_free(ck);

@@ -23,7 +23,8 @@ static moe_status moe_comm_allreduce(const moe_comm *c, moe_comm_group g, void *
     char *p = buf;
     for (size_t done = 0; done < n; done += piece) {
         size_t m = n - done < piece ? n - done : piece;
-        MOE_MPI(MPI_Allreduce(MPI_IN_PLACE, p + done * elem, (int)m, type, moe_comm_mpi_op(op), comm));
+        MOE_MPI(
+            MPI_Allreduce(MPI_IN_PLACE, p + done * elem, (int)m, type, moe_comm_mpi_op(op), comm));
     }
     return MOE_OK;
 }
@@ -71,15 +72,18 @@ moe_status moe_comm_gatherv_f32(const moe_comm *c, moe_comm_group g, const float
         int64_t total = 0;
         for (int r = 0; r < P; r++) {
             total += all[r];
-            if (counts)
-                counts[r] = all[r];
+            if (counts) counts[r] = all[r];
         }
         if (total > INT_MAX)
-            local = moe_set_error(MOE_EINVAL, "gather of %lld floats to rank 0 exceeds INT_MAX: "
-                                  "gather in pieces", (long long)total);
+            local = moe_set_error(MOE_EINVAL,
+                                  "gather of %lld floats to rank 0 exceeds INT_MAX: "
+                                  "gather in pieces",
+                                  (long long)total);
         else if (total > recv_cap || (total > 0 && !recv))
-            local = moe_set_error(MOE_EINVAL, "gather of %lld floats to rank 0 does not fit its "
-                                  "buffer of %lld floats", (long long)total, (long long)recv_cap);
+            local = moe_set_error(MOE_EINVAL,
+                                  "gather of %lld floats to rank 0 does not fit its "
+                                  "buffer of %lld floats",
+                                  (long long)total, (long long)recv_cap);
         for (int r = 0, off = 0; r < P && local == MOE_OK; r++) {
             cnt[r] = (int)all[r];
             dsp[r] = off;
@@ -87,9 +91,9 @@ moe_status moe_comm_gatherv_f32(const moe_comm *c, moe_comm_group g, const float
         }
     }
     st = moe_comm_agree_mpi(comm, local);
-    if (st != MOE_OK)
-        goto done;
-    MOE_MPI_GOTO(st, done, MPI_Gatherv(send, (int)n, MPI_FLOAT, recv, cnt, dsp, MPI_FLOAT, 0, comm));
+    if (st != MOE_OK) goto done;
+    MOE_MPI_GOTO(st, done,
+                 MPI_Gatherv(send, (int)n, MPI_FLOAT, recv, cnt, dsp, MPI_FLOAT, 0, comm));
 done:
     free(all);
     free(cnt);
@@ -102,10 +106,8 @@ moe_status moe_comm_sync_grads(const moe_comm *c, moe_comm_grad_kind kind, float
     // sum over the group already covers the contributions of all W ranks' losses.
     moe_comm_group g = kind == MOE_COMM_GRAD_DENSE ? MOE_COMM_WORLD : MOE_COMM_EDP;
     moe_status st = moe_comm_allreduce_f32(c, g, grad, n, MOE_COMM_SUM);
-    if (st != MOE_OK)
-        return st;
+    if (st != MOE_OK) return st;
     const float scale = 1.0f / (float)c->info.world_size;
-    for (size_t i = 0; i < n; i++)
-        grad[i] *= scale;
+    for (size_t i = 0; i < n; i++) grad[i] *= scale;
     return MOE_OK;
 }

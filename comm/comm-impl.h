@@ -22,29 +22,28 @@ moe_status moe_comm_mpi_error(const char *call, int rc, const char *file, int li
 // (watchdog.c) reads it to tell a rank waiting in a collective from one computing (or hung)
 // outside MPI. Relaxed atomics: two per MPI call.
 extern _Atomic int moe_comm_in_mpi;
-#define MOE_MPI_CALL(call)                                                                 \
-    (atomic_fetch_add_explicit(&moe_comm_in_mpi, 1, memory_order_relaxed), moe_mpi_rc_ = (call), \
+#define MOE_MPI_CALL(call)                                                                         \
+    (atomic_fetch_add_explicit(&moe_comm_in_mpi, 1, memory_order_relaxed), moe_mpi_rc_ = (call),   \
      atomic_fetch_sub_explicit(&moe_comm_in_mpi, 1, memory_order_relaxed), moe_mpi_rc_)
 
 // Check one MPI call; on failure return a moe_status with the call named. Use in functions
 // returning moe_status.
-#define MOE_MPI(call)                                                                      \
-    do {                                                                                   \
-        int moe_mpi_rc_;                                                                   \
-        int moe_rc_ = MOE_MPI_CALL(call);                                                  \
-        if (moe_rc_ != MPI_SUCCESS)                                                        \
-            return moe_comm_mpi_error(#call, moe_rc_, __FILE__, __LINE__);                 \
+#define MOE_MPI(call)                                                                              \
+    do {                                                                                           \
+        int moe_mpi_rc_;                                                                           \
+        int moe_rc_ = MOE_MPI_CALL(call);                                                          \
+        if (moe_rc_ != MPI_SUCCESS) return moe_comm_mpi_error(#call, moe_rc_, __FILE__, __LINE__); \
     } while (0)
 
 // Same, but jumps to a label after recording the status in `st` (for unwinding paths).
-#define MOE_MPI_GOTO(st, label, call)                                                      \
-    do {                                                                                   \
-        int moe_mpi_rc_;                                                                   \
-        int moe_rc_ = MOE_MPI_CALL(call);                                                  \
-        if (moe_rc_ != MPI_SUCCESS) {                                                      \
-            (st) = moe_comm_mpi_error(#call, moe_rc_, __FILE__, __LINE__);                 \
-            goto label;                                                                    \
-        }                                                                                  \
+#define MOE_MPI_GOTO(st, label, call)                                                              \
+    do {                                                                                           \
+        int moe_mpi_rc_;                                                                           \
+        int moe_rc_ = MOE_MPI_CALL(call);                                                          \
+        if (moe_rc_ != MPI_SUCCESS) {                                                              \
+            (st) = moe_comm_mpi_error(#call, moe_rc_, __FILE__, __LINE__);                         \
+            goto label;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static inline MPI_Comm moe_comm_mpi(const moe_comm *c, moe_comm_group g) {

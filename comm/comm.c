@@ -17,8 +17,7 @@ moe_status moe_comm_mpi_error(const char *call, int rc, const char *file, int li
         snprintf(msg, sizeof msg, "MPI error code %d", rc);
     MPI_Initialized(&inited);
     MPI_Finalized(&finalized);
-    if (inited && !finalized)
-        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (inited && !finalized) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     return moe_set_error(MOE_EMPI, "rank %d: %s failed (%s:%d): %s", rank, call, file, line, msg);
 }
 
@@ -43,8 +42,7 @@ moe_status moe_comm_init(int *argc, char ***argv) {
 moe_status moe_comm_finalize(void) {
     int finalized = 0;
     MOE_MPI(MPI_Finalized(&finalized));
-    if (moe_comm_we_initialised && !finalized)
-        MOE_MPI(MPI_Finalize());
+    if (moe_comm_we_initialised && !finalized) MOE_MPI(MPI_Finalize());
     moe_comm_we_initialised = 0;
     return MOE_OK;
 }
@@ -52,16 +50,14 @@ moe_status moe_comm_finalize(void) {
 void moe_comm_abort(int code) {
     int inited = 0;
     MPI_Initialized(&inited);
-    if (inited)
-        MPI_Abort(MPI_COMM_WORLD, code);
+    if (inited) MPI_Abort(MPI_COMM_WORLD, code);
     exit(code);
 }
 
 double moe_comm_wtime(void) { return MPI_Wtime(); }
 
 moe_status moe_comm_check_layout(int world, int ep, int n_experts) {
-    if (world < 1)
-        return moe_set_error(MOE_ELAYOUT, "world size %d: need at least 1 rank", world);
+    if (world < 1) return moe_set_error(MOE_ELAYOUT, "world size %d: need at least 1 rank", world);
     if (ep < 1)
         return moe_set_error(MOE_ELAYOUT,
                              "expert-parallel size %d: must be >= 1 (world size %d, %d experts)",
@@ -107,8 +103,7 @@ moe_status moe_comm_agree_mpi(MPI_Comm comm, moe_status local) {
     // A message that already names its rank (an MPI failure: "rank R: ...") is not named twice.
     char prefix[32];
     snprintf(prefix, sizeof prefix, "rank %d: ", msg.world_rank);
-    if (!strncmp(msg.text, prefix, strlen(prefix)))
-        return moe_set_error(out[0], "%s", msg.text);
+    if (!strncmp(msg.text, prefix, strlen(prefix))) return moe_set_error(out[0], "%s", msg.text);
     return moe_set_error(out[0], "%s%s", prefix, msg.text);
 }
 
@@ -118,11 +113,9 @@ moe_status moe_comm_agree(const moe_comm *c, moe_status st) {
 }
 
 void moe_comm_free(moe_comm *c) {
-    if (!c)
-        return;
+    if (!c) return;
     for (int g = 0; g < MOE_COMM_N_GROUPS; g++)
-        if (c->comms[g] != MPI_COMM_NULL)
-            MPI_Comm_free(&c->comms[g]);
+        if (c->comms[g] != MPI_COMM_NULL) MPI_Comm_free(&c->comms[g]);
     free(c->group_world);
     free(c->node_of);
     free(c);
@@ -135,10 +128,8 @@ typedef struct {
 
 static int moe_comm_place_cmp(const void *a, const void *b) {
     const moe_comm_place *x = a, *y = b;
-    if (x->key != y->key)
-        return x->key < y->key ? -1 : 1;
-    if (x->local != y->local)
-        return x->local < y->local ? -1 : 1;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    if (x->local != y->local) return x->local < y->local ? -1 : 1;
     return (x->world > y->world) - (x->world < y->world);
 }
 
@@ -148,20 +139,19 @@ moe_status moe_comm_create(const moe_comm_params *params, moe_comm **out) {
     int inited = 0, W = 0, me = 0;
     MOE_MPI(MPI_Initialized(&inited));
     if (!inited)
-        return moe_set_error(MOE_EMPI, "moe_comm_create: MPI is not initialised: call moe_comm_init first");
+        return moe_set_error(MOE_EMPI,
+                             "moe_comm_create: MPI is not initialised: call moe_comm_init first");
     MOE_MPI(MPI_Comm_size(MPI_COMM_WORLD, &W));
     MOE_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &me));
     // The layout is refused before anything is allocated (every rank sees the same numbers).
     moe_status st = moe_comm_check_layout(W, params->ep_size, params->n_experts);
-    if (st != MOE_OK)
-        return st;
+    if (st != MOE_OK) return st;
     if (params->fake_node_size < 0)
         return moe_set_error(MOE_EINVAL, "fake_node_size %d: must be >= 0", params->fake_node_size);
 
     const int EP = params->ep_size;
     moe_comm *c = moe_xcalloc(1, sizeof *c);
-    for (int g = 0; g < MOE_COMM_N_GROUPS; g++)
-        c->comms[g] = MPI_COMM_NULL;
+    for (int g = 0; g < MOE_COMM_N_GROUPS; g++) c->comms[g] = MPI_COMM_NULL;
     c->group_world = moe_xcalloc((size_t)MOE_COMM_N_GROUPS * (size_t)W, sizeof(int));
     c->node_of = moe_xcalloc((size_t)W, sizeof(int));
     moe_comm_place *all = moe_xcalloc((size_t)W, sizeof *all);
@@ -173,11 +163,13 @@ moe_status moe_comm_create(const moe_comm_params *params, moe_comm **out) {
 
     // Nodes: shared-memory domains, or fake blocks of consecutive ranks for tests.
     if (params->fake_node_size > 0)
-        MOE_MPI_GOTO(st, fail, MPI_Comm_split(world, me / params->fake_node_size, me,
-                                              &c->comms[MOE_COMM_NODE]));
+        MOE_MPI_GOTO(
+            st, fail,
+            MPI_Comm_split(world, me / params->fake_node_size, me, &c->comms[MOE_COMM_NODE]));
     else
-        MOE_MPI_GOTO(st, fail, MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, me, MPI_INFO_NULL,
-                                                   &c->comms[MOE_COMM_NODE]));
+        MOE_MPI_GOTO(st, fail,
+                     MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, me, MPI_INFO_NULL,
+                                         &c->comms[MOE_COMM_NODE]));
     MPI_Comm node = c->comms[MOE_COMM_NODE];
     MOE_MPI_GOTO(st, fail, MPI_Comm_set_errhandler(node, MPI_ERRORS_RETURN));
     MOE_MPI_GOTO(st, fail, MPI_Comm_rank(node, &c->info.node_rank));
@@ -193,21 +185,17 @@ moe_status moe_comm_create(const moe_comm_params *params, moe_comm **out) {
         if (rc != MPI_SUCCESS)
             st = moe_comm_mpi_error("MPI_Allgather(node keys)", rc, __FILE__, __LINE__);
     }
-    for (int r = 0; r < W; r++)
-        all[r] = (moe_comm_place){pairs[2 * r], pairs[2 * r + 1], r};
+    for (int r = 0; r < W; r++) all[r] = (moe_comm_place){pairs[2 * r], pairs[2 * r + 1], r};
     free(pairs);
-    if (st != MOE_OK)
-        goto fail;
+    if (st != MOE_OK) goto fail;
     qsort(all, (size_t)W, sizeof *all, moe_comm_place_cmp);
 
     // Node indices in order of their lowest rank; position of every rank in the placement order.
     int pos = -1, n_nodes = 0;
     for (int i = 0; i < W; i++) {
-        if (i == 0 || all[i].key != all[i - 1].key)
-            n_nodes++;
+        if (i == 0 || all[i].key != all[i - 1].key) n_nodes++;
         c->node_of[all[i].world] = n_nodes - 1;
-        if (all[i].world == me)
-            pos = i;
+        if (all[i].world == me) pos = i;
     }
     MOE_ASSERT(pos >= 0);
     c->info.world_rank = me;
@@ -224,25 +212,22 @@ moe_status moe_comm_create(const moe_comm_params *params, moe_comm **out) {
     c->info.first_expert = c->info.ep_rank * c->info.n_local_experts;
     c->info.ep_in_node = 1;
     for (int i = 0; i < W; i++)
-        if (i % EP != 0 && all[i].key != all[i - 1].key)
-            c->info.ep_in_node = 0;
+        if (i % EP != 0 && all[i].key != all[i - 1].key) c->info.ep_in_node = 0;
 
-    MOE_MPI_GOTO(st, fail, MPI_Comm_split(world, c->info.ep_index, c->info.ep_rank, &c->comms[MOE_COMM_EP]));
-    MOE_MPI_GOTO(st, fail, MPI_Comm_split(world, c->info.ep_rank, c->info.edp_rank, &c->comms[MOE_COMM_EDP]));
+    MOE_MPI_GOTO(st, fail,
+                 MPI_Comm_split(world, c->info.ep_index, c->info.ep_rank, &c->comms[MOE_COMM_EP]));
+    MOE_MPI_GOTO(st, fail,
+                 MPI_Comm_split(world, c->info.ep_rank, c->info.edp_rank, &c->comms[MOE_COMM_EDP]));
     MOE_MPI_GOTO(st, fail, MPI_Comm_set_errhandler(c->comms[MOE_COMM_EP], MPI_ERRORS_RETURN));
     MOE_MPI_GOTO(st, fail, MPI_Comm_set_errhandler(c->comms[MOE_COMM_EDP], MPI_ERRORS_RETURN));
 
     // Rank maps: world rank of each rank of each group.
     int *gw = c->group_world;
-    for (int r = 0; r < W; r++)
-        gw[MOE_COMM_WORLD * W + r] = r;
-    for (int r = 0; r < EP; r++)
-        gw[MOE_COMM_EP * W + r] = all[c->info.ep_index * EP + r].world;
-    for (int i = 0; i < W / EP; i++)
-        gw[MOE_COMM_EDP * W + i] = all[i * EP + c->info.ep_rank].world;
+    for (int r = 0; r < W; r++) gw[MOE_COMM_WORLD * W + r] = r;
+    for (int r = 0; r < EP; r++) gw[MOE_COMM_EP * W + r] = all[c->info.ep_index * EP + r].world;
+    for (int i = 0; i < W / EP; i++) gw[MOE_COMM_EDP * W + i] = all[i * EP + c->info.ep_rank].world;
     for (int i = 0, n = 0; i < W; i++)
-        if (all[i].key == key)
-            gw[MOE_COMM_NODE * W + n++] = all[i].world;
+        if (all[i].key == key) gw[MOE_COMM_NODE * W + n++] = all[i].world;
     free(all);
     all = NULL;
 
@@ -293,8 +278,7 @@ int moe_comm_world_rank_of(const moe_comm *c, moe_comm_group g, int r) {
 }
 
 void moe_comm_printf(const moe_comm *c, const char *fmt, ...) {
-    if (c && c->info.world_rank != 0)
-        return;
+    if (c && c->info.world_rank != 0) return;
     va_list ap;
     va_start(ap, fmt);
     vfprintf(stdout, fmt, ap);
@@ -308,8 +292,7 @@ void moe_comm_eprintf(const moe_comm *c, const char *fmt, ...) {
         int inited = 0, fin = 0;
         MPI_Initialized(&inited);
         MPI_Finalized(&fin);
-        if (inited && !fin)
-            MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        if (inited && !fin) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     }
     char buf[2048];
     va_list ap;

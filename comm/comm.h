@@ -54,12 +54,12 @@ typedef struct {
 
 typedef struct {
     int world_rank, world_size;
-    int ep_rank, ep_size, ep_index;      // ep_index = which EP group (= edp_rank)
-    int edp_rank, edp_size;              // edp_size = W / EP
+    int ep_rank, ep_size, ep_index;                // ep_index = which EP group (= edp_rank)
+    int edp_rank, edp_size;                        // edp_size = W / EP
     int node_rank, node_size, node_index, n_nodes; // node_index: nodes ordered by lowest rank
-    int ep_in_node;                      // 1 if every EP group lies inside one node
-    int n_experts, n_local_experts;      // E and E/EP (0 if E unknown)
-    int first_expert;                    // global id of local expert 0 = ep_rank * E/EP
+    int ep_in_node;                                // 1 if every EP group lies inside one node
+    int n_experts, n_local_experts;                // E and E/EP (0 if E unknown)
+    int first_expert;                              // global id of local expert 0 = ep_rank * E/EP
 } moe_comm_info;
 
 typedef struct moe_comm moe_comm;
@@ -80,7 +80,8 @@ int moe_comm_world_rank_of(const moe_comm *c, moe_comm_group g, int r);
 // Progress output: printed by world rank 0 only (to stdout). Errors: moe_comm_eprintf prints
 // "[rank r] ..." to stderr on any rank.
 void moe_comm_printf(const moe_comm *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void moe_comm_eprintf(const moe_comm *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void moe_comm_eprintf(const moe_comm *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 // Monotonic wall clock in seconds (MPI_Wtime).
 double moe_comm_wtime(void);
 
@@ -140,17 +141,17 @@ moe_status moe_comm_sync_grads(const moe_comm *c, moe_comm_grad_kind kind, float
 typedef enum { MOE_COMM_FORWARD = 0, MOE_COMM_REVERSE = 1 } moe_comm_dir;
 
 typedef struct {
-    moe_comm_group group;   // MOE_COMM_EP for dispatch/combine
-    int n_local_experts;    // El (>= 1): entries per count record = 1 + El
-    int top_k;              // K: bounds expert ids carried per dedup row (pack helpers)
-    int dedup;              // 1 = a token goes once per peer, fanned out on arrival
-    size_t token_bytes;     // bytes of one token row (e.g. D*4); rows are float when dedup/combine
-                            // sums are used
-    int64_t max_send_rows;  // capacity of the token-side wire buffer (rows, all peers)
-    int64_t max_recv_rows;  // capacity of the expert-side wire buffer (rows, all peers)
-    int n_chunks;           // >= 1; > 1 = overlap: payload in chunks with MPI_Ialltoallv
-    int hierarchical;       // 1 = node-leader gather, leader all-to-all, scatter
-    int force_row_type;     // testing: count in row datatypes even when byte counts fit in int
+    moe_comm_group group;  // MOE_COMM_EP for dispatch/combine
+    int n_local_experts;   // El (>= 1): entries per count record = 1 + El
+    int top_k;             // K: bounds expert ids carried per dedup row (pack helpers)
+    int dedup;             // 1 = a token goes once per peer, fanned out on arrival
+    size_t token_bytes;    // bytes of one token row (e.g. D*4); rows are float when dedup/combine
+                           // sums are used
+    int64_t max_send_rows; // capacity of the token-side wire buffer (rows, all peers)
+    int64_t max_recv_rows; // capacity of the expert-side wire buffer (rows, all peers)
+    int n_chunks;          // >= 1; > 1 = overlap: payload in chunks with MPI_Ialltoallv
+    int hierarchical;      // 1 = node-leader gather, leader all-to-all, scatter
+    int force_row_type;    // testing: count in row datatypes even when byte counts fit in int
 } moe_comm_plan_params;
 
 typedef struct moe_comm_plan moe_comm_plan;
@@ -172,7 +173,7 @@ size_t moe_comm_wire_bytes(size_t token_bytes, int top_k, int dedup);
 moe_status moe_comm_plan_create(moe_comm *c, const moe_comm_plan_params *p, moe_comm_plan **out);
 void moe_comm_plan_free(moe_comm_plan *plan); // NULL-safe; collective when hierarchical
 moe_comm_plan_params moe_comm_plan_get_params(const moe_comm_plan *plan);
-int moe_comm_plan_peers(const moe_comm_plan *plan);  // P
+int moe_comm_plan_peers(const moe_comm_plan *plan); // P
 size_t moe_comm_plan_wire_bytes(const moe_comm_plan *plan);
 
 // Exchanges the count records: send_counts (P, 1+El) of this rank. Collective over the group.
@@ -239,9 +240,10 @@ void moe_comm_chunk_range(const moe_comm_plan *plan, moe_comm_dir dir, int chunk
 // (R, wire_bytes), and row_src (R): for each wire row, t*K + k without dedup, t with dedup.
 // Order: stable counting sort by (peer, local expert) without dedup, by (peer, token) with dedup.
 // Refused if the rows would exceed max_send_rows. Purely local (no MPI).
-moe_status moe_comm_dispatch_pack(moe_comm_plan *plan, int64_t T, const void *x /* (T, token_bytes) */,
-                                  const int32_t *expert_ids, const float *weights,
-                                  int32_t *send_counts, void *send, int32_t *row_src);
+moe_status moe_comm_dispatch_pack(moe_comm_plan *plan, int64_t T,
+                                  const void *x /* (T, token_bytes) */, const int32_t *expert_ids,
+                                  const float *weights, int32_t *send_counts, void *send,
+                                  int32_t *row_src);
 // Expert side: the receiver expands the wire rows itself (the expert-parallel layer does it
 // per chunk, trainer/model/ep-layer.c): without dedup the rows of each source come grouped by
 // local expert (the counts record's [1+j] rows for expert j); with dedup each wire row's slots
@@ -257,11 +259,11 @@ void moe_comm_combine_unpack(const moe_comm_plan *plan, const float *back /* (R_
 // ---------------------------------------------------------------- topology (hwloc)
 typedef struct {
     int packages, cores, pus, numa_nodes; // whole machine
-    int bound;            // 1 if this rank's CPU binding is narrower than the whole machine
-    int bound_cores;      // cores entirely inside the binding (all cores if unbound)
-    int bound_pus;        // PUs in the binding
-    int first_pu;         // lowest PU index of the binding (-1 if none)
-    char cpuset[96];      // the binding as a list, e.g. "0-1" or "2"
+    int bound;       // 1 if this rank's CPU binding is narrower than the whole machine
+    int bound_cores; // cores entirely inside the binding (all cores if unbound)
+    int bound_pus;   // PUs in the binding
+    int first_pu;    // lowest PU index of the binding (-1 if none)
+    char cpuset[96]; // the binding as a list, e.g. "0-1" or "2"
 } moe_comm_topo;
 
 // Local query, no MPI needed.

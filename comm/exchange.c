@@ -12,15 +12,11 @@ size_t moe_comm_wire_bytes(size_t token_bytes, int top_k, int dedup) {
 }
 
 void moe_comm_plan_free(moe_comm_plan *pl) {
-    if (!pl)
-        return;
+    if (!pl) return;
     for (int i = 0; i < 2; i++)
-        if (pl->row_type[i] != MPI_DATATYPE_NULL)
-            MPI_Type_free(&pl->row_type[i]);
-    if (pl->node_comm != MPI_COMM_NULL)
-        MPI_Comm_free(&pl->node_comm);
-    if (pl->leader_comm != MPI_COMM_NULL)
-        MPI_Comm_free(&pl->leader_comm);
+        if (pl->row_type[i] != MPI_DATATYPE_NULL) MPI_Type_free(&pl->row_type[i]);
+    if (pl->node_comm != MPI_COMM_NULL) MPI_Comm_free(&pl->node_comm);
+    if (pl->leader_comm != MPI_COMM_NULL) MPI_Comm_free(&pl->leader_comm);
     free(pl->send_rec);
     free(pl->recv_rec);
     free(pl->send_off);
@@ -53,24 +49,19 @@ static moe_status moe_comm_plan_hier(moe_comm_plan *pl) {
     for (int g = 0; g < P; g++) {
         global[g] = pl->c->node_of[moe_comm_world_rank_of(pl->c, pl->p.group, g)];
         int k = 0;
-        while (k < n && ord[k] != global[g])
-            k++;
-        if (k == n)
-            ord[n++] = global[g];
+        while (k < n && ord[k] != global[g]) k++;
+        if (k == n) ord[n++] = global[g];
         pl->node_of[g] = k;
     }
     free(global);
     free(ord);
     pl->n_nodes = n;
     pl->node_start = moe_xcalloc((size_t)n + 1, sizeof(int));
-    for (int g = 0; g < P; g++)
-        pl->node_start[pl->node_of[g] + 1]++;
-    for (int k = 0; k < n; k++)
-        pl->node_start[k + 1] += pl->node_start[k];
+    for (int g = 0; g < P; g++) pl->node_start[pl->node_of[g] + 1]++;
+    for (int k = 0; k < n; k++) pl->node_start[k + 1] += pl->node_start[k];
     for (int k = 0, i = 0; k < n; k++)
         for (int g = 0; g < P; g++)
-            if (pl->node_of[g] == k)
-                pl->members[i++] = g;
+            if (pl->node_of[g] == k) pl->members[i++] = g;
     pl->my_node = pl->node_of[pl->me];
     pl->q = pl->node_start[pl->my_node + 1] - pl->node_start[pl->my_node];
     pl->is_leader = pl->members[pl->node_start[pl->my_node]] == pl->me;
@@ -88,10 +79,11 @@ static moe_status moe_comm_plan_hier(moe_comm_plan *pl) {
     pl->hcnt = moe_xcalloc(2 * (size_t)m, sizeof(int));
     pl->hdsp = moe_xcalloc(2 * (size_t)m, sizeof(int));
     if (pl->is_leader) {
-        int64_t rows = pl->p.max_send_rows > pl->p.max_recv_rows ? pl->p.max_send_rows
-                                                                  : pl->p.max_recv_rows;
+        int64_t rows =
+            pl->p.max_send_rows > pl->p.max_recv_rows ? pl->p.max_send_rows : pl->p.max_recv_rows;
         if (rows * q > INT_MAX)
-            return moe_set_error(MOE_EINVAL, "hierarchical exchange: %d ranks x %lld rows exceed "
+            return moe_set_error(MOE_EINVAL,
+                                 "hierarchical exchange: %d ranks x %lld rows exceed "
                                  "INT_MAX rows at the node leader: use the flat exchange",
                                  q, (long long)rows);
         size_t bytes = (size_t)rows * (size_t)q * pl->wire_bytes;
@@ -107,19 +99,23 @@ moe_status moe_comm_plan_create(moe_comm *c, const moe_comm_plan_params *p, moe_
     const int K = p->top_k;
     if (p->n_local_experts < 1 || K < 1 || p->token_bytes == 0 || p->n_chunks < 1 ||
         p->max_send_rows < 0 || p->max_recv_rows < 0)
-        return moe_set_error(MOE_EINVAL,
-                             "exchange plan: n_local_experts %d, top_k %d, token_bytes %zu, "
-                             "n_chunks %d, max rows %lld/%lld: need El>=1, K>=1, bytes>0, chunks>=1, "
-                             "rows>=0",
-                             p->n_local_experts, K, p->token_bytes, p->n_chunks,
-                             (long long)p->max_send_rows, (long long)p->max_recv_rows);
+        return moe_set_error(
+            MOE_EINVAL,
+            "exchange plan: n_local_experts %d, top_k %d, token_bytes %zu, "
+            "n_chunks %d, max rows %lld/%lld: need El>=1, K>=1, bytes>0, chunks>=1, "
+            "rows>=0",
+            p->n_local_experts, K, p->token_bytes, p->n_chunks, (long long)p->max_send_rows,
+            (long long)p->max_recv_rows);
     if (p->max_send_rows > INT_MAX || p->max_recv_rows > INT_MAX)
-        return moe_set_error(MOE_EINVAL, "exchange plan: %lld / %lld rows exceed INT_MAX rows per "
-                             "rank: lower the tokens per rank", (long long)p->max_send_rows,
-                             (long long)p->max_recv_rows);
+        return moe_set_error(MOE_EINVAL,
+                             "exchange plan: %lld / %lld rows exceed INT_MAX rows per "
+                             "rank: lower the tokens per rank",
+                             (long long)p->max_send_rows, (long long)p->max_recv_rows);
     if (p->dedup && (p->token_bytes % sizeof(float)))
-        return moe_set_error(MOE_EINVAL, "exchange plan: dedup needs float rows, token_bytes %zu "
-                             "is not a multiple of 4", p->token_bytes);
+        return moe_set_error(MOE_EINVAL,
+                             "exchange plan: dedup needs float rows, token_bytes %zu "
+                             "is not a multiple of 4",
+                             p->token_bytes);
     moe_comm_plan *pl = moe_xcalloc(1, sizeof *pl);
     moe_status st = MOE_OK;
     pl->c = c;
@@ -143,19 +139,18 @@ moe_status moe_comm_plan_create(moe_comm *c, const moe_comm_plan_params *p, moe_
     pl->chunk_arr = moe_xcalloc((size_t)p->n_chunks * 3 * 4 * P, sizeof(int));
     pl->reqs = moe_xcalloc((size_t)p->n_chunks * 3, sizeof(MPI_Request));
     pl->cursor = moe_xcalloc(P * El + P, sizeof(int64_t));
-    for (int i = 0; i < 3 * p->n_chunks; i++)
-        pl->reqs[i] = MPI_REQUEST_NULL;
+    for (int i = 0; i < 3 * p->n_chunks; i++) pl->reqs[i] = MPI_REQUEST_NULL;
     size_t sizes[2] = {p->token_bytes, pl->wire_bytes};
     for (int i = 0; i < 2; i++) {
         if (sizes[i] > INT_MAX) {
-            st = moe_set_error(MOE_EINVAL, "exchange plan: row of %zu bytes exceeds INT_MAX", sizes[i]);
+            st = moe_set_error(MOE_EINVAL, "exchange plan: row of %zu bytes exceeds INT_MAX",
+                               sizes[i]);
             goto fail;
         }
         MOE_MPI_GOTO(st, fail, MPI_Type_contiguous((int)sizes[i], MPI_BYTE, &pl->row_type[i]));
         MOE_MPI_GOTO(st, fail, MPI_Type_commit(&pl->row_type[i]));
     }
-    if (p->hierarchical && (st = moe_comm_plan_hier(pl)) != MOE_OK)
-        goto fail;
+    if (p->hierarchical && (st = moe_comm_plan_hier(pl)) != MOE_OK) goto fail;
     *out = pl;
     return MOE_OK;
 fail:
@@ -200,23 +195,26 @@ static moe_status moe_comm_check_records(moe_comm_plan *pl, const int32_t *rec, 
             if (r[j] < 0)
                 return moe_set_error(MOE_EINVAL, "exchange counts (%s): peer %d entry %d is %d < 0",
                                      side, d, j, r[j]);
-        for (int j = 1; j <= El; j++)
-            sum += r[j];
+        for (int j = 1; j <= El; j++) sum += r[j];
         if (!pl->p.dedup && sum != r[0])
-            return moe_set_error(MOE_EINVAL, "exchange counts (%s): peer %d sends %d rows but its "
+            return moe_set_error(MOE_EINVAL,
+                                 "exchange counts (%s): peer %d sends %d rows but its "
                                  "expert blocks add to %lld (without dedup they must match)",
                                  side, d, r[0], (long long)sum);
         if (pl->p.dedup && (sum < r[0] || sum > (int64_t)r[0] * pl->p.top_k))
-            return moe_set_error(MOE_EINVAL, "exchange counts (%s): peer %d: %d unique rows cannot "
+            return moe_set_error(MOE_EINVAL,
+                                 "exchange counts (%s): peer %d: %d unique rows cannot "
                                  "carry %lld (token, expert) pairs with K=%d",
                                  side, d, r[0], (long long)sum, pl->p.top_k);
         off[d + 1] = off[d] + r[0];
         pairs += sum;
     }
     if (off[pl->P] > cap)
-        return moe_set_error(MOE_EINVAL, "exchange counts (%s): %lld rows exceed the buffer of %lld "
+        return moe_set_error(MOE_EINVAL,
+                             "exchange counts (%s): %lld rows exceed the buffer of %lld "
                              "rows sized at plan creation: raise the capacity (capacity factor or "
-                             "max tokens)", side, (long long)off[pl->P], (long long)cap);
+                             "max tokens)",
+                             side, (long long)off[pl->P], (long long)cap);
     *pairs_out = pairs;
     return MOE_OK;
 }
@@ -239,8 +237,7 @@ moe_status moe_comm_exchange_counts(moe_comm_plan *pl, const int32_t *send_count
         local = moe_set_error(MOE_EINVAL, "exchange counts: %lld (token, expert) pairs exceed %lld",
                               (long long)pl->pairs, (long long)pl->max_pairs);
     moe_status st = moe_comm_agree_mpi(pl->comm, local);
-    if (st != MOE_OK)
-        return st;
+    if (st != MOE_OK) return st;
     pl->send_rows = pl->send_off[pl->P];
     pl->recv_rows = pl->recv_off[pl->P];
     const int El = pl->p.n_local_experts;
@@ -253,8 +250,7 @@ moe_status moe_comm_exchange_counts(moe_comm_plan *pl, const int32_t *send_count
     }
     if (pl->p.hierarchical) {
         int32_t *mine = pl->cmat + (size_t)pl->me * (size_t)pl->P;
-        for (int d = 0; d < pl->P; d++)
-            mine[d] = pl->send_rec[(size_t)d * (size_t)pl->rec];
+        for (int d = 0; d < pl->P; d++) mine[d] = pl->send_rec[(size_t)d * (size_t)pl->rec];
         MOE_MPI(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, pl->cmat, pl->P, MPI_INT32_T,
                               pl->comm));
     }
@@ -301,8 +297,7 @@ moe_status moe_comm_exchange(moe_comm_plan *pl, moe_comm_dir dir, size_t row_byt
     // On one node the hierarchy has nothing to aggregate: the flat exchange is the same bytes.
     if (pl->p.hierarchical && pl->n_nodes > 1) {
         st = moe_comm_exchange_hier(pl, dir, row_bytes, rt, send, recv);
-        for (int c = 0; st == MOE_OK && on_chunk && c < nc; c++)
-            st = on_chunk(ctx, pl, dir, c, nc);
+        for (int c = 0; st == MOE_OK && on_chunk && c < nc; c++) st = on_chunk(ctx, pl, dir, c, nc);
         return st;
     }
     // Byte counts when every byte offset fits an int (the common case); else row datatypes
@@ -335,8 +330,7 @@ moe_status moe_comm_exchange(moe_comm_plan *pl, moe_comm_dir dir, size_t row_byt
             posted++;
         }
         MOE_MPI(MPI_Wait(&pl->reqs[c], MPI_STATUS_IGNORE));
-        if (cb == MOE_OK && on_chunk)
-            cb = on_chunk(ctx, pl, dir, c, nc);
+        if (cb == MOE_OK && on_chunk) cb = on_chunk(ctx, pl, dir, c, nc);
     }
     return cb;
 }
@@ -390,12 +384,15 @@ moe_status moe_comm_exchange_raw(moe_comm_plan *pl, moe_comm_dir dir, size_t row
     MOE_ASSERT(pl && pl->counted);
     const int64_t rows = pl->send_rows > pl->recv_rows ? pl->send_rows : pl->recv_rows;
     if (rows * (int64_t)row_bytes > INT_MAX)
-        return moe_set_error(MOE_EINVAL, "raw all-to-all: %lld rows of %zu bytes overflow int byte "
-                             "counts", (long long)rows, row_bytes);
+        return moe_set_error(MOE_EINVAL,
+                             "raw all-to-all: %lld rows of %zu bytes overflow int byte "
+                             "counts",
+                             (long long)rows, row_bytes);
     int *a = pl->chunk_arr;
     moe_comm_fill_chunk(pl, dir, 0, 1, (int64_t)row_bytes, a);
     const int P = pl->P;
-    MOE_MPI(MPI_Alltoallv(send, a, a + P, MPI_BYTE, recv, a + 2 * P, a + 3 * P, MPI_BYTE, pl->comm));
+    MOE_MPI(
+        MPI_Alltoallv(send, a, a + P, MPI_BYTE, recv, a + 2 * P, a + 3 * P, MPI_BYTE, pl->comm));
     return MOE_OK;
 }
 
@@ -407,8 +404,9 @@ static moe_status moe_comm_exchange_hier(moe_comm_plan *pl, moe_comm_dir dir, si
                                          MPI_Datatype rt, const char *send, char *recv) {
     const int P = pl->P, q = pl->q, nn = pl->n_nodes;
     const int *mem = pl->members + pl->node_start[pl->my_node];
-#define M(s, d) ((int64_t)(dir == MOE_COMM_FORWARD ? pl->cmat[(size_t)(s) * P + (d)] \
-                                                    : pl->cmat[(size_t)(d) * P + (s)]))
+#define M(s, d)                                                                                    \
+    ((int64_t)(dir == MOE_COMM_FORWARD ? pl->cmat[(size_t)(s)*P + (d)]                             \
+                                       : pl->cmat[(size_t)(d)*P + (s)]))
     int64_t my_send = 0, my_recv = 0;
     for (int d = 0; d < P; d++) {
         my_send += M(pl->me, d);
@@ -421,8 +419,7 @@ static moe_status moe_comm_exchange_hier(moe_comm_plan *pl, moe_comm_dir dir, si
     if (pl->is_leader)
         for (int i = 0, off = 0; i < q; i++) {
             int64_t n = 0;
-            for (int d = 0; d < P; d++)
-                n += M(mem[i], d);
+            for (int d = 0; d < P; d++) n += M(mem[i], d);
             cnt[i] = (int)n;
             dsp[i] = off;
             off += (int)n;
@@ -433,8 +430,7 @@ static moe_status moe_comm_exchange_hier(moe_comm_plan *pl, moe_comm_dir dir, si
         for (int i = 0; i < q; i++) {
             int64_t *pre = pl->hpre + (size_t)i * ((size_t)P + 1);
             pre[0] = dsp[i];
-            for (int d = 0; d < P; d++)
-                pre[d + 1] = pre[d] + M(mem[i], d);
+            for (int d = 0; d < P; d++) pre[d + 1] = pre[d] + M(mem[i], d);
         }
         int64_t boff = 0;
         for (int k = 0; k < nn; k++) {

@@ -19,29 +19,27 @@ moe_status moe_comm_dispatch_pack(moe_comm_plan *pl, int64_t T, const void *x,
     for (int64_t t = 0; t < T; t++) {
         for (int k = 0; k < K; k++) {
             int32_t e = expert_ids[t * K + k];
-            if (e < 0)
-                continue;
+            if (e < 0) continue;
             if (e >= P * El)
-                return moe_set_error(MOE_EINVAL, "dispatch pack: token %lld slot %d routes to expert "
-                                     "%d, but the EP group holds %d experts", (long long)t, k, e,
-                                     P * El);
+                return moe_set_error(MOE_EINVAL,
+                                     "dispatch pack: token %lld slot %d routes to expert "
+                                     "%d, but the EP group holds %d experts",
+                                     (long long)t, k, e, P * El);
             int d = e / El, j = e % El;
             send_counts[d * rec + 1 + j]++;
             int first = 1; // dedup: first slot of this token going to peer d
             for (int k2 = 0; k2 < k && pl->p.dedup; k2++)
-                if (expert_ids[t * K + k2] >= 0 && expert_ids[t * K + k2] / El == d)
-                    first = 0;
-            if (!pl->p.dedup || first)
-                send_counts[d * rec]++;
+                if (expert_ids[t * K + k2] >= 0 && expert_ids[t * K + k2] / El == d) first = 0;
+            if (!pl->p.dedup || first) send_counts[d * rec]++;
         }
     }
     int64_t total = 0;
-    for (int d = 0; d < P; d++)
-        total += send_counts[d * rec];
+    for (int d = 0; d < P; d++) total += send_counts[d * rec];
     if (total > pl->p.max_send_rows)
-        return moe_set_error(MOE_EINVAL, "dispatch pack: %lld wire rows for %lld tokens exceed the "
-                             "send buffer of %lld rows", (long long)total, (long long)T,
-                             (long long)pl->p.max_send_rows);
+        return moe_set_error(MOE_EINVAL,
+                             "dispatch pack: %lld wire rows for %lld tokens exceed the "
+                             "send buffer of %lld rows",
+                             (long long)total, (long long)T, (long long)pl->p.max_send_rows);
     // Pass 2: cursors, then rows in (peer, expert, token) or (peer, token) order.
     int64_t off = 0;
     for (int d = 0; d < P; d++) {
@@ -57,8 +55,7 @@ moe_status moe_comm_dispatch_pack(moe_comm_plan *pl, int64_t T, const void *x,
     for (int64_t t = 0; t < T; t++) {
         for (int k = 0; k < K; k++) {
             int32_t e = expert_ids[t * K + k];
-            if (e < 0)
-                continue;
+            if (e < 0) continue;
             int d = e / El;
             if (!pl->p.dedup) {
                 int64_t u = cur[e]++; // e == d*El + j
@@ -68,10 +65,8 @@ moe_status moe_comm_dispatch_pack(moe_comm_plan *pl, int64_t T, const void *x,
             }
             int first = 1;
             for (int k2 = 0; k2 < k; k2++)
-                if (expert_ids[t * K + k2] >= 0 && expert_ids[t * K + k2] / El == d)
-                    first = 0;
-            if (!first)
-                continue;
+                if (expert_ids[t * K + k2] >= 0 && expert_ids[t * K + k2] / El == d) first = 0;
+            if (!first) continue;
             int64_t u = cur[d]++;
             char *row = out + (size_t)u * wb;
             memcpy(row, xb + (size_t)t * tb, tb);
@@ -83,8 +78,7 @@ moe_status moe_comm_dispatch_pack(moe_comm_plan *pl, int64_t T, const void *x,
                 if (e2 >= 0 && e2 / El == d)
                     slots[n++] = (moe_comm_slot){e2 % El, weights ? weights[t * K + k2] : 1.0f};
             }
-            for (; n < K; n++)
-                slots[n] = (moe_comm_slot){-1, 0.0f};
+            for (; n < K; n++) slots[n] = (moe_comm_slot){-1, 0.0f};
             memcpy(row + tb, slots, (size_t)K * sizeof(moe_comm_slot));
         }
     }
@@ -103,7 +97,6 @@ void moe_comm_combine_unpack(const moe_comm_plan *pl, const float *back, const i
         const float w = (!pl->p.dedup && weights) ? weights[src] : 1.0f;
         const float *b = back + (size_t)u * D;
         float *yt = y + (size_t)t * D;
-        for (size_t d = 0; d < D; d++)
-            yt[d] += w * b[d];
+        for (size_t d = 0; d < D; d++) yt[d] += w * b[d];
     }
 }

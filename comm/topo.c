@@ -14,17 +14,18 @@ static moe_status moe_comm_topo_query_mask(moe_comm_topo *t, unsigned long *mask
     t->first_pu = -1;
     hwloc_topology_t topo;
     if (hwloc_topology_init(&topo) != 0)
-        return moe_set_error(MOE_EIO, "hwloc_topology_init failed: cannot read the machine topology");
+        return moe_set_error(MOE_EIO,
+                             "hwloc_topology_init failed: cannot read the machine topology");
     if (hwloc_topology_load(topo) != 0) {
         hwloc_topology_destroy(topo);
-        return moe_set_error(MOE_EIO, "hwloc_topology_load failed: cannot read the machine topology");
+        return moe_set_error(MOE_EIO,
+                             "hwloc_topology_load failed: cannot read the machine topology");
     }
     t->packages = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PACKAGE);
     t->cores = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE);
     t->pus = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PU);
     t->numa_nodes = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_NUMANODE);
-    if (t->cores <= 0)
-        t->cores = t->pus; // some virtual machines expose no core level
+    if (t->cores <= 0) t->cores = t->pus; // some virtual machines expose no core level
     hwloc_bitmap_t set = hwloc_bitmap_alloc();
     hwloc_const_cpuset_t all = hwloc_topology_get_topology_cpuset(topo);
     if (!set || (hwloc_get_cpubind(topo, set, HWLOC_CPUBIND_PROCESS) != 0 &&
@@ -51,16 +52,14 @@ moe_status moe_comm_topo_query(moe_comm_topo *out) { return moe_comm_topo_query_
 
 static int moe_comm_masks_overlap(const unsigned long *a, const unsigned long *b) {
     for (int i = 0; i < MOE_TOPO_MASK_WORDS; i++)
-        if (a[i] & b[i])
-            return 1;
+        if (a[i] & b[i]) return 1;
     return 0;
 }
 
 // Threads from the environment, or 0 if OPENBLAS_NUM_THREADS is unset or not a positive integer.
 static int moe_comm_env_threads(void) {
     const char *s = getenv("OPENBLAS_NUM_THREADS");
-    if (!s || !*s)
-        return 0;
+    if (!s || !*s) return 0;
     char *end = NULL;
     long v = strtol(s, &end, 10);
     return (*end == '\0' && v >= 1 && v <= 4096) ? (int)v : 0;
@@ -79,8 +78,7 @@ moe_status moe_comm_blas_threads(const moe_comm *c, int *threads) {
     unsigned long *all = moe_xcalloc((size_t)q * MOE_TOPO_MASK_WORDS, sizeof(unsigned long));
     moe_status st = moe_comm_topo_query_mask(&t, mine);
     // Collective either way: a rank whose query failed still takes part, with an empty mask.
-    if (st != MOE_OK)
-        memset(mine, 0, sizeof mine);
+    if (st != MOE_OK) memset(mine, 0, sizeof mine);
     int rc = MPI_Allgather(mine, MOE_TOPO_MASK_WORDS, MPI_UNSIGNED_LONG, all, MOE_TOPO_MASK_WORDS,
                            MPI_UNSIGNED_LONG, moe_comm_mpi(c, MOE_COMM_NODE));
     if (rc != MPI_SUCCESS && st == MOE_OK)
@@ -102,7 +100,6 @@ typedef struct {
     char host[64];
 } moe_comm_rank_rec;
 
-
 // Ends a group's line with the nodes it spans (by host name) and whether `what` crosses a link:
 // kind 0 = EP group g (ep_index), 1 = EDP group g (ep_rank), 2 = the whole world.
 static void moe_topo_print_span(FILE *f, const moe_comm_rank_rec *all, int W, int kind, int g,
@@ -120,8 +117,10 @@ static void moe_topo_print_span(FILE *f, const moe_comm_rank_rec *all, int W, in
         fprintf(f, "%s%s", n ? ", " : "   on ", all[r].host);
         n++;
     }
-    if (n > 1) fprintf(f, ": %s crosses a link between %d nodes\n", what, n);
-    else fprintf(f, ": %s stays in the node\n", what);
+    if (n > 1)
+        fprintf(f, ": %s crosses a link between %d nodes\n", what, n);
+    else
+        fprintf(f, ": %s stays in the node\n", what);
 }
 
 moe_status moe_comm_topo_report(const moe_comm *c, FILE *f) {
@@ -132,8 +131,7 @@ moe_status moe_comm_topo_report(const moe_comm *c, FILE *f) {
     rec.ok = st == MOE_OK;
     int blas = 1;
     moe_status st2 = moe_comm_blas_threads(c, &blas);
-    if (st == MOE_OK)
-        st = st2;
+    if (st == MOE_OK) st = st2;
     rec.blas = blas;
     rec.node = c->info.node_index;
     rec.node_rank = c->info.node_rank;
@@ -143,20 +141,17 @@ moe_status moe_comm_topo_report(const moe_comm *c, FILE *f) {
     rec.edp_rank = c->info.edp_rank;
     int len = 0;
     char host[MPI_MAX_PROCESSOR_NAME];
-    if (MPI_Get_processor_name(host, &len) != MPI_SUCCESS)
-        snprintf(host, sizeof host, "?");
+    if (MPI_Get_processor_name(host, &len) != MPI_SUCCESS) snprintf(host, sizeof host, "?");
     host[sizeof rec.host - 1] = 0; // keep the first 63 characters
     memcpy(rec.host, host, sizeof rec.host);
-    if (me == 0)
-        all = moe_xcalloc((size_t)W, sizeof *all);
+    if (me == 0) all = moe_xcalloc((size_t)W, sizeof *all);
     int rc = MPI_Gather(&rec, (int)sizeof rec, MPI_BYTE, all, (int)sizeof rec, MPI_BYTE, 0,
                         moe_comm_mpi(c, MOE_COMM_WORLD));
     if (rc != MPI_SUCCESS) {
         free(all);
         return moe_comm_mpi_error("MPI_Gather(topology records)", rc, __FILE__, __LINE__);
     }
-    if (me != 0)
-        return st;
+    if (me != 0) return st;
 
     const moe_comm_topo *t0 = &all[0].t;
     const moe_comm_info *in = &c->info;
@@ -178,21 +173,20 @@ moe_status moe_comm_topo_report(const moe_comm *c, FILE *f) {
                 shared = 1;
         unbound += !x->t.bound;
         int on_host = 0; // real machine, not the (possibly fake) node
-        for (int s = 0; s < W; s++)
-            on_host += !strcmp(all[s].host, x->host);
+        for (int s = 0; s < W; s++) on_host += !strcmp(all[s].host, x->host);
         oversub += shared || on_host > x->t.cores;
         failed += !x->ok;
-        fprintf(f, "%-5d %-16.16s %4d %5d %-12.12s %5d %4d %4d %5d %5d %4d%s\n", r, x->host, x->node,
-                x->node_rank, x->ok ? (x->t.bound ? x->t.cpuset : "unbound") : "?",
+        fprintf(f, "%-5d %-16.16s %4d %5d %-12.12s %5d %4d %4d %5d %5d %4d%s\n", r, x->host,
+                x->node, x->node_rank, x->ok ? (x->t.bound ? x->t.cpuset : "unbound") : "?",
                 x->t.bound_cores, x->t.bound_pus, x->ep_index, x->ep_rank, x->edp_rank, x->blas,
                 shared ? "  (binding shared with another rank)" : "");
     }
-    fprintf(f, "\nEP groups (ranks holding all experts between them; dispatch/combine run inside):\n");
+    fprintf(f,
+            "\nEP groups (ranks holding all experts between them; dispatch/combine run inside):\n");
     for (int g = 0; g < in->edp_size; g++) {
         fprintf(f, "  ep group %d:", g);
         for (int r = 0; r < W; r++)
-            if (all[r].ep_index == g)
-                fprintf(f, " %d", r);
+            if (all[r].ep_index == g) fprintf(f, " %d", r);
         if (in->n_experts > 0)
             fprintf(f, "   (rank with ep_rank i holds experts [i*%d, (i+1)*%d))",
                     in->n_local_experts, in->n_local_experts);
@@ -202,26 +196,31 @@ moe_status moe_comm_topo_report(const moe_comm *c, FILE *f) {
     for (int i = 0; i < in->ep_size; i++) {
         fprintf(f, "  edp group %d:", i);
         for (int r = 0; r < W; r++)
-            if (all[r].ep_rank == i)
-                fprintf(f, " %d", r);
+            if (all[r].ep_rank == i) fprintf(f, " %d", r);
         moe_topo_print_span(f, all, W, 1, i, "expert-gradient all-reduce");
     }
     fprintf(f, "world:");
     moe_topo_print_span(f, all, W, 2, 0, "every dense-gradient and routing-statistics all-reduce");
     fprintf(f, "BLAS threads per rank: %s\n",
-            moe_comm_env_threads() ? "from OPENBLAS_NUM_THREADS" : "cores the rank owns (set OPENBLAS_NUM_THREADS to override)");
+            moe_comm_env_threads() ? "from OPENBLAS_NUM_THREADS"
+                                   : "cores the rank owns (set OPENBLAS_NUM_THREADS to override)");
     if (failed)
-        fprintf(f, "warning: %d rank(s) could not read the topology (hwloc); their lines show '?'\n",
+        fprintf(f,
+                "warning: %d rank(s) could not read the topology (hwloc); their lines show '?'\n",
                 failed);
     if (unbound)
-        fprintf(f, "warning: %d rank(s) are not bound to cores: bind them (mpirun --bind-to core, "
-                   "srun --cpu-bind=cores) for stable timings\n", unbound);
+        fprintf(f,
+                "warning: %d rank(s) are not bound to cores: bind them (mpirun --bind-to core, "
+                "srun --cpu-bind=cores) for stable timings\n",
+                unbound);
     if (oversub)
         fprintf(f, "warning: oversubscribed: more ranks than cores on a node or ranks sharing "
                    "cores; expect slow collectives and timings that do not mean much\n");
     if (!in->ep_in_node)
-        fprintf(f, "warning: EP=%d does not fit the ranks per node: some EP groups span nodes and "
-                   "their all-to-all leaves shared memory\n", in->ep_size);
+        fprintf(f,
+                "warning: EP=%d does not fit the ranks per node: some EP groups span nodes and "
+                "their all-to-all leaves shared memory\n",
+                in->ep_size);
     free(all);
     return st;
 }

@@ -28,15 +28,15 @@ typedef struct {
 } moe_wd_beat;
 
 typedef struct {
-    uint32_t addr;  // IPv4, network order
-    uint16_t port;  // network order
+    uint32_t addr; // IPv4, network order
+    uint16_t port; // network order
     char host[48];
-    uint32_t job;   // rank 0's is the job's
+    uint32_t job; // rank 0's is the job's
 } moe_wd_addr;
 
 typedef struct {
-    double last;     // monotonic time of the last heartbeat (start time until one arrives)
-    int heard;       // any heartbeat arrived
+    double last; // monotonic time of the last heartbeat (start time until one arrives)
+    int heard;   // any heartbeat arrived
     moe_wd_beat beat;
 } moe_wd_peer;
 
@@ -44,10 +44,10 @@ struct moe_watchdog {
     moe_watchdog_params p;
     int rank, W, sock;
     uint32_t job;
-    moe_wd_addr *addrs;   // (W)
-    moe_wd_peer *peers;   // (W) owned by the thread
+    moe_wd_addr *addrs; // (W)
+    moe_wd_peer *peers; // (W) owned by the thread
     pthread_t thread;
-    pthread_mutex_t mu;   // guards the fields below
+    pthread_mutex_t mu; // guards the fields below
     int stop;
     moe_watch_phase phase;
     int64_t step;
@@ -122,7 +122,8 @@ static void moe_wd_fire(moe_watchdog *w, const char *why, double now) {
     for (int r = 0; r < w->W; r++) {
         if (r == w->rank) continue;
         const moe_wd_peer *q = &w->peers[r];
-        if (now - q->last > w->p.silence_timeout) silent++;
+        if (now - q->last > w->p.silence_timeout)
+            silent++;
         else if (q->beat.phase != (int32_t)w->phase || q->beat.step != w->step ||
                  (me_in_mpi && !q->beat.in_mpi))
             behind++;
@@ -145,7 +146,8 @@ static void moe_wd_fire(moe_watchdog *w, const char *why, double now) {
                        (me_in_mpi && !q->beat.in_mpi)) {
                 ADD(" rank %d on %s, in %s for %.0f s%s;", r, w->addrs[r].host,
                     moe_wd_doing(doing, sizeof doing, q->beat.phase, q->beat.step),
-                    q->beat.in_phase, q->beat.in_mpi ? "" : ", busy outside MPI (computing or hung)");
+                    q->beat.in_phase,
+                    q->beat.in_mpi ? "" : ", busy outside MPI (computing or hung)");
             }
         }
         if (n > 0 && n < sizeof msg && msg[n - 1] == ';') msg[n - 1] = '.';
@@ -263,8 +265,9 @@ moe_status moe_watchdog_start(const moe_comm *c, const moe_watchdog_params *p, m
     if (!p->enabled || W == 1) return MOE_OK;
     if (!(p->startup_timeout > 0 && p->silence_timeout > 0 && p->heartbeat > 0 &&
           p->step_timeout >= 0 && p->checkpoint_timeout >= 0))
-        return moe_set_error(MOE_EINVAL, "watchdog: startup_timeout, silence_timeout and heartbeat "
-                             "must be > 0, step_timeout and checkpoint_timeout >= 0 (0: automatic)");
+        return moe_set_error(
+            MOE_EINVAL, "watchdog: startup_timeout, silence_timeout and heartbeat "
+                        "must be > 0, step_timeout and checkpoint_timeout >= 0 (0: automatic)");
     moe_watchdog *w = moe_xcalloc(1, sizeof *w);
     w->p = *p;
     w->W = W;
@@ -291,8 +294,8 @@ moe_status moe_watchdog_start(const moe_comm *c, const moe_watchdog_params *p, m
     me.port = st ? 0 : me.port;
     int rc = MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, w->addrs, (int)sizeof me, MPI_BYTE,
                            moe_comm_mpi(c, MOE_COMM_WORLD));
-    if (rc != MPI_SUCCESS) st = moe_comm_mpi_error("MPI_Allgather(watchdog addresses)", rc,
-                                                   __FILE__, __LINE__);
+    if (rc != MPI_SUCCESS)
+        st = moe_comm_mpi_error("MPI_Allgather(watchdog addresses)", rc, __FILE__, __LINE__);
     for (int r = 0; r < W && !st; r++)
         if (w->addrs[r].port == 0)
             st = moe_set_error(MOE_EIO, "watchdog: rank %d could not open its UDP socket", r);

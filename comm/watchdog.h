@@ -33,12 +33,12 @@ typedef enum {
 const char *moe_watch_phase_name(moe_watch_phase p); // "start-up", "step", "checkpoint", "idle"
 
 typedef struct {
-    int enabled;              // 0: start returns a NULL watchdog and every call is a no-op
-    double startup_timeout;   // s (> 0): start-up, and the first steps and checkpoint
-    double step_timeout;      // s; 0 = auto: max(30 s, 20 × the slowest step seen)
+    int enabled;               // 0: start returns a NULL watchdog and every call is a no-op
+    double startup_timeout;    // s (> 0): start-up, and the first steps and checkpoint
+    double step_timeout;       // s; 0 = auto: max(30 s, 20 × the slowest step seen)
     double checkpoint_timeout; // s; 0 = auto: max(60 s, 10 × the slowest checkpoint seen)
-    double silence_timeout;   // s (> 0): a rank unheard this long, while we wait, is lost
-    double heartbeat;         // s (> 0) between heartbeats
+    double silence_timeout;    // s (> 0): a rank unheard this long, while we wait, is lost
+    double heartbeat;          // s (> 0) between heartbeats
 } moe_watchdog_params;
 
 typedef struct moe_watchdog moe_watchdog;

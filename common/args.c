@@ -85,7 +85,8 @@ void moe_args_usage(const moe_args_spec *s, FILE *f) {
 
 // One entry of the help: "  left   help…" with the help's lines (and the annotation) under the
 // help column.
-static void moe_args_entry(FILE *f, const char *left, const char *help, const char *annot, int hcol) {
+static void moe_args_entry(FILE *f, const char *left, const char *help, const char *annot,
+                           int hcol) {
     int col = fprintf(f, "  %s", left);
     if (col + 2 > hcol) {
         fputc('\n', f);
@@ -106,7 +107,8 @@ static void moe_args_entry(FILE *f, const char *left, const char *help, const ch
         }
     }
     if (annot && *annot) {
-        if (last == 0 && col <= hcol) fprintf(f, "%*s(%s)", hcol - col, "", annot);
+        if (last == 0 && col <= hcol)
+            fprintf(f, "%*s(%s)", hcol - col, "", annot);
         else if (col + 2 + (int)strlen(annot) + 1 > MOE_ARGS_WIDTH)
             fprintf(f, "\n%*s(%s)", hcol, "", annot);
         else
@@ -123,15 +125,17 @@ static void moe_args_annotation(const moe_arg_opt *o, char *a, size_t cap) {
         long long lo, hi;
         moe_args_int_range(o, &lo, &hi);
         int v = *(const int *)o->dst;
-        size_t u = (o->lo == 0 && o->hi == 0) ? (size_t)snprintf(a, cap, "integer")
-                                              : (size_t)snprintf(a, cap, "integer in [%lld, %lld]", lo, hi);
+        size_t u = (o->lo == 0 && o->hi == 0)
+                       ? (size_t)snprintf(a, cap, "integer")
+                       : (size_t)snprintf(a, cap, "integer in [%lld, %lld]", lo, hi);
         if (v >= lo && v <= hi && u < cap) snprintf(a + u, cap - u, "; default %d", v);
         break;
     }
     case MOE_ARG_DOUBLE: {
         double v = *(const double *)o->dst;
-        size_t u = (o->lo == 0 && o->hi == 0) ? (size_t)snprintf(a, cap, "number")
-                                              : (size_t)snprintf(a, cap, "number in [%g, %g]", o->lo, o->hi);
+        size_t u = (o->lo == 0 && o->hi == 0)
+                       ? (size_t)snprintf(a, cap, "number")
+                       : (size_t)snprintf(a, cap, "number in [%g, %g]", o->lo, o->hi);
         if (((o->lo == 0 && o->hi == 0) || (v >= o->lo && v <= o->hi)) && u < cap)
             snprintf(a + u, cap - u, "; default %g", v);
         break;
@@ -171,9 +175,12 @@ void moe_args_help(const moe_args_spec *s, FILE *f) {
         fprintf(f, "\narguments:\n");
         for (int i = 0; i < s->n_pos; i++) {
             const moe_arg_pos *p = &s->pos[i];
-            if (p->min == 0) snprintf(annot, sizeof annot, "optional");
-            else if (p->kind == MOE_ARG_LIST && p->max == 0) snprintf(annot, sizeof annot, "one or more");
-            else annot[0] = '\0';
+            if (p->min == 0)
+                snprintf(annot, sizeof annot, "optional");
+            else if (p->kind == MOE_ARG_LIST && p->max == 0)
+                snprintf(annot, sizeof annot, "one or more");
+            else
+                annot[0] = '\0';
             moe_args_entry(f, p->name, p->help, annot, hcol);
         }
     }
@@ -181,8 +188,10 @@ void moe_args_help(const moe_args_spec *s, FILE *f) {
     for (int i = 0; i < s->n_opts; i++) {
         const moe_arg_opt *o = &s->opts[i];
         if (!o->help) continue;
-        if (o->kind == MOE_ARG_FLAG) snprintf(left, sizeof left, "%s", o->name);
-        else snprintf(left, sizeof left, "%s %s", o->name, moe_args_metavar(o, mv, sizeof mv));
+        if (o->kind == MOE_ARG_FLAG)
+            snprintf(left, sizeof left, "%s", o->name);
+        else
+            snprintf(left, sizeof left, "%s %s", o->name, moe_args_metavar(o, mv, sizeof mv));
         moe_args_annotation(o, annot, sizeof annot);
         moe_args_entry(f, left, o->help, annot, hcol);
     }
@@ -335,7 +344,8 @@ int moe_args_parse_f(const moe_args_spec *s, int argc, char **argv, FILE *out, F
     for (int k = 0; k < s->n_opts && rc == MOE_ARGS_RUN; k++) {
         const moe_arg_opt *o = &s->opts[k];
         if (o->required && !seen[k]) {
-            fprintf(err, "%s: missing %s %s\n", s->cmd, o->name, moe_args_metavar(o, mv, sizeof mv));
+            fprintf(err, "%s: missing %s %s\n", s->cmd, o->name,
+                    moe_args_metavar(o, mv, sizeof mv));
             rc = moe_args_refuse(s, err);
         }
     }
@@ -373,8 +383,8 @@ int moe_args_parse_f(const moe_args_spec *s, int argc, char **argv, FILE *out, F
             fprintf(err, "%s: one %s only, got '%s' and '%s'\n", s->cmd, s->pos[0].name, posv[0],
                     posv[next]);
         else if (max_total == 0)
-            fprintf(err, "%s: unexpected argument '%s' (this command takes options only)\n",
-                    s->cmd, posv[next]);
+            fprintf(err, "%s: unexpected argument '%s' (this command takes options only)\n", s->cmd,
+                    posv[next]);
         else
             fprintf(err, "%s: unexpected argument '%s' (at most %d positional arguments)\n", s->cmd,
                     posv[next], max_total);

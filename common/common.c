@@ -11,7 +11,8 @@ static _Thread_local char moe_errbuf[4096];
 // the enum changes. A value outside the table (a corrupt int sent between ranks) falls through.
 const char *moe_status_str(moe_status s) {
     switch (s) {
-#define MOE_STATUS_STR_(name, value, str, exit) case MOE_##name: return str;
+#define MOE_STATUS_STR_(name, value, str, exit)                                                    \
+    case MOE_##name: return str;
         MOE_STATUS_MAP(MOE_STATUS_STR_)
 #undef MOE_STATUS_STR_
     }
@@ -20,7 +21,8 @@ const char *moe_status_str(moe_status s) {
 
 moe_exit moe_exit_code(moe_status s) {
     switch (s) {
-#define MOE_STATUS_EXIT_(name, value, str, exit) case MOE_##name: return exit;
+#define MOE_STATUS_EXIT_(name, value, str, exit)                                                   \
+    case MOE_##name: return exit;
         MOE_STATUS_MAP(MOE_STATUS_EXIT_)
 #undef MOE_STATUS_EXIT_
     }

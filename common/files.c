@@ -92,15 +92,19 @@ moe_status moe_path_fmt(char *out, const char *what, const char *fmt, ...) {
     va_end(ap);
     if (n < 0) return moe_set_error(MOE_EINVAL, "%s: cannot format the path", what);
     if (n >= MOE_PATH_MAX)
-        return moe_set_error(MOE_EINVAL, "%s: the path %.60s... is %d characters long (at most %d); "
-                             "choose a shorter path", what, out, n, MOE_PATH_MAX - 1);
+        return moe_set_error(MOE_EINVAL,
+                             "%s: the path %.60s... is %d characters long (at most %d); "
+                             "choose a shorter path",
+                             what, out, n, MOE_PATH_MAX - 1);
     return MOE_OK;
 }
 
 moe_status moe_dir_check(const char *what, const char *dir) {
     size_t n = strlen(dir);
     if (n > MOE_DIR_MAX)
-        return moe_set_error(MOE_EINVAL, "%s is %zu characters long (at most %d); choose a shorter "
-                             "path", what, n, MOE_DIR_MAX);
+        return moe_set_error(MOE_EINVAL,
+                             "%s is %zu characters long (at most %d); choose a shorter "
+                             "path",
+                             what, n, MOE_DIR_MAX);
     return MOE_OK;
 }

@@ -43,48 +43,50 @@ typedef struct {
     const char *name;
     moe_arg_kind kind;
     void *dst;
-    const char *metavar;         // "N", "FILE", "a.b=v"; NULL: N (int), X (double), VALUE
-    const char *help;            // one or more lines ('\n' continues under the help column);
-                                 // NULL: accepted but left out of usage and help (an alias)
-    double lo, hi;               // MOE_ARG_INT / MOE_ARG_DOUBLE: accepted range, inclusive
-    const char *const *choices;  // MOE_ARG_CHOICE: NULL-terminated
-    int required;                // refuse the command line without it ("missing --checkpoint DIR")
+    const char *metavar;        // "N", "FILE", "a.b=v"; NULL: N (int), X (double), VALUE
+    const char *help;           // one or more lines ('\n' continues under the help column);
+                                // NULL: accepted but left out of usage and help (an alias)
+    double lo, hi;              // MOE_ARG_INT / MOE_ARG_DOUBLE: accepted range, inclusive
+    const char *const *choices; // MOE_ARG_CHOICE: NULL-terminated
+    int required;               // refuse the command line without it ("missing --checkpoint DIR")
 } moe_arg_opt;
 
 // One positional argument: MOE_ARG_STRING (max 1; dst a const char **) or MOE_ARG_LIST (dst a
 // moe_args_list *). Arguments are given to the positionals in order, each taking as many as it
 // may while leaving the later ones their minimum.
 typedef struct {
-    const char *name;            // CONFIG, DIR, RUN_DIR (shown as NAME, [NAME] or NAME...)
+    const char *name; // CONFIG, DIR, RUN_DIR (shown as NAME, [NAME] or NAME...)
     moe_arg_kind kind;
     void *dst;
-    int min, max;                // how many arguments; max 0 with MOE_ARG_LIST: no limit
+    int min, max; // how many arguments; max 0 with MOE_ARG_LIST: no limit
     const char *help;
 } moe_arg_pos;
 
 typedef struct {
-    const char *cmd;             // "moe bench layer": the usage line and every message's prefix
-    const char *summary;         // the paragraph under the usage line of --help ('\n' allowed)
+    const char *cmd;     // "moe bench layer": the usage line and every message's prefix
+    const char *summary; // the paragraph under the usage line of --help ('\n' allowed)
     const moe_arg_pos *pos;
     int n_pos;
     const moe_arg_opt *opts;
     int n_opts;
-    const char *epilog;          // printed last by --help (exit codes, see-also); may be NULL
+    const char *epilog; // printed last by --help (exit codes, see-also); may be NULL
 } moe_args_spec;
 
 #define MOE_ARGS_N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 // Table entries, one per kind (a required option sets .required on a full initializer).
-#define MOE_OPT_FLAG(name, dst, help) {name, MOE_ARG_FLAG, dst, NULL, help, 0, 0, NULL, 0}
-#define MOE_OPT_INT(name, dst, metavar, lo, hi, help) \
-    {name, MOE_ARG_INT, dst, metavar, help, lo, hi, NULL, 0}
-#define MOE_OPT_DOUBLE(name, dst, metavar, lo, hi, help) \
-    {name, MOE_ARG_DOUBLE, dst, metavar, help, lo, hi, NULL, 0}
-#define MOE_OPT_STRING(name, dst, metavar, help) \
-    {name, MOE_ARG_STRING, dst, metavar, help, 0, 0, NULL, 0}
-#define MOE_OPT_CHOICE(name, dst, choices, help) \
-    {name, MOE_ARG_CHOICE, dst, NULL, help, 0, 0, choices, 0}
-#define MOE_OPT_LIST(name, dst, metavar, help) {name, MOE_ARG_LIST, dst, metavar, help, 0, 0, NULL, 0}
+#define MOE_OPT_FLAG(name, dst, help)                                                              \
+    { name, MOE_ARG_FLAG, dst, NULL, help, 0, 0, NULL, 0 }
+#define MOE_OPT_INT(name, dst, metavar, lo, hi, help)                                              \
+    { name, MOE_ARG_INT, dst, metavar, help, lo, hi, NULL, 0 }
+#define MOE_OPT_DOUBLE(name, dst, metavar, lo, hi, help)                                           \
+    { name, MOE_ARG_DOUBLE, dst, metavar, help, lo, hi, NULL, 0 }
+#define MOE_OPT_STRING(name, dst, metavar, help)                                                   \
+    { name, MOE_ARG_STRING, dst, metavar, help, 0, 0, NULL, 0 }
+#define MOE_OPT_CHOICE(name, dst, choices, help)                                                   \
+    { name, MOE_ARG_CHOICE, dst, NULL, help, 0, 0, choices, 0 }
+#define MOE_OPT_LIST(name, dst, metavar, help)                                                     \
+    { name, MOE_ARG_LIST, dst, metavar, help, 0, 0, NULL, 0 }
 
 // moe_args_parse's answer when the command should go on; anything else is the exit code to
 // return at once (MOE_EXIT_OK after --help, MOE_EXIT_USAGE after a refusal).

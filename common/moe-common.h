@@ -26,17 +26,17 @@ typedef enum {
 // message a user should see (file, field, numbers, what to do), set by the function that failed.
 // One row per status: X(name, value, string, exit code). The enum, moe_status_str and
 // moe_exit_code are generated from it (libuv's UV_ERRNO_MAP), so a new status is one new row.
-#define MOE_STATUS_MAP(X)                                                                       \
-    X(OK, 0, "ok", MOE_EXIT_OK)                                                                 \
-    X(EINVAL, -1, "invalid input", MOE_EXIT_USAGE)       /* bad config, argument, input data */ \
-    X(ENOMEM, -2, "out of memory", MOE_EXIT_FAILURE)     /* allocation failed */                \
-    X(EIO, -3, "i/o error", MOE_EXIT_FAILURE)            /* a file could not be read/written */ \
-    X(ECORRUPT, -4, "corrupt file", MOE_EXIT_DATA)       /* content wrong: CRC, truncated */    \
-    X(EMPI, -5, "MPI error", MOE_EXIT_FAILURE)           /* an MPI call failed */               \
-    X(EUSAGE, -6, "bad usage", MOE_EXIT_USAGE)           /* bad command line */                 \
-    X(ELAYOUT, -7, "invalid parallel layout", MOE_EXIT_USAGE) /* EP vs world vs experts */      \
-    X(ENONFINITE, -8, "non-finite value", MOE_EXIT_FAILURE)   /* NaN/Inf where finite needed */ \
-    X(EINTR, -9, "interrupted", MOE_EXIT_TEMPFAIL)       /* stopped by a signal (preemption) */
+#define MOE_STATUS_MAP(X)                                                                          \
+    X(OK, 0, "ok", MOE_EXIT_OK)                                                                    \
+    X(EINVAL, -1, "invalid input", MOE_EXIT_USAGE)   /* bad config, argument, input data */        \
+    X(ENOMEM, -2, "out of memory", MOE_EXIT_FAILURE) /* allocation failed */                       \
+    X(EIO, -3, "i/o error", MOE_EXIT_FAILURE)        /* a file could not be read/written */        \
+    X(ECORRUPT, -4, "corrupt file", MOE_EXIT_DATA)   /* content wrong: CRC, truncated */           \
+    X(EMPI, -5, "MPI error", MOE_EXIT_FAILURE)       /* an MPI call failed */                      \
+    X(EUSAGE, -6, "bad usage", MOE_EXIT_USAGE)       /* bad command line */                        \
+    X(ELAYOUT, -7, "invalid parallel layout", MOE_EXIT_USAGE) /* EP vs world vs experts */         \
+    X(ENONFINITE, -8, "non-finite value", MOE_EXIT_FAILURE)   /* NaN/Inf where finite needed */    \
+    X(EINTR, -9, "interrupted", MOE_EXIT_TEMPFAIL)            /* stopped by a signal (preemption) */
 
 typedef enum {
 #define MOE_STATUS_ENUM_(name, value, str, exit) MOE_##name = value,
@@ -51,28 +51,27 @@ moe_exit moe_exit_code(moe_status s);
 
 // The message of the last error on this thread (empty string if none). Setting returns `s` so a
 // failing path can read: return moe_set_error(MOE_EINVAL, "…%d…", x);
-moe_status moe_set_error(moe_status s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+moe_status moe_set_error(moe_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *moe_last_error(void);
 void moe_clear_error(void);
 
 // Programmer errors: always on, print file:line and abort.
-#define MOE_ASSERT(cond)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #cond);   \
-            abort();                                                                       \
-        }                                                                                  \
+#define MOE_ASSERT(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #cond);           \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
-#define MOE_ASSERT_EQ(a, b)                                                                \
-    do {                                                                                   \
-        long long moe_a_ = (long long)(a), moe_b_ = (long long)(b);                        \
-        if (moe_a_ != moe_b_) {                                                            \
-            fprintf(stderr, "%s:%d: assertion failed: %s == %s (%lld vs %lld)\n", __FILE__, \
-                    __LINE__, #a, #b, moe_a_, moe_b_);                                     \
-            abort();                                                                       \
-        }                                                                                  \
+#define MOE_ASSERT_EQ(a, b)                                                                        \
+    do {                                                                                           \
+        long long moe_a_ = (long long)(a), moe_b_ = (long long)(b);                                \
+        if (moe_a_ != moe_b_) {                                                                    \
+            fprintf(stderr, "%s:%d: assertion failed: %s == %s (%lld vs %lld)\n", __FILE__,        \
+                    __LINE__, #a, #b, moe_a_, moe_b_);                                             \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 // Allocation that aborts with a message: for setup code sized from a validated config, where

@@ -12,9 +12,9 @@
 // polynomial, exponent by bit assembly. Written so the loops below vectorise.
 static inline float moe_expf(float x) {
     x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    float k = x * 1.44269504f + 12582912.0f;   // round to nearest via the 1.5·2^23 trick
+    float k = x * 1.44269504f + 12582912.0f; // round to nearest via the 1.5·2^23 trick
     k -= 12582912.0f;
-    float r = x - k * 0.693145752f;            // ln2 split in two for accuracy
+    float r = x - k * 0.693145752f; // ln2 split in two for accuracy
     r -= k * 1.42860677e-6f;
     float p = 1.0f / 720.0f;
     p = p * r + 1.0f / 120.0f;
@@ -23,18 +23,23 @@ static inline float moe_expf(float x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    union { float f; int32_t i; } s;
+    union {
+        float f;
+        int32_t i;
+    } s;
     s.i = ((int32_t)k + 127) << 23;
     return p * s.f;
 }
 
 static inline float moe_sigmoidf(float x) { return 1.0f / (1.0f + moe_expf(-x)); }
 
-#define MOE_GELU_C 0.7978845608028654f   // √(2/π)
+#define MOE_GELU_C 0.7978845608028654f // √(2/π)
 #define MOE_GELU_A 0.044715f
 
 // gelu(u) = 0.5u(1 + tanh(y)) = u·σ(2y), y = √(2/π)(u + 0.044715u³)
-float moe_gelu(float u) { return u * moe_sigmoidf(2.0f * MOE_GELU_C * (u + MOE_GELU_A * u * u * u)); }
+float moe_gelu(float u) {
+    return u * moe_sigmoidf(2.0f * MOE_GELU_C * (u + MOE_GELU_A * u * u * u));
+}
 
 float moe_gelu_grad(float u) {
     float s = moe_sigmoidf(2.0f * MOE_GELU_C * (u + MOE_GELU_A * u * u * u));
@@ -85,8 +90,8 @@ void moe_experts_forward(const moe_experts_params *p, float *out, float *save,
         if (swiglu) {
             float *h3e = h3 + r0 * F;
             beta = moe_init_bias(h3e, p->bias ? w->b3 + e * F : NULL, n, F);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)F, (int)D, 1.0f,
-                        x, (int)D, w->w3 + e * D * F, (int)F, beta, h3e, (int)F);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)F, (int)D, 1.0f, x,
+                        (int)D, w->w3 + e * D * F, (int)F, beta, h3e, (int)F);
             for (int64_t i = 0; i < n * F; i++) {
                 float u = h1e[i];
                 ae[i] = u * moe_sigmoidf(u) * h3e[i];
@@ -134,8 +139,8 @@ void moe_experts_backward(const moe_experts_params *p, float *dxin, moe_expert_w
             for (int64_t i = 0; i < n * F; i++) {
                 float u = h1e[i];
                 float s = moe_sigmoidf(2.0f * MOE_GELU_C * (u + MOE_GELU_A * u * u * u));
-                dh1e[i] *= s + u * s * (1.0f - s) * 2.0f * MOE_GELU_C *
-                                   (1.0f + 3.0f * MOE_GELU_A * u * u);
+                dh1e[i] *=
+                    s + u * s * (1.0f - s) * 2.0f * MOE_GELU_C * (1.0f + 3.0f * MOE_GELU_A * u * u);
             }
         }
         // dW1 += xᵀ·dh1, db1 += Σ dh1, dx = dh1·W1ᵀ (+ dh3·W3ᵀ)
@@ -149,8 +154,8 @@ void moe_experts_backward(const moe_experts_params *p, float *dxin, moe_expert_w
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)D, (int)F, (int)n, 1.0f, x,
                         (int)D, dh3e, (int)F, 1.0f, g->w3 + e * D * F, (int)F);
             if (p->bias) moe_colsum_add(g->b3 + e * F, dh3e, n, F);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)D, (int)F, 1.0f,
-                        dh3e, (int)F, w->w3 + e * D * F, (int)F, 1.0f, dxe, (int)D);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)D, (int)F, 1.0f, dh3e,
+                        (int)F, w->w3 + e * D * F, (int)F, 1.0f, dxe, (int)D);
         }
     }
 }

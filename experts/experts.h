@@ -23,25 +23,25 @@
 #include "moe-common.h"
 #include "router.h"
 
-typedef enum { MOE_ACT_SWIGLU = 0, MOE_ACT_GELU = 1 } moe_activation;   // = proto enum values
+typedef enum { MOE_ACT_SWIGLU = 0, MOE_ACT_GELU = 1 } moe_activation; // = proto enum values
 
 // A family of experts of the same shape.
 typedef struct {
-    int64_t D;                   // model dim
-    int64_t F;                   // hidden width
-    int n_experts;               // experts held (E_local, or n_shared)
+    int64_t D;     // model dim
+    int64_t F;     // hidden width
+    int n_experts; // experts held (E_local, or n_shared)
     moe_activation act;
-    int bias;                    // b1, (b3), b2 present
+    int bias; // b1, (b3), b2 present
 } moe_experts_params;
 
 // Weights of a family (also used for their gradients, same shapes). NULL where absent.
 typedef struct {
-    float *w1;                   // (E_local, D, F)
-    float *b1;                   // (E_local, F)      bias only
-    float *w3;                   // (E_local, D, F)   SwiGLU only
-    float *b3;                   // (E_local, F)      SwiGLU and bias only
-    float *w2;                   // (E_local, F, D)
-    float *b2;                   // (E_local, D)      bias only
+    float *w1; // (E_local, D, F)
+    float *b1; // (E_local, F)      bias only
+    float *w3; // (E_local, D, F)   SwiGLU only
+    float *b3; // (E_local, F)      SwiGLU and bias only
+    float *w2; // (E_local, F, D)
+    float *b2; // (E_local, D)      bias only
 } moe_expert_weights;
 
 // Floats per packed row the forward saves for backward (h1, [h3,] a: 2F GELU, 3F SwiGLU) and
@@ -80,12 +80,12 @@ float moe_silu_grad(float u);
 // The caller owns the buffers (allocated once for T_max tokens, e.g. by moe_shared_buffers_alloc):
 // forward and backward never allocate. One backward per forward: it consumes `out`.
 typedef struct {
-    int64_t T_max;     // tokens the buffers are sized for
-    float *save;       // (n_shared, T_max, save_per_row) forward saves, read by backward
-    float *out;        // (T_max, D) S, ungated: forward → backward; then backward's dx scratch
-    float *gate;       // (T_max) g: forward → backward
-    float *tmp;        // (T_max, D) scratch (forward: one expert's output; backward: g·dy)
-    float *scratch;    // (T_max, scratch_per_row) backward scratch
+    int64_t T_max;  // tokens the buffers are sized for
+    float *save;    // (n_shared, T_max, save_per_row) forward saves, read by backward
+    float *out;     // (T_max, D) S, ungated: forward → backward; then backward's dx scratch
+    float *gate;    // (T_max) g: forward → backward
+    float *tmp;     // (T_max, D) scratch (forward: one expert's output; backward: g·dy)
+    float *scratch; // (T_max, scratch_per_row) backward scratch
 } moe_shared_buffers;
 
 // Allocates every buffer (64-byte aligned) for a family with n_experts > 0; free with
@@ -106,14 +106,14 @@ void moe_shared_backward(const moe_experts_params *sp, moe_shared_buffers *b, fl
 // ------------------------------------------------------------------------------ the layer
 
 typedef struct {
-    moe_router_params router;    // D, E, K and the routing strategy
-    int64_t F;                   // routed expert width
-    moe_activation act;          // of routed and shared experts
-    int ffn_bias;                // biases in routed and shared experts
-    int n_shared;                // shared experts (0: none)
-    int64_t Fs;                  // shared expert width
-    int shared_gate;             // sigmoid(x·ws) scales the shared output
-    int64_t T_max;               // workspace is sized for up to this many tokens per call
+    moe_router_params router; // D, E, K and the routing strategy
+    int64_t F;                // routed expert width
+    moe_activation act;       // of routed and shared experts
+    int ffn_bias;             // biases in routed and shared experts
+    int n_shared;             // shared experts (0: none)
+    int64_t Fs;               // shared expert width
+    int shared_gate;          // sigmoid(x·ws) scales the shared output
+    int64_t T_max;            // workspace is sized for up to this many tokens per call
 } moe_layer_params;
 
 // Fills `out` from the schema (model.d_model, n_experts, top_k, expert_d_ff (0: d_ff, 0: 4·D),
@@ -132,11 +132,11 @@ moe_status moe_layer_strategy_from_config(const struct Moe__RouterConfig *r,
 
 // Layer weights (and, with the same struct, their gradients).
 typedef struct {
-    float *wg;                   // (D, E) gate
-    float *bg;                   // (E) gate bias or NULL
-    moe_expert_weights experts;  // E routed experts, width F
-    moe_expert_weights shared;   // n_shared experts, width Fs (all NULL when none)
-    float *ws;                   // (D) shared-expert gate or NULL
+    float *wg;                  // (D, E) gate
+    float *bg;                  // (E) gate bias or NULL
+    moe_expert_weights experts; // E routed experts, width F
+    moe_expert_weights shared;  // n_shared experts, width Fs (all NULL when none)
+    float *ws;                  // (D) shared-expert gate or NULL
 } moe_layer_weights;
 
 // One zeroed 64-byte-aligned block holding every tensor the params call for; free with
@@ -149,7 +149,7 @@ void moe_layer_weights_init(const moe_layer_params *p, moe_layer_weights *w, uin
 moe_experts_params moe_layer_routed_params(const moe_layer_params *p);
 moe_experts_params moe_layer_shared_params(const moe_layer_params *p);
 
-typedef struct moe_layer moe_layer;   // params + plan + workspace
+typedef struct moe_layer moe_layer; // params + plan + workspace
 
 moe_status moe_layer_create(const moe_layer_params *p, moe_layer **out);
 void moe_layer_free(moe_layer *L);
@@ -169,11 +169,11 @@ const moe_route_plan *moe_layer_plan(const moe_layer *L);
 
 // Wall-clock seconds of the phases of the last forward and backward (a few clock reads per call).
 typedef struct {
-    double router;     // gate GEMM, scoring, selection, plan (backward: router backward)
-    double permute;    // gather into expert order (backward: dL/dw, w·dy and the dx scatter-add)
-    double experts;    // grouped expert FFNs (GEMMs + activation)
-    double combine;    // weighted unpermute into y (backward: included in permute)
-    double shared;     // shared experts and their gate
+    double router;  // gate GEMM, scoring, selection, plan (backward: router backward)
+    double permute; // gather into expert order (backward: dL/dw, w·dy and the dx scatter-add)
+    double experts; // grouped expert FFNs (GEMMs + activation)
+    double combine; // weighted unpermute into y (backward: included in permute)
+    double shared;  // shared experts and their gate
 } moe_layer_phases;
 typedef struct {
     moe_layer_phases fwd, bwd;

@@ -12,17 +12,17 @@
 struct moe_layer {
     moe_layer_timing timing;
     moe_layer_params p;
-    moe_experts_params ep, sp;   // routed and shared families
+    moe_experts_params ep, sp; // routed and shared families
     moe_route_plan *plan;
-    const float *x;              // (T, D) input of the last forward (not owned)
+    const float *x; // (T, D) input of the last forward (not owned)
     int64_t T;
-    float *xin;                  // (R_max, D) packed rows
-    float *out;                  // (R_max, D) expert outputs (unweighted); dxin in backward
-    float *save;                 // (R_max · save_per_row)
-    float *dout;                 // (R_max, D)
-    float *scratch;              // (R_max · scratch_per_row)
-    float *drw;                  // (R_max) dL/d row_weight
-    moe_shared_buffers sh;       // shared experts, for T_max tokens (none when n_shared = 0)
+    float *xin;            // (R_max, D) packed rows
+    float *out;            // (R_max, D) expert outputs (unweighted); dxin in backward
+    float *save;           // (R_max · save_per_row)
+    float *dout;           // (R_max, D)
+    float *scratch;        // (R_max · scratch_per_row)
+    float *drw;            // (R_max) dL/d row_weight
+    moe_shared_buffers sh; // shared experts, for T_max tokens (none when n_shared = 0)
 };
 
 moe_experts_params moe_layer_routed_params(const moe_layer_params *p) {
@@ -40,7 +40,8 @@ moe_experts_params moe_layer_shared_params(const moe_layer_params *p) {
 // from bytes; the JSON reader already refuses them) is refused, never turned into the default.
 // protobuf-c appends a marker _<ENUM>_IS_INT_SIZE = INT_MAX to fix the enum's size: not a value.
 _Static_assert((int)MOE_SCORE_SIGMOID == (int)MOE__ROUTER_CONFIG__SCORING__sigmoid &&
-                   (int)MOE_ROUTE_EXPERT_CHOICE == (int)MOE__ROUTER_CONFIG__STRATEGY__expert_choice &&
+                   (int)MOE_ROUTE_EXPERT_CHOICE ==
+                       (int)MOE__ROUTER_CONFIG__STRATEGY__expert_choice &&
                    (int)MOE_ACT_GELU == (int)MOE__MODEL_CONFIG__ACTIVATION__gelu,
                "C enums keep the proto values (documented in router.h and experts.h)");
 
@@ -50,8 +51,10 @@ static moe_status moe_scoring_from_proto(Moe__RouterConfig__Scoring v, moe_scori
     case MOE__ROUTER_CONFIG__SCORING__sigmoid: *out = MOE_SCORE_SIGMOID; return MOE_OK;
     case _MOE__ROUTER_CONFIG__SCORING_IS_INT_SIZE: break;
     }
-    return moe_set_error(MOE_EINVAL, "router.scoring = %d is not a known scoring function; use "
-                         "softmax or sigmoid", (int)v);
+    return moe_set_error(MOE_EINVAL,
+                         "router.scoring = %d is not a known scoring function; use "
+                         "softmax or sigmoid",
+                         (int)v);
 }
 
 moe_status moe_layer_strategy_from_config(const Moe__RouterConfig *r, moe_route_strategy *out) {
@@ -62,8 +65,10 @@ moe_status moe_layer_strategy_from_config(const Moe__RouterConfig *r, moe_route_
     case MOE__ROUTER_CONFIG__STRATEGY__expert_choice: *out = MOE_ROUTE_EXPERT_CHOICE; return MOE_OK;
     case _MOE__ROUTER_CONFIG__STRATEGY_IS_INT_SIZE: break;
     }
-    return moe_set_error(MOE_EINVAL, "router.strategy = %d is not a known routing strategy; use "
-                         "token_choice or expert_choice", (int)v);
+    return moe_set_error(MOE_EINVAL,
+                         "router.strategy = %d is not a known routing strategy; use "
+                         "token_choice or expert_choice",
+                         (int)v);
 }
 
 static moe_status moe_activation_from_proto(Moe__ModelConfig__Activation v, moe_activation *out) {
@@ -72,8 +77,10 @@ static moe_status moe_activation_from_proto(Moe__ModelConfig__Activation v, moe_
     case MOE__MODEL_CONFIG__ACTIVATION__gelu: *out = MOE_ACT_GELU; return MOE_OK;
     case _MOE__MODEL_CONFIG__ACTIVATION_IS_INT_SIZE: break;
     }
-    return moe_set_error(MOE_EINVAL, "model.activation = %d is not a known activation; use swiglu "
-                         "or gelu", (int)v);
+    return moe_set_error(MOE_EINVAL,
+                         "model.activation = %d is not a known activation; use swiglu "
+                         "or gelu",
+                         (int)v);
 }
 
 moe_status moe_layer_params_from_config(moe_layer_params *out, const Moe__ModelConfig *m,
@@ -164,7 +171,7 @@ static int64_t moe_layer_layout(const moe_layer_params *p, float *base, moe_laye
 int64_t moe_layer_weights_alloc(const moe_layer_params *p, moe_layer_weights *w) {
     int64_t n = moe_layer_layout(p, NULL, w);
     float *base = moe_xalloc_aligned((size_t)n * sizeof(float));
-    moe_layer_layout(p, base, w);   // wg is at offset 0: it is the block to free
+    moe_layer_layout(p, base, w); // wg is at offset 0: it is the block to free
     return n;
 }
 
@@ -235,7 +242,12 @@ moe_status moe_layer_create(const moe_layer_params *p, moe_layer **out) {
 void moe_layer_free(moe_layer *L) {
     if (!L) return;
     moe_route_plan_free(L->plan);
-    free(L->xin); free(L->out); free(L->dout); free(L->save); free(L->scratch); free(L->drw);
+    free(L->xin);
+    free(L->out);
+    free(L->dout);
+    free(L->save);
+    free(L->scratch);
+    free(L->drw);
     moe_shared_buffers_free(&L->sh);
     free(L);
 }
@@ -245,7 +257,8 @@ const moe_route_plan *moe_layer_plan(const moe_layer *L) { return L->plan; }
 const moe_layer_timing *moe_layer_timings(const moe_layer *L) { return &L->timing; }
 
 // packed (R, D) written, packed[r] = x[row_token[r]].
-static void moe_layer_permute(const moe_route_plan *plan, float *packed, const float *x, int64_t D) {
+static void moe_layer_permute(const moe_route_plan *plan, float *packed, const float *x,
+                              int64_t D) {
     for (int64_t r = 0; r < plan->n_rows; r++)
         memcpy(packed + r * D, x + (int64_t)plan->row_token[r] * D, (size_t)D * sizeof(float));
 }
@@ -309,7 +322,7 @@ void moe_layer_backward(moe_layer *L, float *dx, moe_layer_weights *grads, const
         }
         L->drw[r] = acc;
     }
-    float *dxin = L->out;   // expert outputs are no longer needed
+    float *dxin = L->out; // expert outputs are no longer needed
     double t1 = moe_clock_seconds();
     moe_experts_backward(&L->ep, dxin, &grads->experts, L->scratch, &w->experts, plan->offsets,
                          L->xin, L->save, L->dout);

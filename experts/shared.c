@@ -10,9 +10,12 @@
 moe_expert_weights moe_experts_slice(const moe_expert_weights *w, int64_t D, int64_t F,
                                      int64_t first) {
     moe_expert_weights v = {
-        w->w1 + first * D * F,             w->b1 ? w->b1 + first * F : NULL,
-        w->w3 ? w->w3 + first * D * F : NULL, w->b3 ? w->b3 + first * F : NULL,
-        w->w2 + first * F * D,             w->b2 ? w->b2 + first * D : NULL,
+        w->w1 + first * D * F,
+        w->b1 ? w->b1 + first * F : NULL,
+        w->w3 ? w->w3 + first * D * F : NULL,
+        w->b3 ? w->b3 + first * F : NULL,
+        w->w2 + first * F * D,
+        w->b2 ? w->b2 + first * D : NULL,
     };
     return v;
 }
@@ -21,8 +24,8 @@ void moe_shared_buffers_alloc(moe_shared_buffers *b, const moe_experts_params *s
     MOE_ASSERT(sp->n_experts > 0 && T_max > 0);
     const int64_t T = T_max, D = sp->D;
     b->T_max = T;
-    b->save = moe_xalloc_aligned(
-        (size_t)(sp->n_experts * T * moe_experts_save_per_row(sp)) * sizeof(float));
+    b->save = moe_xalloc_aligned((size_t)(sp->n_experts * T * moe_experts_save_per_row(sp)) *
+                                 sizeof(float));
     b->out = moe_xalloc_aligned((size_t)(T * D) * sizeof(float));
     b->tmp = moe_xalloc_aligned((size_t)(T * D) * sizeof(float));
     b->gate = moe_xalloc_aligned((size_t)T * sizeof(float));
@@ -31,7 +34,11 @@ void moe_shared_buffers_alloc(moe_shared_buffers *b, const moe_experts_params *s
 
 void moe_shared_buffers_free(moe_shared_buffers *b) {
     if (!b) return;
-    free(b->save); free(b->out); free(b->tmp); free(b->gate); free(b->scratch);
+    free(b->save);
+    free(b->out);
+    free(b->tmp);
+    free(b->gate);
+    free(b->scratch);
     memset(b, 0, sizeof *b);
 }
 
@@ -85,7 +92,7 @@ void moe_shared_backward(const moe_experts_params *sp, moe_shared_buffers *b, fl
     }
     moe_experts_params one = *sp;
     one.n_experts = 1;
-    float *dxs = b->out;   // S is no longer needed: it holds each expert's dx in turn
+    float *dxs = b->out; // S is no longer needed: it holds each expert's dx in turn
     for (int s = 0; s < sp->n_experts; s++) {
         moe_expert_weights v = moe_experts_slice(w, D, sp->F, s);
         moe_expert_weights gs = moe_experts_slice(grads, D, sp->F, s);

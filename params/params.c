@@ -32,8 +32,8 @@ static int64_t ck_add(moe_ck *c, int64_t a, int64_t b) {
 }
 
 static const char *const moe_params_part_names[MOE_PARAMS_N_PARTS] = {
-    "embeddings", "attention", "norms", "router", "routed_experts", "shared_experts", "dense_ffn",
-    "head",
+    "embeddings",     "attention",      "norms",     "router",
+    "routed_experts", "shared_experts", "dense_ffn", "head",
 };
 
 const char *moe_params_part_name(moe_params_part_id id) {
@@ -55,11 +55,9 @@ typedef struct {
 } moe_shape;
 
 static int moe_layer_is_moe(const Moe__ModelConfig *m, int32_t layer) {
-    if (m->n_experts <= 0 || layer < m->first_dense_layers)
-        return 0;
+    if (m->n_experts <= 0 || layer < m->first_dense_layers) return 0;
     for (size_t i = 0; i < m->n_dense_layers; i++)
-        if (m->dense_layers[i] == layer)
-            return 0;
+        if (m->dense_layers[i] == layer) return 0;
     return 1;
 }
 
@@ -77,8 +75,8 @@ static moe_status moe_params_resolve(const Moe__Config *cfg, moe_shape *s) {
     memset(s, 0, sizeof *s);
     // The enum fields read below name a value (never an unknown number counted as a default).
     moe_status est;
-    if ((est = moe_config_check_enum(&moe__model_config__activation__descriptor,
-                                     (int)m->activation, "model.activation")) ||
+    if ((est = moe_config_check_enum(&moe__model_config__activation__descriptor, (int)m->activation,
+                                     "model.activation")) ||
         (est = moe_config_check_enum(&moe__model_config__norm__descriptor, (int)m->norm,
                                      "model.norm")) ||
         (est = moe_config_check_enum(&moe__model_config__positions__descriptor, (int)m->positions,
@@ -86,18 +84,19 @@ static moe_status moe_params_resolve(const Moe__Config *cfg, moe_shape *s) {
         (est = moe_config_check_enum(&moe__model_config__qk_norm__descriptor, (int)m->qk_norm,
                                      "model.qk_norm")))
         return est;
-#define MOE_NEED(cond, ...)                                                                    \
-    do {                                                                                       \
-        if (!(cond))                                                                           \
-            return moe_set_error(MOE_EINVAL, __VA_ARGS__);                                     \
+#define MOE_NEED(cond, ...)                                                                        \
+    do {                                                                                           \
+        if (!(cond)) return moe_set_error(MOE_EINVAL, __VA_ARGS__);                                \
     } while (0)
-    MOE_NEED(m->vocab_size >= 1, "model.vocab_size: %lld; must be at least 1", (long long)m->vocab_size);
+    MOE_NEED(m->vocab_size >= 1, "model.vocab_size: %lld; must be at least 1",
+             (long long)m->vocab_size);
     MOE_NEED(m->d_model >= 1, "model.d_model: %lld; must be at least 1", (long long)m->d_model);
     MOE_NEED(m->n_layers >= 1, "model.n_layers: %d; must be at least 1", m->n_layers);
     MOE_NEED(m->n_heads >= 1, "model.n_heads: %d; must be at least 1", m->n_heads);
-    MOE_NEED(m->d_ff >= 0 && m->expert_d_ff >= 0 && m->shared_expert_d_ff >= 0,
-             "model.d_ff %lld, expert_d_ff %lld, shared_expert_d_ff %lld: widths cannot be negative",
-             (long long)m->d_ff, (long long)m->expert_d_ff, (long long)m->shared_expert_d_ff);
+    MOE_NEED(
+        m->d_ff >= 0 && m->expert_d_ff >= 0 && m->shared_expert_d_ff >= 0,
+        "model.d_ff %lld, expert_d_ff %lld, shared_expert_d_ff %lld: widths cannot be negative",
+        (long long)m->d_ff, (long long)m->expert_d_ff, (long long)m->shared_expert_d_ff);
     s->V = m->vocab_size;
     s->D = m->d_model;
     s->L = m->n_layers;
@@ -107,32 +106,39 @@ static moe_status moe_params_resolve(const Moe__Config *cfg, moe_shape *s) {
         MOE_NEED(m->q_lora_rank >= 0 && m->qk_nope_head_dim >= 0 && m->qk_rope_head_dim >= 0 &&
                      m->qk_nope_head_dim + m->qk_rope_head_dim > 0 && m->v_head_dim > 0,
                  "model: multi-head latent attention (kv_lora_rank %lld) needs q_lora_rank >= 0, "
-                 "qk_nope_head_dim + qk_rope_head_dim > 0 and v_head_dim > 0 (got %lld, %lld, %lld, %lld)",
+                 "qk_nope_head_dim + qk_rope_head_dim > 0 and v_head_dim > 0 (got %lld, %lld, "
+                 "%lld, %lld)",
                  (long long)m->kv_lora_rank, (long long)m->q_lora_rank,
                  (long long)m->qk_nope_head_dim, (long long)m->qk_rope_head_dim,
                  (long long)m->v_head_dim);
-        MOE_NEED(m->qk_norm == MOE__MODEL_CONFIG__QK_NORM__none,
-                 "model.qk_norm is not defined with multi-head latent attention (kv_lora_rank %lld); "
-                 "set qk_norm to none (MLA normalises its latents instead)", (long long)m->kv_lora_rank);
+        MOE_NEED(
+            m->qk_norm == MOE__MODEL_CONFIG__QK_NORM__none,
+            "model.qk_norm is not defined with multi-head latent attention (kv_lora_rank %lld); "
+            "set qk_norm to none (MLA normalises its latents instead)",
+            (long long)m->kv_lora_rank);
         s->Rq = m->q_lora_rank;
         s->Rkv = m->kv_lora_rank;
         s->Dnope = m->qk_nope_head_dim;
         s->Drope = m->qk_rope_head_dim;
         s->Dv = m->v_head_dim;
     } else {
-        MOE_NEED(m->kv_lora_rank == 0, "model.kv_lora_rank: %lld; must be >= 0", (long long)m->kv_lora_rank);
+        MOE_NEED(m->kv_lora_rank == 0, "model.kv_lora_rank: %lld; must be >= 0",
+                 (long long)m->kv_lora_rank);
         MOE_NEED(m->n_kv_heads >= 0 && m->n_kv_heads <= m->n_heads &&
                      (m->n_kv_heads == 0 || m->n_heads % m->n_kv_heads == 0),
-                 "model.n_kv_heads: %d must divide model.n_heads %d (0 means n_heads)", m->n_kv_heads,
-                 m->n_heads);
+                 "model.n_kv_heads: %d must divide model.n_heads %d (0 means n_heads)",
+                 m->n_kv_heads, m->n_heads);
         s->Hkv = m->n_kv_heads ? m->n_kv_heads : m->n_heads;
-        MOE_NEED(m->head_dim >= 0, "model.head_dim: %d; must be >= 0 (0 means d_model/n_heads)", m->head_dim);
+        MOE_NEED(m->head_dim >= 0, "model.head_dim: %d; must be >= 0 (0 means d_model/n_heads)",
+                 m->head_dim);
         if (m->head_dim > 0) {
             s->Dh = m->head_dim;
         } else {
-            MOE_NEED(m->d_model % m->n_heads == 0,
-                     "model.d_model %lld is not divisible by model.n_heads %d; set model.head_dim or "
-                     "change n_heads", (long long)m->d_model, m->n_heads);
+            MOE_NEED(
+                m->d_model % m->n_heads == 0,
+                "model.d_model %lld is not divisible by model.n_heads %d; set model.head_dim or "
+                "change n_heads",
+                (long long)m->d_model, m->n_heads);
             s->Dh = m->d_model / m->n_heads;
         }
     }
@@ -141,9 +147,11 @@ static moe_status moe_params_resolve(const Moe__Config *cfg, moe_shape *s) {
     s->Fe = m->expert_d_ff ? m->expert_d_ff : s->F;
     s->Fs = m->shared_expert_d_ff ? m->shared_expert_d_ff : s->Fe;
     if (ck.overflow)
-        return moe_set_error(MOE_EINVAL, "model.d_model %lld: 4*d_model overflows", (long long)m->d_model);
+        return moe_set_error(MOE_EINVAL, "model.d_model %lld: 4*d_model overflows",
+                             (long long)m->d_model);
     MOE_NEED(m->n_experts >= 0, "model.n_experts: %d; must be >= 0", m->n_experts);
-    MOE_NEED(m->first_dense_layers >= 0, "model.first_dense_layers: %d; must be >= 0", m->first_dense_layers);
+    MOE_NEED(m->first_dense_layers >= 0, "model.first_dense_layers: %d; must be >= 0",
+             m->first_dense_layers);
     for (size_t i = 0; i < m->n_dense_layers; i++)
         MOE_NEED(m->dense_layers[i] >= 0 && m->dense_layers[i] < m->n_layers,
                  "model.dense_layers[%zu]: %d is not a layer index (0..%d)", i, m->dense_layers[i],
@@ -152,7 +160,8 @@ static moe_status moe_params_resolve(const Moe__Config *cfg, moe_shape *s) {
     if (s->E > 0) {
         MOE_NEED(m->top_k >= 1 && m->top_k <= m->n_experts,
                  "model.top_k: %d; must be from 1 to model.n_experts %d", m->top_k, m->n_experts);
-        MOE_NEED(m->n_shared_experts >= 0, "model.n_shared_experts: %d; must be >= 0", m->n_shared_experts);
+        MOE_NEED(m->n_shared_experts >= 0, "model.n_shared_experts: %d; must be >= 0",
+                 m->n_shared_experts);
         MOE_NEED(!m->shared_expert_gate || m->n_shared_experts > 0,
                  "model.shared_expert_gate is set but model.n_shared_experts is 0; add shared "
                  "experts or unset the gate");
@@ -169,8 +178,7 @@ static moe_status moe_params_resolve(const Moe__Config *cfg, moe_shape *s) {
     MOE_NEED(lo->rank >= 0, "lora.rank: %d; must be >= 0 (0: no adapters)", lo->rank);
     s->r = lo->rank;
     if (s->r > 0) {
-        if (lo->n_targets == 0)
-            s->lora_attn = 1;
+        if (lo->n_targets == 0) s->lora_attn = 1;
         for (size_t i = 0; i < lo->n_targets; i++) {
             // No default: -Wswitch lists a new target here; any other number is refused below.
             switch (lo->targets[i]) {
@@ -224,10 +232,9 @@ static void moe_add_vector(moe_acc *a, moe_params_part *p, int64_t n) {
 // An FFN of hidden width X: SwiGLU W1,W3 (D,X) and W2 (X,D); GELU W1 (D,X) and W2 (X,D).
 static void moe_add_ffn(moe_acc *a, moe_params_part *p, const moe_shape *s, int64_t X,
                         int64_t copies, int64_t active_copies, int lora) {
-    moe_add_matrix(a, p, s->D, X, s->ffn_bias, copies, active_copies, lora);     // W1
-    if (s->swiglu)
-        moe_add_matrix(a, p, s->D, X, s->ffn_bias, copies, active_copies, lora); // W3
-    moe_add_matrix(a, p, X, s->D, s->ffn_bias, copies, active_copies, lora);     // W2
+    moe_add_matrix(a, p, s->D, X, s->ffn_bias, copies, active_copies, lora);                // W1
+    if (s->swiglu) moe_add_matrix(a, p, s->D, X, s->ffn_bias, copies, active_copies, lora); // W3
+    moe_add_matrix(a, p, X, s->D, s->ffn_bias, copies, active_copies, lora);                // W2
 }
 
 static void moe_add_attention(moe_acc *a, moe_params_part *p, const moe_shape *s,
@@ -250,16 +257,16 @@ static void moe_add_attention(moe_acc *a, moe_params_part *p, const moe_shape *s
     // DeepSeek-V2/V3's attention_bias; the up projections q_b / q and kv_b never have one.
     int64_t Dqk = ck_add(c, s->Dnope, s->Drope);
     if (s->Rq > 0) {
-        moe_add_matrix(a, p, s->D, s->Rq, qkvb, 1, 1, lo);                // q_a (D, Rq)
-        moe_add_vector(a, p, ck_mul(c, s->norm_w, s->Rq));                 // q_a norm
-        moe_add_matrix(a, p, s->Rq, ck_mul(c, s->H, Dqk), 0, 1, 1, lo);   // q_b (Rq, H·Dqk)
+        moe_add_matrix(a, p, s->D, s->Rq, qkvb, 1, 1, lo);              // q_a (D, Rq)
+        moe_add_vector(a, p, ck_mul(c, s->norm_w, s->Rq));              // q_a norm
+        moe_add_matrix(a, p, s->Rq, ck_mul(c, s->H, Dqk), 0, 1, 1, lo); // q_b (Rq, H·Dqk)
     } else {
-        moe_add_matrix(a, p, s->D, ck_mul(c, s->H, Dqk), 0, 1, 1, lo);    // q (D, H·Dqk)
+        moe_add_matrix(a, p, s->D, ck_mul(c, s->H, Dqk), 0, 1, 1, lo); // q (D, H·Dqk)
     }
-    moe_add_matrix(a, p, s->D, ck_add(c, s->Rkv, s->Drope), qkvb, 1, 1, lo);  // kv_a (D, Rkv+Drope)
-    moe_add_vector(a, p, ck_mul(c, s->norm_w, s->Rkv));                        // kv_a norm
+    moe_add_matrix(a, p, s->D, ck_add(c, s->Rkv, s->Drope), qkvb, 1, 1, lo); // kv_a (D, Rkv+Drope)
+    moe_add_vector(a, p, ck_mul(c, s->norm_w, s->Rkv));                      // kv_a norm
     moe_add_matrix(a, p, s->Rkv, ck_mul(c, s->H, ck_add(c, s->Dnope, s->Dv)), 0, 1, 1, lo); // kv_b
-    moe_add_matrix(a, p, ck_mul(c, s->H, s->Dv), s->D, ob, 1, 1, lo);          // o (H·Dv, D)
+    moe_add_matrix(a, p, ck_mul(c, s->H, s->Dv), s->D, ob, 1, 1, lo); // o (H·Dv, D)
 }
 
 // ---------------------------------------------------------------- the report
@@ -269,8 +276,7 @@ moe_status moe_params_count(const Moe__Config *cfg, int world, int ep, moe_param
     memset(out, 0, sizeof *out);
     moe_shape s;
     moe_status st = moe_params_resolve(cfg, &s);
-    if (st)
-        return st;
+    if (st) return st;
     Moe__ModelConfig mdef;
     Moe__RouterConfig rdef;
     Moe__TrainConfig tdef;
@@ -291,19 +297,23 @@ moe_status moe_params_count(const Moe__Config *cfg, int world, int ep, moe_param
     }
 
     // Layout: EP ranks share one copy of every expert; W = EP × EDP.
-    if (ep <= 0)
-        ep = cfg->parallel && cfg->parallel->ep_size > 0 ? cfg->parallel->ep_size : 1;
-    if (world <= 0)
-        world = ep;
+    if (ep <= 0) ep = cfg->parallel && cfg->parallel->ep_size > 0 ? cfg->parallel->ep_size : 1;
+    if (world <= 0) world = ep;
     if (world % ep != 0)
-        return moe_set_error(MOE_ELAYOUT, "layout: ep %d does not divide world %d; choose ep among "
-                             "the divisors of the number of ranks", ep, world);
+        return moe_set_error(MOE_ELAYOUT,
+                             "layout: ep %d does not divide world %d; choose ep among "
+                             "the divisors of the number of ranks",
+                             ep, world);
     if (s.E > 0 && s.E % ep != 0)
-        return moe_set_error(MOE_ELAYOUT, "layout: model.n_experts %lld is not divisible by ep %d; "
-                             "choose ep dividing the number of experts", (long long)s.E, ep);
+        return moe_set_error(MOE_ELAYOUT,
+                             "layout: model.n_experts %lld is not divisible by ep %d; "
+                             "choose ep dividing the number of experts",
+                             (long long)s.E, ep);
     if (s.E == 0 && ep > 1)
-        return moe_set_error(MOE_ELAYOUT, "layout: ep %d with a dense model (model.n_experts 0); "
-                             "use ep 1", ep);
+        return moe_set_error(MOE_ELAYOUT,
+                             "layout: ep %d with a dense model (model.n_experts 0); "
+                             "use ep 1",
+                             ep);
     if (tc->seq_len < 1)
         return moe_set_error(MOE_EINVAL, "train.seq_len: %d; must be at least 1", tc->seq_len);
 
@@ -396,10 +406,12 @@ moe_status moe_params_count(const Moe__Config *cfg, int world, int ep, moe_param
     out->rank_param_bytes = ck_mul(c, 4, out->rank_params);
     out->rank_grad_bytes = ck_mul(c, 4, out->rank_trainable);
     out->rank_adam_bytes = ck_mul(c, 8, out->rank_trainable);
-    out->rank_bytes = ck_add(c, out->rank_param_bytes, ck_add(c, out->rank_grad_bytes, out->rank_adam_bytes));
+    out->rank_bytes =
+        ck_add(c, out->rank_param_bytes, ck_add(c, out->rank_grad_bytes, out->rank_adam_bytes));
     if (c->overflow) {
         memset(out, 0, sizeof *out);
-        return moe_set_error(MOE_EINVAL, "parameter count overflows 64-bit integers (model.d_model "
+        return moe_set_error(MOE_EINVAL,
+                             "parameter count overflows 64-bit integers (model.d_model "
                              "%lld, n_layers %d, n_experts %d, vocab_size %lld); check the shape",
                              (long long)s.D, m->n_layers, m->n_experts, (long long)s.V);
     }

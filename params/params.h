@@ -14,9 +14,9 @@
 
 typedef enum {
     MOE_PARAMS_EMBEDDINGS = 0, // token table (V, D); learned position table (max_seq_len, D)
-    MOE_PARAMS_ATTENTION,      // q/k/v/o or the MLA projections, their biases, q/k norms, MLA latent norms
-    MOE_PARAMS_NORMS,          // pre-attention and pre-FFN norm of every layer, final norm
-    MOE_PARAMS_ROUTER,         // gate (D, E) per MoE layer, learned router bias, aux-free balancing bias
+    MOE_PARAMS_ATTENTION, // q/k/v/o or the MLA projections, their biases, q/k norms, MLA latent norms
+    MOE_PARAMS_NORMS,     // pre-attention and pre-FFN norm of every layer, final norm
+    MOE_PARAMS_ROUTER,    // gate (D, E) per MoE layer, learned router bias, aux-free balancing bias
     MOE_PARAMS_ROUTED_EXPERTS, // E FFNs per MoE layer
     MOE_PARAMS_SHARED_EXPERTS, // shared-expert FFNs and the shared-expert gate (D, 1)
     MOE_PARAMS_DENSE_FFN,      // the FFN of every dense layer
@@ -25,9 +25,9 @@ typedef enum {
 } moe_params_part_id;
 
 typedef struct {
-    int64_t total;         // parameters in the model (adapters excluded)
-    int64_t active;        // of total, used by one token
-    int64_t matmul;        // weight entries one token multiplies (2 FLOPs each); head: V·D even when tied
+    int64_t total;  // parameters in the model (adapters excluded)
+    int64_t active; // of total, used by one token
+    int64_t matmul; // weight entries one token multiplies (2 FLOPs each); head: V·D even when tied
     int64_t untrained;     // of total, state the optimizer never updates (aux-free balancing bias)
     int64_t per_rank;      // of total, held by one rank (routed experts: total / EP)
     int64_t lora_total;    // LoRA adapter parameters attached to this part
@@ -37,22 +37,23 @@ typedef struct {
 
 typedef struct {
     moe_params_part part[MOE_PARAMS_N_PARTS];
-    int64_t total, active;        // sums over the parts (adapters excluded)
-    int64_t active_nonembedding;  // active minus the embeddings part (DeepSeek's convention)
-    double active_ratio;          // active / total
+    int64_t total, active;       // sums over the parts (adapters excluded)
+    int64_t active_nonembedding; // active minus the embeddings part (DeepSeek's convention)
+    double active_ratio;         // active / total
     int32_t n_layers, n_moe_layers, n_dense_layers;
     int64_t lora_total, lora_active; // adapters (0 without LoRA)
-    int64_t untrained;            // balancing-bias state: in total, neither trainable nor frozen
-    int64_t trainable;            // updated by the optimizer: total - untrained, or the adapters with LoRA
-    int64_t frozen;               // with LoRA: total - untrained (the base), else 0
+    int64_t untrained;               // balancing-bias state: in total, neither trainable nor frozen
+    int64_t trainable; // updated by the optimizer: total - untrained, or the adapters with LoRA
+    int64_t frozen;    // with LoRA: total - untrained (the base), else 0
     int64_t flops_per_token;      // forward: 2 × matmul entries (base + adapters), head included
     int64_t attn_flops_per_token; // forward QKᵀ + AV at seq_len, full context: L·2·S·H·(Dqk + Dv)
     int64_t attn_flops_per_token_causal; // averaged over causal positions: L·(S+1)·H·(Dqk + Dv)
-    int32_t seq_len;              // train.seq_len used above
-    int32_t world, ep, edp;       // layout the per-rank figures are for (W = EP × EDP)
-    int64_t rank_params;          // parameters (base, adapters, balancing bias) held by one rank
-    int64_t rank_trainable;       // of those, with a gradient and AdamW m, v
-    int64_t rank_param_bytes, rank_grad_bytes, rank_adam_bytes, rank_bytes; // fp32: 4, 4, 8 per entry
+    int32_t seq_len;                     // train.seq_len used above
+    int32_t world, ep, edp;              // layout the per-rank figures are for (W = EP × EDP)
+    int64_t rank_params;    // parameters (base, adapters, balancing bias) held by one rank
+    int64_t rank_trainable; // of those, with a gradient and AdamW m, v
+    int64_t rank_param_bytes, rank_grad_bytes, rank_adam_bytes,
+        rank_bytes; // fp32: 4, 4, 8 per entry
 } moe_params_report;
 
 // Counts cfg (absent sub-messages take the schema defaults) for `world` ranks with expert-parallel
@@ -68,8 +69,8 @@ typedef struct {
     char **ignored;        // (n_ignored) top-level field names, in file order
     char **ignored_reason; // (n_ignored) "known, …" (no effect on shapes) or "unknown field"
     size_t n_notes;
-    char **notes;          // (n_notes) mapping decisions a reader should know about
-    char *family;          // "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3", "olmoe"
+    char **notes; // (n_notes) mapping decisions a reader should know about
+    char *family; // "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3", "olmoe"
 } moe_hf_info;
 
 // Is the JSON file at `path` a Hugging Face config (top-level model_type, architectures or

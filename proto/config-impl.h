@@ -39,8 +39,8 @@ typedef struct {
     const char *origin;
     const char *text; // (len,) the source text, or NULL
     size_t len;
-    int base;         // path steps above the text's root
-    int with_pos;     // show line:column
+    int base;     // path steps above the text's root
+    int with_pos; // show line:column
     moe_jseg path[MOE_JSON_MAX_DEPTH];
     int depth;
 } moe_jctx;
@@ -65,8 +65,7 @@ void moe_json_camel_name(const char *name, char *out, size_t cap);
 
 // "; did you mean "top_k"?" (closest names by edit distance over both spellings) or, when
 // nothing is close, "; known fields: a, b, …". Writes into out.
-void moe_json_suggest(const ProtobufCMessageDescriptor *d, const char *name, char *out,
-                      size_t cap);
+void moe_json_suggest(const ProtobufCMessageDescriptor *d, const char *name, char *out, size_t cap);
 
 // Bytes one value of a field of type t takes in a generated struct (the element size of a
 // repeated field's array): the reader and the writer walk the structs with it.

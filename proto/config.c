@@ -18,8 +18,10 @@ static moe_status moe_read_all(const char *path, char **text, size_t *len) {
     struct stat sb;
     if (!is_stdin && fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
         fclose(f);
-        return moe_set_error(MOE_EINVAL, "%s: is a directory, not a config file; pass the path of "
-                             "a JSON config (see examples/)", path);
+        return moe_set_error(MOE_EINVAL,
+                             "%s: is a directory, not a config file; pass the path of "
+                             "a JSON config (see examples/)",
+                             path);
     }
     const char *name = is_stdin ? "<stdin>" : path;
     moe_status st = moe_read_stream(f, name, MOE_CONFIG_MAX_BYTES, text, len);
@@ -102,8 +104,10 @@ moe_status moe_config_load(const char *path, Moe__Config **out) {
 moe_status moe_config_set(Moe__Config *cfg, const char *assignment) {
     const char *eq = strchr(assignment, '=');
     if (!eq || eq == assignment)
-        return moe_set_error(MOE_EUSAGE, "--set %s: expected path.to.field=value "
-                                         "(e.g. --set model.top_k=4)", assignment);
+        return moe_set_error(MOE_EUSAGE,
+                             "--set %s: expected path.to.field=value "
+                             "(e.g. --set model.top_k=4)",
+                             assignment);
     size_t plen = (size_t)(eq - assignment);
     char *path = malloc(plen + 1);
     moe_jctx *c = calloc(1, sizeof *c);
@@ -139,8 +143,9 @@ moe_status moe_config_set(Moe__Config *cfg, const char *assignment) {
         c->path[c->depth++] = (moe_jseg){seg, f->name, 0};
         if (!next) break;
         if (f->type != PROTOBUF_C_TYPE_MESSAGE || f->label == PROTOBUF_C_LABEL_REPEATED) {
-            st = moe_json_fail(c, 0, 1, "a %s%s field has no fields; end the path here "
-                                        "(then =value)",
+            st = moe_json_fail(c, 0, 1,
+                               "a %s%s field has no fields; end the path here "
+                               "(then =value)",
                                f->label == PROTOBUF_C_LABEL_REPEATED ? "repeated " : "",
                                f->type == PROTOBUF_C_TYPE_MESSAGE
                                    ? ((const ProtobufCMessageDescriptor *)f->descriptor)->name
@@ -181,8 +186,8 @@ moe_status moe_config_set(Moe__Config *cfg, const char *assignment) {
     if (!v) {
         size_t lead = strspn(value, " \t\r\n");
         if (value[lead] == '{' || value[lead] == '[') {
-            st = moe_json_fail(c, 0, 1, "invalid JSON value at column %d: %s", err.column,
-                               err.text);
+            st =
+                moe_json_fail(c, 0, 1, "invalid JSON value at column %d: %s", err.column, err.text);
             goto done;
         }
         v = json_string(value);
@@ -226,8 +231,10 @@ static int moe_locate_field(const char *line, const char *text, size_t len, moe_
             if (next) *next++ = '\0';
             char *br = strchr(seg, '[');
             if (br) *br = '\0';
-            if (camel) moe_json_camel_name(seg, names[depth], sizeof names[depth]);
-            else snprintf(names[depth], sizeof names[depth], "%s", seg);
+            if (camel)
+                moe_json_camel_name(seg, names[depth], sizeof names[depth]);
+            else
+                snprintf(names[depth], sizeof names[depth], "%s", seg);
             path[depth] = (moe_jseg){names[depth], names[depth], 0};
             depth++;
             if (br) path[depth++] = (moe_jseg){NULL, NULL, strtoul(br + 1, NULL, 10)};
@@ -250,7 +257,8 @@ static void moe_append(char *out, size_t cap, size_t *o, const char *s) {
 static void moe_fold_path(const char *in, size_t n, char *out, size_t cap) {
     size_t o = 0;
     for (size_t i = 0; i < n && in[i] && o + 1 < cap; i++)
-        if (in[i] != '_') out[o++] = (char)(in[i] >= 'A' && in[i] <= 'Z' ? in[i] - 'A' + 'a' : in[i]);
+        if (in[i] != '_')
+            out[o++] = (char)(in[i] >= 'A' && in[i] <= 'Z' ? in[i] - 'A' + 'a' : in[i]);
     out[o] = '\0';
 }
 
@@ -266,7 +274,8 @@ static const char *moe_set_for_field(const char *line, const char *const *sets, 
         if (!eq) continue;
         moe_fold_path(sets[i], (size_t)(eq - sets[i]), set, sizeof set);
         size_t n = strlen(set);
-        if (n && !strncmp(field, set, n) && (field[n] == '\0' || field[n] == '.' || field[n] == '['))
+        if (n && !strncmp(field, set, n) &&
+            (field[n] == '\0' || field[n] == '.' || field[n] == '['))
             return sets[i];
     }
     return NULL;
@@ -274,8 +283,8 @@ static const char *moe_set_for_field(const char *line, const char *const *sets, 
 
 // Prefixes every line of the last error with "--set a.b=v: " when an override wrote the field it
 // names, else "origin:line:col: " where the file wrote it, else "origin: " (a default).
-static moe_status moe_prefix_error(moe_status st, const char *origin, const char *text,
-                                   size_t len, const char *const *sets, int n_sets) {
+static moe_status moe_prefix_error(moe_status st, const char *origin, const char *text, size_t len,
+                                   const char *const *sets, int n_sets) {
     char msg[4096], out[4096], where[600];
     snprintf(msg, sizeof msg, "%s", moe_last_error());
     size_t o = 0;

@@ -21,18 +21,29 @@ static int moe_js_hex4(const char *p, unsigned *out) {
     for (int k = 0; k < 4; k++) {
         char ch = p[k];
         v <<= 4;
-        if (ch >= '0' && ch <= '9') v |= (unsigned)(ch - '0');
-        else if (ch >= 'a' && ch <= 'f') v |= (unsigned)(ch - 'a' + 10);
-        else if (ch >= 'A' && ch <= 'F') v |= (unsigned)(ch - 'A' + 10);
-        else return -1;
+        if (ch >= '0' && ch <= '9')
+            v |= (unsigned)(ch - '0');
+        else if (ch >= 'a' && ch <= 'f')
+            v |= (unsigned)(ch - 'a' + 10);
+        else if (ch >= 'A' && ch <= 'F')
+            v |= (unsigned)(ch - 'A' + 10);
+        else
+            return -1;
     }
     *out = v;
     return 0;
 }
 
 static size_t moe_js_utf8(unsigned cp, char *o) {
-    if (cp < 0x80) { o[0] = (char)cp; return 1; }
-    if (cp < 0x800) { o[0] = (char)(0xC0 | (cp >> 6)); o[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xC0 | (cp >> 6));
+        o[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
     if (cp < 0x10000) {
         o[0] = (char)(0xE0 | (cp >> 12));
         o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
@@ -98,8 +109,14 @@ static void moe_js_container(moe_jscan *sc, char close) {
     for (;;) {
         moe_js_ws(sc);
         if (sc->i >= sc->n) return;
-        if (sc->s[sc->i] == close) { sc->i++; return; }
-        if (sc->s[sc->i] == ',') { sc->i++; continue; }
+        if (sc->s[sc->i] == close) {
+            sc->i++;
+            return;
+        }
+        if (sc->s[sc->i] == ',') {
+            sc->i++;
+            continue;
+        }
         if (close == '}') {
             moe_js_string(sc, NULL);
             moe_js_ws(sc);
@@ -114,9 +131,12 @@ static void moe_js_container(moe_jscan *sc, char close) {
 static void moe_js_value(moe_jscan *sc) {
     if (sc->i >= sc->n) return;
     char ch = sc->s[sc->i];
-    if (ch == '"') moe_js_string(sc, NULL);
-    else if (ch == '{') moe_js_container(sc, '}');
-    else if (ch == '[') moe_js_container(sc, ']');
+    if (ch == '"')
+        moe_js_string(sc, NULL);
+    else if (ch == '{')
+        moe_js_container(sc, '}');
+    else if (ch == '[')
+        moe_js_container(sc, ']');
     else
         while (sc->i < sc->n && !strchr(",]} \t\r\n", sc->s[sc->i])) sc->i++;
 }
@@ -125,8 +145,11 @@ static void moe_js_linecol(const char *s, size_t at, moe_jpos *out) {
     int line = 1, col = 0;
     for (size_t k = 0; k < at; k++) {
         unsigned char ch = (unsigned char)s[k];
-        if (ch == '\n') { line++; col = 0; }
-        else if ((ch & 0xC0) != 0x80) col++;
+        if (ch == '\n') {
+            line++;
+            col = 0;
+        } else if ((ch & 0xC0) != 0x80)
+            col++;
     }
     out->line = line;
     out->column = col + 1;
@@ -146,7 +169,10 @@ int moe_json_locate(const char *text, size_t len, const moe_jseg *path, int dept
             while (!found) {
                 moe_js_ws(&sc);
                 if (sc.i >= sc.n || sc.s[sc.i] == '}') return -1;
-                if (sc.s[sc.i] == ',') { sc.i++; continue; }
+                if (sc.s[sc.i] == ',') {
+                    sc.i++;
+                    continue;
+                }
                 size_t kstart = sc.i;
                 found = moe_js_string(&sc, path[d].key);
                 if (found && last && want_key) {
@@ -167,7 +193,10 @@ int moe_json_locate(const char *text, size_t len, const moe_jseg *path, int dept
             for (;;) {
                 moe_js_ws(&sc);
                 if (sc.i >= sc.n || sc.s[sc.i] == ']') return -1;
-                if (sc.s[sc.i] == ',') { sc.i++; continue; }
+                if (sc.s[sc.i] == ',') {
+                    sc.i++;
+                    continue;
+                }
                 if (idx == path[d].index) break;
                 moe_js_value(&sc);
                 idx++;

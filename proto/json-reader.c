@@ -17,7 +17,10 @@ void moe_json_camel_name(const char *name, char *out, size_t cap) {
     size_t o = 0;
     int up = 0;
     for (const char *p = name; *p && o + 1 < cap; p++) {
-        if (*p == '_') { up = 1; continue; }
+        if (*p == '_') {
+            up = 1;
+            continue;
+        }
         out[o++] = (up && *p >= 'a' && *p <= 'z') ? (char)(*p - 'a' + 'A') : *p;
         up = 0;
     }
@@ -129,13 +132,17 @@ static void moe_json_got(moe_jctx *c, json_t *v, char *out, size_t cap) {
         moe_json_locate(c->text, c->len, c->path + c->base, c->depth - c->base, 0, &pos) == 0 &&
         pos.end > pos.start) {
         size_t n = pos.end - pos.start;
-        if (n > 60) snprintf(out, cap, "%.57s...", c->text + pos.start);
-        else snprintf(out, cap, "%.*s", (int)n, c->text + pos.start);
+        if (n > 60)
+            snprintf(out, cap, "%.57s...", c->text + pos.start);
+        else
+            snprintf(out, cap, "%.*s", (int)n, c->text + pos.start);
         return;
     }
     char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-    if (s && strlen(s) > 60) snprintf(out, cap, "%.57s...", s);
-    else snprintf(out, cap, "%s", s ? s : "?");
+    if (s && strlen(s) > 60)
+        snprintf(out, cap, "%.57s...", s);
+    else
+        snprintf(out, cap, "%s", s ? s : "?");
     free(s);
 }
 
@@ -166,12 +173,17 @@ static const char *moe_type_name(ProtobufCType t) {
 
 size_t moe_proto_elem_size(ProtobufCType t) {
     switch (t) {
-    case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
-    case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32: case PROTOBUF_C_TYPE_ENUM:
-        return 4;
-    case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
-        return 8;
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_ENUM: return 4;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64: return 8;
     case PROTOBUF_C_TYPE_FLOAT: return sizeof(float);
     case PROTOBUF_C_TYPE_DOUBLE: return sizeof(double);
     case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
@@ -227,12 +239,16 @@ static moe_status moe_conv_integer(moe_jctx *c, const ProtobufCFieldDescriptor *
     int r = moe_json_integer(v, &neg, &mag);
     if (r == 0 && (neg ? mag <= max_neg : mag <= max_pos)) {
         if (is_unsigned) {
-            if (bits == 64) *(uint64_t *)dst = mag;
-            else *(uint32_t *)dst = (uint32_t)mag;
+            if (bits == 64)
+                *(uint64_t *)dst = mag;
+            else
+                *(uint32_t *)dst = (uint32_t)mag;
         } else {
             int64_t x = neg ? (int64_t)(0 - mag) : (int64_t)mag;
-            if (bits == 64) *(int64_t *)dst = x;
-            else *(int32_t *)dst = (int32_t)x;
+            if (bits == 64)
+                *(int64_t *)dst = x;
+            else
+                *(int32_t *)dst = (int32_t)x;
         }
         return MOE_OK;
     }
@@ -268,28 +284,38 @@ static moe_status moe_conv_float(moe_jctx *c, const ProtobufCFieldDescriptor *f,
                                  void *dst) {
     double d = 0;
     int ok = 1;
-    if (json_is_integer(v)) d = (double)json_integer_value(v);
-    else if (json_is_real(v)) d = json_real_value(v);
+    if (json_is_integer(v))
+        d = (double)json_integer_value(v);
+    else if (json_is_real(v))
+        d = json_real_value(v);
     else if (json_is_string(v)) {
         const char *s = json_string_value(v);
-        if (!strcmp(s, "NaN")) d = NAN;
-        else if (!strcmp(s, "Infinity")) d = INFINITY;
-        else if (!strcmp(s, "-Infinity")) d = -INFINITY;
+        if (!strcmp(s, "NaN"))
+            d = NAN;
+        else if (!strcmp(s, "Infinity"))
+            d = INFINITY;
+        else if (!strcmp(s, "-Infinity"))
+            d = -INFINITY;
         else if (moe_decimal_syntax(s)) {
             d = strtod(s, NULL);
             ok = isfinite(d);
-        } else ok = 0;
-    } else ok = 0;
+        } else
+            ok = 0;
+    } else
+        ok = 0;
     if (ok && f->type == PROTOBUF_C_TYPE_FLOAT && isfinite(d) && fabs(d) > FLT_MAX) ok = 0;
     if (!ok) {
         char got[80];
         moe_json_got(c, v, got, sizeof got);
-        return moe_json_fail(c, 0, 1, "expected a number%s (or \"NaN\", \"Infinity\", "
+        return moe_json_fail(c, 0, 1,
+                             "expected a number%s (or \"NaN\", \"Infinity\", "
                              "\"-Infinity\"), got %s",
                              f->type == PROTOBUF_C_TYPE_FLOAT ? " within float range" : "", got);
     }
-    if (f->type == PROTOBUF_C_TYPE_FLOAT) *(float *)dst = (float)d;
-    else *(double *)dst = d;
+    if (f->type == PROTOBUF_C_TYPE_FLOAT)
+        *(float *)dst = (float)d;
+    else
+        *(double *)dst = d;
     return MOE_OK;
 }
 
@@ -297,7 +323,8 @@ static moe_status moe_conv_enum(moe_jctx *c, const ProtobufCFieldDescriptor *f, 
                                 void *dst) {
     const ProtobufCEnumDescriptor *ed = f->descriptor;
     const ProtobufCEnumValue *ev = NULL;
-    if (json_is_string(v)) ev = protobuf_c_enum_descriptor_get_value_by_name(ed, json_string_value(v));
+    if (json_is_string(v))
+        ev = protobuf_c_enum_descriptor_get_value_by_name(ed, json_string_value(v));
     if (!ev) {
         int neg;
         uint64_t mag;
@@ -339,7 +366,10 @@ static int moe_b64_decode(const char *s, ProtobufCBinaryData *out) {
     int bits = 0;
     for (size_t i = 0; i < n; i++) {
         int x = moe_b64_val(s[i]);
-        if (x < 0) { free(buf); return -1; }
+        if (x < 0) {
+            free(buf);
+            return -1;
+        }
         acc = (acc << 6) | (uint32_t)x;
         bits += 6;
         if (bits >= 8) {
@@ -432,15 +462,18 @@ void moe_json_clear_field(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f
     moe_free_elem(f, member);
     if (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE)
         *(const void **)member = f->default_value;
-    else if (f->default_value) memcpy(member, f->default_value, es);
-    else memset(member, 0, es);
+    else if (f->default_value)
+        memcpy(member, f->default_value, es);
+    else
+        memset(member, 0, es);
 }
 
 // Before a oneof member is written: clears whichever other member of its oneof holds the storage.
 static void moe_oneof_take(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f) {
     uint32_t which = *(uint32_t *)((char *)m + f->quantifier_offset);
     if (which == 0 || which == f->id) return;
-    const ProtobufCFieldDescriptor *g = protobuf_c_message_descriptor_get_field(m->descriptor, which);
+    const ProtobufCFieldDescriptor *g =
+        protobuf_c_message_descriptor_get_field(m->descriptor, which);
     if (g) moe_json_clear_field(m, g);
 }
 
@@ -451,8 +484,8 @@ static moe_status moe_push(moe_jctx *c, const char *key, const char *name, size_
     return MOE_OK;
 }
 
-static moe_status moe_conv_message_into(moe_jctx *c, const ProtobufCFieldDescriptor *f,
-                                        json_t *v, ProtobufCMessage **slot) {
+static moe_status moe_conv_message_into(moe_jctx *c, const ProtobufCFieldDescriptor *f, json_t *v,
+                                        ProtobufCMessage **slot) {
     if (!json_is_object(v)) {
         char got[80];
         moe_json_got(c, v, got, sizeof got);
@@ -492,14 +525,16 @@ moe_status moe_json_set_field(moe_jctx *c, ProtobufCMessage *m, const ProtobufCF
             json_t *e = json_array_get(v, i);
             if ((st = moe_push(c, NULL, NULL, i)) != MOE_OK) return st;
             if (json_is_null(e))
-                return moe_json_fail(c, 0, 1, "null is not allowed as an element of a repeated "
-                                              "field; remove it");
+                return moe_json_fail(c, 0, 1,
+                                     "null is not allowed as an element of a repeated "
+                                     "field; remove it");
             if (f->type == PROTOBUF_C_TYPE_MESSAGE)
                 st = moe_conv_message_into(c, f, e, (ProtobufCMessage **)(arr + i * es));
             else
                 st = moe_conv_scalar(c, f, e, arr + i * es);
             // Count the element as soon as it owns memory, so a failure frees it.
-            if (f->type == PROTOBUF_C_TYPE_MESSAGE ? *(void **)(arr + i * es) != NULL : st == MOE_OK)
+            if (f->type == PROTOBUF_C_TYPE_MESSAGE ? *(void **)(arr + i * es) != NULL
+                                                   : st == MOE_OK)
                 *count = i + 1;
             if (st != MOE_OK) return st;
             c->depth--;
@@ -572,8 +607,10 @@ moe_status moe_json_merge_object(moe_jctx *c, ProtobufCMessage *m, json_t *obj) 
                 if (g != f && seen[j] && !json_is_null(json_object_get(obj, seen[j])) &&
                     (g->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
                     g->quantifier_offset == f->quantifier_offset) {
-                    st = moe_json_fail(c, 1, 1, "\"%s\" and \"%s\" are members of one oneof; "
-                                                "give only one", seen[j], key);
+                    st = moe_json_fail(c, 1, 1,
+                                       "\"%s\" and \"%s\" are members of one oneof; "
+                                       "give only one",
+                                       seen[j], key);
                     break;
                 }
             }
@@ -594,8 +631,8 @@ moe_status moe_json_parse_message(const char *origin, const char *text, size_t l
     json_error_t err;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
     if (!root)
-        return moe_set_error(MOE_EINVAL, "%s:%d:%d: invalid JSON: %s", origin, err.line,
-                             err.column, err.text);
+        return moe_set_error(MOE_EINVAL, "%s:%d:%d: invalid JSON: %s", origin, err.line, err.column,
+                             err.text);
     moe_jctx *c = calloc(1, sizeof *c);
     if (!c) {
         json_decref(root);
@@ -610,7 +647,8 @@ moe_status moe_json_parse_message(const char *origin, const char *text, size_t l
                            desc->name, got);
     } else {
         ProtobufCMessage *m = moe_json_new_message(desc);
-        if (!m) st = moe_set_error(MOE_ENOMEM, "out of memory");
+        if (!m)
+            st = moe_set_error(MOE_ENOMEM, "out of memory");
         else if ((st = moe_json_merge_object(c, m, root)) != MOE_OK)
             protobuf_c_message_free_unpacked(m, NULL);
         else

@@ -20,7 +20,10 @@ static void moe_jb_put(moe_jbuf *b, const char *s, size_t n) {
         size_t cap = b->cap ? b->cap : 256;
         while (b->len + n + 1 > cap) cap *= 2;
         char *p = realloc(b->s, cap);
-        if (!p) { b->oom = 1; return; }
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
         b->s = p;
         b->cap = cap;
     }
@@ -63,8 +66,14 @@ static void moe_jb_quoted(moe_jbuf *b, const char *s) {
 
 static void moe_jb_double(moe_jbuf *b, double d, int is_float) {
     char t[40];
-    if (isnan(d)) { moe_jb_str(b, "\"NaN\""); return; }
-    if (isinf(d)) { moe_jb_str(b, d > 0 ? "\"Infinity\"" : "\"-Infinity\""); return; }
+    if (isnan(d)) {
+        moe_jb_str(b, "\"NaN\"");
+        return;
+    }
+    if (isinf(d)) {
+        moe_jb_str(b, d > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+        return;
+    }
     for (int prec = 1; prec <= 17; prec++) { // shortest text that reads back to the same value
         snprintf(t, sizeof t, "%.*g", prec, d);
         if (is_float ? strtof(t, NULL) == (float)d : strtod(t, NULL) == d) break;
@@ -111,11 +120,16 @@ static void moe_jb_value(moe_jbuf *b, const ProtobufCFieldDescriptor *f, const v
     }
     case PROTOBUF_C_TYPE_FLOAT: moe_jb_double(b, *(const float *)v, 1); return;
     case PROTOBUF_C_TYPE_DOUBLE: moe_jb_double(b, *(const double *)v, 0); return;
-    case PROTOBUF_C_TYPE_BOOL: snprintf(t, sizeof t, "%s", *(const protobuf_c_boolean *)v ? "true" : "false"); break;
+    case PROTOBUF_C_TYPE_BOOL:
+        snprintf(t, sizeof t, "%s", *(const protobuf_c_boolean *)v ? "true" : "false");
+        break;
     case PROTOBUF_C_TYPE_ENUM: {
         const ProtobufCEnumValue *ev =
             protobuf_c_enum_descriptor_get_value(f->descriptor, *(const int32_t *)v);
-        if (ev) { moe_jb_quoted(b, ev->name); return; }
+        if (ev) {
+            moe_jb_quoted(b, ev->name);
+            return;
+        }
         snprintf(t, sizeof t, "%" PRId32, *(const int32_t *)v); // a number the schema lacks
         break;
     }
@@ -125,7 +139,9 @@ static void moe_jb_value(moe_jbuf *b, const ProtobufCFieldDescriptor *f, const v
         return;
     }
     case PROTOBUF_C_TYPE_BYTES: moe_jb_base64(b, v); return;
-    case PROTOBUF_C_TYPE_MESSAGE: moe_jb_message(b, *(ProtobufCMessage *const *)v, flags, level); return;
+    case PROTOBUF_C_TYPE_MESSAGE:
+        moe_jb_message(b, *(ProtobufCMessage *const *)v, flags, level);
+        return;
     }
     moe_jb_str(b, t);
 }
@@ -210,14 +226,15 @@ int64_t moe_json_format_message_buf(const ProtobufCMessage *m, unsigned flags, c
     if (b.s && b.cap) b.s[0] = '\0';
     moe_jb_message(&b, m, flags, 0);
     if (!(flags & MOE_JSON_COMPACT)) moe_jb_put(&b, "\n", 1);
-    *buf = b.s, *cap = b.cap;   // realloc may have moved it even when it later ran out
+    *buf = b.s, *cap = b.cap; // realloc may have moved it even when it later ran out
     return b.oom ? -1 : (int64_t)b.len;
 }
 
 moe_status moe_json_write_message(FILE *out, const ProtobufCMessage *m, unsigned flags) {
     char *s = moe_json_format_message(m, flags);
-    if (!s) return moe_set_error(MOE_ENOMEM, "out of memory formatting a %s as JSON",
-                                 m->descriptor->name);
+    if (!s)
+        return moe_set_error(MOE_ENOMEM, "out of memory formatting a %s as JSON",
+                             m->descriptor->name);
     size_t n = strlen(s);
     int ok = fwrite(s, 1, n, out) == n;
     free(s);

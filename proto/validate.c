@@ -17,7 +17,10 @@ typedef struct {
 
 static void moe_vfail(moe_vlog *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void moe_vfail(moe_vlog *log, const char *fmt, ...) {
-    if (log->len + 2 >= sizeof log->msg) { log->n++; return; }
+    if (log->len + 2 >= sizeof log->msg) {
+        log->n++;
+        return;
+    }
     if (log->n) log->msg[log->len++] = '\n';
     va_list ap;
     va_start(ap, fmt);
@@ -28,16 +31,15 @@ static void moe_vfail(moe_vlog *log, const char *fmt, ...) {
     log->n++;
 }
 
-#define MOE_POS(log, name, v)                                                                 \
-    do {                                                                                      \
-        if ((v) <= 0)                                                                         \
-            moe_vfail(log, "%s = %lld: must be positive; set it to 1 or more", name,          \
-                      (long long)(v));                                                        \
+#define MOE_POS(log, name, v)                                                                      \
+    do {                                                                                           \
+        if ((v) <= 0)                                                                              \
+            moe_vfail(log, "%s = %lld: must be positive; set it to 1 or more", name,               \
+                      (long long)(v));                                                             \
     } while (0)
-#define MOE_NONNEG(log, name, v)                                                              \
-    do {                                                                                      \
-        if ((v) < 0)                                                                          \
-            moe_vfail(log, "%s = %lld: must be 0 or more", name, (long long)(v));             \
+#define MOE_NONNEG(log, name, v)                                                                   \
+    do {                                                                                           \
+        if ((v) < 0) moe_vfail(log, "%s = %lld: must be 0 or more", name, (long long)(v));         \
     } while (0)
 
 static void moe_vcoef(moe_vlog *log, const char *name, double v, const char *meaning) {
@@ -64,50 +66,65 @@ static void moe_check_model(moe_vlog *log, const Moe__ModelConfig *m, const Moe_
     MOE_NONNEG(log, "model.qk_rope_head_dim", m->qk_rope_head_dim);
     MOE_NONNEG(log, "model.v_head_dim", m->v_head_dim);
     int64_t prod;
-    if (m->vocab_size > 0 && m->d_model > 0 && moe_mul_overflows_i64(m->vocab_size, m->d_model, &prod))
-        moe_vfail(log, "model.vocab_size × model.d_model = %" PRId64 " × %" PRId64
-                  " overflows 64 bits; use smaller sizes", m->vocab_size, m->d_model);
+    if (m->vocab_size > 0 && m->d_model > 0 &&
+        moe_mul_overflows_i64(m->vocab_size, m->d_model, &prod))
+        moe_vfail(log,
+                  "model.vocab_size × model.d_model = %" PRId64 " × %" PRId64
+                  " overflows 64 bits; use smaller sizes",
+                  m->vocab_size, m->d_model);
 
     // Attention shape.
     int mla = m->kv_lora_rank > 0;
     if (m->n_heads > 0 && m->n_kv_heads > 0 && m->n_heads % m->n_kv_heads != 0)
-        moe_vfail(log, "model.n_kv_heads = %d does not divide model.n_heads = %d; use a divisor "
-                  "of n_heads (or 0 for n_heads)", m->n_kv_heads, m->n_heads);
+        moe_vfail(log,
+                  "model.n_kv_heads = %d does not divide model.n_heads = %d; use a divisor "
+                  "of n_heads (or 0 for n_heads)",
+                  m->n_kv_heads, m->n_heads);
     if (!mla && m->head_dim == 0 && m->n_heads > 0 && m->d_model > 0 && m->d_model % m->n_heads)
-        moe_vfail(log, "model.n_heads = %d does not divide model.d_model = %" PRId64 "; change "
-                  "n_heads or d_model, or set model.head_dim explicitly", m->n_heads, m->d_model);
+        moe_vfail(log,
+                  "model.n_heads = %d does not divide model.d_model = %" PRId64 "; change "
+                  "n_heads or d_model, or set model.head_dim explicitly",
+                  m->n_heads, m->d_model);
     int64_t hd = m->head_dim > 0 ? m->head_dim : (m->n_heads > 0 ? m->d_model / m->n_heads : 0);
     if (!mla && m->positions == MOE__MODEL_CONFIG__POSITIONS__rope && hd > 0 && hd % 2)
-        moe_vfail(log, "model.positions = rope needs an even head dim (rotation pairs), got %" PRId64
-                  " (%s); change model.head_dim or model.n_heads", hd,
-                  m->head_dim > 0 ? "model.head_dim" : "d_model / n_heads");
+        moe_vfail(log,
+                  "model.positions = rope needs an even head dim (rotation pairs), got %" PRId64
+                  " (%s); change model.head_dim or model.n_heads",
+                  hd, m->head_dim > 0 ? "model.head_dim" : "d_model / n_heads");
     if (mla) {
         if (m->qk_nope_head_dim <= 0 || m->qk_rope_head_dim <= 0 || m->v_head_dim <= 0)
-            moe_vfail(log, "model.kv_lora_rank = %" PRId64 " enables MLA, which needs "
+            moe_vfail(log,
+                      "model.kv_lora_rank = %" PRId64 " enables MLA, which needs "
                       "model.qk_nope_head_dim, model.qk_rope_head_dim and model.v_head_dim > 0 "
-                      "(got %" PRId64 ", %" PRId64 ", %" PRId64 ")", m->kv_lora_rank,
-                      m->qk_nope_head_dim, m->qk_rope_head_dim, m->v_head_dim);
+                      "(got %" PRId64 ", %" PRId64 ", %" PRId64 ")",
+                      m->kv_lora_rank, m->qk_nope_head_dim, m->qk_rope_head_dim, m->v_head_dim);
         else if (m->qk_rope_head_dim % 2)
             moe_vfail(log, "model.qk_rope_head_dim = %" PRId64 " must be even (rotation pairs)",
                       m->qk_rope_head_dim);
     } else if (m->q_lora_rank > 0 || m->qk_nope_head_dim > 0 || m->qk_rope_head_dim > 0 ||
                m->v_head_dim > 0) {
         moe_vfail(log, "model.q_lora_rank, qk_nope_head_dim, qk_rope_head_dim and v_head_dim "
-                  "only apply to MLA, which is off (model.kv_lora_rank = 0); set kv_lora_rank "
-                  "> 0 or leave them at 0");
+                       "only apply to MLA, which is off (model.kv_lora_rank = 0); set kv_lora_rank "
+                       "> 0 or leave them at 0");
     }
 
     // Experts.
     if (m->n_experts > 0) {
         if (m->top_k < 1)
-            moe_vfail(log, "model.top_k = %d: each token needs at least one expert; set top_k "
-                      ">= 1", m->top_k);
+            moe_vfail(log,
+                      "model.top_k = %d: each token needs at least one expert; set top_k "
+                      ">= 1",
+                      m->top_k);
         else if (m->top_k > m->n_experts)
-            moe_vfail(log, "model.top_k = %d exceeds model.n_experts = %d; set top_k <= %d or "
-                      "raise n_experts", m->top_k, m->n_experts, m->n_experts);
+            moe_vfail(log,
+                      "model.top_k = %d exceeds model.n_experts = %d; set top_k <= %d or "
+                      "raise n_experts",
+                      m->top_k, m->n_experts, m->n_experts);
     } else if (m->n_experts == 0 && m->n_shared_experts > 0) {
-        moe_vfail(log, "model.n_shared_experts = %d needs MoE layers, but model.n_experts = 0; "
-                  "set n_experts > 0 or n_shared_experts = 0", m->n_shared_experts);
+        moe_vfail(log,
+                  "model.n_shared_experts = %d needs MoE layers, but model.n_experts = 0; "
+                  "set n_experts > 0 or n_shared_experts = 0",
+                  m->n_shared_experts);
     }
     if (m->n_layers > 0 && (m->first_dense_layers < 0 || m->first_dense_layers > m->n_layers))
         moe_vfail(log, "model.first_dense_layers = %d must be in [0, model.n_layers = %d]",
@@ -115,19 +132,25 @@ static void moe_check_model(moe_vlog *log, const Moe__ModelConfig *m, const Moe_
     for (size_t i = 0; i < m->n_dense_layers; i++) {
         int32_t l = m->dense_layers[i];
         if (l < 0 || (m->n_layers > 0 && l >= m->n_layers))
-            moe_vfail(log, "model.dense_layers[%zu] = %d is not a layer index; indices are 0-based, "
-                      "in [0, %d)", i, l, m->n_layers);
+            moe_vfail(log,
+                      "model.dense_layers[%zu] = %d is not a layer index; indices are 0-based, "
+                      "in [0, %d)",
+                      i, l, m->n_layers);
         for (size_t j = 0; j < i; j++)
             if (m->dense_layers[j] == l) {
-                moe_vfail(log, "model.dense_layers[%zu] = %d repeats model.dense_layers[%zu]; list "
-                          "each layer once", i, l, j);
+                moe_vfail(log,
+                          "model.dense_layers[%zu] = %d repeats model.dense_layers[%zu]; list "
+                          "each layer once",
+                          i, l, j);
                 break;
             }
     }
     if (m->positions == MOE__MODEL_CONFIG__POSITIONS__learned && t->seq_len > m->max_seq_len)
-        moe_vfail(log, "model.positions = learned has a table of model.max_seq_len = %" PRId64
+        moe_vfail(log,
+                  "model.positions = learned has a table of model.max_seq_len = %" PRId64
                   " positions, shorter than train.seq_len = %d; raise max_seq_len or lower "
-                  "seq_len", m->max_seq_len, t->seq_len);
+                  "seq_len",
+                  m->max_seq_len, t->seq_len);
 }
 
 static void moe_check_router(moe_vlog *log, const Moe__RouterConfig *r, const Moe__ModelConfig *m) {
@@ -142,11 +165,13 @@ static void moe_check_router(moe_vlog *log, const Moe__RouterConfig *r, const Mo
         moe_vfail(log, "router.routed_scaling = %g: must be a finite number > 0 (1 is neutral)",
                   r->routed_scaling);
     // Any strategy but the default means routing was asked for (a dense model ignores the default).
-    const ProtobufCEnumValue *sv =
-        protobuf_c_enum_descriptor_get_value(&moe__router_config__strategy__descriptor, r->strategy);
+    const ProtobufCEnumValue *sv = protobuf_c_enum_descriptor_get_value(
+        &moe__router_config__strategy__descriptor, r->strategy);
     if (r->strategy != MOE__ROUTER_CONFIG__STRATEGY__token_choice && sv && m->n_experts <= 0)
-        moe_vfail(log, "router.strategy = %s needs experts, but model.n_experts = %d; "
-                  "set n_experts > 0 or strategy = token_choice", sv->name, m->n_experts);
+        moe_vfail(log,
+                  "router.strategy = %s needs experts, but model.n_experts = %d; "
+                  "set n_experts > 0 or strategy = token_choice",
+                  sv->name, m->n_experts);
 }
 
 static void moe_check_train(moe_vlog *log, const Moe__TrainConfig *t, int world) {
@@ -165,8 +190,10 @@ static void moe_check_train(moe_vlog *log, const Moe__TrainConfig *t, int world)
     if (!isfinite(t->min_lr) || t->min_lr < 0)
         moe_vfail(log, "train.min_lr = %g: must be a finite number >= 0", t->min_lr);
     else if (isfinite(t->lr) && t->min_lr > t->lr)
-        moe_vfail(log, "train.min_lr = %g exceeds train.lr = %g; the schedule decays from lr to "
-                  "min_lr, so set min_lr <= lr", t->min_lr, t->lr);
+        moe_vfail(log,
+                  "train.min_lr = %g exceeds train.lr = %g; the schedule decays from lr to "
+                  "min_lr, so set min_lr <= lr",
+                  t->min_lr, t->lr);
     if (!(t->beta1 >= 0 && t->beta1 < 1))
         moe_vfail(log, "train.beta1 = %g: must be in [0, 1) (0.9 is usual)", t->beta1);
     if (!(t->beta2 >= 0 && t->beta2 < 1))
@@ -176,12 +203,15 @@ static void moe_check_train(moe_vlog *log, const Moe__TrainConfig *t, int world)
     moe_vcoef(log, "train.weight_decay", t->weight_decay, "0 turns it off");
     moe_vcoef(log, "train.grad_clip", t->grad_clip, "0 turns clipping off");
     if (t->steps > 0 && t->warmup_steps > t->steps)
-        moe_vfail(log, "train.warmup_steps = %" PRId64 " exceeds train.steps = %" PRId64
-                  "; set warmup_steps <= steps", t->warmup_steps, t->steps);
+        moe_vfail(log,
+                  "train.warmup_steps = %" PRId64 " exceeds train.steps = %" PRId64
+                  "; set warmup_steps <= steps",
+                  t->warmup_steps, t->steps);
     if (world > 0 && t->global_batch > 0 && t->global_batch % world)
-        moe_vfail(log, "train.global_batch = %d is not divisible by the world size %d; every "
-                  "rank takes an equal slice, so use a multiple of %d", t->global_batch, world,
-                  world);
+        moe_vfail(log,
+                  "train.global_batch = %d is not divisible by the world size %d; every "
+                  "rank takes an equal slice, so use a multiple of %d",
+                  t->global_batch, world, world);
 }
 
 static void moe_check_parallel(moe_vlog *log, const Moe__ParallelConfig *p,
@@ -191,16 +221,21 @@ static void moe_check_parallel(moe_vlog *log, const Moe__ParallelConfig *p,
                   p->ep_size);
     } else {
         if (m->n_experts > 0 && m->n_experts % p->ep_size)
-            moe_vfail(log, "parallel.ep_size = %d does not divide model.n_experts = %d; every "
+            moe_vfail(log,
+                      "parallel.ep_size = %d does not divide model.n_experts = %d; every "
                       "rank of an EP group holds n_experts/ep_size experts, so use a divisor of %d",
                       p->ep_size, m->n_experts, m->n_experts);
         if (m->n_experts <= 0 && p->ep_size > 1)
-            moe_vfail(log, "parallel.ep_size = %d but model.n_experts = 0: a dense model has no "
-                      "experts to shard; set ep_size = 1", p->ep_size);
+            moe_vfail(log,
+                      "parallel.ep_size = %d but model.n_experts = 0: a dense model has no "
+                      "experts to shard; set ep_size = 1",
+                      p->ep_size);
         if (world > 0 && world % p->ep_size)
-            moe_vfail(log, "parallel.ep_size = %d does not divide the world size %d (world = "
+            moe_vfail(log,
+                      "parallel.ep_size = %d does not divide the world size %d (world = "
                       "ep_size × expert-data-parallel size); run on a multiple of %d ranks or "
-                      "change ep_size", p->ep_size, world, p->ep_size);
+                      "change ep_size",
+                      p->ep_size, world, p->ep_size);
     }
     if (p->overlap && p->overlap_chunks < 1)
         moe_vfail(log, "parallel.overlap_chunks = %d: overlap needs 1 or more chunks",
@@ -209,11 +244,15 @@ static void moe_check_parallel(moe_vlog *log, const Moe__ParallelConfig *p,
 
 static void moe_check_data(moe_vlog *log, const Moe__DataConfig *d, const Moe__ModelConfig *m) {
     if (d->format == MOE__DATA_CONFIG__FORMAT__u16_tokens && m->vocab_size > 65536)
-        moe_vfail(log, "data.format = u16_tokens stores token ids in 16 bits, but model.vocab_size "
-                  "= %" PRId64 " > 65536; use a vocab of at most 65536", m->vocab_size);
+        moe_vfail(log,
+                  "data.format = u16_tokens stores token ids in 16 bits, but model.vocab_size "
+                  "= %" PRId64 " > 65536; use a vocab of at most 65536",
+                  m->vocab_size);
     if (d->format == MOE__DATA_CONFIG__FORMAT__text && m->vocab_size < 256)
-        moe_vfail(log, "data.format = text reads raw bytes (token ids 0..255), but "
-                  "model.vocab_size = %" PRId64 "; set vocab_size >= 256", m->vocab_size);
+        moe_vfail(log,
+                  "data.format = text reads raw bytes (token ids 0..255), but "
+                  "model.vocab_size = %" PRId64 "; set vocab_size >= 256",
+                  m->vocab_size);
     if (!(d->val_fraction >= 0 && d->val_fraction < 1))
         moe_vfail(log, "data.val_fraction = %g: must be in [0, 1)", d->val_fraction);
 }
@@ -221,8 +260,8 @@ static void moe_check_data(moe_vlog *log, const Moe__DataConfig *d, const Moe__M
 // "<field> = v is not a value of <Enum>; use one of: a, b, c" into buf.
 static void moe_enum_msg(char *buf, size_t cap, const ProtobufCEnumDescriptor *d, int v,
                          const char *field) {
-    int w = snprintf(buf, cap, "%s = %d is not a value of %s; use one of: ", field, v,
-                     d->short_name);
+    int w =
+        snprintf(buf, cap, "%s = %d is not a value of %s; use one of: ", field, v, d->short_name);
     for (unsigned k = 0; k < d->n_values && w > 0 && (size_t)w < cap; k++)
         w += snprintf(buf + w, cap - (size_t)w, "%s%s", k ? ", " : "", d->values[k].name);
 }
@@ -257,8 +296,10 @@ static void moe_check_enums(moe_vlog *log, const ProtobufCMessage *msg, const ch
         for (size_t j = 0; j < n; j++) {
             if (protobuf_c_enum_descriptor_get_value(ed, v[j])) continue;
             char name[192], msg[512];
-            if (rep) snprintf(name, sizeof name, "%s%s[%zu]", prefix, f->name, j);
-            else snprintf(name, sizeof name, "%s%s", prefix, f->name);
+            if (rep)
+                snprintf(name, sizeof name, "%s%s[%zu]", prefix, f->name, j);
+            else
+                snprintf(name, sizeof name, "%s%s", prefix, f->name);
             moe_enum_msg(msg, sizeof msg, ed, v[j], name);
             moe_vfail(log, "%s", msg);
         }
@@ -268,11 +309,13 @@ static void moe_check_enums(moe_vlog *log, const ProtobufCMessage *msg, const ch
 static void moe_check_lora(moe_vlog *log, const Moe__LoraConfig *l, const Moe__ModelConfig *m) {
     MOE_NONNEG(log, "lora.rank", l->rank);
     if (l->rank > 0 && (!isfinite(l->alpha) || l->alpha <= 0))
-        moe_vfail(log, "lora.alpha = %g: must be a finite number > 0 (the adapter scale is "
-                  "alpha/rank)", l->alpha);
+        moe_vfail(log,
+                  "lora.alpha = %g: must be a finite number > 0 (the adapter scale is "
+                  "alpha/rank)",
+                  l->alpha);
     if (l->rank == 0 && l->n_targets > 0)
         moe_vfail(log, "lora.targets is set but lora.rank = 0 (no adapters); set rank > 0 or "
-                  "remove targets");
+                       "remove targets");
     for (size_t i = 0; i < l->n_targets; i++) {
         Moe__LoraConfig__Target t = l->targets[i];
         const ProtobufCEnumValue *ev =
@@ -280,17 +323,23 @@ static void moe_check_lora(moe_vlog *log, const Moe__LoraConfig *l, const Moe__M
         const char *name = ev ? ev->name : "?";
         for (size_t j = 0; j < i; j++)
             if (l->targets[j] == t) {
-                moe_vfail(log, "lora.targets[%zu] = %s repeats lora.targets[%zu]; list each "
-                          "target once", i, name, j);
+                moe_vfail(log,
+                          "lora.targets[%zu] = %s repeats lora.targets[%zu]; list each "
+                          "target once",
+                          i, name, j);
                 break;
             }
         if ((t == MOE__LORA_CONFIG__TARGET__experts || t == MOE__LORA_CONFIG__TARGET__router) &&
             m->n_experts <= 0)
-            moe_vfail(log, "lora.targets[%zu] = %s, but model.n_experts = 0 (a dense model has "
-                      "no %s); remove it", i, name, name);
+            moe_vfail(log,
+                      "lora.targets[%zu] = %s, but model.n_experts = 0 (a dense model has "
+                      "no %s); remove it",
+                      i, name, name);
         if (t == MOE__LORA_CONFIG__TARGET__shared_experts && m->n_shared_experts <= 0)
-            moe_vfail(log, "lora.targets[%zu] = shared_experts, but model.n_shared_experts = 0; "
-                      "remove it", i);
+            moe_vfail(log,
+                      "lora.targets[%zu] = shared_experts, but model.n_shared_experts = 0; "
+                      "remove it",
+                      i);
     }
 }
 

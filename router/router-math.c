@@ -60,9 +60,10 @@ void moe_router_topk(const float *v, int E, int K, int32_t *idx) {
 
 float moe_router_noise(uint64_t seed, int64_t token, int expert) {
     // One 64-bit hash of (seed, token, expert) gives two 32-bit uniforms; Box-Muller makes N(0,1).
-    uint64_t h = moe_splitmix64(moe_splitmix64(seed ^ 0x6a09e667f3bcc909ull) ^
-                                moe_splitmix64((uint64_t)token * 0x100000001b3ull + (uint64_t)expert));
-    double u1 = ((double)(h >> 32) + 0.5) / 4294967296.0;   // (0, 1)
+    uint64_t h =
+        moe_splitmix64(moe_splitmix64(seed ^ 0x6a09e667f3bcc909ull) ^
+                       moe_splitmix64((uint64_t)token * 0x100000001b3ull + (uint64_t)expert));
+    double u1 = ((double)(h >> 32) + 0.5) / 4294967296.0; // (0, 1)
     double u2 = ((double)(h & 0xffffffffu) + 0.5) / 4294967296.0;
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }

@@ -11,7 +11,7 @@
 typedef struct {
     float score;
     int32_t token;
-    int32_t pair;   // index into (T, K) for token choice, unused for expert choice
+    int32_t pair; // index into (T, K) for token choice, unused for expert choice
 } moe_route_cand;
 
 // x ranks before y: higher score, ties to the earlier token. A strict total order, so the
@@ -49,11 +49,14 @@ static void moe_cand_select(moe_route_cand *a, int64_t n, int64_t C) {
 moe_route_traits moe_router_strategy_traits(moe_route_strategy s) {
     switch (s) {
     case MOE_ROUTE_TOKEN_CHOICE:
-        return (moe_route_traits){.name = "token_choice", .by_token = 1, .softmax_only = 0,
-                                  .aux_loss = 1, .balanced = 0};
+        return (moe_route_traits){
+            .name = "token_choice", .by_token = 1, .softmax_only = 0, .aux_loss = 1, .balanced = 0};
     case MOE_ROUTE_EXPERT_CHOICE:
-        return (moe_route_traits){.name = "expert_choice", .by_token = 0, .softmax_only = 1,
-                                  .aux_loss = 0, .balanced = 1};
+        return (moe_route_traits){.name = "expert_choice",
+                                  .by_token = 0,
+                                  .softmax_only = 1,
+                                  .aux_loss = 0,
+                                  .balanced = 1};
     }
     MOE_ASSERT(!"moe_route_strategy value outside the enum");
     return (moe_route_traits){0};
@@ -113,9 +116,11 @@ static int moe_scoring_known(moe_scoring s) {
 moe_status moe_route_plan_create(const moe_router_params *p, int64_t T_max, moe_route_plan **out) {
     *out = NULL;
     if (!moe_strategy_known(p->strategy) || !moe_scoring_known(p->scoring))
-        return moe_set_error(MOE_EINVAL, "router: strategy = %d, scoring = %d: not a known value "
+        return moe_set_error(MOE_EINVAL,
+                             "router: strategy = %d, scoring = %d: not a known value "
                              "(strategy: 0 token_choice, 1 expert_choice; scoring: 0 softmax, "
-                             "1 sigmoid)", (int)p->strategy, (int)p->scoring);
+                             "1 sigmoid)",
+                             (int)p->strategy, (int)p->scoring);
     if (p->E < 1 || p->K < 1 || p->K > p->E || p->D < 1 || T_max < 1)
         return moe_set_error(MOE_EINVAL,
                              "router: need n_experts >= 1, 1 <= top_k <= n_experts, d_model >= 1 "
@@ -147,7 +152,8 @@ moe_status moe_route_plan_create(const moe_router_params *p, int64_t T_max, moe_
     pl->aux_dscore = moe_xcalloc((size_t)p->E, sizeof(float));
     pl->score_sum = moe_xcalloc((size_t)p->E, sizeof(double));
     pl->scratch_i = moe_xalloc_aligned((size_t)((TE > TK ? TE : TK) + p->E + 1) * sizeof(int32_t));
-    pl->scratch_sort = moe_xalloc_aligned((size_t)(TK > T_max ? TK : T_max) * sizeof(moe_route_cand));
+    pl->scratch_sort =
+        moe_xalloc_aligned((size_t)(TK > T_max ? TK : T_max) * sizeof(moe_route_cand));
     pl->dprobs = moe_xalloc_aligned((size_t)TE * sizeof(float));
     pl->dlogits = moe_xalloc_aligned((size_t)TE * sizeof(float));
     *out = pl;
@@ -156,11 +162,25 @@ moe_status moe_route_plan_create(const moe_router_params *p, int64_t T_max, moe_
 
 void moe_route_plan_free(moe_route_plan *pl) {
     if (!pl) return;
-    free(pl->logits); free(pl->probs); free(pl->sel_expert); free(pl->sel_weight);
-    free(pl->sel_row); free(pl->sel_counts); free(pl->counts); free(pl->offsets);
-    free(pl->row_token); free(pl->row_slot); free(pl->row_weight); free(pl->tok_offsets);
-    free(pl->tok_rows); free(pl->aux_dscore); free(pl->score_sum); free(pl->scratch_i);
-    free(pl->scratch_sort); free(pl->dprobs); free(pl->dlogits);
+    free(pl->logits);
+    free(pl->probs);
+    free(pl->sel_expert);
+    free(pl->sel_weight);
+    free(pl->sel_row);
+    free(pl->sel_counts);
+    free(pl->counts);
+    free(pl->offsets);
+    free(pl->row_token);
+    free(pl->row_slot);
+    free(pl->row_weight);
+    free(pl->tok_offsets);
+    free(pl->tok_rows);
+    free(pl->aux_dscore);
+    free(pl->score_sum);
+    free(pl->scratch_i);
+    free(pl->scratch_sort);
+    free(pl->dprobs);
+    free(pl->dlogits);
     free(pl);
 }
 
@@ -168,7 +188,7 @@ void moe_route_plan_free(moe_route_plan *pl) {
 static void moe_route_token_choice(const moe_router_params *p, moe_route_plan *pl,
                                    const float *bias, int64_t T) {
     const int E = p->E, K = p->K;
-    float *v = pl->dprobs;   // (E) selection values; dprobs is free during forward
+    float *v = pl->dprobs; // (E) selection values; dprobs is free during forward
     memset(pl->sel_counts, 0, (size_t)E * sizeof(int64_t));
     for (int64_t t = 0; t < T; t++) {
         const float *pt = pl->probs + t * E;
@@ -189,7 +209,7 @@ static void moe_route_token_choice(const moe_router_params *p, moe_route_plan *p
         double scale = p->routed_scaling;
         if (p->renormalize) scale /= sum;
         for (int k = 0; k < K; k++) w[k] = (float)(w[k] * scale);
-        for (int k = 0; k < K; k++) pl->sel_row[t * K + k] = 0;   // 0: kept, -1: dropped
+        for (int k = 0; k < K; k++) pl->sel_row[t * K + k] = 0; // 0: kept, -1: dropped
     }
     int64_t C = pl->C;
     // Capacity acts on each routing group [g·G, (g+1)·G) of tokens independently.
@@ -197,12 +217,12 @@ static void moe_route_token_choice(const moe_router_params *p, moe_route_plan *p
         // Group the candidate pairs by expert (stable, token order), then per overflowing
         // expert keep the C best by p (ties: earlier token).
         const int64_t i0 = g0 * K, i1 = (g0 + pl->G) * K;
-        int32_t *start = pl->scratch_i;             // (E+1)
-        int32_t *order = pl->scratch_i + E + 1;     // (G·K) pair indices grouped by expert
+        int32_t *start = pl->scratch_i;         // (E+1)
+        int32_t *order = pl->scratch_i + E + 1; // (G·K) pair indices grouped by expert
         memset(start, 0, (size_t)(E + 1) * sizeof(int32_t));
         for (int64_t i = i0; i < i1; i++) start[pl->sel_expert[i] + 1]++;
         for (int e = 0; e < E; e++) start[e + 1] += start[e];
-        int64_t *fill = pl->counts;   // cursor; counts is recomputed below
+        int64_t *fill = pl->counts; // cursor; counts is recomputed below
         for (int e = 0; e < E; e++) fill[e] = start[e];
         for (int64_t i = i0; i < i1; i++) order[fill[pl->sel_expert[i]]++] = (int32_t)i;
         moe_route_cand *cand = pl->scratch_sort;
@@ -226,7 +246,7 @@ static void moe_route_token_choice(const moe_router_params *p, moe_route_plan *p
     pl->offsets[0] = 0;
     for (int e = 0; e < E; e++) pl->offsets[e + 1] = pl->offsets[e] + pl->counts[e];
     pl->n_rows = pl->offsets[E];
-    int32_t *cursor = pl->scratch_i;   // (E)
+    int32_t *cursor = pl->scratch_i; // (E)
     for (int e = 0; e < E; e++) cursor[e] = (int32_t)pl->offsets[e];
     int64_t j = 0;
     for (int64_t t = 0; t < T; t++) {
@@ -250,11 +270,11 @@ static void moe_route_expert_choice(const moe_router_params *p, moe_route_plan *
     const int E = p->E;
     const int64_t C = pl->C;
     const int64_t G = pl->G, ng = G > 0 ? T / G : 0;
-    int32_t *mask = pl->scratch_i;   // (T, E): row of (t, e) or -1
+    int32_t *mask = pl->scratch_i; // (T, E): row of (t, e) or -1
     for (int64_t i = 0; i < T * E; i++) mask[i] = -1;
     moe_route_cand *cand = pl->scratch_sort;
     for (int e = 0; e < E; e++) {
-        for (int64_t g0 = 0; g0 < T; g0 += G) {   // each routing group on its own
+        for (int64_t g0 = 0; g0 < T; g0 += G) { // each routing group on its own
             for (int64_t t = 0; t < G; t++) {
                 cand[t].score = pl->probs[(g0 + t) * E + e];
                 cand[t].token = (int32_t)(g0 + t);
@@ -290,8 +310,8 @@ static void moe_route_expert_choice(const moe_router_params *p, moe_route_plan *
 }
 
 void moe_router_forward(const moe_router_params *p, moe_route_plan *pl, moe_route_stats *stats,
-                        const float *x, const float *wg, const float *bg,
-                        const float *balance_bias, int64_t T, const moe_route_opts *opts) {
+                        const float *x, const float *wg, const float *bg, const float *balance_bias,
+                        int64_t T, const moe_route_opts *opts) {
     const int E = p->E, K = p->K;
     const int64_t D = p->D;
     MOE_ASSERT(T >= 0 && T <= pl->T_max);
@@ -299,7 +319,7 @@ void moe_router_forward(const moe_router_params *p, moe_route_plan *pl, moe_rout
     pl->T = T;
     pl->loss_T = (double)T;
     pl->G = moe_router_group(p, T);
-    MOE_ASSERT(pl->G > 0 ? T % pl->G == 0 : T == 0);   // whole routing groups only
+    MOE_ASSERT(pl->G > 0 ? T % pl->G == 0 : T == 0); // whole routing groups only
     pl->C = pl->G > 0 ? moe_router_capacity(p, pl->G) : 0;
     // Gate projection z = x·Wg (+ bg) (+ jitter).
     if (T > 0)
@@ -375,9 +395,8 @@ void moe_router_forward(const moe_router_params *p, moe_route_plan *pl, moe_rout
     stats->z_loss = zl;
 }
 
-void moe_router_backward(const moe_router_params *p, moe_route_plan *pl,
-                         const float *drow_weight, const float *x, const float *wg,
-                         float *dx, float *dwg, float *dbg) {
+void moe_router_backward(const moe_router_params *p, moe_route_plan *pl, const float *drow_weight,
+                         const float *x, const float *wg, float *dx, float *dwg, float *dbg) {
     const int E = p->E, K = p->K;
     const int64_t T = pl->T, D = p->D;
     if (T == 0) return;
@@ -391,7 +410,8 @@ void moe_router_backward(const moe_router_params *p, moe_route_plan *pl,
     case MOE_ROUTE_EXPERT_CHOICE:
         for (int e = 0; e < E; e++)
             for (int64_t r = pl->offsets[e]; r < pl->offsets[e + 1]; r++)
-                dp[(int64_t)pl->row_token[r] * E + e] += (float)(p->routed_scaling * drow_weight[r]);
+                dp[(int64_t)pl->row_token[r] * E + e] +=
+                    (float)(p->routed_scaling * drow_weight[r]);
         break;
     case MOE_ROUTE_TOKEN_CHOICE:
         for (int64_t t = 0; t < T; t++) {
@@ -429,14 +449,14 @@ void moe_router_backward(const moe_router_params *p, moe_route_plan *pl,
         break;
     }
     moe_router_score_backward(scoring, pl->probs, dp, dz, T, E);
-    if (p->z_loss_coef != 0)   // gradient of β·Σ_t lse²/loss_T (loss_T = T unless overridden)
+    if (p->z_loss_coef != 0) // gradient of β·Σ_t lse²/loss_T (loss_T = T unless overridden)
         moe_router_z_loss(pl->logits, T, E, p->z_loss_coef * (double)T / pl->loss_T, dz);
 
     if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)D, E, 1.0f, dz, E, wg,
-                    E, 1.0f, dx, (int)D);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)D, E, (int)T, 1.0f, x, (int)D, dz,
-                E, 1.0f, dwg, E);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)D, E, 1.0f, dz, E, wg, E,
+                    1.0f, dx, (int)D);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)D, E, (int)T, 1.0f, x, (int)D, dz, E,
+                1.0f, dwg, E);
     if (dbg && p->gate_bias)
         for (int64_t t = 0; t < T; t++)
             for (int e = 0; e < E; e++) dbg[e] += dz[t * E + e];

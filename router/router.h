@@ -31,23 +31,26 @@
 
 #include "moe-common.h"
 
-typedef enum { MOE_SCORE_SOFTMAX = 0, MOE_SCORE_SIGMOID = 1 } moe_scoring;        // = proto enum values
-typedef enum { MOE_ROUTE_TOKEN_CHOICE = 0, MOE_ROUTE_EXPERT_CHOICE = 1 } moe_route_strategy; // = proto
+typedef enum { MOE_SCORE_SOFTMAX = 0, MOE_SCORE_SIGMOID = 1 } moe_scoring; // = proto enum values
+typedef enum {
+    MOE_ROUTE_TOKEN_CHOICE = 0,
+    MOE_ROUTE_EXPERT_CHOICE = 1
+} moe_route_strategy; // = proto
 
 // What code outside the selection itself asks of a strategy. Every such decision reads these
 // traits instead of comparing strategies, and the router's own decisions are switches without
 // default, so a new strategy is: a value above, a row in moe_router_strategy_traits, and the
 // cases the compiler then lists in router.c (plus the proto enum and its mapping in experts/).
 typedef struct {
-    const char *name;     // as in the proto enum: "token_choice", "expert_choice"
-    int by_token;         // 1: each token picks its top-K experts (at most K pairs a token, the
-                          //    balancing bias steers the pick); 0: each expert picks its tokens
-                          //    (a token may get 0..E pairs)
-    int softmax_only;     // scoring is ignored: p = softmax(z)
-    int aux_loss;         // L_aux (and aux_dscore) is defined; else it is 0
-    int balanced;         // every expert keeps exactly C rows per group (loads equal by
-                          // construction; nothing dropped); else capacity, if any, is an upper
-                          // bound per expert and the excess is dropped
+    const char *name; // as in the proto enum: "token_choice", "expert_choice"
+    int by_token;     // 1: each token picks its top-K experts (at most K pairs a token, the
+                      //    balancing bias steers the pick); 0: each expert picks its tokens
+                      //    (a token may get 0..E pairs)
+    int softmax_only; // scoring is ignored: p = softmax(z)
+    int aux_loss;     // L_aux (and aux_dscore) is defined; else it is 0
+    int balanced;     // every expert keeps exactly C rows per group (loads equal by
+                      // construction; nothing dropped); else capacity, if any, is an upper
+                      // bound per expert and the excess is dropped
 } moe_route_traits;
 
 // The traits of s (MOE_ASSERT on a value outside the enum: configs are mapped with a check).
@@ -55,29 +58,29 @@ moe_route_traits moe_router_strategy_traits(moe_route_strategy s);
 
 // By-value router configuration (fill with moe_layer_params_from_config in experts.h, or by hand).
 typedef struct {
-    int64_t D;                   // model dim
-    int E;                       // routed experts (>= 1)
-    int K;                       // top-k (1 <= K <= E)
+    int64_t D; // model dim
+    int E;     // routed experts (>= 1)
+    int K;     // top-k (1 <= K <= E)
     moe_scoring scoring;
     moe_route_strategy strategy;
-    int renormalize;             // token choice: selected weights rescaled to sum 1 per token
-    int gate_bias;               // a learned bias bg (E) in the gate projection
-    double capacity_factor;      // cf; 0: dropless (token choice) / cf = 1 (expert choice)
-    double aux_loss_coef;        // α
-    double z_loss_coef;          // β
-    double jitter;               // std of the logit noise, training only; 0: off
-    double routed_scaling;       // combine weights multiplied by this (1: none)
-    int64_t group_tokens;        // G: capacity and expert choice act independently on each
-                                 // consecutive group of G tokens (G must divide T); 0: one group
-                                 // = the whole call. Keeps them layout-invariant when a rank holds
-                                 // whole groups (docs/routing.md "Routing groups").
+    int renormalize;        // token choice: selected weights rescaled to sum 1 per token
+    int gate_bias;          // a learned bias bg (E) in the gate projection
+    double capacity_factor; // cf; 0: dropless (token choice) / cf = 1 (expert choice)
+    double aux_loss_coef;   // α
+    double z_loss_coef;     // β
+    double jitter;          // std of the logit noise, training only; 0: off
+    double routed_scaling;  // combine weights multiplied by this (1: none)
+    int64_t group_tokens;   // G: capacity and expert choice act independently on each
+                            // consecutive group of G tokens (G must divide T); 0: one group
+                            // = the whole call. Keeps them layout-invariant when a rank holds
+                            // whole groups (docs/routing.md "Routing groups").
 } moe_router_params;
 
 // Per-call options. NULL means evaluation (no jitter), seed 0, token_base 0.
 typedef struct {
-    int training;                // jitter only when nonzero
-    uint64_t seed;               // jitter stream; the caller folds in step and layer
-    int64_t token_base;          // global index of token 0 of this call (same noise at any layout)
+    int training;       // jitter only when nonzero
+    uint64_t seed;      // jitter stream; the caller folds in step and layer
+    int64_t token_base; // global index of token 0 of this call (same noise at any layout)
 } moe_route_opts;
 
 // Capacity per expert for ONE group of T tokens (0 for dropless token choice). Expert choice:
@@ -101,36 +104,36 @@ int64_t moe_router_max_rows(const moe_router_params *p, int64_t T);
 //   permute:   packed[r]  = x[row_token[r]]
 //   unpermute: y[t]      += Σ_{j in tok} row_weight[tok_rows[j]] · out[tok_rows[j]]
 typedef struct {
-    int64_t T_max;               // capacity of the arrays below
+    int64_t T_max; // capacity of the arrays below
     int E, K;
     // --- filled by each forward
-    int64_t T;                   // tokens of the last forward
-    int64_t C;                   // capacity per group used (0: dropless)
-    int64_t G;                   // tokens per routing group of the last forward (T when ungrouped)
-    int64_t n_rows;              // R = Σ counts = kept pairs
-    float *logits;               // (T_max, E) z actually scored (after bias and jitter)
-    float *probs;                // (T_max, E) p
-    int32_t *sel_expert;         // (T_max, K) token choice: chosen experts, best (p+b) first
-    float *sel_weight;           // (T_max, K) token choice: combine weight w (before dropping)
-    int32_t *sel_row;            // (T_max, K) token choice: packed row of the pair, -1 if dropped
-    int64_t *sel_counts;         // (E) pairs chosen per expert BEFORE capacity dropping
-    int64_t *counts;             // (E) kept rows per expert
-    int64_t *offsets;            // (E+1) exclusive prefix sum of counts
-    int32_t *row_token;          // (R_max) token of each packed row
-    int32_t *row_slot;           // (R_max) token choice: top-k slot of the row; expert choice: -1
-    float *row_weight;           // (R_max) combine weight of each packed row
-    int64_t *tok_offsets;        // (T_max+1) CSR offsets of the inverse map
-    int32_t *tok_rows;           // (R_max) packed rows of each token
-    float *aux_dscore;           // (E) dL_aux/ds_i(t), the same for every token: α·E·f_i/T.
-                                 // A distributed caller may overwrite it with the global value.
-    double *score_sum;           // (E) Σ_t s_i(t) (P_i·T), for a global aux loss
-    double loss_T;               // tokens the z-loss mean divides by in backward: T after forward;
-                                 // a distributed caller may set the global count (with aux_dscore)
+    int64_t T;            // tokens of the last forward
+    int64_t C;            // capacity per group used (0: dropless)
+    int64_t G;            // tokens per routing group of the last forward (T when ungrouped)
+    int64_t n_rows;       // R = Σ counts = kept pairs
+    float *logits;        // (T_max, E) z actually scored (after bias and jitter)
+    float *probs;         // (T_max, E) p
+    int32_t *sel_expert;  // (T_max, K) token choice: chosen experts, best (p+b) first
+    float *sel_weight;    // (T_max, K) token choice: combine weight w (before dropping)
+    int32_t *sel_row;     // (T_max, K) token choice: packed row of the pair, -1 if dropped
+    int64_t *sel_counts;  // (E) pairs chosen per expert BEFORE capacity dropping
+    int64_t *counts;      // (E) kept rows per expert
+    int64_t *offsets;     // (E+1) exclusive prefix sum of counts
+    int32_t *row_token;   // (R_max) token of each packed row
+    int32_t *row_slot;    // (R_max) token choice: top-k slot of the row; expert choice: -1
+    float *row_weight;    // (R_max) combine weight of each packed row
+    int64_t *tok_offsets; // (T_max+1) CSR offsets of the inverse map
+    int32_t *tok_rows;    // (R_max) packed rows of each token
+    float *aux_dscore;    // (E) dL_aux/ds_i(t), the same for every token: α·E·f_i/T.
+                          // A distributed caller may overwrite it with the global value.
+    double *score_sum;    // (E) Σ_t s_i(t) (P_i·T), for a global aux loss
+    double loss_T;        // tokens the z-loss mean divides by in backward: T after forward;
+                          // a distributed caller may set the global count (with aux_dscore)
     // --- scratch (selection and sort); not part of the plan's meaning
-    int32_t *scratch_i;          // (max(T_max·K, T_max·E) + E + 1) selection / sort scratch
-    void *scratch_sort;          // (max(T_max·K, T_max)) {score, token, pair} records for capacity
-    float *dprobs;               // (T_max, E) backward scratch
-    float *dlogits;              // (T_max, E) backward scratch
+    int32_t *scratch_i; // (max(T_max·K, T_max·E) + E + 1) selection / sort scratch
+    void *scratch_sort; // (max(T_max·K, T_max)) {score, token, pair} records for capacity
+    float *dprobs;      // (T_max, E) backward scratch
+    float *dlogits;     // (T_max, E) backward scratch
 } moe_route_plan;
 
 moe_status moe_route_plan_create(const moe_router_params *p, int64_t T_max, moe_route_plan **out);
@@ -138,17 +141,17 @@ void moe_route_plan_free(moe_route_plan *plan);
 
 // Load statistics of one forward. tokens_per_expert / selected_per_expert point into the plan.
 typedef struct {
-    const int64_t *tokens_per_expert;    // (E) kept rows per expert (the expert compute)
-    const int64_t *selected_per_expert;  // (E) token choice: pairs chosen before dropping
-    int64_t selected;          // pairs chosen: T·K (token choice), E·C·(T/G) (expert choice)
-    int64_t kept;              // Σ tokens_per_expert
-    int64_t dropped;           // selected − kept (token choice), 0 for expert choice
-    int64_t unrouted;          // tokens with no kept pair
-    double max_over_mean;      // max_i load_i / mean_i load_i, load = selected_per_expert
-    double cv;                 // population std / mean of the same loads (moe_route_load_stats)
-    double entropy;            // mean_t −Σ_j q_tj ln q_tj, q = p (softmax) or p/Σp (sigmoid), nats
-    double aux_loss;           // L_aux (0 for expert choice)
-    double z_loss;             // L_z
+    const int64_t *tokens_per_expert;   // (E) kept rows per expert (the expert compute)
+    const int64_t *selected_per_expert; // (E) token choice: pairs chosen before dropping
+    int64_t selected;     // pairs chosen: T·K (token choice), E·C·(T/G) (expert choice)
+    int64_t kept;         // Σ tokens_per_expert
+    int64_t dropped;      // selected − kept (token choice), 0 for expert choice
+    int64_t unrouted;     // tokens with no kept pair
+    double max_over_mean; // max_i load_i / mean_i load_i, load = selected_per_expert
+    double cv;            // population std / mean of the same loads (moe_route_load_stats)
+    double entropy;       // mean_t −Σ_j q_tj ln q_tj, q = p (softmax) or p/Σp (sigmoid), nats
+    double aux_loss;      // L_aux (0 for expert choice)
+    double z_loss;        // L_z
 } moe_route_stats;
 
 // The load statistics every report of routing uses (the router, the expert-parallel layer and
@@ -169,16 +172,15 @@ moe_route_load moe_route_load_stats(const int64_t *load /* (E) */, int E, double
 //   only, ignored by expert choice).
 // T <= plan->T_max (MOE_ASSERT). stats may be NULL.
 void moe_router_forward(const moe_router_params *p, moe_route_plan *plan, moe_route_stats *stats,
-                        const float *x, const float *wg, const float *bg,
-                        const float *balance_bias, int64_t T, const moe_route_opts *opts);
+                        const float *x, const float *wg, const float *bg, const float *balance_bias,
+                        int64_t T, const moe_route_opts *opts);
 
 // Router backward. drow_weight (R): dLoss/d row_weight[r] for each packed row of the last forward
 // (the layer computes it as dot(dy[t], expert_out[r])). Adds the gradients of the combine
 // weights, of L_aux (through P) and of L_z, through the scoring, into
 //   dx (T, D) (may be NULL), dwg (D, E), dbg (E) (NULL when no gate bias).
-void moe_router_backward(const moe_router_params *p, moe_route_plan *plan,
-                         const float *drow_weight, const float *x, const float *wg,
-                         float *dx, float *dwg, float *dbg);
+void moe_router_backward(const moe_router_params *p, moe_route_plan *plan, const float *drow_weight,
+                         const float *x, const float *wg, float *dx, float *dwg, float *dbg);
 
 // Pieces, exposed for tests and the reference implementation ------------------------------------
 

@@ -102,7 +102,8 @@ static void moe_print_argv(FILE *f, char **a) {
         const char *s = a[i];
         int plain = *s && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                     "0123456789_-./=:,+@%") == strlen(s);
-        if (plain) fprintf(f, "%s%s", i ? " " : "", s);
+        if (plain)
+            fprintf(f, "%s%s", i ? " " : "", s);
         else {
             fprintf(f, "%s'", i ? " " : "");
             for (; *s; s++) *s == '\'' ? fputs("'\\''", f) : fputc(*s, f);
@@ -124,7 +125,8 @@ static void moe_tail(const char *path, int lines) {
     buf[n] = 0;
     int seen = 0;
     char *p = buf + n;
-    while (p > buf && seen <= lines) if (*--p == '\n' && p != buf + n - 1) seen++;
+    while (p > buf && seen <= lines)
+        if (*--p == '\n' && p != buf + n - 1) seen++;
     if (seen > lines) p++;
     fprintf(stderr, "    | %s", p);
     if (n && buf[n - 1] != '\n') fputc('\n', stderr);
@@ -172,15 +174,19 @@ static int moe_sweep_launch(char **argv, const char *log) {
     for (;;) {
         if (moe_sweep_signals > forwarded) {
             forwarded = moe_sweep_signals;
-            if (forwarded == 1) kill(pid, SIGUSR1);        // ranks checkpoint, exit 75
-            else if (forwarded == 2) kill(-pid, SIGTERM);
-            else kill(-pid, SIGKILL);
+            if (forwarded == 1)
+                kill(pid, SIGUSR1); // ranks checkpoint, exit 75
+            else if (forwarded == 2)
+                kill(-pid, SIGTERM);
+            else
+                kill(-pid, SIGKILL);
         }
         pid_t w = waitpid(pid, &status, 0);
         if (w == pid) break;
         if (w < 0 && errno != EINTR) return -1;
     }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status)
+                             : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
 static int moe_selected(const moe_sweep_run *r, char **only, int n_only) {
@@ -198,7 +204,8 @@ int moe_cmd_sweep(int argc, char **argv) {
         {"SWEEP.json", MOE_ARG_STRING, &path, 1, 1, "the sweep file (docs/sweeps.md)"},
     };
     const moe_arg_opt opts[] = {
-        MOE_OPT_FLAG("--dry-run", &dry, "print the runs, their state and command lines; launch nothing"),
+        MOE_OPT_FLAG("--dry-run", &dry,
+                     "print the runs, their state and command lines; launch nothing"),
         MOE_OPT_LIST("--only", &only_args, "NAME",
                      "run only this point or run (or NAME,NAME); the report\n"
                      "still covers every run with metrics"),
@@ -211,7 +218,10 @@ int moe_cmd_sweep(int argc, char **argv) {
         "one after another, then writes the report to OUT/report/ (moe report). Running it again\n"
         "skips finished runs (OUT/runs/RUN/DONE, or metrics that reached train.steps) and resumes\n"
         "half-finished ones from their checkpoint (--resume latest).",
-        pos, MOE_ARGS_N(pos), opts, MOE_ARGS_N(opts),
+        pos,
+        MOE_ARGS_N(pos),
+        opts,
+        MOE_ARGS_N(opts),
         "Ctrl-C / SIGTERM: no further launches; the running child gets SIGUSR1 (the ranks\n"
         "checkpoint and exit 75); a second signal sends SIGTERM, a third SIGKILL. Exit 75.\n"
         "exit codes: 0 every run finished, 1 a run failed (the others still ran), 2 bad sweep\n"
@@ -330,7 +340,8 @@ int moe_cmd_sweep(int argc, char **argv) {
         clock_gettime(CLOCK_MONOTONIC, &t0);
         const int code = moe_sweep_launch(a, log);
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        const double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        const double secs =
+            (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
         free(a);
         free(od);
         if (code == 0) {
@@ -342,15 +353,18 @@ int moe_cmd_sweep(int argc, char **argv) {
                    r->name, code, secs);
             interrupted = 1;
         } else {
-            fprintf(stderr, "[%d/%d] %s: FAILED (exit %d) after %.1f s; the sweep continues. Last "
-                    "lines of %s:\n", i + 1, s->n_runs, r->name, code, secs, log);
+            fprintf(stderr,
+                    "[%d/%d] %s: FAILED (exit %d) after %.1f s; the sweep continues. Last "
+                    "lines of %s:\n",
+                    i + 1, s->n_runs, r->name, code, secs, log);
             moe_tail(log, 8);
             failed++;
         }
     }
     if (interrupted) {
-        printf("sweep %s interrupted: finished runs are kept; run the same command again to resume\n",
-               title);
+        printf(
+            "sweep %s interrupted: finished runs are kept; run the same command again to resume\n",
+            title);
         rc = MOE_EXIT_TEMPFAIL;
         goto done;
     }
@@ -433,7 +447,10 @@ int moe_cmd_report(int argc, char **argv) {
         "Tables (results.csv, results.md), PNG plots (gnuplot; skipped with a note when it is\n"
         "not on PATH or MOE_GNUPLOT=none), report.md and index.html over training runs\n"
         "(directories with metrics.jsonl). A sweep's output directory stands for all its runs.",
-        pos, MOE_ARGS_N(pos), opts, MOE_ARGS_N(opts),
+        pos,
+        MOE_ARGS_N(pos),
+        opts,
+        MOE_ARGS_N(opts),
         "exit codes: 0 written, 1 cannot write, 2 bad usage or a directory without metrics"};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
@@ -453,7 +470,8 @@ int moe_cmd_report(int argc, char **argv) {
                     char mp[MOE_PATH_MAX];
                     if (e->d_name[0] == '.') continue;
                     if (moe_path_fmt(mp, "run directory", "%s/%s/metrics.jsonl", p, e->d_name)) {
-                        fprintf(stderr, "moe report: skipped %s: %s\n", e->d_name, moe_last_error());
+                        fprintf(stderr, "moe report: skipped %s: %s\n", e->d_name,
+                                moe_last_error());
                         continue;
                     }
                     if (!moe_file_exists(mp)) continue;
@@ -506,8 +524,10 @@ int moe_cmd_report(int argc, char **argv) {
                 char *sl = strrchr(tmp, '/');
                 size_t dl = strlen(tmp) + 16;
                 def_out = moe_xcalloc(dl, 1);
-                if (sl) snprintf(def_out, dl, "%.*s/report", (int)(sl - tmp), tmp);
-                else snprintf(def_out, dl, "report");
+                if (sl)
+                    snprintf(def_out, dl, "%.*s/report", (int)(sl - tmp), tmp);
+                else
+                    snprintf(def_out, dl, "report");
             }
         }
     }
@@ -516,7 +536,8 @@ int moe_cmd_report(int argc, char **argv) {
         moe_args_usage(&spec, stderr);
         goto done;
     }
-    moe_status st = moe_report_write((const char *const *)dirs, n, out ? out : def_out, title, stdout);
+    moe_status st =
+        moe_report_write((const char *const *)dirs, n, out ? out : def_out, title, stdout);
     if (st) {
         fprintf(stderr, "moe report: %s\n", moe_last_error());
         rc = moe_exit_code(st);

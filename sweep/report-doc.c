@@ -18,34 +18,44 @@ typedef struct {
 } moe_table;
 
 static void moe_fmt_n(char *b, size_t cap, double v, const char *f) {
-    if (isnan(v)) snprintf(b, cap, "—");
-    else snprintf(b, cap, f, v);
+    if (isnan(v))
+        snprintf(b, cap, "—");
+    else
+        snprintf(b, cap, f, v);
 }
 static void moe_fmt(char *b, double v, const char *f) { moe_fmt_n(b, MOE_CELL, v, f); }
 static void moe_fmt_pm(char *b, double m, double s, const char *f) {
     char x[MOE_CELL / 2 - 4], y[MOE_CELL / 2 - 4];
     moe_fmt_n(x, sizeof x, m, f);
     moe_fmt_n(y, sizeof y, s, f);
-    if (isnan(m)) snprintf(b, MOE_CELL, "—");
-    else snprintf(b, MOE_CELL, "%s ± %s", x, y);
+    if (isnan(m))
+        snprintf(b, MOE_CELL, "—");
+    else
+        snprintf(b, MOE_CELL, "%s ± %s", x, y);
 }
 static void moe_fmt_params(char *b, int64_t v) {
-    if (v < 0) snprintf(b, MOE_CELL, "—");
-    else if (v >= 1000000000) snprintf(b, MOE_CELL, "%.2fB", v / 1e9);
-    else if (v >= 1000000) snprintf(b, MOE_CELL, "%.2fM", v / 1e6);
-    else if (v >= 1000) snprintf(b, MOE_CELL, "%.1fk", v / 1e3);
-    else snprintf(b, MOE_CELL, "%lld", (long long)v);
+    if (v < 0)
+        snprintf(b, MOE_CELL, "—");
+    else if (v >= 1000000000)
+        snprintf(b, MOE_CELL, "%.2fB", v / 1e9);
+    else if (v >= 1000000)
+        snprintf(b, MOE_CELL, "%.2fM", v / 1e6);
+    else if (v >= 1000)
+        snprintf(b, MOE_CELL, "%.1fk", v / 1e3);
+    else
+        snprintf(b, MOE_CELL, "%lld", (long long)v);
 }
 
 // Column formats in moe_report_col order.
-static const char *const moe_col_fmt[MOE_REPORT_NCOLS] = {"%.4f", "%.4f", "%.0f", "%.3f", "%.3f",
+static const char *const moe_col_fmt[MOE_REPORT_NCOLS] = {"%.4f", "%.4f",   "%.0f", "%.3f", "%.3f",
                                                           "%.3f", "%.2f%%", "%.0f", "%.3f", "%.0f"};
 static double moe_col_scale(int c) { return c == 6 ? 100.0 : 1.0; } // drop fraction in percent
 
 static void moe_table_runs(const moe_report *rep, moe_table *t) {
-    static const char *h[] = {"run", "point", "seed", "steps", "train loss", "val loss", "tokens/s",
-                              "max/mean (end)", "max/mean (avg)", "CV", "dropped", "dead experts",
-                              "router entropy", "active params", "total params"};
+    static const char *h[] = {
+        "run",      "point",        "seed",           "steps",          "train loss",
+        "val loss", "tokens/s",     "max/mean (end)", "max/mean (avg)", "CV",
+        "dropped",  "dead experts", "router entropy", "active params",  "total params"};
     t->cols = 15;
     for (int c = 0; c < t->cols; c++) snprintf(t->head[c], MOE_CELL, "%s", h[c]);
     t->rows = rep->n_runs;
@@ -55,20 +65,22 @@ static void moe_table_runs(const moe_report *rep, moe_table *t) {
         char(*row)[MOE_CELL] = t->cell[i];
         snprintf(row[0], MOE_CELL, "%s", r->name);
         snprintf(row[1], MOE_CELL, "%s", r->point);
-        if (r->has_seed) snprintf(row[2], MOE_CELL, "%llu", (unsigned long long)r->seed);
-        else snprintf(row[2], MOE_CELL, "—");
+        if (r->has_seed)
+            snprintf(row[2], MOE_CELL, "%llu", (unsigned long long)r->seed);
+        else
+            snprintf(row[2], MOE_CELL, "—");
         snprintf(row[3], MOE_CELL, "%lld", (long long)r->steps);
-        for (int c = 0; c < 9; c++) moe_fmt(row[4 + c], moe_report_col(r, c) * moe_col_scale(c),
-                                            moe_col_fmt[c]);
+        for (int c = 0; c < 9; c++)
+            moe_fmt(row[4 + c], moe_report_col(r, c) * moe_col_scale(c), moe_col_fmt[c]);
         moe_fmt_params(row[13], r->active);
         moe_fmt_params(row[14], r->total);
     }
 }
 
 static void moe_table_points(const moe_report *rep, moe_table *t) {
-    static const char *h[] = {"point", "runs", "train loss", "val loss", "tokens/s",
-                              "max/mean (end)", "max/mean (avg)", "CV", "dropped", "dead experts",
-                              "router entropy"};
+    static const char *h[] = {"point",    "runs",           "train loss",     "val loss",
+                              "tokens/s", "max/mean (end)", "max/mean (avg)", "CV",
+                              "dropped",  "dead experts",   "router entropy"};
     t->cols = 11;
     for (int c = 0; c < t->cols; c++) snprintf(t->head[c], MOE_CELL, "%s", h[c]);
     t->rows = rep->n_points;
@@ -81,19 +93,26 @@ static void moe_table_points(const moe_report *rep, moe_table *t) {
         for (int c = 0; c < 9; c++) {
             const double k = moe_col_scale(c);
             const char *f = c == 7 ? "%.1f" : moe_col_fmt[c]; // dead experts: a mean
-            if (P->n > 1) moe_fmt_pm(row[2 + c], P->mean[c] * k, P->std[c] * k, f);
-            else moe_fmt(row[2 + c], P->mean[c] * k, f);
+            if (P->n > 1)
+                moe_fmt_pm(row[2 + c], P->mean[c] * k, P->std[c] * k, f);
+            else
+                moe_fmt(row[2 + c], P->mean[c] * k, f);
         }
     }
 }
 
 static void moe_html_text(FILE *f, const char *s) {
     for (; *s; s++) {
-        if (*s == '<') fputs("&lt;", f);
-        else if (*s == '>') fputs("&gt;", f);
-        else if (*s == '&') fputs("&amp;", f);
-        else if (*s == '"') fputs("&quot;", f);
-        else fputc(*s, f);
+        if (*s == '<')
+            fputs("&lt;", f);
+        else if (*s == '>')
+            fputs("&gt;", f);
+        else if (*s == '&')
+            fputs("&amp;", f);
+        else if (*s == '"')
+            fputs("&quot;", f);
+        else
+            fputc(*s, f);
     }
 }
 
@@ -164,8 +183,9 @@ static void moe_findings(const moe_report *rep, moe_lines *L) {
     }
     if (!any) return;
     const int lc = use_val ? 1 : 0;
-    const char *lname = use_val ? "validation loss" : "final train loss (no validation loss in "
-                                                      "every run)";
+    const char *lname = use_val ? "validation loss"
+                                : "final train loss (no validation loss in "
+                                  "every run)";
     // balance, over points with at least two experts
     int best = -1, worst = -1;
     for (int p = 0; p < np; p++) {
@@ -174,11 +194,14 @@ static void moe_findings(const moe_report *rep, moe_lines *L) {
         if (worst < 0 || P[p].mean[3] > P[worst].mean[3]) worst = p;
     }
     if (best >= 0 && best == worst)
-        moe_add(L, "**Balance** (max/mean expert load over the last 10%% of steps, mean over MoE "
-                   "layers; 1 is perfect): **%s** %.3f.", P[best].point, P[best].mean[3]);
+        moe_add(L,
+                "**Balance** (max/mean expert load over the last 10%% of steps, mean over MoE "
+                "layers; 1 is perfect): **%s** %.3f.",
+                P[best].point, P[best].mean[3]);
     else if (best >= 0)
-        moe_add(L, "**Balance** (max/mean expert load over the last 10%% of steps, mean over MoE "
-                   "layers; 1 is perfect): best **%s** %.3f%s; least balanced **%s** %.3f.",
+        moe_add(L,
+                "**Balance** (max/mean expert load over the last 10%% of steps, mean over MoE "
+                "layers; 1 is perfect): best **%s** %.3f%s; least balanced **%s** %.3f.",
                 P[best].point, P[best].mean[3],
                 moe_point_balanced(rep, &P[best]) ? " (expert choice: balanced by construction)"
                                                   : "",
@@ -187,8 +210,10 @@ static void moe_findings(const moe_report *rep, moe_lines *L) {
     int lb = -1, l2 = -1;
     for (int p = 0; p < np; p++) {
         if (isnan(P[p].mean[lc])) continue;
-        if (lb < 0 || P[p].mean[lc] < P[lb].mean[lc]) l2 = lb, lb = p;
-        else if (l2 < 0 || P[p].mean[lc] < P[l2].mean[lc]) l2 = p;
+        if (lb < 0 || P[p].mean[lc] < P[lb].mean[lc])
+            l2 = lb, lb = p;
+        else if (l2 < 0 || P[p].mean[lc] < P[l2].mean[lc])
+            l2 = p;
     }
     if (lb >= 0) {
         char tail[400] = "";
@@ -197,8 +222,9 @@ static void moe_findings(const moe_report *rep, moe_lines *L) {
             double noise = fmax(P[lb].n > 1 ? P[lb].std[lc] : 0, P[l2].n > 1 ? P[l2].std[lc] : 0);
             snprintf(tail, sizeof tail, "; runner-up **%s** %.4f (+%.4f%s)", P[l2].point,
                      P[l2].mean[lc], gap,
-                     noise > 0 ? (gap < noise ? ", within one seed std" : ", more than one seed std")
-                               : (P[lb].n > 1 ? "" : ", single seed: no noise estimate"));
+                     noise > 0
+                         ? (gap < noise ? ", within one seed std" : ", more than one seed std")
+                         : (P[lb].n > 1 ? "" : ", single seed: no noise estimate"));
         }
         moe_add(L, "**%s %s**: **%s** %.4f%s.", l2 >= 0 ? "Best" : "Final", lname, P[lb].point,
                 P[lb].mean[lc], tail);
@@ -231,8 +257,9 @@ static void moe_findings(const moe_report *rep, moe_lines *L) {
             snprintf(paired, sizeof paired, " Paired by seed, %s was lower in %d of %d seeds.",
                      P[bm].point, lower, pairs);
         if (bm >= 0)
-            moe_add(L, "**MoE vs the FLOP-matched dense baseline** (%s %.4f): %d of %d MoE points "
-                       "reached a lower %s; the best, **%s**, is %s by %.4f (%.1f%%).%s",
+            moe_add(L,
+                    "**MoE vs the FLOP-matched dense baseline** (%s %.4f): %d of %d MoE points "
+                    "reached a lower %s; the best, **%s**, is %s by %.4f (%.1f%%).%s",
                     P[d].point, P[d].mean[lc], beat, n_moe,
                     use_val ? "validation loss" : "train loss", P[bm].point,
                     P[bm].mean[lc] < P[d].mean[lc] ? "lower" : "higher",
@@ -259,9 +286,12 @@ static void moe_findings(const moe_report *rep, moe_lines *L) {
             if (i && P[xs[i]].mean[lc] >= P[xs[i - 1]].mean[lc]) mono = 0;
         }
         const double d = P[xs[nx - 1]].mean[lc] - P[xs[0]].mean[lc];
-        moe_add(L, "**Experts axis** (same active parameters per token): %s — %s; E=%d vs E=%d: "
-                   "%+.4f.", s, mono ? "the loss falls with every step up in experts"
-                                    : "the loss does not fall monotonically with more experts",
+        moe_add(L,
+                "**Experts axis** (same active parameters per token): %s — %s; E=%d vs E=%d: "
+                "%+.4f.",
+                s,
+                mono ? "the loss falls with every step up in experts"
+                     : "the loss does not fall monotonically with more experts",
                 P[xs[nx - 1]].n_experts, P[xs[0]].n_experts, d);
     }
     // drops and dead experts
@@ -274,17 +304,26 @@ static void moe_findings(const moe_report *rep, moe_lines *L) {
                      100 * P[p].mean[6]);
         l = strlen(dead);
         if (P[p].mean[7] > 0 && l < sizeof dead - 80)
-            snprintf(dead + l, sizeof dead - l, "%s%s %.1f", l ? ", " : "", P[p].point, P[p].mean[7]);
+            snprintf(dead + l, sizeof dead - l, "%s%s %.1f", l ? ", " : "", P[p].point,
+                     P[p].mean[7]);
     }
     int n_moe_points = 0;
     for (int p = 0; p < np; p++) n_moe_points += P[p].n_experts >= 1;
     if (n_moe_points) {
-        if (drops[0]) moe_add(L, "**Dropped token-expert pairs** (share of routed pairs over the run): %s; "
-                                 "every other MoE point dropped none.", drops);
-        else moe_add(L, "**No MoE point dropped tokens**.");
-        if (dead[0]) moe_add(L, "**Dead experts** (no token in the last 10%% of steps, summed over "
-                                "layers): %s.", dead);
-        else moe_add(L, "**No dead experts** in any run.");
+        if (drops[0])
+            moe_add(L,
+                    "**Dropped token-expert pairs** (share of routed pairs over the run): %s; "
+                    "every other MoE point dropped none.",
+                    drops);
+        else
+            moe_add(L, "**No MoE point dropped tokens**.");
+        if (dead[0])
+            moe_add(L,
+                    "**Dead experts** (no token in the last 10%% of steps, summed over "
+                    "layers): %s.",
+                    dead);
+        else
+            moe_add(L, "**No dead experts** in any run.");
     }
     int fast = -1, slow = -1;
     for (int p = 0; p < np; p++) {
@@ -293,9 +332,10 @@ static void moe_findings(const moe_report *rep, moe_lines *L) {
         if (slow < 0 || P[p].mean[2] < P[slow].mean[2]) slow = p;
     }
     if (fast >= 0 && fast != slow)
-        moe_add(L, "**Throughput**: fastest **%s** %.0f tokens/s, slowest **%s** %.0f tokens/s "
-                   "(runs share the machine; compare with care).", P[fast].point, P[fast].mean[2],
-                P[slow].point, P[slow].mean[2]);
+        moe_add(L,
+                "**Throughput**: fastest **%s** %.0f tokens/s, slowest **%s** %.0f tokens/s "
+                "(runs share the machine; compare with care).",
+                P[fast].point, P[fast].mean[2], P[slow].point, P[slow].mean[2]);
 }
 
 // ---------------------------------------------------------------- the documents
@@ -312,12 +352,13 @@ static const char moe_defs[] =
     "uses.";
 
 static void moe_images(const moe_report *rep, FILE *f, int html) {
-    static const char *main_png[][2] = {{"loss-points.png", "Loss curves, mean over seeds per point"},
-                                        {"loss.png", "Loss curves of every run"},
-                                        {"load-points.png", "Expert load max/mean, mean over seeds per point"},
-                                        {"load.png", "Expert load max/mean of every run"},
-                                        {"drops.png", "Dropped fraction over steps"},
-                                        {"experts.png", "Loss vs number of experts"}};
+    static const char *main_png[][2] = {
+        {"loss-points.png", "Loss curves, mean over seeds per point"},
+        {"loss.png", "Loss curves of every run"},
+        {"load-points.png", "Expert load max/mean, mean over seeds per point"},
+        {"load.png", "Expert load max/mean of every run"},
+        {"drops.png", "Dropped fraction over steps"},
+        {"experts.png", "Loss vs number of experts"}};
     int moe_runs = 0, multi = 0;
     for (int r = 0; r < rep->n_runs; r++) moe_runs += rep->runs[r].n_layers > 0;
     for (int p = 0; p < rep->n_points; p++) multi |= rep->points[p].n > 1;
@@ -325,12 +366,18 @@ static void moe_images(const moe_report *rep, FILE *f, int html) {
         if ((i == 0 || i == 2) && !multi) continue;
         if ((i == 2 || i == 3 || i == 4) && !moe_runs) continue;
         if (i == 5 && !rep->have_experts_plot) continue;
-        if (html) fprintf(f, "<h3>%s</h3>\n<img src=\"%s\" alt=\"%s\">\n", main_png[i][1],
-                          main_png[i][0], main_png[i][1]);
-        else fprintf(f, "### %s\n\n![%s](%s)\n\n", main_png[i][1], main_png[i][1], main_png[i][0]);
+        if (html)
+            fprintf(f, "<h3>%s</h3>\n<img src=\"%s\" alt=\"%s\">\n", main_png[i][1], main_png[i][0],
+                    main_png[i][1]);
+        else
+            fprintf(f, "### %s\n\n![%s](%s)\n\n", main_png[i][1], main_png[i][1], main_png[i][0]);
     }
-    if (html) fputs("<h3>Expert load heatmaps (layer × expert, share of tokens)</h3>\n<div class=grid>\n", f);
-    else fputs("### Expert load heatmaps (layer × expert, share of tokens, last 10% of steps)\n\n", f);
+    if (html)
+        fputs("<h3>Expert load heatmaps (layer × expert, share of tokens)</h3>\n<div class=grid>\n",
+              f);
+    else
+        fputs("### Expert load heatmaps (layer × expert, share of tokens, last 10% of steps)\n\n",
+              f);
     for (int r = 0; r < rep->n_runs; r++) {
         if (!rep->runs[r].share) continue;
         if (html) {
@@ -353,7 +400,8 @@ static moe_status moe_open(const moe_report *rep, const char *name, FILE **f) {
 }
 static moe_status moe_close(const moe_report *rep, const char *name, FILE *f) {
     if (fclose(f) != 0)
-        return moe_set_error(MOE_EIO, "%s/%s: write failed (%s)", rep->out_dir, name, strerror(errno));
+        return moe_set_error(MOE_EIO, "%s/%s: write failed (%s)", rep->out_dir, name,
+                             strerror(errno));
     return MOE_OK;
 }
 
@@ -390,23 +438,31 @@ moe_status moe_report_write_docs(const moe_report *rep) {
         moe_table_emit(f, &points, 0);
     }
     fprintf(f, "\n%s Tables as CSV: [results.csv](results.csv).\n\n## Plots\n\n", moe_defs);
-    if (rep->plots_ok) moe_images(rep, f, 0);
-    else fprintf(f, "Plots skipped: %s. The tables above are complete; run `moe report` again "
-                    "with gnuplot on PATH to get the images.\n", rep->plots_note);
+    if (rep->plots_ok)
+        moe_images(rep, f, 0);
+    else
+        fprintf(f,
+                "Plots skipped: %s. The tables above are complete; run `moe report` again "
+                "with gnuplot on PATH to get the images.\n",
+                rep->plots_note);
     if ((st = moe_close(rep, "report.md", f))) goto out;
     // index.html
     if ((st = moe_open(rep, "index.html", &f))) goto out;
     fputs("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>", f);
     moe_html_text(f, rep->title);
-    fputs("</title>\n<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+    fputs("</title>\n<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 "
+          "1em}"
           "table{border-collapse:collapse;font-size:13px;margin:1em 0}"
           "th,td{border:1px solid #ccc;padding:3px 7px}th{background:#f3f3f3}td.n{text-align:right}"
           "img{max-width:100%}.grid{display:flex;flex-wrap:wrap;gap:8px}"
           ".grid figure{margin:0;width:32%}p.defs{font-size:12px;color:#555}</style>\n"
-          "</head><body>\n<h1>", f);
+          "</head><body>\n<h1>",
+          f);
     moe_html_text(f, rep->title);
-    fprintf(f, "</h1>\n<p>%d runs, %d points. Generated by <code>moe report</code>.</p>\n"
-               "<h2>Findings</h2>\n<ul>\n", rep->n_runs, rep->n_points);
+    fprintf(f,
+            "</h1>\n<p>%d runs, %d points. Generated by <code>moe report</code>.</p>\n"
+            "<h2>Findings</h2>\n<ul>\n",
+            rep->n_runs, rep->n_points);
     for (int i = 0; i < L.n; i++) { // **x** → <b>x</b>
         fputs("<li>", f);
         int bold = 0;
@@ -431,7 +487,8 @@ moe_status moe_report_write_docs(const moe_report *rep) {
     fputs("<p class=defs>", f);
     moe_html_text(f, moe_defs);
     fputs(" Tables as CSV: <a href=\"results.csv\">results.csv</a>.</p>\n<h2>Plots</h2>\n", f);
-    if (rep->plots_ok) moe_images(rep, f, 1);
+    if (rep->plots_ok)
+        moe_images(rep, f, 1);
     else {
         fputs("<p>Plots skipped: ", f);
         moe_html_text(f, rep->plots_note);

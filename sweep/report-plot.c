@@ -25,8 +25,10 @@ static void moe_smooth(const double *v, int64_t n, int64_t w, double *out) {
 }
 
 static void moe_dat(FILE *f, double v) {
-    if (isnan(v)) fputs(" ?", f);
-    else fprintf(f, " %.7g", v);
+    if (isnan(v))
+        fputs(" ?", f);
+    else
+        fprintf(f, " %.7g", v);
 }
 
 // data/<stem>.dat: step, train CE, its moving mean, val loss, max/mean (layer mean), its moving
@@ -66,8 +68,10 @@ static int moe_write_run_data(const moe_report *rep, moe_report_run *r) {
         free(ce);
         return -1;
     }
-    fprintf(f, "# step train_ce train_ce_smooth val_loss max_over_mean max_over_mean_smooth "
-               "drop_fraction drop_fraction_smooth (moving mean over %lld steps)\n", (long long)w);
+    fprintf(f,
+            "# step train_ce train_ce_smooth val_loss max_over_mean max_over_mean_smooth "
+            "drop_fraction drop_fraction_smooth (moving mean over %lld steps)\n",
+            (long long)w);
     for (int64_t i = 0; i < n; i++) {
         fprintf(f, "%lld", (long long)r->rec[i]->step);
         moe_dat(f, ce[i]);
@@ -84,7 +88,8 @@ static int moe_write_run_data(const moe_report *rep, moe_report_run *r) {
     if (!r->share) return 0;
     snprintf(path, sizeof path, "%s/data/%s-share.dat", rep->out_dir, r->file);
     if (!(f = fopen(path, "w"))) return -1;
-    fputs("# expert layer_index share (one cell per line: boxes draw any shape, 1 x E included)\n", f);
+    fputs("# expert layer_index share (one cell per line: boxes draw any shape, 1 x E included)\n",
+          f);
     for (int l = 0; l < r->n_layers; l++)
         for (int e = 0; e < r->n_experts; e++)
             fprintf(f, "%d %d %.6g\n", e, l, r->share[l * r->n_experts + e]);
@@ -174,10 +179,11 @@ static const char *moe_gq(const char *s, int slot) {
 }
 
 static void moe_gp_common(FILE *g, const char *png, const char *title, int w, int h) {
-    fprintf(g, "reset\nif (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
-               "  set terminal pngcairo size %d,%d noenhanced font ',10'\n} else {\n"
-               "  set terminal png size %d,%d noenhanced\n}\n"
-               "set datafile missing '?'\nset output '%s'\nset title '%s'\nset grid\n",
+    fprintf(g,
+            "reset\nif (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
+            "  set terminal pngcairo size %d,%d noenhanced font ',10'\n} else {\n"
+            "  set terminal png size %d,%d noenhanced\n}\n"
+            "set datafile missing '?'\nset output '%s'\nset title '%s'\nset grid\n",
             w, h, w, h, png, title);
 }
 
@@ -189,13 +195,17 @@ static int moe_write_script(moe_report *rep, FILE *g, char (*pngs)[256], int cap
     int np = 0, moe_runs = 0;
     for (int i = 0; i < rep->n_runs; i++) moe_runs += rep->runs[i].n_layers > 0;
     // loss curves
-    moe_gp_common(g, "loss.png", "Training loss (LM cross-entropy, moving mean) and validation "
-                                 "loss (points)", 1000, 560);
+    moe_gp_common(g, "loss.png",
+                  "Training loss (LM cross-entropy, moving mean) and validation "
+                  "loss (points)",
+                  1000, 560);
     const double ymax = moe_loss_ymax(rep);
     char yr[64] = "";
     if (!isnan(ymax)) snprintf(yr, sizeof yr, "set yrange [*:%.4g]\n", ymax);
-    fprintf(g, "set key outside right top\nset xlabel 'step'\nset ylabel 'loss (nats/token)'\n%s"
-               "plot", yr);
+    fprintf(g,
+            "set key outside right top\nset xlabel 'step'\nset ylabel 'loss (nats/token)'\n%s"
+            "plot",
+            yr);
     for (int i = 0; i < rep->n_runs; i++) {
         const moe_report_run *r = &rep->runs[i];
         fprintf(g, "%s 'data/%s.dat' u 1:3 w l lw 1.5 ", i ? ", \\\n    " : "", r->file);
@@ -209,10 +219,14 @@ static int moe_write_script(moe_report *rep, FILE *g, char (*pngs)[256], int cap
     int multi = 0;
     for (int p = 0; p < rep->n_points; p++) multi |= rep->points[p].n > 1;
     if (multi) { // the same, one curve per point: mean over its seeds
-        moe_gp_common(g, "loss-points.png", "Training loss (moving mean) and validation loss "
-                      "(points), mean over seeds per point", 1000, 560);
-        fprintf(g, "set key outside right top\nset xlabel 'step'\nset ylabel 'loss (nats/token)'"
-                   "\n%splot", yr);
+        moe_gp_common(g, "loss-points.png",
+                      "Training loss (moving mean) and validation loss "
+                      "(points), mean over seeds per point",
+                      1000, 560);
+        fprintf(g,
+                "set key outside right top\nset xlabel 'step'\nset ylabel 'loss (nats/token)'"
+                "\n%splot",
+                yr);
         for (int p = 0; p < rep->n_points; p++) {
             fprintf(g, "%s 'data/point-%d.dat' u 1:2 w l lw 2 ", p ? ", \\\n    " : "", p);
             moe_gp_style(g, p);
@@ -225,8 +239,10 @@ static int moe_write_script(moe_report *rep, FILE *g, char (*pngs)[256], int cap
         snprintf(pngs[np++], 256, "loss-points.png");
     }
     if (moe_runs && multi) {
-        moe_gp_common(g, "load-points.png", "Expert load max/mean (moving mean), mean over seeds "
-                      "per point; 1 = perfect balance", 1000, 560);
+        moe_gp_common(g, "load-points.png",
+                      "Expert load max/mean (moving mean), mean over seeds "
+                      "per point; 1 = perfect balance",
+                      1000, 560);
         fprintf(g, "set key outside right top\nset xlabel 'step'\nset ylabel 'max / mean load'\n"
                    "plot 1 w l lc 'gray' dt 2 t 'perfect balance'");
         for (int p = 0; p < rep->n_points; p++) {
@@ -239,8 +255,10 @@ static int moe_write_script(moe_report *rep, FILE *g, char (*pngs)[256], int cap
         snprintf(pngs[np++], 256, "load-points.png");
     }
     if (moe_runs) {
-        moe_gp_common(g, "load.png", "Expert load max/mean (mean over MoE layers, moving mean; "
-                                     "1 = perfect balance)", 1000, 560);
+        moe_gp_common(g, "load.png",
+                      "Expert load max/mean (mean over MoE layers, moving mean; "
+                      "1 = perfect balance)",
+                      1000, 560);
         fprintf(g, "set key outside right top\nset xlabel 'step'\nset ylabel 'max / mean load'\n"
                    "plot 1 w l lc 'gray' dt 2 t 'perfect balance'");
         for (int i = 0; i < rep->n_runs; i++) {
@@ -251,8 +269,10 @@ static int moe_write_script(moe_report *rep, FILE *g, char (*pngs)[256], int cap
         }
         fputc('\n', g);
         snprintf(pngs[np++], 256, "load.png");
-        moe_gp_common(g, "drops.png", "Dropped fraction of routed token-expert pairs (all MoE "
-                                      "layers, moving mean)", 1000, 560);
+        moe_gp_common(g, "drops.png",
+                      "Dropped fraction of routed token-expert pairs (all MoE "
+                      "layers, moving mean)",
+                      1000, 560);
         fprintf(g, "set key outside right top\nset xlabel 'step'\nset ylabel 'drop fraction'\n"
                    "set yrange [0:*]\nplot");
         for (int i = 0, k = 0; i < rep->n_runs; i++) {
@@ -283,18 +303,23 @@ static int moe_write_script(moe_report *rep, FILE *g, char (*pngs)[256], int cap
             if (1.0 / K > cbmax) cbmax = 1.0 / K;
         }
         fprintf(g, "set cbrange [0:%.4g]\n", cbmax > 0 ? cbmax : 1.0);
-        fprintf(g, "unset grid\nset xlabel 'expert'\nset ylabel 'MoE layer'\n"
-                   "set palette defined (0 'white', 1 '#fdd49e', 2 '#ef6548', 3 '#7f0000')\n"
-                   "set xrange [-0.5:%g]\nset yrange [-0.5:%g]\nset ytics (",
+        fprintf(g,
+                "unset grid\nset xlabel 'expert'\nset ylabel 'MoE layer'\n"
+                "set palette defined (0 'white', 1 '#fdd49e', 2 '#ef6548', 3 '#7f0000')\n"
+                "set xrange [-0.5:%g]\nset yrange [-0.5:%g]\nset ytics (",
                 r->n_experts - 0.5, r->n_layers - 0.5);
         const Moe__MetricsRecord *last = r->rec[r->n - 1];
         for (int l = 0; l < r->n_layers; l++)
             fprintf(g, "%s'%d' %d", l ? ", " : "",
                     l < (int)last->n_layers ? last->layers[l]->layer : l, l);
-        if (r->n_experts <= 16) fputs(")\nset xtics 1\n", g);
-        else fputs(")\n", g);
-        fprintf(g, "plot 'data/%s-share.dat' u 1:2:(0.5):(0.5):3 w boxxyerror fs solid 1.0 noborder "
-                   "fc palette notitle\n", r->file);
+        if (r->n_experts <= 16)
+            fputs(")\nset xtics 1\n", g);
+        else
+            fputs(")\n", g);
+        fprintf(g,
+                "plot 'data/%s-share.dat' u 1:2:(0.5):(0.5):3 w boxxyerror fs solid 1.0 noborder "
+                "fc palette notitle\n",
+                r->file);
         snprintf(pngs[np++], 256, "%s", png);
     }
     // validation loss against the number of experts (the experts axis)
@@ -304,13 +329,15 @@ static int moe_write_script(moe_report *rep, FILE *g, char (*pngs)[256], int cap
     if (nx >= 2 && np < cap) {
         int use_val = 1;
         for (int p = 0; p < rep->n_points; p++)
-            if (!strcmp(rep->points[p].kind, "experts") && isnan(rep->points[p].mean[1])) use_val = 0;
+            if (!strcmp(rep->points[p].kind, "experts") && isnan(rep->points[p].mean[1]))
+                use_val = 0;
         const int col = use_val ? 1 : 0;
         char path[MOE_PATH_MAX];
         snprintf(path, sizeof path, "%s/data/experts.dat", rep->out_dir);
         FILE *f = fopen(path, "w");
         if (f) {
-            fprintf(f, "# n_experts mean std (%s loss over seeds)\n", use_val ? "validation" : "train");
+            fprintf(f, "# n_experts mean std (%s loss over seeds)\n",
+                    use_val ? "validation" : "train");
             // sorted by E (insertion order is usually sorted already; sort to be sure)
             int done[256] = {0};
             for (int k = 0; k < nx && k < 256; k++) {
@@ -325,9 +352,12 @@ static int moe_write_script(moe_report *rep, FILE *g, char (*pngs)[256], int cap
                         rep->points[best].mean[col], rep->points[best].std[col]);
             }
             fclose(f);
-            moe_gp_common(g, "experts.png", use_val ? "Validation loss vs number of experts "
-                          "(fixed active parameters per token)" : "Training loss vs number of "
-                          "experts (fixed active parameters per token)", 760, 480);
+            moe_gp_common(g, "experts.png",
+                          use_val ? "Validation loss vs number of experts "
+                                    "(fixed active parameters per token)"
+                                  : "Training loss vs number of "
+                                    "experts (fixed active parameters per token)",
+                          760, 480);
             int emin = 0, emax = 0;
             for (int p = 0; p < rep->n_points; p++)
                 if (!strcmp(rep->points[p].kind, "experts")) {
@@ -336,10 +366,12 @@ static int moe_write_script(moe_report *rep, FILE *g, char (*pngs)[256], int cap
                     if (e > emax) emax = e;
                 }
             fprintf(g, "set xrange [%g:%g]\n", emin / 1.5, emax * 1.5);
-            fprintf(g, "set logscale x 2\nset xlabel 'routed experts per MoE layer'\n"
-                       "set ylabel '%s loss (nats/token)'\nset key top right\n"
-                       "plot 'data/experts.dat' u 1:2:3 w yerrorlines lw 2 pt 7 t 'MoE (mean ± std "
-                       "over seeds)'", use_val ? "validation" : "train");
+            fprintf(g,
+                    "set logscale x 2\nset xlabel 'routed experts per MoE layer'\n"
+                    "set ylabel '%s loss (nats/token)'\nset key top right\n"
+                    "plot 'data/experts.dat' u 1:2:3 w yerrorlines lw 2 pt 7 t 'MoE (mean ± std "
+                    "over seeds)'",
+                    use_val ? "validation" : "train");
             for (int p = 0; p < rep->n_points; p++)
                 if (!strcmp(rep->points[p].kind, "dense") && !isnan(rep->points[p].mean[col]))
                     fprintf(g, ", %.7g w l dt 2 lc 'black' t 'dense baseline, same active FLOPs'",
@@ -376,20 +408,22 @@ void moe_report_plots(moe_report *rep) {
         moe_note(rep,
                  env && *env ? "MOE_GNUPLOT=%s is not an executable program"
                              : "gnuplot is not on PATH (%s; install it with apt-get install "
-                               "gnuplot-nox)", env && *env ? env : "searched $PATH");
+                               "gnuplot-nox)",
+                 env && *env ? env : "searched $PATH");
         return;
     }
     char path[MOE_PATH_MAX];
     snprintf(path, sizeof path, "%s/data", rep->out_dir);
     if (moe_mkdir_p(path) != 0) {
-        moe_note(rep, "cannot create %s (%s)", path,
-                 strerror(errno));
+        moe_note(rep, "cannot create %s (%s)", path, strerror(errno));
         return;
     }
     for (int i = 0; i < rep->n_runs; i++)
         if (moe_write_run_data(rep, &rep->runs[i]) != 0) {
-            moe_note(rep, "cannot write the data files in %s "
-                     "(%s)", path, strerror(errno));
+            moe_note(rep,
+                     "cannot write the data files in %s "
+                     "(%s)",
+                     path, strerror(errno));
             return;
         }
     for (int p = 0; p < rep->n_points; p++)
@@ -401,8 +435,7 @@ void moe_report_plots(moe_report *rep) {
     snprintf(path, sizeof path, "%s/plots.gp", rep->out_dir);
     FILE *g = fopen(path, "w");
     if (!g) {
-        moe_note(rep, "cannot write %s (%s)", path,
-                 strerror(errno));
+        moe_note(rep, "cannot write %s (%s)", path, strerror(errno));
         return;
     }
     const int cap = rep->n_runs + 8;
@@ -438,8 +471,10 @@ void moe_report_plots(moe_report *rep) {
         if (!moe_is_png(path)) bad = i;
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || bad >= 0) {
-        moe_note(rep, "%s plots.gp failed (exit %d%s%s); see "
-                 "%s/data/gnuplot.log", prog, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+        moe_note(rep,
+                 "%s plots.gp failed (exit %d%s%s); see "
+                 "%s/data/gnuplot.log",
+                 prog, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
                  bad >= 0 ? ", missing or invalid " : "", bad >= 0 ? pngs[bad] : "", rep->out_dir);
     } else {
         rep->plots_ok = 1;

@@ -68,7 +68,8 @@ static moe_status moe_report_read_metrics(const char *dir, moe_report_run *r) {
         n++;
     }
     free(text);
-    if (bad > 1) fprintf(stderr, "moe report: warning: %s: %lld lines skipped\n", path, (long long)bad);
+    if (bad > 1)
+        fprintf(stderr, "moe report: warning: %s: %lld lines skipped\n", path, (long long)bad);
     if (n == 0) {
         free(v);
         return moe_set_error(MOE_EINVAL, "%s: no metrics records; did the run start?", path);
@@ -130,13 +131,15 @@ static void moe_report_read_identity(const char *dir, moe_report_run *r) {
     if (!r->point) { // "<point>-s<seed>" as the sweep names runs; otherwise the run is its own point
         r->point = moe_xstrdup(r->name);
         char *s = strrchr(r->point, '-');
-        if (s && s[1] == 's' && s[2] && strspn(s + 2, "0123456789") == strlen(s + 2) && s != r->point) {
+        if (s && s[1] == 's' && s[2] && strspn(s + 2, "0123456789") == strlen(s + 2) &&
+            s != r->point) {
             if (!r->has_seed) r->seed = strtoull(s + 2, NULL, 10), r->has_seed = 1;
             *s = 0;
         }
     }
-    if (!r->kind) r->kind = moe_xstrdup(r->cfg && r->cfg->model && r->cfg->model->n_experts == 0 ?
-                                       "dense" : "run");
+    if (!r->kind)
+        r->kind =
+            moe_xstrdup(r->cfg && r->cfg->model && r->cfg->model->n_experts == 0 ? "dense" : "run");
 }
 
 // The figures of docs/sweeps.md. "tail" = the last 10% of the recorded steps (at least one).
@@ -222,7 +225,12 @@ void moe_report_run_free(moe_report_run *r) {
     for (int64_t i = 0; i < r->n; i++) protobuf_c_message_free_unpacked(&r->rec[i]->base, NULL);
     free(r->rec);
     if (r->cfg) moe_config_free(r->cfg);
-    free(r->dir); free(r->name); free(r->file); free(r->point); free(r->kind); free(r->share);
+    free(r->dir);
+    free(r->name);
+    free(r->file);
+    free(r->point);
+    free(r->kind);
+    free(r->share);
     free(r->curve);
     memset(r, 0, sizeof *r);
 }

@@ -8,7 +8,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-
 // ---------------------------------------------------------------- points and results.csv
 
 static void moe_report_group(moe_report *rep) {
@@ -51,12 +50,16 @@ static void moe_report_group(moe_report *rep) {
 }
 
 static void moe_csv_num(FILE *f, double v) {
-    if (isnan(v)) fputs(",", f);
-    else fprintf(f, ",%.9g", v);
+    if (isnan(v))
+        fputs(",", f);
+    else
+        fprintf(f, ",%.9g", v);
 }
 static void moe_csv_int(FILE *f, int64_t v) {
-    if (v < 0) fputs(",", f);
-    else fprintf(f, ",%lld", (long long)v);
+    if (v < 0)
+        fputs(",", f);
+    else
+        fprintf(f, ",%lld", (long long)v);
 }
 
 // A text field, quoted (RFC 4180) when it holds a comma, quote or line break.
@@ -111,7 +114,8 @@ static moe_status moe_report_write_csv(const moe_report *rep) {
             moe_csv_text(f, P->point);
             fprintf(f, ",,%lld", (long long)rep->runs[P->first].steps);
             for (int c = 0; c < 9; c++) moe_csv_num(f, v[c]);
-            if (k) fputs(",0,0,0\n", f);
+            if (k)
+                fputs(",0,0,0\n", f);
             else {
                 moe_csv_int(f, P->active);
                 moe_csv_int(f, P->total);
@@ -119,7 +123,8 @@ static moe_status moe_report_write_csv(const moe_report *rep) {
             }
         }
     }
-    if (fclose(f) != 0) return moe_set_error(MOE_EIO, "%s: write failed (%s)", path, strerror(errno));
+    if (fclose(f) != 0)
+        return moe_set_error(MOE_EIO, "%s: write failed (%s)", path, strerror(errno));
     return MOE_OK;
 }
 
@@ -131,7 +136,9 @@ static void moe_report_stems(moe_report *rep) {
         size_t k = 0;
         for (const char *p = r->name; *p && k < 120; p++)
             s[k++] = (strchr("._-", *p) || (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
-                      (*p >= 'A' && *p <= 'Z')) ? *p : '_';
+                      (*p >= 'A' && *p <= 'Z'))
+                         ? *p
+                         : '_';
         s[k] = 0;
         if (!k || s[0] == '.') s[0] = '_', s[k ? k : 1] = 0;
         for (int j = 0, dup = 1; j < i; j++)

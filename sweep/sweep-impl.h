@@ -11,24 +11,24 @@
 // ---------------------------------------------------------------- sweeps (sweep/sweep.c)
 
 typedef struct {
-    char *name;        // "<point>-s<seed>": the run directory's name
-    char *point;       // the point's name ("dense", "experts-8" for generated ones)
-    const char *kind;  // "point", "dense" or "experts"
+    char *name;       // "<point>-s<seed>": the run directory's name
+    char *point;      // the point's name ("dense", "experts-8" for generated ones)
+    const char *kind; // "point", "dense" or "experts"
     uint64_t seed;
-    char **sets;       // (n_sets) every override in order: sweep set, point set, generated, seed
+    char **sets; // (n_sets) every override in order: sweep set, point set, generated, seed
     int n_sets;
-    char *dir;         // OUT/runs/<name>
-    Moe__Config *cfg;  // the effective, validated config (out_dir set to dir)
-    char note[256];    // what was generated and why (dense d_ff, experts-axis shape), or ""
+    char *dir;        // OUT/runs/<name>
+    Moe__Config *cfg; // the effective, validated config (out_dir set to dir)
+    char note[256];   // what was generated and why (dense d_ff, experts-axis shape), or ""
     int64_t active, total, flops; // moe_params_count of cfg: active and total params, FLOPs/token
 } moe_sweep_run;
 
 typedef struct {
     Moe__SweepConfig *sc;
-    char *path;        // the sweep file
-    char *base_path;   // the base config to pass to moe train (OUT/base.json for an inline base)
-    char *base_tmp;    // a temporary copy of an inline base used for validation (removed by free)
-    char *out_dir;     // sweep output directory (sc->out_dir or --out)
+    char *path;      // the sweep file
+    char *base_path; // the base config to pass to moe train (OUT/base.json for an inline base)
+    char *base_tmp;  // a temporary copy of an inline base used for validation (removed by free)
+    char *out_dir;   // sweep output directory (sc->out_dir or --out)
     int np;
     moe_sweep_run *runs; // (n_runs) points first, then dense, then the experts axis; × seeds
     int n_runs;
@@ -44,23 +44,23 @@ void moe_sweep_free(moe_sweep *s);
 // ---------------------------------------------------------------- reports (sweep/report*.c)
 
 typedef struct {
-    char *dir;          // the run directory as given
-    char *name;         // its name (sweep run name or the directory's base name)
-    char *file;         // a file-name-safe unique stem for data and plot files
-    char *point;        // the group a mean ± std row is made over
-    char *kind;         // "point", "dense", "experts" or "run" (not from a sweep)
+    char *dir;   // the run directory as given
+    char *name;  // its name (sweep run name or the directory's base name)
+    char *file;  // a file-name-safe unique stem for data and plot files
+    char *point; // the group a mean ± std row is made over
+    char *kind;  // "point", "dense", "experts" or "run" (not from a sweep)
     uint64_t seed;
     int has_seed;
-    Moe__Config *cfg;   // from sweep-run.json or the newest checkpoint's manifest; may be NULL
+    Moe__Config *cfg; // from sweep-run.json or the newest checkpoint's manifest; may be NULL
     Moe__MetricsRecord **rec; // (n) one per step, sorted by step (the last line of a step wins)
     int64_t n;
-    int n_layers, n_experts;  // from the records (0: no MoE layer)
+    int n_layers, n_experts; // from the records (0: no MoE layer)
     // summary (docs/sweeps.md defines every figure); NAN when not available
     double train_loss, val_loss, tok_s, mm_end, mm_avg, cv_end, drop_frac, entropy;
     int64_t dead, active, total;
-    int64_t steps;      // last step recorded
-    double *share;      // (n_layers, n_experts) token share per layer over the last 10% of steps
-    double *curve;      // (3, n) moving means of train CE, max/mean, drop fraction (plots only)
+    int64_t steps; // last step recorded
+    double *share; // (n_layers, n_experts) token share per layer over the last 10% of steps
+    double *curve; // (3, n) moving means of train CE, max/mean, drop fraction (plots only)
 } moe_report_run;
 
 // Aggregate of the runs of one point (mean and sample std over seeds).
@@ -68,10 +68,10 @@ enum { MOE_REPORT_NCOLS = 10 };
 typedef struct {
     char *point;
     const char *kind;
-    int n;                          // runs
-    int first;                      // index of its first run
-    int n_experts;                  // of its first run
-    double mean[MOE_REPORT_NCOLS];  // train, val, tok/s, mm_end, mm_avg, cv, drop, dead, entropy, E
+    int n;                         // runs
+    int first;                     // index of its first run
+    int n_experts;                 // of its first run
+    double mean[MOE_REPORT_NCOLS]; // train, val, tok/s, mm_end, mm_avg, cv, drop, dead, entropy, E
     double std[MOE_REPORT_NCOLS];
     int64_t active, total;
 } moe_report_point;
@@ -83,8 +83,8 @@ typedef struct {
     int n_runs;
     moe_report_point *points;
     int n_points;
-    int plots_ok;            // gnuplot ran and produced the images
-    char plots_note[512];    // why plots were skipped or failed ("" when ok)
+    int plots_ok;         // gnuplot ran and produced the images
+    char plots_note[512]; // why plots were skipped or failed ("" when ok)
     int have_experts_plot;
 } moe_report;
 
@@ -102,6 +102,5 @@ void moe_report_plots(moe_report *rep);
 
 // report.md and index.html (report-doc.c).
 moe_status moe_report_write_docs(const moe_report *rep);
-
 
 #endif

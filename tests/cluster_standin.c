@@ -56,14 +56,12 @@ static uint64_t standin_mix(uint64_t x) {
 static int standin_set(standin_config *c, const char *key, const char *val) {
     char *end = NULL;
     if (!strcmp(key, "out_dir")) {
-        if (strlen(val) >= sizeof c->out_dir)
-            return -1;
+        if (strlen(val) >= sizeof c->out_dir) return -1;
         strcpy(c->out_dir, val);
         return 0;
     }
     long v = strtol(val, &end, 10);
-    if (end == val || *end != '\0' || v < 0)
-        return -1;
+    if (end == val || *end != '\0' || v < 0) return -1;
     if (!strcmp(key, "steps"))
         c->steps = v;
     else if (!strcmp(key, "sleep_ms"))
@@ -76,8 +74,7 @@ static int standin_set(standin_config *c, const char *key, const char *val) {
 }
 
 static char *standin_trim(char *s) {
-    while (*s == ' ' || *s == '\t')
-        s++;
+    while (*s == ' ' || *s == '\t') s++;
     size_t n = strlen(s);
     while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
         s[--n] = '\0';
@@ -86,18 +83,15 @@ static char *standin_trim(char *s) {
 
 static void standin_read_config(standin_config *c, const char *path) {
     FILE *f = fopen(path, "r");
-    if (!f)
-        STANDIN_FAIL("cannot open config %s: %s", path, strerror(errno));
+    if (!f) STANDIN_FAIL("cannot open config %s: %s", path, strerror(errno));
     char line[1200];
     int lineno = 0;
     while (fgets(line, sizeof line, f)) {
         lineno++;
         char *s = standin_trim(line);
-        if (*s == '\0' || *s == '#')
-            continue;
+        if (*s == '\0' || *s == '#') continue;
         char *eq = strchr(s, '=');
-        if (!eq)
-            STANDIN_FAIL("%s:%d: expected key = value", path, lineno);
+        if (!eq) STANDIN_FAIL("%s:%d: expected key = value", path, lineno);
         *eq = '\0';
         if (standin_set(c, standin_trim(s), standin_trim(eq + 1)))
             STANDIN_FAIL("%s:%d: bad key or value '%s'", path, lineno, standin_trim(s));
@@ -115,19 +109,16 @@ static void standin_write_atomic(const char *path, const char *text) {
     char tmp[1200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0)
-        STANDIN_FAIL("cannot write %s: %s", tmp, strerror(errno));
+    if (fd < 0) STANDIN_FAIL("cannot write %s: %s", tmp, strerror(errno));
     size_t n = strlen(text);
     if (write(fd, text, n) != (ssize_t)n || fsync(fd) || close(fd))
         STANDIN_FAIL("cannot write %s: %s", tmp, strerror(errno));
-    if (rename(tmp, path))
-        STANDIN_FAIL("cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    if (rename(tmp, path)) STANDIN_FAIL("cannot rename %s to %s: %s", tmp, path, strerror(errno));
 }
 
 static int standin_read_ckpt(const char *path, long *step, uint64_t *state) {
     FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
+    if (!f) return -1;
     int ok = fscanf(f, "step %ld state %" SCNx64, step, state) == 2;
     fclose(f);
     return ok ? 0 : -1;
@@ -161,8 +152,7 @@ int main(int argc, char **argv) {
             char kv[1200];
             snprintf(kv, sizeof kv, "%s", argv[++i]);
             char *eq = strchr(kv, '=');
-            if (!eq)
-                STANDIN_FAIL("--set %s: expected key=value", kv);
+            if (!eq) STANDIN_FAIL("--set %s: expected key=value", kv);
             *eq = '\0';
             if (standin_set(&cfg, kv, eq + 1))
                 STANDIN_FAIL("--set %s=%s: bad key or value", kv, eq + 1);
@@ -208,13 +198,11 @@ int main(int argc, char **argv) {
             snprintf(path, sizeof path, "%s/LATEST", ckdir);
             FILE *f = fopen(path, "r");
             if (f) {
-                if (!fgets(name, sizeof name, f))
-                    name[0] = '\0';
+                if (!fgets(name, sizeof name, f)) name[0] = '\0';
                 fclose(f);
             }
             snprintf(ck, sizeof ck, "%s/%s", ckdir, standin_trim(name));
-            if (!f)
-                printf("standin: no checkpoint in %s, starting at step 0\n", ckdir);
+            if (!f) printf("standin: no checkpoint in %s, starting at step 0\n", ckdir);
         } else {
             snprintf(ck, sizeof ck, "%s", resume);
         }
@@ -242,8 +230,7 @@ int main(int argc, char **argv) {
             standin_write_atomic(path, text);
             snprintf(path, sizeof path, "%s/metrics.jsonl", cfg.out_dir);
             FILE *m = fopen(path, "a");
-            if (!m)
-                STANDIN_FAIL("cannot append to %s: %s", path, strerror(errno));
+            if (!m) STANDIN_FAIL("cannot append to %s: %s", path, strerror(errno));
             fprintf(m, "{\"step\":%ld,\"world\":%d,\"state\":\"%016" PRIx64 "\"}\n", done, world,
                     state);
             fclose(m);
@@ -270,8 +257,7 @@ int main(int argc, char **argv) {
             }
             MPI_Barrier(MPI_COMM_WORLD); // nobody exits before the checkpoint is on disk
             if (any && done < cfg.steps) {
-                if (standin_rank == 0)
-                    printf("standin: preempted after step %ld, exit 75\n", done);
+                if (standin_rank == 0) printf("standin: preempted after step %ld, exit 75\n", done);
                 exit_code = 75;
                 break;
             }

@@ -14,7 +14,7 @@
 #endif
 #endif
 
-extern volatile int test_counting;   // set around the code under test
-extern volatile long test_allocs;    // allocation calls while test_counting was set
+extern volatile int test_counting; // set around the code under test
+extern volatile long test_allocs;  // allocation calls while test_counting was set
 
 #endif

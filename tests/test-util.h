@@ -33,21 +33,21 @@ test_check_failed(const char *file, int line, const char *cond, const char *fmt,
 }
 
 // CHECK(cond, fmt, ...): a failed condition is reported (above) and counted; the test goes on.
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) test_check_failed(__FILE__, __LINE__, #cond, __VA_ARGS__);            \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) test_check_failed(__FILE__, __LINE__, #cond, __VA_ARGS__);                    \
     } while (0)
 
 // OK(call): a moe_status call that must succeed (setup, collectives); else the call and
 // moe_last_error() are printed and every rank is aborted (MPI tests: needs comm.h).
-#define OK(call)                                                                           \
-    do {                                                                                   \
-        moe_status st_ = (call);                                                           \
-        if (st_ != MOE_OK) {                                                               \
-            if (g_rank >= 0) fprintf(stderr, "[rank %d] ", g_rank);                        \
-            fprintf(stderr, "%s failed: %s\n", #call, moe_last_error());                   \
-            moe_comm_abort(1);                                                             \
-        }                                                                                  \
+#define OK(call)                                                                                   \
+    do {                                                                                           \
+        moe_status st_ = (call);                                                                   \
+        if (st_ != MOE_OK) {                                                                       \
+            if (g_rank >= 0) fprintf(stderr, "[rank %d] ", g_rank);                                \
+            fprintf(stderr, "%s failed: %s\n", #call, moe_last_error());                           \
+            moe_comm_abort(1);                                                                     \
+        }                                                                                          \
     } while (0)
 
 // The end of a single-process test's main: "<name>: all checks passed" on stdout, or
@@ -75,9 +75,7 @@ static inline void test_rmtree(const char *dir) {
 }
 
 // splitmix64: the next number of the sequence seeded by *s.
-static inline uint64_t test_rng(uint64_t *s) {
-    return moe_splitmix64_next(s);
-}
+static inline uint64_t test_rng(uint64_t *s) { return moe_splitmix64_next(s); }
 
 // Uniform in [0, 1) with 53 random bits.
 static inline double test_urand(uint64_t *s) {

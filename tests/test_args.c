@@ -9,12 +9,12 @@
 
 static int failures = 0;
 
-#define EXPECT(what, cond)                                                                   \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            failures++;                                                                      \
-            fprintf(stderr, "test_args.c:%d: FAIL %s\n", __LINE__, what);                    \
-        }                                                                                    \
+#define EXPECT(what, cond)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            fprintf(stderr, "test_args.c:%d: FAIL %s\n", __LINE__, what);                          \
+        }                                                                                          \
     } while (0)
 
 // The destinations of the spec under test (reset to the defaults before each case).
@@ -28,10 +28,10 @@ typedef struct {
 static const char *const shapes[] = {"coarse", "fine", NULL};
 
 typedef struct {
-    const char *argv[10];   // after the command's name; NULL-terminated
-    int rc;                 // MOE_ARGS_RUN, 0 (help) or MOE_EXIT_USAGE
-    const char *err[3];     // substrings of stderr (refusals)
-    struct {                // good cases: the values parsed
+    const char *argv[10]; // after the command's name; NULL-terminated
+    int rc;               // MOE_ARGS_RUN, 0 (help) or MOE_EXIT_USAGE
+    const char *err[3];   // substrings of stderr (refusals)
+    struct {              // good cases: the values parsed
         const char *config;
         int steps, json;
         double lr;
@@ -44,62 +44,82 @@ static const args_case cases[] = {
     // Good.
     {.argv = {"cfg.json"}, .rc = MOE_ARGS_RUN, .want = {"cfg.json", 10, 0, 0.5, 0, NULL, NULL}},
     {.argv = {"cfg.json", "--steps", "7", "--json"},
-     .rc = MOE_ARGS_RUN, .want = {"cfg.json", 7, 1, 0.5, 0, NULL, NULL}},
+     .rc = MOE_ARGS_RUN,
+     .want = {"cfg.json", 7, 1, 0.5, 0, NULL, NULL}},
     {.argv = {"--steps=100", "cfg.json", "--lr=0.25"},
-     .rc = MOE_ARGS_RUN, .want = {"cfg.json", 100, 0, 0.25, 0, NULL, NULL}},
+     .rc = MOE_ARGS_RUN,
+     .want = {"cfg.json", 100, 0, 0.25, 0, NULL, NULL}},
     {.argv = {"cfg.json", "--lr", "1e-3"},
-     .rc = MOE_ARGS_RUN, .want = {"cfg.json", 10, 0, 1e-3, 0, NULL, NULL}},
+     .rc = MOE_ARGS_RUN,
+     .want = {"cfg.json", 10, 0, 1e-3, 0, NULL, NULL}},
     {.argv = {"cfg.json", "--set", "a.b=1", "--set=c.d=x=y"},
-     .rc = MOE_ARGS_RUN, .want = {"cfg.json", 10, 0, 0.5, 2,
-     "a.b=1", "c.d=x=y"}},
+     .rc = MOE_ARGS_RUN,
+     .want = {"cfg.json", 10, 0, 0.5, 2, "a.b=1", "c.d=x=y"}},
     {.argv = {"--set=a=1", "--", "-"},
-     .rc = MOE_ARGS_RUN, .want = {"-", 10, 0, 0.5, 1, "a=1", NULL}},
+     .rc = MOE_ARGS_RUN,
+     .want = {"-", 10, 0, 0.5, 1, "a=1", NULL}},
     {.argv = {"-"}, .rc = MOE_ARGS_RUN, .want = {"-", 10, 0, 0.5, 0, NULL, NULL}},
     {.argv = {"cfg.json", "--steps", "+5"},
-     .rc = MOE_ARGS_RUN, .want = {"cfg.json", 5, 0, 0.5, 0, NULL, NULL}},
+     .rc = MOE_ARGS_RUN,
+     .want = {"cfg.json", 5, 0, 0.5, 0, NULL, NULL}},
     // Help wins, wherever it is (and a value that looks like it is a value).
     {.argv = {"--help"}, .rc = 0},
     {.argv = {"cfg.json", "--steps", "x", "-h"}, .rc = 0},
     // Numbers refused, naming command, option, value and range.
     {.argv = {"cfg.json", "--steps", "x"},
-     .rc = MOE_EXIT_USAGE, .err = {"moe test: --steps", "[1, 100]", "got x"}},
+     .rc = MOE_EXIT_USAGE,
+     .err = {"moe test: --steps", "[1, 100]", "got x"}},
     {.argv = {"cfg.json", "--steps", "-3"},
-     .rc = MOE_EXIT_USAGE, .err = {"moe test: --steps", "[1, 100]", "got -3"}},
+     .rc = MOE_EXIT_USAGE,
+     .err = {"moe test: --steps", "[1, 100]", "got -3"}},
     {.argv = {"cfg.json", "--steps", "1e99"},
-     .rc = MOE_EXIT_USAGE, .err = {"moe test: --steps", "[1, 100]", "got 1e99"}},
+     .rc = MOE_EXIT_USAGE,
+     .err = {"moe test: --steps", "[1, 100]", "got 1e99"}},
     {.argv = {"cfg.json", "--steps", "12abc"},
-     .rc = MOE_EXIT_USAGE, .err = {"--steps", "[1, 100]", "got 12abc"}},
+     .rc = MOE_EXIT_USAGE,
+     .err = {"--steps", "[1, 100]", "got 12abc"}},
     {.argv = {"cfg.json", "--steps", "101"},
-     .rc = MOE_EXIT_USAGE, .err = {"--steps", "[1, 100]", "got 101"}},
+     .rc = MOE_EXIT_USAGE,
+     .err = {"--steps", "[1, 100]", "got 101"}},
     {.argv = {"cfg.json", "--steps", "0"}, .rc = MOE_EXIT_USAGE, .err = {"--steps", "got 0"}},
     {.argv = {"cfg.json", "--steps", "99999999999999999999999"},
-     .rc = MOE_EXIT_USAGE, .err = {"--steps", "[1, 100]"}},
+     .rc = MOE_EXIT_USAGE,
+     .err = {"--steps", "[1, 100]"}},
     {.argv = {"cfg.json", "--steps", " 5"}, .rc = MOE_EXIT_USAGE, .err = {"--steps", "[1, 100]"}},
     {.argv = {"cfg.json", "--steps="},
-     .rc = MOE_EXIT_USAGE, .err = {"moe test: --steps needs a non-empty value"}},
+     .rc = MOE_EXIT_USAGE,
+     .err = {"moe test: --steps needs a non-empty value"}},
     {.argv = {"cfg.json", "--steps"},
-     .rc = MOE_EXIT_USAGE, .err = {"moe test: --steps needs a value", "--steps N"}},
+     .rc = MOE_EXIT_USAGE,
+     .err = {"moe test: --steps needs a value", "--steps N"}},
     {.argv = {"cfg.json", "--seed", "-2147483649"},
-     .rc = MOE_EXIT_USAGE, .err = {"--seed", "[-2147483648, 2147483647]"}},
+     .rc = MOE_EXIT_USAGE,
+     .err = {"--seed", "[-2147483648, 2147483647]"}},
     {.argv = {"cfg.json", "--lr", "2"},
-     .rc = MOE_EXIT_USAGE, .err = {"moe test: --lr", "[0, 1]", "got 2"}},
+     .rc = MOE_EXIT_USAGE,
+     .err = {"moe test: --lr", "[0, 1]", "got 2"}},
     {.argv = {"cfg.json", "--lr", "nan"}, .rc = MOE_EXIT_USAGE, .err = {"--lr", "got nan"}},
     {.argv = {"cfg.json", "--lr", "1e999"}, .rc = MOE_EXIT_USAGE, .err = {"--lr", "got 1e999"}},
     {.argv = {"cfg.json", "--lr", "0.5x"}, .rc = MOE_EXIT_USAGE, .err = {"--lr", "got 0.5x"}},
     // Choices, flags, unknown options, positionals.
     {.argv = {"cfg.json", "--shape", "medium"},
-     .rc = MOE_EXIT_USAGE, .err = {"--shape needs one of coarse, fine", "got medium"}},
+     .rc = MOE_EXIT_USAGE,
+     .err = {"--shape needs one of coarse, fine", "got medium"}},
     {.argv = {"cfg.json", "--json=1"}, .rc = MOE_EXIT_USAGE, .err = {"--json takes no value"}},
     {.argv = {"cfg.json", "--frobnicate"},
-     .rc = MOE_EXIT_USAGE, .err = {"moe test: unknown option '--frobnicate'"}},
+     .rc = MOE_EXIT_USAGE,
+     .err = {"moe test: unknown option '--frobnicate'"}},
     {.argv = {"cfg.json", "--ste", "3"}, .rc = MOE_EXIT_USAGE, .err = {"unknown option '--ste'"}},
     {.argv = {"cfg.json", "-x"}, .rc = MOE_EXIT_USAGE, .err = {"unknown option '-x'"}},
     {.argv = {0},
-     .rc = MOE_EXIT_USAGE, .err = {"moe test: missing CONFIG", "usage: moe test CONFIG"}},
+     .rc = MOE_EXIT_USAGE,
+     .err = {"moe test: missing CONFIG", "usage: moe test CONFIG"}},
     {.argv = {"a.json", "b.json"},
-     .rc = MOE_EXIT_USAGE, .err = {"moe test: one CONFIG only, got 'a.json' and 'b.json'"}},
+     .rc = MOE_EXIT_USAGE,
+     .err = {"moe test: one CONFIG only, got 'a.json' and 'b.json'"}},
     {.argv = {"cfg.json", "--set"},
-     .rc = MOE_EXIT_USAGE, .err = {"--set needs a value (--set a.b=v)"}},
+     .rc = MOE_EXIT_USAGE,
+     .err = {"--set needs a value (--set a.b=v)"}},
 };
 
 static char *run(const moe_args_spec *spec, const char *const *args, int *rc, char **out) {
@@ -132,7 +152,7 @@ int main(void) {
         MOE_OPT_LIST("--set", &d.sets, "a.b=v", "override a field"),
         MOE_OPT_FLAG("--hidden", &d.json, NULL),
     };
-    const moe_args_spec spec = {"moe test", "A test command.", pos, MOE_ARGS_N(pos), opts,
+    const moe_args_spec spec = {"moe test",       "A test command.", pos, MOE_ARGS_N(pos), opts,
                                 MOE_ARGS_N(opts), "exit codes: none"};
     const int n = MOE_ARGS_N(cases);
     for (int i = 0; i < n; i++) {
@@ -162,9 +182,11 @@ int main(void) {
         }
         if (!ok) {
             failures++;
-            fprintf(stderr, "FAIL %s\n  expected rc %d, got %d (config %s steps %d json %d lr %g "
-                    "sets %d)\n  stderr: %s  stdout: %.200s\n", label, c->rc, rc,
-                    d.config ? d.config : "(null)", d.steps, d.json, d.lr, d.sets.n, err, out);
+            fprintf(stderr,
+                    "FAIL %s\n  expected rc %d, got %d (config %s steps %d json %d lr %g "
+                    "sets %d)\n  stderr: %s  stdout: %.200s\n",
+                    label, c->rc, rc, d.config ? d.config : "(null)", d.steps, d.json, d.lr,
+                    d.sets.n, err, out);
         }
         moe_args_free(&spec);
         EXPECT("moe_args_free zeroes the lists", d.sets.v == NULL && d.sets.n == 0);
@@ -183,10 +205,24 @@ int main(void) {
         EXPECT("--help nothing on stderr", err[0] == '\0');
         const char *want[] = {
             "usage: moe test CONFIG [--json] [--steps N] [--seed N] [--lr LR] [--name TEXT]",
-            "[--shape coarse|fine]", "[--set a.b=v]...", "A test command.", "CONFIG",
-            "the config", "--json", "print JSON", "--steps N", "integer in [1, 100]; default 10",
-            "--seed N", "--lr LR", "number in [0, 1]; default 0.5", "--name TEXT",
-            "--shape coarse|fine", "--set a.b=v", "repeatable", "-h, --help", "exit codes: none"};
+            "[--shape coarse|fine]",
+            "[--set a.b=v]...",
+            "A test command.",
+            "CONFIG",
+            "the config",
+            "--json",
+            "print JSON",
+            "--steps N",
+            "integer in [1, 100]; default 10",
+            "--seed N",
+            "--lr LR",
+            "number in [0, 1]; default 0.5",
+            "--name TEXT",
+            "--shape coarse|fine",
+            "--set a.b=v",
+            "repeatable",
+            "-h, --help",
+            "exit codes: none"};
         for (size_t k = 0; k < sizeof want / sizeof *want; k++)
             if (!strstr(out, want[k])) {
                 failures++;

@@ -18,7 +18,8 @@ static const char *g_moe;
 
 static void test_crc(void) {
     const char *s = "123456789";
-    CHECK(moe_crc32c_sw(0, s, 9) == 0xE3069283u, "table crc32c(123456789) = 0x%08x", moe_crc32c_sw(0, s, 9));
+    CHECK(moe_crc32c_sw(0, s, 9) == 0xE3069283u, "table crc32c(123456789) = 0x%08x",
+          moe_crc32c_sw(0, s, 9));
     CHECK(moe_crc32c(0, s, 9) == 0xE3069283u, "crc32c(123456789) = 0x%08x", moe_crc32c(0, s, 9));
     CHECK(moe_crc32c(0, s, 0) == 0, "empty crc 0x%08x", moe_crc32c(0, s, 0));
     static uint8_t buf[4099];
@@ -37,7 +38,9 @@ typedef struct {
     float emb[10 * D], ln[L][D], w1[L][E][D * F], m1[L][E][D * F], bias[L][E];
 } model;
 
-static float val(uint32_t salt, int i) { return (float)((salt * 2654435761u + (uint32_t)i * 40503u) % 1000) / 100.0f - 5.0f; }
+static float val(uint32_t salt, int i) {
+    return (float)((salt * 2654435761u + (uint32_t)i * 40503u) % 1000) / 100.0f - 5.0f;
+}
 
 static void fill(model *m, uint32_t salt) {
     for (int i = 0; i < 10 * D; i++) m->emb[i] = val(salt + 1, i);
@@ -107,7 +110,8 @@ static moe_status load(const char *where, uint32_t salt, int n_experts, moe_ckpt
         fill(&ref, salt);
         CHECK(!memcmp(&m, &ref, sizeof m), "%s: loaded tensors differ from the saved ones", where);
     } else {
-        CHECK(!memcmp(&m, &sentinel, sizeof m), "%s: a failed load modified the caller's tensors", where);
+        CHECK(!memcmp(&m, &sentinel, sizeof m), "%s: a failed load modified the caller's tensors",
+              where);
     }
     moe_config_free(cfg);
     moe_ckpt_free(ck);
@@ -125,8 +129,8 @@ static const char *p(const char *fmt, const char *a) {
 
 static void expect_err(moe_status rc, moe_status want, const char *what, const char *n1,
                        const char *n2, const char *n3) {
-    CHECK(rc == want, "%s: status %s, expected %s (%s)", what, moe_status_str(rc), moe_status_str(want),
-          moe_last_error());
+    CHECK(rc == want, "%s: status %s, expected %s (%s)", what, moe_status_str(rc),
+          moe_status_str(want), moe_last_error());
     const char *needles[3] = {n1, n2, n3};
     for (int i = 0; i < 3; i++)
         if (needles[i])
@@ -166,22 +170,29 @@ int main(int argc, char **argv) {
     // Roundtrip, resolving, state.
     save(100, 1, 2, MOE_OK);
     CHECK(load(p("step_%s", "00000100"), 1, E, &st) == MOE_OK, "%s", moe_last_error());
-    CHECK(st.step == 100 && st.rng_state == 1100 && st.data_cursor == 100 && st.world == 1 && st.ep == 1,
+    CHECK(st.step == 100 && st.rng_state == 1100 && st.data_cursor == 100 && st.world == 1 &&
+              st.ep == 1,
           "state %lld %llu %llu %d %d", (long long)st.step, (unsigned long long)st.rng_state,
           (unsigned long long)st.data_cursor, st.world, st.ep);
     save(200, 2, 2, MOE_OK);
-    CHECK(load(g_run, 2, E, &st) == MOE_OK && st.step == 200, "run dir → latest: %s", moe_last_error());
-    CHECK(load(p("%s", "latest"), 2, E, &st) == MOE_OK && st.step == 200, "…/latest: %s", moe_last_error());
-    CHECK(load(p("%s", ""), 2, E, &st) == MOE_OK && st.step == 200, "checkpoints dir: %s", moe_last_error());
+    CHECK(load(g_run, 2, E, &st) == MOE_OK && st.step == 200, "run dir → latest: %s",
+          moe_last_error());
+    CHECK(load(p("%s", "latest"), 2, E, &st) == MOE_OK && st.step == 200, "…/latest: %s",
+          moe_last_error());
+    CHECK(load(p("%s", ""), 2, E, &st) == MOE_OK && st.step == 200, "checkpoints dir: %s",
+          moe_last_error());
     // Refused overwrite of an existing step.
     long before = fsize(p("step_00000200/%s", "dense.bin"));
     save(200, 3, 2, MOE_EIO);
     CHECK(strstr(moe_last_error(), "already exists"), "message: %s", moe_last_error());
-    CHECK(load(p("%s", "latest"), 2, E, &st) == MOE_OK && fsize(p("step_00000200/%s", "dense.bin")) == before,
+    CHECK(load(p("%s", "latest"), 2, E, &st) == MOE_OK &&
+              fsize(p("step_00000200/%s", "dense.bin")) == before,
           "step 200 changed by a refused save");
     if (g_moe) {
-        CHECK(run_inspect(p("%s", "latest"), "result:      OK") == 0, "inspect of a good checkpoint");
-        CHECK(run_inspect(p("step_00000200/%s", "nothing"), "no checkpoint") == 2, "inspect of nothing");
+        CHECK(run_inspect(p("%s", "latest"), "result:      OK") == 0,
+              "inspect of a good checkpoint");
+        CHECK(run_inspect(p("step_00000200/%s", "nothing"), "no checkpoint") == 2,
+              "inspect of nothing");
     }
     // Corruptions of step 200; each refused naming the file and step 100; then restored.
     const char *dense = p("step_00000200/%s", "dense.bin"), *saved = p("%s", "dense.save");
@@ -196,16 +207,19 @@ int main(int argc, char **argv) {
     expect_err(load(p("%s", "latest"), 2, E, NULL), MOE_ECORRUPT, "flipped byte", "dense.bin",
                "CRC32C", "resume with --resume");
     CHECK(strstr(moe_last_error(), "step_00000200") && strstr(moe_last_error(), "step_00000100"),
-          "corrupt message should name the corrupt and the previous checkpoint: %s", moe_last_error());
-    if (g_moe) CHECK(run_inspect(p("%s", "latest"), "CRC32C mismatch") == 3, "inspect of a flipped byte");
-    CHECK(load(p("step_%s", "00000100"), 1, E, NULL) == MOE_OK, "previous after corruption: %s", moe_last_error());
+          "corrupt message should name the corrupt and the previous checkpoint: %s",
+          moe_last_error());
+    if (g_moe)
+        CHECK(run_inspect(p("%s", "latest"), "CRC32C mismatch") == 3, "inspect of a flipped byte");
+    CHECK(load(p("step_%s", "00000100"), 1, E, NULL) == MOE_OK, "previous after corruption: %s",
+          moe_last_error());
     copy(saved, dense);
     MOE_ASSERT(truncate(exp, fsize(exp) - 3) == 0);
     expect_err(load(p("%s", "latest"), 2, E, NULL), MOE_ECORRUPT, "truncated", "experts-00000.bin",
                "truncated", "step_00000100");
     unlink(exp);
-    expect_err(load(p("%s", "latest"), 2, E, NULL), MOE_ECORRUPT, "missing file", "experts-00000.bin",
-               "missing", NULL);
+    expect_err(load(p("%s", "latest"), 2, E, NULL), MOE_ECORRUPT, "missing file",
+               "experts-00000.bin", "missing", NULL);
     if (g_moe) CHECK(run_inspect(p("%s", "latest"), "missing") == 3, "inspect of a missing file");
     const char *man = p("step_00000200/%s", "manifest.pb"), *man_saved = p("%s", "manifest.save");
     copy(man, man_saved);
@@ -217,14 +231,15 @@ int main(int argc, char **argv) {
     fclose(f);
     expect_err(load(p("%s", "latest"), 2, E, NULL), MOE_ECORRUPT, "manifest byte", "manifest.pb",
                "step_00000100", NULL);
-    if (g_moe) CHECK(run_inspect(p("%s", "latest"), "CORRUPT") == 3, "inspect of a broken manifest");
+    if (g_moe)
+        CHECK(run_inspect(p("%s", "latest"), "CORRUPT") == 3, "inspect of a broken manifest");
     copy(man_saved, man);
     // Restore the expert file by saving the same content elsewhere and copying.
     // (step 200 stays broken: its expert file is gone; the previous one still loads)
     CHECK(load(p("step_%s", "00000100"), 1, E, NULL) == MOE_OK, "previous: %s", moe_last_error());
     // Another config: named field, named file.
-    expect_err(load(p("step_%s", "00000100"), 1, 8, NULL), MOE_EINVAL, "other config", "manifest.pb",
-               "model.n_experts (4 in the checkpoint, 8 in the config)", NULL);
+    expect_err(load(p("step_%s", "00000100"), 1, 8, NULL), MOE_EINVAL, "other config",
+               "manifest.pb", "model.n_experts (4 in the checkpoint, 8 in the config)", NULL);
     // A tensor the checkpoint lacks.
     {
         model m;
@@ -248,16 +263,21 @@ int main(int argc, char **argv) {
     FILE *junk = fopen(p("step_00000300.tmp-abcdef/%s", "manifest.pb"), "wb");
     fputs("junk", junk);
     fclose(junk);
-    CHECK(load(p("step_%s", "00000100"), 1, E, NULL) == MOE_OK, "with a leftover: %s", moe_last_error());
+    CHECK(load(p("step_%s", "00000100"), 1, E, NULL) == MOE_OK, "with a leftover: %s",
+          moe_last_error());
     save(400, 4, 2, MOE_OK);
     CHECK(fsize(tmpd) < 0, "leftover %s not cleaned by the next save", tmpd);
-    CHECK(load(g_run, 4, E, &st) == MOE_OK && st.step == 400, "after leftover: %s", moe_last_error());
+    CHECK(load(g_run, 4, E, &st) == MOE_OK && st.step == 400, "after leftover: %s",
+          moe_last_error());
     save(500, 5, 2, MOE_OK);
     save(600, 6, 2, MOE_OK);
-    CHECK(fsize(p("%s", "step_00000600")) > 0 && fsize(p("%s", "step_00000500")) > 0, "newest two kept");
+    CHECK(fsize(p("%s", "step_00000600")) > 0 && fsize(p("%s", "step_00000500")) > 0,
+          "newest two kept");
     CHECK(fsize(p("%s", "step_00000400")) < 0 && fsize(p("%s", "step_00000100")) < 0 &&
-          fsize(p("%s", "step_00000200")) < 0, "older checkpoints not deleted with keep = 2");
-    CHECK(load(g_run, 6, E, &st) == MOE_OK && st.step == 600, "latest after pruning: %s", moe_last_error());
+              fsize(p("%s", "step_00000200")) < 0,
+          "older checkpoints not deleted with keep = 2");
+    CHECK(load(g_run, 6, E, &st) == MOE_OK && st.step == 600, "latest after pruning: %s",
+          moe_last_error());
     f = fopen(p("%s", "LATEST"), "r");
     char line[64] = "";
     if (f) {

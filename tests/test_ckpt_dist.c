@@ -51,7 +51,8 @@ static void hold(holder *h, const moe_comm *c, int fill) {
             for (int j = 0; j < h->El; j++) {
                 int g = in.first_expert + j;
                 float *w = h->experts + (((size_t)k * L + l) * h->El + j) * D * F;
-                moe_ckpt_tensor x = {"experts.w1", g_kinds[k], l, g, 2, {D, F}, w, in.edp_rank == 0};
+                moe_ckpt_tensor x = {"experts.w1",    g_kinds[k], l, g, 2, {D, F}, w,
+                                     in.edp_rank == 0};
                 moe_ckpt_add(h->ck, &x);
                 for (int i = 0; i < D * F; i++) w[i] = fill ? gen(k, l, g, i) : -1e30f;
             }
@@ -73,14 +74,17 @@ static int compare(const holder *h, const moe_comm *c) {
     for (int k = 0; k < 3; k++) {
         for (int i = 0; i < V * D; i++) bad += h->dense[k * nd + i] != gen(k, -1, -1, i);
         for (int l = 0; l < L; l++) {
-            for (int i = 0; i < D; i++) bad += h->dense[k * nd + V * D + l * D + i] != gen(k, l, -1, i);
+            for (int i = 0; i < D; i++)
+                bad += h->dense[k * nd + V * D + l * D + i] != gen(k, l, -1, i);
             for (int j = 0; j < h->El; j++)
                 for (int i = 0; i < D * F; i++) {
                     float got = h->experts[(((size_t)k * L + l) * h->El + j) * D * F + i];
                     float want = gen(k, l, in.first_expert + j, i);
                     if (got != want && bad++ < 3)
-                        fprintf(stderr, "[rank %d] ep %d: %s layer %d expert %d [%d]: got %g expected %g\n",
-                                g_rank, in.ep_size, g_kinds[k], l, in.first_expert + j, i, got, want);
+                        fprintf(stderr,
+                                "[rank %d] ep %d: %s layer %d expert %d [%d]: got %g expected %g\n",
+                                g_rank, in.ep_size, g_kinds[k], l, in.first_expert + j, i, got,
+                                want);
                 }
         }
     }
@@ -114,7 +118,8 @@ static int do_write(const char *run, int ep, int64_t step) {
     moe_comm_info in = moe_comm_get_info(c);
     moe_ckpt_state st = {step, 42, (uint64_t)step, in.world_size, ep};
     moe_status rc = moe_ckpt_save(h.ck, c, run, cfg, &st, 0, NULL, 0);
-    if (rc != MOE_OK) fprintf(stderr, "[rank %d] save at ep %d: %s\n", g_rank, ep, moe_last_error());
+    if (rc != MOE_OK)
+        fprintf(stderr, "[rank %d] save at ep %d: %s\n", g_rank, ep, moe_last_error());
     moe_config_free(cfg);
     unhold(&h);
     moe_comm_free(c);
@@ -158,7 +163,8 @@ int main(int argc, char **argv) {
         int ep = atoi(argv[3]);
         bad = !strcmp(argv[1], "write") ? do_write(argv[2], ep, 100) : do_read(argv[2], ep, 100);
         bad = sum(bad);
-        if (g_rank == 0) printf("%s %s at W=%d ep=%d: %s\n", argv[1], argv[2], W, ep, bad ? "FAILED" : "ok");
+        if (g_rank == 0)
+            printf("%s %s at W=%d ep=%d: %s\n", argv[1], argv[2], W, ep, bad ? "FAILED" : "ok");
     } else {
         char run[256] = "/tmp/moe-test-ckpt-dist-XXXXXX";
         if (g_rank == 0) MOE_ASSERT(mkdtemp(run));
@@ -169,8 +175,10 @@ int main(int argc, char **argv) {
             for (int er = 1; er <= W; er *= 2)
                 if (W % er == 0 && E % er == 0) {
                     int b = do_read(run, er, step);
-                    if (b) fprintf(stderr, "[rank %d] written at ep %d, read at ep %d: %d mismatches\n",
-                                   g_rank, ew, er, b);
+                    if (b)
+                        fprintf(stderr,
+                                "[rank %d] written at ep %d, read at ep %d: %d mismatches\n",
+                                g_rank, ew, er, b);
                     bad += b;
                 }
             step++;
@@ -201,7 +209,8 @@ int main(int argc, char **argv) {
             hold(&h, c, 0);
             moe_status rc = moe_ckpt_load(h.ck, c, run, NULL, NULL);
             int ok = rc == MOE_ECORRUPT && strstr(moe_last_error(), fname) &&
-                     strstr(moe_last_error(), "step_00000001") && strstr(moe_last_error(), "CRC32C");
+                     strstr(moe_last_error(), "step_00000001") &&
+                     strstr(moe_last_error(), "CRC32C");
             holder s;
             hold(&s, c, 0);
             ok = ok && !memcmp(h.dense, s.dense, 3 * (V * D + L * D) * sizeof(float)) &&
@@ -220,7 +229,8 @@ int main(int argc, char **argv) {
             char cmd[400];
             snprintf(cmd, sizeof cmd, "rm -rf '%s'", run);
             if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", run);
-            printf("test_ckpt_dist (W=%d): %s\n", W, bad ? "FAILED" : "all layouts load bitwise; corruption refused on every rank");
+            printf("test_ckpt_dist (W=%d): %s\n", W,
+                   bad ? "FAILED" : "all layouts load bitwise; corruption refused on every rank");
         }
     }
     moe_comm_free(w);

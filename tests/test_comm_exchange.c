@@ -16,8 +16,7 @@ enum { E = 8, K = 2, TMAX = 20, DV = 4, ROUNDS = 4 };
 static int64_t make_routing(int world, int round, int32_t *ids, float *w) {
     uint64_t s = 0x1234ull * 1000003ull + (uint64_t)world * 7919ull + (uint64_t)round * 104729ull;
     int64_t T = (int64_t)(test_rng(&s) % (TMAX + 1));
-    if (round == 1 && world == 0)
-        T = 0;
+    if (round == 1 && world == 0) T = 0;
     for (int64_t t = 0; t < T; t++)
         for (int k = 0; k < K; k++) {
             int32_t e;
@@ -25,13 +24,11 @@ static int64_t make_routing(int world, int round, int32_t *ids, float *w) {
             do {
                 e = (int32_t)(test_rng(&s) % E);
                 again = (round == 2 && e == 1);
-                for (int k2 = 0; k2 < k; k2++)
-                    again |= ids[t * K + k2] == e;
+                for (int k2 = 0; k2 < k; k2++) again |= ids[t * K + k2] == e;
             } while (again);
             ids[t * K + k] = e;
             w[t * K + k] = (float)(1 + test_rng(&s) % 7) / 8.0f;
-            if (round == 3 && test_rng(&s) % 5 == 0)
-                ids[t * K + k] = -1;
+            if (round == 3 && test_rng(&s) % 5 == 0) ids[t * K + k] = -1;
         }
     return T;
 }
@@ -42,10 +39,11 @@ typedef struct {
     float v[DV];
 } raw_row;
 
-static float raw_val(int src, int idx, int d) { return (float)(src * 100 + idx) + 0.25f * (float)d; }
+static float raw_val(int src, int idx, int d) {
+    return (float)(src * 100 + idx) + 0.25f * (float)d;
+}
 static void raw_f(raw_row *r) { // what the expert side writes back
-    for (int d = 0; d < DV; d++)
-        r->v[d] = 2.0f * r->v[d] + (float)r->expert;
+    for (int d = 0; d < DV; d++) r->v[d] = 2.0f * r->v[d] + (float)r->expert;
 }
 
 // Builds source `world`'s raw send buffer in wire order (peer, local expert, token, slot);
@@ -66,8 +64,7 @@ static int64_t raw_build(int world, int round, int P, int El, raw_row *rows, int
                             r->idx = (int32_t)u;
                             r->expert = d * El + j;
                             r->round = round;
-                            for (int x = 0; x < DV; x++)
-                                r->v[x] = raw_val(world, (int)u, x);
+                            for (int x = 0; x < DV; x++) r->v[x] = raw_val(world, (int)u, x);
                         }
                         u++;
                         counts[d * (1 + El)]++;
@@ -84,11 +81,11 @@ typedef struct {
 } raw_ctx;
 
 // Chunk callback on the expert side: the rows of this chunk must have arrived; compute f on them.
-static moe_status raw_on_chunk(void *vctx, const moe_comm_plan *pl, moe_comm_dir dir, int c, int nc) {
+static moe_status raw_on_chunk(void *vctx, const moe_comm_plan *pl, moe_comm_dir dir, int c,
+                               int nc) {
     raw_ctx *x = vctx;
     (void)nc;
-    if (dir != MOE_COMM_FORWARD)
-        return MOE_OK;
+    if (dir != MOE_COMM_FORWARD) return MOE_OK;
     for (int p = 0; p < moe_comm_plan_peers(pl); p++) {
         int64_t first, n;
         moe_comm_chunk_range(pl, dir, c, p, &first, &n);
@@ -110,8 +107,11 @@ typedef struct {
 } mode;
 
 static const mode MODES[] = {
-    {1, 0, 0, "flat"},          {3, 0, 0, "chunks=3"},         {4, 0, 1, "chunks=4,rowtype"},
-    {1, 1, 0, "hierarchical"},  {2, 1, 1, "hier,chunks=2,rowtype"},
+    {1, 0, 0, "flat"},
+    {3, 0, 0, "chunks=3"},
+    {4, 0, 1, "chunks=4,rowtype"},
+    {1, 1, 0, "hierarchical"},
+    {2, 1, 1, "hier,chunks=2,rowtype"},
 };
 enum { NMODES = sizeof MODES / sizeof MODES[0] };
 
@@ -120,15 +120,25 @@ static void test_raw(moe_comm *c, const char *tag) {
     moe_comm_info in = moe_comm_get_info(c);
     const int P = in.ep_size, El = in.n_local_experts, rec = 1 + El;
     const int64_t max_send = TMAX * K, max_recv = (int64_t)P * TMAX * K;
-    raw_row *send = calloc((size_t)max_send, sizeof *send), *tok = calloc((size_t)max_send, sizeof *tok);
+    raw_row *send = calloc((size_t)max_send, sizeof *send),
+            *tok = calloc((size_t)max_send, sizeof *tok);
     raw_row *expect = calloc((size_t)max_recv, sizeof *expect);
     raw_row *recv[NMODES], *ret[NMODES], *back = calloc((size_t)max_recv, sizeof *back);
     int64_t *done = calloc((size_t)max_recv, sizeof *done);
-    int32_t *counts = calloc((size_t)P * rec, sizeof *counts), *scratch = calloc((size_t)P * rec, sizeof *scratch);
+    int32_t *counts = calloc((size_t)P * rec, sizeof *counts),
+            *scratch = calloc((size_t)P * rec, sizeof *scratch);
     moe_comm_plan *plans[NMODES];
     for (int m = 0; m < NMODES; m++) {
-        moe_comm_plan_params pp = {MOE_COMM_EP, El, K, 0, sizeof(raw_row), max_send, max_recv,
-                                   MODES[m].n_chunks, MODES[m].hierarchical, MODES[m].force_row_type};
+        moe_comm_plan_params pp = {MOE_COMM_EP,
+                                   El,
+                                   K,
+                                   0,
+                                   sizeof(raw_row),
+                                   max_send,
+                                   max_recv,
+                                   MODES[m].n_chunks,
+                                   MODES[m].hierarchical,
+                                   MODES[m].force_row_type};
         OK(moe_comm_plan_create(c, &pp, &plans[m]));
         recv[m] = calloc((size_t)max_recv, sizeof(raw_row));
         ret[m] = calloc((size_t)max_send, sizeof(raw_row));
@@ -142,8 +152,7 @@ static void test_raw(moe_comm *c, const char *tag) {
             int ws = moe_comm_world_rank_of(c, MOE_COMM_EP, s);
             raw_build(ws, round, P, El, tmp, scratch);
             int64_t off = 0;
-            for (int d = 0; d < in.ep_rank; d++)
-                off += scratch[d * rec];
+            for (int d = 0; d < in.ep_rank; d++) off += scratch[d * rec];
             memcpy(expect + n_exp, tmp + off, sizeof(raw_row) * (size_t)scratch[in.ep_rank * rec]);
             n_exp += scratch[in.ep_rank * rec];
         }
@@ -154,20 +163,22 @@ static void test_raw(moe_comm *c, const char *tag) {
             int64_t got = moe_comm_plan_rows(pl, MOE_COMM_REVERSE);
             CHECK(got == n_exp, "%s %s round %d: expected %lld rows here, got %lld", tag,
                   MODES[m].name, round, (long long)n_exp, (long long)got);
-            if (got != n_exp)
-                continue;
+            if (got != n_exp) continue;
             memset(recv[m], 0xEE, sizeof(raw_row) * (size_t)max_recv);
             memset(back, 0, sizeof(raw_row) * (size_t)max_recv);
             memset(done, 0, sizeof(int64_t) * (size_t)max_recv);
             raw_ctx ctx = {recv[m], back, done, 1, expect};
-            OK(moe_comm_exchange(pl, MOE_COMM_FORWARD, sizeof(raw_row), send, recv[m], raw_on_chunk, &ctx));
+            OK(moe_comm_exchange(pl, MOE_COMM_FORWARD, sizeof(raw_row), send, recv[m], raw_on_chunk,
+                                 &ctx));
             for (int64_t u = 0; u < n_exp; u++) {
                 const raw_row *r = &recv[m][u];
                 CHECK(!memcmp(r, &expect[u], sizeof *r),
-                      "%s %s round %d row %lld: expected (src %d idx %d expert %d) got (src %d idx %d expert %d)",
+                      "%s %s round %d row %lld: expected (src %d idx %d expert %d) got (src %d idx "
+                      "%d expert %d)",
                       tag, MODES[m].name, round, (long long)u, expect[u].src, expect[u].idx,
                       expect[u].expert, r->src, r->idx, r->expert);
-                CHECK(r->expert / El == in.ep_rank, "row for expert %d landed on ep rank %d", r->expert, in.ep_rank);
+                CHECK(r->expert / El == in.ep_rank, "row for expert %d landed on ep rank %d",
+                      r->expert, in.ep_rank);
                 CHECK(done[u] == 1, "%s row %lld computed %lld times by the chunk callbacks",
                       MODES[m].name, (long long)u, (long long)done[u]);
             }
@@ -185,15 +196,18 @@ static void test_raw(moe_comm *c, const char *tag) {
                 raw_row want = send[u];
                 raw_f(&want);
                 CHECK(!memcmp(&ret[m][u], &want, sizeof want),
-                      "%s %s round %d: combined row %lld: expected (src %d idx %d v0 %g) got (src %d idx %d v0 %g)",
+                      "%s %s round %d: combined row %lld: expected (src %d idx %d v0 %g) got (src "
+                      "%d idx %d v0 %g)",
                       tag, MODES[m].name, round, (long long)u, want.src, want.idx, want.v[0],
                       ret[m][u].src, ret[m][u].idx, ret[m][u].v[0]);
             }
             if (m > 0) {
                 CHECK(!memcmp(recv[m], recv[0], sizeof(raw_row) * (size_t)n_exp),
-                      "%s round %d: received buffer of mode %s differs from flat", tag, round, MODES[m].name);
+                      "%s round %d: received buffer of mode %s differs from flat", tag, round,
+                      MODES[m].name);
                 CHECK(!memcmp(ret[m], ret[0], sizeof(raw_row) * (size_t)R),
-                      "%s round %d: combined buffer of mode %s differs from flat", tag, round, MODES[m].name);
+                      "%s round %d: combined buffer of mode %s differs from flat", tag, round,
+                      MODES[m].name);
             }
         }
         // Conservation: rows sent in the group = rows received; per expert too.
@@ -201,8 +215,7 @@ static void test_raw(moe_comm *c, const char *tag) {
         tot[0] = R;
         tot[1] = moe_comm_plan_rows(plans[0], MOE_COMM_REVERSE);
         for (int d = 0; d < P; d++)
-            for (int j = 0; j < El; j++)
-                tot[2 + d * El + j] += counts[d * rec + 1 + j];
+            for (int j = 0; j < El; j++) tot[2 + d * El + j] += counts[d * rec + 1 + j];
         OK(moe_comm_allreduce_i64(c, MOE_COMM_EP, tot, 2 + E, MOE_COMM_SUM));
         CHECK(tot[0] == tot[1], "%s round %d: %lld rows sent in the EP group, %lld received", tag,
               round, (long long)tot[0], (long long)tot[1]);
@@ -214,7 +227,8 @@ static void test_raw(moe_comm *c, const char *tag) {
         if (round == 2)
             for (int j = 0; j < El; j++)
                 if (in.first_expert + j == 1)
-                    CHECK(moe_comm_plan_expert_rows(plans[0], j) == 0, "expert 1 should have no rows");
+                    CHECK(moe_comm_plan_expert_rows(plans[0], j) == 0,
+                          "expert 1 should have no rows");
     }
     for (int m = 0; m < NMODES; m++) {
         moe_comm_plan_free(plans[m]);
@@ -236,8 +250,7 @@ enum { D = 6 }; // floats per token: x[0] = source rank, x[1] = token, x[2..] va
 static void tok_row(int world, int t, int round, float *x) {
     x[0] = (float)world;
     x[1] = (float)t;
-    for (int d = 2; d < D; d++)
-        x[d] = (float)((world * 31 + t * 7 + d + round) % 13) - 6.0f;
+    for (int d = 2; d < D; d++) x[d] = (float)((world * 31 + t * 7 + d + round) % 13) - 6.0f;
 }
 static float f_expert(float v, int e) { return v * (float)(e + 1) + 0.5f * (float)e; }
 
@@ -317,29 +330,30 @@ static void test_pack(moe_comm *c, int dedup, int n_chunks, int hierarchical, co
     moe_comm_info in = moe_comm_get_info(c);
     const int P = in.ep_size, El = in.n_local_experts, rec = 1 + El;
     const int64_t max_send = TMAX * K, max_recv = (int64_t)P * TMAX * K, max_pairs = max_recv * K;
-    moe_comm_plan_params pp = {MOE_COMM_EP, El, K, dedup, D * sizeof(float), max_send, max_recv,
-                               n_chunks, hierarchical, 0};
+    moe_comm_plan_params pp = {MOE_COMM_EP, El,       K,        dedup,        D * sizeof(float),
+                               max_send,    max_recv, n_chunks, hierarchical, 0};
     moe_comm_plan *pl;
     OK(moe_comm_plan_create(c, &pp, &pl));
     const size_t wb = moe_comm_plan_wire_bytes(pl);
     char *send = calloc((size_t)max_send, wb), *recv = calloc((size_t)max_recv, wb);
     float *x = calloc(TMAX * D, sizeof(float)), *y = calloc(TMAX * D, sizeof(float));
-    float *ex = calloc((size_t)max_pairs * D, sizeof(float)), *out = calloc((size_t)max_pairs * D, sizeof(float));
-    float *pw = calloc((size_t)max_pairs, sizeof(float)), *back = calloc((size_t)max_recv * D, sizeof(float));
+    float *ex = calloc((size_t)max_pairs * D, sizeof(float)),
+          *out = calloc((size_t)max_pairs * D, sizeof(float));
+    float *pw = calloc((size_t)max_pairs, sizeof(float)),
+          *back = calloc((size_t)max_recv * D, sizeof(float));
     float *ret = calloc((size_t)max_send * D, sizeof(float));
     int32_t ids[TMAX * K], rids[TMAX * K], *row_src = calloc((size_t)max_send, sizeof(int32_t));
     float w[TMAX * K], rw[TMAX * K];
     int32_t *counts = calloc((size_t)P * rec, sizeof(int32_t));
     int64_t eoff[E + 1];
-    pair_map map = {calloc((size_t)max_recv + 1, sizeof(int64_t)), calloc((size_t)max_pairs, sizeof(int64_t))};
+    pair_map map = {calloc((size_t)max_recv + 1, sizeof(int64_t)),
+                    calloc((size_t)max_pairs, sizeof(int64_t))};
     for (int round = 0; round < ROUNDS; round++) {
         int64_t T = make_routing(in.world_rank, round, ids, w);
-        for (int64_t t = 0; t < T; t++)
-            tok_row(in.world_rank, (int)t, round, x + t * D);
+        for (int64_t t = 0; t < T; t++) tok_row(in.world_rank, (int)t, round, x + t * D);
         OK(moe_comm_dispatch_pack(pl, T, x, ids, w, counts, send, row_src));
         int64_t R = 0;
-        for (int d = 0; d < P; d++)
-            R += counts[d * rec];
+        for (int d = 0; d < P; d++) R += counts[d * rec];
         OK(moe_comm_exchange_counts(pl, counts));
         OK(moe_comm_dispatch(pl, send, recv, NULL, NULL));
         expand_ref(pl, recv, 1, ex, pw, eoff, &map);
@@ -356,13 +370,17 @@ static void test_pack(moe_comm *c, int dedup, int n_chunks, int hierarchical, co
                         if (rids[t * K + k] == in.first_expert + j) {
                             float want[D];
                             tok_row(ws, (int)t, round, want);
-                            CHECK(pos < moe_comm_plan_pairs(pl) && !memcmp(ex + pos * D, want, sizeof want),
-                                  "%s round %d expert %d pair %lld: expected token (%d, %lld) got (%g, %g)",
+                            CHECK(pos < moe_comm_plan_pairs(pl) &&
+                                      !memcmp(ex + pos * D, want, sizeof want),
+                                  "%s round %d expert %d pair %lld: expected token (%d, %lld) got "
+                                  "(%g, %g)",
                                   tag, round, j, (long long)pos, ws, (long long)t,
-                                  pos < max_pairs ? ex[pos * D] : -1.f, pos < max_pairs ? ex[pos * D + 1] : -1.f);
+                                  pos < max_pairs ? ex[pos * D] : -1.f,
+                                  pos < max_pairs ? ex[pos * D + 1] : -1.f);
                             float wexp = dedup ? rw[t * K + k] : 1.0f;
-                            CHECK(pos >= max_pairs || pw[pos] == wexp, "%s pair %lld weight %g, expected %g",
-                                  tag, (long long)pos, pos < max_pairs ? pw[pos] : -1.f, wexp);
+                            CHECK(pos >= max_pairs || pw[pos] == wexp,
+                                  "%s pair %lld weight %g, expected %g", tag, (long long)pos,
+                                  pos < max_pairs ? pw[pos] : -1.f, wexp);
                             pos++;
                         }
             }
@@ -402,7 +420,8 @@ static void test_pack(moe_comm *c, int dedup, int n_chunks, int hierarchical, co
         for (int j = 0; j < El; j++)
             for (int64_t p = eoff[j]; p < eoff[j + 1]; p++)
                 for (int d = 0; d < D; d++)
-                    out[p * D + d] = (dedup ? pw[p] : 1.0f) * ex[p * D + d] * (float)(in.first_expert + j + 1);
+                    out[p * D + d] =
+                        (dedup ? pw[p] : 1.0f) * ex[p * D + d] * (float)(in.first_expert + j + 1);
         reduce_ref(pl, &map, out, NULL, back, D);
         OK(moe_comm_exchange(pl, MOE_COMM_REVERSE, D * sizeof(float), back, ret, NULL, NULL));
         memset(y, 0, sizeof(float) * TMAX * D);
@@ -419,8 +438,19 @@ static void test_pack(moe_comm *c, int dedup, int n_chunks, int hierarchical, co
             }
     }
     moe_comm_plan_free(pl);
-    free(send); free(recv); free(x); free(y); free(ex); free(out); free(pw); free(back); free(ret);
-    free(row_src); free(counts); free(map.start); free(map.map);
+    free(send);
+    free(recv);
+    free(x);
+    free(y);
+    free(ex);
+    free(out);
+    free(pw);
+    free(back);
+    free(ret);
+    free(row_src);
+    free(counts);
+    free(map.start);
+    free(map.map);
 }
 
 // Refusals are agreed: a count record one rank cannot take is refused on every rank (no hang).
@@ -436,12 +466,13 @@ static void test_refusals(moe_comm *c) {
     CHECK(st == MOE_EINVAL, "over-capacity counts: expected MOE_EINVAL on every rank, got %d (%s)",
           st, moe_last_error());
     memset(counts, 0, sizeof(int32_t) * (size_t)P * rec);
-    if (in.ep_rank == P - 1)
-        counts[0] = -1;
+    if (in.ep_rank == P - 1) counts[0] = -1;
     st = moe_comm_exchange_counts(pl, counts);
-    CHECK(st == MOE_EINVAL, "negative count on one rank: expected MOE_EINVAL everywhere, got %d", st);
+    CHECK(st == MOE_EINVAL, "negative count on one rank: expected MOE_EINVAL everywhere, got %d",
+          st);
     if (in.ep_rank == P - 1)
-        CHECK(strstr(moe_last_error(), "-1") != NULL, "message should name the count: %s", moe_last_error());
+        CHECK(strstr(moe_last_error(), "-1") != NULL, "message should name the count: %s",
+              moe_last_error());
     memset(counts, 0, sizeof(int32_t) * (size_t)P * rec);
     st = moe_comm_exchange_counts(pl, counts); // and the plan still works afterwards
     CHECK(st == MOE_OK, "empty exchange after refusals: %s", moe_last_error());
@@ -459,11 +490,9 @@ int main(int argc, char **argv) {
     moe_comm_free(w0);
     int fakes[] = {0, 2, 3};
     for (int f = 0; f < 3; f++) {
-        if (fakes[f] && fakes[f] >= W)
-            continue;
+        if (fakes[f] && fakes[f] >= W) continue;
         for (int ep = 1; ep <= W; ep++) {
-            if (W % ep || E % ep)
-                continue;
+            if (W % ep || E % ep) continue;
             moe_comm *c;
             moe_comm_params p = {ep, E, fakes[f], 1};
             OK(moe_comm_create(&p, &c));

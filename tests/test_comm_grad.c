@@ -19,8 +19,7 @@ static float vval(int e, int i) { return 0.05f * (float)((e + 2 * i) % 5) - 0.1f
 // Residual of sample b: prediction (w + v_e) . x - y; loss 0.5 r^2; d/dw = d/dv_e = r x.
 static double resid(int b) {
     double p = 0;
-    for (int i = 0; i < N; i++)
-        p += (double)(wval(i) + vval(route(b), i)) * xval(b, i);
+    for (int i = 0; i < N; i++) p += (double)(wval(i) + vval(route(b), i)) * xval(b, i);
     return p - yval(b);
 }
 
@@ -43,10 +42,12 @@ static void test_invariance(int W, int ep) {
         ids[t] = route(b);
     }
     // Expert gradient rows travel to the rank owning the expert (the dispatch path).
-    moe_comm_plan_params pp = {MOE_COMM_EP, El, 1, 0, N * sizeof(float), B, (int64_t)B * ep, 1, 0, 0};
+    moe_comm_plan_params pp = {MOE_COMM_EP,     El, 1, 0, N * sizeof(float), B,
+                               (int64_t)B * ep, 1,  0, 0};
     moe_comm_plan *pl;
     OK(moe_comm_plan_create(c, &pp, &pl));
-    float *send = calloc((size_t)B * N, sizeof(float)), *recv = calloc((size_t)B * ep * N, sizeof(float));
+    float *send = calloc((size_t)B * N, sizeof(float)),
+          *recv = calloc((size_t)B * ep * N, sizeof(float));
     float dv[E * N] = {0};
     int32_t *counts = calloc((size_t)ep * (1 + El), sizeof(int32_t)), row_src[B];
     OK(moe_comm_dispatch_pack(pl, Tr, rows, ids, NULL, counts, send, row_src));
@@ -58,15 +59,13 @@ static void test_invariance(int W, int ep) {
     for (int s = 0; s < ep; s++)
         for (int j = 0; j < El; j++)
             for (int32_t q = 0; q < rr[s * (1 + El) + 1 + j]; q++, u++)
-                for (int i = 0; i < N; i++)
-                    dv[j * N + i] += recv[u * N + i];
+                for (int i = 0; i < N; i++) dv[j * N + i] += recv[u * N + i];
     OK(moe_comm_sync_grads(c, MOE_COMM_GRAD_DENSE, dw, N));
     OK(moe_comm_sync_grads(c, MOE_COMM_GRAD_EXPERT, dv, (size_t)El * N));
     // Single-rank reference: mean over the whole batch.
     for (int i = 0; i < N; i++) {
         double ref = 0;
-        for (int b = 0; b < B; b++)
-            ref += resid(b) * xval(b, i) / B;
+        for (int b = 0; b < B; b++) ref += resid(b) * xval(b, i) / B;
         CHECK(fabs(dw[i] - ref) <= 1e-5 * (1e-3 + fabs(ref)),
               "W=%d EP=%d dense grad[%d]: expected %.8g got %.8g", W, ep, i, ref, dw[i]);
     }
@@ -74,8 +73,7 @@ static void test_invariance(int W, int ep) {
         for (int i = 0; i < N; i++) {
             double ref = 0;
             for (int b = 0; b < B; b++)
-                if (route(b) == in.first_expert + j)
-                    ref += resid(b) * xval(b, i) / B;
+                if (route(b) == in.first_expert + j) ref += resid(b) * xval(b, i) / B;
             CHECK(fabs(dv[j * N + i] - ref) <= 1e-5 * (1e-3 + fabs(ref)),
                   "W=%d EP=%d expert %d grad[%d]: expected %.8g got %.8g", W, ep,
                   in.first_expert + j, i, ref, dv[j * N + i]);
@@ -104,16 +102,14 @@ static void test_collectives(moe_comm *c) {
     OK(moe_comm_allreduce_f32(c, MOE_COMM_WORLD, &f, 1, MOE_COMM_SUM));
     CHECK(f == 1.5f * W, "f32 sum: expected %g got %g", 1.5 * W, f);
     char msg[16] = "";
-    if (me == 0)
-        snprintf(msg, sizeof msg, "hello %d", 42);
+    if (me == 0) snprintf(msg, sizeof msg, "hello %d", 42);
     OK(moe_comm_bcast(c, MOE_COMM_WORLD, msg, sizeof msg));
     CHECK(!strcmp(msg, "hello 42"), "bcast: got '%s'", msg);
     OK(moe_comm_barrier(c, MOE_COMM_WORLD));
     // Gather of variable sizes: rank r sends r+1 floats r*10 + i (rank 0 may send one too).
     float mine[8], all[64];
     int64_t counts[16];
-    for (int i = 0; i <= me; i++)
-        mine[i] = (float)(me * 10 + i);
+    for (int i = 0; i <= me; i++) mine[i] = (float)(me * 10 + i);
     OK(moe_comm_gatherv_f32(c, MOE_COMM_WORLD, mine, me + 1, me ? NULL : all, me ? 0 : 64,
                             me ? NULL : counts));
     if (me == 0)
@@ -127,7 +123,8 @@ static void test_collectives(moe_comm *c) {
     // A root buffer too small is refused on every rank (nobody hangs).
     moe_status st = moe_comm_gatherv_f32(c, MOE_COMM_WORLD, mine, me + 1, me ? NULL : all,
                                          me ? 0 : W - 1, NULL);
-    CHECK(st == MOE_EINVAL, "gather into a too-small buffer: expected refusal on every rank, got %d", st);
+    CHECK(st == MOE_EINVAL,
+          "gather into a too-small buffer: expected refusal on every rank, got %d", st);
 }
 
 int main(int argc, char **argv) {
@@ -139,8 +136,7 @@ int main(int argc, char **argv) {
     g_rank = moe_comm_rank(c, MOE_COMM_WORLD);
     test_collectives(c);
     for (int ep = 1; ep <= W; ep++)
-        if (W % ep == 0 && E % ep == 0)
-            test_invariance(W, ep);
+        if (W % ep == 0 && E % ep == 0) test_invariance(W, ep);
     int64_t fails = g_fail;
     OK(moe_comm_allreduce_i64(c, MOE_COMM_WORLD, &fails, 1, MOE_COMM_SUM));
     moe_comm_printf(c, "test_comm_grad (W=%d): %s (%lld failed checks)\n", W, fails ? "FAIL" : "ok",

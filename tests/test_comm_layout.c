@@ -43,7 +43,8 @@ static void test_create_refused(int W) {
     }
     p = (moe_comm_params){W, 2 * W + 1, 0, 1};
     if (W > 1)
-        expect_refused(moe_comm_create(&p, &c), (int[]){W, 2 * W + 1}, 2, "create with E not divisible");
+        expect_refused(moe_comm_create(&p, &c), (int[]){W, 2 * W + 1}, 2,
+                       "create with E not divisible");
     p = (moe_comm_params){0, 8, 0, 1};
     expect_refused(moe_comm_create(&p, &c), (int[]){0}, 1, "create with EP 0");
 }
@@ -85,8 +86,7 @@ static void test_groups(int W, int ep, int fake) {
     int in_node = 1;
     if (fake) {
         for (int r = 0; r < W; r++)
-            if (r % ep && (r / fake) != ((r - 1) / fake))
-                in_node = 0;
+            if (r % ep && (r / fake) != ((r - 1) / fake)) in_node = 0;
     }
     CHECK(in.ep_in_node == in_node, "%s: ep_in_node %d, expected %d", tag, in.ep_in_node, in_node);
     // The EP communicator really is that group: a sum over it counts EP ranks.
@@ -94,8 +94,7 @@ static void test_groups(int W, int ep, int fake) {
     OK(moe_comm_allreduce_i64(c, MOE_COMM_EP, &one, 1, MOE_COMM_SUM));
     OK(moe_comm_allreduce_i64(c, MOE_COMM_EP, &sum_rank, 1, MOE_COMM_SUM));
     int64_t want = 0;
-    for (int i = 0; i < ep; i++)
-        want += in.ep_index * ep + i;
+    for (int i = 0; i < ep; i++) want += in.ep_index * ep + i;
     CHECK(one == ep && sum_rank == want, "%s: EP group sums %lld ranks / %lld, expected %d / %lld",
           tag, (long long)one, (long long)sum_rank, ep, (long long)want);
     moe_comm_free(c);
@@ -104,7 +103,8 @@ static void test_groups(int W, int ep, int fake) {
 static void test_topo(moe_comm *c) {
     moe_comm_topo t;
     OK(moe_comm_topo_query(&t));
-    CHECK(t.pus >= 1 && t.cores >= 1 && t.cores <= t.pus && t.bound_pus >= 1 && t.bound_pus <= t.pus,
+    CHECK(t.pus >= 1 && t.cores >= 1 && t.cores <= t.pus && t.bound_pus >= 1 &&
+              t.bound_pus <= t.pus,
           "topology: %d cores, %d PUs, %d bound PUs", t.cores, t.pus, t.bound_pus);
     int n = 0;
     setenv("OPENBLAS_NUM_THREADS", "3", 1);
@@ -113,7 +113,8 @@ static void test_topo(moe_comm *c) {
     unsetenv("OPENBLAS_NUM_THREADS");
     OK(moe_comm_blas_threads(c, &n));
     int q = moe_comm_size(c, MOE_COMM_NODE);
-    int hi = t.bound ? (t.bound_cores > 1 ? t.bound_cores : 1) : (t.cores / q > 1 ? t.cores / q : 1);
+    int hi =
+        t.bound ? (t.bound_cores > 1 ? t.bound_cores : 1) : (t.cores / q > 1 ? t.cores / q : 1);
     CHECK(n >= 1 && n <= hi, "BLAS threads %d not in [1, %d] (cores %d, bound %d, node ranks %d)",
           n, hi, t.cores, t.bound, q);
 }
@@ -131,15 +132,14 @@ int main(int argc, char **argv) {
     for (int ep = 1; ep <= W; ep++)
         if (W % ep == 0 && 8 % ep == 0) {
             test_groups(W, ep, 0);
-            for (int fake = 1; fake < W; fake++)
-                test_groups(W, ep, fake);
+            for (int fake = 1; fake < W; fake++) test_groups(W, ep, fake);
         }
     test_topo(c);
     moe_comm_free(NULL);
     int64_t fails = g_fail;
     OK(moe_comm_allreduce_i64(c, MOE_COMM_WORLD, &fails, 1, MOE_COMM_SUM));
-    moe_comm_printf(c, "test_comm_layout (W=%d): %s (%lld failed checks)\n", W, fails ? "FAIL" : "ok",
-                    (long long)fails);
+    moe_comm_printf(c, "test_comm_layout (W=%d): %s (%lld failed checks)\n", W,
+                    fails ? "FAIL" : "ok", (long long)fails);
     moe_comm_free(c);
     OK(moe_comm_finalize());
     return fails ? 1 : 0;

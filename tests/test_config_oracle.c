@@ -16,7 +16,7 @@
 
 typedef struct {
     char path[1024];
-    const char *type;                       // python name, e.g. "Config"
+    const char *type; // python name, e.g. "Config"
     const ProtobufCMessageDescriptor *desc;
     int strict, reject;
     int ours_ok;
@@ -24,7 +24,7 @@ typedef struct {
     uint8_t *bytes; // (n_bytes,) our parse, packed
     size_t n_bytes;
     char rt_path[4096], rtd_path[4096]; // our writer's output: present fields / with defaults
-    uint8_t *rtd_bytes; // (n_rtd,) our parse of rtd_path, packed
+    uint8_t *rtd_bytes;                 // (n_rtd,) our parse of rtd_path, packed
     size_t n_rtd;
 } oracle_case;
 
@@ -32,8 +32,11 @@ static int failures = 0, checks = 0;
 
 // Bad files that python 4.21 accepts but our stricter rules refuse on purpose (docs/config.md).
 // Only python may accept these; ours must still reject them.
-static const struct { const char *file, *why; } stricter_than_python[] = {
-    {"both_spellings.json", "python 4.21 checks duplicate keys, not fields: the last spelling wins"},
+static const struct {
+    const char *file, *why;
+} stricter_than_python[] = {
+    {"both_spellings.json",
+     "python 4.21 checks duplicate keys, not fields: the last spelling wins"},
 };
 
 static const char *stricter_reason(const char *path) {
@@ -50,9 +53,15 @@ static char *read_file(const char *path, size_t *len) {
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
     char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) { free(buf); buf = NULL; }
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
     fclose(f);
-    if (buf) { buf[n] = '\0'; *len = (size_t)n; }
+    if (buf) {
+        buf[n] = '\0';
+        *len = (size_t)n;
+    }
     return buf;
 }
 
@@ -86,7 +95,8 @@ static void compare_bytes(const char *what, const char *file, const uint8_t *exp
     char detail[1024];
     size_t o = (size_t)snprintf(detail, sizeof detail,
                                 "bytes differ at offset %zu (expected %zu bytes, got %zu)\n  "
-                                "expected[%zu..]:", i, ne, ng, i);
+                                "expected[%zu..]:",
+                                i, ne, ng, i);
     for (size_t k = i; k < ne && k < i + 16; k++)
         o += (size_t)snprintf(detail + o, sizeof detail - o, " %02x", exp[k]);
     o += (size_t)snprintf(detail + o, sizeof detail - o, "\n  got[%zu..]:     ", i);
@@ -115,8 +125,10 @@ static int cmp_str(const void *a, const void *b) {
 static void shell_quote(char *out, size_t cap, size_t *o, const char *s) {
     *o += (size_t)snprintf(out + *o, cap - *o, " '");
     for (; *s && *o + 5 < cap; s++) {
-        if (*s == '\'') *o += (size_t)snprintf(out + *o, cap - *o, "'\\''");
-        else out[(*o)++] = *s;
+        if (*s == '\'')
+            *o += (size_t)snprintf(out + *o, cap - *o, "'\\''");
+        else
+            out[(*o)++] = *s;
     }
     *o += (size_t)snprintf(out + *o, cap - *o, "'");
 }
@@ -167,8 +179,10 @@ static void run_ours(oracle_case *c, const char *out_dir, int idx) {
             char detail[512];
             size_t k = 0;
             while (again[k] && again[k] == jsd[k]) k++;
-            snprintf(detail, sizeof detail, "defaults output is not a fixpoint; first difference "
-                     "at char %zu: expected \"%.40s\", got \"%.40s\"", k, jsd + k, again + k);
+            snprintf(detail, sizeof detail,
+                     "defaults output is not a fixpoint; first difference "
+                     "at char %zu: expected \"%.40s\", got \"%.40s\"",
+                     k, jsd + k, again + k);
             fail("writer with defaults", c->path, detail);
         }
         free(again);
@@ -270,9 +284,10 @@ int main(int argc, char **argv) {
                     printf("ok   %s rejected by us; python accepts it (%s)\n", c->path, why);
                 } else if (c->ours_ok || py_ok) {
                     char detail[1024];
-                    snprintf(detail, sizeof detail, "expected both readers to reject it; ours: %s, "
-                             "python: %.400s", c->ours_ok ? "accepts" : "rejects",
-                             py_ok ? "accepts" : line + 4);
+                    snprintf(detail, sizeof detail,
+                             "expected both readers to reject it; ours: %s, "
+                             "python: %.400s",
+                             c->ours_ok ? "accepts" : "rejects", py_ok ? "accepts" : line + 4);
                     fail("a bad file is accepted", c->path, detail);
                 } else {
                     printf("ok   %s rejected by both\n", c->path);
@@ -282,8 +297,10 @@ int main(int argc, char **argv) {
                 if (!c->ours_ok && !py_ok) {
                     if (c->strict) {
                         char detail[1024];
-                        snprintf(detail, sizeof detail, "both readers reject it:\n  ours: %s\n  "
-                                 "python: %.400s", c->ours_err, line + 4);
+                        snprintf(detail, sizeof detail,
+                                 "both readers reject it:\n  ours: %s\n  "
+                                 "python: %.400s",
+                                 c->ours_err, line + 4);
                         fail("a good file is rejected", c->path, detail);
                     } else {
                         skipped++;

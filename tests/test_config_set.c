@@ -19,11 +19,14 @@ static uint8_t *pack(const ProtobufCMessage *m, size_t *n) {
 // `expect` (the same document written by hand).
 static void check_good(const char *start, const char *const *sets, int n_sets, const char *expect) {
     ProtobufCMessage *a, *b;
-    MOE_ASSERT(moe_json_parse_message("start", start, strlen(start), &moe__config__descriptor, &a) == MOE_OK);
-    MOE_ASSERT(moe_json_parse_message("expect", expect, strlen(expect), &moe__config__descriptor, &b) == MOE_OK);
+    MOE_ASSERT(moe_json_parse_message("start", start, strlen(start), &moe__config__descriptor,
+                                      &a) == MOE_OK);
+    MOE_ASSERT(moe_json_parse_message("expect", expect, strlen(expect), &moe__config__descriptor,
+                                      &b) == MOE_OK);
     for (int i = 0; i < n_sets; i++) {
         if (moe_config_set((Moe__Config *)a, sets[i]) != MOE_OK) {
-            fprintf(stderr, "FAIL --set %s: expected success, got: %s\n", sets[i], moe_last_error());
+            fprintf(stderr, "FAIL --set %s: expected success, got: %s\n", sets[i],
+                    moe_last_error());
             failures++;
             goto done;
         }
@@ -49,11 +52,13 @@ static void check_bad(const char *set, const char *frag1, const char *frag2) {
     moe_status st = moe_config_set(cfg, set);
     const char *msg = moe_last_error();
     if (st == MOE_OK) {
-        fprintf(stderr, "FAIL --set %s: expected an error containing \"%s\", got success\n", set, frag1);
+        fprintf(stderr, "FAIL --set %s: expected an error containing \"%s\", got success\n", set,
+                frag1);
         failures++;
     } else if (!strstr(msg, frag1) || (frag2 && !strstr(msg, frag2))) {
-        fprintf(stderr, "FAIL --set %s:\n  expected a message containing \"%s\"%s%s%s\n  got \"%s\"\n",
-                set, frag1, frag2 ? " and \"" : "", frag2 ? frag2 : "", frag2 ? "\"" : "", msg);
+        fprintf(stderr,
+                "FAIL --set %s:\n  expected a message containing \"%s\"%s%s%s\n  got \"%s\"\n", set,
+                frag1, frag2 ? " and \"" : "", frag2 ? frag2 : "", frag2 ? "\"" : "", msg);
         failures++;
     }
     // A failed override leaves a config that still packs, formats and frees cleanly.
@@ -63,10 +68,10 @@ static void check_bad(const char *set, const char *frag1, const char *frag2) {
     moe_config_free(cfg);
 }
 
-#define GOOD(start, expect, ...)                                                           \
-    do {                                                                                   \
-        const char *s_[] = {__VA_ARGS__};                                                  \
-        check_good(start, s_, (int)(sizeof s_ / sizeof s_[0]), expect);                    \
+#define GOOD(start, expect, ...)                                                                   \
+    do {                                                                                           \
+        const char *s_[] = {__VA_ARGS__};                                                          \
+        check_good(start, s_, (int)(sizeof s_ / sizeof s_[0]), expect);                            \
     } while (0)
 
 int main(void) {
@@ -74,8 +79,10 @@ int main(void) {
     GOOD("{}", "{\"model\":{\"top_k\":4}}", "model.top_k=4");
     GOOD("{}", "{\"model\":{\"top_k\":5}}", "model.topK=5");
     GOOD("{}", "{\"model\":{\"top_k\":5}}", "model.top_k=\"5\"");
-    GOOD("{}", "{\"model\":{\"vocab_size\":9223372036854775807}}", "model.vocabSize=9223372036854775807");
-    GOOD("{}", "{\"train\":{\"seed\":\"18446744073709551615\"}}", "train.seed=18446744073709551615");
+    GOOD("{}", "{\"model\":{\"vocab_size\":9223372036854775807}}",
+         "model.vocabSize=9223372036854775807");
+    GOOD("{}", "{\"train\":{\"seed\":\"18446744073709551615\"}}",
+         "train.seed=18446744073709551615");
     GOOD("{}", "{\"train\":{\"lr\":0.001}}", "train.lr=1e-3");
     GOOD("{}", "{\"train\":{\"lr\":\"NaN\"}}", "train.lr=NaN");
     GOOD("{}", "{\"router\":{\"scoring\":\"sigmoid\"}}", "router.scoring=sigmoid");
@@ -95,9 +102,11 @@ int main(void) {
     GOOD("{\"model\":{\"dense_layers\":[7,8]}}", "{\"model\":{}}", "model.dense_layers=[]");
     GOOD("{}", "{\"lora\":{\"targets\":[\"experts\",\"router\"]}}", "lora.targets=[\"experts\",4]");
     // A JSON object merges into the sub-message; null clears a field.
-    GOOD("{\"model\":{\"top_k\":3,\"n_experts\":4}}", "{\"model\":{\"top_k\":3,\"n_experts\":8,\"d_model\":64}}",
+    GOOD("{\"model\":{\"top_k\":3,\"n_experts\":4}}",
+         "{\"model\":{\"top_k\":3,\"n_experts\":8,\"d_model\":64}}",
          "model={\"n_experts\":8,\"dModel\":64}");
-    GOOD("{\"model\":{\"top_k\":3,\"n_experts\":4}}", "{\"model\":{\"n_experts\":4}}", "model.top_k=null");
+    GOOD("{\"model\":{\"top_k\":3,\"n_experts\":4}}", "{\"model\":{\"n_experts\":4}}",
+         "model.top_k=null");
     GOOD("{\"name\":\"x\"}", "{}", "name=null");
     // ...but a sub-message of the Config stays present, reset to its defaults.
     GOOD("{\"model\":{\"top_k\":3}}", "{\"model\":{}}", "model=null");
@@ -106,31 +115,38 @@ int main(void) {
     GOOD("{}", "{\"model\":{\"top_k\":2}}", "model.top_k=9", "model.topK=2");
 
     // Bad paths and values: the message names --set and the path, and what was expected.
-    check_bad("model.topk=3", "--set model.topk: unknown field \"topk\" in moe.ModelConfig (at model)",
+    check_bad("model.topk=3",
+              "--set model.topk: unknown field \"topk\" in moe.ModelConfig (at model)",
               "did you mean \"top_k\"?");
-    check_bad("modle.top_k=3", "unknown field \"modle\" in moe.Config (at top level)", "did you mean \"model\"?");
+    check_bad("modle.top_k=3", "unknown field \"modle\" in moe.Config (at top level)",
+              "did you mean \"model\"?");
     check_bad("model.topKK=3", "unknown field \"topKK\"", "did you mean \"topK\"?");
     check_bad("zzzzzzzzzzzz=3", "unknown field \"zzzzzzzzzzzz\"", "known fields: name, model");
-    check_bad("model.top_k=abc", "--set model.top_k: expected an integer in [-2147483648, 2147483647]",
-              "got \"abc\"");
+    check_bad("model.top_k=abc",
+              "--set model.top_k: expected an integer in [-2147483648, 2147483647]", "got \"abc\"");
     check_bad("model.top_k=1.5", "--set model.top_k: expected an integer", "got 1.5");
     check_bad("model.top_k=1e12", "--set model.top_k: expected an integer", "got 1e12");
     check_bad("model.top_k=true", "--set model.top_k: expected an integer", "got true");
-    check_bad("train.seed=-1", "--set train.seed: expected an integer in [0, 18446744073709551615]", NULL);
+    check_bad("train.seed=-1", "--set train.seed: expected an integer in [0, 18446744073709551615]",
+              NULL);
     check_bad("model.top_k.x=1", "--set model.top_k: a scalar field has no fields", NULL);
     check_bad("model.dense_layers.x=1", "--set model.dense_layers: a repeated scalar field", NULL);
-    check_bad("model.activation=relu", "--set model.activation: expected one of swiglu (0), gelu (1)",
-              "got \"relu\"");
+    check_bad("model.activation=relu",
+              "--set model.activation: expected one of swiglu (0), gelu (1)", "got \"relu\"");
     check_bad("model.activation=7", "--set model.activation: expected one of", "got 7");
-    check_bad("router.renormalize=yes", "--set router.renormalize: expected true or false", "got \"yes\"");
+    check_bad("router.renormalize=yes", "--set router.renormalize: expected true or false",
+              "got \"yes\"");
     check_bad("train.lr=fast", "--set train.lr: expected a number", NULL);
     check_bad("model.dense_layers=3", "--set model.dense_layers: expected a JSON array", NULL);
-    check_bad("model.dense_layers=[1,\"x\"]", "--set model.dense_layers[1]: expected an integer", "got \"x\"");
-    check_bad("model.dense_layers=[1,null]", "--set model.dense_layers[1]: null is not allowed", NULL);
+    check_bad("model.dense_layers=[1,\"x\"]", "--set model.dense_layers[1]: expected an integer",
+              "got \"x\"");
+    check_bad("model.dense_layers=[1,null]", "--set model.dense_layers[1]: null is not allowed",
+              NULL);
     check_bad("model={\"top_k\": 1,}", "--set model: invalid JSON value", NULL);
     check_bad("model=3", "--set model: expected a JSON object (moe.ModelConfig)", NULL);
     check_bad("model={\"topk\":1}", "--set model.topk: unknown field \"topk\"", NULL);
-    check_bad("model={\"top_k\":1,\"topK\":2}", "--set model.top_k: field given twice, as \"top_k\" and \"topK\"", NULL);
+    check_bad("model={\"top_k\":1,\"topK\":2}",
+              "--set model.top_k: field given twice, as \"top_k\" and \"topK\"", NULL);
     check_bad("noequals", "--set noequals: expected path.to.field=value", NULL);
     check_bad("=3", "expected path.to.field=value", NULL);
     check_bad("name=[3]", "--set name: expected a string, got [3]", NULL);

@@ -26,7 +26,10 @@ static const vcase cases[] = {
     {{"model.n_heads=3", "model.head_dim=32"}, 0, NULL, NULL},
     {{"model.first_dense_layers=4", "model.dense_layers=[0,3]"}, 0, NULL, NULL},
     {{"model.kv_lora_rank=64", "model.qk_nope_head_dim=32", "model.qk_rope_head_dim=16",
-      "model.v_head_dim=32", "model.q_lora_rank=96"}, 0, NULL, NULL},
+      "model.v_head_dim=32", "model.q_lora_rank=96"},
+     0,
+     NULL,
+     NULL},
     {{"model.positions=learned", "model.max_seq_len=64"}, 0, NULL, NULL},
     {{"train.warmup_steps=200"}, 0, NULL, NULL},
     {{"train.global_batch=12"}, 3, NULL, NULL},
@@ -43,9 +46,14 @@ static const vcase cases[] = {
     {{"parallel.ep_size=0"}, 0, "parallel.ep_size = 0: must be 1 or more", NULL},
     {{"parallel.ep_size=4"}, 6, "parallel.ep_size = 4 does not divide the world size 6", NULL},
     {{"model.n_experts=0", "parallel.ep_size=2"}, 0, "a dense model has no experts to shard", NULL},
-    {{"model.n_experts=0", "router.strategy=expert_choice"}, 0,
-     "router.strategy = expert_choice needs experts", NULL},
-    {{"model.n_experts=0", "model.n_shared_experts=1"}, 0, "model.n_shared_experts = 1 needs MoE layers", NULL},
+    {{"model.n_experts=0", "router.strategy=expert_choice"},
+     0,
+     "router.strategy = expert_choice needs experts",
+     NULL},
+    {{"model.n_experts=0", "model.n_shared_experts=1"},
+     0,
+     "model.n_shared_experts = 1 needs MoE layers",
+     NULL},
     {{"router.capacity_factor=-0.5"}, 0, "router.capacity_factor = -0.5", "must be >= 0"},
     {{"router.aux_loss_coef=-1"}, 0, "router.aux_loss_coef = -1", NULL},
     {{"router.z_loss_coef=NaN"}, 0, "router.z_loss_coef = nan", NULL},
@@ -61,16 +69,27 @@ static const vcase cases[] = {
     {{"model.n_layers=-2"}, 0, "model.n_layers = -2: must be positive", NULL},
     {{"model.vocab_size=0"}, 0, "model.vocab_size = 0: must be positive", NULL},
     {{"model.d_ff=-1"}, 0, "model.d_ff = -1: must be 0 or more", NULL},
-    {{"model.first_dense_layers=5"}, 0, "model.first_dense_layers = 5 must be in [0, model.n_layers = 4]", NULL},
+    {{"model.first_dense_layers=5"},
+     0,
+     "model.first_dense_layers = 5 must be in [0, model.n_layers = 4]",
+     NULL},
     {{"model.dense_layers=[1,4]"}, 0, "model.dense_layers[1] = 4 is not a layer index", NULL},
     {{"model.dense_layers=[-1]"}, 0, "model.dense_layers[0] = -1 is not a layer index", NULL},
-    {{"model.dense_layers=[2,1,2]"}, 0, "model.dense_layers[2] = 2 repeats model.dense_layers[0]", NULL},
+    {{"model.dense_layers=[2,1,2]"},
+     0,
+     "model.dense_layers[2] = 2 repeats model.dense_layers[0]",
+     NULL},
     {{"model.kv_lora_rank=64"}, 0, "model.kv_lora_rank = 64 enables MLA", "(got 0, 0, 0)"},
     {{"model.kv_lora_rank=64", "model.qk_nope_head_dim=32", "model.qk_rope_head_dim=15",
-      "model.v_head_dim=32"}, 0, "model.qk_rope_head_dim = 15 must be even", NULL},
+      "model.v_head_dim=32"},
+     0,
+     "model.qk_rope_head_dim = 15 must be even",
+     NULL},
     {{"model.q_lora_rank=64"}, 0, "only apply to MLA", NULL},
-    {{"model.positions=learned", "model.max_seq_len=32"}, 0,
-     "model.max_seq_len = 32 positions, shorter than train.seq_len = 64", NULL},
+    {{"model.positions=learned", "model.max_seq_len=32"},
+     0,
+     "model.max_seq_len = 32 positions, shorter than train.seq_len = 64",
+     NULL},
     // Training.
     {{"train.lr=0"}, 0, "train.lr = 0", "> 0"},
     {{"train.lr=-1e-3"}, 0, "train.lr = -0.001", NULL},
@@ -84,11 +103,17 @@ static const vcase cases[] = {
     {{"train.steps=0"}, 0, "train.steps = 0: must be positive", NULL},
     {{"train.global_batch=0"}, 0, "train.global_batch = 0: must be positive", NULL},
     {{"train.seq_len=0"}, 0, "train.seq_len = 0", NULL},
-    {{"train.global_batch=16"}, 3, "train.global_batch = 16 is not divisible by the world size 3", NULL},
+    {{"train.global_batch=16"},
+     3,
+     "train.global_batch = 16 is not divisible by the world size 3",
+     NULL},
     {{"train.keep_checkpoints=0"}, 0, "train.keep_checkpoints = 0", NULL},
     {{"train.eval_batches=0"}, 0, "train.eval_batches = 0", NULL},
     {{"train.eval_batches=0", "train.eval_interval=0"}, 0, NULL, NULL},
-    {{"parallel.overlap=true", "parallel.overlap_chunks=0"}, 0, "parallel.overlap_chunks = 0", NULL},
+    {{"parallel.overlap=true", "parallel.overlap_chunks=0"},
+     0,
+     "parallel.overlap_chunks = 0",
+     NULL},
     // Data.
     {{"data.format=u16_tokens", "model.vocab_size=65537"}, 0, "u16_tokens", "65537 > 65536"},
     {{"model.vocab_size=100"}, 0, "data.format = text reads raw bytes", "set vocab_size >= 256"},
@@ -97,11 +122,15 @@ static const vcase cases[] = {
     {{"lora.rank=-1"}, 0, "lora.rank = -1: must be 0 or more", NULL},
     {{"lora.rank=4", "lora.alpha=0"}, 0, "lora.alpha = 0", NULL},
     {{"lora.targets=[\"attention\"]"}, 0, "lora.targets is set but lora.rank = 0", NULL},
-    {{"lora.rank=4", "lora.targets=[\"attention\",\"attention\"]"}, 0,
-     "lora.targets[1] = attention repeats lora.targets[0]", NULL},
+    {{"lora.rank=4", "lora.targets=[\"attention\",\"attention\"]"},
+     0,
+     "lora.targets[1] = attention repeats lora.targets[0]",
+     NULL},
     {{"lora.rank=4", "lora.targets=[\"shared_experts\"]"}, 0, "model.n_shared_experts = 0", NULL},
-    {{"lora.rank=4", "lora.targets=[\"experts\"]", "model.n_experts=0"}, 0,
-     "lora.targets[0] = experts, but model.n_experts = 0", NULL},
+    {{"lora.rank=4", "lora.targets=[\"experts\"]", "model.n_experts=0"},
+     0,
+     "lora.targets[0] = experts, but model.n_experts = 0",
+     NULL},
     // Several problems are all reported, one per line.
     {{"model.top_k=9", "train.lr=0"}, 0, "raise n_experts\ntrain.lr = 0", NULL},
 };
@@ -130,7 +159,8 @@ static void run_case(const vcase *c) {
         fprintf(stderr, "FAIL%s:\n  expected valid\n  got: %s\n", label, msg);
         failures++;
     } else if (c->frag && st == MOE_OK) {
-        fprintf(stderr, "FAIL%s:\n  expected an error containing \"%s\"\n  got: valid\n", label, c->frag);
+        fprintf(stderr, "FAIL%s:\n  expected an error containing \"%s\"\n  got: valid\n", label,
+                c->frag);
         failures++;
     } else if (c->frag && (!strstr(msg, c->frag) || (c->frag2 && !strstr(msg, c->frag2)))) {
         fprintf(stderr, "FAIL%s:\n  expected an error containing \"%s\"%s%s\n  got: %s\n", label,
@@ -171,6 +201,7 @@ int main(int argc, char **argv) {
     }
     if (d) closedir(d);
 
-    printf("%zu cases, %d examples, %d failed\n", sizeof cases / sizeof cases[0], n_examples, failures);
+    printf("%zu cases, %d examples, %d failed\n", sizeof cases / sizeof cases[0], n_examples,
+           failures);
     return failures ? 1 : 0;
 }

@@ -35,8 +35,10 @@ static uint64_t lcg(uint64_t *s) {
 }
 
 static moe_data_params params(const char *path, int u16, int64_t vocab, int S) {
-    moe_data_params p = {path, NULL, u16 ? MOE__DATA_CONFIG__FORMAT__u16_tokens
-                                         : MOE__DATA_CONFIG__FORMAT__text, 0.1, vocab, S, 42};
+    moe_data_params p = {
+        path, NULL,  u16 ? MOE__DATA_CONFIG__FORMAT__u16_tokens : MOE__DATA_CONFIG__FORMAT__text,
+        0.1,  vocab, S,
+        42};
     return p;
 }
 
@@ -51,24 +53,29 @@ static void test_u16_roundtrip(void) {
     CHECK(moe_data_write_u16(path, tok, N) == MOE_OK, "%s", moe_last_error());
     struct stat sb;
     stat(path, &sb);
-    CHECK(sb.st_size == 1024 + 2 * N, "file size %lld, expected %d", (long long)sb.st_size, 1024 + 2 * N);
+    CHECK(sb.st_size == 1024 + 2 * N, "file size %lld, expected %d", (long long)sb.st_size,
+          1024 + 2 * N);
     moe_data_params p = params(path, 1, 50000, S);
     moe_data *d;
     moe_status st = moe_data_open(&p, &d);
     CHECK(st == MOE_OK, "open: %s", moe_last_error());
     if (st != MOE_OK) return;
     const int64_t nv = (int64_t)(N * 0.1), nt = N - nv;
-    CHECK(moe_data_train_tokens(d) == nt, "train tokens %lld vs %lld", (long long)moe_data_train_tokens(d), (long long)nt);
-    CHECK(moe_data_val_tokens(d) == nv, "val tokens %lld vs %lld", (long long)moe_data_val_tokens(d), (long long)nv);
+    CHECK(moe_data_train_tokens(d) == nt, "train tokens %lld vs %lld",
+          (long long)moe_data_train_tokens(d), (long long)nt);
+    CHECK(moe_data_val_tokens(d) == nv, "val tokens %lld vs %lld",
+          (long long)moe_data_val_tokens(d), (long long)nv);
     int32_t batch[B * (S + 1)];
     for (int step = 0; step < 20; step++) {
         moe_data_train_batch(d, step, 0, B, batch);
         for (int i = 0; i < B; i++) {
             int64_t st0 = moe_data_train_start(d, step, i);
-            CHECK(st0 >= 0 && st0 + S + 1 <= nt, "start %lld outside [0, %lld]", (long long)st0, (long long)(nt - S - 1));
+            CHECK(st0 >= 0 && st0 + S + 1 <= nt, "start %lld outside [0, %lld]", (long long)st0,
+                  (long long)(nt - S - 1));
             for (int t = 0; t <= S; t++)
-                CHECK(batch[i * (S + 1) + t] == tok[st0 + t], "step %d seq %d pos %d: got %d expected %d",
-                      step, i, t, batch[i * (S + 1) + t], tok[st0 + t]);
+                CHECK(batch[i * (S + 1) + t] == tok[st0 + t],
+                      "step %d seq %d pos %d: got %d expected %d", step, i, t,
+                      batch[i * (S + 1) + t], tok[st0 + t]);
         }
     }
     int64_t nw = moe_data_val_windows(d);
@@ -78,8 +85,9 @@ static void test_u16_roundtrip(void) {
         for (int i = 0; i < B; i++) {
             int64_t k = (int64_t)j * B + i, st0 = nt + (k % nw) * S;
             for (int t = 0; t <= S; t++)
-                CHECK(batch[i * (S + 1) + t] == tok[st0 + t], "val batch %d seq %d pos %d: %d vs %d",
-                      j, i, t, batch[i * (S + 1) + t], tok[st0 + t]);
+                CHECK(batch[i * (S + 1) + t] == tok[st0 + t],
+                      "val batch %d seq %d pos %d: %d vs %d", j, i, t, batch[i * (S + 1) + t],
+                      tok[st0 + t]);
         }
     }
     moe_data_free(d);
@@ -109,9 +117,11 @@ static void test_text_split_batches(void) {
         for (int W = 2; W <= 4; W *= 2)
             for (int r = 0; r < W; r++)
                 moe_data_train_batch(d, step, r * B / W, B / W, part + r * (B / W) * (S + 1));
-        CHECK(!memcmp(full, part, sizeof full), "step %d: ranks' slices differ from the world-1 batch", step);
+        CHECK(!memcmp(full, part, sizeof full),
+              "step %d: ranks' slices differ from the world-1 batch", step);
         moe_data_train_batch(d2, step, 0, B, again);
-        CHECK(!memcmp(full, again, sizeof full), "step %d: a second reader gives another batch", step);
+        CHECK(!memcmp(full, again, sizeof full), "step %d: a second reader gives another batch",
+              step);
         for (int i = 0; i < B; i++) {
             int64_t a = moe_data_train_start(d, step, i);
             mean += (double)a / (double)(15000 - S - 1) / (64.0 * B);
@@ -132,8 +142,9 @@ static void test_text_split_batches(void) {
     // Separate validation file: training gets the whole file.
     p.val_path = tpath("v.txt");
     CHECK(moe_data_open(&p, &d) == MOE_OK, "%s", moe_last_error());
-    CHECK(moe_data_train_tokens(d) == N && moe_data_val_tokens(d) == 300, "val_path split %lld/%lld",
-          (long long)moe_data_train_tokens(d), (long long)moe_data_val_tokens(d));
+    CHECK(moe_data_train_tokens(d) == N && moe_data_val_tokens(d) == 300,
+          "val_path split %lld/%lld", (long long)moe_data_train_tokens(d),
+          (long long)moe_data_val_tokens(d));
     moe_data_val_batch(d, 0, 2, 1, 1, full); // k = 1: window 1 starts at S
     for (int t = 0; t <= S; t++)
         CHECK(full[t] == val[S + t], "val_path window: pos %d %d vs %d", t, full[t], val[S + t]);
@@ -179,22 +190,105 @@ static void test_bad_data(void) {
     fclose(f);
     const bad_case cases[] = {
         {"missing file", "nope.txt", 0, 256, 8, 0.1, NULL, MOE_EIO, {"nope.txt", "cannot open"}},
-        {"train shorter than a sequence", "small.txt", 0, 256, 16, 0, NULL, MOE_EINVAL,
+        {"train shorter than a sequence",
+         "small.txt",
+         0,
+         256,
+         16,
+         0,
+         NULL,
+         MOE_EINVAL,
          {"small.txt", "10 tokens", "17"}},
-        {"val tail shorter than a sequence", "mid.txt", 0, 256, 32, 0.1, NULL, MOE_EINVAL,
+        {"val tail shorter than a sequence",
+         "mid.txt",
+         0,
+         256,
+         32,
+         0.1,
+         NULL,
+         MOE_EINVAL,
          {"mid.txt", "val_fraction", "20 tokens"}},
-        {"val file shorter than a sequence", "mid.txt", 0, 256, 16, 0.1, "small.txt", MOE_EINVAL,
+        {"val file shorter than a sequence",
+         "mid.txt",
+         0,
+         256,
+         16,
+         0.1,
+         "small.txt",
+         MOE_EINVAL,
          {"small.txt", "10 tokens", "17"}},
-        {"byte >= vocab", "mid.txt", 0, 100, 8, 0.1, NULL, MOE_ECORRUPT, {"mid.txt", "token 137", "is 122"}},
-        {"u16 token >= vocab", "vocab.bin", 1, 256, 8, 0.1, NULL, MOE_ECORRUPT,
+        {"byte >= vocab",
+         "mid.txt",
+         0,
+         100,
+         8,
+         0.1,
+         NULL,
+         MOE_ECORRUPT,
+         {"mid.txt", "token 137", "is 122"}},
+        {"u16 token >= vocab",
+         "vocab.bin",
+         1,
+         256,
+         8,
+         0.1,
+         NULL,
+         MOE_ECORRUPT,
          {"vocab.bin", "token 37", "is 300"}},
-        {"u16 bad magic", "magic.bin", 1, 256, 8, 0.1, NULL, MOE_ECORRUPT, {"magic.bin", "magic 12345", "20240520"}},
-        {"u16 bad version", "version.bin", 1, 256, 8, 0.1, NULL, MOE_ECORRUPT, {"version.bin", "version 2"}},
-        {"u16 shorter than header", "short.bin", 1, 256, 8, 0.1, NULL, MOE_ECORRUPT, {"short.bin", "100 bytes", "header"}},
-        {"u16 truncated", "trunc.bin", 1, 256, 8, 0.1, NULL, MOE_ECORRUPT,
+        {"u16 bad magic",
+         "magic.bin",
+         1,
+         256,
+         8,
+         0.1,
+         NULL,
+         MOE_ECORRUPT,
+         {"magic.bin", "magic 12345", "20240520"}},
+        {"u16 bad version",
+         "version.bin",
+         1,
+         256,
+         8,
+         0.1,
+         NULL,
+         MOE_ECORRUPT,
+         {"version.bin", "version 2"}},
+        {"u16 shorter than header",
+         "short.bin",
+         1,
+         256,
+         8,
+         0.1,
+         NULL,
+         MOE_ECORRUPT,
+         {"short.bin", "100 bytes", "header"}},
+        {"u16 truncated",
+         "trunc.bin",
+         1,
+         256,
+         8,
+         0.1,
+         NULL,
+         MOE_ECORRUPT,
          {"trunc.bin", "says 100 tokens", "1124 bytes"}},
-        {"u16 train too short", "good.bin", 1, 256, 100, 0, NULL, MOE_EINVAL, {"good.bin", "100 tokens", "101"}},
-        {"text file read as u16", "mid.txt", 1, 256, 8, 0.1, NULL, MOE_ECORRUPT, {"mid.txt", "u16_tokens"}},
+        {"u16 train too short",
+         "good.bin",
+         1,
+         256,
+         100,
+         0,
+         NULL,
+         MOE_EINVAL,
+         {"good.bin", "100 tokens", "101"}},
+        {"text file read as u16",
+         "mid.txt",
+         1,
+         256,
+         8,
+         0.1,
+         NULL,
+         MOE_ECORRUPT,
+         {"mid.txt", "u16_tokens"}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const bad_case *c = &cases[i];
@@ -275,17 +369,19 @@ static void test_shrunk_file(void) {
         int ws = 0;
         waitpid(pid, &ws, 0);
         if (mode == 0) {
-            CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 3,
-                  "shrunk file: expected exit 3, got %s %d", WIFEXITED(ws) ? "exit" : "signal",
+            CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 3, "shrunk file: expected exit 3, got %s %d",
+                  WIFEXITED(ws) ? "exit" : "signal",
                   WIFEXITED(ws) ? WEXITSTATUS(ws) : WTERMSIG(ws));
             CHECK(strstr(err, "shrinks.txt") && strstr(err, "shrank") && strstr(err, "--resume"),
                   "shrunk file: message does not name the file and what to do: '%s'", err);
         } else {
             // The previous action: death by the signal, or a sanitizer's report and exit 1.
             const int prev = WIFSIGNALED(ws) ? WTERMSIG(ws) == SIGBUS : WEXITSTATUS(ws) == 1;
-            CHECK(prev, "a SIGBUS outside the data mappings: expected the previous action (death by "
+            CHECK(prev,
+                  "a SIGBUS outside the data mappings: expected the previous action (death by "
                   "SIGBUS, or a sanitizer's exit 1), got %s %d",
-                  WIFEXITED(ws) ? "exit" : "signal", WIFEXITED(ws) ? WEXITSTATUS(ws) : WTERMSIG(ws));
+                  WIFEXITED(ws) ? "exit" : "signal",
+                  WIFEXITED(ws) ? WEXITSTATUS(ws) : WTERMSIG(ws));
         }
     }
     free(bytes);

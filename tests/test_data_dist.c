@@ -54,8 +54,9 @@ int main(int argc, char **argv) {
             else
                 moe_data_train_batch(d, 1000 + step, 0, B, ref);
             if (memcmp(all, ref, sizeof ref)) {
-                fprintf(stderr, "step %d (%s): the %d ranks' slices differ from the world-1 batch\n",
-                        step, val ? "val" : "train", W);
+                fprintf(stderr,
+                        "step %d (%s): the %d ranks' slices differ from the world-1 batch\n", step,
+                        val ? "val" : "train", W);
                 fails++;
             }
             // Oracle: the shard's tokens via stdio at the starts the API documents.
@@ -86,7 +87,8 @@ int main(int argc, char **argv) {
     if (r == 0) {
         unlink(path);
         rmdir(dir);
-        printf("test_data_dist (W=%d): %s\n", W, total ? "FAILED" : "slices concatenate to the world-1 batch");
+        printf("test_data_dist (W=%d): %s\n", W,
+               total ? "FAILED" : "slices concatenate to the world-1 batch");
     }
     moe_comm_free(c);
     moe_comm_finalize();

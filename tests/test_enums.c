@@ -17,11 +17,14 @@
 static void test_status_table(void) {
     // The documented exit codes (README, `moe --help`): 0 ok, 1 failure, 2 usage/invalid/layout,
     // 3 corrupt data, 75 interrupted. Values are part of the API and must not move.
-    static const struct { moe_status s; int value; int exit; } want[] = {
-        {MOE_OK, 0, 0},         {MOE_EINVAL, -1, 2},   {MOE_ENOMEM, -2, 1},
-        {MOE_EIO, -3, 1},       {MOE_ECORRUPT, -4, 3}, {MOE_EMPI, -5, 1},
-        {MOE_EUSAGE, -6, 2},    {MOE_ELAYOUT, -7, 2},  {MOE_ENONFINITE, -8, 1},
-        {MOE_EINTR, -9, 75},
+    static const struct {
+        moe_status s;
+        int value;
+        int exit;
+    } want[] = {
+        {MOE_OK, 0, 0},          {MOE_EINVAL, -1, 2}, {MOE_ENOMEM, -2, 1}, {MOE_EIO, -3, 1},
+        {MOE_ECORRUPT, -4, 3},   {MOE_EMPI, -5, 1},   {MOE_EUSAGE, -6, 2}, {MOE_ELAYOUT, -7, 2},
+        {MOE_ENONFINITE, -8, 1}, {MOE_EINTR, -9, 75},
     };
     const int nw = (int)(sizeof want / sizeof want[0]);
     // Every row of the table is in `want` (a new status needs its exit code written here).

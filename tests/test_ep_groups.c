@@ -24,9 +24,12 @@ static int run(const char *name, moe_layer_params p, int64_t G, int64_t n, int t
     moe_layer_weights_alloc(&p, &g1);
     moe_layer_weights_alloc(&p, &g2);
     moe_layer_weights_init(&p, &w, 7);
-    float *x = moe_xcalloc((size_t)(T * D), sizeof(float)), *dy = moe_xcalloc((size_t)(T * D), sizeof(float));
-    float *y1 = moe_xcalloc((size_t)(T * D), sizeof(float)), *y2 = moe_xcalloc((size_t)(T * D), sizeof(float));
-    float *dx1 = moe_xcalloc((size_t)(T * D), sizeof(float)), *dx2 = moe_xcalloc((size_t)(T * D), sizeof(float));
+    float *x = moe_xcalloc((size_t)(T * D), sizeof(float)),
+          *dy = moe_xcalloc((size_t)(T * D), sizeof(float));
+    float *y1 = moe_xcalloc((size_t)(T * D), sizeof(float)),
+          *y2 = moe_xcalloc((size_t)(T * D), sizeof(float));
+    float *dx1 = moe_xcalloc((size_t)(T * D), sizeof(float)),
+          *dx2 = moe_xcalloc((size_t)(T * D), sizeof(float));
     uint64_t s = 99;
     for (int64_t i = 0; i < T * D; i++) {
         int64_t t = i / D, src = tie ? (t % tie) * D + i % D : i;
@@ -55,9 +58,18 @@ static int run(const char *name, moe_layer_params p, int64_t G, int64_t n, int t
         }
     printf("%-40s %s (T=%lld G=%lld dropped=%lld)\n", name, fails ? "FAIL" : "ok", (long long)T,
            (long long)G, (long long)st.dropped);
-    free(x); free(dy); free(y1); free(y2); free(dx1); free(dx2); free(kept);
-    moe_layer_weights_free(&w); moe_layer_weights_free(&g1); moe_layer_weights_free(&g2);
-    moe_layer_free(Lg); moe_layer_free(Ls);
+    free(x);
+    free(dy);
+    free(y1);
+    free(y2);
+    free(dx1);
+    free(dx2);
+    free(kept);
+    moe_layer_weights_free(&w);
+    moe_layer_weights_free(&g1);
+    moe_layer_weights_free(&g2);
+    moe_layer_free(Lg);
+    moe_layer_free(Ls);
     return fails;
 }
 

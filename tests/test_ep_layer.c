@@ -9,16 +9,16 @@
 #include <math.h>
 #include <string.h>
 
-static int g_W;   // world size (g_rank: test-util.h)
+static int g_W; // world size (g_rank: test-util.h)
 
 typedef struct {
     const char *name;
     moe_layer_params p;
-    double bias_e;      // balancing bias added to expert `bias_which` (0: no bias)
+    double bias_e; // balancing bias added to expert `bias_which` (0: no bias)
     int bias_which;
-    int training;       // jitter
-    int zero_rank;      // the last rank holds no tokens (its groups go to rank 0)
-    int tie_period;     // > 0: token rows repeat with this period (tied scores)
+    int training;   // jitter
+    int zero_rank;  // the last rank holds no tokens (its groups go to rank 0)
+    int tie_period; // > 0: token rows repeat with this period (tied scores)
 } ep_case;
 
 enum { D_ = 8, F_ = 12, E_ = 8, G_ = 4, GROUPS = 2 };
@@ -45,7 +45,8 @@ static int tensors(const moe_layer_params *p, const moe_layer_weights *w, const 
                    float **ptr, int64_t *n) {
     const int64_t D = p->router.D, E = p->router.E, F = p->F, S = p->n_shared, Fs = p->Fs;
     int k = 0;
-#define T_(name, pt, cnt) if (pt) nm[k] = name, ptr[k] = pt, n[k] = cnt, k++
+#define T_(name, pt, cnt)                                                                          \
+    if (pt) nm[k] = name, ptr[k] = pt, n[k] = cnt, k++
     T_("wg", w->wg, D * E);
     T_("bg", w->bg, E);
     T_("w1", w->experts.w1, E * D * F);
@@ -71,12 +72,26 @@ static int tensors(const moe_layer_params *p, const moe_layer_weights *w, const 
 static void sync_grads(moe_comm *c, const moe_layer_params *p, int64_t El, moe_layer_weights *g) {
     const int64_t D = p->router.D, E = p->router.E, F = p->F, S = p->n_shared, Fs = p->Fs;
     const moe_comm_grad_kind De = MOE_COMM_GRAD_DENSE, Ex = MOE_COMM_GRAD_EXPERT;
-    const struct { moe_comm_grad_kind k; float *g; int64_t n; } t[] = {
-        {De, g->wg, D * E}, {De, g->bg, E}, {De, g->ws, D},
-        {De, g->shared.w1, S * D * Fs}, {De, g->shared.b1, S * Fs}, {De, g->shared.w3, S * D * Fs},
-        {De, g->shared.b3, S * Fs}, {De, g->shared.w2, S * Fs * D}, {De, g->shared.b2, S * D},
-        {Ex, g->experts.w1, El * D * F}, {Ex, g->experts.b1, El * F}, {Ex, g->experts.w3, El * D * F},
-        {Ex, g->experts.b3, El * F}, {Ex, g->experts.w2, El * F * D}, {Ex, g->experts.b2, El * D},
+    const struct {
+        moe_comm_grad_kind k;
+        float *g;
+        int64_t n;
+    } t[] = {
+        {De, g->wg, D * E},
+        {De, g->bg, E},
+        {De, g->ws, D},
+        {De, g->shared.w1, S * D * Fs},
+        {De, g->shared.b1, S * Fs},
+        {De, g->shared.w3, S * D * Fs},
+        {De, g->shared.b3, S * Fs},
+        {De, g->shared.w2, S * Fs * D},
+        {De, g->shared.b2, S * D},
+        {Ex, g->experts.w1, El * D * F},
+        {Ex, g->experts.b1, El * F},
+        {Ex, g->experts.w3, El * D * F},
+        {Ex, g->experts.b3, El * F},
+        {Ex, g->experts.w2, El * F * D},
+        {Ex, g->experts.b2, El * D},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (t[i].g && t[i].n > 0) OK(moe_comm_sync_grads(c, t[i].k, t[i].g, (size_t)t[i].n));
@@ -177,18 +192,20 @@ static int run(const ep_case *cs, int ep, const moe_ep_options *o, uint64_t seed
         for (int e = 0; e < E; e++)
             if (s.tokens_per_expert[e] != rs.tokens_per_expert[e] ||
                 s.selected_per_expert[e] != rs.selected_per_expert[e]) {
-                fprintf(stderr, "FAIL %s: expert %d kept/selected expected %lld/%lld got %lld/%lld\n",
-                        what, e, (long long)rs.tokens_per_expert[e],
-                        (long long)rs.selected_per_expert[e], (long long)s.tokens_per_expert[e],
-                        (long long)s.selected_per_expert[e]);
+                fprintf(stderr,
+                        "FAIL %s: expert %d kept/selected expected %lld/%lld got %lld/%lld\n", what,
+                        e, (long long)rs.tokens_per_expert[e], (long long)rs.selected_per_expert[e],
+                        (long long)s.tokens_per_expert[e], (long long)s.selected_per_expert[e]);
                 fails++;
             }
         int64_t gi[4] = {s.selected, s.kept, s.dropped, s.unrouted};
         int64_t ri[4] = {rs.selected, rs.kept, rs.dropped, rs.unrouted};
         for (int i = 0; i < 4; i++)
             if (gi[i] != ri[i]) {
-                fprintf(stderr, "FAIL %s: stat %d (selected,kept,dropped,unrouted) expected %lld "
-                                "got %lld\n", what, i, (long long)ri[i], (long long)gi[i]);
+                fprintf(stderr,
+                        "FAIL %s: stat %d (selected,kept,dropped,unrouted) expected %lld "
+                        "got %lld\n",
+                        what, i, (long long)ri[i], (long long)gi[i]);
                 fails++;
             }
         const char *dn[5] = {"max_over_mean", "cv", "entropy", "aux_loss", "z_loss"};
@@ -213,14 +230,21 @@ static int run(const ep_case *cs, int ep, const moe_ep_options *o, uint64_t seed
         moe_router_update_bias(b1, s.selected_per_expert, (int)E, 1e-3);
         moe_router_update_bias(b2, rs.selected_per_expert, (int)E, 1e-3);
         fails += test_close(what, "bias update", b1, b2, E, 1.0, 0);
-        free(yr); free(dxr);
+        free(yr);
+        free(dxr);
         moe_layer_weights_free(&gr);
         moe_layer_free(R);
     }
     (void)nw;
     int64_t f = fails;
     OK(moe_comm_allreduce_i64(c, MOE_COMM_WORLD, &f, 1, MOE_COMM_SUM));
-    free(x); free(dy); free(y); free(dx); free(dyr); free(yall); free(dxall);
+    free(x);
+    free(dy);
+    free(y);
+    free(dx);
+    free(dyr);
+    free(yall);
+    free(dxall);
     moe_layer_weights_free(&w);
     moe_layer_weights_free(&g);
     moe_ep_layer_free(L);
@@ -231,7 +255,7 @@ static int run(const ep_case *cs, int ep, const moe_ep_options *o, uint64_t seed
 // Invalid layouts are refused through the create path, with the numbers.
 static int refused(void) {
     int fails = 0;
-    moe_comm_params cp = {g_W, 0, 0, 1};   // E unknown to comm: the layer checks
+    moe_comm_params cp = {g_W, 0, 0, 1}; // E unknown to comm: the layer checks
     moe_comm *c;
     OK(moe_comm_create(&cp, &c));
     moe_layer_params p = mk(MOE_ACT_GELU);
@@ -239,7 +263,7 @@ static int refused(void) {
     moe_ep_layer *L = NULL;
     char want[128];
     if (g_W > 1) {
-        p.router.E = 2 * g_W - 1;   // not divisible by EP = W
+        p.router.E = 2 * g_W - 1; // not divisible by EP = W
         moe_status st = moe_ep_layer_create(&p, c, NULL, &L);
         snprintf(want, sizeof want, "%d", p.router.E);
         if (st != MOE_ELAYOUT || !strstr(moe_last_error(), want) || L) {
@@ -249,7 +273,7 @@ static int refused(void) {
         }
     }
     moe_comm_free(c);
-    moe_comm_params cq = {g_W, 8, 0, 1};   // groups built for 8 experts, layer has 16
+    moe_comm_params cq = {g_W, 8, 0, 1}; // groups built for 8 experts, layer has 16
     OK(moe_comm_create(&cq, &c));
     p.router.E = 16;
     moe_status st = moe_ep_layer_create(&p, c, NULL, &L);

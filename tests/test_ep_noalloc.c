@@ -36,7 +36,8 @@ int main(int argc, char **argv) {
         p.router.routed_scaling = 1, p.router.aux_loss_coef = 0.01, p.router.z_loss_coef = 0.001;
         p.router.group_tokens = 16;
         p.F = 32, p.act = variant == 1 ? MOE_ACT_SWIGLU : MOE_ACT_GELU, p.T_max = 128;
-        if (variant == 1) p.router.capacity_factor = 1.0, p.n_shared = 1, p.Fs = 8, p.shared_gate = 1;
+        if (variant == 1)
+            p.router.capacity_factor = 1.0, p.n_shared = 1, p.Fs = 8, p.shared_gate = 1;
         if (variant == 2) p.router.strategy = MOE_ROUTE_EXPERT_CHOICE, p.router.jitter = 0.1;
         moe_ep_options o = {variant == 1, chunks, 0, 0, 8};
         moe_ep_layer *L;
@@ -49,10 +50,11 @@ int main(int argc, char **argv) {
         moe_layer_weights gv = moe_ep_local_view(&p, &g, in.first_expert);
         float *x = moe_xcalloc(128 * 16, sizeof(float)), *y = moe_xcalloc(128 * 16, sizeof(float));
         float *dx = moe_xcalloc(128 * 16, sizeof(float));
-        for (int i = 0; i < 128 * 16; i++) x[i] = (float)((i * 37 + rank * 11) % 101) / 50.0f - 1.0f;
+        for (int i = 0; i < 128 * 16; i++)
+            x[i] = (float)((i * 37 + rank * 11) % 101) / 50.0f - 1.0f;
         moe_route_stats st;
         moe_route_opts opts = {1, 42, rank * 128};
-        OK(moe_ep_layer_forward(L, y, &st, x, 128, &wv, NULL, &opts));   // warm-up (BLAS, MPI)
+        OK(moe_ep_layer_forward(L, y, &st, x, 128, &wv, NULL, &opts)); // warm-up (BLAS, MPI)
         OK(moe_ep_layer_backward(L, dx, &gv, y, &wv));
         test_allocs = 0;
         test_counting = 1;
@@ -63,14 +65,19 @@ int main(int argc, char **argv) {
         test_counting = 0;
         if (chunks > 1)
             printf("variant %d, %d chunks: %ld allocation(s) in 2 steps (inside MPI_Ialltoallv; "
-                   "not asserted)\n", variant, chunks, test_allocs);
+                   "not asserted)\n",
+                   variant, chunks, test_allocs);
         else if (test_allocs != 0) {
-            fprintf(stderr, "FAIL variant %d: 2 forward+backward steps made %ld allocation(s), "
-                            "expected 0\n", variant, test_allocs);
+            fprintf(stderr,
+                    "FAIL variant %d: 2 forward+backward steps made %ld allocation(s), "
+                    "expected 0\n",
+                    variant, test_allocs);
             fails++;
         } else
             printf("variant %d: 0 allocations in 2 forward+backward steps\n", variant);
-        free(x); free(y); free(dx);
+        free(x);
+        free(y);
+        free(dx);
         moe_layer_weights_free(&w);
         moe_layer_weights_free(&g);
         moe_ep_layer_free(L);

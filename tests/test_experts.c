@@ -14,7 +14,8 @@ static void naive(const moe_experts_params *p, const moe_expert_weights *w, cons
                   const float *xin, const float *dout, double *out, double *dxin, double *g1,
                   double *gb1, double *g3, double *gb3, double *g2, double *gb2) {
     const int64_t D = p->D, F = p->F;
-    double *h1 = moe_xcalloc((size_t)F, sizeof(double)), *h3 = moe_xcalloc((size_t)F, sizeof(double));
+    double *h1 = moe_xcalloc((size_t)F, sizeof(double)),
+           *h3 = moe_xcalloc((size_t)F, sizeof(double));
     for (int e = 0; e < p->n_experts; e++)
         for (int64_t r = off[e]; r < off[e + 1]; r++) {
             const float *x = xin + r * D, *W1 = w->w1 + e * D * F, *W2 = w->w2 + e * F * D;
@@ -77,30 +78,36 @@ static int run(moe_activation act, int bias, const int64_t *counts, int E, uint6
     for (int e = 0; e < E; e++) off[e + 1] = off[e] + counts[e];
     const int64_t R = off[E];
     uint64_t st = seed;
-    float *xin = moe_xcalloc((size_t)(R * D), sizeof(float)), *dout = moe_xcalloc((size_t)(R * D), sizeof(float));
+    float *xin = moe_xcalloc((size_t)(R * D), sizeof(float)),
+          *dout = moe_xcalloc((size_t)(R * D), sizeof(float));
     for (int64_t i = 0; i < R * D; i++) {
         xin[i] = (float)test_uniform(&st, -2, 2);
         dout[i] = (float)test_uniform(&st, -1, 1);
     }
-    float *out = moe_xcalloc((size_t)(R * D), sizeof(float)), *dxin = moe_xcalloc((size_t)(R * D), sizeof(float));
+    float *out = moe_xcalloc((size_t)(R * D), sizeof(float)),
+          *dxin = moe_xcalloc((size_t)(R * D), sizeof(float));
     float *save = moe_xcalloc((size_t)(R * moe_experts_save_per_row(&p)) + 1, sizeof(float));
     float *scr = moe_xcalloc((size_t)(R * moe_experts_scratch_per_row(&p)) + 1, sizeof(float));
-    for (int64_t i = 0; i < R * D; i++) dxin[i] = 1e9f;   // must be overwritten
+    for (int64_t i = 0; i < R * D; i++) dxin[i] = 1e9f; // must be overwritten
     moe_experts_forward(&p, out, save, &W.experts, off, xin);
     moe_experts_backward(&p, dxin, &G.experts, scr, &W.experts, off, xin, save, dout);
 
-    double *ro = moe_xcalloc((size_t)(R * D) + 1, sizeof(double)), *rdx = moe_xcalloc((size_t)(R * D) + 1, sizeof(double));
-    double *g1 = moe_xcalloc((size_t)(E * D * F), sizeof(double)), *g3 = moe_xcalloc((size_t)(E * D * F), sizeof(double));
-    double *g2 = moe_xcalloc((size_t)(E * F * D), sizeof(double)), *gb1 = moe_xcalloc((size_t)(E * F), sizeof(double));
-    double *gb3 = moe_xcalloc((size_t)(E * F), sizeof(double)), *gb2 = moe_xcalloc((size_t)(E * D), sizeof(double));
+    double *ro = moe_xcalloc((size_t)(R * D) + 1, sizeof(double)),
+           *rdx = moe_xcalloc((size_t)(R * D) + 1, sizeof(double));
+    double *g1 = moe_xcalloc((size_t)(E * D * F), sizeof(double)),
+           *g3 = moe_xcalloc((size_t)(E * D * F), sizeof(double));
+    double *g2 = moe_xcalloc((size_t)(E * F * D), sizeof(double)),
+           *gb1 = moe_xcalloc((size_t)(E * F), sizeof(double));
+    double *gb3 = moe_xcalloc((size_t)(E * F), sizeof(double)),
+           *gb2 = moe_xcalloc((size_t)(E * D), sizeof(double));
     naive(&p, &W.experts, off, xin, dout, ro, rdx, g1, gb1, g3, gb3, g2, gb2);
     char nm[96];
     int fails = 0;
     const char *an = act == MOE_ACT_GELU ? "gelu" : "swiglu";
-#define CK(name, got, ref, n)                                                              \
-    do {                                                                                   \
-        snprintf(nm, sizeof nm, "experts %s bias=%d E=%d: %s", an, bias, E, name);         \
-        fails += ref_check(nm, got, ref, n, 2e-5, 1e-3);                                   \
+#define CK(name, got, ref, n)                                                                      \
+    do {                                                                                           \
+        snprintf(nm, sizeof nm, "experts %s bias=%d E=%d: %s", an, bias, E, name);                 \
+        fails += ref_check(nm, got, ref, n, 2e-5, 1e-3);                                           \
     } while (0)
     CK("out", out, ro, R * D);
     CK("dxin", dxin, rdx, R * D);
@@ -117,19 +124,33 @@ static int run(moe_activation act, int bias, const int64_t *counts, int E, uint6
     float first = G.experts.w1[0];
     moe_experts_backward(&p, dxin, &G.experts, scr, &W.experts, off, xin, save, dout);
     if (fabsf(G.experts.w1[0] - 2 * first) > 1e-5f * (1 + fabsf(first))) {
-        fprintf(stderr, "FAIL experts: gradients not accumulated: %g then %g\n", first, G.experts.w1[0]);
+        fprintf(stderr, "FAIL experts: gradients not accumulated: %g then %g\n", first,
+                G.experts.w1[0]);
         fails++;
     }
-    printf("experts %-6s bias=%d E=%d R=%lld: %s\n", an, bias, E, (long long)R, fails ? "FAIL" : "ok");
-    free(xin); free(dout); free(out); free(dxin); free(save); free(scr);
-    free(ro); free(rdx); free(g1); free(g3); free(g2); free(gb1); free(gb3); free(gb2);
+    printf("experts %-6s bias=%d E=%d R=%lld: %s\n", an, bias, E, (long long)R,
+           fails ? "FAIL" : "ok");
+    free(xin);
+    free(dout);
+    free(out);
+    free(dxin);
+    free(save);
+    free(scr);
+    free(ro);
+    free(rdx);
+    free(g1);
+    free(g3);
+    free(g2);
+    free(gb1);
+    free(gb3);
+    free(gb2);
     moe_layer_weights_free(&W);
     moe_layer_weights_free(&G);
     return fails;
 }
 
 int main(void) {
-    const int64_t uneven[5] = {3, 0, 7, 1, 0};   // empty blocks in the middle and at the end
+    const int64_t uneven[5] = {3, 0, 7, 1, 0}; // empty blocks in the middle and at the end
     const int64_t one[1] = {9};
     const int64_t none[3] = {0, 0, 0};
     int fails = 0;
@@ -139,7 +160,7 @@ int main(void) {
             fails += run(act, b, uneven, 5, 11 + (uint64_t)(2 * a + b));
             fails += run(act, b, one, 1, 21 + (uint64_t)(2 * a + b));
         }
-    fails += run(MOE_ACT_GELU, 1, none, 3, 5);   // no rows at all
+    fails += run(MOE_ACT_GELU, 1, none, 3, 5); // no rows at all
     if (fails) {
         fprintf(stderr, "%d check(s) failed\n", fails);
         return 1;

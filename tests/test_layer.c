@@ -14,10 +14,10 @@ typedef struct {
     const char *name;
     moe_layer_params p;
     int64_t T;
-    double bias0, bias_last;   // balancing bias on expert 0 and expert E-1 (0: none)
-    int tie_groups;            // > 0: x rows repeat with this period (tied scores)
-    int training;              // jitter on
-    int fd;                    // also finite-difference the reference
+    double bias0, bias_last; // balancing bias on expert 0 and expert E-1 (0: none)
+    int tie_groups;          // > 0: x rows repeat with this period (tied scores)
+    int training;            // jitter on
+    int fd;                  // also finite-difference the reference
 } layer_case;
 
 static moe_layer_params mk(int64_t D, int64_t F, int E, int K, moe_activation act) {
@@ -47,7 +47,8 @@ typedef struct {
 static int spans_of(const moe_layer_params *p, const ref_offsets *o, tensor_span *s) {
     const int64_t D = p->router.D, E = p->router.E, F = p->F, Fs = p->Fs, S = p->n_shared;
     int n = 0;
-#define SPAN(nm, of, len) if ((of) >= 0) s[n++] = (tensor_span){nm, of, len}
+#define SPAN(nm, of, len)                                                                          \
+    if ((of) >= 0) s[n++] = (tensor_span){nm, of, len}
     SPAN("dwg", o->wg, D * E);
     SPAN("dbg", o->bg, E);
     SPAN("dws", o->ws, D);
@@ -110,9 +111,12 @@ static int run_case(const layer_case *c, uint64_t seed) {
     const moe_route_plan *plan = moe_layer_plan(L);
 
     // Reference in double.
-    double *W = moe_xcalloc((size_t)nw, sizeof(double)), *dW = moe_xcalloc((size_t)nw, sizeof(double));
-    double *xd = moe_xcalloc((size_t)(T * D), sizeof(double)), *dyd = moe_xcalloc((size_t)(T * D), sizeof(double));
-    double *yr = moe_xcalloc((size_t)(T * D), sizeof(double)), *dxr = moe_xcalloc((size_t)(T * D), sizeof(double));
+    double *W = moe_xcalloc((size_t)nw, sizeof(double)),
+           *dW = moe_xcalloc((size_t)nw, sizeof(double));
+    double *xd = moe_xcalloc((size_t)(T * D), sizeof(double)),
+           *dyd = moe_xcalloc((size_t)(T * D), sizeof(double));
+    double *yr = moe_xcalloc((size_t)(T * D), sizeof(double)),
+           *dxr = moe_xcalloc((size_t)(T * D), sizeof(double));
     double bd[256] = {0};
     for (int64_t i = 0; i < nw; i++) W[i] = w.wg[i];
     for (int64_t i = 0; i < T * D; i++) xd[i] = x[i], dyd[i] = dy[i];
@@ -142,7 +146,8 @@ static int run_case(const layer_case *c, uint64_t seed) {
     for (int e = 0; e < E; e++) {
         int64_t rk = 0;
         for (int64_t t = 0; t < T; t++) {
-            if (p.router.strategy == MOE_ROUTE_EXPERT_CHOICE) rk += sel.chosen[t * E + e];
+            if (p.router.strategy == MOE_ROUTE_EXPERT_CHOICE)
+                rk += sel.chosen[t * E + e];
             else
                 for (int k = 0; k < p.router.K; k++)
                     rk += sel.sel[t * p.router.K + k] == e && sel.kept[t * p.router.K + k];
@@ -156,15 +161,16 @@ static int run_case(const layer_case *c, uint64_t seed) {
         ref_kept_total += rk;
     }
     if (kept != stats.selected - stats.dropped || kept != plan->n_rows) {
-        fprintf(stderr, "FAIL %s: tokens not conserved: Σ counts %lld, selected %lld − dropped "
-                        "%lld, n_rows %lld\n",
+        fprintf(stderr,
+                "FAIL %s: tokens not conserved: Σ counts %lld, selected %lld − dropped "
+                "%lld, n_rows %lld\n",
                 c->name, (long long)kept, (long long)stats.selected, (long long)stats.dropped,
                 (long long)plan->n_rows);
         fails++;
     }
     (void)ref_kept_total;
 
-    if (E == 1 && p.n_shared == 0) {   // E = 1: a dense FFN (softmax weight is exactly 1)
+    if (E == 1 && p.n_shared == 0) { // E = 1: a dense FFN (softmax weight is exactly 1)
         double *yd = moe_xcalloc((size_t)(T * D), sizeof(double));
         ref_dense_forward(&p, &o, W, xd, T, yd);
         for (int64_t i = 0; i < T * D; i++) yd[i] *= p.router.routed_scaling;
@@ -177,7 +183,8 @@ static int run_case(const layer_case *c, uint64_t seed) {
         // Central differences of the reference loss (selection fixed) vs its analytic gradient.
         const double h = 1e-5;
         double *yp = moe_xcalloc((size_t)(T * D), sizeof(double));
-        double *fdW = moe_xcalloc((size_t)nw, sizeof(double)), *fdx = moe_xcalloc((size_t)(T * D), sizeof(double));
+        double *fdW = moe_xcalloc((size_t)nw, sizeof(double)),
+               *fdx = moe_xcalloc((size_t)(T * D), sizeof(double));
         ref_losses l1, l2;
         for (int pass = 0; pass < 2; pass++) {
             double *v = pass ? xd : W, *out = pass ? fdx : fdW;
@@ -199,15 +206,26 @@ static int run_case(const layer_case *c, uint64_t seed) {
         fails += ref_check_d(nm, dW, fdW, nw, 1e-6, 1e-3);
         snprintf(nm, sizeof nm, "%s: reference dx vs finite differences", c->name);
         fails += ref_check_d(nm, dxr, fdx, T * D, 1e-6, 1e-3);
-        free(yp); free(fdW); free(fdx);
+        free(yp);
+        free(fdW);
+        free(fdx);
     }
 
     printf("%-40s %s  (T=%lld D=%lld F=%lld E=%lld K=%d rows=%lld dropped=%lld)\n", c->name,
            fails ? "FAIL" : "ok", (long long)T, (long long)D, (long long)p.F, (long long)E,
            p.router.K, (long long)plan->n_rows, (long long)stats.dropped);
     ref_selection_free(&sel);
-    free(W); free(dW); free(xd); free(dyd); free(yr); free(dxr);
-    free(x); free(dy); free(y); free(dx); free(bias);
+    free(W);
+    free(dW);
+    free(xd);
+    free(dyd);
+    free(yr);
+    free(dxr);
+    free(x);
+    free(dy);
+    free(y);
+    free(dx);
+    free(bias);
     moe_layer_free(L);
     moe_layer_weights_free(&w);
     moe_layer_weights_free(&g);
@@ -238,7 +256,8 @@ static int fd_optimized(void) {
     int32_t rows0[64];
     const moe_route_plan *pl = moe_layer_plan(L);
     int64_t n0 = pl->n_rows;
-    for (int64_t r = 0; r < n0; r++) rows0[r] = pl->row_token[r] * 64 + pl->sel_expert[pl->row_token[r] * 2 + pl->row_slot[r]];
+    for (int64_t r = 0; r < n0; r++)
+        rows0[r] = pl->row_token[r] * 64 + pl->sel_expert[pl->row_token[r] * 2 + pl->row_slot[r]];
     int fails = 0, checked = 0;
     double worst = 0;
     for (int64_t i = 0; i < nw + T * D; i += 7) {
@@ -256,7 +275,8 @@ static int fd_optimized(void) {
             l[sgn] = acc;
             same &= pl->n_rows == n0;
             for (int64_t r = 0; same && r < n0; r++)
-                same &= rows0[r] == pl->row_token[r] * 64 + pl->sel_expert[pl->row_token[r] * 2 + pl->row_slot[r]];
+                same &= rows0[r] == pl->row_token[r] * 64 +
+                                        pl->sel_expert[pl->row_token[r] * 2 + pl->row_slot[r]];
         }
         *v = keep;
         if (!same) continue;
@@ -265,8 +285,10 @@ static int fd_optimized(void) {
         worst = fmax(worst, err);
         checked++;
         if (err > 5e-3) {
-            fprintf(stderr, "FAIL float FD of the optimized layer, coordinate %lld: finite "
-                    "difference %.6g analytic %.6g\n", (long long)i, fd, an);
+            fprintf(stderr,
+                    "FAIL float FD of the optimized layer, coordinate %lld: finite "
+                    "difference %.6g analytic %.6g\n",
+                    (long long)i, fd, an);
             fails++;
         }
     }
@@ -274,8 +296,8 @@ static int fd_optimized(void) {
         fprintf(stderr, "FAIL float FD: only %d coordinates kept the selection\n", checked);
         fails++;
     }
-    printf("%-40s %s  (%d coordinates, worst relative error %.2g)\n", "float FD of the optimized layer",
-           fails ? "FAIL" : "ok", checked, worst);
+    printf("%-40s %s  (%d coordinates, worst relative error %.2g)\n",
+           "float FD of the optimized layer", fails ? "FAIL" : "ok", checked, worst);
     moe_layer_free(L);
     moe_layer_weights_free(&w);
     moe_layer_weights_free(&g);
@@ -310,7 +332,8 @@ static int edge_cases(void) {
     Moe__RouterConfig r;
     moe__model_config__init(&m);
     moe__router_config__init(&r);
-    m.d_model = 16, m.n_experts = 4, m.top_k = 2, m.activation = MOE__MODEL_CONFIG__ACTIVATION__gelu;
+    m.d_model = 16, m.n_experts = 4, m.top_k = 2,
+    m.activation = MOE__MODEL_CONFIG__ACTIVATION__gelu;
     m.n_shared_experts = 1, m.shared_expert_gate = 1, m.router_bias = 1, m.ffn_bias = 1;
     r.scoring = MOE__ROUTER_CONFIG__SCORING__sigmoid;
     r.strategy = MOE__ROUTER_CONFIG__STRATEGY__expert_choice;
@@ -329,7 +352,8 @@ static int edge_cases(void) {
     }
     m.expert_d_ff = 24, m.shared_expert_d_ff = 8;
     s = moe_layer_params_from_config(&q, &m, NULL, 32);
-    if (s || q.F != 24 || q.Fs != 8 || q.router.scoring != MOE_SCORE_SOFTMAX || !q.router.renormalize) {
+    if (s || q.F != 24 || q.Fs != 8 || q.router.scoring != MOE_SCORE_SOFTMAX ||
+        !q.router.renormalize) {
         fprintf(stderr, "FAIL params from config (widths, default router): F=%lld Fs=%lld\n",
                 (long long)q.F, (long long)q.Fs);
         fails++;
@@ -353,7 +377,8 @@ int main(void) {
     memset(&c, 0, sizeof c);
     c = (layer_case){"softmax top-2 gelu", mk(6, 8, 4, 2, MOE_ACT_GELU), 7, 0, 0, 0, 0, 1};
     cs[n++] = c;
-    c = (layer_case){"swiglu biases, gate bias, no renorm", mk(6, 8, 4, 2, MOE_ACT_SWIGLU), 7, 0, 0, 0, 0, 1};
+    c = (layer_case){
+        "swiglu biases, gate bias, no renorm", mk(6, 8, 4, 2, MOE_ACT_SWIGLU), 7, 0, 0, 0, 0, 1};
     c.p.ffn_bias = 1, c.p.router.gate_bias = 1, c.p.router.renormalize = 0;
     c.p.router.routed_scaling = 2.5;
     cs[n++] = c;
@@ -365,24 +390,30 @@ int main(void) {
     c = (layer_case){"T=1", mk(6, 8, 4, 2, MOE_ACT_GELU), 1, 0, 0, 0, 0, 1};
     c.p.router.capacity_factor = 1.0;
     cs[n++] = c;
-    c = (layer_case){"all tokens -> expert 0, capacity", mk(6, 8, 4, 1, MOE_ACT_GELU), 8, 5.0, 0, 0, 0, 1};
+    c = (layer_case){
+        "all tokens -> expert 0, capacity", mk(6, 8, 4, 1, MOE_ACT_GELU), 8, 5.0, 0, 0, 0, 1};
     c.p.router.capacity_factor = 1.0;
     cs[n++] = c;
-    c = (layer_case){"all tokens -> expert 0, dropless", mk(6, 8, 4, 1, MOE_ACT_SWIGLU), 8, 5.0, 0, 0, 0, 0};
+    c = (layer_case){
+        "all tokens -> expert 0, dropless", mk(6, 8, 4, 1, MOE_ACT_SWIGLU), 8, 5.0, 0, 0, 0, 0};
     cs[n++] = c;
     c = (layer_case){"expert with no tokens", mk(6, 8, 4, 2, MOE_ACT_GELU), 9, 0, -5.0, 0, 0, 1};
     cs[n++] = c;
-    c = (layer_case){"capacity overflow, tied scores", mk(6, 8, 4, 2, MOE_ACT_GELU), 10, 0, 0, 2, 0, 1};
+    c = (layer_case){
+        "capacity overflow, tied scores", mk(6, 8, 4, 2, MOE_ACT_GELU), 10, 0, 0, 2, 0, 1};
     c.p.router.capacity_factor = 0.75;
     cs[n++] = c;
-    c = (layer_case){"capacity 1.25 ties period 3", mk(6, 8, 4, 2, MOE_ACT_SWIGLU), 12, 0, 0, 3, 0, 0};
+    c = (layer_case){
+        "capacity 1.25 ties period 3", mk(6, 8, 4, 2, MOE_ACT_SWIGLU), 12, 0, 0, 3, 0, 0};
     c.p.router.capacity_factor = 1.25;
     cs[n++] = c;
-    c = (layer_case){"sigmoid + balance bias, renorm", mk(6, 8, 5, 2, MOE_ACT_GELU), 8, 0.3, -0.2, 0, 0, 1};
+    c = (layer_case){
+        "sigmoid + balance bias, renorm", mk(6, 8, 5, 2, MOE_ACT_GELU), 8, 0.3, -0.2, 0, 0, 1};
     c.p.router.scoring = MOE_SCORE_SIGMOID;
     c.p.router.gate_bias = 1;
     cs[n++] = c;
-    c = (layer_case){"sigmoid no renorm, scaling 2", mk(6, 8, 5, 3, MOE_ACT_SWIGLU), 8, 0, 0, 0, 0, 1};
+    c = (layer_case){
+        "sigmoid no renorm, scaling 2", mk(6, 8, 5, 3, MOE_ACT_SWIGLU), 8, 0, 0, 0, 0, 1};
     c.p.router.scoring = MOE_SCORE_SIGMOID;
     c.p.router.renormalize = 0;
     c.p.router.routed_scaling = 2;
@@ -391,7 +422,8 @@ int main(void) {
     c = (layer_case){"expert choice cf=0 (1)", mk(6, 8, 4, 2, MOE_ACT_GELU), 9, 0, 0, 0, 0, 1};
     c.p.router.strategy = MOE_ROUTE_EXPERT_CHOICE;
     cs[n++] = c;
-    c = (layer_case){"expert choice cf=0.5 ties, bias", mk(6, 8, 4, 2, MOE_ACT_SWIGLU), 10, 0, 0, 3, 0, 1};
+    c = (layer_case){
+        "expert choice cf=0.5 ties, bias", mk(6, 8, 4, 2, MOE_ACT_SWIGLU), 10, 0, 0, 3, 0, 1};
     c.p.router.strategy = MOE_ROUTE_EXPERT_CHOICE;
     c.p.router.capacity_factor = 0.5;
     c.p.ffn_bias = 1;
@@ -403,7 +435,8 @@ int main(void) {
     c = (layer_case){"shared x2 gated gelu", mk(6, 8, 4, 2, MOE_ACT_GELU), 7, 0, 0, 0, 0, 1};
     c.p.n_shared = 2, c.p.Fs = 5, c.p.shared_gate = 1;
     cs[n++] = c;
-    c = (layer_case){"shared x1 swiglu bias ungated", mk(6, 8, 4, 1, MOE_ACT_SWIGLU), 7, 0, 0, 0, 0, 1};
+    c = (layer_case){
+        "shared x1 swiglu bias ungated", mk(6, 8, 4, 1, MOE_ACT_SWIGLU), 7, 0, 0, 0, 0, 1};
     c.p.n_shared = 1, c.p.Fs = 4, c.p.ffn_bias = 1;
     cs[n++] = c;
     c = (layer_case){"jitter (training)", mk(6, 8, 4, 2, MOE_ACT_GELU), 8, 0, 0, 0, 1, 1};
@@ -414,22 +447,26 @@ int main(void) {
     c.p.ffn_bias = 1;
     c.p.n_shared = 1, c.p.Fs = 12, c.p.shared_gate = 1;
     cs[n++] = c;
-    c = (layer_case){"larger: T=80 E=16 k=4 sigmoid", mk(16, 20, 16, 4, MOE_ACT_GELU), 80, 0, 0, 0, 0, 0};
+    c = (layer_case){
+        "larger: T=80 E=16 k=4 sigmoid", mk(16, 20, 16, 4, MOE_ACT_GELU), 80, 0, 0, 0, 0, 0};
     c.p.router.scoring = MOE_SCORE_SIGMOID;
     c.p.router.gate_bias = 1;
     cs[n++] = c;
 
     // Routing groups (group_tokens = G): capacity / expert choice inside each group of G tokens.
-    c = (layer_case){"groups G=4: capacity 1.0 ties", mk(6, 8, 4, 2, MOE_ACT_GELU), 12, 0, 0, 2, 0, 1};
+    c = (layer_case){
+        "groups G=4: capacity 1.0 ties", mk(6, 8, 4, 2, MOE_ACT_GELU), 12, 0, 0, 2, 0, 1};
     c.p.router.capacity_factor = 1.0;
     c.p.router.group_tokens = 4;
     cs[n++] = c;
-    c = (layer_case){"groups G=5: expert choice cf=0.5", mk(6, 8, 4, 2, MOE_ACT_SWIGLU), 10, 0, 0, 0, 0, 1};
+    c = (layer_case){
+        "groups G=5: expert choice cf=0.5", mk(6, 8, 4, 2, MOE_ACT_SWIGLU), 10, 0, 0, 0, 0, 1};
     c.p.router.strategy = MOE_ROUTE_EXPERT_CHOICE;
     c.p.router.capacity_factor = 0.5;
     c.p.router.group_tokens = 5;
     cs[n++] = c;
-    c = (layer_case){"groups G=3: capacity 0.5 sigmoid", mk(6, 8, 4, 2, MOE_ACT_GELU), 9, 0, 0, 0, 0, 0};
+    c = (layer_case){
+        "groups G=3: capacity 0.5 sigmoid", mk(6, 8, 4, 2, MOE_ACT_GELU), 9, 0, 0, 0, 0, 0};
     c.p.router.scoring = MOE_SCORE_SIGMOID;
     c.p.router.capacity_factor = 0.5;
     c.p.router.group_tokens = 3;

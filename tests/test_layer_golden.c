@@ -27,22 +27,22 @@
 #include "experts.h"
 #include "moe-common.h"
 
-#define TOL 1e-4
+#define TOL         1e-4
 #define MAX_TENSORS 64
-#define MAX_DIMS 4
+#define MAX_DIMS    4
 
 typedef struct {
     char name[64];
     int ndim;
     int64_t dims[MAX_DIMS];
-    int64_t n;                   // product of dims
-    float *data;                 // (n) owned copy
+    int64_t n;   // product of dims
+    float *data; // (n) owned copy
 } tensor;
 
 typedef struct {
     char path[1024];
-    char *buf;                   // whole file
-    char *header;                // NUL-terminated copy of the "key value\n" lines
+    char *buf;    // whole file
+    char *header; // NUL-terminated copy of the "key value\n" lines
     int n_tensors;
     tensor t[MAX_TENSORS];
 } fixture;
@@ -75,13 +75,13 @@ static int fixture_load(const char *path, fixture *f) {
     }
     fclose(fp);
     size_t pos = 0;
-#define NEED(nbytes)                                                                             \
-    do {                                                                                         \
-        if (pos + (size_t)(nbytes) > (size_t)size) {                                             \
-            fprintf(stderr, "%s: truncated at byte %zu (need %zu more, file has %ld)\n", path,   \
-                    pos, (size_t)(nbytes), size);                                                \
-            return -1;                                                                           \
-        }                                                                                        \
+#define NEED(nbytes)                                                                               \
+    do {                                                                                           \
+        if (pos + (size_t)(nbytes) > (size_t)size) {                                               \
+            fprintf(stderr, "%s: truncated at byte %zu (need %zu more, file has %ld)\n", path,     \
+                    pos, (size_t)(nbytes), size);                                                  \
+            return -1;                                                                             \
+        }                                                                                          \
     } while (0)
     NEED(8);
     if (memcmp(f->buf, "MOEGLD01", 8) != 0) {
@@ -128,7 +128,7 @@ static int fixture_load(const char *path, fixture *f) {
         }
         t->ndim = (int)u32;
         t->n = 1;
-        f->n_tensors = i + 1;  // from here on fixture_free frees t->data
+        f->n_tensors = i + 1; // from here on fixture_free frees t->data
         for (int d = 0; d < t->ndim; d++) {
             NEED(8);
             memcpy(&t->dims[d], f->buf + pos, 8);
@@ -198,8 +198,8 @@ static void load_into(const fixture *f, const char *name, float *dst, int64_t n)
     const tensor *t = find(f, name);
     if (!dst && !t) return;
     if (!dst || !t) {
-        fprintf(stderr, "%s: tensor '%s' is %s the fixture but the C layer %s it\n", f->path,
-                name, t ? "in" : "not in", dst ? "allocates" : "does not allocate");
+        fprintf(stderr, "%s: tensor '%s' is %s the fixture but the C layer %s it\n", f->path, name,
+                t ? "in" : "not in", dst ? "allocates" : "does not allocate");
         exit(1);
     }
     if (t->n != n) {
@@ -284,7 +284,7 @@ static void check_routing(const fixture *f, const moe_layer_params *lp, const mo
         check_int(f, "stats.dropped", dropped, st->dropped);
         check_int(f, "plan.n_rows", (long long)T * K - dropped, pl->n_rows);
     } else {
-        const tensor *ec = need(f, "ec_tokens");  // (E, C) increasing token index
+        const tensor *ec = need(f, "ec_tokens"); // (E, C) increasing token index
         int64_t C = ec->dims[1];
         check_int(f, "plan.C", C, pl->C);
         for (int e = 0; e < E && failures == fails_before; e++) {
@@ -325,14 +325,15 @@ static void fill_grads(const moe_layer_params *lp, moe_layer_weights *g, float c
     fill(g->ws, D, c);
 }
 
-#define GRAD(member, refname)                                                                   \
-    do {                                                                                       \
-        if (g.member) compare(&f, refname, g.member, PREFILL, need(&f, refname));              \
-        else if (find(&f, refname)) {                                                          \
-            printf("    %s: %s in the fixture but the C layer has no such gradient\n", path,   \
-                   refname);                                                                   \
-            failures++;                                                                        \
-        }                                                                                      \
+#define GRAD(member, refname)                                                                      \
+    do {                                                                                           \
+        if (g.member)                                                                              \
+            compare(&f, refname, g.member, PREFILL, need(&f, refname));                            \
+        else if (find(&f, refname)) {                                                              \
+            printf("    %s: %s in the fixture but the C layer has no such gradient\n", path,       \
+                   refname);                                                                       \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static void run_case(const char *path) {
@@ -350,8 +351,8 @@ static void run_case(const char *path) {
     lp.router.E = (int)cfg_num(&f, "E");
     lp.router.K = (int)cfg_num(&f, "k");
     lp.router.scoring = cfg_is(&f, "scoring", "sigmoid") ? MOE_SCORE_SIGMOID : MOE_SCORE_SOFTMAX;
-    lp.router.strategy = cfg_is(&f, "strategy", "expert_choice") ? MOE_ROUTE_EXPERT_CHOICE
-                                                                 : MOE_ROUTE_TOKEN_CHOICE;
+    lp.router.strategy =
+        cfg_is(&f, "strategy", "expert_choice") ? MOE_ROUTE_EXPERT_CHOICE : MOE_ROUTE_TOKEN_CHOICE;
     lp.router.renormalize = (int)cfg_num(&f, "renormalize");
     lp.router.gate_bias = (int)cfg_num(&f, "router_bias");
     lp.router.capacity_factor = cfg_num(&f, "capacity_factor");
@@ -437,7 +438,7 @@ static void run_case(const char *path) {
     // Zero-filled: these gradients are ~1e-2, where the rounding of a 0.25 offset (1.5e-8) would
     // eat into the tolerance.
     if (find(&f, "auxz_dwg")) {
-        const float PREFILL = 0.0f;  // the GRAD macro reads this name
+        const float PREFILL = 0.0f; // the GRAD macro reads this name
         fill_grads(&lp, &g, PREFILL);
         fill(dx, T * D, PREFILL);
         moe_layer_forward(L, y, &stats, x->data, T, &w, bal ? bal->data : NULL, NULL);
@@ -483,8 +484,10 @@ int main(int argc, char **argv) {
     }
     closedir(dir);
     if (n == 0) {
-        fprintf(stderr, "%s: no *.bin fixtures (regenerate: /usr/bin/python3 "
-                        "tests/torch_fixtures.py)\n", argv[1]);
+        fprintf(stderr,
+                "%s: no *.bin fixtures (regenerate: /usr/bin/python3 "
+                "tests/torch_fixtures.py)\n",
+                argv[1]);
         return 1;
     }
     qsort(names, (size_t)n, sizeof names[0], cmp_str);

@@ -19,7 +19,8 @@ int main(void) {
         p.router.D = 16, p.router.E = 8, p.router.K = 2, p.router.renormalize = 1;
         p.router.routed_scaling = 1, p.router.aux_loss_coef = 0.01, p.router.z_loss_coef = 0.001;
         p.F = 32, p.act = variant == 1 ? MOE_ACT_SWIGLU : MOE_ACT_GELU, p.T_max = 256;
-        if (variant == 1) p.router.capacity_factor = 1.0, p.n_shared = 1, p.Fs = 8, p.shared_gate = 1;
+        if (variant == 1)
+            p.router.capacity_factor = 1.0, p.n_shared = 1, p.Fs = 8, p.shared_gate = 1;
         if (variant == 2) p.router.strategy = MOE_ROUTE_EXPERT_CHOICE, p.router.jitter = 0.1;
         moe_layer *L;
         MOE_ASSERT(moe_layer_create(&p, &L) == MOE_OK);
@@ -32,7 +33,7 @@ int main(void) {
         for (int i = 0; i < 256 * 16; i++) x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
         moe_route_stats st;
         moe_route_opts opts = {1, 42, 0};
-        moe_layer_forward(L, y, &st, x, 256, &w, NULL, &opts);   // warm-up (BLAS buffers)
+        moe_layer_forward(L, y, &st, x, 256, &w, NULL, &opts); // warm-up (BLAS buffers)
         moe_layer_backward(L, dx, &g, y, &w);
         test_allocs = 0;
         test_counting = 1;
@@ -42,13 +43,16 @@ int main(void) {
         }
         test_counting = 0;
         if (test_allocs != 0) {
-            fprintf(stderr, "FAIL variant %d: forward/backward made %ld allocation(s), expected 0\n",
+            fprintf(stderr,
+                    "FAIL variant %d: forward/backward made %ld allocation(s), expected 0\n",
                     variant, test_allocs);
             fails++;
         } else {
             printf("variant %d: 0 allocations in 2 forward+backward steps\n", variant);
         }
-        free(x); free(y); free(dx);
+        free(x);
+        free(y);
+        free(dx);
         moe_layer_weights_free(&w);
         moe_layer_weights_free(&g);
         moe_layer_free(L);

@@ -18,12 +18,13 @@ static int ref_check_any(const char *name, const float *gf, const double *gd, co
         if (e > worst || e != e) {
             worst = e;
             wi = i;
-            if (e != e) break;   // NaN: report it
+            if (e != e) break; // NaN: report it
         }
     }
     if (worst <= tol) return 0;
-    fprintf(stderr, "FAIL %s: index %lld expected %.9g got %.9g (max|ref| %.3g, normalised error "
-                    "%.3g > tol %.3g)\n",
+    fprintf(stderr,
+            "FAIL %s: index %lld expected %.9g got %.9g (max|ref| %.3g, normalised error "
+            "%.3g > tol %.3g)\n",
             name, (long long)wi, ref[wi], gf ? (double)gf[wi] : gd[wi], mx, worst, tol);
     return 1;
 }
@@ -44,11 +45,21 @@ ref_offsets ref_offsets_of(const moe_layer_weights *w, int64_t n) {
     const float *b = w->wg;
     ref_offsets o = {
         n,
-        0, ref_off(w->bg, b), ref_off(w->ws, b),
-        ref_off(w->experts.w1, b), ref_off(w->experts.b1, b), ref_off(w->experts.w3, b),
-        ref_off(w->experts.b3, b), ref_off(w->experts.w2, b), ref_off(w->experts.b2, b),
-        ref_off(w->shared.w1, b), ref_off(w->shared.b1, b), ref_off(w->shared.w3, b),
-        ref_off(w->shared.b3, b), ref_off(w->shared.w2, b), ref_off(w->shared.b2, b),
+        0,
+        ref_off(w->bg, b),
+        ref_off(w->ws, b),
+        ref_off(w->experts.w1, b),
+        ref_off(w->experts.b1, b),
+        ref_off(w->experts.w3, b),
+        ref_off(w->experts.b3, b),
+        ref_off(w->experts.w2, b),
+        ref_off(w->experts.b2, b),
+        ref_off(w->shared.w1, b),
+        ref_off(w->shared.b1, b),
+        ref_off(w->shared.w3, b),
+        ref_off(w->shared.b3, b),
+        ref_off(w->shared.w2, b),
+        ref_off(w->shared.b2, b),
     };
     return o;
 }
@@ -63,7 +74,10 @@ void ref_selection_init(ref_selection *s, const moe_layer_params *p, int64_t T) 
 }
 
 void ref_selection_free(ref_selection *s) {
-    free(s->sel); free(s->kept); free(s->chosen); free(s->counts);
+    free(s->sel);
+    free(s->kept);
+    free(s->chosen);
+    free(s->counts);
     memset(s, 0, sizeof *s);
 }
 
@@ -72,7 +86,7 @@ void ref_selection_free(ref_selection *s) {
 typedef struct {
     int64_t D, F;
     moe_activation act;
-    const double *w1, *b1, *w3, *b3, *w2, *b2;   // (D,F) (F) (D,F) (F) (F,D) (D); NULL absent
+    const double *w1, *b1, *w3, *b3, *w2, *b2; // (D,F) (F) (D,F) (F) (F,D) (D); NULL absent
 } ref_ffn;
 
 static const double *ref_ptr(const double *W, int64_t off, int64_t stride, int e) {
@@ -81,9 +95,15 @@ static const double *ref_ptr(const double *W, int64_t off, int64_t stride, int e
 
 static ref_ffn ref_ffn_of(const double *W, int64_t D, int64_t F, moe_activation act, int64_t w1,
                           int64_t b1, int64_t w3, int64_t b3, int64_t w2, int64_t b2, int e) {
-    ref_ffn f = {D, F, act,
-                 ref_ptr(W, w1, D * F, e), ref_ptr(W, b1, F, e), ref_ptr(W, w3, D * F, e),
-                 ref_ptr(W, b3, F, e), ref_ptr(W, w2, F * D, e), ref_ptr(W, b2, D, e)};
+    ref_ffn f = {D,
+                 F,
+                 act,
+                 ref_ptr(W, w1, D * F, e),
+                 ref_ptr(W, b1, F, e),
+                 ref_ptr(W, w3, D * F, e),
+                 ref_ptr(W, b3, F, e),
+                 ref_ptr(W, w2, F * D, e),
+                 ref_ptr(W, b2, D, e)};
     return f;
 }
 
@@ -189,7 +209,7 @@ static void ref_select(const moe_layer_params *P, const double *probs, const dou
         s->C = C;
         for (int64_t t = 0; t < T; t++)
             for (int e = 0; e < E; e++) {
-                int64_t rank = 0;   // tokens of t's group ranked above t for expert e
+                int64_t rank = 0; // tokens of t's group ranked above t for expert e
                 for (int64_t u = t / G * G; u < t / G * G + G; u++) {
                     double pu = probs[u * E + e], pt = probs[t * E + e];
                     if (pu > pt || (pu == pt && u < t)) rank++;
@@ -219,7 +239,7 @@ static void ref_select(const moe_layer_params *P, const double *probs, const dou
     for (int64_t t = 0; t < T; t++)
         for (int k = 0; k < K; k++) {
             int e = s->sel[t * K + k];
-            int64_t rank = 0;   // pairs of t's group choosing e ranked above (t, e)
+            int64_t rank = 0; // pairs of t's group choosing e ranked above (t, e)
             for (int64_t u = t / G * G; u < t / G * G + G; u++)
                 for (int j = 0; j < K; j++) {
                     if (s->sel[u * K + j] != e) continue;
@@ -252,7 +272,8 @@ void ref_layer_forward(const moe_layer_params *P, const ref_offsets *o, const do
     double *Pr = moe_xcalloc((size_t)(T * E), sizeof(double));
     double *lse = moe_xcalloc((size_t)T + 1, sizeof(double));
     int64_t Fm = P->F > P->Fs ? P->F : P->Fs;
-    double *h1 = moe_xcalloc((size_t)Fm, sizeof(double)), *h3 = moe_xcalloc((size_t)Fm, sizeof(double));
+    double *h1 = moe_xcalloc((size_t)Fm, sizeof(double)),
+           *h3 = moe_xcalloc((size_t)Fm, sizeof(double));
     double *ob = moe_xcalloc((size_t)D, sizeof(double));
     ref_all_scores(P, o, W, x, T, opts, Z, Pr, lse);
     if (!sel->valid) {
@@ -315,7 +336,12 @@ void ref_layer_forward(const moe_layer_params *P, const ref_offsets *o, const do
     }
     for (int64_t t = 0; t < T; t++) losses->z += lse[t] * lse[t];
     losses->z = T > 0 ? r->z_loss_coef * losses->z / (double)T : 0;
-    free(Z); free(Pr); free(lse); free(h1); free(h3); free(ob);
+    free(Z);
+    free(Pr);
+    free(lse);
+    free(h1);
+    free(h3);
+    free(ob);
 }
 
 static ref_ffn ref_grad_view(double *dW, const ref_ffn *f, const double *W) {
@@ -331,9 +357,8 @@ static ref_ffn ref_grad_view(double *dW, const ref_ffn *f, const double *W) {
 }
 
 void ref_layer_backward(const moe_layer_params *P, const ref_offsets *o, const double *W,
-                        const double *x, const double *bias, int64_t T,
-                        const moe_route_opts *opts, ref_selection *sel, const double *dy,
-                        double *dW, double *dx) {
+                        const double *x, const double *bias, int64_t T, const moe_route_opts *opts,
+                        ref_selection *sel, const double *dy, double *dW, double *dx) {
     const moe_router_params *r = &P->router;
     const int E = r->E, K = r->K;
     const int64_t D = r->D;
@@ -342,8 +367,10 @@ void ref_layer_backward(const moe_layer_params *P, const ref_offsets *o, const d
     double *Pr = moe_xcalloc((size_t)(T * E), sizeof(double));
     double *lse = moe_xcalloc((size_t)T + 1, sizeof(double));
     int64_t Fm = P->F > P->Fs ? P->F : P->Fs;
-    double *h1 = moe_xcalloc((size_t)Fm, sizeof(double)), *h3 = moe_xcalloc((size_t)Fm, sizeof(double));
-    double *ob = moe_xcalloc((size_t)D, sizeof(double)), *dob = moe_xcalloc((size_t)D, sizeof(double));
+    double *h1 = moe_xcalloc((size_t)Fm, sizeof(double)),
+           *h3 = moe_xcalloc((size_t)Fm, sizeof(double));
+    double *ob = moe_xcalloc((size_t)D, sizeof(double)),
+           *dob = moe_xcalloc((size_t)D, sizeof(double));
     double *sh = moe_xcalloc((size_t)D, sizeof(double));
     ref_all_scores(P, o, W, x, T, opts, Z, Pr, lse);
     if (!sel->valid) {
@@ -385,7 +412,7 @@ void ref_layer_backward(const moe_layer_params *P, const ref_offsets *o, const d
             for (int e = 0; e < E; e++)
                 if (on[e]) dp[e] += r->routed_scaling * dw[e];
         } else if (r->renormalize) {
-            double dot = 0;   // Σ over kept selections of dw·p
+            double dot = 0; // Σ over kept selections of dw·p
             for (int e = 0; e < E; e++)
                 if (on[e]) dot += dw[e] * pt[e];
             for (int k = 0; k < K; k++) {
@@ -457,13 +484,21 @@ void ref_layer_backward(const moe_layer_params *P, const ref_offsets *o, const d
             }
         }
     }
-    free(Z); free(Pr); free(lse); free(h1); free(h3); free(ob); free(dob); free(sh);
+    free(Z);
+    free(Pr);
+    free(lse);
+    free(h1);
+    free(h3);
+    free(ob);
+    free(dob);
+    free(sh);
 }
 
 void ref_dense_forward(const moe_layer_params *P, const ref_offsets *o, const double *W,
                        const double *x, int64_t T, double *y) {
     const int64_t D = P->router.D;
-    double *h1 = moe_xcalloc((size_t)P->F, sizeof(double)), *h3 = moe_xcalloc((size_t)P->F, sizeof(double));
+    double *h1 = moe_xcalloc((size_t)P->F, sizeof(double)),
+           *h3 = moe_xcalloc((size_t)P->F, sizeof(double));
     ref_ffn f = ref_ffn_of(W, D, P->F, P->act, o->w1, o->b1, o->w3, o->b3, o->w2, o->b2, 0);
     for (int64_t t = 0; t < T; t++) ref_ffn_forward(&f, x + t * D, y + t * D, h1, h3);
     free(h1);

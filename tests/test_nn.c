@@ -36,7 +36,7 @@ static double embed_loss(void *c) {
 
 static int test_embed(void) {
     const int64_t T = 7, V = 5, D = 4;
-    const int32_t tok[7] = {3, 0, 3, 4, 1, 3, 0};   // repeats: the backward must accumulate
+    const int32_t tok[7] = {3, 0, 3, 4, 1, 3, 0}; // repeats: the backward must accumulate
     float *wte = fl(V * D), *out = fl(T * D), *dout = fl(T * D), *dwte = fl(V * D), *g0 = fl(V * D);
     embed_ctx c = {T, D, tok, db(V * D), db(T * D), db(T * D)};
     nnref_fill(&g_rng, wte, c.wte, V * D, -1, 1);
@@ -74,7 +74,7 @@ static int test_norm(int qk, int64_t N, int64_t nH, int64_t C) {
     float *dx = fl(n), *dx0 = fl(n), *dw = fl(C), *dw0 = fl(C);
     norm_ctx c = {rows, C, MOE_NN_RMSNORM_EPS, db(n), db(C), db(n), db(n)};
     nnref_fill(&g_rng, x, c.x, n, -2, 2);
-    for (int64_t i = 0; i < C; i++) x[i] *= 1e-3f, c.x[i] = x[i];   // a tiny row: eps matters
+    for (int64_t i = 0; i < C; i++) x[i] *= 1e-3f, c.x[i] = x[i]; // a tiny row: eps matters
     nnref_fill(&g_rng, w, c.w, C, 0.5, 1.5);
     nnref_fill(&g_rng, dout, c.dout, n, -1, 1);
     nnref_fill(&g_rng, dx0, NULL, n, -1, 1);
@@ -125,7 +125,7 @@ static int test_layernorm(void) {
     float *rstd = fl(N), *dx = fl(n), *dx0 = fl(n), *dw = fl(C), *dw0 = fl(C), *dbb = fl(C);
     float *db0 = fl(C);
     ln_ctx c = {N, C, db(n), db(C), db(C), db(n), db(n)};
-    nnref_fill(&g_rng, x, c.x, n, -2, 3);   // nonzero row means
+    nnref_fill(&g_rng, x, c.x, n, -2, 3); // nonzero row means
     nnref_fill(&g_rng, w, c.w, C, 0.5, 1.5);
     nnref_fill(&g_rng, b, c.b, C, -0.5, 0.5);
     nnref_fill(&g_rng, dout, c.dout, n, -1, 1);
@@ -139,8 +139,8 @@ static int test_layernorm(void) {
     ln_loss(&c);
     int f = nnref_check("layernorm forward", out, c.out, n, ATOL, RTOL);
     moe_nn_layernorm_backward(dx, dw, dbb, dout, x, w, mean, rstd, N, C);
-    nnref_param ps[] = {{"dinp", c.x, n, dx, dx0}, {"dweight", c.w, C, dw, dw0},
-                        {"dbias", c.b, C, dbb, db0}};
+    nnref_param ps[] = {
+        {"dinp", c.x, n, dx, dx0}, {"dweight", c.w, C, dw, dw0}, {"dbias", c.b, C, dbb, db0}};
     f += nnref_fd_check("layernorm", ln_loss, &c, ps, 3, FD_H, ATOL, RTOL, 0);
     free(x), free(w), free(b), free(out), free(dout), free(mean), free(rstd), free(dx), free(dx0);
     free(dw), free(dw0), free(dbb), free(db0);
@@ -170,14 +170,18 @@ static double lin_loss(void *c) {
 
 static void lin_fwd(int transw, float *out, const float *x, const float *w, const float *b,
                     int64_t T, int64_t I, int64_t O) {
-    if (transw) moe_nn_linear_wt_forward(out, x, w, b, T, I, O);
-    else moe_nn_linear_forward(out, x, w, b, T, I, O);
+    if (transw)
+        moe_nn_linear_wt_forward(out, x, w, b, T, I, O);
+    else
+        moe_nn_linear_forward(out, x, w, b, T, I, O);
 }
 
 static void lin_bwd(int transw, float *dx, float *dw, float *db, const float *dout, const float *x,
                     const float *w, int64_t T, int64_t I, int64_t O) {
-    if (transw) moe_nn_linear_wt_backward(dx, dw, db, dout, x, w, T, I, O);
-    else moe_nn_linear_backward(dx, dw, db, dout, x, w, T, I, O);
+    if (transw)
+        moe_nn_linear_wt_backward(dx, dw, db, dout, x, w, T, I, O);
+    else
+        moe_nn_linear_backward(dx, dw, db, dout, x, w, T, I, O);
 }
 
 static int test_linear(int bias, int transw) {
@@ -185,8 +189,8 @@ static int test_linear(int bias, int transw) {
     float *x = fl(T * I), *w = fl(I * O), *b = bias ? fl(O) : NULL, *out = fl(T * O);
     float *dout = fl(T * O), *dx = fl(T * I), *dx0 = fl(T * I), *dw = fl(I * O), *dw0 = fl(I * O);
     float *dbb = fl(O), *db0 = fl(O);
-    lin_ctx c = {T, I, O, db(T * I), db(I * O), bias ? db(O) : NULL, db(T * O), db(T * O),
-                 transw, db(I * O)};
+    lin_ctx c = {T,         I,         O,      db(T * I), db(I * O), bias ? db(O) : NULL,
+                 db(T * O), db(T * O), transw, db(I * O)};
     nnref_fill(&g_rng, x, c.x, T * I, -1, 1);
     nnref_fill(&g_rng, w, c.w, I * O, -1, 1);
     if (bias) nnref_fill(&g_rng, b, c.b, O, -1, 1);
@@ -204,8 +208,8 @@ static int test_linear(int bias, int transw) {
     snprintf(what, sizeof what, "%s forward", name);
     int f = nnref_check(what, out, c.out, T * O, ATOL, RTOL);
     lin_bwd(transw, dx, dw, bias ? dbb : NULL, dout, x, w, T, I, O);
-    nnref_param ps[] = {{"dinp", c.x, T * I, dx, dx0}, {"dw", c.w, I * O, dw, dw0},
-                        {"db", c.b, O, dbb, db0}};
+    nnref_param ps[] = {
+        {"dinp", c.x, T * I, dx, dx0}, {"dw", c.w, I * O, dw, dw0}, {"db", c.b, O, dbb, db0}};
     f += nnref_fd_check(name, lin_loss, &c, ps, bias ? 3 : 2, FD_H, ATOL, RTOL, 0);
     // NULL gradients are skipped: dinp alone equals the dinp of the full call.
     float *dx2 = fl(T * I);
@@ -309,8 +313,8 @@ static int test_attention(int64_t B, int64_t S, int64_t H, int64_t Hkv, int64_t 
     f += bad > 0;
     if (grads) {
         moe_nn_attention_backward(dq, dk, dv, scratch, dout, att, q, k, v, B, S, H, Hkv, Dh);
-        nnref_param ps[] = {{"dq", c.q, nq, dq, dq0}, {"dk", c.k, nk, dk, dk0},
-                            {"dv", c.v, nk, dv, dv0}};
+        nnref_param ps[] = {
+            {"dq", c.q, nq, dq, dq0}, {"dk", c.k, nk, dk, dk0}, {"dv", c.v, nk, dv, dv0}};
         snprintf(what, sizeof what, "attn%lld/%lld", (long long)H, (long long)Hkv);
         f += nnref_fd_check(what, att_loss, &c, ps, 3, FD_H, ATOL, RTOL, 0);
     }
@@ -326,9 +330,12 @@ static int test_attention(int64_t B, int64_t S, int64_t H, int64_t Hkv, int64_t 
     for (int64_t t = 0; t < T; t++)
         for (int64_t d = 0; d < H * Dh; d++) {
             int diff = out2[t * H * Dh + d] != out[t * H * Dh + d];
-            if (t < sp) changed_before += diff;
-            else if (t >= S) changed_other += diff;
-            else if (t == sp) changed_at += diff;
+            if (t < sp)
+                changed_before += diff;
+            else if (t >= S)
+                changed_other += diff;
+            else if (t == sp)
+                changed_at += diff;
         }
     if (changed_before || changed_other || !changed_at) {
         printf("FAIL attention causality: changing token %lld changed %lld earlier outputs and "
@@ -387,10 +394,11 @@ static int test_crossentropy(void) {
     double l3 = moe_nn_crossentropy(NULL, x, tgt, T, V, 1.0f);
     for (int64_t i = 0; i < T * V; i++) y[i] = x[i] + 1000.0f, c.x[i] = y[i];
     double l4 = moe_nn_crossentropy(NULL, y, tgt, T, V, 1.0f);
-    double w4 = nnref_crossentropy(c.x, tgt, T, V);   // same shift in exact arithmetic
+    double w4 = nnref_crossentropy(c.x, tgt, T, V); // same shift in exact arithmetic
     if (l2 != loss || l3 != loss || !isfinite(l4) || fabs(l4 - w4) > 1e-6 * fabs(w4)) {
         printf("FAIL crossentropy variants: loss %.10g, in place %.10g, no grad %.10g, "
-               "+1000 shift %.10g (expected %.10g)\n", loss, l2, l3, l4, w4);
+               "+1000 shift %.10g (expected %.10g)\n",
+               loss, l2, l3, l4, w4);
         f++;
     } else {
         printf("ok   crossentropy in place / no-grad / +1000 shift (%.8f)\n", l4);
@@ -413,8 +421,8 @@ int main(void) {
     f += test_attention(2, 6, 4, 2, 4, 1);
     f += test_attention(2, 6, 4, 4, 4, 1);
     f += test_attention(2, 6, 4, 1, 4, 1);
-    f += test_attention(2, 5, 2, 1, 6, 1);    // odd S
-    f += test_attention(2, 67, 4, 2, 32, 0);  // forward only: sizes past BLAS block edges
+    f += test_attention(2, 5, 2, 1, 6, 1);   // odd S
+    f += test_attention(2, 67, 4, 2, 32, 0); // forward only: sizes past BLAS block edges
     f += test_crossentropy();
     if (f) {
         printf("test_nn: %d check(s) FAILED\n", f);

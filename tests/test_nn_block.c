@@ -18,10 +18,11 @@ enum { NQ = H * DH, NK = HKV * DH };
 
 // Every tensor: float value, float gradient, double mirror; order of the table below.
 enum { WTE, N1, WQ, WK, WV, QN, KN, WO, N2, W1, W3, W2, NF, WH, NPARAM };
-static const char *pname[NPARAM] = {"wte", "norm1", "wq", "wk", "wv", "q_norm", "k_norm", "wo",
-                                    "norm2", "ffn.w1", "ffn.w3", "ffn.w2", "norm_f", "head"};
-static const int64_t psize[NPARAM] = {V * D, D, D * NQ, D * NK, D * NK, DH, DH, NQ * D,
-                                      D, D * F, D * F, F * D, D, D * V};
+static const char *pname[NPARAM] = {"wte",    "norm1",  "wq",     "wk",    "wv",
+                                    "q_norm", "k_norm", "wo",     "norm2", "ffn.w1",
+                                    "ffn.w3", "ffn.w2", "norm_f", "head"};
+static const int64_t psize[NPARAM] = {V * D, D, D *NQ, D *NK, D *NK, DH, DH,
+                                      NQ *D, D, D *F,  D *F,  F *D,  D,  D *V};
 
 typedef struct {
     float *w[NPARAM], *g[NPARAM];
@@ -68,22 +69,26 @@ static double kernels_step(model *m) {
     moe_experts_forward(&fp, x2, save, &ew, off, h2);
     for (int i = 0; i < T * D; i++) x2[i] += x1[i];
     moe_nn_rmsnorm_forward(h3, r3, x2, w[NF], T, D, eps);
-    if (m->tied) moe_nn_linear_wt_forward(logits, h3, w[WTE], NULL, T, D, V);
-    else moe_nn_linear_forward(logits, h3, w[WH], NULL, T, D, V);
-    const double loss = moe_nn_crossentropy(logits, logits, m->tgt, T, V, 1.0f);   // in place
+    if (m->tied)
+        moe_nn_linear_wt_forward(logits, h3, w[WTE], NULL, T, D, V);
+    else
+        moe_nn_linear_forward(logits, h3, w[WH], NULL, T, D, V);
+    const double loss = moe_nn_crossentropy(logits, logits, m->tgt, T, V, 1.0f); // in place
 
     // backward: gradient buffers of activations, zeroed (kernels ADD)
     float *dh3 = fl(T * D), *dx2 = fl(T * D), *dh2 = fl(T * D), *dx1, *da = fl(T * NQ);
     float *dq2 = fl(T * NQ), *dk2 = fl(T * NK), *dv = fl(T * NK), *dq1 = fl(T * NQ);
     float *dk1 = fl(T * NK), *dq0 = fl(T * NQ), *dk0 = fl(T * NK), *dh1 = fl(T * D);
     float *sc = fl(S * S);
-    if (m->tied) moe_nn_linear_wt_backward(dh3, g[WTE], NULL, logits, h3, w[WTE], T, D, V);
-    else moe_nn_linear_backward(dh3, g[WH], NULL, logits, h3, w[WH], T, D, V);
+    if (m->tied)
+        moe_nn_linear_wt_backward(dh3, g[WTE], NULL, logits, h3, w[WTE], T, D, V);
+    else
+        moe_nn_linear_backward(dh3, g[WH], NULL, logits, h3, w[WH], T, D, V);
     moe_nn_rmsnorm_backward(dx2, g[NF], dh3, x2, w[NF], r3, T, D);
-    dx1 = dx2;   // residual: dx1 = dx2 + (through the FFN branch)
-    moe_experts_backward(&fp, dh2, &eg, scr, &ew, off, h2, save, dx2);   // dh2 WRITTEN
+    dx1 = dx2; // residual: dx1 = dx2 + (through the FFN branch)
+    moe_experts_backward(&fp, dh2, &eg, scr, &ew, off, h2, save, dx2); // dh2 WRITTEN
     moe_nn_rmsnorm_backward(dx1, g[N2], dh2, x1, w[N2], r2, T, D);
-    float *dx0 = dx1;   // residual again
+    float *dx0 = dx1; // residual again
     moe_nn_linear_backward(da, g[WO], NULL, dx1, a, w[WO], T, NQ, D);
     moe_nn_attention_backward(dq2, dk2, dv, sc, da, att, q2, k2, v, B, S, H, HKV, DH);
     moe_nn_rope_backward(dq1, dq2, cs, sn, B, S, H, DH);
@@ -96,9 +101,9 @@ static double kernels_step(model *m) {
     moe_nn_rmsnorm_backward(dx0, g[N1], dh1, x0, w[N1], r1, T, D);
     moe_nn_embed_backward(g[WTE], dx0, m->tok, T, D);
 
-    float *all[] = {x0, h1, r1, q0, k0, v, q1, k1, rq, rk, q2, k2, a, att, x1, h2, r2, x2, h3,
-                    r3, logits, save, scr, dh3, dx2, dh2, da, dq2, dk2, dv, dq1, dk1, dq0, dk0,
-                    dh1, sc};
+    float *all[] = {x0,  h1,  r1, q0,  k0,  v,  q1,  k1,  rq,     rk,   q2,  k2,
+                    a,   att, x1, h2,  r2,  x2, h3,  r3,  logits, save, scr, dh3,
+                    dx2, dh2, da, dq2, dk2, dv, dq1, dk1, dq0,    dk0,  dh1, sc};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
     return loss;
 }
@@ -156,7 +161,7 @@ static int run(int tied, uint64_t seed) {
         m.tok[t] = (int32_t)(test_rng(&st) % V);
         m.tgt[t] = (int32_t)(test_rng(&st) % V);
     }
-    m.tok[3] = m.tok[7];   // a repeated token: the embedding gradient accumulates
+    m.tok[3] = m.tok[7]; // a repeated token: the embedding gradient accumulates
     const double loss = kernels_step(&m);
     const double want = reference_loss(&m);
     int f = 0;
@@ -174,8 +179,8 @@ static int run(int tied, uint64_t seed) {
         if (tied && p == WH) continue;
         ps[np++] = (nnref_param){pname[p], m.d[p], psize[p], m.g[p], NULL};
     }
-    f += nnref_fd_check(tied ? "block/tied" : "block", reference_loss, &m, ps, np, 1e-6, 1e-6,
-                        1e-3, 0);
+    f += nnref_fd_check(tied ? "block/tied" : "block", reference_loss, &m, ps, np, 1e-6, 1e-6, 1e-3,
+                        0);
     for (int p = 0; p < NPARAM; p++) free(m.w[p]), free(m.g[p]), free(m.d[p]);
     return f;
 }

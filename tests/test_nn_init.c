@@ -40,7 +40,7 @@ int main(void) {
     // std of the sample std ≈ σ/√(2N): 5 of those.
     expect("std within 5 standard errors of 0.02", fabs(std - sd) < 5 * sd / sqrt(2.0 * N), sd,
            std);
-    const double p2 = 0.0455002638963584;   // P(|z| > 2) of a standard normal: erfc(√2)
+    const double p2 = 0.0455002638963584; // P(|z| > 2) of a standard normal: erfc(√2)
     const double frac = (double)tail / N, se = sqrt(p2 * (1 - p2) / N);
     expect("fraction beyond 2σ (erfc(√2))", fabs(frac - erfc(sqrt(2.0))) < 5 * se, p2, frac);
     // Other key / other seed / other layer / other expert: different, uncorrelated streams.

@@ -160,8 +160,9 @@ int nnref_fd_check(const char *what, double (*loss)(void *), void *ctx, nnref_pa
             checked++;
         }
         printf("%s %-10s %s: %lld entries, max |fd| %.3g, worst [%lld] expected %.8g got %.8g "
-               "(err/limit %.3g)\n", bad ? "FAIL" : "ok  ", what, p->name, (long long)checked,
-               maxfd, (long long)w_i, w_fd, w_got, worst);
+               "(err/limit %.3g)\n",
+               bad ? "FAIL" : "ok  ", what, p->name, (long long)checked, maxfd, (long long)w_i,
+               w_fd, w_got, worst);
         // A gradient that is identically zero checks nothing: that is a broken test.
         if (maxfd == 0) {
             printf("FAIL %s %s: finite differences are all zero\n", what, p->name);
@@ -178,7 +179,7 @@ int nnref_check(const char *what, const float *got, const double *want, int64_t 
     int64_t wi = 0, bad = 0;
     for (int64_t i = 0; i < n; i++) {
         double err = fabs((double)got[i] - want[i]), lim = atol + rtol * fabs(want[i]);
-        double ratio = lim > 0 ? err / lim : (err == 0 ? 0.0 : INFINITY);   // limit 0: bit-equal
+        double ratio = lim > 0 ? err / lim : (err == 0 ? 0.0 : INFINITY); // limit 0: bit-equal
         if (!(err <= lim)) bad++;
         if (!(ratio <= worst)) worst = ratio, wi = i;
     }

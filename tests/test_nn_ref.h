@@ -9,7 +9,7 @@
 // Fills f (n) with uniform(lo, hi) (test_uniform of test-util.h: splitmix64) and d (n, may be
 // NULL) with the same (float-rounded) values.
 void nnref_fill(uint64_t *s, float *f, double *d, int64_t n, double lo, double hi);
-double *nnref_dup(const float *f, int64_t n);          // double copy (free())
+double *nnref_dup(const float *f, int64_t n); // double copy (free())
 
 // References (outputs first, written). Shapes as in trainer/model/nn.h.
 void nnref_embed(double *out, const int32_t *tok, const double *wte, int64_t T, int64_t D);

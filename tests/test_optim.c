@@ -42,7 +42,7 @@ static void test_adamw(int decay, double gscale) {
     double worst = 0;
     for (int t = 1; t <= STEPS; t++) {
         nnref_fill(&st, g, gd, N, -1, 1);
-        if (t == 2) g[5] = 0, gd[5] = 0;   // a zero gradient: only decay and momentum move it
+        if (t == 2) g[5] = 0, gd[5] = 0; // a zero gradient: only decay and momentum move it
         const double lr = 1e-2 * t;
         moe_optim_adamw_step(w, m, v, g, N, &p, t, lr, decay, gscale);
         ref_adamw(wd, md, vd, gd, N, &p, t, lr, decay, gscale);
@@ -89,10 +89,10 @@ static void test_schedule(void) {
     expect_near("constant t=5", moe_optim_lr(5, &s), 0.5, 1e-15);
     expect_near("constant midpoint", moe_optim_lr(60, &s), 1.0, 1e-15);
     expect_near("constant t=steps", moe_optim_lr(110, &s), 1.0, 1e-15);
-    s = (moe_lr_schedule){MOE_LR_COSINE, 2.0, 0.0, 0, 100};   // no warmup
+    s = (moe_lr_schedule){MOE_LR_COSINE, 2.0, 0.0, 0, 100}; // no warmup
     expect_near("no warmup t=1", moe_optim_lr(1, &s), 1.0 + cos(pi / 100), 1e-12);
     expect_near("no warmup midpoint", moe_optim_lr(50, &s), 1.0, 1e-12);
-    s = (moe_lr_schedule){MOE_LR_COSINE, 2.0, 0.5, 20, 10};   // steps <= warmup
+    s = (moe_lr_schedule){MOE_LR_COSINE, 2.0, 0.5, 20, 10}; // steps <= warmup
     expect_near("steps < warmup: t=steps", moe_optim_lr(10, &s), 1.0, 1e-15);
     expect_near("steps < warmup: after warmup", moe_optim_lr(30, &s), 2.0, 1e-15);
 
@@ -113,8 +113,7 @@ static void test_schedule(void) {
 }
 
 static void test_clip_and_checks(void) {
-    expect_near("clip norm 4, clip 1", moe_optim_clip_scale(16.0, 1.0), 1.0 / (4.0 + 1e-6),
-                1e-15);
+    expect_near("clip norm 4, clip 1", moe_optim_clip_scale(16.0, 1.0), 1.0 / (4.0 + 1e-6), 1e-15);
     expect_near("clip norm 0.5, clip 1 (no clip)", moe_optim_clip_scale(0.25, 1.0), 1.0, 0);
     expect_near("clip off (0)", moe_optim_clip_scale(1e6, 0.0), 1.0, 0);
     expect_near("clip of a NaN norm", moe_optim_clip_scale(NAN, 1.0), 0.0, 0);
@@ -133,7 +132,10 @@ static void test_clip_and_checks(void) {
         x[N - 1 - 300 * k] = bad[k];
         char what[48];
         snprintf(what, sizeof what, "nonfinite: %s at %d",
-                 k == 0 ? "NaN" : k == 1 ? "+Inf" : "-Inf", N - 1 - 300 * k);
+                 k == 0   ? "NaN"
+                 : k == 1 ? "+Inf"
+                          : "-Inf",
+                 N - 1 - 300 * k);
         expect_near(what, moe_optim_nonfinite(x, N), 1, 0);
         x[N - 1 - 300 * k] = 0.5f;
     }

@@ -76,8 +76,7 @@ static void mla_shape(tcfg *x) {
 
 static void lora(tcfg *x, int rank, int n, const Moe__LoraConfig__Target *t) {
     x->l.rank = rank;
-    for (int i = 0; i < n; i++)
-        x->targets[i] = t[i];
+    for (int i = 0; i < n; i++) x->targets[i] = t[i];
     x->l.targets = x->targets;
     x->l.n_targets = (size_t)n;
 }
@@ -198,7 +197,8 @@ static void test_dense_features(void) {
     x.m.qk_norm = MOE__MODEL_CONFIG__QK_NORM__per_head;
     x.m.norm = MOE__MODEL_CONFIG__NORM__layernorm;
     r = COUNT(&x, 1, 1);
-    EXPECT_EQ("qk_norm per_head layernorm", r.part[MOE_PARAMS_ATTENTION].total, 512 + 2 * 2 * (4 + 4));
+    EXPECT_EQ("qk_norm per_head layernorm", r.part[MOE_PARAMS_ATTENTION].total,
+              512 + 2 * 2 * (4 + 4));
     EXPECT_EQ("layernorm norms", r.part[MOE_PARAMS_NORMS].total, 2 * (2 * 2 * 8 + 8));
 
     // Learned positions: (max_seq_len, D) table, counted as active like the token table.
@@ -239,7 +239,8 @@ static void test_moe_features(void) {
     EXPECT_EQ("M active", r.active, 128 + 1024 + 72 + 576 + 64 + 576 + 128);
     EXPECT_EQ("M flops", r.flops_per_token, 2 * (1024 + 576 + 64 + 576 + 128));
     if (fabs(r.active_ratio - 2568.0 / 3144.0) > 1e-12) {
-        fprintf(stderr, "M active_ratio: expected %.15g, got %.15g\n", 2568.0 / 3144.0, r.active_ratio);
+        fprintf(stderr, "M active_ratio: expected %.15g, got %.15g\n", 2568.0 / 3144.0,
+                r.active_ratio);
         failures++;
     }
     x.m.top_k = 3;
@@ -281,7 +282,8 @@ static void test_moe_features(void) {
     EXPECT_EQ("shared + gate flops", r.flops_per_token, 2 * (1024 + 576 + 64 + 576 + 128 + 496));
     x.m.shared_expert_d_ff = 0; // -> expert_d_ff 6
     r = COUNT(&x, 1, 1);
-    EXPECT_EQ("shared width default", r.part[MOE_PARAMS_SHARED_EXPERTS].total, 2 * (2 * expert + 8));
+    EXPECT_EQ("shared width default", r.part[MOE_PARAMS_SHARED_EXPERTS].total,
+              2 * (2 * expert + 8));
 
     // Router bias: E per MoE layer, trained.
     moe_shape(&x);
@@ -309,7 +311,8 @@ static void test_mla(void) {
     r = COUNT(&x, 1, 1);
     EXPECT_EQ("MLA q_lora attention", r.part[MOE_PARAMS_ATTENTION].total, 2 * 173);
     EXPECT_EQ("MLA q_lora total", r.total, 1384 - 512 + 346);
-    EXPECT_EQ("MLA q_lora flops", r.flops_per_token, 2 * (2 * (32 + 24 + 32 + 30 + 48) + 576 + 128));
+    EXPECT_EQ("MLA q_lora flops", r.flops_per_token,
+              2 * (2 * (32 + 24 + 32 + 30 + 48) + 576 + 128));
     // Scores: Dqk = 2 + 1, Dv = 3.
     EXPECT_EQ("MLA attn flops", r.attn_flops_per_token, 2 * 2 * 64 * 2 * (3 + 3));
     // Biases on q_a (4), kv_a (3+1) and o (8).
@@ -500,7 +503,8 @@ static void test_refusals(void) {
 }
 
 // The published value (in billions, as printed with `decimals` decimals) must be what `v` rounds to.
-static void expect_rounds_to(int line, const char *what, int64_t v, double published, int decimals) {
+static void expect_rounds_to(int line, const char *what, int64_t v, double published,
+                             int decimals) {
     double scale = pow(10.0, decimals), x = (double)v / 1e9;
     if (fabs(round(x * scale) / scale - published) > 1e-9) {
         fprintf(stderr, "test_params.c:%d: %s: %.4fB does not round to the published %.*fB\n", line,
@@ -568,8 +572,8 @@ static void test_published(void) {
     x.m.shared_expert_d_ff = 5632;
     x.m.shared_expert_gate = 1;
     r = COUNT(&x, 1, 1);
-    int64_t qw_common = 2LL * 151936 * 2048 + 2048 +
-                        24LL * (16783360 + 2 * 2048 + 60 * 2048 + 34605056);
+    int64_t qw_common =
+        2LL * 151936 * 2048 + 2048 + 24LL * (16783360 + 2 * 2048 + 60 * 2048 + 34605056);
     EXPECT_EQ("Qwen total", r.total, qw_common + 24LL * 60 * 3 * 2048 * 1408);
     EXPECT_EQ("Qwen active", r.active, qw_common + 24LL * 4 * 3 * 2048 * 1408);
     EXPECT_EQ("Qwen total (hand check)", r.total, 14315784192LL);
@@ -643,7 +647,8 @@ static void test_published(void) {
     EXPECT_EQ("DeepSeek-V3 total", r.total, v3_common + 58LL * 256 * 3 * 7168 * 2048);
     EXPECT_EQ("DeepSeek-V3 active", r.active, v3_common + 58LL * 8 * 3 * 7168 * 2048);
     EXPECT_EQ("DeepSeek-V3 total (hand check)", r.total, 671026419200LL);
-    EXPECT_EQ("DeepSeek-V3 active w/o embedding (hand check)", r.active_nonembedding, 36625618432LL);
+    EXPECT_EQ("DeepSeek-V3 active w/o embedding (hand check)", r.active_nonembedding,
+              36625618432LL);
     EXPECT_EQ("DeepSeek-V3 balancing bias", r.untrained, 58 * 256);
     expect_within(__LINE__, "DeepSeek-V3 total vs 671B", r.total, 671, 0.005);
     expect_rounds_to(__LINE__, "DeepSeek-V3 active w/o embedding", r.active_nonembedding, 37, 0);
@@ -662,8 +667,8 @@ static void test_published(void) {
     x.m.n_experts = 64;
     x.m.top_k = 8;
     r = COUNT(&x, 1, 1);
-    int64_t ol_common = 2LL * 50304 * 2048 + 2048 +
-                        16LL * (4 * 2048 * 2048 + 2 * 2048 + 2 * 2048 + 64 * 2048);
+    int64_t ol_common =
+        2LL * 50304 * 2048 + 2048 + 16LL * (4 * 2048 * 2048 + 2 * 2048 + 2 * 2048 + 64 * 2048);
     EXPECT_EQ("OLMoE total", r.total, ol_common + 16LL * 64 * 3 * 2048 * 1024);
     EXPECT_EQ("OLMoE active", r.active, ol_common + 16LL * 8 * 3 * 2048 * 1024);
     EXPECT_EQ("OLMoE total (hand check)", r.total, 6919161856LL);

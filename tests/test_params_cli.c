@@ -15,17 +15,18 @@ static const char *moe_bin, *examples;
 
 static void expect_eq(int line, const char *what, long long got, long long want) {
     if (got != want) {
-        fprintf(stderr, "test_params_cli.c:%d: %s: expected %lld, got %lld\n", line, what, want, got);
+        fprintf(stderr, "test_params_cli.c:%d: %s: expected %lld, got %lld\n", line, what, want,
+                got);
         failures++;
     }
 }
 #define EXPECT_EQ(what, got, want) expect_eq(__LINE__, what, (long long)(got), (long long)(want))
-#define EXPECT(what, cond)                                                                     \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "test_params_cli.c:%d: %s: false\n", __LINE__, what);              \
-            failures++;                                                                        \
-        }                                                                                      \
+#define EXPECT(what, cond)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "test_params_cli.c:%d: %s: false\n", __LINE__, what);                  \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 typedef struct {
@@ -43,7 +44,8 @@ static void slurp(int fd, char *buf, size_t cap) {
 // Runs moe with the NULL-terminated args (after "moe"), capturing stdout and stderr in files.
 static run_result *run(const char *const *args) {
     static run_result r;
-    char out_path[] = "/tmp/test_params_cli_out_XXXXXX", err_path[] = "/tmp/test_params_cli_err_XXXXXX";
+    char out_path[] = "/tmp/test_params_cli_out_XXXXXX",
+         err_path[] = "/tmp/test_params_cli_err_XXXXXX";
     int fo = mkstemp(out_path), fe = mkstemp(err_path);
     MOE_ASSERT(fo >= 0 && fe >= 0);
     unlink(out_path);
@@ -51,8 +53,7 @@ static run_result *run(const char *const *args) {
     const char *argv[32];
     int n = 0;
     argv[n++] = moe_bin;
-    for (int i = 0; args[i]; i++)
-        argv[n++] = args[i];
+    for (int i = 0; args[i]; i++) argv[n++] = args[i];
     argv[n] = NULL;
     fflush(NULL);
     pid_t pid = fork();
@@ -81,7 +82,8 @@ static json_t *run_json(int line, const char *const *args) {
     json_error_t e;
     json_t *j = json_loads(r->out, 0, &e);
     if (!j) {
-        fprintf(stderr, "test_params_cli.c:%d: --json output is not JSON (%s):\n%s\n", line, e.text, r->out);
+        fprintf(stderr, "test_params_cli.c:%d: --json output is not JSON (%s):\n%s\n", line, e.text,
+                r->out);
         failures++;
     }
     return j;
@@ -102,8 +104,7 @@ static char ours[4096], hf[4096], tiny[4096];
 static void test_same_totals(void) {
     json_t *a = run_json(__LINE__, (const char *[]){"params", ours, "--json", NULL});
     json_t *b = run_json(__LINE__, (const char *[]){"params", hf, "--json", NULL});
-    if (!a || !b)
-        return;
+    if (!a || !b) return;
     // Hand count in test_params.c: 46,702,792,704 total, 12,879,925,248 active.
     EXPECT_EQ("ours total", jint(a, "total_params"), 46702792704LL);
     EXPECT_EQ("ours active", jint(a, "active_params"), 12879925248LL);
@@ -112,8 +113,8 @@ static void test_same_totals(void) {
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         EXPECT_EQ(keys[i], jint(b, keys[i]), jint(a, keys[i]));
     EXPECT("components present", json_is_object(json_object_get(a, "components")));
-    EXPECT_EQ("routed experts component", jint(json_object_get(json_object_get(a, "components"),
-                                                               "routed_experts"), "total"),
+    EXPECT_EQ("routed experts component",
+              jint(json_object_get(json_object_get(a, "components"), "routed_experts"), "total"),
               32LL * 8 * 3 * 4096 * 14336);
     EXPECT("HF ignored list present", json_array_size(json_object_get(b, "ignored_hf_fields")) > 0);
     json_decref(a);
@@ -129,7 +130,8 @@ static void test_same_totals(void) {
 
 static void test_usage(void) {
     EXPECT_EQ("no args", run((const char *[]){"params", NULL})->code, 2);
-    EXPECT_EQ("unknown option", run((const char *[]){"params", ours, "--frobnicate", NULL})->code, 2);
+    EXPECT_EQ("unknown option", run((const char *[]){"params", ours, "--frobnicate", NULL})->code,
+              2);
     EXPECT_EQ("two configs", run((const char *[]){"params", ours, hf, NULL})->code, 2);
     EXPECT_EQ("--world 0", run((const char *[]){"params", ours, "--world", "0", NULL})->code, 2);
     EXPECT_EQ("--ep x", run((const char *[]){"params", ours, "--ep", "x", NULL})->code, 2);
@@ -139,11 +141,14 @@ static void test_usage(void) {
     r = run((const char *[]){"params", ours, "--ep", "3", NULL});
     EXPECT_EQ("ep 3 for 8 experts", r->code, 2);
     EXPECT("layout message names n_experts", strstr(r->err, "n_experts") != NULL);
-    EXPECT_EQ("world 6 ep 4", run((const char *[]){"params", ours, "--world", "6", "--ep", "4", NULL})->code, 2);
-    EXPECT_EQ("bad --set", run((const char *[]){"params", ours, "--set", "model.nope=1", NULL})->code, 2);
+    EXPECT_EQ("world 6 ep 4",
+              run((const char *[]){"params", ours, "--world", "6", "--ep", "4", NULL})->code, 2);
+    EXPECT_EQ("bad --set",
+              run((const char *[]){"params", ours, "--set", "model.nope=1", NULL})->code, 2);
     r = run((const char *[]){"params", tiny, "--set", "model.n_kv_heads=3", NULL});
     EXPECT_EQ("invalid config", r->code, 2);
-    EXPECT("invalid config names file and field", strstr(r->err, tiny) && strstr(r->err, "n_kv_heads"));
+    EXPECT("invalid config names file and field",
+           strstr(r->err, tiny) && strstr(r->err, "n_kv_heads"));
     r = run((const char *[]){"params", "--help", NULL});
     EXPECT_EQ("--help", r->code, 0);
     EXPECT("--help text", strstr(r->out, "usage: moe params") != NULL);
@@ -168,7 +173,8 @@ static void test_unknown_hf_field(void) {
 
     run_result *r = run((const char *[]){"params", path, NULL});
     EXPECT_EQ("unknown field: exit 0", r->code, 0);
-    EXPECT("unknown field on stderr", strstr(r->err, "\"foo_unknown_field\" (unknown field)") != NULL);
+    EXPECT("unknown field on stderr",
+           strstr(r->err, "\"foo_unknown_field\" (unknown field)") != NULL);
     const char *known = strstr(r->err, "ignored known HF fields");
     EXPECT("known fields on stderr", known && strstr(known, "rope_theta") &&
                                          strstr(known, "rope_theta") < strchr(known, '\n'));
@@ -182,7 +188,8 @@ static void test_unknown_hf_field(void) {
     }
     EXPECT("unknown field in --json", found);
     if (j)
-        EXPECT_EQ("unknown field does not change the count", jint(j, "total_params"), 46702792704LL);
+        EXPECT_EQ("unknown field does not change the count", jint(j, "total_params"),
+                  46702792704LL);
     json_decref(j);
     unlink(path);
 }
@@ -195,7 +202,8 @@ static void test_per_rank(void) {
     // World 1: 2,887,808 entries × (4 params + 4 grads + 8 Adam) = 46,204,928 bytes.
     // World 4, EP 2: experts halved: 2,887,808 - 1,179,648 = 1,708,160 entries -> 27,330,560 bytes.
     json_t *a = run_json(__LINE__, (const char *[]){"params", tiny, "--json", NULL});
-    json_t *b = run_json(__LINE__, (const char *[]){"params", tiny, "--world", "4", "--ep", "2", "--json", NULL});
+    json_t *b = run_json(
+        __LINE__, (const char *[]){"params", tiny, "--world", "4", "--ep", "2", "--json", NULL});
     if (a && b) {
         EXPECT_EQ("tiny total", jint(a, "total_params"), 2887808);
         EXPECT_EQ("tiny w1 bytes", jint(a, "per_rank_bytes"), 16LL * 2887808);

@@ -167,31 +167,34 @@ static void test_family_rules(void) {
     Moe__Config *c;
 
     // qwen2_moe layer rule, L=4: sparse iff (l+1) % 2 == 0 and l not in mlp_only_layers [1] -> {3}.
-    c = load(__LINE__, write_tmp("{\"model_type\": \"qwen2_moe\", \"vocab_size\": 10, "
-                                 "\"hidden_size\": 8, \"num_hidden_layers\": 4, "
-                                 "\"num_attention_heads\": 2, \"intermediate_size\": 12, "
-                                 "\"moe_intermediate_size\": 6, \"num_experts\": 4, "
-                                 "\"num_experts_per_tok\": 2, \"decoder_sparse_step\": 2, "
-                                 "\"mlp_only_layers\": [1], "
-                                 "\"shared_expert_intermediate_size\": 0}"),
+    c = load(__LINE__,
+             write_tmp("{\"model_type\": \"qwen2_moe\", \"vocab_size\": 10, "
+                       "\"hidden_size\": 8, \"num_hidden_layers\": 4, "
+                       "\"num_attention_heads\": 2, \"intermediate_size\": 12, "
+                       "\"moe_intermediate_size\": 6, \"num_experts\": 4, "
+                       "\"num_experts_per_tok\": 2, \"decoder_sparse_step\": 2, "
+                       "\"mlp_only_layers\": [1], "
+                       "\"shared_expert_intermediate_size\": 0}"),
              &info, &r);
     EXPECT_EQ("qwen step: moe layers", r.n_moe_layers, 1);
     EXPECT_EQ("qwen step: dense layers", c->model->n_dense_layers, 3);
-    EXPECT("qwen step: layer 3 sparse", c->model->n_dense_layers == 3 && c->model->dense_layers[0] == 0 &&
-                                             c->model->dense_layers[1] == 1 && c->model->dense_layers[2] == 2);
+    EXPECT("qwen step: layer 3 sparse",
+           c->model->n_dense_layers == 3 && c->model->dense_layers[0] == 0 &&
+               c->model->dense_layers[1] == 1 && c->model->dense_layers[2] == 2);
     EXPECT_EQ("qwen no shared expert when width 0", c->model->n_shared_experts, 0);
     moe_config_free(c);
     moe_hf_info_free(&info);
 
     // deepseek layer rule, L=5: MoE iff l >= first_k_dense_replace (1) and l % moe_layer_freq (2)
     // == 0 -> {2, 4}.
-    c = load(__LINE__, write_tmp("{\"model_type\": \"deepseek_v2\", \"vocab_size\": 10, "
-                                 "\"hidden_size\": 8, \"num_hidden_layers\": 5, "
-                                 "\"num_attention_heads\": 2, \"intermediate_size\": 12, "
-                                 "\"moe_intermediate_size\": 6, \"n_routed_experts\": 4, "
-                                 "\"num_experts_per_tok\": 2, \"first_k_dense_replace\": 1, "
-                                 "\"moe_layer_freq\": 2, \"q_lora_rank\": null, \"kv_lora_rank\": 3, "
-                                 "\"qk_nope_head_dim\": 2, \"qk_rope_head_dim\": 2, \"v_head_dim\": 3}"),
+    c = load(__LINE__,
+             write_tmp("{\"model_type\": \"deepseek_v2\", \"vocab_size\": 10, "
+                       "\"hidden_size\": 8, \"num_hidden_layers\": 5, "
+                       "\"num_attention_heads\": 2, \"intermediate_size\": 12, "
+                       "\"moe_intermediate_size\": 6, \"n_routed_experts\": 4, "
+                       "\"num_experts_per_tok\": 2, \"first_k_dense_replace\": 1, "
+                       "\"moe_layer_freq\": 2, \"q_lora_rank\": null, \"kv_lora_rank\": 3, "
+                       "\"qk_nope_head_dim\": 2, \"qk_rope_head_dim\": 2, \"v_head_dim\": 3}"),
              &info, &r);
     EXPECT_EQ("deepseek freq: moe layers", r.n_moe_layers, 2);
     EXPECT_EQ("deepseek freq: dense layers", r.n_dense_layers, 3);
@@ -206,16 +209,17 @@ static void test_family_rules(void) {
     //   emb 80, attention 412, norms 2·16 + 8 = 40, dense 3·8·12 = 288,
     //   MoE layer: router 32 + bias 4, experts 4·144 = 576 (active 288), shared 144, head 80
     //   total 1656, active 1368
-    c = load(__LINE__, write_tmp("{\"architectures\": [\"DeepseekV3ForCausalLM\"], \"vocab_size\": 10, "
-                                 "\"hidden_size\": 8, \"num_hidden_layers\": 2, "
-                                 "\"num_attention_heads\": 2, \"num_key_value_heads\": 2, "
-                                 "\"intermediate_size\": 12, \"moe_intermediate_size\": 6, "
-                                 "\"n_routed_experts\": 4, \"n_shared_experts\": 1, "
-                                 "\"num_experts_per_tok\": 2, \"first_k_dense_replace\": 1, "
-                                 "\"q_lora_rank\": 4, \"kv_lora_rank\": 3, \"qk_nope_head_dim\": 2, "
-                                 "\"qk_rope_head_dim\": 2, \"v_head_dim\": 3, \"attention_bias\": true, "
-                                 "\"topk_method\": \"noaux_tc\", \"scoring_func\": \"sigmoid\", "
-                                 "\"tie_word_embeddings\": false}"),
+    c = load(__LINE__,
+             write_tmp("{\"architectures\": [\"DeepseekV3ForCausalLM\"], \"vocab_size\": 10, "
+                       "\"hidden_size\": 8, \"num_hidden_layers\": 2, "
+                       "\"num_attention_heads\": 2, \"num_key_value_heads\": 2, "
+                       "\"intermediate_size\": 12, \"moe_intermediate_size\": 6, "
+                       "\"n_routed_experts\": 4, \"n_shared_experts\": 1, "
+                       "\"num_experts_per_tok\": 2, \"first_k_dense_replace\": 1, "
+                       "\"q_lora_rank\": 4, \"kv_lora_rank\": 3, \"qk_nope_head_dim\": 2, "
+                       "\"qk_rope_head_dim\": 2, \"v_head_dim\": 3, \"attention_bias\": true, "
+                       "\"topk_method\": \"noaux_tc\", \"scoring_func\": \"sigmoid\", "
+                       "\"tie_word_embeddings\": false}"),
              &info, &r);
     EXPECT("v3 by architectures", !strcmp(info.family, "deepseek_v3"));
     EXPECT_EQ("tiny v3 attention", r.part[MOE_PARAMS_ATTENTION].total, 2 * 206);
@@ -227,12 +231,13 @@ static void test_family_rules(void) {
     // deepseek_v3 with the optional fields absent: transformers' DeepseekV3Config defaults apply
     // and are noted (first_k_dense_replace 3, n_shared_experts 1, q_lora_rank 1536, sigmoid,
     // the balancing bias); an explicit null q_lora_rank is the full-rank q.
-    c = load(__LINE__, write_tmp("{\"model_type\": \"deepseek_v3\", \"vocab_size\": 10, "
-                                 "\"hidden_size\": 8, \"num_hidden_layers\": 4, "
-                                 "\"num_attention_heads\": 2, \"intermediate_size\": 12, "
-                                 "\"moe_intermediate_size\": 6, \"n_routed_experts\": 4, "
-                                 "\"num_experts_per_tok\": 2, \"kv_lora_rank\": 3, "
-                                 "\"qk_nope_head_dim\": 2, \"qk_rope_head_dim\": 2, \"v_head_dim\": 3}"),
+    c = load(__LINE__,
+             write_tmp("{\"model_type\": \"deepseek_v3\", \"vocab_size\": 10, "
+                       "\"hidden_size\": 8, \"num_hidden_layers\": 4, "
+                       "\"num_attention_heads\": 2, \"intermediate_size\": 12, "
+                       "\"moe_intermediate_size\": 6, \"n_routed_experts\": 4, "
+                       "\"num_experts_per_tok\": 2, \"kv_lora_rank\": 3, "
+                       "\"qk_nope_head_dim\": 2, \"qk_rope_head_dim\": 2, \"v_head_dim\": 3}"),
              &info, &r);
     EXPECT_EQ("v3 default first dense", c->model->first_dense_layers, 3);
     EXPECT_EQ("v3 default moe layers", r.n_moe_layers, 1);
@@ -247,11 +252,12 @@ static void test_family_rules(void) {
     EXPECT_EQ("v3 defaults noted", noted, 2);
     moe_config_free(c);
     moe_hf_info_free(&info);
-    c = load(__LINE__, write_tmp("{\"model_type\": \"deepseek_v2\", \"vocab_size\": 10, "
-                                 "\"hidden_size\": 8, \"num_hidden_layers\": 2, "
-                                 "\"num_attention_heads\": 2, \"intermediate_size\": 12, "
-                                 "\"n_routed_experts\": null, \"q_lora_rank\": null, \"kv_lora_rank\": 3, "
-                                 "\"qk_nope_head_dim\": 2, \"qk_rope_head_dim\": 2, \"v_head_dim\": 3}"),
+    c = load(__LINE__,
+             write_tmp("{\"model_type\": \"deepseek_v2\", \"vocab_size\": 10, "
+                       "\"hidden_size\": 8, \"num_hidden_layers\": 2, "
+                       "\"num_attention_heads\": 2, \"intermediate_size\": 12, "
+                       "\"n_routed_experts\": null, \"q_lora_rank\": null, \"kv_lora_rank\": 3, "
+                       "\"qk_nope_head_dim\": 2, \"qk_rope_head_dim\": 2, \"v_head_dim\": 3}"),
              &info, &r);
     EXPECT_EQ("v2 null q_lora_rank", c->model->q_lora_rank, 0);
     EXPECT_EQ("v2 null experts: dense", r.n_moe_layers, 0);
@@ -261,13 +267,14 @@ static void test_family_rules(void) {
     // qwen3_moe, tiny: V=10, D=8, L=1, H=2, Hkv=1, head_dim 4, per-head q/k norm, tied.
     //   emb 80; attention q 8·8 + k 8·4 + v 8·4 + o 8·8 + norms 2·4 = 200; norms 2·8 + 8 = 24;
     //   router 8·4 = 32; experts 4·3·8·6 = 576; head 0 -> total 912
-    c = load(__LINE__, write_tmp("{\"model_type\": \"qwen3_moe\", \"vocab_size\": 10, "
-                                 "\"hidden_size\": 8, \"num_hidden_layers\": 1, "
-                                 "\"num_attention_heads\": 2, \"num_key_value_heads\": 1, "
-                                 "\"head_dim\": 4, \"intermediate_size\": 12, "
-                                 "\"moe_intermediate_size\": 6, \"num_experts\": 4, "
-                                 "\"num_experts_per_tok\": 2, \"attention_bias\": false, "
-                                 "\"norm_topk_prob\": true, \"tie_word_embeddings\": true}"),
+    c = load(__LINE__,
+             write_tmp("{\"model_type\": \"qwen3_moe\", \"vocab_size\": 10, "
+                       "\"hidden_size\": 8, \"num_hidden_layers\": 1, "
+                       "\"num_attention_heads\": 2, \"num_key_value_heads\": 1, "
+                       "\"head_dim\": 4, \"intermediate_size\": 12, "
+                       "\"moe_intermediate_size\": 6, \"num_experts\": 4, "
+                       "\"num_experts_per_tok\": 2, \"attention_bias\": false, "
+                       "\"norm_topk_prob\": true, \"tie_word_embeddings\": true}"),
              &info, &r);
     EXPECT_EQ("tiny qwen3 total", r.total, 912);
     EXPECT_EQ("tiny qwen3 renormalize", c->router->renormalize, 1);
@@ -275,11 +282,12 @@ static void test_family_rules(void) {
     moe_hf_info_free(&info);
 
     // An unknown field is listed as such, in file order with the known ones.
-    c = load(__LINE__, write_tmp("{\"model_type\": \"mixtral\", \"vocab_size\": 10, "
-                                 "\"hidden_size\": 8, \"num_hidden_layers\": 1, "
-                                 "\"num_attention_heads\": 2, \"intermediate_size\": 12, "
-                                 "\"num_local_experts\": 4, \"num_experts_per_tok\": 2, "
-                                 "\"rope_theta\": 10000.0, \"my_new_field\": 3}"),
+    c = load(__LINE__,
+             write_tmp("{\"model_type\": \"mixtral\", \"vocab_size\": 10, "
+                       "\"hidden_size\": 8, \"num_hidden_layers\": 1, "
+                       "\"num_attention_heads\": 2, \"intermediate_size\": 12, "
+                       "\"num_local_experts\": 4, \"num_experts_per_tok\": 2, "
+                       "\"rope_theta\": 10000.0, \"my_new_field\": 3}"),
              &info, &r);
     EXPECT("unknown field listed", has_ignored(&info, "my_new_field", "unknown field"));
     EXPECT_EQ("only one unknown", n_unknown(&info), 1);
@@ -292,20 +300,24 @@ static void test_refusals(void) {
     Moe__Config *c = NULL;
     moe_hf_info info;
     const char *p;
-    p = write_tmp("{\"model_type\": \"mixtral\", \"vocab_size\": 10, \"num_hidden_layers\": 1, "
-                  "\"num_attention_heads\": 2, \"intermediate_size\": 12, \"num_local_experts\": 4, "
-                  "\"num_experts_per_tok\": 2}");
+    p = write_tmp(
+        "{\"model_type\": \"mixtral\", \"vocab_size\": 10, \"num_hidden_layers\": 1, "
+        "\"num_attention_heads\": 2, \"intermediate_size\": 12, \"num_local_experts\": 4, "
+        "\"num_experts_per_tok\": 2}");
     EXPECT_EQ("missing hidden_size", moe_hf_config_load(p, &c, &info), MOE_EINVAL);
     EXPECT("message names hidden_size", strstr(moe_last_error(), "hidden_size") != NULL);
     EXPECT("no config on error", c == NULL);
-    p = write_tmp("{\"model_type\": \"mixtral\", \"vocab_size\": 10, \"hidden_size\": 8, "
-                  "\"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"intermediate_size\": 12, "
-                  "\"num_local_experts\": \"4\", \"num_experts_per_tok\": 2}");
+    p = write_tmp(
+        "{\"model_type\": \"mixtral\", \"vocab_size\": 10, \"hidden_size\": 8, "
+        "\"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"intermediate_size\": 12, "
+        "\"num_local_experts\": \"4\", \"num_experts_per_tok\": 2}");
     EXPECT_EQ("string expert count", moe_hf_config_load(p, &c, &info), MOE_EINVAL);
-    EXPECT("message names num_local_experts", strstr(moe_last_error(), "num_local_experts") != NULL);
-    p = write_tmp("{\"model_type\": \"mixtral\", \"vocab_size\": 10, \"hidden_size\": 8, "
-                  "\"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"intermediate_size\": 12, "
-                  "\"num_local_experts\": 4}");
+    EXPECT("message names num_local_experts",
+           strstr(moe_last_error(), "num_local_experts") != NULL);
+    p = write_tmp(
+        "{\"model_type\": \"mixtral\", \"vocab_size\": 10, \"hidden_size\": 8, "
+        "\"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"intermediate_size\": 12, "
+        "\"num_local_experts\": 4}");
     EXPECT_EQ("missing top-k", moe_hf_config_load(p, &c, &info), MOE_EINVAL);
     p = write_tmp("{\"model_type\": \"llama\", \"hidden_size\": 8}");
     EXPECT_EQ("unsupported family", moe_hf_config_load(p, &c, &info), MOE_EINVAL);
@@ -324,8 +336,7 @@ static void test_refusals(void) {
 }
 
 static void remove_tmp(void) {
-    for (int i = 0; i < n_tmp; i++)
-        unlink(tmp_paths[i]);
+    for (int i = 0; i < n_tmp; i++) unlink(tmp_paths[i]);
 }
 
 int main(int argc, char **argv) {

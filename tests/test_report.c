@@ -20,12 +20,12 @@ static int failures;
 static const char *moe_bin;
 static char root[] = "/tmp/test_report_XXXXXX";
 
-#define EXPECT(what, cond)                                                                     \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "test_report.c:%d: %s: false\n", __LINE__, what);                  \
-            failures++;                                                                        \
-        }                                                                                      \
+#define EXPECT(what, cond)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "test_report.c:%d: %s: false\n", __LINE__, what);                      \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static void expect_near(int line, const char *run, const char *col, double got, double want) {
@@ -43,7 +43,7 @@ static void expect_near(int line, const char *run, const char *col, double got, 
 enum { NS = 37, L = 2, E = 4 };
 typedef struct {
     const char *name;
-    int layers;                 // 0: dense
+    int layers;                                      // 0: dense
     double ce[NS], aux[NS], z[NS], tok[NS], val[NS]; // val NAN when absent
     int64_t tpe[NS][L][E], dropped[NS][L];
     double mm[NS][L], cv[NS][L], ent[NS][L];
@@ -125,8 +125,10 @@ static void write_run(const synth *s, const char *cfg_json, const char *kind, co
         snprintf(path, sizeof path, "%s/sweep-run.json", dir);
         f = fopen(path, "w");
         MOE_ASSERT(f);
-        fprintf(f, "{\"run\": \"%s\", \"point\": \"%s\", \"kind\": \"%s\", \"seed\": %d, "
-                   "\"config\": %s}\n", s->name, point, kind, seed, cfg_json);
+        fprintf(f,
+                "{\"run\": \"%s\", \"point\": \"%s\", \"kind\": \"%s\", \"seed\": %d, "
+                "\"config\": %s}\n",
+                s->name, point, kind, seed, cfg_json);
         fclose(f);
     }
 }
@@ -188,7 +190,7 @@ static int read_csv(const char *path, csv_row *rows, int cap) {
         line[strcspn(line, "\r\n")] = 0;
         csv_row *r = &rows[n++];
         r->n = 0;
-        for (char *p = line;; ) {
+        for (char *p = line;;) {
             char *c = strchr(p, ',');
             if (c) *c = 0;
             snprintf(r->cell[r->n++], 64, "%.63s", p);
@@ -258,8 +260,10 @@ static void check_png(const char *dir, const char *name, char *md, char *html) {
     }
     static const unsigned char magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     if (!f || memcmp(b, magic, 8) || size < 2000) {
-        fprintf(stderr, "test_report.c: %s: expected a PNG of at least 2000 bytes, got %s (%ld "
-                        "bytes)\n", path, f ? "a file" : "nothing", size);
+        fprintf(stderr,
+                "test_report.c: %s: expected a PNG of at least 2000 bytes, got %s (%ld "
+                "bytes)\n",
+                path, f ? "a file" : "nothing", size);
         failures++;
     }
     char ref[300];
@@ -301,9 +305,11 @@ int main(int argc, char **argv) {
     write_run(&d1, dense_cfg, "dense", "dense", 1);
 
     // ------------------------------------------------ with gnuplot
-    snprintf(cmd, sizeof cmd, "unset MOE_GNUPLOT; %s report %s/runs/alpha-s1 %s/runs/alpha-s2 "
+    snprintf(cmd, sizeof cmd,
+             "unset MOE_GNUPLOT; %s report %s/runs/alpha-s1 %s/runs/alpha-s2 "
              "%s/runs/beta-s7 %s/runs/dense-s1 --out %s/rep --title 'synthetic runs' "
-             ">%s/rep.log 2>&1", moe_bin, root, root, root, root, root, root);
+             ">%s/rep.log 2>&1",
+             moe_bin, root, root, root, root, root, root);
     int rc = sh(cmd);
     if (rc != 0) {
         fprintf(stderr, "test_report.c: moe report: expected exit 0, got %d; see %s/rep.log\n", rc,
@@ -320,8 +326,10 @@ int main(int argc, char **argv) {
                                          !strcmp(rows[0].cell[12], "dead_experts"));
     // 4 run rows + mean and std of the one point with two seeds (alpha)
     if (n != 1 + 4 + 2) {
-        fprintf(stderr, "test_report.c: results.csv: expected 7 lines (header, 4 runs, alpha mean "
-                        "and std), got %d\n", n);
+        fprintf(stderr,
+                "test_report.c: results.csv: expected 7 lines (header, 4 runs, alpha mean "
+                "and std), got %d\n",
+                n);
         failures++;
     }
     const synth *all[4] = {&a1, &a2, &b1, &d1};
@@ -337,7 +345,9 @@ int main(int argc, char **argv) {
         EXPECT("alpha-s1: a dead expert made", fig[0].dead >= 1);
     }
     // params of the runs with a config: the exact accounting of that config
-    struct { const char *run, *json; } with_cfg[2] = {{"beta-s7", moe_cfg}, {"dense-s1", dense_cfg}};
+    struct {
+        const char *run, *json;
+    } with_cfg[2] = {{"beta-s7", moe_cfg}, {"dense-s1", dense_cfg}};
     for (int k = 0; k < 2; k++) {
         ProtobufCMessage *m = NULL;
         MOE_ASSERT(moe_json_parse_message("cfg", with_cfg[k].json, strlen(with_cfg[k].json),
@@ -400,11 +410,14 @@ int main(int argc, char **argv) {
     const char *modes[2][2] = {{"MOE_GNUPLOT=none", "MOE_GNUPLOT=none is set"},
                                {"env -u MOE_GNUPLOT PATH=/nonexistent", "gnuplot is not on PATH"}};
     for (int k = 0; k < 2; k++) {
-        snprintf(cmd, sizeof cmd, "%s %s report %s/runs/alpha-s1 %s/runs/dense-s1 --out %s/rep%d "
-                 ">%s/rep%d.log 2>&1", modes[k][0], moe_bin, root, root, root, k, root, k);
+        snprintf(cmd, sizeof cmd,
+                 "%s %s report %s/runs/alpha-s1 %s/runs/dense-s1 --out %s/rep%d "
+                 ">%s/rep%d.log 2>&1",
+                 modes[k][0], moe_bin, root, root, root, k, root, k);
         rc = sh(cmd);
         if (rc != 0) {
-            fprintf(stderr, "test_report.c: %s moe report: expected exit 0, got %d\n", modes[k][0], rc);
+            fprintf(stderr, "test_report.c: %s moe report: expected exit 0, got %d\n", modes[k][0],
+                    rc);
             failures++;
             continue;
         }
@@ -414,9 +427,12 @@ int main(int argc, char **argv) {
         check_figures(find_row(rows, n, "run", "alpha-s1"), "alpha-s1 (no gnuplot)", fig[0]);
         snprintf(path, sizeof path, "%s/rep%d/report.md", root, k);
         md = slurp(path);
-        if (!md || !strstr(md, "Plots skipped") || !strstr(md, modes[k][1]) || strstr(md, "](loss.png)")) {
-            fprintf(stderr, "test_report.c: %s: report.md should say \"Plots skipped: %s\" and show "
-                            "no image; got:\n%s\n", modes[k][0], modes[k][1], md ? md : "(none)");
+        if (!md || !strstr(md, "Plots skipped") || !strstr(md, modes[k][1]) ||
+            strstr(md, "](loss.png)")) {
+            fprintf(stderr,
+                    "test_report.c: %s: report.md should say \"Plots skipped: %s\" and show "
+                    "no image; got:\n%s\n",
+                    modes[k][0], modes[k][1], md ? md : "(none)");
             failures++;
         }
         free(md);
@@ -435,8 +451,10 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/bad.log", root);
     char *log = slurp(path);
     if (rc != 2 || !log || !strstr(log, "metrics.jsonl")) {
-        fprintf(stderr, "test_report.c: report on a directory without metrics: expected exit 2 "
-                        "naming metrics.jsonl, got %d: %s\n", rc, log ? log : "");
+        fprintf(stderr,
+                "test_report.c: report on a directory without metrics: expected exit 2 "
+                "naming metrics.jsonl, got %d: %s\n",
+                rc, log ? log : "");
         failures++;
     }
     free(log);

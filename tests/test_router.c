@@ -10,20 +10,20 @@
 
 static int fails;
 
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                           \
-            fprintf(stderr, __VA_ARGS__);                                                  \
-            fprintf(stderr, "\n");                                                         \
-            fails++;                                                                       \
-        }                                                                                  \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            fails++;                                                                               \
+        }                                                                                          \
     } while (0)
 
 static moe_router_params rp(int E, int K) {
     moe_router_params p;
     memset(&p, 0, sizeof p);
-    p.D = E;   // x holds the logits directly: Wg = identity
+    p.D = E; // x holds the logits directly: Wg = identity
     p.E = E;
     p.K = K;
     p.renormalize = 1;
@@ -82,9 +82,12 @@ static void test_golden_token_choice(void) {
               (long long)tok_off[t], (long long)pl->tok_offsets[t]);
     for (int t = 0; t < 6; t++)
         for (int64_t j = pl->tok_offsets[t]; j < pl->tok_offsets[t + 1]; j++)
-            CHECK(pl->row_token[pl->tok_rows[j]] == t, "inverse map of token %d points to row of "
-                  "token %d", t, pl->row_token[pl->tok_rows[j]]);
-    CHECK(pl->sel_row[2] == -1 && pl->sel_row[5] == -1 && pl->sel_row[0] == 0 && pl->sel_row[1] == 1,
+            CHECK(pl->row_token[pl->tok_rows[j]] == t,
+                  "inverse map of token %d points to row of "
+                  "token %d",
+                  t, pl->row_token[pl->tok_rows[j]]);
+    CHECK(pl->sel_row[2] == -1 && pl->sel_row[5] == -1 && pl->sel_row[0] == 0 &&
+              pl->sel_row[1] == 1,
           "sel_row expected [0 1 -1 2 3 -1] got [%d %d %d %d %d %d]", pl->sel_row[0],
           pl->sel_row[1], pl->sel_row[2], pl->sel_row[3], pl->sel_row[4], pl->sel_row[5]);
     // Load statistics by hand: selected per expert [4 1 1], mean 2, max/mean 2,
@@ -98,7 +101,8 @@ static void test_golden_token_choice(void) {
     }
     CHECK(st.selected == 6 && st.kept == 4 && st.dropped == 2 && st.unrouted == 2,
           "selected/kept/dropped/unrouted expected 6/4/2/2 got %lld/%lld/%lld/%lld",
-          (long long)st.selected, (long long)st.kept, (long long)st.dropped, (long long)st.unrouted);
+          (long long)st.selected, (long long)st.kept, (long long)st.dropped,
+          (long long)st.unrouted);
     CHECK(fabs(st.max_over_mean - 2.0) < 1e-12, "max/mean expected 2 got %.9g", st.max_over_mean);
     CHECK(fabs(st.cv - sqrt(2.0) / 2) < 1e-12, "cv expected %.9g got %.9g", sqrt(2.0) / 2, st.cv);
     // Entropy, aux and z from the definitions, in double.
@@ -125,8 +129,8 @@ static void test_golden_token_choice(void) {
     const int want_all[18] = {1, 0, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 0, 0};
     pl = route(&p, z, 6, NULL, mask, &st);
     check_mask("token choice dropless", mask, want_all, 6, 3);
-    CHECK(st.dropped == 0 && st.kept == 6, "dropless: dropped %lld kept %lld", (long long)st.dropped,
-          (long long)st.kept);
+    CHECK(st.dropped == 0 && st.kept == 6, "dropless: dropped %lld kept %lld",
+          (long long)st.dropped, (long long)st.kept);
     moe_route_plan_free(pl);
 }
 
@@ -139,11 +143,12 @@ static void test_golden_topk_ties(void) {
     int mask[12];
     moe_route_plan *pl = route(&p, z, 3, NULL, mask, NULL);
     check_mask("top-2 ties", mask, want, 3, 4);
-    CHECK(pl->sel_expert[0] == 1 && pl->sel_expert[1] == 0, "row 0 order expected [1 0] got [%d %d]",
-          pl->sel_expert[0], pl->sel_expert[1]);
+    CHECK(pl->sel_expert[0] == 1 && pl->sel_expert[1] == 0,
+          "row 0 order expected [1 0] got [%d %d]", pl->sel_expert[0], pl->sel_expert[1]);
     // Renormalised weights of row 0 are p1/(p1+p0), p0/(p1+p0).
     double e1 = exp(3.0), e0 = exp(1.0);
-    CHECK(fabs(pl->sel_weight[0] - e1 / (e1 + e0)) < 1e-6 && fabs(pl->sel_weight[1] - e0 / (e1 + e0)) < 1e-6,
+    CHECK(fabs(pl->sel_weight[0] - e1 / (e1 + e0)) < 1e-6 &&
+              fabs(pl->sel_weight[1] - e0 / (e1 + e0)) < 1e-6,
           "renormalised weights expected %.7g %.7g got %.7g %.7g", e1 / (e1 + e0), e0 / (e1 + e0),
           pl->sel_weight[0], pl->sel_weight[1]);
     moe_route_plan_free(pl);
@@ -154,8 +159,10 @@ static void test_golden_topk_ties(void) {
     check_mask("top-2 with balancing bias", mask, want_b, 3, 4);
     // The bias is selection only: weights still from p.
     double q1 = exp(3.0) / (3 * exp(1.0) + exp(3.0)), q3 = exp(1.0) / (3 * exp(1.0) + exp(3.0));
-    CHECK(fabs(pl->sel_weight[0] - q1 / (q1 + q3)) < 1e-6, "bias leaked into weights: expected "
-          "%.7g got %.7g", q1 / (q1 + q3), pl->sel_weight[0]);
+    CHECK(fabs(pl->sel_weight[0] - q1 / (q1 + q3)) < 1e-6,
+          "bias leaked into weights: expected "
+          "%.7g got %.7g",
+          q1 / (q1 + q3), pl->sel_weight[0]);
     moe_route_plan_free(pl);
     // Without renormalisation, scaled: w = 2.5·p.
     p.renormalize = 0;
@@ -177,8 +184,10 @@ static void test_golden_expert_choice(void) {
     const int want[10] = {1, 0, 0, 1, 1, 0, 1, 1, 0, 1};
     moe_route_plan *pl = route(&p, z, 5, NULL, mask, &st);
     check_mask("expert choice C=3", mask, want, 5, 2);
-    CHECK(st.unrouted == 0 && st.kept == 6 && st.dropped == 0, "EC C=3 stats: unrouted %lld kept "
-          "%lld dropped %lld", (long long)st.unrouted, (long long)st.kept, (long long)st.dropped);
+    CHECK(st.unrouted == 0 && st.kept == 6 && st.dropped == 0,
+          "EC C=3 stats: unrouted %lld kept "
+          "%lld dropped %lld",
+          (long long)st.unrouted, (long long)st.kept, (long long)st.dropped);
     moe_route_plan_free(pl);
     // cf=0.6: C = ceil(1.5) = 2. e0: t2 t0; e1: t1 t3 (tie with t4 → t3). t4 unrouted.
     p.capacity_factor = 0.6;
@@ -186,7 +195,7 @@ static void test_golden_expert_choice(void) {
     pl = route(&p, z, 5, NULL, mask, &st);
     check_mask("expert choice C=2", mask, want2, 5, 2);
     CHECK(st.unrouted == 1, "EC C=2: unrouted expected 1 got %lld", (long long)st.unrouted);
-    double w = 1 / (1 + exp(-2.0));   // weight of (t2, e0) = p[2, 0], no renormalisation
+    double w = 1 / (1 + exp(-2.0)); // weight of (t2, e0) = p[2, 0], no renormalisation
     CHECK(fabs(pl->row_weight[1] - w) < 1e-6 && pl->row_token[1] == 2,
           "EC weight of (t2,e0) expected %.7g got %.7g (row token %d)", w, pl->row_weight[1],
           pl->row_token[1]);
@@ -245,8 +254,10 @@ static void check_grad(const char *name, const float *an, const double *fd, int 
     for (int i = 0; i < n; i++) mx = fabs(fd[i]) > mx ? fabs(fd[i]) : mx;
     for (int i = 0; i < n; i++)
         if (fabs(an[i] - fd[i]) / mx > worst) worst = fabs(an[i] - fd[i]) / mx, wi = i;
-    CHECK(worst <= fd_tol, "%s: index %d finite difference %.7g analytic %.7g (normalised error "
-          "%.3g > %.3g)", name, wi, fd[wi], an[wi], worst, fd_tol);
+    CHECK(worst <= fd_tol,
+          "%s: index %d finite difference %.7g analytic %.7g (normalised error "
+          "%.3g > %.3g)",
+          name, wi, fd[wi], an[wi], worst, fd_tol);
 }
 
 static void test_fd_pieces(void) {
@@ -294,13 +305,14 @@ static void test_fd_pieces(void) {
     for (int i = -800; i <= 800; i++) {
         double u = i / 100.0, th = tanh(0.7978845608028654 * (u + 0.044715 * u * u * u));
         double g = 0.5 * u * (1 + th), si = u / (1 + exp(-u));
-        double gd = 0.5 * (1 + th) + 0.5 * u * (1 - th * th) * 0.7978845608028654 *
-                                         (1 + 3 * 0.044715 * u * u);
+        double gd = 0.5 * (1 + th) +
+                    0.5 * u * (1 - th * th) * 0.7978845608028654 * (1 + 3 * 0.044715 * u * u);
         double sd = 1 / (1 + exp(-u)) * (1 + u * (1 - 1 / (1 + exp(-u))));
-        double ev = fmax(fabs(moe_gelu((float)u) - g), fabs(moe_silu((float)u) - si)) / fmax(1, fabs(u));
+        double ev =
+            fmax(fabs(moe_gelu((float)u) - g), fabs(moe_silu((float)u) - si)) / fmax(1, fabs(u));
         double ed = fmax(fabs(moe_gelu_grad((float)u) - gd), fabs(moe_silu_grad((float)u) - sd));
         double fdg = ((double)moe_gelu((float)u + 1e-2f) - moe_gelu((float)u - 1e-2f)) / 2e-2;
-        ed = fmax(ed, fabs(fdg - moe_gelu_grad((float)u)) / 30);   // h² error ≤ 3e-5·|g'''|
+        ed = fmax(ed, fabs(fdg - moe_gelu_grad((float)u)) / 30); // h² error ≤ 3e-5·|g'''|
         worst_v = fmax(worst_v, ev);
         worst_d = fmax(worst_d, ed);
     }
@@ -314,7 +326,8 @@ static void fd_router(const char *name, moe_router_params p, int64_t T, const fl
     const int E = p.E;
     const int64_t D = p.D;
     uint64_t s = 77;
-    float *x = moe_xcalloc((size_t)(T * D), sizeof(float)), *wg = moe_xcalloc((size_t)(D * E), sizeof(float));
+    float *x = moe_xcalloc((size_t)(T * D), sizeof(float)),
+          *wg = moe_xcalloc((size_t)(D * E), sizeof(float));
     float bg[16], c[64 * 16];
     MOE_ASSERT(E <= 16 && T * E <= 64 * 16);
     for (int64_t i = 0; i < T * D; i++) x[i] = (float)sin(1.3 * i + 0.2);
@@ -333,14 +346,14 @@ static void fd_router(const char *name, moe_router_params p, int64_t T, const fl
     moe_route_stats st;
     const float *bgp = p.gate_bias ? bg : NULL;
     // loss of the current plan
-#define LOSS(out)                                                                          \
-    do {                                                                                   \
-        moe_router_forward(&p, pl, &st, x, wg, bgp, bias, T, NULL);                        \
-        double l_ = st.aux_loss + st.z_loss;                                               \
-        for (int e_ = 0; e_ < E; e_++)                                                     \
-            for (int64_t r_ = pl->offsets[e_]; r_ < pl->offsets[e_ + 1]; r_++)             \
-                l_ += (double)c[pl->row_token[r_] * E + e_] * pl->row_weight[r_];          \
-        out = l_;                                                                          \
+#define LOSS(out)                                                                                  \
+    do {                                                                                           \
+        moe_router_forward(&p, pl, &st, x, wg, bgp, bias, T, NULL);                                \
+        double l_ = st.aux_loss + st.z_loss;                                                       \
+        for (int e_ = 0; e_ < E; e_++)                                                             \
+            for (int64_t r_ = pl->offsets[e_]; r_ < pl->offsets[e_ + 1]; r_++)                     \
+                l_ += (double)c[pl->row_token[r_] * E + e_] * pl->row_weight[r_];                  \
+        out = l_;                                                                                  \
     } while (0)
     double L0;
     LOSS(L0);
@@ -353,7 +366,8 @@ static void fd_router(const char *name, moe_router_params p, int64_t T, const fl
     for (int e = 0; e < E; e++)
         for (int64_t r = pl->offsets[e]; r < pl->offsets[e + 1]; r++)
             drw[r] = c[pl->row_token[r] * E + e];
-    float *dx = moe_xcalloc((size_t)(T * D), sizeof(float)), *dwg = moe_xcalloc((size_t)(D * E), sizeof(float));
+    float *dx = moe_xcalloc((size_t)(T * D), sizeof(float)),
+          *dwg = moe_xcalloc((size_t)(D * E), sizeof(float));
     float dbg[16] = {0};
     moe_router_backward(&p, pl, drw, x, wg, dx, dwg, p.gate_bias ? dbg : NULL);
     int64_t nfd = T * D + D * E + (p.gate_bias ? E : 0), skipped = 0;
@@ -363,7 +377,9 @@ static void fd_router(const char *name, moe_router_params p, int64_t T, const fl
     memcpy(an + T * D, dwg, (size_t)(D * E) * sizeof(float));
     if (p.gate_bias) memcpy(an + T * D + D * E, dbg, (size_t)E * sizeof(float));
     for (int64_t i = 0; i < nfd; i++) {
-        float *v = i < T * D ? x + i : i < T * D + D * E ? wg + (i - T * D) : bg + (i - T * D - D * E);
+        float *v = i < T * D           ? x + i
+                   : i < T * D + D * E ? wg + (i - T * D)
+                                       : bg + (i - T * D - D * E);
         float keep = *v;
         const float h = 2e-3f;
         double a, b;
@@ -381,7 +397,7 @@ static void fd_router(const char *name, moe_router_params p, int64_t T, const fl
             for (int64_t r = pl->offsets[e]; r < pl->offsets[e + 1]; r++)
                 same &= sel0[r] == pl->row_token[r] * E + e;
         *v = keep;
-        if (!same) {   // the perturbation changed the discrete selection: not differentiable here
+        if (!same) { // the perturbation changed the discrete selection: not differentiable here
             fd[i] = an[i];
             skipped++;
             continue;
@@ -395,7 +411,14 @@ static void fd_router(const char *name, moe_router_params p, int64_t T, const fl
     CHECK(skipped * 4 <= nfd, "%s: %lld of %lld coordinates changed the selection", name,
           (long long)skipped, (long long)nfd);
     moe_route_plan_free(pl);
-    free(x); free(wg); free(drw); free(sel0); free(dx); free(dwg); free(fd); free(an);
+    free(x);
+    free(wg);
+    free(drw);
+    free(sel0);
+    free(dx);
+    free(dwg);
+    free(fd);
+    free(an);
 }
 
 static void test_fd_router(void) {
@@ -416,7 +439,7 @@ static void test_fd_router(void) {
     p.capacity_factor = 0.8;
     fd_router("router sigmoid no renorm, capacity", p, 12, NULL);
     moe_router_params q = p;
-    q.aux_loss_coef = 0.5, q.z_loss_coef = 0, q.routed_scaling = 0;   // aux alone
+    q.aux_loss_coef = 0.5, q.z_loss_coef = 0, q.routed_scaling = 0; // aux alone
     q.scoring = MOE_SCORE_SOFTMAX;
     fd_router("aux loss alone (softmax)", q, 8, NULL);
     q.scoring = MOE_SCORE_SIGMOID;

@@ -86,7 +86,8 @@ int main(int argc, char **argv) {
         const char *tname = "-";
         if (where >= 0 && k < 3)
             for (int t = 0; t < a.m->n_tensors; t++)
-                if (where >= a.m->tensors[t].offset && where < a.m->tensors[t].offset + a.m->tensors[t].n)
+                if (where >= a.m->tensors[t].offset &&
+                    where < a.m->tensors[t].offset + a.m->tensors[t].n)
                     tname = a.m->tensors[t].name;
         printf("%s %-11s %lld floats: max |a-b| %.3g (at %s), max rel %.3g, %lld outside %s\n",
                nbad ? "FAIL" : "ok  ", kinds[k], (long long)nk[k], maxd, tname, maxrel,
@@ -95,8 +96,10 @@ int main(int argc, char **argv) {
     }
     printf("ckcmp: steps %lld vs %lld: %s\n", (long long)a.step, (long long)b.step,
            bad ? "DIFFERENT" : "equal");
-    moe_ckpt_free(a.ck); moe_ckpt_free(b.ck);
-    moe_model_free(a.m); moe_model_free(b.m);
+    moe_ckpt_free(a.ck);
+    moe_ckpt_free(b.ck);
+    moe_model_free(a.m);
+    moe_model_free(b.m);
     protobuf_c_message_free_unpacked(&a.cfg->base, NULL);
     protobuf_c_message_free_unpacked(&b.cfg->base, NULL);
     return bad || a.step != b.step ? 1 : 0;

@@ -28,17 +28,32 @@ static Moe__Config *make(const char *const *sets, int n) {
     return cfg;
 }
 
-static const char *const cfg_a[] = {"model.n_experts=8", "model.top_k=2", "model.expert_d_ff=32",
-                                    "model.d_model=32", "model.n_layers=3", "model.n_heads=4",
-                                    "model.d_ff=64", "model.first_dense_layers=1"};
-static const char *const cfg_b[] = {
-    "model.n_experts=8", "model.top_k=2", "model.expert_d_ff=24", "model.d_model=32",
-    "model.n_layers=4", "model.n_heads=4", "model.n_kv_heads=2", "model.d_ff=48",
-    "model.dense_layers=[2]", "model.n_shared_experts=2", "model.shared_expert_d_ff=16",
-    "model.shared_expert_gate=true", "model.router_bias=true", "model.attn_qkv_bias=true",
-    "model.attn_out_bias=true", "model.ffn_bias=true", "model.qk_norm=per_head",
-    "model.positions=learned", "model.max_seq_len=64", "model.tie_embeddings=true",
-    "router.bias_update_rate=0.001", "model.activation=gelu", "model.vocab_size=100"};
+static const char *const cfg_a[] = {
+    "model.n_experts=8", "model.top_k=2",   "model.expert_d_ff=32", "model.d_model=32",
+    "model.n_layers=3",  "model.n_heads=4", "model.d_ff=64",        "model.first_dense_layers=1"};
+static const char *const cfg_b[] = {"model.n_experts=8",
+                                    "model.top_k=2",
+                                    "model.expert_d_ff=24",
+                                    "model.d_model=32",
+                                    "model.n_layers=4",
+                                    "model.n_heads=4",
+                                    "model.n_kv_heads=2",
+                                    "model.d_ff=48",
+                                    "model.dense_layers=[2]",
+                                    "model.n_shared_experts=2",
+                                    "model.shared_expert_d_ff=16",
+                                    "model.shared_expert_gate=true",
+                                    "model.router_bias=true",
+                                    "model.attn_qkv_bias=true",
+                                    "model.attn_out_bias=true",
+                                    "model.ffn_bias=true",
+                                    "model.qk_norm=per_head",
+                                    "model.positions=learned",
+                                    "model.max_seq_len=64",
+                                    "model.tie_embeddings=true",
+                                    "router.bias_update_rate=0.001",
+                                    "model.activation=gelu",
+                                    "model.vocab_size=100"};
 
 static void accounting(const char *name, const char *const *sets, int n, Moe__Config *given) {
     Moe__Config *cfg = given ? given : make(sets, n);
@@ -90,11 +105,12 @@ static void accounting(const char *name, const char *const *sets, int n, Moe__Co
         int once = 1;
         for (int i = 0; i < n_fam * E; i++) once &= seen[i] == 1;
         int ok = got == rep.total && rank0 == rep.rank_params && once;
-        printf("%s accounting %s ep %d: allocated %lld (dense %lld + experts %lld + bias %lld), "
-               "moe_params_count total %lld; rank 0 holds %lld, report %lld; each expert once: %s\n",
-               ok ? "ok  " : "FAIL", name, ep, (long long)got, (long long)dense,
-               (long long)experts, (long long)bias, (long long)rep.total, (long long)rank0,
-               (long long)rep.rank_params, once ? "yes" : "NO");
+        printf(
+            "%s accounting %s ep %d: allocated %lld (dense %lld + experts %lld + bias %lld), "
+            "moe_params_count total %lld; rank 0 holds %lld, report %lld; each expert once: %s\n",
+            ok ? "ok  " : "FAIL", name, ep, (long long)got, (long long)dense, (long long)experts,
+            (long long)bias, (long long)rep.total, (long long)rank0, (long long)rep.rank_params,
+            once ? "yes" : "NO");
         fails += !ok;
         free(seen);
     }
@@ -146,7 +162,8 @@ static double total_loss(moe_model *m, const int32_t *tok) {
 
 static void gradcheck(const char *name, const char *const *sets, int n) {
     Moe__Config *cfg = make(sets, n);
-    const char *extra[] = {"train.seq_len=6", "router.aux_loss_coef=0.05", "router.z_loss_coef=0.01"};
+    const char *extra[] = {"train.seq_len=6", "router.aux_loss_coef=0.05",
+                           "router.z_loss_coef=0.01"};
     for (int i = 0; i < 3; i++) MOE_ASSERT(moe_config_set(cfg, extra[i]) == MOE_OK);
     moe_model_layout one = {1, 0, 1, 0, 0};
     moe_model *m;
@@ -177,7 +194,8 @@ static void gradcheck(const char *name, const char *const *sets, int n) {
     for (int ti = 0; ti < m->n_tensors; ti++) {
         const moe_model_tensor *t = &m->tensors[ti];
         for (int k = 0; k < 3; k++) {
-            int64_t i = t->offset + (int64_t)((k * 2654435761u + (unsigned)ti * 40503u) % (uint64_t)t->n);
+            int64_t i =
+                t->offset + (int64_t)((k * 2654435761u + (unsigned)ti * 40503u) % (uint64_t)t->n);
             float w0 = m->params[i];
             double fd[2];
             for (int hi = 0; hi < 2; hi++) {

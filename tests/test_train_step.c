@@ -29,13 +29,25 @@ int main(int argc, char **argv) {
     g_rank = moe_comm_rank(c0, MOE_COMM_WORLD);
     moe_comm_free(c0);
     Moe__Config *cfg = moe_config_new_default();
-    const char *sets[] = {
-        "name=step-test", "model.vocab_size=64", "model.d_model=32", "model.n_layers=2",
-        "model.n_heads=2", "model.d_ff=64", "model.n_experts=4", "model.top_k=2",
-        "model.expert_d_ff=32", "model.first_dense_layers=0", "train.global_batch=4",
-        "train.seq_len=16", "train.steps=6", "train.lr=0.01", "train.min_lr=0.001",
-        "train.warmup_steps=2", "train.grad_clip=0.05", "router.bias_update_rate=0.01",
-        "router.aux_loss_coef=0.01"};
+    const char *sets[] = {"name=step-test",
+                          "model.vocab_size=64",
+                          "model.d_model=32",
+                          "model.n_layers=2",
+                          "model.n_heads=2",
+                          "model.d_ff=64",
+                          "model.n_experts=4",
+                          "model.top_k=2",
+                          "model.expert_d_ff=32",
+                          "model.first_dense_layers=0",
+                          "train.global_batch=4",
+                          "train.seq_len=16",
+                          "train.steps=6",
+                          "train.lr=0.01",
+                          "train.min_lr=0.001",
+                          "train.warmup_steps=2",
+                          "train.grad_clip=0.05",
+                          "router.bias_update_rate=0.01",
+                          "router.aux_loss_coef=0.01"};
     for (size_t i = 0; i < sizeof sets / sizeof *sets; i++) OK(moe_config_set(cfg, sets[i]));
     char ep[48];
     snprintf(ep, sizeof ep, "parallel.ep_size=%d", 4 % W == 0 ? W : 1);
@@ -70,8 +82,9 @@ int main(int argc, char **argv) {
         skipped += r.nonfinite;
         if (g_rank == 0)
             printf("step %d: bench loss %.9f  trainer loss %.9f  (lr %.3e, grad norm %.4f, clip "
-                   "scale %.4f)%s\n", it + 1, bench_loss[it], train_loss[it], r.lr, r.grad_norm,
-                   r.clip, memcmp(&bench_loss[it], &train_loss[it], sizeof(double)) ? "  DIFFER" : "");
+                   "scale %.4f)%s\n",
+                   it + 1, bench_loss[it], train_loss[it], r.lr, r.grad_norm, r.clip,
+                   memcmp(&bench_loss[it], &train_loss[it], sizeof(double)) ? "  DIFFER" : "");
         CHECK(memcmp(&bench_loss[it], &train_loss[it], sizeof(double)) == 0,
               "step %d: bench loss %.17g != trainer loss %.17g", it + 1, bench_loss[it],
               train_loss[it]);
@@ -81,7 +94,8 @@ int main(int argc, char **argv) {
     h = fnv1a(h, m->balance_bias, (size_t)m->n_moe * (size_t)m->E * sizeof(float));
     if (g_rank == 0)
         printf("parameter checksum (FNV-1a of params + balancing biases, rank 0): bench %016llx  "
-               "trainer %016llx\n", (unsigned long long)bt.param_hash, (unsigned long long)h);
+               "trainer %016llx\n",
+               (unsigned long long)bt.param_hash, (unsigned long long)h);
     CHECK(bt.param_hash == h, "parameter checksum: bench %016llx != trainer %016llx",
           (unsigned long long)bt.param_hash, (unsigned long long)h);
     // The features the shared step has and a private copy lacked must really be exercised.

@@ -93,5 +93,5 @@ int moe_optim_nonfinite(const float *x, int64_t n) {
     // x − x is 0 for every finite x and NaN for NaN/±Inf: one branch-free pass, one test.
     float acc = 0.0f;
     for (int64_t i = 0; i < n; i++) acc += x[i] - x[i];
-    return acc != 0.0f;   // NaN != 0 holds too
+    return acc != 0.0f; // NaN != 0 holds too
 }

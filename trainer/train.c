@@ -69,8 +69,12 @@ moe_ckpt *moe_train_ckpt_register(moe_model *m) {
     for (int k = 0; k < 3; k++)
         for (int i = 0; i < m->n_tensors; i++) {
             const moe_model_tensor *t = &m->tensors[i];
-            moe_ckpt_tensor ct = {.name = t->name, .kind = moe_ckpt_kind_name(kinds[k]), .layer = t->layer,
-                                  .expert = t->expert, .ndim = t->ndim, .data = fam[k] + t->offset};
+            moe_ckpt_tensor ct = {.name = t->name,
+                                  .kind = moe_ckpt_kind_name(kinds[k]),
+                                  .layer = t->layer,
+                                  .expert = t->expert,
+                                  .ndim = t->ndim,
+                                  .data = fam[k] + t->offset};
             ct.shape[0] = t->shape[0], ct.shape[1] = t->shape[1];
             ct.writer = t->expert < 0 ? m->lay.world_rank == 0 : m->lay.edp_rank == 0;
             moe_ckpt_add(ck, &ct);
@@ -80,8 +84,12 @@ moe_ckpt *moe_train_ckpt_register(moe_model *m) {
         if (mi < 0) continue;
         char name[48];
         snprintf(name, sizeof name, "layers.%d.router.balance_bias", l);
-        moe_ckpt_tensor ct = {.name = name, .kind = moe_ckpt_kind_name(MOE_CKPT_KIND_ROUTER_BIAS), .layer = l, .expert = -1,
-                              .ndim = 1, .data = m->balance_bias + (int64_t)mi * m->E,
+        moe_ckpt_tensor ct = {.name = name,
+                              .kind = moe_ckpt_kind_name(MOE_CKPT_KIND_ROUTER_BIAS),
+                              .layer = l,
+                              .expert = -1,
+                              .ndim = 1,
+                              .data = m->balance_bias + (int64_t)mi * m->E,
                               .writer = m->lay.world_rank == 0};
         ct.shape[0] = m->E;
         moe_ckpt_add(ck, &ct);
@@ -97,18 +105,24 @@ static moe_status moe_train_out_dir(const char *dir) {
     moe_status st = moe_dir_check("out_dir", dir); // every path moe builds under it then fits
     if (st) return st;
     if (moe_mkdir_p(dir) != 0)
-        return moe_set_error(MOE_EIO, "out_dir %s: cannot create (%s); set out_dir to a writable "
-                             "directory", dir, strerror(errno));
+        return moe_set_error(MOE_EIO,
+                             "out_dir %s: cannot create (%s); set out_dir to a writable "
+                             "directory",
+                             dir, strerror(errno));
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return moe_set_error(MOE_EIO, "out_dir %s: exists and is not a directory; remove it or set "
-                             "out_dir to another path", dir);
+        return moe_set_error(MOE_EIO,
+                             "out_dir %s: exists and is not a directory; remove it or set "
+                             "out_dir to another path",
+                             dir);
     char probe[MOE_PATH_MAX];
     snprintf(probe, sizeof probe, "%s/.moe-write-probe.%ld", dir, (long)getpid());
     int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0644);
     if (fd < 0)
-        return moe_set_error(MOE_EIO, "out_dir %s: cannot write there (%s); set out_dir to a "
-                             "writable directory", dir, strerror(errno));
+        return moe_set_error(MOE_EIO,
+                             "out_dir %s: cannot write there (%s); set out_dir to a "
+                             "writable directory",
+                             dir, strerror(errno));
     close(fd);
     unlink(probe);
     return MOE_OK;
@@ -131,8 +145,10 @@ moe_status moe_train_open_data(const Moe__Config *cfg, const moe_comm *c, moe_da
             int64_t bytes = 0;
             st = moe_data_make_corpus(corpus, &bytes);
             if (!st)
-                moe_comm_printf(c, "data.path unset: generated the default corpus %s (%lld bytes "
-                                "of license texts; see docs/data.md)\n", corpus, (long long)bytes);
+                moe_comm_printf(c,
+                                "data.path unset: generated the default corpus %s (%lld bytes "
+                                "of license texts; see docs/data.md)\n",
+                                corpus, (long long)bytes);
         } else if (rank == 0) {
             moe_comm_printf(c, "data.path unset: using the default corpus %s\n", corpus);
         }
@@ -160,30 +176,36 @@ typedef struct {
     moe_model *m;
     moe_data *d;
     moe_ckpt *ck;
-    moe_train_step_state *step;  // the step and its scratch
-    int32_t *tokens;   // (Bl, S+1)
+    moe_train_step_state *step; // the step and its scratch
+    int32_t *tokens;            // (Bl, S+1)
     FILE *metrics;
-    moe_watchdog *wd;  // NULL: one rank or watchdog.enabled = false
-    char *js;          // (js_cap) the metrics line, reused: grows only until its steady size
+    moe_watchdog *wd; // NULL: one rank or watchdog.enabled = false
+    char *js;         // (js_cap) the metrics line, reused: grows only until its steady size
     size_t js_cap;
     int metrics_failed; // a write to metrics.jsonl failed (reported once)
     int64_t B, steps;
-    Moe__LayerLoad *lls, **llp;   // (n_moe + 1) metrics record parts, allocated at setup
-    Moe__GroupStats *gss, **gsp;  // (n_groups)
-    int64_t *kept;                // (n_moe, E) loads of the step (validation overwrites the model's)
+    Moe__LayerLoad *lls, **llp;  // (n_moe + 1) metrics record parts, allocated at setup
+    Moe__GroupStats *gss, **gsp; // (n_groups)
+    int64_t *kept;               // (n_moe, E) loads of the step (validation overwrites the model's)
 } moe_trainer;
 
 static void moe_fmt_eta(char *buf, size_t cap, double s) {
     if (s < 0) s = 0;
-    if (s >= 3600) snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
-    else if (s >= 60) snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-    else snprintf(buf, cap, "%.0fs", s);
+    if (s >= 3600)
+        snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else if (s >= 60)
+        snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else
+        snprintf(buf, cap, "%.0fs", s);
 }
 
 static moe_status moe_train_save(moe_trainer *tr, int64_t step, const char *why) {
     const moe_model *m = tr->m;
-    moe_ckpt_state st = {.step = step, .rng_state = tr->cfg->train->seed,
-                         .data_cursor = (uint64_t)step, .world = m->lay.world, .ep = m->lay.ep};
+    moe_ckpt_state st = {.step = step,
+                         .rng_state = tr->cfg->train->seed,
+                         .data_cursor = (uint64_t)step,
+                         .world = m->lay.world,
+                         .ep = m->lay.ep};
     char path[MOE_PATH_MAX] = "";
     moe_status s = moe_ckpt_save(tr->ck, tr->c, tr->cfg->out_dir, tr->cfg, &st,
                                  tr->cfg->train->keep_checkpoints, path, sizeof path);
@@ -222,11 +244,11 @@ struct moe_train_step_state {
     moe_model *m;
     moe_lr_schedule sched;
     moe_adamw_params ap;
-    double gamma;        // router.bias_update_rate
+    double gamma;         // router.bias_update_rate
     const char *nan_hook; // MOE_TRAIN_TEST_NAN_STEP (testing)
-    float *prev;         // (n_params) weights before the update
-    double *red;         // (2·n_groups + 4) the step's agreed all-reduce
-    double *upd;         // (2·n_groups) update sumsq per group
+    float *prev;          // (n_params) weights before the update
+    double *red;          // (2·n_groups + 4) the step's agreed all-reduce
+    double *upd;          // (2·n_groups) update sumsq per group
 };
 
 moe_status moe_train_step_create(const Moe__Config *cfg, const moe_comm *c, moe_model *m,
@@ -291,8 +313,8 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_
     red[2 * NG + 2] = moe_train_stop_requested() ? 1 : 0;
     red[2 * NG + 3] = 0;
     const double t_red = moe_comm_wtime();
-    if (W > 1 && (st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, red, (size_t)(2 * NG + 4),
-                                             MOE_COMM_SUM)))
+    if (W > 1 &&
+        (st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, red, (size_t)(2 * NG + 4), MOE_COMM_SUM)))
         return st;
     t_sync += moe_comm_wtime() - t_red;
     double sumsq = 0;
@@ -317,7 +339,8 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_
     for (int i = 0; i < m->n_tensors; i++) {
         const moe_model_tensor *t = &m->tensors[i];
         moe_optim_adamw_step(m->params + t->offset, m->adam_m + t->offset, m->adam_v + t->offset,
-                             m->grads + t->offset, t->n, &s->ap, step + 1, r->lr, t->decay, r->clip);
+                             m->grads + t->offset, t->n, &s->ap, step + 1, r->lr, t->decay,
+                             r->clip);
     }
     if (s->gamma > 0)
         for (int i = 0; i < m->n_moe; i++)
@@ -338,11 +361,11 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
     const moe_comm *c = tr->c;
     moe_model *m = tr->m;
     const int rank = m->lay.world_rank, NG = m->n_groups;
-    const char *sig_hook = getenv("MOE_TRAIN_TEST_SIGNAL_STEP");  // testing: "step:rank"
+    const char *sig_hook = getenv("MOE_TRAIN_TEST_SIGNAL_STEP"); // testing: "step:rank"
     int64_t consecutive = 0, skipped = 0, last_ckpt = start;
     double t_begin = moe_comm_wtime();
     int64_t steps_done_here = 0;
-    const char *hang_hook = getenv("MOE_TRAIN_TEST_HANG_STEP");   // testing: "step:rank"
+    const char *hang_hook = getenv("MOE_TRAIN_TEST_HANG_STEP"); // testing: "step:rank"
     for (int64_t step = start; step < tr->steps; step++) {
         moe_watchdog_enter(tr->wd, MOE_WATCH_STEP, step + 1);
         double t0 = moe_comm_wtime();
@@ -366,9 +389,10 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
         if (sr.nonfinite) {
             skipped++;
             consecutive++;
-            moe_comm_printf(c, "step %lld: non-finite loss or gradient; step skipped (%lld in a row, "
-                            "limit train.max_nonfinite_steps = %d)\n", (long long)step + 1,
-                            (long long)consecutive, tc->max_nonfinite_steps);
+            moe_comm_printf(c,
+                            "step %lld: non-finite loss or gradient; step skipped (%lld in a row, "
+                            "limit train.max_nonfinite_steps = %d)\n",
+                            (long long)step + 1, (long long)consecutive, tc->max_nonfinite_steps);
             if (consecutive > tc->max_nonfinite_steps)
                 return moe_set_error(MOE_ENONFINITE,
                                      "%lld consecutive non-finite steps (limit "
@@ -437,8 +461,9 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
         rec.has_skipped_steps = 1, rec.skipped_steps = skipped;
         rec.has_active_params = 1, rec.active_params = (int64_t)llround(active);
         const int last = step + 1 == tr->steps;
-        const int do_eval = moe_data_val_tokens(tr->d) > 0 && tc->eval_batches > 0 &&
-                            ((tc->eval_interval > 0 && (step + 1) % tc->eval_interval == 0) || last);
+        const int do_eval =
+            moe_data_val_tokens(tr->d) > 0 && tc->eval_batches > 0 &&
+            ((tc->eval_interval > 0 && (step + 1) % tc->eval_interval == 0) || last);
         if (do_eval) {
             double val;
             if ((st = moe_train_eval(m, tr->d, c, tr->B, tc->eval_batches, tr->tokens, &val)))
@@ -448,26 +473,28 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
         }
         if (rank == 0) {
             if (tr->metrics && !tr->metrics_failed) {
-                int64_t n = moe_json_format_message_buf(&rec.base, MOE_JSON_COMPACT, &tr->js,
-                                                        &tr->js_cap);
+                int64_t n =
+                    moe_json_format_message_buf(&rec.base, MOE_JSON_COMPACT, &tr->js, &tr->js_cap);
                 if (n < 0 || fprintf(tr->metrics, "%s\n", tr->js) < 0 || fflush(tr->metrics)) {
                     tr->metrics_failed = 1;
-                    fprintf(stderr, "[rank 0] moe train: warning: writing %s/metrics.jsonl failed "
+                    fprintf(stderr,
+                            "[rank 0] moe train: warning: writing %s/metrics.jsonl failed "
                             "at step %lld (%s); training goes on, later steps are not recorded "
-                            "there\n", tr->cfg->out_dir, (long long)step + 1,
+                            "there\n",
+                            tr->cfg->out_dir, (long long)step + 1,
                             n < 0 ? "out of memory" : strerror(errno));
                 }
             }
-            if (tc->log_interval > 0 && ((step + 1) % tc->log_interval == 0 || last || step == start)) {
+            if (tc->log_interval > 0 &&
+                ((step + 1) % tc->log_interval == 0 || last || step == start)) {
                 char eta[32];
                 double per = (moe_comm_wtime() - t_begin) / (double)steps_done_here;
                 moe_fmt_eta(eta, sizeof eta, per * (double)(tr->steps - step - 1));
                 double exch = rec.exchange_seconds + t_sync;
                 printf("step %6lld/%lld | loss %.4f | aux %.4f | lr %.2e | %8.0f tok/s | "
                        "load max/mean %.2f | exchange %2.0f%% | eta %s%s",
-                       (long long)step + 1, (long long)tr->steps, loss, aux, lr,
-                       rec.tokens_per_s, load_max, 100.0 * exch / t_step, eta,
-                       do_eval ? "" : "\n");
+                       (long long)step + 1, (long long)tr->steps, loss, aux, lr, rec.tokens_per_s,
+                       load_max, 100.0 * exch / t_step, eta, do_eval ? "" : "\n");
                 if (do_eval) printf(" | val %.4f\n", rec.val_loss);
                 fflush(stdout);
             } else if (do_eval) {
@@ -489,7 +516,8 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
             last_ckpt = step + 1;
         }
         if (stop && !last)
-            return moe_set_error(MOE_EINTR, "preempted (SIGUSR1/SIGTERM): stopped after step %lld "
+            return moe_set_error(MOE_EINTR,
+                                 "preempted (SIGUSR1/SIGTERM): stopped after step %lld "
                                  "with a checkpoint; run again with --resume latest",
                                  (long long)step + 1);
     }
@@ -528,20 +556,24 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
     const int W = lay.world;
     moe_status st = MOE_OK;
     if (tc->global_batch < 1 || tc->global_batch % W != 0)
-        return moe_set_error(MOE_ELAYOUT, "train.global_batch = %d is not divisible by the %d ranks; "
-                             "choose a multiple of %d", tc->global_batch, W, W);
+        return moe_set_error(MOE_ELAYOUT,
+                             "train.global_batch = %d is not divisible by the %d ranks; "
+                             "choose a multiple of %d",
+                             tc->global_batch, W, W);
     moe_trainer tr = {.cfg = cfg, .c = c, .B = tc->global_batch, .steps = tc->steps};
     const Moe__WatchdogConfig *wc = cfg->watchdog;
-    const moe_watchdog_params wp = {
-        .enabled = wc ? wc->enabled : 1, .startup_timeout = wc ? wc->startup_timeout : 300,
-        .step_timeout = wc ? wc->step_timeout : 0, .checkpoint_timeout = wc ? wc->checkpoint_timeout : 0,
-        .silence_timeout = wc ? wc->silence_timeout : 15, .heartbeat = wc ? wc->heartbeat : 0.5};
+    const moe_watchdog_params wp = {.enabled = wc ? wc->enabled : 1,
+                                    .startup_timeout = wc ? wc->startup_timeout : 300,
+                                    .step_timeout = wc ? wc->step_timeout : 0,
+                                    .checkpoint_timeout = wc ? wc->checkpoint_timeout : 0,
+                                    .silence_timeout = wc ? wc->silence_timeout : 15,
+                                    .heartbeat = wc ? wc->heartbeat : 0.5};
     if ((st = moe_comm_agree(c, moe_watchdog_start(c, &wp, &tr.wd)))) return st;
     const int64_t Bl = tc->global_batch / W;
     if ((st = moe_train_open_data(cfg, c, &tr.d))) goto out;
     if (moe_data_val_tokens(tr.d) == 0 && tc->eval_interval > 0)
         moe_comm_printf(c, "note: no validation split (data.val_fraction = 0, no data.val_path): "
-                        "no validation loss\n");
+                           "no validation loss\n");
     st = moe_model_create(cfg, &lay, c, Bl, &tr.m);
     if ((st = moe_comm_agree(c, st))) goto out;
     tr.ck = moe_train_ckpt_register(tr.m);
@@ -555,10 +587,12 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
     int64_t start = 0;
     if (o && o->resume) {
         char where[MOE_PATH_MAX], dir[MOE_PATH_MAX];
-        if (!strcmp(o->resume, "latest")) snprintf(where, sizeof where, "%s/latest", cfg->out_dir);
+        if (!strcmp(o->resume, "latest"))
+            snprintf(where, sizeof where, "%s/latest", cfg->out_dir);
         else if ((st = moe_comm_agree(c, moe_path_fmt(where, "--resume", "%s", o->resume))))
             goto out;
-        moe_status rs = strcmp(o->resume, "latest") ? MOE_OK : moe_ckpt_resolve(where, dir, sizeof dir);
+        moe_status rs =
+            strcmp(o->resume, "latest") ? MOE_OK : moe_ckpt_resolve(where, dir, sizeof dir);
         if (rs == MOE_ECORRUPT) { // LATEST exists but is unreadable: never fall back to step 0
             st = moe_comm_agree(c, rs);
             goto out;
@@ -572,8 +606,10 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
             if (st) goto out;
             start = cs.step;
             if ((st = moe_comm_agree(c, moe_ckpt_check_newer(cfg->out_dir, start)))) goto out;
-            moe_comm_printf(c, "resumed from %s at step %lld (written at world %d, ep %d; now "
-                            "world %d, ep %d)\n", where, (long long)start, cs.world, cs.ep, W, lay.ep);
+            moe_comm_printf(c,
+                            "resumed from %s at step %lld (written at world %d, ep %d; now "
+                            "world %d, ep %d)\n",
+                            where, (long long)start, cs.world, cs.ep, W, lay.ep);
         }
     }
     if (!(o && o->resume) && (st = moe_comm_agree(c, moe_ckpt_check_fresh(cfg->out_dir)))) goto out;
@@ -588,15 +624,17 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
     if ((st = moe_comm_agree(c, st))) goto out;
     moe_params_report pr;
     if (moe_params_count(cfg, W, lay.ep, &pr) == MOE_OK)
-        moe_comm_printf(c, "moe train: %s | %lld params (%lld active per token) | world %d, ep %d | "
+        moe_comm_printf(c,
+                        "moe train: %s | %lld params (%lld active per token) | world %d, ep %d | "
                         "%d sequences x %d tokens per step | %lld steps from %lld | out %s\n",
                         cfg->name ? cfg->name : "model", (long long)pr.total, (long long)pr.active,
                         W, lay.ep, tc->global_batch, tc->seq_len, (long long)tc->steps,
                         (long long)start, cfg->out_dir);
     if (start >= tc->steps) { // e.g. --resume latest of a finished run: nothing is written
-        moe_comm_printf(c, "moe train: the checkpoint is at step %lld and train.steps = %lld: "
-                        "nothing to train (raise train.steps to continue)\n", (long long)start,
-                        (long long)tc->steps);
+        moe_comm_printf(c,
+                        "moe train: the checkpoint is at step %lld and train.steps = %lld: "
+                        "nothing to train (raise train.steps to continue)\n",
+                        (long long)start, (long long)tc->steps);
         res->step = start;
         res->loss = NAN;
         goto out;
@@ -611,7 +649,12 @@ out:
     moe_model_free(tr.m);
     moe_data_free(tr.d);
     moe_train_step_free(tr.step);
-    free(tr.tokens); free(tr.js);
-    free(tr.lls); free(tr.llp); free(tr.gss); free(tr.gsp); free(tr.kept);
+    free(tr.tokens);
+    free(tr.js);
+    free(tr.lls);
+    free(tr.llp);
+    free(tr.gss);
+    free(tr.gsp);
+    free(tr.kept);
     return st;
 }

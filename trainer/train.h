@@ -18,13 +18,14 @@
 // docs/training.md. The model itself: model.h.
 
 typedef struct {
-    const char *resume;   // NULL: fresh; "latest": OUT_DIR's newest checkpoint (fresh if none); or a dir
+    const char
+        *resume; // NULL: fresh; "latest": OUT_DIR's newest checkpoint (fresh if none); or a dir
 } moe_train_opts;
 typedef struct {
-    int64_t step;         // steps done
-    double loss;          // global loss of the last step
-    double val_loss;      // last validation loss (0: none)
-    int64_t skipped;      // non-finite steps skipped
+    int64_t step;    // steps done
+    double loss;     // global loss of the last step
+    double val_loss; // last validation loss (0: none)
+    int64_t skipped; // non-finite steps skipped
 } moe_train_result;
 // ---------------------------------------------------------------- one training step
 // The one training step of `moe train` and `moe bench step` (docs/training.md, "One step"):
@@ -42,21 +43,21 @@ typedef struct {
 // (default 0) gradient at step S (every step >= S with '+'), before the gradient sync.
 typedef struct moe_train_step_state moe_train_step_state;
 typedef struct {
-    double loss;            // global loss: mean CE over the world + aux + z
-    double ce;              // global mean cross-entropy (the CE part of loss)
-    double aux, z;          // the step's aux and z losses (global statistics; summed over layers)
-    double lr;              // schedule(step + 1), the AdamW learning rate of this step
-    double grad_norm;       // global gradient norm before clipping (every parameter once)
-    double clip;            // gradient scale given to AdamW (1: no clipping; 0: step skipped)
-    int nonfinite;          // 1: a loss or gradient was NaN/Inf on some rank; the step was skipped
-    int stop;               // 1: some rank has a stop request (SIGUSR1/SIGTERM); agreed
+    double loss;      // global loss: mean CE over the world + aux + z
+    double ce;        // global mean cross-entropy (the CE part of loss)
+    double aux, z;    // the step's aux and z losses (global statistics; summed over layers)
+    double lr;        // schedule(step + 1), the AdamW learning rate of this step
+    double grad_norm; // global gradient norm before clipping (every parameter once)
+    double clip;      // gradient scale given to AdamW (1: no clipping; 0: step skipped)
+    int nonfinite;    // 1: a loss or gradient was NaN/Inf on some rank; the step was skipped
+    int stop;         // 1: some rank has a stop request (SIGUSR1/SIGTERM); agreed
     // (n_groups) sums of squares over the world, valid until the next moe_train_step call:
-    const double *grad_sumsq;    // gradients (before clipping)
-    const double *weight_sumsq;  // weights before the update
-    const double *update_sumsq;  // (weights after − weights before); zeros for a skipped step
-    double step_seconds;         // this call, wall clock on this rank
-    double exchange_seconds;     // MoE all-to-alls and routing-statistics all-reduces (model)
-    double allreduce_seconds;    // gradient sync plus the agreed reduction
+    const double *grad_sumsq;   // gradients (before clipping)
+    const double *weight_sumsq; // weights before the update
+    const double *update_sumsq; // (weights after − weights before); zeros for a skipped step
+    double step_seconds;        // this call, wall clock on this rank
+    double exchange_seconds;    // MoE all-to-alls and routing-statistics all-reduces (model)
+    double allreduce_seconds;   // gradient sync plus the agreed reduction
 } moe_train_step_result;
 // Collective over c's world (c NULL: one process). m built for cfg at c's layout.
 moe_status moe_train_step_create(const Moe__Config *cfg, const moe_comm *c, moe_model *m,

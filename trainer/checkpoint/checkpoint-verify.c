@@ -108,11 +108,14 @@ moe_status moe_ckpt_read_manifest(const char *dir, Moe__CheckpointManifest **out
     Moe__CheckpointManifest *m = moe__checkpoint_manifest__unpack(NULL, len, buf);
     if (!m) {
         free(buf);
-        return moe_set_error(MOE_ECORRUPT, "%s: not a valid checkpoint manifest (%zu bytes)", path, len);
+        return moe_set_error(MOE_ECORRUPT, "%s: not a valid checkpoint manifest (%zu bytes)", path,
+                             len);
     }
     if (!m->has_manifest_crc32c) {
-        st = moe_set_error(MOE_ECORRUPT, "%s: manifest has no CRC32C (written by an interrupted or "
-                           "foreign writer)", path);
+        st = moe_set_error(MOE_ECORRUPT,
+                           "%s: manifest has no CRC32C (written by an interrupted or "
+                           "foreign writer)",
+                           path);
     } else {
         uint32_t want = m->manifest_crc32c;
         m->has_manifest_crc32c = 0;
@@ -122,8 +125,10 @@ moe_status moe_ckpt_read_manifest(const char *dir, Moe__CheckpointManifest **out
         free(b2);
         m->has_manifest_crc32c = 1;
         if (got != want)
-            st = moe_set_error(MOE_ECORRUPT, "%s: CRC32C mismatch (manifest says 0x%08x, content "
-                               "has 0x%08x)", path, want, got);
+            st = moe_set_error(MOE_ECORRUPT,
+                               "%s: CRC32C mismatch (manifest says 0x%08x, content "
+                               "has 0x%08x)",
+                               path, want, got);
         else if (m->format_version != MOE_CKPT_FORMAT_VERSION)
             st = moe_set_error(MOE_ECORRUPT, "%s: format_version %u, this binary reads %u", path,
                                m->format_version, MOE_CKPT_FORMAT_VERSION);
@@ -183,16 +188,18 @@ static int ck_field_i64(const ProtobufCMessage *m, const ProtobufCFieldDescripto
     if (f->label == PROTOBUF_C_LABEL_REPEATED) return 0;
     const void *src = has ? p : f->default_value;
     switch (f->type) {
-    case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
-    case PROTOBUF_C_TYPE_ENUM:
-        *v = src ? *(const int32_t *)src : 0; return 1;
-    case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32:
-        *v = src ? *(const uint32_t *)src : 0; return 1;
-    case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
-        *v = src ? *(const int64_t *)src : 0; return 1;
-    case PROTOBUF_C_TYPE_BOOL:
-        *v = src ? *(const protobuf_c_boolean *)src : 0; return 1;
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_ENUM: *v = src ? *(const int32_t *)src : 0; return 1;
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32: *v = src ? *(const uint32_t *)src : 0; return 1;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64: *v = src ? *(const int64_t *)src : 0; return 1;
+    case PROTOBUF_C_TYPE_BOOL: *v = src ? *(const protobuf_c_boolean *)src : 0; return 1;
     case PROTOBUF_C_TYPE_DOUBLE: { // compared by bits: shape fields are integers anyway
         double d = src ? *(const double *)src : 0;
         memcpy(v, &d, 8);
@@ -222,8 +229,10 @@ int moe_ckpt_config_diff(const Moe__Config *ckpt, const Moe__Config *cfg, char *
                 continue;
             size_t ua = 0, ub = 0;
             va[0] = vb[0] = 0;
-            for (size_t k = 0; k < na && ua < 200; k++) ua += (size_t)moe_ckpt_fmt(va + ua, sizeof va - ua, k ? ",%d" : "%d", pa[k]);
-            for (size_t k = 0; k < nb && ub < 200; k++) ub += (size_t)moe_ckpt_fmt(vb + ub, sizeof vb - ub, k ? ",%d" : "%d", pb[k]);
+            for (size_t k = 0; k < na && ua < 200; k++)
+                ua += (size_t)moe_ckpt_fmt(va + ua, sizeof va - ua, k ? ",%d" : "%d", pa[k]);
+            for (size_t k = 0; k < nb && ub < 200; k++)
+                ub += (size_t)moe_ckpt_fmt(vb + ub, sizeof vb - ub, k ? ",%d" : "%d", pb[k]);
         } else {
             int64_t x, y;
             if (!ck_field_i64(a, f, &x) || !ck_field_i64(b, f, &y) || x == y) continue;
@@ -231,8 +240,10 @@ int moe_ckpt_config_diff(const Moe__Config *ckpt, const Moe__Config *cfg, char *
             moe_ckpt_fmt(vb, sizeof vb, "%lld", (long long)y);
         }
         if (used < cap)
-            used += (size_t)moe_ckpt_fmt(buf + used, cap - used, "%smodel.%s (%s in the checkpoint, %s in "
-                                     "the config)", n ? ", " : "", f->name, va, vb);
+            used += (size_t)moe_ckpt_fmt(buf + used, cap - used,
+                                         "%smodel.%s (%s in the checkpoint, %s in "
+                                         "the config)",
+                                         n ? ", " : "", f->name, va, vb);
         n++;
     }
     return n;
@@ -254,12 +265,15 @@ static moe_status ck_read_latest(const char *ckdir, char *dir, size_t cap) {
         int n = moe_ckpt_list_steps(ckdir, &steps);
         char tail[MOE_PATH_MAX];
         if (n > 0)
-            moe_ckpt_fmt(tail, sizeof tail, "; the newest complete checkpoint is %s/step_%08lld: "
-                         "resume with --resume %s/step_%08lld", ckdir, (long long)steps[0], ckdir,
-                         (long long)steps[0]);
+            moe_ckpt_fmt(tail, sizeof tail,
+                         "; the newest complete checkpoint is %s/step_%08lld: "
+                         "resume with --resume %s/step_%08lld",
+                         ckdir, (long long)steps[0], ckdir, (long long)steps[0]);
         else
-            moe_ckpt_fmt(tail, sizeof tail, "; %s holds no complete checkpoint: remove LATEST to "
-                         "start over", ckdir);
+            moe_ckpt_fmt(tail, sizeof tail,
+                         "; %s holds no complete checkpoint: remove LATEST to "
+                         "start over",
+                         ckdir);
         free(steps);
         return moe_set_error(MOE_ECORRUPT, "%s: does not name a checkpoint directory ('%s')%s", p,
                              name, tail);
@@ -280,16 +294,22 @@ moe_status moe_ckpt_check_fresh(const char *out_dir) {
     free(steps);
     if (n > 0) {
         char hint[MOE_PATH_MAX];
-        if (moe_ckpt_exists(p)) moe_ckpt_fmt(hint, sizeof hint, "--resume latest");
-        else moe_ckpt_fmt(hint, sizeof hint, "--resume %s/step_%08lld", ckdir, (long long)newest);
-        return moe_set_error(MOE_EUSAGE, "%s already holds checkpoints (newest step_%08lld%s); a "
+        if (moe_ckpt_exists(p))
+            moe_ckpt_fmt(hint, sizeof hint, "--resume latest");
+        else
+            moe_ckpt_fmt(hint, sizeof hint, "--resume %s/step_%08lld", ckdir, (long long)newest);
+        return moe_set_error(MOE_EUSAGE,
+                             "%s already holds checkpoints (newest step_%08lld%s); a "
                              "fresh run would not overwrite them: continue with %s, or set out_dir "
-                             "to a new directory (or move %s away)", ckdir, (long long)newest,
-                             moe_ckpt_exists(p) ? "" : ", no LATEST", hint, ckdir);
+                             "to a new directory (or move %s away)",
+                             ckdir, (long long)newest, moe_ckpt_exists(p) ? "" : ", no LATEST",
+                             hint, ckdir);
     }
     if (moe_ckpt_exists(p))
-        return moe_set_error(MOE_EUSAGE, "%s exists but %s holds no complete checkpoint: remove "
-                             "it to start over, or set out_dir to a new directory", p, ckdir);
+        return moe_set_error(MOE_EUSAGE,
+                             "%s exists but %s holds no complete checkpoint: remove "
+                             "it to start over, or set out_dir to a new directory",
+                             p, ckdir);
     return MOE_OK;
 }
 
@@ -308,11 +328,12 @@ moe_status moe_ckpt_check_newer(const char *out_dir, int64_t step) {
     }
     closedir(d);
     if (first < 0) return MOE_OK;
-    return moe_set_error(MOE_EUSAGE, "%s/step_%08lld is newer than the checkpoint resumed (step "
+    return moe_set_error(MOE_EUSAGE,
+                         "%s/step_%08lld is newer than the checkpoint resumed (step "
                          "%lld) and would not be overwritten when training reaches it: move the "
                          "newer step_* directories out of %s (e.g. to keep a corrupt one for a "
-                         "post-mortem), or resume into another out_dir", ckdir, (long long)first,
-                         (long long)step, ckdir);
+                         "post-mortem), or resume into another out_dir",
+                         ckdir, (long long)first, (long long)step, ckdir);
 }
 
 // LATEST of d itself, else of d/checkpoints (d a run directory), read into dir. Returns 1 with *st
@@ -339,9 +360,11 @@ moe_status moe_ckpt_resolve(const char *where, char *dir, size_t cap) {
     moe_status st;
     if (!strcmp(last, "latest")) { // ".../latest": LATEST of the parent (checkpoints or run dir)
         char parent[MOE_PATH_MAX];
-        moe_ckpt_fmt(parent, sizeof parent, "%.*s", slash ? (int)(slash - base) : 1, slash ? base : ".");
+        moe_ckpt_fmt(parent, sizeof parent, "%.*s", slash ? (int)(slash - base) : 1,
+                     slash ? base : ".");
         if (ck_try_latest(parent, dir, cap, &st)) return st;
-        return moe_set_error(MOE_EUSAGE, "%s: no LATEST in %s or %s/checkpoints (no checkpoint written yet?)",
+        return moe_set_error(MOE_EUSAGE,
+                             "%s: no LATEST in %s or %s/checkpoints (no checkpoint written yet?)",
                              where, parent, parent);
     }
     moe_ckpt_fmt(p, sizeof p, "%s/manifest.pb", base);
@@ -350,8 +373,10 @@ moe_status moe_ckpt_resolve(const char *where, char *dir, size_t cap) {
         return MOE_OK;
     }
     if (ck_try_latest(base, dir, cap, &st)) return st;
-    return moe_set_error(MOE_EUSAGE, "no checkpoint at %s: expected a checkpoint directory (with "
-                         "manifest.pb), a checkpoints directory or a run directory with LATEST", where);
+    return moe_set_error(MOE_EUSAGE,
+                         "no checkpoint at %s: expected a checkpoint directory (with "
+                         "manifest.pb), a checkpoints directory or a run directory with LATEST",
+                         where);
 }
 
 // Appends "; the previous one is X: resume with --resume X" (or that there is none) to the error.
@@ -367,10 +392,12 @@ moe_status moe_ckpt_name_previous(moe_status st, const char *dir) {
         if (steps[i] < step && steps[i] > prev) prev = steps[i];
     free(steps);
     if (prev >= 0)
-        moe_ckpt_fmt(tail, sizeof tail, "; the previous one is %s/step_%08lld: move %s/%s and any "
-                 "newer step_* out of %s (training would reach them), then resume with --resume "
-                 "%s/step_%08lld", parent, (long long)prev, parent, name, parent, parent,
-                 (long long)prev);
+        moe_ckpt_fmt(
+            tail, sizeof tail,
+            "; the previous one is %s/step_%08lld: move %s/%s and any "
+            "newer step_* out of %s (training would reach them), then resume with --resume "
+            "%s/step_%08lld",
+            parent, (long long)prev, parent, name, parent, parent, (long long)prev);
     else
         moe_ckpt_fmt(tail, sizeof tail, "; there is no earlier checkpoint in %s", parent);
     return moe_set_error(st, "checkpoint %s is corrupt (%s)%s", name, msg, tail);

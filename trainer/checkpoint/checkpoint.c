@@ -25,7 +25,6 @@ struct moe_ckpt {
     int n, cap;
 };
 
-
 moe_ckpt *moe_ckpt_create(void) { return moe_xcalloc(1, sizeof(moe_ckpt)); }
 
 void moe_ckpt_free(moe_ckpt *ck) {
@@ -40,14 +39,17 @@ void moe_ckpt_free(moe_ckpt *ck) {
 
 int moe_ckpt_count(const moe_ckpt *ck) { return ck->n; }
 
-static int ck_same_key(const char *kind, const char *name, int layer, int expert, const moe_ckpt_t *t) {
-    return t->layer == layer && t->expert == expert && !strcmp(t->name, name) && !strcmp(t->kind, kind);
+static int ck_same_key(const char *kind, const char *name, int layer, int expert,
+                       const moe_ckpt_t *t) {
+    return t->layer == layer && t->expert == expert && !strcmp(t->name, name) &&
+           !strcmp(t->kind, kind);
 }
 
 void moe_ckpt_add(moe_ckpt *ck, const moe_ckpt_tensor *t) {
     MOE_ASSERT(t->name && *t->name && t->kind && *t->kind && t->data);
     MOE_ASSERT(t->ndim >= 1 && t->ndim <= MOE_CKPT_MAX_DIMS);
-    for (int i = 0; i < ck->n; i++) MOE_ASSERT(!ck_same_key(t->kind, t->name, t->layer, t->expert, &ck->t[i]));
+    for (int i = 0; i < ck->n; i++)
+        MOE_ASSERT(!ck_same_key(t->kind, t->name, t->layer, t->expert, &ck->t[i]));
     if (ck->n == ck->cap) {
         ck->cap = ck->cap ? 2 * ck->cap : 64;
         ck->t = realloc(ck->t, (size_t)ck->cap * sizeof *ck->t);
@@ -113,7 +115,8 @@ static moe_status ck_write_file_bytes(const char *path, const void *buf, size_t 
         close(fd);
         return moe_set_error(MOE_EIO, "writing %s failed: %s", path, strerror(e));
     }
-    if (close(fd) != 0) return moe_set_error(MOE_EIO, "closing %s failed: %s", path, strerror(errno));
+    if (close(fd) != 0)
+        return moe_set_error(MOE_EIO, "closing %s failed: %s", path, strerror(errno));
     return MOE_OK;
 }
 
@@ -199,9 +202,9 @@ static void ck_part_clear(Moe__CheckpointManifest *part) { // frees what ck_writ
 
 // Rank 0: merges the gathered parts into the manifest, writes manifest.json and manifest.pb,
 // renames tmp → final and swaps LATEST.
-static moe_status ck_commit(const char *ckdir, const char *tmp, const char *final, const char *final_name,
-                            Moe__CheckpointManifest **parts, int n_parts, const Moe__Config *cfg,
-                            const moe_ckpt_state *st) {
+static moe_status ck_commit(const char *ckdir, const char *tmp, const char *final,
+                            const char *final_name, Moe__CheckpointManifest **parts, int n_parts,
+                            const Moe__Config *cfg, const moe_ckpt_state *st) {
     Moe__CheckpointManifest m = MOE__CHECKPOINT_MANIFEST__INIT;
     moe_status rc = MOE_OK;
     m.config = (Moe__Config *)cfg;
@@ -226,9 +229,11 @@ static moe_status ck_commit(const char *ckdir, const char *tmp, const char *fina
                 const Moe__TensorEntry *u = m.tensors[j];
                 if (u->layer == t->layer && u->expert == t->expert && !strcmp(u->name, t->name) &&
                     !strcmp(u->kind, t->kind)) {
-                    rc = moe_set_error(MOE_EINVAL, "checkpoint: tensor %s (%s, layer %d, expert %d) "
+                    rc = moe_set_error(MOE_EINVAL,
+                                       "checkpoint: tensor %s (%s, layer %d, expert %d) "
                                        "has two writers (files %s and %s): exactly one rank must "
-                                       "write it", t->name, t->kind, t->layer, t->expert, u->file, t->file);
+                                       "write it",
+                                       t->name, t->kind, t->layer, t->expert, u->file, t->file);
                     goto out;
                 }
             }
@@ -244,7 +249,8 @@ static moe_status ck_commit(const char *ckdir, const char *tmp, const char *fina
     rc = ck_write_file_bytes(path, json, strlen(json));
     free(json);
     if (rc == MOE_OK) {
-        moe_ckpt_fmt(path, sizeof path, "%s/manifest.pb", tmp); // last: its presence marks completeness
+        moe_ckpt_fmt(path, sizeof path, "%s/manifest.pb",
+                     tmp); // last: its presence marks completeness
         rc = ck_write_file_bytes(path, pb, len);
     }
     free(pb);
@@ -297,8 +303,8 @@ static void ck_clean_tmp(const char *ckdir) {
 }
 
 moe_status moe_ckpt_save(moe_ckpt *ck, const moe_comm *c, const char *out_dir,
-                         const Moe__Config *cfg, const moe_ckpt_state *st, int keep,
-                         char *written, size_t cap) {
+                         const Moe__Config *cfg, const moe_ckpt_state *st, int keep, char *written,
+                         size_t cap) {
     const int W = c ? moe_comm_size(c, MOE_COMM_WORLD) : 1;
     const int rank = c ? moe_comm_rank(c, MOE_COMM_WORLD) : 0;
     char ckdir[MOE_PATH_MAX], final[MOE_PATH_MAX], final_name[64], tmp[MOE_PATH_MAX];
@@ -312,13 +318,15 @@ moe_status moe_ckpt_save(moe_ckpt *ck, const moe_comm *c, const char *out_dir,
     // Phase 1 (rank 0): directories, leftovers, the temporary directory's name for everyone.
     if (rank == 0) {
         if (moe_mkdir_p(ckdir) != 0) {
-            rc = moe_set_error(MOE_EIO, "cannot create %s: %s (check out_dir)", ckdir, strerror(errno));
+            rc = moe_set_error(MOE_EIO, "cannot create %s: %s (check out_dir)", ckdir,
+                               strerror(errno));
         } else if (moe_ckpt_exists(final)) {
             rc = moe_set_error(MOE_EIO, "checkpoint %s already exists: not overwritten", final);
         } else {
             ck_clean_tmp(ckdir);
             moe_ckpt_fmt(tmp, sizeof tmp, "%s.tmp-XXXXXX", final);
-            if (!mkdtemp(tmp)) rc = moe_set_error(MOE_EIO, "cannot create %s: %s", tmp, strerror(errno));
+            if (!mkdtemp(tmp))
+                rc = moe_set_error(MOE_EIO, "cannot create %s: %s", tmp, strerror(errno));
         }
     }
     if ((rc = moe_comm_agree(c, rc)) != MOE_OK) return rc;
@@ -328,8 +336,10 @@ moe_status moe_ckpt_save(moe_ckpt *ck, const moe_comm *c, const char *out_dir,
     int has_dense = 0, has_expert = 0;
     for (int i = 0; i < ck->n; i++)
         if (ck->t[i].writer) {
-            if (ck->t[i].expert >= 0) has_expert = 1;
-            else has_dense = 1;
+            if (ck->t[i].expert >= 0)
+                has_expert = 1;
+            else
+                has_dense = 1;
         }
     char dense_name[64], expert_name[64];
     moe_ckpt_fmt(dense_name, sizeof dense_name, rank == 0 ? "dense.bin" : "dense-%05d.bin", rank);
@@ -353,10 +363,12 @@ moe_status moe_ckpt_save(moe_ckpt *ck, const moe_comm *c, const char *out_dir,
     free(pbytes);
     parts = moe_xcalloc((size_t)W, sizeof *parts);
     if (c) {
-        if ((rc = moe_comm_allreduce_i64(c, MOE_COMM_WORLD, &total, 1, MOE_COMM_SUM)) != MOE_OK) goto fail;
+        if ((rc = moe_comm_allreduce_i64(c, MOE_COMM_WORLD, &total, 1, MOE_COMM_SUM)) != MOE_OK)
+            goto fail;
         counts = moe_xcalloc((size_t)W, sizeof *counts);
         if (rank == 0) recvb = moe_xcalloc((size_t)total, sizeof(float));
-        rc = moe_comm_gatherv_f32(c, MOE_COMM_WORLD, sendb, nf, recvb, rank == 0 ? total : 0, counts);
+        rc = moe_comm_gatherv_f32(c, MOE_COMM_WORLD, sendb, nf, recvb, rank == 0 ? total : 0,
+                                  counts);
         if (rc != MOE_OK) goto fail;
     } else {
         recvb = sendb;
@@ -370,7 +382,8 @@ moe_status moe_ckpt_save(moe_ckpt *ck, const moe_comm *c, const char *out_dir,
             memcpy(&l, recvb + at, 4);
             parts[r] = moe__checkpoint_manifest__unpack(NULL, l, (const uint8_t *)(recvb + at) + 4);
             n_parts = r + 1;
-            if (!parts[r]) rc = moe_set_error(MOE_EIO, "checkpoint: entries of rank %d did not unpack", r);
+            if (!parts[r])
+                rc = moe_set_error(MOE_EIO, "checkpoint: entries of rank %d did not unpack", r);
             at += c ? counts[r] : nf;
         }
         if (rc == MOE_OK) rc = ck_commit(ckdir, tmp, final, final_name, parts, W, cfg, st);
@@ -408,28 +421,34 @@ static moe_status ck_match(const moe_ckpt *ck, const Moe__CheckpointManifest *m,
         const moe_ckpt_t *t = &ck->t[i];
         const Moe__TensorEntry *e = ck_find(m, t);
         if (!e)
-            return moe_set_error(MOE_EINVAL, "%s: no tensor %s (%s, layer %d, expert %d) in the "
-                                 "manifest: a checkpoint of another model?", dir, t->name, t->kind,
-                                 t->layer, t->expert);
+            return moe_set_error(MOE_EINVAL,
+                                 "%s: no tensor %s (%s, layer %d, expert %d) in the "
+                                 "manifest: a checkpoint of another model?",
+                                 dir, t->name, t->kind, t->layer, t->expert);
         int same = e->n_shape == (size_t)t->ndim;
         for (int k = 0; same && k < t->ndim; k++) same = e->shape[k] == t->shape[k];
         if (!same || e->bytes != (uint64_t)t->numel * MOE_CKPT_ELEM_BYTES)
-            return moe_set_error(MOE_EINVAL, "%s: tensor %s (%s, layer %d, expert %d) has %zu dims / "
-                                 "%llu bytes in the checkpoint, the model expects %d dims / %lld bytes",
-                                 dir, t->name, t->kind, t->layer, t->expert, e->n_shape,
-                                 (unsigned long long)e->bytes, t->ndim,
-                                 (long long)t->numel * MOE_CKPT_ELEM_BYTES);
+            return moe_set_error(
+                MOE_EINVAL,
+                "%s: tensor %s (%s, layer %d, expert %d) has %zu dims / "
+                "%llu bytes in the checkpoint, the model expects %d dims / %lld bytes",
+                dir, t->name, t->kind, t->layer, t->expert, e->n_shape,
+                (unsigned long long)e->bytes, t->ndim, (long long)t->numel * MOE_CKPT_ELEM_BYTES);
         const Moe__FileEntry *fe = NULL;
         for (size_t f = 0; f < m->n_files && !fe; f++)
-            if (m->files[f]->name && e->file && !strcmp(m->files[f]->name, e->file)) fe = m->files[f];
+            if (m->files[f]->name && e->file && !strcmp(m->files[f]->name, e->file))
+                fe = m->files[f];
         if (!fe || e->offset + e->bytes > fe->bytes)
-            return moe_set_error(MOE_ECORRUPT, "%s/manifest.pb: tensor %s lies outside the listed "
-                                 "files (file %s)", dir, t->name, e->file ? e->file : "(none)");
+            return moe_set_error(MOE_ECORRUPT,
+                                 "%s/manifest.pb: tensor %s lies outside the listed "
+                                 "files (file %s)",
+                                 dir, t->name, e->file ? e->file : "(none)");
     }
     return MOE_OK;
 }
 
-static moe_status ck_read_tensors(const moe_ckpt *ck, const Moe__CheckpointManifest *m, const char *dir) {
+static moe_status ck_read_tensors(const moe_ckpt *ck, const Moe__CheckpointManifest *m,
+                                  const char *dir) {
     char path[MOE_PATH_MAX];
     for (int i = 0; i < ck->n; i++) {
         const moe_ckpt_t *t = &ck->t[i];
@@ -439,11 +458,13 @@ static moe_status ck_read_tensors(const moe_ckpt *ck, const Moe__CheckpointManif
         if (fd < 0) return moe_set_error(MOE_EIO, "cannot open %s: %s", path, strerror(errno));
         size_t done = 0;
         while (done < e->bytes) {
-            ssize_t r = pread(fd, (char *)t->data + done, e->bytes - done, (off_t)(e->offset + done));
+            ssize_t r =
+                pread(fd, (char *)t->data + done, e->bytes - done, (off_t)(e->offset + done));
             if (r <= 0) {
                 close(fd);
                 return moe_set_error(MOE_EIO, "reading %s at offset %llu failed: %s", path,
-                                     (unsigned long long)(e->offset + done), r < 0 ? strerror(errno) : "end of file");
+                                     (unsigned long long)(e->offset + done),
+                                     r < 0 ? strerror(errno) : "end of file");
             }
             done += (size_t)r;
         }
@@ -452,8 +473,8 @@ static moe_status ck_read_tensors(const moe_ckpt *ck, const Moe__CheckpointManif
     return MOE_OK;
 }
 
-moe_status moe_ckpt_load(moe_ckpt *ck, const moe_comm *c, const char *where,
-                         const Moe__Config *cfg, moe_ckpt_state *st) {
+moe_status moe_ckpt_load(moe_ckpt *ck, const moe_comm *c, const char *where, const Moe__Config *cfg,
+                         moe_ckpt_state *st) {
     const int W = c ? moe_comm_size(c, MOE_COMM_WORLD) : 1;
     const int rank = c ? moe_comm_rank(c, MOE_COMM_WORLD) : 0;
     char dir[MOE_PATH_MAX];

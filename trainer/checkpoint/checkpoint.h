@@ -31,10 +31,10 @@ _Static_assert(sizeof(float) == MOE_CKPT_ELEM_BYTES, "checkpoint tensors are fp3
 
 // Kinds of tensor the trainer registers, with the string stored in TensorEntry.kind (the strings
 // are the file format: never rename one). One row each: X(name, string).
-#define MOE_CKPT_KIND_MAP(X)                                                                   \
-    X(PARAM, "param")             /* a model parameter */                                      \
-    X(ADAM_M, "adam_m")           /* AdamW first moment of a parameter */                      \
-    X(ADAM_V, "adam_v")           /* AdamW second moment of a parameter */                     \
+#define MOE_CKPT_KIND_MAP(X)                                                                       \
+    X(PARAM, "param")             /* a model parameter */                                          \
+    X(ADAM_M, "adam_m")           /* AdamW first moment of a parameter */                          \
+    X(ADAM_V, "adam_v")           /* AdamW second moment of a parameter */                         \
     X(ROUTER_BIAS, "router_bias") /* aux-loss-free balancing bias of a MoE layer (E) */
 
 typedef enum {
@@ -46,7 +46,8 @@ typedef enum {
 // The on-disk string of a kind ("param", ...); NULL for a value outside the enum.
 static inline const char *moe_ckpt_kind_name(moe_ckpt_kind k) {
     switch (k) {
-#define MOE_CKPT_KIND_STR_(name, str) case MOE_CKPT_KIND_##name: return str;
+#define MOE_CKPT_KIND_STR_(name, str)                                                              \
+    case MOE_CKPT_KIND_##name: return str;
         MOE_CKPT_KIND_MAP(MOE_CKPT_KIND_STR_)
 #undef MOE_CKPT_KIND_STR_
     }
@@ -55,20 +56,20 @@ static inline const char *moe_ckpt_kind_name(moe_ckpt_kind k) {
 
 // One tensor as the caller holds it. A tensor is identified by (kind, name, layer, expert).
 typedef struct {
-    const char *name;  // e.g. "layers.ffn.w1" (copied)
-    const char *kind;  // moe_ckpt_kind_name() of its kind, e.g. "param" (copied; any non-empty
-                       // string is stored and matched as is)
-    int layer;         // -1: not per layer
-    int expert;        // global expert id; -1: not an expert tensor
-    int ndim;          // 1..MOE_CKPT_MAX_DIMS
+    const char *name; // e.g. "layers.ffn.w1" (copied)
+    const char *kind; // moe_ckpt_kind_name() of its kind, e.g. "param" (copied; any non-empty
+                      // string is stored and matched as is)
+    int layer;        // -1: not per layer
+    int expert;       // global expert id; -1: not an expert tensor
+    int ndim;         // 1..MOE_CKPT_MAX_DIMS
     int64_t shape[MOE_CKPT_MAX_DIMS];
-    float *data;       // (shape...) owned by the caller: read on save, written on load
-    int writer;        // 1: this rank writes it (dense: world rank 0; expert: EDP rank 0 of its holders)
+    float *data; // (shape...) owned by the caller: read on save, written on load
+    int writer;  // 1: this rank writes it (dense: world rank 0; expert: EDP rank 0 of its holders)
 } moe_ckpt_tensor;
 
 // Run state saved next to the tensors.
 typedef struct {
-    int64_t step;         // steps done
+    int64_t step; // steps done
     uint64_t rng_state;
     uint64_t data_cursor; // the trainer's data position (the step: batches depend on it only)
     int32_t world, ep;    // layout the checkpoint was written at
@@ -87,8 +88,8 @@ int moe_ckpt_count(const moe_ckpt *ck);
 // checkpoints (keep <= 0: keep all) and leftover temporary directories. Refuses (MOE_EIO) when
 // that step's directory already exists. `written` (may be NULL, cap bytes) gets the final path.
 moe_status moe_ckpt_save(moe_ckpt *ck, const moe_comm *c, const char *out_dir,
-                         const Moe__Config *cfg, const moe_ckpt_state *st, int keep,
-                         char *written, size_t cap);
+                         const Moe__Config *cfg, const moe_ckpt_state *st, int keep, char *written,
+                         size_t cap);
 
 // Loads `where`: a checkpoint directory, a run directory (its checkpoints/LATEST), a checkpoints
 // directory (its LATEST), or ".../latest". First verifies the manifest and every file (size,
@@ -97,8 +98,8 @@ moe_status moe_ckpt_save(moe_ckpt *ck, const moe_comm *c, const char *out_dir,
 // tensors. Failure: MOE_ECORRUPT (verification; the message names the file, what is wrong and the
 // previous checkpoint to resume from), MOE_EINVAL (other config, missing tensor, shape),
 // MOE_EIO; no registered tensor is modified. `st` (may be NULL) gets the saved state.
-moe_status moe_ckpt_load(moe_ckpt *ck, const moe_comm *c, const char *where,
-                         const Moe__Config *cfg, moe_ckpt_state *st);
+moe_status moe_ckpt_load(moe_ckpt *ck, const moe_comm *c, const char *where, const Moe__Config *cfg,
+                         moe_ckpt_state *st);
 
 // ---------------------------------------------------------------- local tools (no MPI)
 // Resolves `where` (as for load) to a checkpoint directory path in `dir` (cap bytes).

@@ -17,7 +17,8 @@ static int moe_crc32c_has_hw;
 static void moe_crc32c_init(void) {
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t c = i;
-        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u))); // reflected poly
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u))); // reflected poly
         moe_crc32c_table[i] = c;
     }
 #ifdef MOE_CRC32C_HW

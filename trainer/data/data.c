@@ -74,10 +74,12 @@ static void moe_data_watch(const char *path, const void *base, size_t bytes) {
     }
     for (int i = 0; i < MOE_DATA_MAX_MAPS; i++)
         if (!moe_data_maps[i].base) {
-            snprintf(moe_data_maps[i].msg, sizeof moe_data_maps[i].msg,
-                     "moe: data file %s shrank while the run was reading it (truncated or rewritten "
-                     "in place; it had %zu bytes): restore it and run again with --resume latest "
-                     "(exit 3)\n", path, bytes);
+            snprintf(
+                moe_data_maps[i].msg, sizeof moe_data_maps[i].msg,
+                "moe: data file %s shrank while the run was reading it (truncated or rewritten "
+                "in place; it had %zu bytes): restore it and run again with --resume latest "
+                "(exit 3)\n",
+                path, bytes);
             moe_data_maps[i].bytes = bytes;
             moe_data_maps[i].base = base;
             return;
@@ -101,15 +103,18 @@ static moe_status moe_data_file_open(const char *path, int u16, int64_t vocab, m
     memset(f, 0, sizeof *f);
     int fd = open(path, O_RDONLY);
     if (fd < 0)
-        return moe_set_error(MOE_EIO, "data file %s: cannot open: %s (set data.path to a readable file)",
+        return moe_set_error(MOE_EIO,
+                             "data file %s: cannot open: %s (set data.path to a readable file)",
                              path, strerror(errno));
     struct stat sb;
     const int fs = fstat(fd, &sb);
     if (fs != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
-        return moe_set_error(MOE_EIO, "data file %s: %s, not a regular file (set data.path to a "
-                             "token or text file)", path,
-                             fs == 0 && S_ISDIR(sb.st_mode) ? "a directory" : "unreadable or special");
+        return moe_set_error(
+            MOE_EIO,
+            "data file %s: %s, not a regular file (set data.path to a "
+            "token or text file)",
+            path, fs == 0 && S_ISDIR(sb.st_mode) ? "a directory" : "unreadable or special");
     }
     f->path = strdup(path);
     MOE_ASSERT(f->path);
@@ -119,8 +124,8 @@ static moe_status moe_data_file_open(const char *path, int u16, int64_t vocab, m
         if (f->map == MAP_FAILED) {
             f->map = NULL;
             close(fd);
-            moe_status st = moe_set_error(MOE_EIO, "data file %s: mmap of %zu bytes failed: %s", path,
-                                          f->map_bytes, strerror(errno));
+            moe_status st = moe_set_error(MOE_EIO, "data file %s: mmap of %zu bytes failed: %s",
+                                          path, f->map_bytes, strerror(errno));
             moe_data_file_close(f);
             return st;
         }
@@ -130,27 +135,33 @@ static moe_status moe_data_file_open(const char *path, int u16, int64_t vocab, m
     const int64_t hdr_bytes = MOE_DATA_U16_HEADER_INTS * 4;
     if (u16) {
         if ((int64_t)f->map_bytes < hdr_bytes) {
-            moe_set_error(MOE_ECORRUPT, "data file %s: %zu bytes, shorter than the %lld-byte header "
-                          "of a u16_tokens shard (is data.format right?)", path, f->map_bytes,
-                          (long long)hdr_bytes);
+            moe_set_error(MOE_ECORRUPT,
+                          "data file %s: %zu bytes, shorter than the %lld-byte header "
+                          "of a u16_tokens shard (is data.format right?)",
+                          path, f->map_bytes, (long long)hdr_bytes);
             goto fail;
         }
         int32_t h[3];
         memcpy(h, f->map, sizeof h);
         if (h[0] != MOE_DATA_U16_MAGIC) {
-            moe_set_error(MOE_ECORRUPT, "data file %s: bad magic %d in the u16_tokens header, "
-                          "expected %d (an llm.c token shard; for a text file set data.format = text)",
-                          path, h[0], MOE_DATA_U16_MAGIC);
+            moe_set_error(
+                MOE_ECORRUPT,
+                "data file %s: bad magic %d in the u16_tokens header, "
+                "expected %d (an llm.c token shard; for a text file set data.format = text)",
+                path, h[0], MOE_DATA_U16_MAGIC);
             goto fail;
         }
         if (h[1] != MOE_DATA_U16_VERSION) {
-            moe_set_error(MOE_ECORRUPT, "data file %s: header version %d, only version %d "
-                          "(uint16 tokens) is supported", path, h[1], MOE_DATA_U16_VERSION);
+            moe_set_error(MOE_ECORRUPT,
+                          "data file %s: header version %d, only version %d "
+                          "(uint16 tokens) is supported",
+                          path, h[1], MOE_DATA_U16_VERSION);
             goto fail;
         }
         int64_t expect = hdr_bytes + 2 * (int64_t)h[2];
         if (h[2] < 0 || expect != (int64_t)f->map_bytes) {
-            moe_set_error(MOE_ECORRUPT, "data file %s: header says %d tokens (%lld bytes with the "
+            moe_set_error(MOE_ECORRUPT,
+                          "data file %s: header says %d tokens (%lld bytes with the "
                           "header) but the file has %zu bytes (truncated or not a u16 shard)",
                           path, h[2], (long long)expect, f->map_bytes);
             goto fail;
@@ -165,10 +176,12 @@ static moe_status moe_data_file_open(const char *path, int u16, int64_t vocab, m
         for (int64_t i = 0; i < f->n; i++) {
             int32_t t = moe_data_tok(f->tokens, u16, i);
             if (t >= vocab) {
-                moe_set_error(MOE_ECORRUPT, "data file %s: token %lld (byte offset %lld) is %d, "
-                              "not below model.vocab_size = %lld (raise vocab_size or fix the data)",
-                              path, (long long)i, (long long)(i * (u16 ? 2 : 1) + (u16 ? hdr_bytes : 0)),
-                              t, (long long)vocab);
+                moe_set_error(
+                    MOE_ECORRUPT,
+                    "data file %s: token %lld (byte offset %lld) is %d, "
+                    "not below model.vocab_size = %lld (raise vocab_size or fix the data)",
+                    path, (long long)i, (long long)(i * (u16 ? 2 : 1) + (u16 ? hdr_bytes : 0)), t,
+                    (long long)vocab);
                 goto fail;
             }
         }
@@ -182,13 +195,16 @@ fail:
 moe_status moe_data_open(const moe_data_params *p, moe_data **out) {
     *out = NULL;
     if (!p->path || !*p->path)
-        return moe_set_error(MOE_EINVAL, "data.path is not set: give a text file or a u16 token "
-                             "shard, or build the default corpus first (moe_data_make_corpus, docs/data.md)");
+        return moe_set_error(
+            MOE_EINVAL,
+            "data.path is not set: give a text file or a u16 token "
+            "shard, or build the default corpus first (moe_data_make_corpus, docs/data.md)");
     if (p->seq_len < 1 || p->vocab_size < 1)
         return moe_set_error(MOE_EINVAL, "data: seq_len = %d and vocab_size = %lld must be >= 1",
                              p->seq_len, (long long)p->vocab_size);
     if (!(p->val_fraction >= 0 && p->val_fraction < 1))
-        return moe_set_error(MOE_EINVAL, "data.val_fraction = %g: must be in [0, 1)", p->val_fraction);
+        return moe_set_error(MOE_EINVAL, "data.val_fraction = %g: must be in [0, 1)",
+                             p->val_fraction);
     int u16 = p->format == MOE__DATA_CONFIG__FORMAT__u16_tokens;
     if (!u16 && p->format != MOE__DATA_CONFIG__FORMAT__text)
         return moe_set_error(MOE_EINVAL, "data.format = %d is not a known format", (int)p->format);
@@ -207,7 +223,8 @@ moe_status moe_data_open(const moe_data_params *p, moe_data **out) {
         d->val_base = d->val_file.tokens;
         d->val_n = d->val_file.n;
         if (d->val_n < need) {
-            st = moe_set_error(MOE_EINVAL, "validation file %s has %lld tokens, fewer than one "
+            st = moe_set_error(MOE_EINVAL,
+                               "validation file %s has %lld tokens, fewer than one "
                                "sequence of train.seq_len + 1 = %lld tokens: use a longer file",
                                p->val_path, (long long)d->val_n, (long long)need);
             goto fail;
@@ -220,18 +237,22 @@ moe_status moe_data_open(const moe_data_params *p, moe_data **out) {
         d->val_base = (const uint8_t *)d->train_file.tokens + (size_t)d->train_n * (u16 ? 2 : 1);
         d->val_n = nv;
         if (p->val_fraction > 0 && nv < need) {
-            st = moe_set_error(MOE_EINVAL, "data file %s: its validation tail (data.val_fraction = "
+            st = moe_set_error(MOE_EINVAL,
+                               "data file %s: its validation tail (data.val_fraction = "
                                "%g of %lld tokens) has %lld tokens, fewer than one sequence of "
                                "train.seq_len + 1 = %lld: use a longer file, a larger val_fraction "
-                               "or data.val_path", p->path, p->val_fraction, (long long)n,
-                               (long long)nv, (long long)need);
+                               "or data.val_path",
+                               p->path, p->val_fraction, (long long)n, (long long)nv,
+                               (long long)need);
             goto fail;
         }
     }
     if (d->train_n < need) {
-        st = moe_set_error(MOE_EINVAL, "data file %s: its training split has %lld tokens, fewer "
+        st = moe_set_error(MOE_EINVAL,
+                           "data file %s: its training split has %lld tokens, fewer "
                            "than one sequence of train.seq_len + 1 = %lld tokens: use a longer "
-                           "file or a smaller seq_len", p->path, (long long)d->train_n, (long long)need);
+                           "file or a smaller seq_len",
+                           p->path, (long long)d->train_n, (long long)need);
         goto fail;
     }
     *out = d;
@@ -248,8 +269,12 @@ moe_status moe_data_open_config(const Moe__Config *cfg, moe_data **out) {
     const Moe__ModelConfig *mc = cfg->model ? cfg->model : def->model;
     const Moe__TrainConfig *tc = cfg->train ? cfg->train : def->train;
     moe_data_params p = {
-        .path = dc->path, .val_path = dc->val_path, .format = dc->format,
-        .val_fraction = dc->val_fraction, .vocab_size = mc->vocab_size, .seq_len = tc->seq_len,
+        .path = dc->path,
+        .val_path = dc->val_path,
+        .format = dc->format,
+        .val_fraction = dc->val_fraction,
+        .vocab_size = mc->vocab_size,
+        .seq_len = tc->seq_len,
         .seed = tc->seed,
     };
     moe_status st = moe_data_open(&p, out);
@@ -269,7 +294,8 @@ int64_t moe_data_val_tokens(const moe_data *d) { return d->val_n; }
 int32_t moe_data_seq_len(const moe_data *d) { return d->p.seq_len; }
 
 int64_t moe_data_train_start(const moe_data *d, int64_t step, int64_t i) {
-    uint64_t h = moe_splitmix64(d->p.seed ^ moe_splitmix64((uint64_t)step ^ moe_splitmix64((uint64_t)i)));
+    uint64_t h =
+        moe_splitmix64(d->p.seed ^ moe_splitmix64((uint64_t)step ^ moe_splitmix64((uint64_t)i)));
     uint64_t n_starts = (uint64_t)(d->train_n - d->p.seq_len); // starts 0 .. train_n - S - 1
     return (int64_t)(((unsigned __int128)h * n_starts) >> 64);
 }
@@ -302,7 +328,9 @@ void moe_data_val_batch(const moe_data *d, int64_t batch, int64_t global_batch, 
 }
 
 // Writes all of buf or fails.
-static int moe_data_write_all(FILE *f, const void *buf, size_t n) { return fwrite(buf, 1, n, f) == n; }
+static int moe_data_write_all(FILE *f, const void *buf, size_t n) {
+    return fwrite(buf, 1, n, f) == n;
+}
 
 moe_status moe_data_write_u16(const char *path, const uint16_t *tokens, int64_t n) {
     if (n < 0 || n > INT32_MAX)
@@ -321,9 +349,9 @@ moe_status moe_data_write_u16(const char *path, const uint16_t *tokens, int64_t 
 static const char *const moe_corpus_license_dir = "/usr/share/common-licenses";
 // Essential packages (present on every Debian system); Debian policy puts their copyright file here.
 static const char *const moe_corpus_packages[] = {
-    "base-files", "bash", "coreutils", "dash", "debianutils", "diffutils", "dpkg", "findutils",
-    "grep", "gzip", "hostname", "libc-bin", "login", "ncurses-bin", "perl-base", "sed", "tar",
-    "util-linux",
+    "base-files", "bash",        "coreutils", "dash", "debianutils", "diffutils",
+    "dpkg",       "findutils",   "grep",      "gzip", "hostname",    "libc-bin",
+    "login",      "ncurses-bin", "perl-base", "sed",  "tar",         "util-linux",
 };
 
 static int moe_corpus_cmp(const void *a, const void *b) {
@@ -406,7 +434,8 @@ moe_status moe_data_make_corpus(const char *out_path, int64_t *bytes) {
     if (err) {
         st = moe_set_error(MOE_EIO, "writing %s failed: %s", tmp, strerror(errno));
     } else if (total < 65536) {
-        st = moe_set_error(MOE_EIO, "default corpus: only %lld bytes found under %s and "
+        st = moe_set_error(MOE_EIO,
+                           "default corpus: only %lld bytes found under %s and "
                            "/usr/share/doc/*/copyright (need >= 65536): give data.path instead",
                            (long long)total, moe_corpus_license_dir);
     } else if (rename(tmp, out_path) != 0) {

@@ -13,18 +13,18 @@
 
 // llm.c token shard: 256 int32 header (magic, version, number of tokens, 0...), then uint16
 // tokens, little-endian.
-#define MOE_DATA_U16_MAGIC 20240520
-#define MOE_DATA_U16_VERSION 1
+#define MOE_DATA_U16_MAGIC       20240520
+#define MOE_DATA_U16_VERSION     1
 #define MOE_DATA_U16_HEADER_INTS 256
 
 typedef struct {
-    const char *path;      // training file (required)
-    const char *val_path;  // NULL or "": validation is the tail of `path`
+    const char *path;               // training file (required)
+    const char *val_path;           // NULL or "": validation is the tail of `path`
     Moe__DataConfig__Format format; // MOE__DATA_CONFIG__FORMAT__text or __U16_TOKENS
-    double val_fraction;   // [0, 1): tail of `path` held out when val_path is unset; 0 = none
-    int64_t vocab_size;    // every token must be < vocab_size (checked at open)
-    int32_t seq_len;       // S >= 1
-    uint64_t seed;         // train.seed
+    double val_fraction; // [0, 1): tail of `path` held out when val_path is unset; 0 = none
+    int64_t vocab_size;  // every token must be < vocab_size (checked at open)
+    int32_t seq_len;     // S >= 1
+    uint64_t seed;       // train.seed
 } moe_data_params;
 
 typedef struct moe_data moe_data;

@@ -14,50 +14,50 @@ struct moe_ep_layer {
     moe_ep_options o;
     moe_comm *c;
     moe_comm_info info;
-    moe_comm_plan *xp;           // exchange plan over the EP group
-    moe_experts_params ep1, sp;  // one routed expert (El views), shared family
+    moe_comm_plan *xp;          // exchange plan over the EP group
+    moe_experts_params ep1, sp; // one routed expert (El views), shared family
     moe_route_plan *plan;
     int El, Kx, P;
-    size_t wb, tb;               // wire / token row bytes
+    size_t wb, tb; // wire / token row bytes
     int64_t Rt, N_max, R_recv_max;
     moe_ep_timing timing;
-    double cb_time;              // callback seconds of the exchange in flight
+    double cb_time; // callback seconds of the exchange in flight
     moe_status cb_status;
     // last forward
-    const float *x;              // (T, D) not owned
+    const float *x; // (T, D) not owned
     int64_t T;
-    const moe_layer_weights *w;  // weights of the call in flight (callbacks)
-    moe_layer_weights *g;        // gradients of the backward in flight
+    const moe_layer_weights *w; // weights of the call in flight (callbacks)
+    moe_layer_weights *g;       // gradients of the backward in flight
     // token side
-    int32_t *row_exp;            // (Rt) expert of each plan row
-    int32_t *ids;                // (T_max, Kx) global expert of each pair or -1
-    float *pw_tok;               // (T_max, Kx) combine weight of each pair
-    int32_t *pair_row;           // (T_max, Kx) plan row of each pair
-    float *drw_pair;             // (T_max, Kx) dL/dw of each pair
-    float *drw_plan;             // (Rt) the same by plan row
-    int32_t *send_counts;        // (P, 1+El)
-    int32_t *row_src;            // (Rt) pack's row source
-    char *send;                  // (Rt, wb) wire rows out; backward: dy rows
-    char *ret;                   // (Rt, wb) rows back (combine; dispatch-backward)
+    int32_t *row_exp;     // (Rt) expert of each plan row
+    int32_t *ids;         // (T_max, Kx) global expert of each pair or -1
+    float *pw_tok;        // (T_max, Kx) combine weight of each pair
+    int32_t *pair_row;    // (T_max, Kx) plan row of each pair
+    float *drw_pair;      // (T_max, Kx) dL/dw of each pair
+    float *drw_plan;      // (Rt) the same by plan row
+    int32_t *send_counts; // (P, 1+El)
+    int32_t *row_src;     // (Rt) pack's row source
+    char *send;           // (Rt, wb) wire rows out; backward: dy rows
+    char *ret;            // (Rt, wb) rows back (combine; dispatch-backward)
     // expert side
-    int32_t *rexp;               // (R_recv_max) without dedup: local expert of each wire row
-    int64_t *peer_off;           // (P+1) wire-row offset of each source
-    int64_t *rp_start;           // (R_recv_max) first entry in rp of each wire row
-    int32_t *rp_n;               // (R_recv_max) pairs of each wire row
-    int64_t *rp;                 // (N_max) expanded position of each pair, wire-row order
-    int32_t *pexp;               // (N_max) local expert of each position
-    float *pw;                   // (N_max) weight of each position (1 without dedup)
-    float *drw;                  // (N_max) dedup: dL/dw of each position
-    int64_t *coff;               // (n_chunks, El+1) block starts per (chunk, expert)
-    int64_t *cfill;              // (El) fill cursors
-    char *recv;                  // (R_recv_max, wb) wire rows in; backward: dy rows
-    char *back;                  // (R_recv_max, wb) rows out
-    float *xe, *oe, *dout;       // (N_max, D) inputs, outputs (backward: dxin), dL/dout
-    float *save, *scratch;       // (N_max, save_per_row), (N_max, scratch_per_row)
-    moe_shared_buffers sh;       // shared experts, for T_max tokens (none when n_shared = 0)
+    int32_t *rexp;         // (R_recv_max) without dedup: local expert of each wire row
+    int64_t *peer_off;     // (P+1) wire-row offset of each source
+    int64_t *rp_start;     // (R_recv_max) first entry in rp of each wire row
+    int32_t *rp_n;         // (R_recv_max) pairs of each wire row
+    int64_t *rp;           // (N_max) expanded position of each pair, wire-row order
+    int32_t *pexp;         // (N_max) local expert of each position
+    float *pw;             // (N_max) weight of each position (1 without dedup)
+    float *drw;            // (N_max) dedup: dL/dw of each position
+    int64_t *coff;         // (n_chunks, El+1) block starts per (chunk, expert)
+    int64_t *cfill;        // (El) fill cursors
+    char *recv;            // (R_recv_max, wb) wire rows in; backward: dy rows
+    char *back;            // (R_recv_max, wb) rows out
+    float *xe, *oe, *dout; // (N_max, D) inputs, outputs (backward: dxin), dL/dout
+    float *save, *scratch; // (N_max, save_per_row), (N_max, scratch_per_row)
+    moe_shared_buffers sh; // shared experts, for T_max tokens (none when n_shared = 0)
     // global stats
-    int64_t *gi;                 // (2E + 4)
-    double *gd;                  // (E + 2)
+    int64_t *gi; // (2E + 4)
+    double *gd;  // (E + 2)
     moe_route_stats stats;
 };
 
@@ -75,19 +75,21 @@ moe_status moe_ep_layer_create(const moe_layer_params *p, moe_comm *c, const moe
     moe_status st = moe_comm_check_layout(in.world_size, in.ep_size, p->router.E);
     if (st) return st;
     if (in.n_experts != 0 && in.n_experts != p->router.E)
-        return moe_set_error(MOE_ELAYOUT, "expert-parallel layer: the layer has %d experts but the "
+        return moe_set_error(MOE_ELAYOUT,
+                             "expert-parallel layer: the layer has %d experts but the "
                              "communicator groups were built for %d: pass the same n_experts",
                              p->router.E, in.n_experts);
     moe_ep_options opt = o ? *o : (moe_ep_options){0};
     if (opt.n_chunks < 1) opt.n_chunks = 1;
     if (opt.sub_rows <= 0) opt.sub_rows = 256;
     if (p->F < 1 || p->T_max < 1 || p->n_shared < 0 || (p->n_shared > 0 && p->Fs < 1))
-        return moe_set_error(MOE_EINVAL, "expert-parallel layer: F=%lld T_max=%lld n_shared=%d "
+        return moe_set_error(MOE_EINVAL,
+                             "expert-parallel layer: F=%lld T_max=%lld n_shared=%d "
                              "Fs=%lld: need F, T_max >= 1 and Fs >= 1 with shared experts",
                              (long long)p->F, (long long)p->T_max, p->n_shared, (long long)p->Fs);
     const int EP = in.ep_size, E = p->router.E, El = E / EP;
     const moe_route_traits tr = moe_router_strategy_traits(p->router.strategy);
-    const int Kx = tr.by_token ? p->router.K : E;   // most pairs one token can have
+    const int Kx = tr.by_token ? p->router.K : E; // most pairs one token can have
     const int64_t T = p->T_max, D = p->router.D;
     const int64_t Rt = moe_router_max_rows(&p->router, T);
     // Expert-side pairs, worst case: every rank of the group sends all its pairs here, bounded
@@ -101,8 +103,9 @@ moe_status moe_ep_layer_create(const moe_layer_params *p, moe_comm *c, const moe
     if (opt.max_expert_rows > 0) N = opt.max_expert_rows;
     moe_route_plan *plan = NULL;
     if ((st = moe_route_plan_create(&p->router, T, &plan))) return st;
-    moe_comm_plan_params pp = {MOE_COMM_EP, El, Kx, opt.dedup, (size_t)D * sizeof(float),
-                               Rt, N, opt.n_chunks, opt.hierarchical, 0};
+    moe_comm_plan_params pp = {
+        MOE_COMM_EP, El, Kx,           opt.dedup,        (size_t)D * sizeof(float),
+        Rt,          N,  opt.n_chunks, opt.hierarchical, 0};
     moe_comm_plan *xp = NULL;
     if ((st = moe_comm_plan_create(c, &pp, &xp))) {
         moe_route_plan_free(plan);
@@ -156,12 +159,36 @@ void moe_ep_layer_free(moe_ep_layer *L) {
     if (!L) return;
     moe_comm_plan_free(L->xp);
     moe_route_plan_free(L->plan);
-    free(L->row_exp); free(L->ids); free(L->pw_tok); free(L->pair_row); free(L->drw_pair);
-    free(L->drw_plan); free(L->send_counts); free(L->row_src); free(L->send); free(L->ret);
-    free(L->rexp); free(L->peer_off); free(L->rp_start); free(L->rp_n); free(L->rp);
-    free(L->pexp); free(L->pw); free(L->drw); free(L->coff); free(L->cfill); free(L->recv);
-    free(L->back); free(L->xe); free(L->oe); free(L->dout); free(L->save); free(L->scratch);
-    moe_shared_buffers_free(&L->sh); free(L->gi); free(L->gd);
+    free(L->row_exp);
+    free(L->ids);
+    free(L->pw_tok);
+    free(L->pair_row);
+    free(L->drw_pair);
+    free(L->drw_plan);
+    free(L->send_counts);
+    free(L->row_src);
+    free(L->send);
+    free(L->ret);
+    free(L->rexp);
+    free(L->peer_off);
+    free(L->rp_start);
+    free(L->rp_n);
+    free(L->rp);
+    free(L->pexp);
+    free(L->pw);
+    free(L->drw);
+    free(L->coff);
+    free(L->cfill);
+    free(L->recv);
+    free(L->back);
+    free(L->xe);
+    free(L->oe);
+    free(L->dout);
+    free(L->save);
+    free(L->scratch);
+    moe_shared_buffers_free(&L->sh);
+    free(L->gi);
+    free(L->gd);
     free(L);
 }
 
@@ -187,7 +214,8 @@ static moe_status ep_global_stats(moe_ep_layer *L, const moe_route_stats *ls) {
     gd[E + 1] = rp->z_loss_coef != 0 && pl->T > 0
                     ? moe_router_z_loss(pl->logits, pl->T, E, 1.0, NULL) * (double)pl->T
                     : 0;
-    moe_status st = moe_comm_allreduce_i64(L->c, MOE_COMM_WORLD, gi, 2 * (size_t)E + 4, MOE_COMM_SUM);
+    moe_status st =
+        moe_comm_allreduce_i64(L->c, MOE_COMM_WORLD, gi, 2 * (size_t)E + 4, MOE_COMM_SUM);
     if (!st) st = moe_comm_allreduce_f64(L->c, MOE_COMM_WORLD, gd, (size_t)E + 2, MOE_COMM_SUM);
     if (st) return st;
     const double Tg = (double)gi[2 * E];
@@ -223,7 +251,8 @@ static moe_status ep_global_stats(moe_ep_layer *L, const moe_route_stats *ls) {
 // chunked. The same sub-blocks in forward and backward (save layout).
 static moe_status ep_compute(moe_ep_layer *L, int fwd, const int64_t *co) {
     const int64_t D = L->p.router.D, F = L->p.F;
-    const int64_t spr = moe_experts_save_per_row(&L->ep1), scr = moe_experts_scratch_per_row(&L->ep1);
+    const int64_t spr = moe_experts_save_per_row(&L->ep1),
+                  scr = moe_experts_scratch_per_row(&L->ep1);
     const int64_t sub = L->o.sub_rows;
     for (int j = 0; j < L->El; j++) {
         const int64_t r0 = co[j], n = co[j + 1] - co[j];
@@ -278,7 +307,7 @@ static moe_status ep_fwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
         co[j + 1] = co[j] + L->cfill[j];
         L->cfill[j] = co[j];
     }
-    MOE_ASSERT(co[El] <= L->N_max);   // guaranteed by the agreed count checks
+    MOE_ASSERT(co[El] <= L->N_max); // guaranteed by the agreed count checks
     // pass 2: fill positions (pairs of a row take consecutive rp entries: pos0 + pairs so far)
     int64_t q = pos0;
     for (int s = 0; s < P; s++) {
@@ -307,7 +336,7 @@ static moe_status ep_fwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
         int64_t first, n;
         moe_comm_chunk_range(xp, MOE_COMM_FORWARD, c, s, &first, &n);
         for (int64_t u = first; u < first + n; u++) {
-            float *b = (float *)(L->back + (size_t)u * L->tb);   // token rows, stride tb
+            float *b = (float *)(L->back + (size_t)u * L->tb); // token rows, stride tb
             memset(b, 0, L->tb);
             for (int32_t i = 0; i < L->rp_n[u]; i++) {
                 int64_t pos = L->rp[L->rp_start[u] + i];
@@ -348,7 +377,7 @@ static moe_status ep_bwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
             }
         }
     }
-    moe_status st = ep_compute(L, 0, co);   // dxin into oe
+    moe_status st = ep_compute(L, 0, co); // dxin into oe
     if (st) return st;
     const size_t stride = dedup ? L->wb : L->tb;
     for (int s = 0; s < P; s++) {
@@ -399,7 +428,8 @@ static moe_status ep_pipeline(moe_ep_layer *L, moe_ep_phase *ph, size_t rb_in, c
     for (int c = 0; c < nc && !st; c++) {
         if ((st = moe_comm_chunk_wait(L->xp, MOE_COMM_FORWARD, c))) break;
         if ((st = fn(L, L->xp, MOE_COMM_FORWARD, c, nc))) break;
-        if ((st = moe_comm_chunk_post(L->xp, MOE_COMM_REVERSE, rb_out, send_out, recv_out, c))) break;
+        if ((st = moe_comm_chunk_post(L->xp, MOE_COMM_REVERSE, rb_out, send_out, recv_out, c)))
+            break;
         if (c + 2 < nc)
             st = moe_comm_chunk_post(L->xp, MOE_COMM_FORWARD, rb_in, send_in, recv_in, c + 2);
     }
@@ -412,9 +442,9 @@ static moe_status ep_pipeline(moe_ep_layer *L, moe_ep_phase *ph, size_t rb_in, c
 
 // Both exchanges of one pass: pipelined when chunked and flat, else one after the other through
 // the engine (its callbacks run as chunks arrive; hierarchical mode runs them after the whole).
-static moe_status ep_exchanges(moe_ep_layer *L, moe_ep_phase *ph, size_t rb_in,
-                               const void *send_in, void *recv_in, moe_comm_chunk_fn fn,
-                               size_t rb_out, const void *send_out, void *recv_out) {
+static moe_status ep_exchanges(moe_ep_layer *L, moe_ep_phase *ph, size_t rb_in, const void *send_in,
+                               void *recv_in, moe_comm_chunk_fn fn, size_t rb_out,
+                               const void *send_out, void *recv_out) {
     if (L->o.n_chunks > 1 && !L->o.hierarchical)
         return ep_pipeline(L, ph, rb_in, send_in, recv_in, fn, rb_out, send_out, recv_out);
     moe_status st = ep_exchange(L, ph, MOE_COMM_FORWARD, rb_in, send_in, recv_in, fn);
@@ -454,7 +484,8 @@ moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stat
             L->pw_tok[t * Kx + j] = pl->row_weight[r];
             L->pair_row[t * Kx + j] = r;
         }
-        for (; j < Kx; j++) L->ids[t * Kx + j] = -1, L->pw_tok[t * Kx + j] = 0, L->pair_row[t * Kx + j] = -1;
+        for (; j < Kx; j++)
+            L->ids[t * Kx + j] = -1, L->pw_tok[t * Kx + j] = 0, L->pair_row[t * Kx + j] = -1;
     }
     if ((st = moe_comm_dispatch_pack(L->xp, T, x, L->ids, L->pw_tok, L->send_counts, L->send,
                                      L->row_src)))
@@ -467,10 +498,11 @@ moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stat
         int64_t pairs = moe_comm_plan_pairs(L->xp), worst = pairs;
         st = moe_comm_allreduce_i64(L->c, MOE_COMM_EP, &worst, 1, MOE_COMM_MAX);
         if (!st && worst > L->N_max)
-            st = moe_set_error(MOE_EINVAL, "expert-parallel layer: %lld (token, expert) pairs "
+            st = moe_set_error(MOE_EINVAL,
+                               "expert-parallel layer: %lld (token, expert) pairs "
                                "arrive on a rank of the EP group (here %lld) but max_expert_rows "
-                               "is %lld: raise it (0 = the worst case)", (long long)worst,
-                               (long long)pairs, (long long)L->N_max);
+                               "is %lld: raise it (0 = the worst case)",
+                               (long long)worst, (long long)pairs, (long long)L->N_max);
     }
     ph->exchange += moe_clock_seconds() - t2;
     if (st) return st;
@@ -555,8 +587,8 @@ moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *
     moe_router_backward(&p->router, pl, L->drw_plan, x, w->wg, dx, grads->wg, grads->bg);
     if (p->n_shared > 0) {
         const int gate = p->shared_gate;
-        moe_shared_backward(&L->sp, &L->sh, dx, &grads->shared, gate ? grads->ws : NULL,
-                            &w->shared, gate ? w->ws : NULL, x, dy, T);
+        moe_shared_backward(&L->sp, &L->sh, dx, &grads->shared, gate ? grads->ws : NULL, &w->shared,
+                            gate ? w->ws : NULL, x, dy, T);
     }
     ph->total = moe_clock_seconds() - t0;
     return MOE_OK;

@@ -23,15 +23,15 @@
 #include "experts.h"
 
 typedef struct {
-    int dedup;               // a token goes once per peer; fan-out and weighted sum on the expert side
-    int n_chunks;            // >= 1; > 1: dispatch and combine-backward in chunks, expert compute
-                             // on chunk c overlapping the exchange of chunk c+1
-    int hierarchical;        // node-leader exchange (comm/ hierarchical mode)
+    int dedup;        // a token goes once per peer; fan-out and weighted sum on the expert side
+    int n_chunks;     // >= 1; > 1: dispatch and combine-backward in chunks, expert compute
+                      // on chunk c overlapping the exchange of chunk c+1
+    int hierarchical; // node-leader exchange (comm/ hierarchical mode)
     int64_t max_expert_rows; // expert-side (token, expert) pair capacity; 0 = the worst case
-                             // (EP·T_max·K, or the capacity bound); a step exceeding it is refused
-    int64_t sub_rows;        // expert GEMMs in sub-blocks of at most this many rows (the
-                             // activations stay in cache; with n_chunks > 1 the exchange is
-                             // progressed between them); 0 = 256
+        // (EP·T_max·K, or the capacity bound); a step exceeding it is refused
+    int64_t sub_rows; // expert GEMMs in sub-blocks of at most this many rows (the
+                      // activations stay in cache; with n_chunks > 1 the exchange is
+                      // progressed between them); 0 = 256
 } moe_ep_options;
 
 typedef struct moe_ep_layer moe_ep_layer;
@@ -41,7 +41,7 @@ typedef struct moe_ep_layer moe_ep_layer;
 // any allocation). Every buffer is sized here: no allocation in forward/backward.
 moe_status moe_ep_layer_create(const moe_layer_params *p, moe_comm *c, const moe_ep_options *o,
                                moe_ep_layer **out);
-void moe_ep_layer_free(moe_ep_layer *L);   // NULL-safe; collective (exchange plan)
+void moe_ep_layer_free(moe_ep_layer *L); // NULL-safe; collective (exchange plan)
 
 // Weights/gradients as a rank holds them: router, shared experts and gate as in
 // moe_layer_weights, `experts` holding only the El local experts. This returns such a view into
@@ -72,7 +72,7 @@ typedef struct {
 } moe_ep_phase;
 typedef struct {
     moe_ep_phase fwd, bwd;
-    int64_t pairs_in;        // (token, expert) pairs computed on this rank in the last forward
+    int64_t pairs_in; // (token, expert) pairs computed on this rank in the last forward
 } moe_ep_timing;
 const moe_ep_timing *moe_ep_layer_timings(const moe_ep_layer *L);
 // The local routing plan of the last forward (this rank's tokens).

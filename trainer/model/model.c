@@ -18,10 +18,10 @@
 
 struct moe_model_ffn {
     moe_layer_params p;
-    moe_layer *one;       // one-rank layer (no communicator): all E experts on this rank
-    moe_ep_layer *ep;     // the expert-parallel layer (with a communicator, any valid (W, EP))
-    double *red;          // (3E + 4) one-rank path: the routing statistics as the metrics use them
-    int64_t *sel, *kept;  // (E) global counts (the stats arrays point here)
+    moe_layer *one;      // one-rank layer (no communicator): all E experts on this rank
+    moe_ep_layer *ep;    // the expert-parallel layer (with a communicator, any valid (W, EP))
+    double *red;         // (3E + 4) one-rank path: the routing statistics as the metrics use them
+    int64_t *sel, *kept; // (E) global counts (the stats arrays point here)
 };
 
 static moe_status moe_ffn_create(const moe_layer_params *p, const moe_comm *comm,
@@ -30,9 +30,10 @@ static moe_status moe_ffn_create(const moe_layer_params *p, const moe_comm *comm
     f->p = *p;
     moe_status st;
     if (comm) {
-        moe_ep_options o = {.dedup = 0,
-                            .n_chunks = pc && pc->overlap && pc->overlap_chunks > 1 ? pc->overlap_chunks : 1,
-                            .hierarchical = pc ? pc->hierarchical : 0};
+        moe_ep_options o = {
+            .dedup = 0,
+            .n_chunks = pc && pc->overlap && pc->overlap_chunks > 1 ? pc->overlap_chunks : 1,
+            .hierarchical = pc ? pc->hierarchical : 0};
         st = moe_ep_layer_create(p, (moe_comm *)comm, &o, &f->ep);
     } else {
         st = moe_layer_create(p, &f->one);
@@ -53,7 +54,9 @@ static void moe_ffn_free(moe_model_ffn *f) {
     if (!f) return;
     moe_layer_free(f->one);
     moe_ep_layer_free(f->ep);
-    free(f->red); free(f->sel); free(f->kept);
+    free(f->red);
+    free(f->sel);
+    free(f->kept);
     free(f);
 }
 
@@ -123,7 +126,8 @@ static moe_status moe_ffn_forward(moe_model *m, moe_model_ffn *f, float *y, cons
 }
 
 static moe_status moe_ffn_backward(moe_model_ffn *f, float *dx, moe_layer_weights *g,
-                                   const float *dy, const moe_layer_weights *w, double *comm_seconds) {
+                                   const float *dy, const moe_layer_weights *w,
+                                   double *comm_seconds) {
     if (!f->ep) {
         moe_layer_backward(f->one, dx, g, dy, w);
         return MOE_OK;
@@ -137,8 +141,9 @@ static moe_status moe_ffn_backward(moe_model_ffn *f, float *dx, moe_layer_weight
 
 typedef struct {
     int64_t n1, wq, bq, wk, bk, wv, bv, qn, kn, wo, bo, n2; // dense, -1: absent
-    int64_t w1, b1, w3, b3, w2, b2;   // dense FFN (dense region) or routed experts (El, expert region)
-    int64_t wg, bg, sw1, sb1, sw3, sb3, sw2, sb2, ws;         // router and shared experts
+    int64_t w1, b1, w3, b3, w2,
+        b2; // dense FFN (dense region) or routed experts (El, expert region)
+    int64_t wg, bg, sw1, sb1, sw3, sb3, sw2, sb2, ws; // router and shared experts
 } moe_layer_off;
 
 typedef struct {
@@ -148,16 +153,16 @@ typedef struct {
 } moe_layer_act;
 
 typedef struct {
-    moe_layer_off *off;   // (L)
+    moe_layer_off *off; // (L)
     int64_t wte, wpe, nf, head;
-    moe_layer_act *act;   // (L)
+    moe_layer_act *act; // (L)
     float *xL, *hf, *rf, *logits, *y, *dx, *dh, *da, *dq2, *dk2, *dv, *dq1, *dk1, *dq0, *dk0;
     float *sc, *ffn_scratch, *cos_t, *sin_t, *block;
-    int32_t *tok, *tgt;   // (T)
-    moe_model_ffn **ffn;  // (n_moe)
-    moe_layer_params lp;  // routed layer params (MoE layers)
+    int32_t *tok, *tgt;  // (T)
+    moe_model_ffn **ffn; // (n_moe)
+    moe_layer_params lp; // routed layer params (MoE layers)
     moe_experts_params dense_fp;
-    int ready;            // a training forward happened (backward allowed)
+    int ready; // a training forward happened (backward allowed)
     double comm_seconds;
 } moe_model_priv;
 
@@ -185,32 +190,41 @@ moe_status moe_model_check(const Moe__Config *cfg) {
                                     "model.qk_norm")) ||
         (st = moe_config_check_enum(&moe__model_config__positions__descriptor, (int)mc->positions,
                                     "model.positions")) ||
-        (st = moe_config_check_enum(&moe__model_config__activation__descriptor,
-                                    (int)mc->activation, "model.activation")))
+        (st = moe_config_check_enum(&moe__model_config__activation__descriptor, (int)mc->activation,
+                                    "model.activation")))
         return st;
     if (cfg->train && (st = moe_config_check_enum(&moe__train_config__schedule__descriptor,
                                                   (int)cfg->train->schedule, "train.schedule")))
         return st; // read by moe_optim_schedule_from_config, which asserts it is known
     if (mc->norm != MOE__MODEL_CONFIG__NORM__rmsnorm)
         return moe_set_error(MOE_EINVAL, "model.norm = layernorm: moe train implements rmsnorm "
-                             "only; set model.norm to \"rmsnorm\"");
+                                         "only; set model.norm to \"rmsnorm\"");
     if (mc->qk_norm == MOE__MODEL_CONFIG__QK_NORM__full)
-        return moe_set_error(MOE_EINVAL, "model.qk_norm = full: moe train implements qk_norm "
+        return moe_set_error(MOE_EINVAL,
+                             "model.qk_norm = full: moe train implements qk_norm "
                              "\"per_head\" or \"none\"; set model.qk_norm to one of them");
     if (mc->kv_lora_rank > 0 || mc->q_lora_rank > 0)
-        return moe_set_error(MOE_EINVAL, "model.kv_lora_rank = %lld, q_lora_rank = %lld: multi-head "
+        return moe_set_error(MOE_EINVAL,
+                             "model.kv_lora_rank = %lld, q_lora_rank = %lld: multi-head "
                              "latent attention is counted by moe params but not trained; set both "
-                             "to 0", (long long)mc->kv_lora_rank, (long long)mc->q_lora_rank);
+                             "to 0",
+                             (long long)mc->kv_lora_rank, (long long)mc->q_lora_rank);
     if (cfg->lora && cfg->lora->rank > 0)
-        return moe_set_error(MOE_EINVAL, "lora.rank = %d: LoRA adapters are counted by moe params "
-                             "but not trained; set lora.rank to 0", cfg->lora->rank);
-    const int64_t H = mc->n_heads, Dh = mc->head_dim > 0 ? mc->head_dim : (H > 0 ? mc->d_model / H : 0);
+        return moe_set_error(MOE_EINVAL,
+                             "lora.rank = %d: LoRA adapters are counted by moe params "
+                             "but not trained; set lora.rank to 0",
+                             cfg->lora->rank);
+    const int64_t H = mc->n_heads,
+                  Dh = mc->head_dim > 0 ? mc->head_dim : (H > 0 ? mc->d_model / H : 0);
     if (mc->positions == MOE__MODEL_CONFIG__POSITIONS__rope && Dh % 2 != 0)
-        return moe_set_error(MOE_EINVAL, "head dim %lld (model.head_dim or d_model/n_heads) is odd: "
-                             "RoPE needs an even head dim", (long long)Dh);
+        return moe_set_error(MOE_EINVAL,
+                             "head dim %lld (model.head_dim or d_model/n_heads) is odd: "
+                             "RoPE needs an even head dim",
+                             (long long)Dh);
     if (mc->positions == MOE__MODEL_CONFIG__POSITIONS__learned && cfg->train &&
         cfg->train->seq_len > mc->max_seq_len)
-        return moe_set_error(MOE_EINVAL, "train.seq_len = %d exceeds model.max_seq_len = %lld "
+        return moe_set_error(MOE_EINVAL,
+                             "train.seq_len = %d exceeds model.max_seq_len = %lld "
                              "(learned positions); raise max_seq_len or shorten seq_len",
                              cfg->train->seq_len, (long long)mc->max_seq_len);
     if (cfg->train && cfg->train->seq_len < 1)
@@ -269,8 +283,10 @@ static int64_t moe_add(moe_builder *b, const char *name, int layer, int expert, 
     MOE_ASSERT(m->n_tensors < b->cap);
     moe_model_tensor *t = &m->tensors[m->n_tensors++];
     memset(t, 0, sizeof *t);
-    if (layer >= 0) snprintf(t->name, sizeof t->name, "layers.%d.%s", layer, name);
-    else snprintf(t->name, sizeof t->name, "%s", name);
+    if (layer >= 0)
+        snprintf(t->name, sizeof t->name, "layers.%d.%s", layer, name);
+    else
+        snprintf(t->name, sizeof t->name, "%s", name);
     t->layer = layer, t->expert = expert, t->group = group, t->decay = decay;
     t->ndim = d1 > 0 ? 2 : 1;
     t->shape[0] = d0, t->shape[1] = d1 > 0 ? d1 : 0;
@@ -286,8 +302,10 @@ static int64_t moe_add_family(moe_builder *b, const char *name, int layer, int c
     const int64_t n = d0 * (d1 > 0 ? d1 : 1), base = b->cur;
     for (int j = 0; j < count; j++) {
         char nm[40];
-        if (shared) snprintf(nm, sizeof nm, "shared.%d.%s", j, name);
-        else snprintf(nm, sizeof nm, "experts.%s", name);
+        if (shared)
+            snprintf(nm, sizeof nm, "shared.%d.%s", j, name);
+        else
+            snprintf(nm, sizeof nm, "experts.%s", name);
         moe_add(b, nm, layer, shared ? -1 : m->first_expert + j, group, decay, d0, d1);
         m->tensors[m->n_tensors - 1].offset = base + j * n; // contiguous (count, ...) block
     }
@@ -303,7 +321,9 @@ static void moe_model_build(moe_model *m, moe_builder *b, moe_model_priv *pv) {
     const int64_t Fe = pv->lp.F, Fs = pv->lp.Fs, Ns = mc->n_shared_experts;
     // Dense region.
     pv->wte = moe_add(b, "wte", -1, -1, MOE_GROUP_EMBEDDINGS, 1, m->V, D);
-    pv->wpe = m->learned_pos ? moe_add(b, "wpe", -1, -1, MOE_GROUP_EMBEDDINGS, 1, mc->max_seq_len, D) : -1;
+    pv->wpe = m->learned_pos
+                  ? moe_add(b, "wpe", -1, -1, MOE_GROUP_EMBEDDINGS, 1, mc->max_seq_len, D)
+                  : -1;
     for (int l = 0; l < m->L; l++) {
         moe_layer_off *o = &pv->off[l];
         memset(o, 0xff, sizeof *o); // every offset -1
@@ -371,7 +391,8 @@ static moe_layer_weights moe_model_lw(const moe_model *m, int l, float *base) {
     const moe_layer_off *o = &pv->off[l];
 #define Q(x) ((x) < 0 ? NULL : base + (x))
     moe_layer_weights w = {
-        .wg = Q(o->wg), .bg = Q(o->bg),
+        .wg = Q(o->wg),
+        .bg = Q(o->bg),
         .experts = {Q(o->w1), Q(o->b1), Q(o->w3), Q(o->b3), Q(o->w2), Q(o->b2)},
         .shared = {Q(o->sw1), Q(o->sb1), Q(o->sw3), Q(o->sb3), Q(o->sw2), Q(o->sb2)},
         .ws = Q(o->ws),
@@ -389,22 +410,48 @@ static int64_t moe_model_carve(moe_model *m, moe_model_priv *pv, float *base) {
     for (int l = 0; l < m->L; l++) {
         moe_layer_act *A = &pv->act[l];
         memset(A, 0, sizeof *A);
-        CARVE(A->x, T * D); CARVE(A->h1, T * D); CARVE(A->r1, T);
-        CARVE(A->q0, T * NQ); CARVE(A->k0, T * NK); CARVE(A->v, T * NK);
+        CARVE(A->x, T * D);
+        CARVE(A->h1, T * D);
+        CARVE(A->r1, T);
+        CARVE(A->q0, T * NQ);
+        CARVE(A->k0, T * NK);
+        CARVE(A->v, T * NK);
         if (m->qk_norm) {
-            CARVE(A->q1, T * NQ); CARVE(A->k1, T * NK); CARVE(A->rq, T * m->H); CARVE(A->rk, T * m->Hkv);
+            CARVE(A->q1, T * NQ);
+            CARVE(A->k1, T * NK);
+            CARVE(A->rq, T * m->H);
+            CARVE(A->rk, T * m->Hkv);
         }
-        if (m->rope) { CARVE(A->q2, T * NQ); CARVE(A->k2, T * NK); }
-        CARVE(A->a, T * NQ); CARVE(A->att, m->Bl * m->H * S * S);
-        CARVE(A->xm, T * D); CARVE(A->h2, T * D); CARVE(A->r2, T);
+        if (m->rope) {
+            CARVE(A->q2, T * NQ);
+            CARVE(A->k2, T * NK);
+        }
+        CARVE(A->a, T * NQ);
+        CARVE(A->att, m->Bl * m->H * S * S);
+        CARVE(A->xm, T * D);
+        CARVE(A->h2, T * D);
+        CARVE(A->r2, T);
         if (m->moe_index[l] < 0) CARVE(A->save, T * spr);
     }
-    CARVE(pv->xL, T * D); CARVE(pv->hf, T * D); CARVE(pv->rf, T); CARVE(pv->logits, T * m->V);
-    CARVE(pv->y, T * D); CARVE(pv->dx, T * D); CARVE(pv->dh, T * D); CARVE(pv->da, T * NQ);
-    CARVE(pv->dq2, T * NQ); CARVE(pv->dk2, T * NK); CARVE(pv->dv, T * NK);
-    CARVE(pv->dq1, T * NQ); CARVE(pv->dk1, T * NK); CARVE(pv->dq0, T * NQ); CARVE(pv->dk0, T * NK);
-    CARVE(pv->sc, S * S); CARVE(pv->ffn_scratch, T * moe_experts_scratch_per_row(&pv->dense_fp));
-    CARVE(pv->cos_t, S * (m->Dh / 2 + 1)); CARVE(pv->sin_t, S * (m->Dh / 2 + 1));
+    CARVE(pv->xL, T * D);
+    CARVE(pv->hf, T * D);
+    CARVE(pv->rf, T);
+    CARVE(pv->logits, T * m->V);
+    CARVE(pv->y, T * D);
+    CARVE(pv->dx, T * D);
+    CARVE(pv->dh, T * D);
+    CARVE(pv->da, T * NQ);
+    CARVE(pv->dq2, T * NQ);
+    CARVE(pv->dk2, T * NK);
+    CARVE(pv->dv, T * NK);
+    CARVE(pv->dq1, T * NQ);
+    CARVE(pv->dk1, T * NK);
+    CARVE(pv->dq0, T * NQ);
+    CARVE(pv->dk0, T * NK);
+    CARVE(pv->sc, S * S);
+    CARVE(pv->ffn_scratch, T * moe_experts_scratch_per_row(&pv->dense_fp));
+    CARVE(pv->cos_t, S * (m->Dh / 2 + 1));
+    CARVE(pv->sin_t, S * (m->Dh / 2 + 1));
 #undef CARVE
     return cur;
 }
@@ -432,7 +479,8 @@ static moe_status moe_model_check_size(const Moe__Config *cfg, const moe_model_l
     const double F = mc->d_ff > 0 ? (double)mc->d_ff : 4 * D;
     const double Fe = mc->expert_d_ff > 0 ? (double)mc->expert_d_ff : F;
     const double S = cfg->train ? cfg->train->seq_len : 64, B = (double)B_local, T = B * S;
-    const double cf = cfg->router && cfg->router->capacity_factor > 1 ? cfg->router->capacity_factor : 1;
+    const double cf =
+        cfg->router && cfg->router->capacity_factor > 1 ? cfg->router->capacity_factor : 1;
     const double rows = T * (mc->top_k > 0 ? mc->top_k : 1) * cf; // routed rows one MoE layer holds
     // Per layer and token as moe_model_carve lays it out (x, h1, xm, h2; q, k, v and their norm /
     // rope copies; the dense FFN's saved rows; attention weights S per head), then the MoE rows.
@@ -447,14 +495,16 @@ static moe_status moe_model_check_size(const Moe__Config *cfg, const moe_model_l
     const int node_ranks = comm ? moe_comm_get_info(comm).node_size : 1; // ranks sharing it
     const double share = node_ranks > 1 ? have / node_ranks : have;
     if (have > 0 && need > share)
-        return moe_set_error(MOE_EINVAL, "this model needs about %.1f GiB per rank (%.1f GiB of "
-                             "parameters, gradients and Adam state for %lld parameters; %.1f GiB of "
-                             "activations for %lld sequences of train.seq_len = %.0f), more than "
-                             "this machine's %.1f GiB shared by %d rank(s): shrink model.d_model/"
-                             "d_ff/n_layers/vocab_size or train.global_batch/seq_len, or spread "
-                             "the ranks over more nodes (see moe params CONFIG --world N --ep N)",
-                             need / GiB, pbytes / GiB, (long long)rep.rank_params, 4 * act / GiB,
-                             (long long)B_local, S, have / GiB, node_ranks > 1 ? node_ranks : 1);
+        return moe_set_error(
+            MOE_EINVAL,
+            "this model needs about %.1f GiB per rank (%.1f GiB of "
+            "parameters, gradients and Adam state for %lld parameters; %.1f GiB of "
+            "activations for %lld sequences of train.seq_len = %.0f), more than "
+            "this machine's %.1f GiB shared by %d rank(s): shrink model.d_model/"
+            "d_ff/n_layers/vocab_size or train.global_batch/seq_len, or spread "
+            "the ranks over more nodes (see moe params CONFIG --world N --ep N)",
+            need / GiB, pbytes / GiB, (long long)rep.rank_params, 4 * act / GiB, (long long)B_local,
+            S, have / GiB, node_ranks > 1 ? node_ranks : 1);
     return MOE_OK;
 }
 
@@ -466,8 +516,10 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
     const Moe__ModelConfig *mc = cfg->model;
     MOE_ASSERT(lay->world >= 1 && (comm || (lay->world == 1 && lay->ep == 1) || B_local == 0));
     if (mc->n_experts > 0 && mc->n_experts % lay->ep != 0)
-        return moe_set_error(MOE_ELAYOUT, "model.n_experts = %d is not divisible by "
-                             "parallel.ep_size = %d", mc->n_experts, lay->ep);
+        return moe_set_error(MOE_ELAYOUT,
+                             "model.n_experts = %d is not divisible by "
+                             "parallel.ep_size = %d",
+                             mc->n_experts, lay->ep);
     if ((st = moe_model_check_size(cfg, lay, comm, B_local))) return st;
     moe_model *m = moe_xcalloc(1, sizeof *m);
     moe_model_priv *pv = moe_xcalloc(1, sizeof *pv);
@@ -498,13 +550,15 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
         (st = moe_layer_params_from_config(&pv->lp, mc, rc, m->T > 0 ? m->T : 1)) != MOE_OK)
         goto fail;
     pv->lp.router.group_tokens = m->S; // routing groups = sequences: capacity is layout-invariant
-    pv->dense_fp = (moe_experts_params){m->D, m->F, 1,
-                                        mc->activation == MOE__MODEL_CONFIG__ACTIVATION__gelu
-                                            ? MOE_ACT_GELU : MOE_ACT_SWIGLU, mc->ffn_bias};
+    pv->dense_fp = (moe_experts_params){
+        m->D, m->F, 1,
+        mc->activation == MOE__MODEL_CONFIG__ACTIVATION__gelu ? MOE_ACT_GELU : MOE_ACT_SWIGLU,
+        mc->ffn_bias};
     // Groups.
     m->n_groups = MOE_GROUP_N_FIXED + 2 * m->n_moe;
     m->group_names = moe_xcalloc((size_t)m->n_groups, sizeof *m->group_names);
-    static const char *fixed[] = {"embeddings", "attention", "norms", "router", "dense_ffn", "head"};
+    static const char *fixed[] = {"embeddings", "attention", "norms",
+                                  "router",     "dense_ffn", "head"};
     for (int g = 0; g < MOE_GROUP_N_FIXED; g++) snprintf(m->group_names[g], 24, "%s", fixed[g]);
     for (int l = 0; l < m->L; l++) {
         int mi = m->moe_index[l];
@@ -564,13 +618,25 @@ void moe_model_free(moe_model *m) {
     if (pv) {
         if (pv->ffn)
             for (int i = 0; i < m->n_moe; i++) moe_ffn_free(pv->ffn[i]);
-        free(pv->ffn); free(pv->off); free(pv->act); free(pv->block); free(pv->tok); free(pv->tgt);
+        free(pv->ffn);
+        free(pv->off);
+        free(pv->act);
+        free(pv->block);
+        free(pv->tok);
+        free(pv->tgt);
         free(pv);
     }
     if (m->mc) protobuf_c_message_free_unpacked(&m->mc->base, NULL);
     if (m->rc) protobuf_c_message_free_unpacked(&m->rc->base, NULL);
-    free(m->moe_index); free(m->tensors); free(m->params); free(m->grads); free(m->adam_m);
-    free(m->adam_v); free(m->balance_bias); free(m->group_names); free(m->stats);
+    free(m->moe_index);
+    free(m->tensors);
+    free(m->params);
+    free(m->grads);
+    free(m->adam_m);
+    free(m->adam_v);
+    free(m->balance_bias);
+    free(m->group_names);
+    free(m->stats);
     free(m);
 }
 
@@ -633,9 +699,11 @@ moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, 
             moe_experts_forward(&pv->dense_fp, pv->y, A->save, &ew, off, A->h2);
         } else {
             moe_layer_weights lw = moe_model_lw(m, l, m->params);
-            moe_route_opts opts = {training, moe_mix64(seed ^ moe_mix64((uint64_t)step * 1315423911u +
-                                                                        (uint64_t)l)), token_base};
-            const float *bias = m->rc->bias_update_rate > 0 ? m->balance_bias + (int64_t)mi * m->E : NULL;
+            moe_route_opts opts = {
+                training, moe_mix64(seed ^ moe_mix64((uint64_t)step * 1315423911u + (uint64_t)l)),
+                token_base};
+            const float *bias =
+                m->rc->bias_update_rate > 0 ? m->balance_bias + (int64_t)mi * m->E : NULL;
             moe_status st = moe_ffn_forward(m, pv->ffn[mi], pv->y, A->h2, T, &lw, bias, &opts,
                                             &m->stats[mi], &pv->comm_seconds);
             if (st) return st;
@@ -645,9 +713,12 @@ moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, 
         for (int64_t i = 0; i < T * D; i++) xn[i] = A->xm[i] + pv->y[i];
     }
     moe_nn_rmsnorm_forward(pv->hf, pv->rf, pv->xL, P(pv->nf), T, D, eps);
-    if (m->tied) moe_nn_linear_wt_forward(pv->logits, pv->hf, P(pv->wte), NULL, T, D, m->V);
-    else moe_nn_linear_forward(pv->logits, pv->hf, P(pv->head), NULL, T, D, m->V);
-    loss->ce = moe_nn_crossentropy(training ? pv->logits : NULL, pv->logits, pv->tgt, T, m->V, 1.0f);
+    if (m->tied)
+        moe_nn_linear_wt_forward(pv->logits, pv->hf, P(pv->wte), NULL, T, D, m->V);
+    else
+        moe_nn_linear_forward(pv->logits, pv->hf, P(pv->head), NULL, T, D, m->V);
+    loss->ce =
+        moe_nn_crossentropy(training ? pv->logits : NULL, pv->logits, pv->tgt, T, m->V, 1.0f);
     pv->ready = training;
     return MOE_OK;
 }
@@ -660,8 +731,12 @@ moe_status moe_model_backward(moe_model *m) {
     const int64_t NQ = H * Dh, NK = Hkv * Dh;
     const size_t fD = (size_t)(T * D) * sizeof(float);
     memset(pv->dh, 0, fD);
-    if (m->tied) moe_nn_linear_wt_backward(pv->dh, G(pv->wte), NULL, pv->logits, pv->hf, P(pv->wte), T, D, m->V);
-    else moe_nn_linear_backward(pv->dh, G(pv->head), NULL, pv->logits, pv->hf, P(pv->head), T, D, m->V);
+    if (m->tied)
+        moe_nn_linear_wt_backward(pv->dh, G(pv->wte), NULL, pv->logits, pv->hf, P(pv->wte), T, D,
+                                  m->V);
+    else
+        moe_nn_linear_backward(pv->dh, G(pv->head), NULL, pv->logits, pv->hf, P(pv->head), T, D,
+                               m->V);
     memset(pv->dx, 0, fD);
     moe_nn_rmsnorm_backward(pv->dx, G(pv->nf), pv->dh, pv->xL, P(pv->nf), pv->rf, T, D);
     for (int l = m->L - 1; l >= 0; l--) {
@@ -678,7 +753,8 @@ moe_status moe_model_backward(moe_model *m) {
             moe_layer_weights lw = moe_model_lw(m, l, m->params);
             moe_layer_weights lg = moe_model_lw(m, l, m->grads);
             memset(pv->dh, 0, fD);
-            moe_status st = moe_ffn_backward(pv->ffn[mi], pv->dh, &lg, pv->dx, &lw, &pv->comm_seconds);
+            moe_status st =
+                moe_ffn_backward(pv->ffn[mi], pv->dh, &lg, pv->dx, &lw, &pv->comm_seconds);
             if (st) return st;
         }
         moe_nn_rmsnorm_backward(pv->dx, G(o->n2), pv->dh, A->xm, P(o->n2), A->r2, T, D);

@@ -24,8 +24,13 @@ moe_model_layout moe_model_layout_of(const moe_comm *c); // c NULL: a single pro
 
 // Parameter groups for metrics (weight norm, grad norm, update ratio per group).
 typedef enum {
-    MOE_GROUP_EMBEDDINGS = 0, MOE_GROUP_ATTENTION, MOE_GROUP_NORMS, MOE_GROUP_ROUTER,
-    MOE_GROUP_DENSE_FFN, MOE_GROUP_HEAD, MOE_GROUP_N_FIXED
+    MOE_GROUP_EMBEDDINGS = 0,
+    MOE_GROUP_ATTENTION,
+    MOE_GROUP_NORMS,
+    MOE_GROUP_ROUTER,
+    MOE_GROUP_DENSE_FFN,
+    MOE_GROUP_HEAD,
+    MOE_GROUP_N_FIXED
     // then "experts.<l>" and "shared.<l>" for every MoE layer l (see moe_model.group_names)
 } moe_model_group;
 
@@ -33,21 +38,21 @@ typedef enum {
 // all in the expert region [n_dense, n_params) of the family buffers; dense tensors lie in
 // [0, n_dense). Checkpoint key: (name, layer, expert).
 typedef struct {
-    char name[48];        // "layers.3.attn.wq", "layers.2.experts.w1", "wte", "head"
-    int layer;            // -1: not per layer
-    int expert;           // global expert id; -1: not an expert tensor
-    int ndim;             // 1 or 2
+    char name[48]; // "layers.3.attn.wq", "layers.2.experts.w1", "wte", "head"
+    int layer;     // -1: not per layer
+    int expert;    // global expert id; -1: not an expert tensor
+    int ndim;      // 1 or 2
     int64_t shape[2];
-    int64_t offset, n;    // floats into params/grads/adam_m/adam_v
-    int decay;            // AdamW weight decay (matrices, embeddings), 0 for norms and biases
-    int group;            // index into group_names
+    int64_t offset, n; // floats into params/grads/adam_m/adam_v
+    int decay;         // AdamW weight decay (matrices, embeddings), 0 for norms and biases
+    int group;         // index into group_names
 } moe_model_tensor;
 
 // Per MoE layer routing statistics of the last forward, over the GLOBAL batch.
 typedef struct {
     int layer;
-    int64_t *selected;    // (E) pairs chosen per expert before capacity dropping
-    int64_t *kept;        // (E) pairs computed per expert
+    int64_t *selected; // (E) pairs chosen per expert before capacity dropping
+    int64_t *kept;     // (E) pairs computed per expert
     int64_t tokens, dropped, unrouted;
     double max_over_mean, cv, entropy, aux, z;
 } moe_model_layer_stats;
@@ -55,28 +60,28 @@ typedef struct {
 typedef struct moe_model_ffn moe_model_ffn; // a MoE FFN behind one internal interface (model.c)
 
 typedef struct {
-    Moe__ModelConfig *mc;          // the model shape (owned copy)
-    Moe__RouterConfig *rc;         // routing (owned copy)
+    Moe__ModelConfig *mc;  // the model shape (owned copy)
+    Moe__RouterConfig *rc; // routing (owned copy)
     moe_model_layout lay;
-    const moe_comm *comm;          // NULL: single process
+    const moe_comm *comm;                     // NULL: single process
     int64_t V, D, H, Hkv, Dh, F, L, S, Bl, T; // T = Bl·S (0 when created for parameters only)
     int E, K, El, first_expert, n_moe, rope, learned_pos, qk_norm, tied;
-    int *moe_index;                // (L) index among MoE layers, -1 for a dense layer
+    int *moe_index; // (L) index among MoE layers, -1 for a dense layer
 
     // Parameter table and families.
     int n_tensors;
-    moe_model_tensor *tensors;     // (n_tensors) dense first, then expert slices
-    int64_t n_dense, n_params;     // floats: dense region [0, n_dense), experts [n_dense, n_params)
+    moe_model_tensor *tensors; // (n_tensors) dense first, then expert slices
+    int64_t n_dense, n_params; // floats: dense region [0, n_dense), experts [n_dense, n_params)
     float *params, *grads, *adam_m, *adam_v; // (n_params) each, one allocation per family
-    float *balance_bias;           // (n_moe, E) aux-loss-free bias (state, not a parameter)
+    float *balance_bias; // (n_moe, E) aux-loss-free bias (state, not a parameter)
     int n_groups;
-    char (*group_names)[24];       // (n_groups)
-    int64_t expert_params;         // parameters of one routed expert (matrices and biases)
-    int64_t dense_active;          // parameters every token uses (all but routed experts)
+    char (*group_names)[24]; // (n_groups)
+    int64_t expert_params;   // parameters of one routed expert (matrices and biases)
+    int64_t dense_active;    // parameters every token uses (all but routed experts)
 
     // Per-step results (filled by forward).
-    moe_model_layer_stats *stats;  // (n_moe)
-    double exchange_seconds;       // in all-to-alls and routing-statistics all-reduces, last fwd+bwd
+    moe_model_layer_stats *stats; // (n_moe)
+    double exchange_seconds;      // in all-to-alls and routing-statistics all-reduces, last fwd+bwd
 
     // Internals (model.c).
     void *priv;

@@ -79,8 +79,8 @@ void moe_nn_attention_forward(float *out, float *att, const float *q, const floa
             float *A = att + (b * H + h) * S * S;
             float *ob = out + b * S * ldq + h * Dh;
             // A = scale · q_bh · k_bgᵀ   (S, S)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)S, (int)S, (int)Dh, scale,
-                        qb, (int)ldq, kb, (int)ldk, 0.0f, A, (int)S);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)S, (int)S, (int)Dh, scale, qb,
+                        (int)ldq, kb, (int)ldk, 0.0f, A, (int)S);
             for (int64_t i = 0; i < S; i++) {
                 float *row = A + i * S;
                 float mx = row[0];
@@ -95,8 +95,8 @@ void moe_nn_attention_forward(float *out, float *att, const float *q, const floa
                 for (int64_t j = i + 1; j < S; j++) row[j] = 0.0f;
             }
             // out_bh = A · v_bg   (S, Dh)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, (int)Dh, (int)S, 1.0f,
-                        A, (int)S, vb, (int)ldk, 0.0f, ob, (int)ldq);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, (int)Dh, (int)S, 1.0f, A,
+                        (int)S, vb, (int)ldk, 0.0f, ob, (int)ldq);
         }
 }
 
@@ -106,7 +106,7 @@ void moe_nn_attention_backward(float *dq, float *dk, float *dv, float *scratch, 
     MOE_ASSERT(Hkv > 0 && H % Hkv == 0);
     const int64_t group = H / Hkv, ldq = H * Dh, ldk = Hkv * Dh;
     const float scale = (float)(1.0 / sqrt((double)Dh));
-    float *dA = scratch;   // (S, S): dL/dA, then dL/d(pre-softmax scores)
+    float *dA = scratch; // (S, S): dL/dA, then dL/d(pre-softmax scores)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++) {
             const int64_t g = h / group;
@@ -117,8 +117,8 @@ void moe_nn_attention_backward(float *dq, float *dk, float *dv, float *scratch, 
             float *dqb = dq + b * S * ldq + h * Dh;
             float *dkb = dk + b * S * ldk + g * Dh, *dvb = dv + b * S * ldk + g * Dh;
             // dA = dout_bh · v_bgᵀ;  dv_bg += Aᵀ · dout_bh
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)S, (int)S, (int)Dh, 1.0f,
-                        dob, (int)ldq, vb, (int)ldk, 0.0f, dA, (int)S);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)S, (int)S, (int)Dh, 1.0f, dob,
+                        (int)ldq, vb, (int)ldk, 0.0f, dA, (int)S);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, (int)Dh, (int)S, 1.0f, A,
                         (int)S, dob, (int)ldq, 1.0f, dvb, (int)ldk);
             // softmax backward per row: dz_ij = p_ij (dA_ij − Σ_l p_il dA_il), 0 above the diagonal
@@ -134,7 +134,7 @@ void moe_nn_attention_backward(float *dq, float *dk, float *dv, float *scratch, 
             // scores = scale · q kᵀ:  dq_bh += scale · dz · k_bg;  dk_bg += scale · dzᵀ · q_bh
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, (int)Dh, (int)S, scale,
                         dA, (int)S, kb, (int)ldk, 1.0f, dqb, (int)ldq);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, (int)Dh, (int)S, scale,
-                        dA, (int)S, qb, (int)ldq, 1.0f, dkb, (int)ldk);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, (int)Dh, (int)S, scale, dA,
+                        (int)S, qb, (int)ldq, 1.0f, dkb, (int)ldk);
         }
 }

@@ -123,24 +123,24 @@ static void linear_forward(float *out, const float *inp, const float *w, const f
         for (int64_t t = 0; t < T; t++) memcpy(out + t * n_out, b, (size_t)n_out * sizeof(float));
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, transw ? CblasTrans : CblasNoTrans, (int)T,
-                (int)n_out, (int)n_in, 1.0f, inp, (int)n_in, w, transw ? (int)n_in : (int)n_out,
-                beta, out, (int)n_out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, transw ? CblasTrans : CblasNoTrans, (int)T, (int)n_out,
+                (int)n_in, 1.0f, inp, (int)n_in, w, transw ? (int)n_in : (int)n_out, beta, out,
+                (int)n_out);
 }
 
 static void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                             const float *w, int64_t T, int64_t n_in, int64_t n_out, int transw) {
     if (T <= 0 || n_out <= 0 || n_in <= 0) return;
-    if (dinp && !transw)   // (T, n_out)·(n_in, n_out)ᵀ
+    if (dinp && !transw) // (T, n_out)·(n_in, n_out)ᵀ
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)n_in, (int)n_out, 1.0f,
                     dout, (int)n_out, w, (int)n_out, 1.0f, dinp, (int)n_in);
-    if (dinp && transw)    // (T, n_out)·(n_out, n_in)
+    if (dinp && transw) // (T, n_out)·(n_out, n_in)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)n_in, (int)n_out, 1.0f,
                     dout, (int)n_out, w, (int)n_in, 1.0f, dinp, (int)n_in);
-    if (dw && !transw)     // (T, n_in)ᵀ·(T, n_out)
+    if (dw && !transw) // (T, n_in)ᵀ·(T, n_out)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n_in, (int)n_out, (int)T, 1.0f,
                     inp, (int)n_in, dout, (int)n_out, 1.0f, dw, (int)n_out);
-    if (dw && transw)      // (T, n_out)ᵀ·(T, n_in)
+    if (dw && transw) // (T, n_out)ᵀ·(T, n_in)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n_out, (int)n_in, (int)T, 1.0f,
                     dout, (int)n_out, inp, (int)n_in, 1.0f, dw, (int)n_in);
     if (db)

@@ -22,7 +22,7 @@ double moe_nn_crossentropy(float *dlogits, const float *logits, const int32_t *t
         if (dlogits) {
             float *d = dlogits + t * V;
             const double inv = 1.0 / sum;
-            for (int64_t j = 0; j < V; j++) {   // reads x[j] before writing d[j]: aliasing is fine
+            for (int64_t j = 0; j < V; j++) { // reads x[j] before writing d[j]: aliasing is fine
                 double p = exp((double)(x[j] - mx)) * inv;
                 d[j] = (float)(gs * (p - (j == y ? 1.0 : 0.0)));
             }

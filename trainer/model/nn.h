@@ -15,7 +15,7 @@
 #include "moe-common.h"
 
 #define MOE_NN_RMSNORM_EPS 1e-5f   // the eps the trainer passes (HF configs may ask for 1e-6)
-#define MOE_NN_ROPE_THETA 10000.0  // RoPE base
+#define MOE_NN_ROPE_THETA  10000.0 // RoPE base
 
 // ---------------------------------------------------------------- token embedding
 // out[t] = wte[tokens[t]]. tokens must be in [0, V) (MOE_ASSERT: data is validated on load).
@@ -128,6 +128,6 @@ uint64_t moe_nn_init_key(const char *name, int32_t layer, int32_t expert);
 // w (n) WRITTEN with normal(0, std) draws number first .. first + n − 1 of stream (seed, key).
 void moe_nn_init_normal(float *w, int64_t n, double std, uint64_t seed, uint64_t key,
                         int64_t first);
-void moe_nn_init_const(float *w, int64_t n, float value);   // w (n) WRITTEN
+void moe_nn_init_const(float *w, int64_t n, float value); // w (n) WRITTEN
 
 #endif
