@@ -287,7 +287,8 @@ moe_status moe_watchdog_start(const moe_comm *c, const moe_watchdog_params *p, m
         gethostname(host, sizeof host - 1);
         me.addr = moe_wd_host_addr(host);
         me.port = sa.sin_port;
-        snprintf(me.host, sizeof me.host, "%s", host[0] ? host : "?");
+        const size_t hl = strnlen(host, sizeof me.host - 1); // keep the first 47 characters
+        memcpy(me.host, hl ? host : "?", hl ? hl : 1);
         me.job = (uint32_t)(moe_wd_now() * 1e6) ^ (uint32_t)getpid() * 2654435761u;
     }
     // Every rank takes part in the gather, also one whose socket failed (then all refuse).
