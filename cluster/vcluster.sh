@@ -54,6 +54,7 @@ need() {
     command -v ip >/dev/null || die "'ip' not found: apt-get install iproute2"
     command -v tc >/dev/null || die "'tc' not found: apt-get install iproute2"
     command -v unshare >/dev/null || die "'unshare' not found: apt-get install util-linux"
+    command -v nsenter >/dev/null || die "'nsenter' not found: apt-get install util-linux"
     command -v ping >/dev/null || die "'ping' not found: apt-get install iputils-ping"
 }
 
@@ -217,9 +218,13 @@ cmd_exec() {
     local k
     k=$(node_index "$1")
     shift
-    # A UTS namespace of its own per process launched, with the node's name: Open MPI tells nodes
-    # apart by host name.
-    exec ip netns exec "$VC-node$k" unshare --uts sh -c 'hostname "$0" && exec "$@"' "node$k" "$@"
+    # The node's network namespace; a UTS namespace of its own per process launched, with the
+    # node's name (Open MPI tells nodes apart by host name); a private mount namespace where the
+    # node's hosts file covers /etc/hosts. Unlike `ip netns exec`, /sys stays the machine's, so
+    # the cgroup mounts slurmd needs are there.
+    exec nsenter --net="/run/netns/$VC-node$k" unshare --uts --mount --propagation private \
+        sh -c 'mount --bind "/etc/netns/$1/hosts" /etc/hosts && hostname "$2" && shift 2 && exec "$@"' \
+        sh "$VC-node$k" "node$k" "$@"
 }
 
 cmd_link() {

@@ -46,3 +46,8 @@ set_tests_properties(vcluster_faults PROPERTIES
   RESOURCE_LOCK moe_cluster
   PROCESSORS 2
   TIMEOUT 500)
+# The sbatch and preemption flows again on a two-node Slurm over the virtual cluster (one slurmd per
+# node namespace; jobs of 2 nodes x 1 rank; srun --mpi=pmix and mpirun across the nodes).
+moe_add_cluster_test(cluster_vc_sbatch sbatch ENV "MOE_BIN=$<TARGET_FILE:moe>;MOE_TEST_KIND=moe;MOE_TEST_VCLUSTER=1")
+moe_add_cluster_test(cluster_vc_requeue requeue ENV "MOE_BIN=$<TARGET_FILE:moe>;MOE_TEST_KIND=moe;MOE_TEST_VCLUSTER=1")
+set_tests_properties(cluster_vc_sbatch cluster_vc_requeue PROPERTIES TIMEOUT 300)

@@ -41,6 +41,7 @@ cleanup() {
         fi
     fi
     [ -n "$SLURM_DIR" ] && "$MOE_SRC/cluster/local-slurm.sh" stop "$SLURM_DIR" >/dev/null
+    [ "$VCLUSTER" = 1 ] && "$MOE_SRC/cluster/vcluster.sh" down >/dev/null 2>&1
     # Stray ranks of an mpirun test (none expected): kill only those started from WORK.
     local p
     for p in $(pgrep -f -- "$WORK" 2>/dev/null); do
@@ -63,16 +64,32 @@ require_slurm() {
     [ "$(id -u)" = 0 ] || { echo "SKIP: the local Slurm needs root"; exit $SKIP; }
 }
 
+# MOE_TEST_VCLUSTER=1: the same tests on a two-node Slurm (one slurmd per node of the virtual
+# cluster, cluster/vcluster.sh); Slurm's client commands then run on node1, and jobs take 2 nodes
+# x 1 rank instead of 1 node x 2 ranks.
+VCLUSTER=${MOE_TEST_VCLUSTER:-0}
+if [ "$VCLUSTER" = 1 ]; then
+    export MOE_VC=moevc-slurm MOE_VC_SUBNET=10.213.9 MOE_SLURM_VCLUSTER=1
+    for _c in sbatch scontrol squeue scancel sinfo sacct; do
+        eval "$_c() { \"\$MOE_SRC/cluster/vcluster.sh\" exec node1 $_c \"\$@\"; }"
+    done
+fi
+
 start_slurm() {
     SLURM_DIR=$WORK/slurm
+    if [ "$VCLUSTER" = 1 ]; then
+        "$MOE_SRC/cluster/vcluster.sh" up 2 >"$WORK/vcluster.log" 2>&1 ||
+            { cat "$WORK/vcluster.log" >&2; fail "virtual cluster did not come up"; }
+    fi
     "$MOE_SRC/cluster/local-slurm.sh" start "$SLURM_DIR" >"$WORK/local-slurm.log" 2>&1 ||
         { cat "$WORK/local-slurm.log" >&2; fail "local Slurm did not start"; }
     export SLURM_CONF=$SLURM_DIR/slurm.conf
     # If this script is killed without running its EXIT trap (SIGKILL, e.g. a CTest timeout), a
     # detached watchdog still stops the cluster once the script is gone.
     setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done
-        [ -d "$3" ] && "$2" stop "$3" >/dev/null 2>&1; rm -rf "$4"' watchdog $$ \
-        "$MOE_SRC/cluster/local-slurm.sh" "$SLURM_DIR" "$WORK" </dev/null >/dev/null 2>&1 &
+        [ -d "$3" ] && "$2" stop "$3" >/dev/null 2>&1
+        [ "$5" = 1 ] && "$(dirname "$2")/vcluster.sh" down >/dev/null 2>&1; rm -rf "$4"' watchdog $$ \
+        "$MOE_SRC/cluster/local-slurm.sh" "$SLURM_DIR" "$WORK" "$VCLUSTER" </dev/null >/dev/null 2>&1 &
     disown $!
     say "local Slurm up ($(sinfo -h -N -o '%N %c cpus %t'))"
 }
@@ -234,8 +251,10 @@ rank_pid() {
 submit() {
     local name=$1 cfg=$2
     shift 2
+    local on_node=()
+    [ "$VCLUSTER" = 1 ] && on_node=("$MOE_SRC/cluster/vcluster.sh" exec node1)
     JOB=$(env "$@" MOE_BIN="$MOE_BIN" MOE_CONFIG="$cfg" MOE_ARGS="$MOE_ARGS" \
-        sbatch --parsable --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 \
+        "${on_node[@]}" sbatch --parsable --nodes=$((VCLUSTER + 1)) --ntasks-per-node=$((2 - VCLUSTER)) --cpus-per-task=1 \
         --job-name="$name" --output="$WORK/$name.out" "$MOE_SRC/cluster/train.sbatch") ||
         fail "sbatch failed"
     say "submitted $name as job $JOB"
