@@ -475,6 +475,15 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
             if (tr->metrics && !tr->metrics_failed) {
                 int64_t n =
                     moe_json_format_message_buf(&rec.base, MOE_JSON_COMPACT, &tr->js, &tr->js_cap);
+                const char *fh = getenv("MOE_TRAIN_TEST_METRICS_FAIL"); // testing: "A:B"
+                long long fa = -1, fb = -1;
+                if (fh && sscanf(fh, "%lld:%lld", &fa, &fb) == 2 && step + 1 >= fa &&
+                    step + 1 < fb && n > 0) { // a disk filling up: half a line, then ENOSPC
+                    fwrite(tr->js, 1, (size_t)n / 2, tr->metrics);
+                    fflush(tr->metrics);
+                    errno = ENOSPC;
+                    n = -2;
+                }
                 if (n < 0 || fprintf(tr->metrics, "%s\n", tr->js) < 0 || fflush(tr->metrics)) {
                     tr->metrics_failed = 1;
                     fprintf(stderr,
