@@ -17,12 +17,13 @@
 struct moe_metrics_log {
     char path[MOE_PATH_MAX];
     int fd;
-    char *buf;        // (cap) pending bytes [off, len): queued lines not yet on disk
+    char *buf; // (cap) pending bytes [off, len): queued lines not yet on disk
     size_t cap, off, len;
-    int failing;      // the last write attempt failed (reported once per episode)
-    int overflowed;   // records are being dropped until writing works again
-    int64_t fail_step, pend_first, drop_first, drop_last, dropped; // steps and counts
-    int err;          // errno of the last failure
+    int failing;    // the last write attempt failed (reported once per episode)
+    int overflowed; // records are being dropped until writing works again
+    // the step writing began to fail; the first and last dropped step and how many were dropped
+    int64_t fail_step, drop_first, drop_last, dropped;
+    int err;                // errno of the last failure
     int64_t hook_a, hook_b; // MOE_TRAIN_TEST_METRICS_FAIL: fail while queuing steps [a, b)
     int hook_half_done;
 };

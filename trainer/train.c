@@ -179,9 +179,9 @@ typedef struct {
     moe_ckpt *ck;
     moe_train_step_state *step; // the step and its scratch
     int32_t *tokens;            // (Bl, S+1)
-    moe_metrics_log *metrics; // rank 0: metrics.jsonl (a failed write is retried every step)
-    moe_watchdog *wd; // NULL: one rank or watchdog.enabled = false
-    char *js;         // (js_cap) the metrics line, reused: grows only until its steady size
+    moe_metrics_log *metrics;   // rank 0: metrics.jsonl (a failed write is retried every step)
+    moe_watchdog *wd;           // NULL: one rank or watchdog.enabled = false
+    char *js; // (js_cap) the metrics line, reused: grows only until its steady size
     size_t js_cap;
     int64_t B, steps;
     Moe__LayerLoad *lls, **llp;  // (n_moe + 1) metrics record parts, allocated at setup
@@ -478,8 +478,9 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
                 if (n >= 0)
                     moe_metrics_append(tr->metrics, tr->js, (size_t)n, step + 1);
                 else
-                    fprintf(stderr, "[rank 0] moe train: warning: step %lld: no memory for the "
-                                    "metrics record; not recorded\n",
+                    fprintf(stderr,
+                            "[rank 0] moe train: warning: step %lld: no memory for the "
+                            "metrics record; not recorded\n",
                             (long long)step + 1);
             }
             if (tc->log_interval > 0 &&
