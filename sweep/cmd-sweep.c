@@ -55,19 +55,46 @@ static int64_t moe_metrics_last_step(const char *dir) {
     return last;
 }
 
-typedef enum { MOE_RUN_NEW, MOE_RUN_RESUME, MOE_RUN_DONE } moe_run_state;
+typedef enum { MOE_RUN_NEW, MOE_RUN_RESUME, MOE_RUN_DONE, MOE_RUN_CHANGED } moe_run_state;
 
-static moe_run_state moe_sweep_state(const moe_sweep_run *r) {
-    char p[MOE_PATH_MAX];
-    snprintf(p, sizeof p, "%s/DONE", r->dir);
-    if (moe_file_exists(p)) return MOE_RUN_DONE;
+// A run directory holding results (DONE, metrics, a checkpoint) is finished or resumable only
+// when it ran the config the sweep would launch now; else it is CHANGED and `diff` (cap bytes)
+// lists the fields (sweep.c: moe_sweep_run_changed).
+static moe_run_state moe_sweep_state(const moe_sweep_run *r, char *diff, size_t cap) {
+    char done[MOE_PATH_MAX], metrics[MOE_PATH_MAX], latest[MOE_PATH_MAX];
+    snprintf(done, sizeof done, "%s/DONE", r->dir);
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", r->dir);
+    snprintf(latest, sizeof latest, "%s/checkpoints/LATEST", r->dir);
+    diff[0] = 0;
+    const int results =
+        moe_file_exists(done) || moe_file_exists(metrics) || moe_file_exists(latest);
+    if (results && moe_sweep_run_changed(r, diff, cap)) return MOE_RUN_CHANGED;
+    if (moe_file_exists(done)) return MOE_RUN_DONE;
     if (moe_metrics_last_step(r->dir) >= r->cfg->train->steps) return MOE_RUN_DONE;
-    snprintf(p, sizeof p, "%s/checkpoints/LATEST", r->dir);
-    return moe_file_exists(p) ? MOE_RUN_RESUME : MOE_RUN_NEW;
+    return moe_file_exists(latest) ? MOE_RUN_RESUME : MOE_RUN_NEW;
 }
 
 static const char *moe_state_name(moe_run_state s) {
-    return s == MOE_RUN_DONE ? "done" : s == MOE_RUN_RESUME ? "resume" : "new";
+    switch (s) {
+    case MOE_RUN_NEW: return "new";
+    case MOE_RUN_RESUME: return "resume";
+    case MOE_RUN_DONE: return "done";
+    case MOE_RUN_CHANGED: return "changed";
+    }
+    return "?";
+}
+
+// Renames path to the first free path.old-N (never deletes); the new name into out
+// (MOE_PATH_MAX bytes). -1 with errno (or moe_last_error for a path too long) on failure.
+static int moe_move_aside(const char *path, char *out) {
+    for (int k = 1; k < 10000; k++) {
+        if (moe_path_fmt(out, "the old run", "%s.old-%d", path, k)) return -1;
+        struct stat sb;
+        if (lstat(out, &sb) == 0) continue;
+        return rename(path, out);
+    }
+    errno = EEXIST;
+    return -1;
 }
 
 // argv of one launch (NULL-terminated, strings owned by the caller's arrays).
@@ -199,13 +226,16 @@ static int moe_selected(const moe_sweep_run *r, char **only, int n_only) {
 int moe_cmd_sweep(int argc, char **argv) {
     const char *path = NULL, *out = NULL;
     moe_args_list only_args = {0};
-    int dry = 0, n_only = 0, rc = MOE_EXIT_USAGE;
+    int dry = 0, n_only = 0, rerun = 0, rc = MOE_EXIT_USAGE;
     const moe_arg_pos pos[] = {
         {"SWEEP.json", MOE_ARG_STRING, &path, 1, 1, "the sweep file (docs/sweeps.md)"},
     };
     const moe_arg_opt opts[] = {
         MOE_OPT_FLAG("--dry-run", &dry,
                      "print the runs, their state and command lines; launch nothing"),
+        MOE_OPT_FLAG("--rerun-changed", &rerun,
+                     "a run whose settings changed since it ran is moved to RUN.old-N\n"
+                     "and run again (without this flag the sweep refuses it)"),
         MOE_OPT_LIST("--only", &only_args, "NAME",
                      "run only this point or run (or NAME,NAME); the report\n"
                      "still covers every run with metrics"),
@@ -217,7 +247,9 @@ int moe_cmd_sweep(int argc, char **argv) {
         "  LAUNCHER -np N [extra_args] <this moe> train BASE --set ... --set out_dir=OUT/runs/RUN\n"
         "one after another, then writes the report to OUT/report/ (moe report). Running it again\n"
         "skips finished runs (OUT/runs/RUN/DONE, or metrics that reached train.steps) and resumes\n"
-        "half-finished ones from their checkpoint (--resume latest).",
+        "half-finished ones from their checkpoint (--resume latest) — only when the run's\n"
+        "recorded config (sweep-run.json) equals the one it would launch now; a changed run is\n"
+        "refused with the fields that differ (exit 2) unless --rerun-changed.",
         pos,
         MOE_ARGS_N(pos),
         opts,
@@ -225,7 +257,7 @@ int moe_cmd_sweep(int argc, char **argv) {
         "Ctrl-C / SIGTERM: no further launches; the running child gets SIGUSR1 (the ranks\n"
         "checkpoint and exit 75); a second signal sends SIGTERM, a third SIGKILL. Exit 75.\n"
         "exit codes: 0 every run finished, 1 a run failed (the others still ran), 2 bad sweep\n"
-        "file or usage, 75 interrupted (run the same command again to resume)"};
+        "file or usage or a changed run, 75 interrupted (run the same command again to resume)"};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
     // --only values split at commas (a copy of each, cut in place).
@@ -269,15 +301,17 @@ int moe_cmd_sweep(int argc, char **argv) {
     self[sl] = 0;
     const char *title = s->sc->name && s->sc->name[0] ? s->sc->name : "sweep";
     printf("sweep %s: %d runs, %d ranks each -> %s\n", title, s->n_runs, s->np, s->out_dir);
+    static char diff[8192]; // one run's changed fields
     if (dry) {
         for (int i = 0; i < s->n_runs; i++) {
             const moe_sweep_run *r = &s->runs[i];
             if (!moe_selected(r, only, n_only)) continue;
-            const moe_run_state rs = moe_sweep_state(r);
+            const moe_run_state rs = moe_sweep_state(r, diff, sizeof diff);
             printf("\n[%d/%d] %s  (%s, %s)  active %lld  total %lld  flops/token %lld\n", i + 1,
                    s->n_runs, r->name, r->kind, moe_state_name(rs), (long long)r->active,
                    (long long)r->total, (long long)r->flops);
             if (r->note[0]) printf("  %s\n", r->note);
+            if (rs == MOE_RUN_CHANGED) printf("  changed since it ran (old -> new):\n%s", diff);
             char *od;
             char **a = moe_sweep_argv(s, r, self, rs == MOE_RUN_RESUME, &od);
             fputs("  $ ", stdout);
@@ -286,6 +320,26 @@ int moe_cmd_sweep(int argc, char **argv) {
             free(od);
         }
         rc = MOE_EXIT_OK;
+        goto done;
+    }
+    // ------------------------------------------------ stale runs: refused before any launch
+    int n_changed = 0;
+    for (int i = 0; i < s->n_runs; i++) {
+        const moe_sweep_run *r = &s->runs[i];
+        if (!moe_selected(r, only, n_only) ||
+            moe_sweep_state(r, diff, sizeof diff) != MOE_RUN_CHANGED)
+            continue;
+        if (!n_changed++ && !rerun)
+            fprintf(stderr, "moe sweep: runs whose settings changed since they ran (their results "
+                            "would be reported under the new settings):\n");
+        if (!rerun) fprintf(stderr, "  %s (%s), old -> new:\n%s", r->name, r->dir, diff);
+    }
+    if (n_changed && !rerun) {
+        fprintf(stderr,
+                "moe sweep: %d changed run(s); nothing launched. Rerun them with --rerun-changed "
+                "(each old run directory is kept as RUN.old-N), or restore the settings, or use "
+                "another --out\n",
+                n_changed);
         goto done;
     }
     // ------------------------------------------------ run
@@ -313,10 +367,27 @@ int moe_cmd_sweep(int argc, char **argv) {
             interrupted = 1;
             break;
         }
-        const moe_run_state rs = moe_sweep_state(r);
-        char done_path[MOE_PATH_MAX], log[MOE_PATH_MAX];
+        moe_run_state rs = moe_sweep_state(r, diff, sizeof diff);
+        char done_path[MOE_PATH_MAX], log[MOE_PATH_MAX], old[MOE_PATH_MAX];
         snprintf(done_path, sizeof done_path, "%s/DONE", r->dir);
         snprintf(log, sizeof log, "%s/train.log", r->dir);
+        snprintf(p, sizeof p, "%s/metrics.jsonl", r->dir);
+        const char *aside = rs == MOE_RUN_CHANGED ? r->dir : rs == MOE_RUN_NEW ? p : NULL;
+        if (aside && moe_file_exists(aside)) { // kept, never deleted: moe train refuses to wipe it
+            errno = 0;
+            if (moe_move_aside(aside, old) != 0) {
+                fprintf(stderr, "[%d/%d] %s: FAILED: cannot move %s aside (%s)\n", i + 1, s->n_runs,
+                        r->name, aside, errno ? strerror(errno) : moe_last_error());
+                failed++;
+                continue;
+            }
+            printf("[%d/%d] %s: %s; the old %s is kept as %s\n", i + 1, s->n_runs, r->name,
+                   rs == MOE_RUN_CHANGED ? "settings changed since it ran, running it again"
+                                         : "no checkpoint to resume, running it from the start",
+                   rs == MOE_RUN_CHANGED ? "run" : "metrics.jsonl", old);
+            if (rs == MOE_RUN_CHANGED) fputs(diff, stdout);
+            rs = MOE_RUN_NEW;
+        }
         if (rs == MOE_RUN_DONE) {
             printf("[%d/%d] %s: finished earlier, skipped\n", i + 1, s->n_runs, r->name);
             if (!moe_file_exists(done_path)) { // finished per its metrics: mark it
@@ -378,7 +449,7 @@ int moe_cmd_sweep(int argc, char **argv) {
     rc = failed ? MOE_EXIT_FAILURE : MOE_EXIT_OK;
     if (nd) {
         snprintf(p, sizeof p, "%s/report", s->out_dir);
-        if ((st = moe_report_write(dirs, nd, p, title, stdout))) {
+        if ((st = moe_report_write(dirs, nd, p, title, 1, stdout))) { // its own directory
             fprintf(stderr, "moe sweep: report: %s\n", moe_last_error());
             rc = MOE_EXIT_FAILURE;
         }
@@ -419,6 +490,16 @@ typedef struct {
     int32_t index;
 } moe_dir_key;
 
+// A run moved aside by `moe sweep --rerun-changed` (NAME.old-N): not one of the sweep's runs.
+static int moe_is_old_run(const char *name) {
+    const char *p = strstr(name, ".old-");
+    if (!p) return 0;
+    p += 5;
+    if (!*p) return 0;
+    while (*p >= '0' && *p <= '9') p++;
+    return *p == 0;
+}
+
 // Sweep order first (the index the sweep recorded), then by name.
 static int moe_dir_cmp(const void *a, const void *b) {
     const moe_dir_key *x = a, *y = b;
@@ -430,7 +511,7 @@ int moe_cmd_report(int argc, char **argv) {
     const char *out = NULL, *title = NULL;
     moe_args_list run_args = {0};
     char **dirs = NULL, *def_out = NULL;
-    int n = 0, cap = 0, rc = MOE_EXIT_USAGE;
+    int n = 0, cap = 0, force = 0, rc = MOE_EXIT_USAGE;
     const moe_arg_pos pos[] = {
         {"RUN_DIR", MOE_ARG_LIST, &run_args, 1, 0,
          "a training run (a directory with metrics.jsonl), or a sweep's output\n"
@@ -441,6 +522,9 @@ int moe_cmd_report(int argc, char **argv) {
                        "where to write (default: report/ next to the first run directory, or\n"
                        "inside a sweep's output directory)"),
         MOE_OPT_STRING("--title", &title, "TEXT", "the report's title"),
+        MOE_OPT_FLAG("--force", &force,
+                     "write into a report directory that is not empty: the files of\n"
+                     "an earlier report are removed first (others are left)"),
     };
     const moe_args_spec spec = {
         "moe report",
@@ -451,7 +535,9 @@ int moe_cmd_report(int argc, char **argv) {
         MOE_ARGS_N(pos),
         opts,
         MOE_ARGS_N(opts),
-        "exit codes: 0 written, 1 cannot write, 2 bad usage or a directory without metrics"};
+        "A report directory that exists and is not empty is refused (exit 2) unless --force.\n"
+        "exit codes: 0 written, 1 cannot write, 2 bad usage, a directory without metrics or a\n"
+        "report directory in use"};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
     for (int i = 0; i < run_args.n; i++) {
@@ -468,7 +554,7 @@ int moe_cmd_report(int argc, char **argv) {
                 int nn = 0, nc = 0;
                 for (struct dirent *e; (e = readdir(d));) {
                     char mp[MOE_PATH_MAX];
-                    if (e->d_name[0] == '.') continue;
+                    if (e->d_name[0] == '.' || moe_is_old_run(e->d_name)) continue;
                     if (moe_path_fmt(mp, "run directory", "%s/%s/metrics.jsonl", p, e->d_name)) {
                         fprintf(stderr, "moe report: skipped %s: %s\n", e->d_name,
                                 moe_last_error());
@@ -537,7 +623,7 @@ int moe_cmd_report(int argc, char **argv) {
         goto done;
     }
     moe_status st =
-        moe_report_write((const char *const *)dirs, n, out ? out : def_out, title, stdout);
+        moe_report_write((const char *const *)dirs, n, out ? out : def_out, title, force, stdout);
     if (st) {
         fprintf(stderr, "moe report: %s\n", moe_last_error());
         rc = moe_exit_code(st);

@@ -3,10 +3,12 @@
 // (report-doc.c).
 #include "sweep-impl.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 // ---------------------------------------------------------------- points and results.csv
 
@@ -150,8 +152,65 @@ static void moe_report_stems(moe_report *rep) {
     }
 }
 
+// ---------------------------------------------------------------- an earlier report
+
+static int moe_ends_with(const char *s, const char *tail) {
+    const size_t a = strlen(s), b = strlen(tail);
+    return a >= b && !strcmp(s + a - b, tail);
+}
+
+// A file an earlier report wrote: in out_dir (sub = 0) or in out_dir/data (sub = 1).
+static int moe_report_owns(const char *name, int sub) {
+    static const char *const top[] = {"results.csv", "results.md", "report.md", "index.html"};
+    if (sub) return moe_ends_with(name, ".dat") || !strcmp(name, "gnuplot.log");
+    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
+        if (!strcmp(name, top[i])) return 1;
+    return moe_ends_with(name, ".png") || moe_ends_with(name, ".gp");
+}
+
+// Not empty: refused unless force; with force, the earlier report's files are removed (and data/
+// when that leaves it empty), so no stale image or table survives next to the new ones.
+static moe_status moe_report_prepare_dir(const char *out_dir, int force) {
+    DIR *d = opendir(out_dir);
+    if (!d) return MOE_OK; // absent: created later (any other problem shows at the first write)
+    int any = 0;
+    char p[MOE_PATH_MAX];
+    moe_status st = MOE_OK;
+    for (struct dirent *e; !st && (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        any = 1;
+        if (!force) break;
+        if (!strcmp(e->d_name, "data")) {
+            if ((st = moe_path_fmt(p, "the report directory", "%s/data", out_dir))) break;
+            DIR *dd = opendir(p);
+            for (struct dirent *f; dd && (f = readdir(dd));) {
+                char q[MOE_PATH_MAX];
+                if (moe_report_owns(f->d_name, 1) &&
+                    !moe_path_fmt(q, "the report directory", "%s/%s", p, f->d_name) &&
+                    unlink(q) != 0)
+                    st = moe_set_error(MOE_EIO, "%s: cannot remove (%s)", q, strerror(errno));
+            }
+            if (dd) closedir(dd);
+            rmdir(p); // only when empty: files the report does not know stay
+        } else if (moe_report_owns(e->d_name, 0)) {
+            if (!(st = moe_path_fmt(p, "the report directory", "%s/%s", out_dir, e->d_name)) &&
+                unlink(p) != 0)
+                st = moe_set_error(MOE_EIO, "%s: cannot remove (%s)", p, strerror(errno));
+        }
+    }
+    closedir(d);
+    if (!st && any && !force)
+        st = moe_set_error(MOE_EUSAGE,
+                           "%s exists and is not empty (an earlier report?); choose another "
+                           "--out, or pass --force to replace the earlier report (its "
+                           "results.csv, results.md, report.md, index.html, PNGs, plots.gp and "
+                           "data/ files are removed first; other files are left)",
+                           out_dir);
+    return st;
+}
+
 moe_status moe_report_write(const char *const *dirs, int n, const char *out_dir, const char *title,
-                            FILE *log) {
+                            int force, FILE *log) {
     if (n < 1) return moe_set_error(MOE_EUSAGE, "moe report: no run directories given");
     moe_report rep = {.title = title ? title : "moe report", .out_dir = out_dir};
     rep.runs = moe_xcalloc((size_t)n, sizeof *rep.runs);
@@ -160,6 +219,7 @@ moe_status moe_report_write(const char *const *dirs, int n, const char *out_dir,
         st = moe_report_load_run(dirs[i], &rep.runs[rep.n_runs]);
         rep.n_runs++;
     }
+    if (!st) st = moe_report_prepare_dir(out_dir, force); // after the runs load: refused early
     if (!st && moe_mkdir_p(out_dir) != 0)
         st = moe_set_error(MOE_EIO, "%s: cannot create the report directory (%s)", out_dir,
                            strerror(errno));

@@ -40,6 +40,12 @@ typedef struct {
 // out_override (may be NULL) replaces sc->out_dir. Free with moe_sweep_free.
 moe_status moe_sweep_load(const char *path, const char *out_override, moe_sweep **out);
 void moe_sweep_free(moe_sweep *s);
+// A stale run: compares the effective config recorded in r->dir/sweep-run.json (what the run
+// was launched with) with r->cfg (what the sweep would launch now), field by field, out_dir
+// excepted; an absent field counts as its schema default. Returns how many fields differ and
+// writes one "    path: old -> new" line each into diff (cap bytes, cut with "..."). A missing
+// or unreadable record counts as changed (returns 1, diff says so).
+int moe_sweep_run_changed(const moe_sweep_run *r, char *diff, size_t cap);
 
 // ---------------------------------------------------------------- reports (sweep/report*.c)
 

@@ -7,6 +7,7 @@
 #include "sweep-impl.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -369,4 +370,87 @@ moe_status moe_sweep_load(const char *path, const char *out_override, moe_sweep 
 fail:
     moe_sweep_free(s);
     return st ? st : MOE_EINVAL;
+}
+
+// ---------------------------------------------------------------- stale runs
+
+static json_t *moe_cfg_json(const Moe__Config *c) {
+    char *t = moe_json_format_message(&c->base, MOE_JSON_DEFAULTS | MOE_JSON_COMPACT);
+    json_t *j = t ? json_loads(t, 0, NULL) : NULL;
+    free(t);
+    MOE_ASSERT(j); // the writer's own output, in memory: only out of memory stops it
+    return j;
+}
+
+// One "  path: old -> new" line per differing leaf of a and b (objects: JSON of two configs);
+// an object or value absent on one side counts as its schema default (`def`).
+static int moe_json_diff(const char *prefix, json_t *a, json_t *b, json_t *def, char *out,
+                         size_t cap, size_t *o) {
+    int n = 0;
+    json_t *keys = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(a, k, v) json_object_set(keys, k, json_true());
+    json_object_foreach(b, k, v) json_object_set(keys, k, json_true());
+    json_object_foreach(keys, k, v) {
+        if (!prefix[0] && !strcmp(k, "out_dir")) continue; // where the run lives, not what it does
+        json_t *d = def ? json_object_get(def, k) : NULL;
+        json_t *x = json_object_get(a, k), *y = json_object_get(b, k);
+        x = x ? x : d, y = y ? y : d;
+        char path[256];
+        snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "", k);
+        if ((x && json_is_object(x)) || (y && json_is_object(y))) {
+            json_t *ex = json_object();
+            n += moe_json_diff(path, x && json_is_object(x) ? x : ex,
+                               y && json_is_object(y) ? y : ex, d, out, cap, o);
+            json_decref(ex);
+            continue;
+        }
+        if (x && y && json_equal(x, y)) continue;
+        char *sx = x ? json_dumps(x, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        char *sy = y ? json_dumps(y, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        if (*o < cap) {
+            int w = snprintf(out + *o, cap - *o, "    %s: %s -> %s\n", path, sx ? sx : "(unset)",
+                             sy ? sy : "(unset)");
+            *o += w > 0 ? (size_t)w : 0;
+        }
+        free(sx);
+        free(sy);
+        n++;
+    }
+    json_decref(keys);
+    return n;
+}
+
+int moe_sweep_run_changed(const moe_sweep_run *r, char *diff, size_t cap) {
+    char path[MOE_PATH_MAX], *text = NULL;
+    size_t len = 0, o = 0;
+    diff[0] = 0;
+    snprintf(path, sizeof path, "%s/sweep-run.json", r->dir);
+    ProtobufCMessage *m = NULL;
+    if (!moe_file_exists(path) || moe_read_file(path, 0, &text, &len) ||
+        moe_json_parse_message(path, text, len, &moe__sweep_run__descriptor, &m) ||
+        !((Moe__SweepRun *)m)->config) {
+        snprintf(diff, cap,
+                 "    %s is missing or unreadable, or holds no config: what the run computed is "
+                 "unknown\n",
+                 path);
+        moe_clear_error();
+        free(text);
+        if (m) protobuf_c_message_free_unpacked(m, NULL);
+        return 1;
+    }
+    Moe__Config *def_cfg = moe_config_new_default();
+    MOE_ASSERT(def_cfg);
+    json_t *was = moe_cfg_json(((Moe__SweepRun *)m)->config), *now = moe_cfg_json(r->cfg);
+    json_t *def = moe_cfg_json(def_cfg);
+    const int n = moe_json_diff("", was, now, def, diff, cap, &o);
+    if (o >= cap && cap > 4) snprintf(diff + cap - 5, 5, "...\n");
+    json_decref(was);
+    json_decref(now);
+    json_decref(def);
+    moe_config_free(def_cfg);
+    protobuf_c_message_free_unpacked(m, NULL);
+    free(text);
+    return n;
 }

@@ -1,11 +1,12 @@
 # sweep.cmake: the `sweep` suite — `moe report` on synthetic run directories (figures recomputed,
 # PNGs checked, the no-gnuplot path), `moe sweep` config errors and --dry-run, resume and failure
 # handling with a stand-in launcher (tests/test_sweep_standin.sh in place of mpirun), and one end
-# to end sweep with the real `moe train` at np 2 (label nosan as well: it trains two tiny models).
+# to end sweep with the real `moe train` at np 2 (label nosan as well: it trains two tiny models);
+# stale runs (a changed point refused or rerun with --rerun-changed) and report overwrites.
 moe_add_test(test_report SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_report.c LABELS sweep
   ARGS $<TARGET_FILE:moe>)
 
-foreach(t cli resume e2e)
+foreach(t cli resume stale e2e)
   add_test(NAME sweep_${t} COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_sweep_${t}.sh)
   set_tests_properties(sweep_${t} PROPERTIES
     LABELS "sweep"

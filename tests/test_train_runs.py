@@ -3,8 +3,8 @@
 # several times on a tiny model and the default corpus, then checks the metrics (loss curves,
 # grad norms, skipped steps) and the checkpoints (tensor by tensor with test_train_ckcmp).
 #   test_train_runs.py SCENARIO --moe BIN --ckcmp BIN --mpirun MPIEXEC --work DIR
-# Scenarios: layout gradnorm resume reshard preempt nonfinite errors learn robust. Exit 1 on failure,
-# printing expected vs got.
+# Scenarios: layout gradnorm resume reshard preempt nonfinite errors learn robust metricslog.
+# Exit 1 on failure, printing expected vs got.
 import argparse, json, math, os, shutil, signal, subprocess, sys, time
 
 TINY = {
@@ -452,6 +452,104 @@ def robust():
         fail("rank kill: resume from %s did not reach step %d" % (name, step + 2))
     print("ok   robust: bad configs, sizes, out_dir, LATEST, resume, early signal and a killed rank"
           if not FAILS else "robust: see above")
+
+
+def read_lines(out):
+    """metrics.jsonl as (step list, unparsable lines): every line must be one complete record."""
+    steps, bad = [], []
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        for line in f:
+            try:
+                if not line.endswith("\n"):
+                    raise ValueError("no newline")
+                steps.append(json.loads(line)["step"])
+            except ValueError:
+                bad.append(line[:80])
+    return steps, bad
+
+
+def metricslog():
+    """metrics.jsonl survives a transient write failure (every step once, in order, one warning
+    when it starts and one when it recovers; a full buffer drops records and says how many), a
+    resume cuts a half last line and the records after the checkpoint, and a fresh run over an
+    earlier run's metrics (no checkpoint) is refused instead of wiping them."""
+    cfg = write_config("metricslog", cfg_with(steps=30, eval_interval=10, log_interval=10))
+
+    def check(out, want, what):
+        steps, bad = read_lines(out)
+        if bad:
+            fail("%s: %d line(s) of metrics.jsonl are not complete records: %s" %
+                 (what, len(bad), bad))
+        if steps != want:
+            fail("%s: metrics.jsonl steps expected %s got %s" % (what, want, steps))
+        return steps == want and not bad
+
+    # (1) writes fail (a full disk, half a line written first) while steps 9..20 are recorded
+    out = os.path.join(A.work, "metricslog-fail")
+    shutil.rmtree(out, ignore_errors=True)
+    p = run(2, cfg, out, ["parallel.ep_size=2"], env={"MOE_TRAIN_TEST_METRICS_FAIL": "9:21"})
+    ok = check(out, list(range(1, 31)), "transient failure")
+    nf, nr = p.stdout.count("failed at step 9"), p.stdout.count("written again at step 21")
+    if (nf, nr) != (1, 1):
+        fail("transient failure: expected one failure and one recovery message, got %d and %d: %s"
+             % (nf, nr, p.stdout[-1500:]))
+    elif ok:
+        print("ok   metricslog: writes failed for steps 9-20, every step 1..30 recorded once")
+    # (2) the buffer overflows: the records that did not fit are dropped and counted
+    line = max(len(l) for l in open(os.path.join(out, "metrics.jsonl")))
+    out2 = os.path.join(A.work, "metricslog-overflow")
+    shutil.rmtree(out2, ignore_errors=True)
+    p = run(2, cfg, out2, ["parallel.ep_size=2", "train.steps=20"],
+            env={"MOE_TRAIN_TEST_METRICS_FAIL": "5:15:%d" % (3 * line + line // 2)})
+    steps, bad = read_lines(out2)
+    missing = [s for s in range(1, 21) if s not in steps]
+    msg = "%d records (steps %d-%d) were dropped" % (
+        len(missing), missing[0], missing[-1]) if missing else "(nothing missing)"
+    if bad or not missing or steps != sorted(set(steps)) or msg not in p.stdout:
+        fail("overflow: expected the file in order without gaps but the dropped range, and the "
+             "message %r; got steps %s, bad lines %s: %s" % (msg, steps, bad, p.stdout[-1500:]))
+    else:
+        print("ok   metricslog: buffer overflow reported: " + msg)
+    # (3) resume over a file a crashed run left: a half last line of a step before the checkpoint
+    # (writes were failing when it crashed), then records after the checkpoint and a half line
+    out3 = os.path.join(A.work, "metricslog-resume")
+    shutil.rmtree(out3, ignore_errors=True)
+    run(2, cfg, out3, ["parallel.ep_size=2", "train.steps=15"])  # checkpoints 10 and 15
+    mp3 = os.path.join(out3, "metrics.jsonl")
+    lines = open(mp3).read().splitlines(True)
+    with open(mp3, "w") as f:
+        f.write("".join(lines[:13]) + lines[13][: len(lines[13]) // 2])  # 1..13, half of 14
+    run(2, cfg, out3, ["parallel.ep_size=2", "train.steps=20"], resume="latest")
+    want = list(range(1, 14)) + list(range(16, 21))
+    if check(out3, want, "resume over a half last line"):
+        print("ok   metricslog: resume over a half line of step 14: it is cut, steps 16..20 follow")
+    last = json.loads(open(mp3).read().splitlines()[-1])
+    extra = [json.dumps(dict(last, step=s), separators=(",", ":")) + "\n" for s in (21, 22, 23)]
+    with open(mp3, "a") as f:
+        f.write(extra[0] + extra[1] + extra[2][: len(extra[2]) // 2])
+    run(2, cfg, out3, ["parallel.ep_size=2", "train.steps=22"], resume="latest")
+    if check(out3, want + [21, 22], "resume over records after the checkpoint"):
+        print("ok   metricslog: resume dropped steps 21, 22 and a half 23 written after the "
+              "checkpoint")
+    # (4) a fresh run over metrics without a checkpoint: refused, file untouched; --resume
+    # latest starts at step 0 and keeps nothing of it
+    out4 = os.path.join(A.work, "metricslog-fresh")
+    shutil.rmtree(out4, ignore_errors=True)
+    os.makedirs(out4)
+    mp = os.path.join(out4, "metrics.jsonl")
+    with open(mp, "w") as f:
+        f.write(extra[0])
+    p = run(2, cfg, out4, ["parallel.ep_size=2", "train.steps=5"], expect=2)
+    for w in ("metrics.jsonl", "out_dir", "remove", "--resume"):
+        if w not in p.stdout:
+            fail("fresh run over metrics: message does not mention %r: %s" % (w, p.stdout[-800:]))
+    if open(mp).read() != extra[0]:
+        fail("fresh run over metrics: metrics.jsonl was changed")
+    run(2, cfg, out4, ["parallel.ep_size=2", "train.steps=5"], resume="latest")
+    if check(out4, list(range(1, 6)), "--resume latest without a checkpoint"):
+        print("ok   metricslog: a fresh run over metrics refused (exit 2); --resume latest "
+              "restarted at step 0")
+
 
 
 def unigram_entropy(path, val_fraction):

@@ -3,10 +3,11 @@
 // clipping, AdamW, LR schedule, aux-free bias update, metrics, validation, checkpoints, resume.
 // Trade-off: per-group weight/gradient/update norms are computed every step (three extra passes
 // over the parameters) because the metrics contract is one full record per step. Buffers are
-// sized at setup; the one allocation per step is the metrics line's JSON text (proto/config.h's
-// writer returns a malloc'd string), after the step's compute and communication.
+// sized at setup, the metrics line's text and the queue of lines not yet written included
+// (trainer/metrics.c); nothing is allocated per step once the line buffer has its steady size.
 #include "config.h"
 #include "params.h"
+#include "train-impl.h"
 #include "train.h"
 #include "watchdog.h"
 
@@ -178,11 +179,10 @@ typedef struct {
     moe_ckpt *ck;
     moe_train_step_state *step; // the step and its scratch
     int32_t *tokens;            // (Bl, S+1)
-    FILE *metrics;
-    moe_watchdog *wd; // NULL: one rank or watchdog.enabled = false
-    char *js;         // (js_cap) the metrics line, reused: grows only until its steady size
+    moe_metrics_log *metrics;   // rank 0: metrics.jsonl (a failed write is retried every step)
+    moe_watchdog *wd;           // NULL: one rank or watchdog.enabled = false
+    char *js; // (js_cap) the metrics line, reused: grows only until its steady size
     size_t js_cap;
-    int metrics_failed; // a write to metrics.jsonl failed (reported once)
     int64_t B, steps;
     Moe__LayerLoad *lls, **llp;  // (n_moe + 1) metrics record parts, allocated at setup
     Moe__GroupStats *gss, **gsp; // (n_groups)
@@ -472,18 +472,16 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
             res->val_loss = val;
         }
         if (rank == 0) {
-            if (tr->metrics && !tr->metrics_failed) {
+            if (tr->metrics) {
                 int64_t n =
                     moe_json_format_message_buf(&rec.base, MOE_JSON_COMPACT, &tr->js, &tr->js_cap);
-                if (n < 0 || fprintf(tr->metrics, "%s\n", tr->js) < 0 || fflush(tr->metrics)) {
-                    tr->metrics_failed = 1;
+                if (n >= 0)
+                    moe_metrics_append(tr->metrics, tr->js, (size_t)n, step + 1);
+                else
                     fprintf(stderr,
-                            "[rank 0] moe train: warning: writing %s/metrics.jsonl failed "
-                            "at step %lld (%s); training goes on, later steps are not recorded "
-                            "there\n",
-                            tr->cfg->out_dir, (long long)step + 1,
-                            n < 0 ? "out of memory" : strerror(errno));
-                }
+                            "[rank 0] moe train: warning: step %lld: no memory for the "
+                            "metrics record; not recorded\n",
+                            (long long)step + 1);
             }
             if (tc->log_interval > 0 &&
                 ((step + 1) % tc->log_interval == 0 || last || step == start)) {
@@ -523,29 +521,6 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
     }
     (void)last_ckpt;
     return MOE_OK;
-}
-
-// On resume: drops the records of steps after `start` (written after the checkpoint by a run
-// that then crashed), so the file holds each step once. Best effort: a missing file is fine.
-static void moe_train_trim_metrics(const char *path, int64_t start) {
-    FILE *f = fopen(path, "r");
-    if (!f) return;
-    char tmp[MOE_PATH_MAX];
-    FILE *o = moe_path_fmt(tmp, "metrics", "%s.tmp", path) ? NULL : fopen(tmp, "w");
-    if (!o) {
-        fclose(f);
-        return;
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    while (getline(&line, &cap, f) > 0) {
-        long long st = -1;
-        if (sscanf(line, "{\"step\":%lld", &st) == 1 && st > start) continue;
-        fputs(line, o);
-    }
-    free(line);
-    fclose(f);
-    if (fclose(o) == 0) rename(tmp, path);
 }
 
 moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_train_opts *o,
@@ -613,13 +588,15 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
         }
     }
     if (!(o && o->resume) && (st = moe_comm_agree(c, moe_ckpt_check_fresh(cfg->out_dir)))) goto out;
-    if (lay.world_rank == 0) {
+    if (!(o && o->resume) && lay.world_rank == 0) st = moe_metrics_check_fresh(cfg->out_dir);
+    if ((st = moe_comm_agree(c, st))) goto out;
+    if (lay.world_rank == 0) { // resumed (also from step 0): the records up to the checkpoint
         char mp[MOE_PATH_MAX];
         snprintf(mp, sizeof mp, "%s/metrics.jsonl", cfg->out_dir);
-        if (start > 0) moe_train_trim_metrics(mp, start);
-        tr.metrics = fopen(mp, start > 0 ? "a" : "w");
-        if (!tr.metrics)
-            st = moe_set_error(MOE_EIO, "%s: cannot open for writing (%s)", mp, strerror(errno));
+        if (o && o->resume) st = moe_metrics_trim(mp, start, stdout);
+        const size_t line = 1024 + (size_t)tr.m->n_moe * (200 + 21 * (size_t)tr.m->E) +
+                            (size_t)tr.m->n_groups * 160; // bytes of one record, roughly
+        if (!st) st = moe_metrics_open(mp, !(o && o->resume), line, &tr.metrics);
     }
     if ((st = moe_comm_agree(c, st))) goto out;
     moe_params_report pr;
@@ -644,7 +621,7 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
     st = moe_comm_agree(c, st);
 out:
     moe_watchdog_stop(tr.wd);
-    if (tr.metrics) fclose(tr.metrics);
+    moe_metrics_close(tr.metrics);
     moe_ckpt_free(tr.ck);
     moe_model_free(tr.m);
     moe_data_free(tr.d);

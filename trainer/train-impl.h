@@ -1,0 +1,47 @@
+// train-impl.h: internals of the training-loop room shared only with itself — the metrics log
+// (trainer/metrics.c) that train.c writes OUT_DIR/metrics.jsonl through. The contract (what
+// survives a failed write, what resume keeps) is docs/training.md, "Metrics".
+#ifndef MOE_TRAIN_IMPL_H
+#define MOE_TRAIN_IMPL_H
+
+#include "moe-common.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+
+// ---------------------------------------------------------------- the metrics log (metrics.c)
+// Rank 0's append-only metrics.jsonl. Lines go through a pending buffer of fixed size (allocated
+// at open, never grown: nothing is allocated per step): each call queues the step's line and
+// tries to write everything pending with write(2), so a failed or partial write (a full disk)
+// loses nothing — the bytes not yet written stay queued and are retried at the next step, and
+// the file's last line is completed once writing works again. The first failure and the recovery
+// are reported once each on stderr; records that do not fit while writes keep failing are
+// dropped (newest first: the file keeps its order) and counted, and the count is reported.
+// Not thread-safe; one log per process.
+// Testing hook read at open: MOE_TRAIN_TEST_METRICS_FAIL="A:B[:BYTES]" makes writes fail with
+// ENOSPC while queuing the lines of steps A <= step < B (the first failing write puts half its
+// bytes on disk first, as a disk filling up mid-line does); BYTES sets the buffer's size.
+typedef struct moe_metrics_log moe_metrics_log;
+
+// Opens (creates) path for appending; fresh = 1 truncates it first. The buffer holds at least
+// 1024 lines of line_estimate bytes and never less than 1 MiB. MOE_EIO naming the file.
+moe_status moe_metrics_open(const char *path, int fresh, size_t line_estimate,
+                            moe_metrics_log **out);
+// Queues line (n bytes, no newline; one is added) as the record of `step` (1-based) and writes
+// what is pending. Never fails: problems are reported on stderr as described above.
+void moe_metrics_append(moe_metrics_log *l, const char *line, size_t n, int64_t step);
+// A last write attempt, then closes; reports records that were never written. NULL-safe.
+void moe_metrics_close(moe_metrics_log *l);
+
+// Resume: rewrites path (atomically: temp file, fsync, rename) keeping only the complete records
+// (newline-terminated lines that parse as moe.MetricsRecord) of steps <= step, so a half line
+// left by a crash and the records of steps after the checkpoint are gone. No file: MOE_OK.
+// Prints what was dropped to `log` (may be NULL). MOE_EIO when it cannot rewrite the file.
+moe_status moe_metrics_trim(const char *path, int64_t step, FILE *log);
+
+// A fresh run (no --resume): MOE_EUSAGE when dir/metrics.jsonl exists and is not empty (a fresh
+// run would overwrite an earlier run's records), naming the file and the ways out.
+moe_status moe_metrics_check_fresh(const char *dir);
+
+#endif
