@@ -223,6 +223,118 @@ static int moe_selected(const moe_sweep_run *r, char **only, int n_only) {
     return 0;
 }
 
+// --dry-run: every selected run, its state, shape and command line; launches nothing.
+static void moe_sweep_print_plan(const moe_sweep *s, const char *self, char **only, int n_only) {
+    static char diff[8192]; // one run's changed fields
+    for (int i = 0; i < s->n_runs; i++) {
+        const moe_sweep_run *r = &s->runs[i];
+        if (!moe_selected(r, only, n_only)) continue;
+        const moe_run_state rs = moe_sweep_state(r, diff, sizeof diff);
+        printf("\n[%d/%d] %s  (%s, %s)  active %lld  total %lld  flops/token %lld\n", i + 1,
+               s->n_runs, r->name, r->kind, moe_state_name(rs), (long long)r->active,
+               (long long)r->total, (long long)r->flops);
+        if (r->note[0]) printf("  %s\n", r->note);
+        if (rs == MOE_RUN_CHANGED) printf("  changed since it ran (old -> new):\n%s", diff);
+        char *od;
+        char **a = moe_sweep_argv(s, r, self, rs == MOE_RUN_RESUME, &od);
+        fputs("  $ ", stdout);
+        moe_print_argv(stdout, a);
+        free(a);
+        free(od);
+    }
+}
+
+// Runs whose settings changed since they ran (their results would be reported under the new
+// settings) are listed with their differences; returns how many. Without --rerun-changed the
+// sweep then launches nothing.
+static int moe_sweep_list_changed(const moe_sweep *s, char **only, int n_only, int rerun) {
+    static char diff[8192]; // one run's changed fields
+    int n_changed = 0;
+    for (int i = 0; i < s->n_runs; i++) {
+        const moe_sweep_run *r = &s->runs[i];
+        if (!moe_selected(r, only, n_only) ||
+            moe_sweep_state(r, diff, sizeof diff) != MOE_RUN_CHANGED)
+            continue;
+        if (!n_changed++ && !rerun)
+            fprintf(stderr, "moe sweep: runs whose settings changed since they ran (their results "
+                            "would be reported under the new settings):\n");
+        if (!rerun) fprintf(stderr, "  %s (%s), old -> new:\n%s", r->name, r->dir, diff);
+    }
+    return n_changed;
+}
+
+typedef enum { MOE_SWEEP_OK = 0, MOE_SWEEP_FAILED, MOE_SWEEP_INTERRUPTED } moe_sweep_outcome;
+
+// Runs, skips or resumes run i: moves a changed run or an orphan metrics file aside (kept, never
+// deleted), writes the run record, launches `moe train` and marks the run DONE when it finishes.
+static moe_sweep_outcome moe_sweep_run_one(const moe_sweep *s, int i, const char *self) {
+    static char diff[8192]; // the run's changed fields
+    const moe_sweep_run *r = &s->runs[i];
+    char p[MOE_PATH_MAX];
+    moe_run_state rs = moe_sweep_state(r, diff, sizeof diff);
+    char done_path[MOE_PATH_MAX], log[MOE_PATH_MAX], old[MOE_PATH_MAX];
+    snprintf(done_path, sizeof done_path, "%s/DONE", r->dir);
+    snprintf(log, sizeof log, "%s/train.log", r->dir);
+    snprintf(p, sizeof p, "%s/metrics.jsonl", r->dir);
+    const char *aside = rs == MOE_RUN_CHANGED ? r->dir : rs == MOE_RUN_NEW ? p : NULL;
+    if (aside && moe_file_exists(aside)) { // kept, never deleted: moe train refuses to wipe it
+        errno = 0;
+        if (moe_move_aside(aside, old) != 0) {
+            fprintf(stderr, "[%d/%d] %s: FAILED: cannot move %s aside (%s)\n", i + 1, s->n_runs,
+                    r->name, aside, errno ? strerror(errno) : moe_last_error());
+            return MOE_SWEEP_FAILED;
+        }
+        printf("[%d/%d] %s: %s; the old %s is kept as %s\n", i + 1, s->n_runs, r->name,
+               rs == MOE_RUN_CHANGED ? "settings changed since it ran, running it again"
+                                     : "no checkpoint to resume, running it from the start",
+               rs == MOE_RUN_CHANGED ? "run" : "metrics.jsonl", old);
+        if (rs == MOE_RUN_CHANGED) fputs(diff, stdout);
+        rs = MOE_RUN_NEW;
+    }
+    if (rs == MOE_RUN_DONE) {
+        printf("[%d/%d] %s: finished earlier, skipped\n", i + 1, s->n_runs, r->name);
+        if (!moe_file_exists(done_path)) { // finished per its metrics: mark it
+            FILE *f = fopen(done_path, "w");
+            if (f) fprintf(f, "finished (metrics reached train.steps)\n"), fclose(f);
+        }
+        return MOE_SWEEP_OK;
+    }
+    if (moe_mkdir_p(r->dir) != 0 || moe_write_run_record(s, r) != MOE_OK) {
+        fprintf(stderr, "[%d/%d] %s: FAILED: cannot prepare %s (%s)\n", i + 1, s->n_runs, r->name,
+                r->dir, moe_last_error()[0] ? moe_last_error() : strerror(errno));
+        return MOE_SWEEP_FAILED;
+    }
+    char *od;
+    char **a = moe_sweep_argv(s, r, self, rs == MOE_RUN_RESUME, &od);
+    printf("[%d/%d] %s: %s (log %s)\n", i + 1, s->n_runs, r->name,
+           rs == MOE_RUN_RESUME ? "resuming from its checkpoint" : "running", log);
+    fflush(stdout);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const int code = moe_sweep_launch(a, log);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    const double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    free(a);
+    free(od);
+    if (code == 0) {
+        FILE *f = fopen(done_path, "w");
+        if (f) fprintf(f, "finished (exit 0) in %.1f s\n", secs), fclose(f);
+        printf("[%d/%d] %s: done in %.1f s\n", i + 1, s->n_runs, r->name, secs);
+    } else if (code == MOE_EXIT_TEMPFAIL || moe_sweep_signals) {
+        printf("[%d/%d] %s: interrupted (exit %d) after %.1f s; resumable\n", i + 1, s->n_runs,
+               r->name, code, secs);
+        return MOE_SWEEP_INTERRUPTED;
+    } else {
+        fprintf(stderr,
+                "[%d/%d] %s: FAILED (exit %d) after %.1f s; the sweep continues. Last "
+                "lines of %s:\n",
+                i + 1, s->n_runs, r->name, code, secs, log);
+        moe_tail(log, 8);
+        return MOE_SWEEP_FAILED;
+    }
+    return MOE_SWEEP_OK;
+}
+
 int moe_cmd_sweep(int argc, char **argv) {
     const char *path = NULL, *out = NULL;
     moe_args_list only_args = {0};
@@ -301,39 +413,13 @@ int moe_cmd_sweep(int argc, char **argv) {
     self[sl] = 0;
     const char *title = s->sc->name && s->sc->name[0] ? s->sc->name : "sweep";
     printf("sweep %s: %d runs, %d ranks each -> %s\n", title, s->n_runs, s->np, s->out_dir);
-    static char diff[8192]; // one run's changed fields
     if (dry) {
-        for (int i = 0; i < s->n_runs; i++) {
-            const moe_sweep_run *r = &s->runs[i];
-            if (!moe_selected(r, only, n_only)) continue;
-            const moe_run_state rs = moe_sweep_state(r, diff, sizeof diff);
-            printf("\n[%d/%d] %s  (%s, %s)  active %lld  total %lld  flops/token %lld\n", i + 1,
-                   s->n_runs, r->name, r->kind, moe_state_name(rs), (long long)r->active,
-                   (long long)r->total, (long long)r->flops);
-            if (r->note[0]) printf("  %s\n", r->note);
-            if (rs == MOE_RUN_CHANGED) printf("  changed since it ran (old -> new):\n%s", diff);
-            char *od;
-            char **a = moe_sweep_argv(s, r, self, rs == MOE_RUN_RESUME, &od);
-            fputs("  $ ", stdout);
-            moe_print_argv(stdout, a);
-            free(a);
-            free(od);
-        }
+        moe_sweep_print_plan(s, self, only, n_only);
         rc = MOE_EXIT_OK;
         goto done;
     }
     // ------------------------------------------------ stale runs: refused before any launch
-    int n_changed = 0;
-    for (int i = 0; i < s->n_runs; i++) {
-        const moe_sweep_run *r = &s->runs[i];
-        if (!moe_selected(r, only, n_only) ||
-            moe_sweep_state(r, diff, sizeof diff) != MOE_RUN_CHANGED)
-            continue;
-        if (!n_changed++ && !rerun)
-            fprintf(stderr, "moe sweep: runs whose settings changed since they ran (their results "
-                            "would be reported under the new settings):\n");
-        if (!rerun) fprintf(stderr, "  %s (%s), old -> new:\n%s", r->name, r->dir, diff);
-    }
+    const int n_changed = moe_sweep_list_changed(s, only, n_only, rerun);
     if (n_changed && !rerun) {
         fprintf(stderr,
                 "moe sweep: %d changed run(s); nothing launched. Rerun them with --rerun-changed "
@@ -367,69 +453,10 @@ int moe_cmd_sweep(int argc, char **argv) {
             interrupted = 1;
             break;
         }
-        moe_run_state rs = moe_sweep_state(r, diff, sizeof diff);
-        char done_path[MOE_PATH_MAX], log[MOE_PATH_MAX], old[MOE_PATH_MAX];
-        snprintf(done_path, sizeof done_path, "%s/DONE", r->dir);
-        snprintf(log, sizeof log, "%s/train.log", r->dir);
-        snprintf(p, sizeof p, "%s/metrics.jsonl", r->dir);
-        const char *aside = rs == MOE_RUN_CHANGED ? r->dir : rs == MOE_RUN_NEW ? p : NULL;
-        if (aside && moe_file_exists(aside)) { // kept, never deleted: moe train refuses to wipe it
-            errno = 0;
-            if (moe_move_aside(aside, old) != 0) {
-                fprintf(stderr, "[%d/%d] %s: FAILED: cannot move %s aside (%s)\n", i + 1, s->n_runs,
-                        r->name, aside, errno ? strerror(errno) : moe_last_error());
-                failed++;
-                continue;
-            }
-            printf("[%d/%d] %s: %s; the old %s is kept as %s\n", i + 1, s->n_runs, r->name,
-                   rs == MOE_RUN_CHANGED ? "settings changed since it ran, running it again"
-                                         : "no checkpoint to resume, running it from the start",
-                   rs == MOE_RUN_CHANGED ? "run" : "metrics.jsonl", old);
-            if (rs == MOE_RUN_CHANGED) fputs(diff, stdout);
-            rs = MOE_RUN_NEW;
-        }
-        if (rs == MOE_RUN_DONE) {
-            printf("[%d/%d] %s: finished earlier, skipped\n", i + 1, s->n_runs, r->name);
-            if (!moe_file_exists(done_path)) { // finished per its metrics: mark it
-                FILE *f = fopen(done_path, "w");
-                if (f) fprintf(f, "finished (metrics reached train.steps)\n"), fclose(f);
-            }
-            continue;
-        }
-        if (moe_mkdir_p(r->dir) != 0 || moe_write_run_record(s, r) != MOE_OK) {
-            fprintf(stderr, "[%d/%d] %s: FAILED: cannot prepare %s (%s)\n", i + 1, s->n_runs,
-                    r->name, r->dir, moe_last_error()[0] ? moe_last_error() : strerror(errno));
-            failed++;
-            continue;
-        }
-        char *od;
-        char **a = moe_sweep_argv(s, r, self, rs == MOE_RUN_RESUME, &od);
-        printf("[%d/%d] %s: %s (log %s)\n", i + 1, s->n_runs, r->name,
-               rs == MOE_RUN_RESUME ? "resuming from its checkpoint" : "running", log);
-        fflush(stdout);
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        const int code = moe_sweep_launch(a, log);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        const double secs =
-            (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-        free(a);
-        free(od);
-        if (code == 0) {
-            FILE *f = fopen(done_path, "w");
-            if (f) fprintf(f, "finished (exit 0) in %.1f s\n", secs), fclose(f);
-            printf("[%d/%d] %s: done in %.1f s\n", i + 1, s->n_runs, r->name, secs);
-        } else if (code == MOE_EXIT_TEMPFAIL || moe_sweep_signals) {
-            printf("[%d/%d] %s: interrupted (exit %d) after %.1f s; resumable\n", i + 1, s->n_runs,
-                   r->name, code, secs);
-            interrupted = 1;
-        } else {
-            fprintf(stderr,
-                    "[%d/%d] %s: FAILED (exit %d) after %.1f s; the sweep continues. Last "
-                    "lines of %s:\n",
-                    i + 1, s->n_runs, r->name, code, secs, log);
-            moe_tail(log, 8);
-            failed++;
+        switch (moe_sweep_run_one(s, i, self)) {
+        case MOE_SWEEP_OK: break;
+        case MOE_SWEEP_FAILED: failed++; break;
+        case MOE_SWEEP_INTERRUPTED: interrupted = 1; break;
         }
     }
     if (interrupted) {
