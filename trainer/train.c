@@ -355,14 +355,77 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_
 
 // ---------------------------------------------------------------- the loop
 
+// The metrics record of one step: the world-level figures on every rank; per-layer loads and
+// per-group norms on rank 0 only (into the trainer's preallocated parts). *load_max: the largest
+// max/mean load over the MoE layers, *aux: the summed aux loss (both for the progress line).
+static void moe_train_record(moe_trainer *tr, const moe_train_step_result *sr, int64_t step,
+                             double t_step, int64_t skipped, Moe__MetricsRecord *rec,
+                             double *load_max, double *aux) {
+    const moe_model *m = tr->m;
+    const double *red = sr->grad_sumsq, *wsq = sr->weight_sumsq, *upd = sr->update_sumsq;
+    Moe__LayerLoad *lls = tr->lls, **llp = tr->llp;
+    Moe__GroupStats *gss = tr->gss, **gsp = tr->gsp;
+    double active = (double)m->dense_active;
+    *load_max = 0, *aux = 0;
+    if (m->lay.world_rank == 0) {
+        for (int i = 0; i < m->n_moe; i++) {
+            const moe_model_layer_stats *s = &m->stats[i];
+            Moe__LayerLoad *L = &lls[i];
+            moe__layer_load__init(L);
+            L->has_layer = 1, L->layer = s->layer;
+            L->n_tokens_per_expert = (size_t)m->E;
+            L->tokens_per_expert = tr->kept + (int64_t)i * m->E;
+            memcpy(L->tokens_per_expert, s->kept, (size_t)m->E * sizeof(int64_t));
+            L->has_dropped = 1, L->dropped = s->dropped;
+            L->has_max_over_mean = 1, L->max_over_mean = s->max_over_mean;
+            L->has_cv = 1, L->cv = s->cv;
+            L->has_entropy = 1, L->entropy = s->entropy;
+            L->has_aux_loss = 1, L->aux_loss = s->aux;
+            L->has_z_loss = 1, L->z_loss = s->z;
+            llp[i] = L;
+            if (s->max_over_mean > *load_max) *load_max = s->max_over_mean;
+            int64_t kept = 0;
+            for (int e = 0; e < m->E; e++) kept += s->kept[e];
+            active += (double)kept / (double)(s->tokens > 0 ? s->tokens : 1) * m->expert_params;
+            *aux += s->aux;
+        }
+        size_t ng = 0;
+        for (int g = 0; g < m->n_groups; g++) {
+            if (wsq[g] == 0 && red[g] == 0) continue; // an empty group (e.g. tied head)
+            Moe__GroupStats *G = &gss[ng];
+            moe__group_stats__init(G);
+            G->group = m->group_names[g];
+            G->has_weight_norm = 1, G->weight_norm = sqrt(wsq[g]);
+            G->has_grad_norm = 1, G->grad_norm = sqrt(red[g]);
+            G->has_update_ratio = 1;
+            G->update_ratio = wsq[g] > 0 ? sqrt(upd[g] / wsq[g]) : 0;
+            gsp[ng++] = G;
+        }
+        rec->n_groups = ng, rec->groups = gsp;
+        rec->n_layers = (size_t)m->n_moe, rec->layers = llp;
+    }
+    rec->has_step = 1, rec->step = step + 1;
+    rec->has_loss = 1, rec->loss = sr->loss;
+    rec->has_aux_loss = 1, rec->aux_loss = sr->aux;
+    rec->has_z_loss = 1, rec->z_loss = sr->z;
+    rec->has_lr = 1, rec->lr = sr->lr;
+    rec->has_grad_norm = 1, rec->grad_norm = sr->grad_norm;
+    rec->has_tokens_per_s = 1, rec->tokens_per_s = (double)tr->B * m->S / t_step;
+    rec->has_exchange_seconds = 1, rec->exchange_seconds = sr->exchange_seconds;
+    rec->has_allreduce_seconds = 1, rec->allreduce_seconds = sr->allreduce_seconds;
+    rec->has_step_seconds = 1, rec->step_seconds = t_step;
+    rec->has_skipped_steps = 1, rec->skipped_steps = skipped;
+    rec->has_active_params = 1, rec->active_params = (int64_t)llround(active);
+}
+
 static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_result *res) {
     const Moe__Config *cfg = tr->cfg;
     const Moe__TrainConfig *tc = cfg->train;
     const moe_comm *c = tr->c;
     moe_model *m = tr->m;
-    const int rank = m->lay.world_rank, NG = m->n_groups;
+    const int rank = m->lay.world_rank;
     const char *sig_hook = getenv("MOE_TRAIN_TEST_SIGNAL_STEP"); // testing: "step:rank"
-    int64_t consecutive = 0, skipped = 0, last_ckpt = start;
+    int64_t consecutive = 0, skipped = 0;
     double t_begin = moe_comm_wtime();
     int64_t steps_done_here = 0;
     const char *hang_hook = getenv("MOE_TRAIN_TEST_HANG_STEP"); // testing: "step:rank"
@@ -383,7 +446,6 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
         moe_train_step_result sr;
         moe_status st = moe_train_step(tr->step, tr->tokens, step, &sr);
         if (st) return st;
-        const double *red = sr.grad_sumsq, *wsq = sr.weight_sumsq, *upd = sr.update_sumsq;
         const double loss = sr.loss, lr = sr.lr, t_sync = sr.allreduce_seconds;
         const int stop = sr.stop;
         if (sr.nonfinite) {
@@ -408,58 +470,8 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
         steps_done_here++;
         // ------------------------------------------------ metrics (rank 0)
         Moe__MetricsRecord rec = MOE__METRICS_RECORD__INIT;
-        Moe__LayerLoad *lls = tr->lls, **llp = tr->llp;
-        Moe__GroupStats *gss = tr->gss, **gsp = tr->gsp;
-        double load_max = 0, active = (double)m->dense_active, aux = 0;
-        if (rank == 0) {
-            for (int i = 0; i < m->n_moe; i++) {
-                const moe_model_layer_stats *s = &m->stats[i];
-                Moe__LayerLoad *L = &lls[i];
-                moe__layer_load__init(L);
-                L->has_layer = 1, L->layer = s->layer;
-                L->n_tokens_per_expert = (size_t)m->E;
-                L->tokens_per_expert = tr->kept + (int64_t)i * m->E;
-                memcpy(L->tokens_per_expert, s->kept, (size_t)m->E * sizeof(int64_t));
-                L->has_dropped = 1, L->dropped = s->dropped;
-                L->has_max_over_mean = 1, L->max_over_mean = s->max_over_mean;
-                L->has_cv = 1, L->cv = s->cv;
-                L->has_entropy = 1, L->entropy = s->entropy;
-                L->has_aux_loss = 1, L->aux_loss = s->aux;
-                L->has_z_loss = 1, L->z_loss = s->z;
-                llp[i] = L;
-                if (s->max_over_mean > load_max) load_max = s->max_over_mean;
-                int64_t kept = 0;
-                for (int e = 0; e < m->E; e++) kept += s->kept[e];
-                active += (double)kept / (double)(s->tokens > 0 ? s->tokens : 1) * m->expert_params;
-                aux += s->aux;
-            }
-            size_t ng = 0;
-            for (int g = 0; g < NG; g++) {
-                if (wsq[g] == 0 && red[g] == 0) continue; // an empty group (e.g. tied head)
-                Moe__GroupStats *G = &gss[ng];
-                moe__group_stats__init(G);
-                G->group = m->group_names[g];
-                G->has_weight_norm = 1, G->weight_norm = sqrt(wsq[g]);
-                G->has_grad_norm = 1, G->grad_norm = sqrt(red[g]);
-                G->has_update_ratio = 1;
-                G->update_ratio = wsq[g] > 0 ? sqrt(upd[g] / wsq[g]) : 0;
-                gsp[ng++] = G;
-            }
-            rec.n_groups = ng, rec.groups = gsp;
-            rec.n_layers = (size_t)m->n_moe, rec.layers = llp;
-        }
-        rec.has_step = 1, rec.step = step + 1;
-        rec.has_loss = 1, rec.loss = loss;
-        rec.has_aux_loss = 1, rec.aux_loss = sr.aux;
-        rec.has_z_loss = 1, rec.z_loss = sr.z;
-        rec.has_lr = 1, rec.lr = lr;
-        rec.has_grad_norm = 1, rec.grad_norm = sr.grad_norm;
-        rec.has_tokens_per_s = 1, rec.tokens_per_s = (double)tr->B * m->S / t_step;
-        rec.has_exchange_seconds = 1, rec.exchange_seconds = sr.exchange_seconds;
-        rec.has_allreduce_seconds = 1, rec.allreduce_seconds = t_sync;
-        rec.has_step_seconds = 1, rec.step_seconds = t_step;
-        rec.has_skipped_steps = 1, rec.skipped_steps = skipped;
-        rec.has_active_params = 1, rec.active_params = (int64_t)llround(active);
+        double load_max, aux;
+        moe_train_record(tr, &sr, step, t_step, skipped, &rec, &load_max, &aux);
         const int last = step + 1 == tr->steps;
         const int do_eval =
             moe_data_val_tokens(tr->d) > 0 && tc->eval_batches > 0 &&
@@ -511,7 +523,6 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
             st = moe_train_save(tr, step + 1, stop ? "preempted" : last ? "final" : "interval");
             moe_watchdog_leave(tr->wd);
             if (st) return st;
-            last_ckpt = step + 1;
         }
         if (stop && !last)
             return moe_set_error(MOE_EINTR,
@@ -519,7 +530,6 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
                                  "with a checkpoint; run again with --resume latest",
                                  (long long)step + 1);
     }
-    (void)last_ckpt;
     return MOE_OK;
 }
 
