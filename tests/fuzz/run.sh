@@ -15,7 +15,8 @@ targets="${MOE_FUZZ_TARGETS:-config hf_config sweep manifest latest data}"
 jobs="${MOE_FUZZ_JOBS:-1}"
 
 if [ ! -f "$build/CMakeCache.txt" ]; then
-  CC="${CC:-clang}" cmake -S "$root" -B "$build" -DMOE_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  cc="${CC:-$(command -v clang || command -v clang-14 || echo clang)}"
+  CC="$cc" cmake -S "$root" -B "$build" -DMOE_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 fi
 cmake --build "$build" --target fuzz -j2
 
