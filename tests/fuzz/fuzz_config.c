@@ -40,10 +40,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         char *a = moe_json_format_message(&cfg->base, 0);
         MOE_ASSERT(a != NULL);
         ProtobufCMessage *back = NULL;
-        moe_status st = moe_json_parse_message("<written>", a, strlen(a), &moe__config__descriptor,
-                                               &back);
-        if (st != MOE_OK) fprintf(stderr, "fuzz: written config does not read back: %s\n%s\n",
-                                  moe_last_error(), a);
+        moe_status st =
+            moe_json_parse_message("<written>", a, strlen(a), &moe__config__descriptor, &back);
+        if (st != MOE_OK)
+            fprintf(stderr, "fuzz: written config does not read back: %s\n%s\n", moe_last_error(),
+                    a);
         MOE_ASSERT(st == MOE_OK);
         char *b = moe_json_format_message(back, 0);
         MOE_ASSERT(b != NULL);

@@ -32,7 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (moe_json_parse_message("sweep", (const char *)data, size, &moe__sweep_config__descriptor,
                                &m) == MOE_OK) {
         const Moe__SweepConfig *sc = (const Moe__SweepConfig *)m;
-        const size_t runs = (sc->n_points + 1 + sc->n_experts_axis) * (sc->n_seeds ? sc->n_seeds : 1);
+        const size_t runs =
+            (sc->n_points + 1 + sc->n_experts_axis) * (sc->n_seeds ? sc->n_seeds : 1);
         protobuf_c_message_free_unpacked(m, NULL);
         if (runs > 64) return 0;
     }
