@@ -12,6 +12,9 @@ apt-get install -y --no-install-recommends \
   protobuf-compiler python3 python3-protobuf \
   gnuplot-nox \
   slurm-wlm munge procps \
-  iproute2 iputils-ping util-linux
+  iproute2 iputils-ping util-linux \
+  clang libclang-rt-14-dev
 # slurm-wlm munge procps: cluster/local-slurm.sh (a single-node Slurm for the `cluster` tests).
 # iproute2 iputils-ping util-linux: cluster/vcluster.sh (network-namespace nodes, tc, unshare).
+# clang libclang-rt-14-dev: the fuzz build (clang 14 on Debian 12; libFuzzer and clang's ASan and
+# UBSan runtimes; tests/fuzz/run.sh, docs/fuzzing.md).

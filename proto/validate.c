@@ -47,10 +47,17 @@ static void moe_vcoef(moe_vlog *log, const char *name, double v, const char *mea
         moe_vfail(log, "%s = %g: must be a finite number >= 0 (%s)", name, v, meaning);
 }
 
+// Far above any published model (DeepSeek-V3: 61), and low enough that per-layer work over a
+// config (parameter counting, the layer table) stays instant: 2^30 layers took a minute to count.
+#define MOE_MAX_LAYERS 65536
+
 static void moe_check_model(moe_vlog *log, const Moe__ModelConfig *m, const Moe__TrainConfig *t) {
     MOE_POS(log, "model.vocab_size", m->vocab_size);
     MOE_POS(log, "model.d_model", m->d_model);
     MOE_POS(log, "model.n_layers", m->n_layers);
+    if (m->n_layers > MOE_MAX_LAYERS)
+        moe_vfail(log, "model.n_layers = %d: at most %d layers are supported; use fewer layers",
+                  m->n_layers, MOE_MAX_LAYERS);
     MOE_POS(log, "model.n_heads", m->n_heads);
     MOE_POS(log, "model.max_seq_len", m->max_seq_len);
     MOE_NONNEG(log, "model.n_kv_heads", m->n_kv_heads);

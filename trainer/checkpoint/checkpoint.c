@@ -438,7 +438,7 @@ static moe_status ck_match(const moe_ckpt *ck, const Moe__CheckpointManifest *m,
         for (size_t f = 0; f < m->n_files && !fe; f++)
             if (m->files[f]->name && e->file && !strcmp(m->files[f]->name, e->file))
                 fe = m->files[f];
-        if (!fe || e->offset + e->bytes > fe->bytes)
+        if (!fe || e->offset > fe->bytes || e->bytes > fe->bytes - e->offset) // no wrap-around
             return moe_set_error(MOE_ECORRUPT,
                                  "%s/manifest.pb: tensor %s lies outside the listed "
                                  "files (file %s)",
