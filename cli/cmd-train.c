@@ -64,6 +64,10 @@ static moe_status moe_train_setup(const char *path, const char **sets, int n_set
 }
 
 int moe_cmd_train(int argc, char **argv) {
+    // First: a SIGUSR1/SIGTERM/SIGINT from the first instant (before MPI_Init and setup, which
+    // take a while; Open MPI leaves these alone) is kept and honoured at the first step:
+    // checkpoint, exit 75 — instead of killing the rank. (docs/training.md "Preemption")
+    moe_train_install_signals();
     const char *path = NULL, *resume = NULL;
     moe_args_list sets = {0};
     const moe_arg_pos pos[] = {
@@ -83,7 +87,8 @@ int moe_cmd_train(int argc, char **argv) {
         "Writes OUT_DIR/metrics.jsonl (one JSON record per step) and checkpoints under\n"
         "OUT_DIR/checkpoints. --resume latest continues from OUT_DIR's newest checkpoint\n"
         "(fresh start if none), --resume DIR from that checkpoint; another world size or\n"
-        "ep_size reshards. SIGUSR1/SIGTERM: checkpoint at the next step and exit 75.",
+        "ep_size reshards. SIGUSR1/SIGTERM/SIGINT (Ctrl-C): checkpoint at the next step and\n"
+        "exit 75 (a second Ctrl-C aborts). MOE_STOP_FILE=PATH: PATH appearing does the same.",
         pos,
         MOE_ARGS_N(pos),
         opts,
@@ -92,9 +97,6 @@ int moe_cmd_train(int argc, char **argv) {
         "checkpoint, 75 preempted (run again with --resume latest). See docs/training.md."};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
-    // Before MPI_Init and setup (both take a while; Open MPI leaves SIGUSR1/SIGTERM alone): a
-    // signal arriving then is kept and honoured at the first step instead of killing the rank.
-    moe_train_install_signals();
     if (getenv("MOE_TRAIN_TEST_SIGNAL_SETUP")) raise(SIGUSR1); // testing: a signal before MPI_Init
     moe_status st = moe_comm_init(NULL, NULL);
     if (st) {
@@ -194,7 +196,8 @@ int moe_cmd_eval(int argc, char **argv) {
         def->f = NULL;                                                                             \
     }
         FILL(model)
-        FILL(router) FILL(train) FILL(parallel) FILL(data) FILL(lora)
+        FILL(router)
+        FILL(train) FILL(parallel) FILL(data) FILL(lora)
 #undef FILL
             moe_config_free(def);
         for (int i = 0; i < sets.n && !st; i++) st = moe_config_set(cfg, sets.v[i]);
