@@ -66,7 +66,8 @@ static long flip_all(const char *dir, const char *what) {
         Moe__CheckpointManifest *m = NULL;
         moe_status st = moe_ckpt_read_manifest(dir, &m);
         if (st == MOE_OK) {
-            if (passed < 5) fprintf(stderr, "  %s: flip of byte %zu bit %zu accepted\n", what, i / 8, i % 8);
+            if (passed < 5)
+                fprintf(stderr, "  %s: flip of byte %zu bit %zu accepted\n", what, i / 8, i % 8);
             passed++;
             moe__checkpoint_manifest__free_unpacked(m, NULL);
         } else {

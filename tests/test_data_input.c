@@ -39,8 +39,8 @@ static moe_status try_open(const char *path, const char *val_path, int u16) {
     return st;
 }
 
-static void expect(const char *what, moe_status st, moe_status want, const char *n1,
-                   const char *n2, const char *n3) {
+static void expect(const char *what, moe_status st, moe_status want, const char *n1, const char *n2,
+                   const char *n3) {
     const char *msg = moe_last_error();
     CHECK(st == want, "%s: %s, expected %s (%s)", what, moe_status_str(st), moe_status_str(want),
           msg);
@@ -65,8 +65,8 @@ int main(void) {
            "data.path");
     expect("FIFO as data.val_path", try_open(tpath("good.txt"), tpath("fifo"), 0), MOE_EIO, "fifo",
            "FIFO", "data.val_path");
-    expect("directory as data.path", try_open(g_dir, NULL, 0), MOE_EIO, "a directory",
-           "data.path", NULL);
+    expect("directory as data.path", try_open(g_dir, NULL, 0), MOE_EIO, "a directory", "data.path",
+           NULL);
     expect("directory as data.val_path", try_open(tpath("good.txt"), g_dir, 1 - 1), MOE_EIO,
            "a directory", "data.val_path", NULL);
     expect("device as data.path", try_open("/dev/zero", NULL, 0), MOE_EIO, "character device",

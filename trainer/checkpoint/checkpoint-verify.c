@@ -152,12 +152,10 @@ moe_status moe_ckpt_read_manifest(const char *dir, Moe__CheckpointManifest **out
         st = moe_set_error(MOE_ECORRUPT, "%s: not a valid checkpoint manifest (%zu bytes)", path,
                            len);
     // The parse must agree with the bytes: the CRC field read is the one checked above.
-    if (st == MOE_OK &&
-        (tag == CK_TAG_FILE_CRC ? !m->has_file_crc32c || m->file_crc32c != tail
-                                : m->has_file_crc32c || !m->has_manifest_crc32c ||
-                                      m->manifest_crc32c != tail))
-        st = moe_set_error(MOE_ECORRUPT, "%s: the CRC32C field is not the file's last field",
-                           path);
+    if (st == MOE_OK && (tag == CK_TAG_FILE_CRC ? !m->has_file_crc32c || m->file_crc32c != tail
+                                                : m->has_file_crc32c || !m->has_manifest_crc32c ||
+                                                      m->manifest_crc32c != tail))
+        st = moe_set_error(MOE_ECORRUPT, "%s: the CRC32C field is not the file's last field", path);
     if (st == MOE_OK && m->format_version != MOE_CKPT_FORMAT_VERSION)
         st = moe_set_error(MOE_ECORRUPT, "%s: format_version %u, this binary reads %u", path,
                            m->format_version, MOE_CKPT_FORMAT_VERSION);
