@@ -22,3 +22,7 @@ moe_add_test(test_ckpt_manifest_flips SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_c
 add_test(NAME test_ckpt_stepname COMMAND test_ckpt_manifest_flips stepname $<TARGET_FILE:moe>)
 set_tests_properties(test_ckpt_stepname PROPERTIES LABELS "unit;ckpt" ENVIRONMENT "${MOE_TEST_ENV}"
   TIMEOUT 300)
+# Issue 12 defect 10: LATEST naming a missing directory, a LATEST symlink loop.
+add_test(NAME test_ckpt_latest_messages COMMAND test_ckpt_manifest_flips latest)
+set_tests_properties(test_ckpt_latest_messages PROPERTIES LABELS "unit;ckpt"
+  ENVIRONMENT "${MOE_TEST_ENV}" TIMEOUT 300)

@@ -2,7 +2,7 @@
 // of a small checkpoint's manifest.pb is refused (defect 4: flips of bytes the parse ignores used
 // to pass), and a manifest written before file_crc32c still loads with a note, its flips refused
 // too. Mode "stepname": a step_20 directory holding step 10's files is refused by load and by
-// `moe inspect` (defect 9e). argv[2] = path of the moe binary (stepname).
+// `moe inspect` (defect 9e). Mode "latest": LATEST messages (defect 10). argv[2] = path of the moe binary (stepname).
 #include "checkpoint.h"
 #include "config.h"
 #include "test-util.h"
@@ -155,13 +155,38 @@ static void test_stepname(const char *moe) {
     moe_ckpt_free(ck);
 }
 
+// Defect 10: LATEST naming a missing directory says "missing" and which; a LATEST symlink loop
+// is a broken LATEST (not "no LATEST", which would let training start over).
+static void test_latest(void) {
+    char ck[600], latest[700], dir[1024];
+    snprintf(ck, sizeof ck, "%s/checkpoints", g_run);
+    save(10);
+    snprintf(latest, sizeof latest, "%s/LATEST", ck);
+    FILE *f = fopen(latest, "w");
+    fputs("step_00000030\n", f);
+    fclose(f);
+    moe_status st = moe_ckpt_resolve(g_run, dir, sizeof dir);
+    CHECK(st == MOE_ECORRUPT && strstr(moe_last_error(), "step_00000030, which is missing") &&
+              !strstr(moe_last_error(), "corrupt") && strstr(moe_last_error(), "step_00000010"),
+          "LATEST naming a missing directory: %s (%s)", moe_status_str(st), moe_last_error());
+    MOE_ASSERT(unlink(latest) == 0 && symlink("LATEST", latest) == 0);
+    st = moe_ckpt_resolve(g_run, dir, sizeof dir);
+    CHECK(st == MOE_ECORRUPT && strstr(moe_last_error(), "LATEST: cannot read") &&
+              !strstr(moe_last_error(), "no LATEST"),
+          "LATEST symlink loop: %s (%s)", moe_status_str(st), moe_last_error());
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "flips";
     test_tmpdir(g_run, sizeof g_run, "ckpt-manifest");
     if (!strcmp(mode, "flips"))
         test_flips();
+    else if (!strcmp(mode, "latest"))
+        test_latest();
     else
         test_stepname(argc > 2 ? argv[2] : NULL);
     test_rmtree(g_run);
-    return test_summary(!strcmp(mode, "flips") ? "test_ckpt_manifest_flips" : "test_ckpt_stepname");
+    return test_summary(!strcmp(mode, "flips")    ? "test_ckpt_manifest_flips"
+                        : !strcmp(mode, "latest") ? "test_ckpt_latest_messages"
+                                                  : "test_ckpt_stepname");
 }

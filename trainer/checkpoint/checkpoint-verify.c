@@ -293,35 +293,54 @@ int moe_ckpt_config_diff(const Moe__Config *ckpt, const Moe__Config *cfg, char *
 
 // ---------------------------------------------------------------- resolve and previous
 
+// "; the newest complete checkpoint is …: resume with --resume …" (or that there is none).
+static void ck_newest_hint(const char *ckdir, char *tail, size_t cap) {
+    int64_t *steps = NULL;
+    int n = moe_ckpt_list_steps(ckdir, &steps);
+    if (n > 0)
+        moe_ckpt_fmt(tail, cap,
+                     "; the newest complete checkpoint is %s/step_%08lld: "
+                     "resume with --resume %s/step_%08lld",
+                     ckdir, (long long)steps[0], ckdir, (long long)steps[0]);
+    else
+        moe_ckpt_fmt(tail, cap, "; %s holds no complete checkpoint: remove LATEST to start over",
+                     ckdir);
+    free(steps);
+}
+
 static moe_status ck_read_latest(const char *ckdir, char *dir, size_t cap) {
-    char p[MOE_PATH_MAX], name[512];
+    char p[MOE_PATH_MAX], name[512], tail[MOE_PATH_MAX];
     moe_ckpt_fmt(p, sizeof p, "%s/LATEST", ckdir);
     FILE *f = fopen(p, "r");
-    if (!f) return moe_set_error(MOE_EIO, "%s: %s", p, strerror(errno));
+    if (!f) // a symlink loop or a dangling link is a broken LATEST: never "no LATEST"
+        return moe_set_error(errno == ELOOP || errno == ENOENT ? MOE_ECORRUPT : MOE_EIO,
+                             "%s: cannot read: %s (a broken symlink? LATEST is a file naming "
+                             "step_N)",
+                             p, strerror(errno));
     name[0] = 0;
     if (!fgets(name, sizeof name, f)) name[0] = 0;
     fclose(f);
     name[strcspn(name, "\r\n")] = 0;
     if (moe_ckpt_parse_step(name) < 0) {
-        int64_t *steps = NULL;
-        int n = moe_ckpt_list_steps(ckdir, &steps);
-        char tail[MOE_PATH_MAX];
-        if (n > 0)
-            moe_ckpt_fmt(tail, sizeof tail,
-                         "; the newest complete checkpoint is %s/step_%08lld: "
-                         "resume with --resume %s/step_%08lld",
-                         ckdir, (long long)steps[0], ckdir, (long long)steps[0]);
-        else
-            moe_ckpt_fmt(tail, sizeof tail,
-                         "; %s holds no complete checkpoint: remove LATEST to "
-                         "start over",
-                         ckdir);
-        free(steps);
+        ck_newest_hint(ckdir, tail, sizeof tail);
         return moe_set_error(MOE_ECORRUPT, "%s: does not name a checkpoint directory ('%s')%s", p,
                              name, tail);
     }
     moe_ckpt_fmt(dir, cap, "%s/%s", ckdir, name);
+    struct stat sb;
+    if (stat(dir, &sb) != 0) { // missing, not corrupt: say which
+        int e = errno;
+        ck_newest_hint(ckdir, tail, sizeof tail);
+        return moe_set_error(MOE_ECORRUPT, "%s names %s, which is missing (%s: %s)%s", p, name,
+                             dir, strerror(e), tail);
+    }
     return MOE_OK;
+}
+
+// Whether `p` exists as a name (a dangling or looping symlink counts: reading it says why).
+static int ck_name_exists(const char *p) {
+    struct stat sb;
+    return lstat(p, &sb) == 0;
 }
 
 moe_status moe_ckpt_check_fresh(const char *out_dir) {
@@ -383,10 +402,10 @@ moe_status moe_ckpt_check_newer(const char *out_dir, int64_t step) {
 static int ck_try_latest(const char *d, char *dir, size_t cap, moe_status *st) {
     char p[MOE_PATH_MAX], ck[MOE_PATH_MAX];
     moe_ckpt_fmt(p, sizeof p, "%s/LATEST", d);
-    if (moe_ckpt_exists(p)) return *st = ck_read_latest(d, dir, cap), 1;
+    if (ck_name_exists(p)) return *st = ck_read_latest(d, dir, cap), 1;
     moe_ckpt_fmt(ck, sizeof ck, "%s/checkpoints", d);
     moe_ckpt_fmt(p, sizeof p, "%s/LATEST", ck);
-    if (moe_ckpt_exists(p)) return *st = ck_read_latest(ck, dir, cap), 1;
+    if (ck_name_exists(p)) return *st = ck_read_latest(ck, dir, cap), 1;
     return 0;
 }
 
