@@ -206,6 +206,22 @@ int moe_cmd_eval(int argc, char **argv) {
             cfg->data->path = strdup(data);
         }
         if (!st && batches > 0) cfg->train->eval_batches = (int32_t)batches;
+        if (!st && !(cfg->data->path && cfg->data->path[0])) {
+            // The default corpus lives in the run directory: the one the checkpoint is in now
+            // (RUN/checkpoints/step_N), never the out_dir recorded at training time, which may
+            // be gone or another run's (a moved or copied run).
+            char run[MOE_PATH_MAX];
+            snprintf(run, sizeof run, "%s", dir);
+            for (int up = 0; up < 2; up++) { // step_N → checkpoints → the run directory
+                char *sl = strrchr(run, '/');
+                const char *base = sl ? sl + 1 : run;
+                if (up == 1 && strcmp(base, "checkpoints")) break;
+                if (sl) *sl = 0;
+                else snprintf(run, sizeof run, ".");
+            }
+            free(cfg->out_dir);
+            cfg->out_dir = strdup(run[0] ? run : "/");
+        }
         if (!st) {
             cfg->parallel->ep_size = 1; // experts all local: any world size
             st = moe_config_validate(cfg, moe_comm_size(c, MOE_COMM_WORLD));
@@ -232,6 +248,17 @@ int moe_cmd_eval(int argc, char **argv) {
                            "data.val_path); pass --data FILE or --set data.val_fraction=0.1");
         moe_train_report(c, "eval", st, 0);
         goto out;
+    }
+    if (batches > 0) { // an explicit --batches: at most the distinct batches the split holds
+        const int64_t B = cfg->train->global_batch;
+        const int64_t distinct = (moe_data_val_windows(d) + B - 1) / B;
+        if (batches > distinct) {
+            moe_comm_printf(c,
+                            "moe eval: note: --batches %d: the validation split holds %lld "
+                            "distinct batches of %lld sequences; evaluating those %lld\n",
+                            batches, (long long)distinct, (long long)B, (long long)distinct);
+            cfg->train->eval_batches = (int32_t)distinct;
+        }
     }
     moe_model_layout lay = moe_model_layout_of(c);
     const int64_t Bl = cfg->train->global_batch / W;

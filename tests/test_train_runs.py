@@ -3,7 +3,7 @@
 # several times on a tiny model and the default corpus, then checks the metrics (loss curves,
 # grad norms, skipped steps) and the checkpoints (tensor by tensor with test_train_ckcmp).
 #   test_train_runs.py SCENARIO --moe BIN --ckcmp BIN --mpirun MPIEXEC --work DIR
-# Scenarios: layout gradnorm resume reshard preempt nonfinite errors learn robust signals. Exit 1
+# Scenarios: layout gradnorm resume reshard preempt nonfinite errors learn robust signals inputs. Exit 1
 # on failure, printing expected vs got.
 import argparse, json, math, os, shutil, signal, subprocess, sys, time
 
@@ -452,6 +452,43 @@ def robust():
         fail("rank kill: resume from %s did not reach step %d" % (name, step + 2))
     print("ok   robust: bad configs, sizes, out_dir, LATEST, resume, early signal and a killed rank"
           if not FAILS else "robust: see above")
+
+
+def inputs():
+    """Issue 12: --resume with another train.seed refused (9d); `moe eval` of a moved run writes
+    nothing into the recorded out_dir (9f); `moe eval --batches 1000000` is clamped to the
+    distinct validation batches with a note (9b)."""
+    cfg = write_config("inputs", cfg_with(steps=4, warmup_steps=1, checkpoint_interval=2,
+                                          eval_interval=0))
+    a = os.path.join(A.work, "inputs-a")
+    b = os.path.join(A.work, "inputs-b")
+    for d in (a, b):
+        shutil.rmtree(d, ignore_errors=True)
+    run(1, cfg, a)
+    p = run(1, cfg, a, ["train.seed=99", "train.steps=6"], resume="latest", expect=2)
+    if "train.seed = 1234" not in p.stdout or "--set train.seed=1234" not in p.stdout:
+        print(p.stdout[-2000:])
+        fail("resume with another seed: message should name both seeds and the fix")
+    else:
+        print("ok   resume with train.seed 99 over a seed-1234 checkpoint refused")
+    os.rename(a, b)
+    p = run(1, None, None, cmd="eval", extra=["--checkpoint", os.path.join(b, "latest")])
+    if os.path.exists(a):
+        fail("moe eval of a moved run wrote into the recorded out_dir %s: %s" %
+             (a, os.listdir(a)))
+    elif "val_loss" not in p.stdout:
+        fail("moe eval of a moved run: no val_loss: " + p.stdout[-1000:])
+    else:
+        print("ok   moe eval of a moved run: nothing written to the old out_dir")
+    t0 = time.time()
+    p = run(1, None, None, cmd="eval", extra=["--checkpoint", os.path.join(b, "latest"),
+                                              "--batches", "1000000"])
+    dt = time.time() - t0
+    if "distinct batches" not in p.stdout or dt > 60:
+        print(p.stdout[-1000:])
+        fail("moe eval --batches 1000000: expected a note and a bounded run, took %.1fs" % dt)
+    else:
+        print("ok   moe eval --batches 1000000: clamped with a note (%.1fs)" % dt)
 
 
 def signals():

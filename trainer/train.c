@@ -191,6 +191,29 @@ moe_status moe_train_open_data(const Moe__Config *cfg, const moe_comm *c, moe_da
     return moe_comm_agree(c, st);
 }
 
+// A resumed run continues the same run only with the checkpoint's train.seed (batches and router
+// jitter follow it): another seed is refused, naming both.
+static moe_status moe_train_check_seed(const Moe__Config *cfg, const char *where) {
+    char dir[MOE_PATH_MAX];
+    Moe__CheckpointManifest *man = NULL;
+    moe_status st = moe_ckpt_resolve(where, dir, sizeof dir);
+    if (!st) st = moe_ckpt_read_manifest(dir, &man);
+    if (st) return st;
+    const Moe__TrainConfig def = MOE__TRAIN_CONFIG__INIT; // an absent section: its defaults
+    const uint64_t was = man->config && man->config->train ? man->config->train->seed : def.seed;
+    const uint64_t now = cfg->train->seed;
+    if (was != now)
+        st = moe_set_error(MOE_EINVAL,
+                           "--resume %s: the checkpoint was trained with train.seed = %llu, the "
+                           "config says %llu; the batches and the router jitter follow the seed, "
+                           "so this would not continue that run: --set train.seed=%llu (or "
+                           "start a fresh run in another out_dir)",
+                           where, (unsigned long long)was, (unsigned long long)now,
+                           (unsigned long long)was);
+    protobuf_c_message_free_unpacked(&man->base, NULL);
+    return st;
+}
+
 // ---------------------------------------------------------------- the loop
 
 typedef struct {
@@ -627,6 +650,7 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
             moe_ckpt_state cs;
             st = moe_ckpt_load(tr.ck, c, where, cfg, &cs);
             if (st) goto out;
+            if ((st = moe_comm_agree(c, moe_train_check_seed(cfg, where)))) goto out;
             start = cs.step;
             if ((st = moe_comm_agree(c, moe_ckpt_check_newer(cfg->out_dir, start)))) goto out;
             moe_comm_printf(c,
