@@ -67,6 +67,7 @@ static void moe_check_model(moe_vlog *log, const Moe__ModelConfig *m, const Moe_
     MOE_NONNEG(log, "model.v_head_dim", m->v_head_dim);
     // Counts that size loops and per-layer / per-expert tables: bounded so that a typo (2^31
     // layers) is refused at once instead of running moe params or the allocator for minutes.
+    // (Sizes such as d_model are int64, their products overflow-checked below and in params/.)
     const struct {
         const char *name;
         int64_t v, max;
@@ -74,10 +75,7 @@ static void moe_check_model(moe_vlog *log, const Moe__ModelConfig *m, const Moe_
                {"model.n_heads", m->n_heads, MOE_MAX_HEADS},
                {"model.n_kv_heads", m->n_kv_heads, MOE_MAX_HEADS},
                {"model.n_experts", m->n_experts, MOE_MAX_EXPERTS},
-               {"model.n_shared_experts", m->n_shared_experts, MOE_MAX_EXPERTS},
-               {"model.d_model", m->d_model, MOE_MAX_DIM},
-               {"model.vocab_size", m->vocab_size, MOE_MAX_VOCAB},
-               {"model.max_seq_len", m->max_seq_len, MOE_MAX_SEQ}};
+               {"model.n_shared_experts", m->n_shared_experts, MOE_MAX_EXPERTS}};
     for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++)
         if (lim[i].v > lim[i].max)
             moe_vfail(log,
