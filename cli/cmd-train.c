@@ -35,6 +35,13 @@ static moe_status moe_train_setup(const char *path, const char **sets, int n_set
                                   Moe__Config **cfg, moe_comm **c) {
     moe_status st = moe_config_load_with(path, sets, n_sets, 0, cfg);
     if (st == MOE_EIO) st = MOE_EUSAGE; // the CONFIG argument names no readable file: bad usage
+    int hf = 0; // a Hugging Face config.json: its unknown fields would only suggest "model"
+    if (st == MOE_EINVAL && strcmp(path, "-") && moe_hf_config_detect(path, &hf) == MOE_OK && hf)
+        st = moe_set_error(MOE_EINVAL,
+                           "%s is a Hugging Face config.json, not a moe config: moe params %s "
+                           "counts its parameters; to train, write a moe config with its shape "
+                           "(docs/config.md, docs/params.md for the field mapping)",
+                           path, path);
     if (!st) st = moe_model_check(*cfg);
     moe_comm_params cp = {.ep_size = 1, .n_experts = 0, .quiet = 0};
     if (!st) {
@@ -197,7 +204,8 @@ int moe_cmd_eval(int argc, char **argv) {
     }
         FILL(model)
         FILL(router)
-        FILL(train) FILL(parallel) FILL(data) FILL(lora)
+        FILL(train)
+        FILL(parallel) FILL(data) FILL(lora)
 #undef FILL
             moe_config_free(def);
         for (int i = 0; i < sets.n && !st; i++) st = moe_config_set(cfg, sets.v[i]);
@@ -216,8 +224,10 @@ int moe_cmd_eval(int argc, char **argv) {
                 char *sl = strrchr(run, '/');
                 const char *base = sl ? sl + 1 : run;
                 if (up == 1 && strcmp(base, "checkpoints")) break;
-                if (sl) *sl = 0;
-                else snprintf(run, sizeof run, ".");
+                if (sl)
+                    *sl = 0;
+                else
+                    snprintf(run, sizeof run, ".");
             }
             free(cfg->out_dir);
             cfg->out_dir = strdup(run[0] ? run : "/");

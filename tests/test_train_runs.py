@@ -480,6 +480,14 @@ def inputs():
         fail("moe eval of a moved run: no val_loss: " + p.stdout[-1000:])
     else:
         print("ok   moe eval of a moved run: nothing written to the old out_dir")
+    # Defect 10: a Hugging Face config.json given to train is named as one.
+    hf = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "hf")
+    hf = os.path.join(hf, sorted(os.listdir(hf))[0])
+    p = run(1, hf, os.path.join(A.work, "inputs-hf"), expect=2)
+    if "Hugging Face config.json" not in p.stdout or "moe params" not in p.stdout:
+        fail("moe train of a Hugging Face config: message should say so: " + p.stdout[-600:])
+    else:
+        print("ok   moe train of a Hugging Face config names it and moe params")
     t0 = time.time()
     p = run(1, None, None, cmd="eval", extra=["--checkpoint", os.path.join(b, "latest"),
                                               "--batches", "1000000"])
