@@ -65,6 +65,10 @@ int moe_cmd_inspect(int argc, char **argv) {
         return st == MOE_ECORRUPT ? MOE_EXIT_DATA : moe_exit_code(st);
     }
     printf("checkpoint:  %s\n", dir);
+    if (moe_ckpt_manifest_note(m)) {
+        printf("note:        %s\n", moe_ckpt_manifest_note(m));
+        fprintf(stderr, "moe inspect: note: %s: %s\n", dir, moe_ckpt_manifest_note(m));
+    }
     printf("step:        %lld (data cursor %llu, rng_state 0x%016llx)\n", (long long)m->step,
            (unsigned long long)m->data_cursor, (unsigned long long)m->rng_state);
     printf("layout:      world %d, ep %d\n", m->world_size, m->ep_size);

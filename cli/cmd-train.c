@@ -35,6 +35,13 @@ static moe_status moe_train_setup(const char *path, const char **sets, int n_set
                                   Moe__Config **cfg, moe_comm **c) {
     moe_status st = moe_config_load_with(path, sets, n_sets, 0, cfg);
     if (st == MOE_EIO) st = MOE_EUSAGE; // the CONFIG argument names no readable file: bad usage
+    int hf = 0; // a Hugging Face config.json: its unknown fields would only suggest "model"
+    if (st == MOE_EINVAL && strcmp(path, "-") && moe_hf_config_detect(path, &hf) == MOE_OK && hf)
+        st = moe_set_error(MOE_EINVAL,
+                           "%s is a Hugging Face config.json, not a moe config: moe params %s "
+                           "counts its parameters; to train, write a moe config with its shape "
+                           "(docs/config.md, docs/params.md for the field mapping)",
+                           path, path);
     if (!st) st = moe_model_check(*cfg);
     moe_comm_params cp = {.ep_size = 1, .n_experts = 0, .quiet = 0};
     if (!st) {
@@ -64,6 +71,10 @@ static moe_status moe_train_setup(const char *path, const char **sets, int n_set
 }
 
 int moe_cmd_train(int argc, char **argv) {
+    // First: a SIGUSR1/SIGTERM/SIGINT from the first instant (before MPI_Init and setup, which
+    // take a while; Open MPI leaves these alone) is kept and honoured at the first step:
+    // checkpoint, exit 75 — instead of killing the rank. (docs/training.md "Preemption")
+    moe_train_install_signals();
     const char *path = NULL, *resume = NULL;
     moe_args_list sets = {0};
     const moe_arg_pos pos[] = {
@@ -83,7 +94,8 @@ int moe_cmd_train(int argc, char **argv) {
         "Writes OUT_DIR/metrics.jsonl (one JSON record per step) and checkpoints under\n"
         "OUT_DIR/checkpoints. --resume latest continues from OUT_DIR's newest checkpoint\n"
         "(fresh start if none), --resume DIR from that checkpoint; another world size or\n"
-        "ep_size reshards. SIGUSR1/SIGTERM: checkpoint at the next step and exit 75.",
+        "ep_size reshards. SIGUSR1/SIGTERM/SIGINT (Ctrl-C): checkpoint at the next step and\n"
+        "exit 75 (a second Ctrl-C aborts). MOE_STOP_FILE=PATH: PATH appearing does the same.",
         pos,
         MOE_ARGS_N(pos),
         opts,
@@ -92,9 +104,6 @@ int moe_cmd_train(int argc, char **argv) {
         "checkpoint, 75 preempted (run again with --resume latest). See docs/training.md."};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
-    // Before MPI_Init and setup (both take a while; Open MPI leaves SIGUSR1/SIGTERM alone): a
-    // signal arriving then is kept and honoured at the first step instead of killing the rank.
-    moe_train_install_signals();
     if (getenv("MOE_TRAIN_TEST_SIGNAL_SETUP")) raise(SIGUSR1); // testing: a signal before MPI_Init
     moe_status st = moe_comm_init(NULL, NULL);
     if (st) {
@@ -194,7 +203,9 @@ int moe_cmd_eval(int argc, char **argv) {
         def->f = NULL;                                                                             \
     }
         FILL(model)
-        FILL(router) FILL(train) FILL(parallel) FILL(data) FILL(lora)
+        FILL(router)
+        FILL(train)
+        FILL(parallel) FILL(data) FILL(lora)
 #undef FILL
             moe_config_free(def);
         for (int i = 0; i < sets.n && !st; i++) st = moe_config_set(cfg, sets.v[i]);
@@ -203,6 +214,24 @@ int moe_cmd_eval(int argc, char **argv) {
             cfg->data->path = strdup(data);
         }
         if (!st && batches > 0) cfg->train->eval_batches = (int32_t)batches;
+        if (!st && !(cfg->data->path && cfg->data->path[0])) {
+            // The default corpus lives in the run directory: the one the checkpoint is in now
+            // (RUN/checkpoints/step_N), never the out_dir recorded at training time, which may
+            // be gone or another run's (a moved or copied run).
+            char run[MOE_PATH_MAX];
+            snprintf(run, sizeof run, "%s", dir);
+            for (int up = 0; up < 2; up++) { // step_N → checkpoints → the run directory
+                char *sl = strrchr(run, '/');
+                const char *base = sl ? sl + 1 : run;
+                if (up == 1 && strcmp(base, "checkpoints")) break;
+                if (sl)
+                    *sl = 0;
+                else
+                    snprintf(run, sizeof run, ".");
+            }
+            free(cfg->out_dir);
+            cfg->out_dir = strdup(run[0] ? run : "/");
+        }
         if (!st) {
             cfg->parallel->ep_size = 1; // experts all local: any world size
             st = moe_config_validate(cfg, moe_comm_size(c, MOE_COMM_WORLD));
@@ -229,6 +258,17 @@ int moe_cmd_eval(int argc, char **argv) {
                            "data.val_path); pass --data FILE or --set data.val_fraction=0.1");
         moe_train_report(c, "eval", st, 0);
         goto out;
+    }
+    if (batches > 0) { // an explicit --batches: at most the distinct batches the split holds
+        const int64_t B = cfg->train->global_batch;
+        const int64_t distinct = (moe_data_val_windows(d) + B - 1) / B;
+        if (batches > distinct) {
+            moe_comm_printf(c,
+                            "moe eval: note: --batches %d: the validation split holds %lld "
+                            "distinct batches of %lld sequences; evaluating those %lld\n",
+                            batches, (long long)distinct, (long long)B, (long long)distinct);
+            cfg->train->eval_batches = (int32_t)distinct;
+        }
     }
     moe_model_layout lay = moe_model_layout_of(c);
     const int64_t Bl = cfg->train->global_batch / W;

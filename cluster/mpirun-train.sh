@@ -19,7 +19,29 @@
 # Signals to this wrapper: SIGUSR1 is forwarded to the ranks (they checkpoint and exit 75; with
 # --relaunch the run starts again: a checkpoint-and-restart). SIGTERM/SIGINT are forwarded as
 # SIGUSR1 too, but then the wrapper exits 75 without relaunching (stop now, resume later).
+# Signals are trapped from the wrapper's first line and also create the file MOE_STOP_FILE names
+# (exported to the ranks), which `moe train` checks every step: Open MPI's mpirun dies from a
+# SIGUSR1 in its first ~20 ms and drops one that arrives before its ranks exist (~0.3 s), so a
+# signal forwarded only as a signal could be lost. SIGUSR1 goes to mpirun once it is over 1 s old.
 # A rank that dies makes mpirun kill the others and exit non-zero (Open MPI's default).
+stop_requested=0
+pid=
+started=0
+stop_file=
+forward() {
+    [ "$1" != USR1 ] && stop_requested=1
+    [ -n "$stop_file" ] && : >"$stop_file"
+    if [ -n "$pid" ] && [ $((SECONDS - started)) -ge 2 ]; then
+        log "got SIG$1: SIGUSR1 to the ranks (checkpoint and exit 75)"
+        kill -USR1 "$pid" 2>/dev/null
+    else
+        pending=1
+    fi
+}
+pending=0
+trap 'forward USR1' USR1
+trap 'forward TERM' TERM
+trap 'forward INT' INT
 set -u
 
 usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -77,20 +99,16 @@ launch+=(-x OPENBLAS_NUM_THREADS -x OMPI_MCA_btl_vader_single_copy_mechanism)
 launch+=("${extra[@]}")
 
 cmd=("$@")
-stop_requested=0
-pid=
-forward() {
-    [ "$1" != USR1 ] && stop_requested=1
-    log "got SIG$1: SIGUSR1 to the ranks (checkpoint and exit 75)"
-    [ -n "$pid" ] && kill -USR1 "$pid" 2>/dev/null
-}
-trap 'forward USR1' USR1
-trap 'forward TERM' TERM
-trap 'forward INT' INT
+stop_file=$(mktemp "${TMPDIR:-/tmp}/moe-stop.XXXXXX") && rm -f "$stop_file" || stop_file=
+trap '[ -n "$stop_file" ] && rm -f "$stop_file"' EXIT
+[ "$pending" = 1 ] && [ -n "$stop_file" ] && : >"$stop_file" # a signal during option parsing
+export MOE_STOP_FILE=$stop_file
+launch+=(-x MOE_STOP_FILE)
 
 attempt=0
 while :; do
     log "${launch[*]} ${cmd[*]}"
+    started=$SECONDS
     "${launch[@]}" "${cmd[@]}" &
     pid=$!
     while :; do
@@ -99,6 +117,7 @@ while :; do
         kill -0 "$pid" 2>/dev/null || break # else: wait was cut short by a trapped signal
     done
     pid=
+    [ -n "$stop_file" ] && rm -f "$stop_file" # a relaunch starts without the old request
     [ "$rc" = 75 ] || exit "$rc"
     if [ "$stop_requested" = 1 ]; then
         log "stopped on request after a checkpoint (exit 75); resume with --resume latest"

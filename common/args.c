@@ -333,6 +333,13 @@ int moe_args_parse_f(const moe_args_spec *s, int argc, char **argv, FILE *out, F
             continue;
         }
         const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        // "--resume --set x": the next word is another of this command's options, not a value
+        // (a value that really starts with one is written --resume=--set).
+        if (v && !eq && !strncmp(v, "--", 2) &&
+            moe_args_find(s, v, strchr(v, '=') ? (size_t)(strchr(v, '=') - v) : strlen(v))) {
+            v = NULL;
+            i--;
+        }
         if (!v) {
             fprintf(err, "%s: %s needs a value (%s %s)\n", s->cmd, o->name, o->name,
                     moe_args_metavar(o, mv, sizeof mv));

@@ -185,7 +185,9 @@ moe_status moe_config_set(Moe__Config *cfg, const char *assignment) {
     }
     if (!v) {
         size_t lead = strspn(value, " \t\r\n");
-        if (value[lead] == '{' || value[lead] == '[') {
+        // A quoted value is JSON too: "\u0000" (refused: protobuf-c strings are C strings)
+        // must not become the text with its quotes.
+        if (value[lead] == '{' || value[lead] == '[' || value[lead] == '"') {
             st =
                 moe_json_fail(c, 0, 1, "invalid JSON value at column %d: %s", err.column, err.text);
             goto done;

@@ -44,6 +44,11 @@ moe_status moe_config_set(Moe__Config *cfg, const char *assignment);
 // change (e.g. "model.top_k = 9 exceeds model.n_experts = 8; set top_k <= 8 or raise
 // n_experts"). Absent sub-messages count as their defaults.
 moe_status moe_config_validate(const Moe__Config *cfg, int world);
+// Upper bounds moe_config_validate puts on counts (far beyond any published model;
+// they keep a typo such as 2^31 layers from running for minutes or overflowing a product).
+#define MOE_MAX_LAYERS  65536
+#define MOE_MAX_HEADS   65536
+#define MOE_MAX_EXPERTS 65536
 // Also refuses an enum field holding a number its enum does not name (possible in a message built
 // in C or unpacked from bytes), naming the field, the number and the values allowed.
 

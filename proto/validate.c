@@ -72,6 +72,23 @@ static void moe_check_model(moe_vlog *log, const Moe__ModelConfig *m, const Moe_
     MOE_NONNEG(log, "model.qk_nope_head_dim", m->qk_nope_head_dim);
     MOE_NONNEG(log, "model.qk_rope_head_dim", m->qk_rope_head_dim);
     MOE_NONNEG(log, "model.v_head_dim", m->v_head_dim);
+    // Counts that size loops and per-layer / per-expert tables: bounded so that a typo (2^31
+    // layers) is refused at once instead of running moe params or the allocator for minutes.
+    // (Sizes such as d_model are int64, their products overflow-checked below and in params/.)
+    const struct {
+        const char *name;
+        int64_t v, max;
+    } lim[] = {{"model.n_layers", m->n_layers, MOE_MAX_LAYERS},
+               {"model.n_heads", m->n_heads, MOE_MAX_HEADS},
+               {"model.n_kv_heads", m->n_kv_heads, MOE_MAX_HEADS},
+               {"model.n_experts", m->n_experts, MOE_MAX_EXPERTS},
+               {"model.n_shared_experts", m->n_shared_experts, MOE_MAX_EXPERTS}};
+    for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++)
+        if (lim[i].v > lim[i].max)
+            moe_vfail(log,
+                      "%s = %" PRId64 " exceeds the limit %" PRId64
+                      " (docs/config.md, Validation); use a smaller value",
+                      lim[i].name, lim[i].v, lim[i].max);
     int64_t prod;
     if (m->vocab_size > 0 && m->d_model > 0 &&
         moe_mul_overflows_i64(m->vocab_size, m->d_model, &prod))
@@ -190,7 +207,7 @@ static void moe_check_train(moe_vlog *log, const Moe__TrainConfig *t, int world)
     MOE_NONNEG(log, "train.eval_interval", t->eval_interval);
     MOE_NONNEG(log, "train.checkpoint_interval", t->checkpoint_interval);
     MOE_NONNEG(log, "train.max_nonfinite_steps", t->max_nonfinite_steps);
-    MOE_POS(log, "train.keep_checkpoints", t->keep_checkpoints);
+    // train.keep_checkpoints <= 0 keeps every checkpoint (docs/checkpoints.md): any value is valid.
     if (t->eval_interval > 0) MOE_POS(log, "train.eval_batches", t->eval_batches);
     if (!isfinite(t->lr) || t->lr <= 0)
         moe_vfail(log, "train.lr = %g: the learning rate must be a finite number > 0", t->lr);

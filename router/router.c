@@ -62,20 +62,30 @@ moe_route_traits moe_router_strategy_traits(moe_route_strategy s) {
     return (moe_route_traits){0};
 }
 
+// Capped at T, the most an expert can take (a token goes to an expert once): a capacity factor
+// beyond E/K drops nothing, and the cap keeps ceil(cf·T·K/E) from overflowing int64.
 int64_t moe_router_capacity(const moe_router_params *p, int64_t T) {
     double cf = p->capacity_factor;
     switch (p->strategy) {
-    case MOE_ROUTE_EXPERT_CHOICE: {
+    case MOE_ROUTE_EXPERT_CHOICE:
         if (cf <= 0) cf = 1;
-        int64_t C = (int64_t)ceil(cf * (double)T * (double)p->K / (double)p->E);
-        return C < T ? C : T;
-    }
+        break;
     case MOE_ROUTE_TOKEN_CHOICE:
         if (cf <= 0) return 0;
-        return (int64_t)ceil(cf * (double)T * (double)p->K / (double)p->E);
+        break;
     }
-    MOE_ASSERT(!"moe_route_strategy value outside the enum");
-    return 0;
+    const double C = ceil(cf * (double)T * (double)p->K / (double)p->E);
+    return C < (double)T ? (int64_t)C : T;
+}
+
+double moe_router_rows_bound(moe_route_strategy s, double T, int K, int E, double cf) {
+    const double k = K > 0 ? K : 1;
+    switch (s) {
+    case MOE_ROUTE_TOKEN_CHOICE: return T * k;
+    case MOE_ROUTE_EXPERT_CHOICE:
+        return fmin((double)(E > 0 ? E : 1) * T, T * k * (cf > 0 ? cf : 1));
+    }
+    return T * k; // a strategy outside the enum is refused by moe_model_check before this
 }
 
 int64_t moe_router_group(const moe_router_params *p, int64_t T) {

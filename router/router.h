@@ -83,14 +83,20 @@ typedef struct {
     int64_t token_base; // global index of token 0 of this call (same noise at any layout)
 } moe_route_opts;
 
-// Capacity per expert for ONE group of T tokens (0 for dropless token choice). Expert choice:
-// min(T, C). With group_tokens = G > 0 a call of T tokens applies capacity C(G) in each group.
+// Capacity per expert for ONE group of T tokens (0 for dropless token choice), min(T, C) for
+// both strategies (an expert takes a token once; a larger factor drops nothing, and the cap
+// keeps a factor up to 1e308 from overflowing). With group_tokens = G > 0 a call of T tokens
+// applies capacity C(G) in each group.
 int64_t moe_router_capacity(const moe_router_params *p, int64_t T);
 // Tokens per routing group for a call of T tokens: group_tokens, or T when group_tokens = 0.
 int64_t moe_router_group(const moe_router_params *p, int64_t T);
 // Upper bound on the packed rows R for T tokens: T·K (token choice, any cf), E·C per group
 // (expert choice, groups counted as ceil(T/G), at most E·T).
 int64_t moe_router_max_rows(const moe_router_params *p, int64_t T);
+// moe_router_max_rows in double, for memory estimates of shapes whose int64 products could
+// overflow: T·K for token choice (the capacity factor only drops rows, never adds them); for
+// expert choice min(E·T, cf·T·K) with cf <= 0 meaning 1.
+double moe_router_rows_bound(moe_route_strategy s, double T, int K, int E, double cf);
 
 // The routing plan and the router activations kept for backward. All arrays are owned by the
 // plan (allocated once by moe_route_plan_create for up to T_max tokens; no allocation per call).

@@ -15,3 +15,14 @@ ${_moe_ckpt_mpi} 1 --allow-run-as-root --oversubscribe '$<TARGET_FILE:test_ckpt_
 '$<TARGET_FILE:moe>' inspect '${_moe_ckpt_dir}/checkpoints/latest' && rm -rf '${_moe_ckpt_dir}'")
 set_tests_properties(test_ckpt_cross_np PROPERTIES LABELS "mpi;np4;ckpt" ENVIRONMENT "${MOE_TEST_ENV}"
   TIMEOUT 300 PROCESSORS 4 PASS_REGULAR_EXPRESSION "read .* at W=1 ep=1: ok.*result: +OK")
+# Issue 12: every single-bit flip of manifest.pb refused (defect 4); a step_N directory holding
+# another step's checkpoint refused by load and `moe inspect` (defect 9e).
+moe_add_test(test_ckpt_manifest_flips SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_ckpt_manifest.c
+  LABELS ckpt ARGS flips)
+add_test(NAME test_ckpt_stepname COMMAND test_ckpt_manifest_flips stepname $<TARGET_FILE:moe>)
+set_tests_properties(test_ckpt_stepname PROPERTIES LABELS "unit;ckpt" ENVIRONMENT "${MOE_TEST_ENV}"
+  TIMEOUT 300)
+# Issue 12 defect 10: LATEST naming a missing directory, a LATEST symlink loop.
+add_test(NAME test_ckpt_latest_messages COMMAND test_ckpt_manifest_flips latest)
+set_tests_properties(test_ckpt_latest_messages PROPERTIES LABELS "unit;ckpt"
+  ENVIRONMENT "${MOE_TEST_ENV}" TIMEOUT 300)

@@ -3,3 +3,6 @@
 moe_add_test(test_data SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_data.c LABELS data)
 moe_add_mpi_test(test_data_dist SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_data_dist.c
   NP 1 2 4 LABELS data)
+# Issue 12: a FIFO/directory/device as data.path or data.val_path refused at once (defect 5), an
+# llm.c shard read as text refused (9c), a missing val_path named as such (10).
+moe_add_test(test_data_input SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_data_input.c LABELS data)

@@ -120,6 +120,13 @@ static const args_case cases[] = {
     {.argv = {"cfg.json", "--set"},
      .rc = MOE_EXIT_USAGE,
      .err = {"--set needs a value (--set a.b=v)"}},
+    // Issue 12 defect 10: an option followed by another option has no value (was taken as one).
+    {.argv = {"cfg.json", "--set", "--json"},
+     .rc = MOE_EXIT_USAGE,
+     .err = {"--set needs a value (--set a.b=v)"}},
+    {.argv = {"cfg.json", "--steps", "--lr=0.5"},
+     .rc = MOE_EXIT_USAGE,
+     .err = {"moe test: --steps needs a value"}},
 };
 
 static char *run(const moe_args_spec *spec, const char *const *args, int *rc, char **out) {

@@ -144,6 +144,9 @@ int main(void) {
               NULL);
     check_bad("model={\"top_k\": 1,}", "--set model: invalid JSON value", NULL);
     check_bad("model=3", "--set model: expected a JSON object (moe.ModelConfig)", NULL);
+    // Issue 12 defect 9g: a quoted value that is not valid JSON is an error, not text with quotes.
+    check_bad("name=\"\\u0000\"", "--set name: invalid JSON value", "\\u0000");
+    check_bad("name=\"unterminated", "--set name: invalid JSON value", NULL);
     check_bad("model={\"topk\":1}", "--set model.topk: unknown field \"topk\"", NULL);
     check_bad("model={\"top_k\":1,\"topK\":2}",
               "--set model.top_k: field given twice, as \"top_k\" and \"topK\"", NULL);

@@ -107,7 +107,17 @@ static const vcase cases[] = {
      3,
      "train.global_batch = 16 is not divisible by the world size 3",
      NULL},
-    {{"train.keep_checkpoints=0"}, 0, "train.keep_checkpoints = 0", NULL},
+    // Issue 12, defect 10: keep_checkpoints <= 0 keeps all (docs/checkpoints.md), not refused.
+    {{"train.keep_checkpoints=0"}, 0, NULL, NULL},
+    {{"train.keep_checkpoints=-1"}, 0, NULL, NULL},
+    // Issue 12, defect 9a: counts bounded (a typo must not run moe params for minutes).
+    {{"model.n_layers=65536"}, 0, NULL, NULL},
+    {{"model.n_layers=65537"}, 0, "model.n_layers = 65537 exceeds the limit 65536", NULL},
+    {{"model.n_layers=2147483000"}, 0, "model.n_layers = 2147483000 exceeds the limit", NULL},
+    {{"model.n_experts=65537"}, 0, "model.n_experts = 65537 exceeds the limit 65536", NULL},
+    {{"model.n_heads=70000", "model.head_dim=8"}, 0, "model.n_heads = 70000 exceeds", NULL},
+    // Issue 12, defect 8: a huge capacity factor is a valid "drop nothing".
+    {{"router.capacity_factor=1e308"}, 0, NULL, NULL},
     {{"train.eval_batches=0"}, 0, "train.eval_batches = 0", NULL},
     {{"train.eval_batches=0", "train.eval_interval=0"}, 0, NULL, NULL},
     {{"parallel.overlap=true", "parallel.overlap_chunks=0"},

@@ -3,8 +3,8 @@
 # several times on a tiny model and the default corpus, then checks the metrics (loss curves,
 # grad norms, skipped steps) and the checkpoints (tensor by tensor with test_train_ckcmp).
 #   test_train_runs.py SCENARIO --moe BIN --ckcmp BIN --mpirun MPIEXEC --work DIR
-# Scenarios: layout gradnorm resume reshard preempt nonfinite errors learn robust metricslog.
-# Exit 1 on failure, printing expected vs got.
+# Scenarios: layout gradnorm resume reshard preempt nonfinite errors learn robust metricslog signals
+# inputs. Exit 1 on failure, printing expected vs got.
 import argparse, json, math, os, shutil, signal, subprocess, sys, time
 
 TINY = {
@@ -550,6 +550,123 @@ def metricslog():
         print("ok   metricslog: a fresh run over metrics refused (exit 2); --resume latest "
               "restarted at step 0")
 
+
+def inputs():
+    """Issue 12: --resume with another train.seed refused (9d); `moe eval` of a moved run writes
+    nothing into the recorded out_dir (9f); `moe eval --batches 1000000` is clamped to the
+    distinct validation batches with a note (9b)."""
+    cfg = write_config("inputs", cfg_with(steps=4, warmup_steps=1, checkpoint_interval=2,
+                                          eval_interval=0))
+    a = os.path.join(A.work, "inputs-a")
+    b = os.path.join(A.work, "inputs-b")
+    for d in (a, b):
+        shutil.rmtree(d, ignore_errors=True)
+    run(1, cfg, a)
+    p = run(1, cfg, a, ["train.seed=99", "train.steps=6"], resume="latest", expect=2)
+    if "train.seed = 1234" not in p.stdout or "--set train.seed=1234" not in p.stdout:
+        print(p.stdout[-2000:])
+        fail("resume with another seed: message should name both seeds and the fix")
+    else:
+        print("ok   resume with train.seed 99 over a seed-1234 checkpoint refused")
+    os.rename(a, b)
+    p = run(1, None, None, cmd="eval", extra=["--checkpoint", os.path.join(b, "latest")])
+    if os.path.exists(a):
+        fail("moe eval of a moved run wrote into the recorded out_dir %s: %s" %
+             (a, os.listdir(a)))
+    elif "val_loss" not in p.stdout:
+        fail("moe eval of a moved run: no val_loss: " + p.stdout[-1000:])
+    else:
+        print("ok   moe eval of a moved run: nothing written to the old out_dir")
+    # Defect 10: a Hugging Face config.json given to train is named as one.
+    hf = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "hf")
+    hf = os.path.join(hf, sorted(os.listdir(hf))[0])
+    p = run(1, hf, os.path.join(A.work, "inputs-hf"), expect=2)
+    if "Hugging Face config.json" not in p.stdout or "moe params" not in p.stdout:
+        fail("moe train of a Hugging Face config: message should say so: " + p.stdout[-600:])
+    else:
+        print("ok   moe train of a Hugging Face config names it and moe params")
+    t0 = time.time()
+    p = run(1, None, None, cmd="eval", extra=["--checkpoint", os.path.join(b, "latest"),
+                                              "--batches", "1000000"])
+    dt = time.time() - t0
+    if "distinct batches" not in p.stdout or dt > 60:
+        print(p.stdout[-1000:])
+        fail("moe eval --batches 1000000: expected a note and a bounded run, took %.1fs" % dt)
+    else:
+        print("ok   moe eval --batches 1000000: clamped with a note (%.1fs)" % dt)
+
+
+def signals():
+    """Issue 12 defect 7: SIGINT (Ctrl-C) on a one-process `moe train` checkpoints and exits 75
+    (a second one aborts: killed by SIGINT, shell status 130); MOE_STOP_FILE present at start
+    stops at step 1; SIGUSR1 to cluster/mpirun-train.sh in mpirun's first instants (when Open
+    MPI's mpirun dies from it or drops it, before the ranks exist) still ends in exit 75 + LATEST."""
+    cfg = write_config("signals", cfg_with(steps=100000, checkpoint_interval=0, eval_interval=0,
+                                           log_interval=1000))
+    wrapper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cluster",
+                           "mpirun-train.sh")
+
+    def launch(name, args, when, sig, env=None, wait_steps=0, second=None):
+        out = os.path.join(A.work, name)
+        shutil.rmtree(out, ignore_errors=True)
+        e = dict(os.environ)
+        e["PATH"] = os.path.dirname(A.mpirun) + os.pathsep + e.get("PATH", "")
+        e.update(env or {})
+        p = subprocess.Popen(args + ["train", cfg, "--set", "out_dir=" + out],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=e)
+        mpath = os.path.join(out, "metrics.jsonl")
+        t0 = time.time()
+        while wait_steps and time.time() - t0 < 60:
+            if os.path.exists(mpath) and sum(1 for _ in open(mpath)) >= wait_steps:
+                break
+            time.sleep(0.02)
+        time.sleep(when)
+        if sig:
+            p.send_signal(sig)
+        if second:
+            time.sleep(0.001)
+            p.send_signal(second)
+        try:
+            o, _ = p.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            o, _ = p.communicate()
+            fail("%s: no exit within 90 s of the signal (lost)" % name)
+        latest = os.path.join(out, "checkpoints", "LATEST")
+        got = open(latest).read().strip() if os.path.exists(latest) else None
+        print("$ %s (signal %s at +%.3fs%s)  [exit %d, LATEST %s]" %
+              (name, sig, when, " after %d steps" % wait_steps if wait_steps else "",
+               p.returncode, got))
+        return p.returncode, got, o
+
+    moe = [A.moe]
+    rc, got, o = launch("sig-int-alone", moe, 0, signal.SIGINT, wait_steps=3)
+    if rc != 75 or not got:
+        print(o[-2000:])
+        fail("SIGINT mid-run on one process: expected exit 75 and a checkpoint, got %d, %s" %
+             (rc, got))
+    elif "press Ctrl-C again" not in o:
+        fail("SIGINT: no 'press Ctrl-C again' notice on stderr")
+    rc, got, o = launch("sig-int-twice", moe, 0, signal.SIGINT, wait_steps=3,
+                        second=signal.SIGINT)
+    if rc != -signal.SIGINT:
+        print(o[-2000:])
+        fail("two SIGINTs: expected death by SIGINT (130 in a shell), got %d" % rc)
+    stop = os.path.join(A.work, "stop-file")
+    open(stop, "w").close()
+    rc, got, o = launch("sig-stop-file", moe, 0, None, env={"MOE_STOP_FILE": stop})
+    if rc != 75 or got != "step_00000001":
+        print(o[-2000:])
+        fail("MOE_STOP_FILE present at start: expected exit 75 and step_00000001, got %d, %s" %
+             (rc, got))
+    os.unlink(stop)
+    for when in (0.02, 0.05, 0.15, 0.3):
+        rc, got, o = launch("sig-wrapper-%g" % when, ["/bin/bash", wrapper, "-np", "2", "--",
+                                                      A.moe], when, signal.SIGUSR1)
+        if rc != 75 or not got:
+            print(o[-2000:])
+            fail("SIGUSR1 to mpirun-train.sh at +%gs: expected exit 75 and LATEST, got %d, %s" %
+                 (when, rc, got))
 
 
 def unigram_entropy(path, val_fraction):

@@ -8,7 +8,7 @@ add_executable(test_train_ckcmp ${CMAKE_CURRENT_SOURCE_DIR}/test_train_ckcmp.c)
 target_link_libraries(test_train_ckcmp PRIVATE libmoe)
 # scenario:max ranks (labels np2/np4; the sanitizer pass runs the np2 ones not marked nosan)
 foreach(entry layout:4 gradnorm:4 resume:2 reshard:4 preempt:2 nonfinite:2 errors:4 learn:2 robust:2
-    metricslog:2)
+    metricslog:2 signals:2 inputs:1)
   string(REPLACE ":" ";" _parts ${entry})
   list(GET _parts 0 scenario)
   list(GET _parts 1 np)
@@ -17,9 +17,13 @@ foreach(entry layout:4 gradnorm:4 resume:2 reshard:4 preempt:2 nonfinite:2 error
             --moe $<TARGET_FILE:moe> --ckcmp $<TARGET_FILE:test_train_ckcmp>
             --mpirun ${MPIEXEC_EXECUTABLE} --work ${CMAKE_CURRENT_BINARY_DIR}/train-runs)
   set(_labels "mpi;np${np};train")
-  if(scenario MATCHES "^(layout|reshard|preempt|learn|errors|robust)$")
+  if(scenario MATCHES "^(layout|reshard|preempt|learn|errors|robust|signals)$")
     set(_labels "${_labels};nosan")
   endif()
   set_tests_properties(test_train_${scenario} PROPERTIES LABELS "${_labels}"
     ENVIRONMENT "${MOE_TEST_ENV}" TIMEOUT 300 PROCESSORS ${np})
 endforeach()
+# Issue 12 defect 8: router.capacity_factor 1e4 / 1e308 accepted; the memory estimate counts the
+# rows the MoE layer holds (capped at the token count), not the factor.
+moe_add_test(test_capacity_estimate SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_capacity_estimate.c
+  LABELS train)

@@ -22,11 +22,24 @@
 
 // ---------------------------------------------------------------- preemption
 
-static volatile sig_atomic_t moe_stop_flag = 0;
+static volatile sig_atomic_t moe_stop_flag = 0, moe_sigint_count = 0;
+static int moe_sig_alone;         // 1: not launched by mpirun/srun (Ctrl-C is the user's)
+static const char *moe_stop_file; // MOE_STOP_FILE: its existence is a stop request
 
 static void moe_train_on_signal(int sig) {
-    (void)sig;
-    moe_stop_flag = 1; // nothing else: the loop agrees on the step to stop at
+    moe_stop_flag = 1; // the loop agrees on the step to stop at
+    if (sig != SIGINT) return;
+    if (++moe_sigint_count >= 2) { // a second Ctrl-C: die as Ctrl-C does (shell status 130)
+        signal(SIGINT, SIG_DFL);   // (both async-signal-safe; SIGINT stays blocked until return)
+        raise(SIGINT);
+        return;
+    }
+    static const char msg[] = "\nmoe train: SIGINT: stopping after this step with a checkpoint "
+                              "(exit 75); press Ctrl-C again to abort without one\n";
+    if (moe_sig_alone) {
+        ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+        (void)w;
+    }
 }
 
 void moe_train_install_signals(void) {
@@ -36,9 +49,19 @@ void moe_train_install_signals(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    moe_sig_alone = !getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") &&
+                    !getenv("PMIX_RANK") && !getenv("SLURM_STEP_ID");
+    const char *f = getenv("MOE_STOP_FILE");
+    moe_stop_file = f && *f ? f : NULL;
 }
 
-int moe_train_stop_requested(void) { return moe_stop_flag != 0; }
+// The flag, or the stop file (for launchers that cannot deliver an early signal: Open MPI's
+// mpirun drops a SIGUSR1 that arrives before its ranks exist; cluster/mpirun-train.sh).
+int moe_train_stop_requested(void) {
+    if (!moe_stop_flag && moe_stop_file && access(moe_stop_file, F_OK) == 0) moe_stop_flag = 1;
+    return moe_stop_flag != 0;
+}
 
 // ---------------------------------------------------------------- helpers
 
@@ -167,6 +190,29 @@ moe_status moe_train_open_data(const Moe__Config *cfg, const moe_comm *c, moe_da
     st = moe_data_open_config(dcfg ? dcfg : cfg, out);
     moe_config_free(dcfg);
     return moe_comm_agree(c, st);
+}
+
+// A resumed run continues the same run only with the checkpoint's train.seed (batches and router
+// jitter follow it): another seed is refused, naming both.
+static moe_status moe_train_check_seed(const Moe__Config *cfg, const char *where) {
+    char dir[MOE_PATH_MAX];
+    Moe__CheckpointManifest *man = NULL;
+    moe_status st = moe_ckpt_resolve(where, dir, sizeof dir);
+    if (!st) st = moe_ckpt_read_manifest(dir, &man);
+    if (st) return st;
+    const Moe__TrainConfig def = MOE__TRAIN_CONFIG__INIT; // an absent section: its defaults
+    const uint64_t was = man->config && man->config->train ? man->config->train->seed : def.seed;
+    const uint64_t now = cfg->train->seed;
+    if (was != now)
+        st = moe_set_error(MOE_EINVAL,
+                           "--resume %s: the checkpoint was trained with train.seed = %llu, the "
+                           "config says %llu; the batches and the router jitter follow the seed, "
+                           "so this would not continue that run: --set train.seed=%llu (or "
+                           "start a fresh run in another out_dir)",
+                           where, (unsigned long long)was, (unsigned long long)now,
+                           (unsigned long long)was);
+    protobuf_c_message_free_unpacked(&man->base, NULL);
+    return st;
 }
 
 // ---------------------------------------------------------------- the loop
@@ -526,7 +572,7 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
         }
         if (stop && !last)
             return moe_set_error(MOE_EINTR,
-                                 "preempted (SIGUSR1/SIGTERM): stopped after step %lld "
+                                 "preempted (SIGUSR1/SIGTERM/SIGINT): stopped after step %lld "
                                  "with a checkpoint; run again with --resume latest",
                                  (long long)step + 1);
     }
@@ -589,6 +635,7 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
             moe_ckpt_state cs;
             st = moe_ckpt_load(tr.ck, c, where, cfg, &cs);
             if (st) goto out;
+            if ((st = moe_comm_agree(c, moe_train_check_seed(cfg, where)))) goto out;
             start = cs.step;
             if ((st = moe_comm_agree(c, moe_ckpt_check_newer(cfg->out_dir, start)))) goto out;
             moe_comm_printf(c,

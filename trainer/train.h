@@ -50,7 +50,7 @@ typedef struct {
     double grad_norm; // global gradient norm before clipping (every parameter once)
     double clip;      // gradient scale given to AdamW (1: no clipping; 0: step skipped)
     int nonfinite;    // 1: a loss or gradient was NaN/Inf on some rank; the step was skipped
-    int stop;         // 1: some rank has a stop request (SIGUSR1/SIGTERM); agreed
+    int stop;         // 1: some rank has a stop request (SIGUSR1/SIGTERM/SIGINT); agreed
     // (n_groups) sums of squares over the world, valid until the next moe_train_step call:
     const double *grad_sumsq;   // gradients (before clipping)
     const double *weight_sumsq; // weights before the update
@@ -78,7 +78,10 @@ moe_status moe_train_eval(moe_model *m, const moe_data *d, const moe_comm *c, in
                           int batches, int32_t *tokens /* (Bl, S+1) */, double *val);
 moe_status moe_train_open_data(const Moe__Config *cfg, const moe_comm *c, moe_data **out);
 moe_ckpt *moe_train_ckpt_register(moe_model *m); // params, Adam m, v, balancing biases
-void moe_train_install_signals(void); // SIGUSR1, SIGTERM → stop flag (checked every step)
-int moe_train_stop_requested(void);
+// SIGUSR1, SIGTERM, SIGINT → stop flag (checked every step: checkpoint, exit 75); a second SIGINT
+// kills the process as SIGINT does. Reads MOE_STOP_FILE: a path whose existence also requests
+// the stop (a launcher's channel that no early signal can miss). Call before anything else.
+void moe_train_install_signals(void);
+int moe_train_stop_requested(void); // the flag, or MOE_STOP_FILE exists
 
 #endif

@@ -78,14 +78,31 @@ uint8_t *moe_ckpt_pack(const ProtobufCMessage *m, size_t *len) {
     return buf;
 }
 
-// Packs with manifest_crc32c set to the CRC32C of the packing without it.
+// Tag byte of field 12 (file_crc32c, fixed32) and of field 11 (manifest_crc32c, fixed32):
+// (number << 3) | 5. Both sit in the last 5 bytes of a manifest: 12 in this format, 11 before it.
+enum { CK_TAG_FILE_CRC = (12 << 3) | 5, CK_TAG_MANIFEST_CRC = (11 << 3) | 5 };
+
+static uint32_t ck_le32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+// Packs with manifest_crc32c set to the CRC32C of the packing without it, then appends
+// file_crc32c (field 12, the highest, so a parser sees a normal last field): the CRC32C of every
+// byte before its value, so the whole file is covered, also bytes the parse would ignore.
 uint8_t *moe_ckpt_pack_manifest(Moe__CheckpointManifest *m, size_t *len) {
-    m->has_manifest_crc32c = 0;
+    m->has_manifest_crc32c = m->has_file_crc32c = 0;
     uint8_t *b = moe_ckpt_pack(&m->base, len);
     m->manifest_crc32c = moe_crc32c(0, b, *len);
     m->has_manifest_crc32c = 1;
     free(b);
-    return moe_ckpt_pack(&m->base, len);
+    b = moe_ckpt_pack(&m->base, len);
+    b = realloc(b, *len + 5);
+    MOE_ASSERT(b);
+    b[*len] = CK_TAG_FILE_CRC;
+    m->file_crc32c = moe_crc32c(0, b, *len + 1);
+    for (int i = 0; i < 4; i++) b[*len + 1 + (size_t)i] = (uint8_t)(m->file_crc32c >> (8 * i));
+    *len += 5;
+    return b;
 }
 
 // A file the manifest needs: a missing one makes the checkpoint corrupt, not the machine.
@@ -105,41 +122,66 @@ moe_status moe_ckpt_read_manifest(const char *dir, Moe__CheckpointManifest **out
     size_t len = 0;
     moe_status st = ck_read_whole(path, &buf, &len);
     if (st != MOE_OK) return st;
-    Moe__CheckpointManifest *m = moe__checkpoint_manifest__unpack(NULL, len, buf);
-    if (!m) {
-        free(buf);
-        return moe_set_error(MOE_ECORRUPT, "%s: not a valid checkpoint manifest (%zu bytes)", path,
-                             len);
-    }
-    if (!m->has_manifest_crc32c) {
-        st = moe_set_error(MOE_ECORRUPT,
-                           "%s: manifest has no CRC32C (written by an interrupted or "
-                           "foreign writer)",
-                           path);
-    } else {
-        uint32_t want = m->manifest_crc32c;
-        m->has_manifest_crc32c = 0;
-        size_t l2;
-        uint8_t *b2 = moe_ckpt_pack(&m->base, &l2);
-        uint32_t got = moe_crc32c(0, b2, l2);
-        free(b2);
-        m->has_manifest_crc32c = 1;
-        if (got != want)
+    // The bytes first, before any parse: the file ends with the CRC32C of everything before that
+    // value (field 12), or, written before that field existed, with manifest_crc32c (field 11),
+    // which then covers every byte but its own tag. A single flipped bit cannot turn one tag into
+    // the other (0x65 vs 0x5d differ in 3 bits), so every flip fails one of these checks.
+    const uint8_t tag = len >= 5 ? buf[len - 5] : 0;
+    const uint32_t tail = len >= 5 ? ck_le32(buf + len - 4) : 0;
+    if (tag == CK_TAG_FILE_CRC) {
+        uint32_t got = moe_crc32c(0, buf, len - 4);
+        if (got != tail)
             st = moe_set_error(MOE_ECORRUPT,
-                               "%s: CRC32C mismatch (manifest says 0x%08x, content "
-                               "has 0x%08x)",
-                               path, want, got);
-        else if (m->format_version != MOE_CKPT_FORMAT_VERSION)
-            st = moe_set_error(MOE_ECORRUPT, "%s: format_version %u, this binary reads %u", path,
-                               m->format_version, MOE_CKPT_FORMAT_VERSION);
+                               "%s: CRC32C mismatch (the file's last field says 0x%08x, its "
+                               "bytes have 0x%08x)",
+                               path, tail, got);
+    } else if (tag == CK_TAG_MANIFEST_CRC) {
+        uint32_t got = moe_crc32c(0, buf, len - 5);
+        if (got != tail)
+            st = moe_set_error(MOE_ECORRUPT,
+                               "%s: CRC32C mismatch (manifest says 0x%08x, content has 0x%08x)",
+                               path, tail, got);
+    } else {
+        st = moe_set_error(MOE_ECORRUPT,
+                           "%s: no CRC32C at the end of the file (%zu bytes; written by an "
+                           "interrupted or foreign writer, or damaged)",
+                           path, len);
     }
+    Moe__CheckpointManifest *m = NULL;
+    if (st == MOE_OK && !(m = moe__checkpoint_manifest__unpack(NULL, len, buf)))
+        st = moe_set_error(MOE_ECORRUPT, "%s: not a valid checkpoint manifest (%zu bytes)", path,
+                           len);
+    // The parse must agree with the bytes: the CRC field read is the one checked above.
+    if (st == MOE_OK && (tag == CK_TAG_FILE_CRC ? !m->has_file_crc32c || m->file_crc32c != tail
+                                                : m->has_file_crc32c || !m->has_manifest_crc32c ||
+                                                      m->manifest_crc32c != tail))
+        st = moe_set_error(MOE_ECORRUPT, "%s: the CRC32C field is not the file's last field", path);
+    if (st == MOE_OK && m->format_version != MOE_CKPT_FORMAT_VERSION)
+        st = moe_set_error(MOE_ECORRUPT, "%s: format_version %u, this binary reads %u", path,
+                           m->format_version, MOE_CKPT_FORMAT_VERSION);
+    // A directory named step_N holds step N (a copied or renamed one would resume at another
+    // step than its name says, and "the previous checkpoint" would be chosen by the wrong step).
+    const char *slash = strrchr(dir, '/');
+    int64_t named = moe_ckpt_parse_step(slash ? slash + 1 : dir);
+    if (st == MOE_OK && named >= 0 && named != m->step)
+        st = moe_set_error(MOE_ECORRUPT,
+                           "%s: the directory is named for step %lld but its manifest is of step "
+                           "%lld (copied or renamed?): rename it step_%08lld",
+                           path, (long long)named, (long long)m->step, (long long)m->step);
     free(buf);
     if (st != MOE_OK) {
-        moe__checkpoint_manifest__free_unpacked(m, NULL);
+        if (m) moe__checkpoint_manifest__free_unpacked(m, NULL);
         return st;
     }
     *out = m;
     return MOE_OK;
+}
+
+const char *moe_ckpt_manifest_note(const Moe__CheckpointManifest *m) {
+    return m && !m->has_file_crc32c
+               ? "manifest.pb predates the whole-file CRC32C (written by an older moe): its "
+                 "bytes are verified except the CRC field's tag; the next checkpoint saved has it"
+               : NULL;
 }
 
 static int ck_safe_name(const char *n) {
@@ -251,35 +293,54 @@ int moe_ckpt_config_diff(const Moe__Config *ckpt, const Moe__Config *cfg, char *
 
 // ---------------------------------------------------------------- resolve and previous
 
+// "; the newest complete checkpoint is …: resume with --resume …" (or that there is none).
+static void ck_newest_hint(const char *ckdir, char *tail, size_t cap) {
+    int64_t *steps = NULL;
+    int n = moe_ckpt_list_steps(ckdir, &steps);
+    if (n > 0)
+        moe_ckpt_fmt(tail, cap,
+                     "; the newest complete checkpoint is %s/step_%08lld: "
+                     "resume with --resume %s/step_%08lld",
+                     ckdir, (long long)steps[0], ckdir, (long long)steps[0]);
+    else
+        moe_ckpt_fmt(tail, cap, "; %s holds no complete checkpoint: remove LATEST to start over",
+                     ckdir);
+    free(steps);
+}
+
 static moe_status ck_read_latest(const char *ckdir, char *dir, size_t cap) {
-    char p[MOE_PATH_MAX], name[512];
+    char p[MOE_PATH_MAX], name[512], tail[MOE_PATH_MAX];
     moe_ckpt_fmt(p, sizeof p, "%s/LATEST", ckdir);
     FILE *f = fopen(p, "r");
-    if (!f) return moe_set_error(MOE_EIO, "%s: %s", p, strerror(errno));
+    if (!f) // a symlink loop or a dangling link is a broken LATEST: never "no LATEST"
+        return moe_set_error(errno == ELOOP || errno == ENOENT ? MOE_ECORRUPT : MOE_EIO,
+                             "%s: cannot read: %s (a broken symlink? LATEST is a file naming "
+                             "step_N)",
+                             p, strerror(errno));
     name[0] = 0;
     if (!fgets(name, sizeof name, f)) name[0] = 0;
     fclose(f);
     name[strcspn(name, "\r\n")] = 0;
     if (moe_ckpt_parse_step(name) < 0) {
-        int64_t *steps = NULL;
-        int n = moe_ckpt_list_steps(ckdir, &steps);
-        char tail[MOE_PATH_MAX];
-        if (n > 0)
-            moe_ckpt_fmt(tail, sizeof tail,
-                         "; the newest complete checkpoint is %s/step_%08lld: "
-                         "resume with --resume %s/step_%08lld",
-                         ckdir, (long long)steps[0], ckdir, (long long)steps[0]);
-        else
-            moe_ckpt_fmt(tail, sizeof tail,
-                         "; %s holds no complete checkpoint: remove LATEST to "
-                         "start over",
-                         ckdir);
-        free(steps);
+        ck_newest_hint(ckdir, tail, sizeof tail);
         return moe_set_error(MOE_ECORRUPT, "%s: does not name a checkpoint directory ('%s')%s", p,
                              name, tail);
     }
     moe_ckpt_fmt(dir, cap, "%s/%s", ckdir, name);
+    struct stat sb;
+    if (stat(dir, &sb) != 0) { // missing, not corrupt: say which
+        int e = errno;
+        ck_newest_hint(ckdir, tail, sizeof tail);
+        return moe_set_error(MOE_ECORRUPT, "%s names %s, which is missing (%s: %s)%s", p, name,
+                             dir, strerror(e), tail);
+    }
     return MOE_OK;
+}
+
+// Whether `p` exists as a name (a dangling or looping symlink counts: reading it says why).
+static int ck_name_exists(const char *p) {
+    struct stat sb;
+    return lstat(p, &sb) == 0;
 }
 
 moe_status moe_ckpt_check_fresh(const char *out_dir) {
@@ -341,10 +402,10 @@ moe_status moe_ckpt_check_newer(const char *out_dir, int64_t step) {
 static int ck_try_latest(const char *d, char *dir, size_t cap, moe_status *st) {
     char p[MOE_PATH_MAX], ck[MOE_PATH_MAX];
     moe_ckpt_fmt(p, sizeof p, "%s/LATEST", d);
-    if (moe_ckpt_exists(p)) return *st = ck_read_latest(d, dir, cap), 1;
+    if (ck_name_exists(p)) return *st = ck_read_latest(d, dir, cap), 1;
     moe_ckpt_fmt(ck, sizeof ck, "%s/checkpoints", d);
     moe_ckpt_fmt(p, sizeof p, "%s/LATEST", ck);
-    if (moe_ckpt_exists(p)) return *st = ck_read_latest(ck, dir, cap), 1;
+    if (ck_name_exists(p)) return *st = ck_read_latest(ck, dir, cap), 1;
     return 0;
 }
 

@@ -490,6 +490,8 @@ moe_status moe_ckpt_load(moe_ckpt *ck, const moe_comm *c, const char *where, con
             rc = moe_ckpt_verify_file(dir, m->files[f]);
     if (rc == MOE_ECORRUPT) rc = moe_ckpt_name_previous(rc, dir);
     if ((rc = moe_comm_agree(c, rc)) != MOE_OK) goto out;
+    if (rank == 0 && moe_ckpt_manifest_note(m))
+        fprintf(stderr, "moe: note: %s: %s\n", dir, moe_ckpt_manifest_note(m));
     // Same model, every tensor present with its shape.
     if (cfg) {
         char diff[2048];

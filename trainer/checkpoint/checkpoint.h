@@ -113,6 +113,9 @@ moe_status moe_ckpt_check_newer(const char *out_dir, int64_t step);
 // Reads and checks dir/manifest.pb (its own CRC32C); free with
 // protobuf_c_message_free_unpacked(&m->base, NULL).
 moe_status moe_ckpt_read_manifest(const char *dir, Moe__CheckpointManifest **out);
+// NULL for a manifest whose every byte is covered by its CRC32C (file_crc32c); for one written
+// before that field (old checkpoints still load) a note to print once.
+const char *moe_ckpt_manifest_note(const Moe__CheckpointManifest *m);
 // Checks one file of the manifest: present, size, CRC32C. MOE_ECORRUPT with what is wrong.
 moe_status moe_ckpt_verify_file(const char *dir, const Moe__FileEntry *f);
 // The names of the ModelConfig fields that differ between a and b (absent = default), as

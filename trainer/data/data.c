@@ -98,23 +98,35 @@ static void moe_data_file_close(moe_data_file *f) {
     memset(f, 0, sizeof *f);
 }
 
-// Maps `path`, checks the u16 header and every token id against vocab.
-static moe_status moe_data_file_open(const char *path, int u16, int64_t vocab, moe_data_file *f) {
+// What a non-regular file is, for the message.
+static const char *moe_data_kind(mode_t m) {
+    return S_ISDIR(m)    ? "a directory"
+           : S_ISFIFO(m) ? "a FIFO (named pipe)"
+           : S_ISCHR(m)  ? "a character device"
+           : S_ISBLK(m)  ? "a block device"
+           : S_ISSOCK(m) ? "a socket"
+                         : "not a regular file";
+}
+
+// Maps `path` (the value of config field `field`, named in messages), checks the u16 header and
+// every token id against vocab. Only regular files: a FIFO or a device would block or never end,
+// so the file is opened non-blocking and its type checked before anything is read.
+static moe_status moe_data_file_open(const char *path, const char *field, int u16, int64_t vocab,
+                                     moe_data_file *f) {
     memset(f, 0, sizeof *f);
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
-        return moe_set_error(MOE_EIO,
-                             "data file %s: cannot open: %s (set data.path to a readable file)",
-                             path, strerror(errno));
+        return moe_set_error(MOE_EIO, "data file %s: cannot open: %s (set %s to a readable file)",
+                             path, strerror(errno), field);
     struct stat sb;
     const int fs = fstat(fd, &sb);
     if (fs != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
-        return moe_set_error(
-            MOE_EIO,
-            "data file %s: %s, not a regular file (set data.path to a "
-            "token or text file)",
-            path, fs == 0 && S_ISDIR(sb.st_mode) ? "a directory" : "unreadable or special");
+        return moe_set_error(MOE_EIO,
+                             "data file %s (%s): %s, not a regular file: set %s to a token or "
+                             "text file (FIFOs, devices and directories cannot be read by offset)",
+                             path, field, fs == 0 ? moe_data_kind(sb.st_mode) : "cannot stat",
+                             field);
     }
     f->path = strdup(path);
     MOE_ASSERT(f->path);
@@ -169,6 +181,17 @@ static moe_status moe_data_file_open(const char *path, int u16, int64_t vocab, m
         f->tokens = (const uint8_t *)f->map + hdr_bytes;
         f->n = h[2];
     } else {
+        int32_t magic = 0;
+        if (f->map_bytes >= MOE_DATA_U16_HEADER_INTS * 4) memcpy(&magic, f->map, sizeof magic);
+        if (magic == MOE_DATA_U16_MAGIC) { // an llm.c shard read as text would train on its bytes
+            moe_set_error(MOE_EINVAL,
+                          "data file %s: starts with the llm.c token-shard magic %d but "
+                          "data.format = text: set data.format = u16_tokens "
+                          "(--set data.format=u16_tokens)",
+                          path, MOE_DATA_U16_MAGIC);
+            moe_data_file_close(f);
+            return MOE_EINVAL;
+        }
         f->tokens = f->map;
         f->n = (int64_t)f->map_bytes;
     }
@@ -212,11 +235,11 @@ moe_status moe_data_open(const moe_data_params *p, moe_data **out) {
     d->p = *p;
     d->p.path = d->p.val_path = NULL; // the copies below own the strings
     d->u16 = u16;
-    moe_status st = moe_data_file_open(p->path, u16, p->vocab_size, &d->train_file);
+    moe_status st = moe_data_file_open(p->path, "data.path", u16, p->vocab_size, &d->train_file);
     if (st != MOE_OK) goto fail;
     const int64_t need = (int64_t)p->seq_len + 1;
     if (p->val_path && *p->val_path) {
-        st = moe_data_file_open(p->val_path, u16, p->vocab_size, &d->val_file);
+        st = moe_data_file_open(p->val_path, "data.val_path", u16, p->vocab_size, &d->val_file);
         if (st != MOE_OK) goto fail;
         d->train_base = d->train_file.tokens;
         d->train_n = d->train_file.n;

@@ -467,8 +467,9 @@ static int moe_is_moe_layer(const Moe__ModelConfig *mc, int l) {
 // parameters, gradients, Adam state and the previous-step copy (moe_params_count, overflow
 // checked) plus the activation block for B_local sequences, estimated in double (it bounds every
 // int64 product moe_model_carve and the MoE layers form, so none of them can overflow).
-static moe_status moe_model_check_size(const Moe__Config *cfg, const moe_model_layout *lay,
-                                       const moe_comm *comm, int64_t B_local) {
+static moe_status moe_model_check_size(const Moe__Config *cfg, const Moe__RouterConfig *rc,
+                                       const moe_model_layout *lay, const moe_comm *comm,
+                                       int64_t B_local) {
     moe_params_report rep;
     moe_status st = moe_params_count(cfg, lay->world, lay->ep, &rep);
     if (st) return st;
@@ -479,9 +480,8 @@ static moe_status moe_model_check_size(const Moe__Config *cfg, const moe_model_l
     const double F = mc->d_ff > 0 ? (double)mc->d_ff : 4 * D;
     const double Fe = mc->expert_d_ff > 0 ? (double)mc->expert_d_ff : F;
     const double S = cfg->train ? cfg->train->seq_len : 64, B = (double)B_local, T = B * S;
-    const double cf =
-        cfg->router && cfg->router->capacity_factor > 1 ? cfg->router->capacity_factor : 1;
-    const double rows = T * (mc->top_k > 0 ? mc->top_k : 1) * cf; // routed rows one MoE layer holds
+    const double rows = moe_router_rows_bound((moe_route_strategy)rc->strategy, T, mc->top_k,
+                                              mc->n_experts, rc->capacity_factor); // one MoE layer
     // Per layer and token as moe_model_carve lays it out (x, h1, xm, h2; q, k, v and their norm /
     // rope copies; the dense FFN's saved rows; attention weights S per head), then the MoE rows.
     double act = L * (T * (4 * D + 4 * H * Dh + 4 * Hkv * Dh + 2 * H + 2 + 3 * F) + B * H * S * S) +
@@ -520,14 +520,14 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
                              "model.n_experts = %d is not divisible by "
                              "parallel.ep_size = %d",
                              mc->n_experts, lay->ep);
-    if ((st = moe_model_check_size(cfg, lay, comm, B_local))) return st;
+    Moe__RouterConfig rdef;
+    moe__router_config__init(&rdef);
+    const Moe__RouterConfig *rc = cfg->router ? cfg->router : &rdef;
+    if ((st = moe_model_check_size(cfg, rc, lay, comm, B_local))) return st;
     moe_model *m = moe_xcalloc(1, sizeof *m);
     moe_model_priv *pv = moe_xcalloc(1, sizeof *pv);
     m->priv = pv;
     m->mc = (Moe__ModelConfig *)moe_proto_copy(&mc->base);
-    Moe__RouterConfig rdef;
-    moe__router_config__init(&rdef);
-    const Moe__RouterConfig *rc = cfg->router ? cfg->router : &rdef;
     m->rc = (Moe__RouterConfig *)moe_proto_copy(&rc->base);
     m->lay = *lay;
     m->comm = comm;
