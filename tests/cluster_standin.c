@@ -6,9 +6,9 @@
 // [--resume latest|CKPT_FILE]. CONFIG is a tiny "key = value" file (out_dir, steps, sleep_ms,
 // ckpt_every). Each step sleeps, mixes every rank's contribution through an all-reduce into a
 // 64-bit state, and rank 0 writes OUT_DIR/steps/step-NNNNNN and a line of OUT_DIR/metrics.jsonl.
-// SIGUSR1/SIGTERM set a flag; at the end of every step the ranks all-reduce (MAX) the flag, so all
-// stop after the same step, write a checkpoint (temp file, fsync, rename, then LATEST swapped the
-// same way) and exit 75. `--resume latest` continues from OUT_DIR/checkpoints/LATEST, or starts
+// SIGUSR1/SIGTERM, or the file MOE_STOP_FILE names appearing, set a flag; at the end of every step
+// the ranks all-reduce (MAX) the flag, so all stop after the same step, write a checkpoint (temp
+// file, fsync, rename, then LATEST swapped the same way) and exit 75. `--resume latest` continues from OUT_DIR/checkpoints/LATEST, or starts
 // at step 0 when there is none. Exit codes: 0 done, 1 failure, 2 usage, 75 preempted.
 #include <mpi.h>
 
@@ -239,7 +239,12 @@ int main(int argc, char **argv) {
         }
 
         // Agree on the stop step: any rank that saw a signal stops everyone after this step.
-        int flag = standin_stop_signal != 0, any = 0;
+        // MOE_STOP_FILE appearing is a stop request too, as in `moe train`: cluster/mpirun-train.sh
+        // writes it when a signal arrives before mpirun can forward one.
+        const char *stop_file = getenv("MOE_STOP_FILE");
+        int flag =
+            standin_stop_signal != 0 || (stop_file && *stop_file && access(stop_file, F_OK) == 0);
+        int any = 0;
         MPI_Allreduce(&flag, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
         int periodic = cfg.ckpt_every > 0 && done % cfg.ckpt_every == 0 && done < cfg.steps;
         if (any || periodic) {
