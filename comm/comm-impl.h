@@ -13,6 +13,7 @@ struct moe_comm {
     MPI_Comm comms[MOE_COMM_N_GROUPS]; // world (dup), EP, EDP, node
     int *group_world; // (MOE_COMM_N_GROUPS, W): world rank of each group rank (first size(g) used)
     int *node_of;     // (W): node index of every world rank
+    char *hosts;      // (W, MOE_COMM_HOST_LEN): host name of every world rank
 };
 
 // Builds the MOE_EMPI message: call text, MPI error string, world rank, file:line.

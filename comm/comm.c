@@ -107,6 +107,18 @@ moe_status moe_comm_agree_mpi(MPI_Comm comm, moe_status local) {
     return moe_set_error(out[0], "%s%s", prefix, msg.text);
 }
 
+int moe_comm_node_of(const moe_comm *c, int world_rank) {
+    if (!c) return 0;
+    MOE_ASSERT(world_rank >= 0 && world_rank < c->info.world_size);
+    return c->node_of[world_rank];
+}
+
+const char *moe_comm_host_of(const moe_comm *c, int world_rank) {
+    if (!c) return "";
+    MOE_ASSERT(world_rank >= 0 && world_rank < c->info.world_size);
+    return c->hosts + (size_t)world_rank * MOE_COMM_HOST_LEN;
+}
+
 moe_status moe_comm_agree(const moe_comm *c, moe_status st) {
     if (!c || c->info.world_size == 1) return st;
     return moe_comm_agree_mpi(c->comms[MOE_COMM_WORLD], st);
@@ -118,6 +130,7 @@ void moe_comm_free(moe_comm *c) {
         if (c->comms[g] != MPI_COMM_NULL) MPI_Comm_free(&c->comms[g]);
     free(c->group_world);
     free(c->node_of);
+    free(c->hosts);
     free(c);
 }
 
@@ -189,6 +202,18 @@ moe_status moe_comm_create(const moe_comm_params *params, moe_comm **out) {
     free(pairs);
     if (st != MOE_OK) goto fail;
     qsort(all, (size_t)W, sizeof *all, moe_comm_place_cmp);
+    // Host names, for messages that name a rank's node (stragglers, the watchdog, moe topo).
+    {
+        char host[MOE_COMM_HOST_LEN] = "";
+        int len = 0;
+        char name[MPI_MAX_PROCESSOR_NAME];
+        if (MPI_Get_processor_name(name, &len) == MPI_SUCCESS)
+            snprintf(host, sizeof host, "%.*s", len, name);
+        c->hosts = moe_xcalloc((size_t)W, MOE_COMM_HOST_LEN);
+        MOE_MPI_GOTO(st, fail,
+                     MPI_Allgather(host, MOE_COMM_HOST_LEN, MPI_CHAR, c->hosts, MOE_COMM_HOST_LEN,
+                                   MPI_CHAR, world));
+    }
 
     // Node indices in order of their lowest rank; position of every rank in the placement order.
     int pos = -1, n_nodes = 0;

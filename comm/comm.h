@@ -77,6 +77,10 @@ int moe_comm_rank(const moe_comm *c, moe_comm_group g);
 int moe_comm_size(const moe_comm *c, moe_comm_group g);
 // World rank of rank `r` of group g as this rank sees it (r in [0, size(g))).
 int moe_comm_world_rank_of(const moe_comm *c, moe_comm_group g, int r);
+// Node index (nodes ordered by their lowest rank) and host name of world rank r; c NULL: 0, "".
+#define MOE_COMM_HOST_LEN 64 // host names are cut to 63 characters
+int moe_comm_node_of(const moe_comm *c, int world_rank);
+const char *moe_comm_host_of(const moe_comm *c, int world_rank);
 // Progress output: printed by world rank 0 only (to stdout). Errors: moe_comm_eprintf prints
 // "[rank r] ..." to stderr on any rank.
 void moe_comm_printf(const moe_comm *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -385,6 +385,13 @@ moe_status moe_config_validate(const Moe__Config *cfg, int world) {
     moe_check_parallel(log, cfg->parallel ? cfg->parallel : &def_parallel, m, world);
     moe_check_data(log, cfg->data ? cfg->data : &def_data, m);
     moe_check_lora(log, cfg->lora ? cfg->lora : &def_lora, m);
+    static const Moe__WatchdogConfig def_wd = MOE__WATCHDOG_CONFIG__INIT;
+    const double sr = (cfg->watchdog ? cfg->watchdog : &def_wd)->straggler_ratio;
+    if (!isfinite(sr) || (sr != 0 && sr <= 1))
+        moe_vfail(log,
+                  "watchdog.straggler_ratio = %g: must be > 1 (e.g. 1.5: the slowest rank takes "
+                  "50%% longer than the fastest) or 0 (no straggler lines)",
+                  sr);
     moe_status st = MOE_OK;
     if (log->n) st = moe_set_error(MOE_EINVAL, "%s", log->msg);
     free(log);

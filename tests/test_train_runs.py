@@ -669,6 +669,49 @@ def signals():
                  (when, rc, got))
 
 
+def straggler():
+    """A rank slowed outside MPI is named by a straggler line; metrics carry every rank's compute
+    and wait seconds; watchdog.straggler_ratio = 0 turns the lines off; a ratio <= 1 is refused."""
+    cfg = write_config("straggler", cfg_with(steps=16, log_interval=4, eval_interval=0,
+                                             checkpoint_interval=0))
+    slow = {"MOE_TRAIN_TEST_SLOW_RANK": "1:0.1:4"}  # rank 1 sleeps 0.1 s per step from step 5 on
+    out = os.path.join(A.work, "straggler")
+    shutil.rmtree(out, ignore_errors=True)
+    p = run(2, cfg, out, env=slow)
+    # The windows after the slowdown (progress lines at steps 8, 12, 16) name rank 1 every time;
+    # the first window (steps 2-4, tiny and noisy) may say anything.
+    lines, at = [], 0
+    for l in p.stdout.splitlines():
+        if l.startswith("step "):
+            at = int(l.split()[1].split("/")[0])
+        elif l.startswith("straggler:"):
+            print(l)
+            if at >= 8:
+                lines.append(l)
+    if len(lines) != 3 or not all(l.startswith("straggler: rank 1 ") for l in lines):
+        fail("expected a line naming rank 1 at steps 8, 12 and 16: %s" % p.stdout[-1500:])
+    recs = metrics(out)
+    for step in range(1, 17):
+        r = recs.get(step, {})
+        comp, wait = r.get("rank_compute_seconds"), r.get("rank_wait_seconds")
+        if not comp or not wait or len(comp) != 2 or len(wait) != 2:
+            fail("step %d: per-rank compute/wait seconds missing: %s %s" % (step, comp, wait))
+            break
+        if step >= 5 and not (comp[1] >= 0.1 and comp[1] > comp[0] and wait[0] >= 0.05):
+            fail("step %d: rank 1 should compute >= 0.1 s and rank 0 wait for it: compute %s, "
+                 "wait %s" % (step, comp, wait))
+    out0 = out + "-off"
+    shutil.rmtree(out0, ignore_errors=True)
+    p = run(2, cfg, out0, ["watchdog.straggler_ratio=0"], env=slow)
+    if "straggler:" in p.stdout:
+        fail("watchdog.straggler_ratio = 0 still prints straggler lines")
+    p = run(1, cfg, out0 + "-bad", ["watchdog.straggler_ratio=0.5"], expect=2)
+    if "watchdog.straggler_ratio" not in p.stdout:
+        fail("a ratio of 0.5 is refused without naming watchdog.straggler_ratio")
+    print("ok   straggler: rank 1 named, per-rank seconds recorded, lines off at 0, 0.5 refused"
+          if not FAILS else "straggler: see above")
+
+
 def unigram_entropy(path, val_fraction):
     data = open(path, "rb").read()
     train = data[: len(data) - int(len(data) * val_fraction)]

@@ -1,9 +1,11 @@
 // train-impl.h: internals of the training-loop room shared only with itself — the metrics log
-// (trainer/metrics.c) that train.c writes OUT_DIR/metrics.jsonl through. The contract (what
+// (trainer/metrics.c) that train.c writes OUT_DIR/metrics.jsonl through, and the straggler lines
+// (trainer/straggler.c). The contract (what
 // survives a failed write, what resume keeps) is docs/training.md, "Metrics".
 #ifndef MOE_TRAIN_IMPL_H
 #define MOE_TRAIN_IMPL_H
 
+#include "comm.h"
 #include "moe-common.h"
 
 #include <stddef.h>
@@ -43,5 +45,22 @@ moe_status moe_metrics_trim(const char *path, int64_t step, FILE *log);
 // A fresh run (no --resume): MOE_EUSAGE when dir/metrics.jsonl exists and is not empty (a fresh
 // run would overwrite an earlier run's records), naming the file and the ways out.
 moe_status moe_metrics_check_fresh(const char *dir);
+
+// ---------------------------------------------------------------- stragglers (straggler.c)
+// Rank 0 sums every rank's compute and wait seconds per step (the agreed per-rank figures of
+// moe_train_step) over the window between two progress lines, skipping the run's first step.
+// At a progress line, moe_straggler_report writes one line (returns 1) when
+//   - the slowest rank's mean compute is >= ratio x the fastest's: that rank is named, with its
+//     host, its time and the fastest's; or
+//   - compute is even but the mean wait is >= ratio x that of the first window (the reference):
+//     the exchange is slow for everyone (on several nodes: a slow link, named by its nodes);
+// in both cases only when the difference costs >= 10 % of the mean step. Then a new window
+// starts. ratio is watchdog.straggler_ratio; create returns NULL (every call a no-op) when it is 0
+// or the world has one rank. c gives the host names; it must outlive s.
+typedef struct moe_straggler moe_straggler;
+moe_straggler *moe_straggler_create(const moe_comm *c, int world, double ratio);
+void moe_straggler_add(moe_straggler *s, const double *compute, const double *wait); // (world)
+int moe_straggler_report(moe_straggler *s, char *buf, size_t cap);
+void moe_straggler_free(moe_straggler *s); // NULL-safe
 
 #endif

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 // ---------------------------------------------------------------- preemption
@@ -227,6 +228,7 @@ typedef struct {
     int32_t *tokens;            // (Bl, S+1)
     moe_metrics_log *metrics;   // rank 0: metrics.jsonl (a failed write is retried every step)
     moe_watchdog *wd;           // NULL: one rank or watchdog.enabled = false
+    moe_straggler *strag;       // rank 0's straggler lines; NULL: off or one rank
     char *js; // (js_cap) the metrics line, reused: grows only until its steady size
     size_t js_cap;
     int64_t B, steps;
@@ -292,9 +294,12 @@ struct moe_train_step_state {
     moe_adamw_params ap;
     double gamma;         // router.bias_update_rate
     const char *nan_hook; // MOE_TRAIN_TEST_NAN_STEP (testing)
-    float *prev;          // (n_params) weights before the update
-    double *red;          // (2·n_groups + 4) the step's agreed all-reduce
-    double *upd;          // (2·n_groups) update sumsq per group
+    int slow_rank;        // MOE_TRAIN_TEST_SLOW_RANK (testing): this rank sleeps slow_s per step
+    double slow_s;        //   from step slow_from on (-1: no rank)
+    int64_t slow_from;
+    float *prev; // (n_params) weights before the update
+    double *red; // (2·n_groups + 4 + 2·world) the step's agreed all-reduce
+    double *upd; // (2·n_groups) update sumsq per group
 };
 
 moe_status moe_train_step_create(const Moe__Config *cfg, const moe_comm *c, moe_model *m,
@@ -306,8 +311,14 @@ moe_status moe_train_step_create(const Moe__Config *cfg, const moe_comm *c, moe_
     s->ap = moe_optim_adamw_from_config(cfg->train);
     s->gamma = m->rc->bias_update_rate;
     s->nan_hook = getenv("MOE_TRAIN_TEST_NAN_STEP"); // testing: "step" or "step:rank"
+    s->slow_rank = -1;
+    const char *slow = getenv("MOE_TRAIN_TEST_SLOW_RANK"); // testing: "rank:seconds[:from_step]"
+    long long from = 0;
+    if (slow && sscanf(slow, "%d:%lf:%lld", &s->slow_rank, &s->slow_s, &from) < 2)
+        s->slow_rank = -1;
+    s->slow_from = from;
     s->prev = moe_xalloc_aligned((size_t)m->n_params * sizeof(float));
-    s->red = moe_xcalloc((size_t)(2 * m->n_groups + 4), sizeof(double));
+    s->red = moe_xcalloc((size_t)(2 * m->n_groups + 4 + 2 * m->lay.world), sizeof(double));
     s->upd = moe_xcalloc((size_t)(2 * m->n_groups), sizeof(double));
     *out = s;
     return MOE_OK;
@@ -341,7 +352,12 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_
             hr == rank)
             m->grads[0] = NAN;
     }
+    if (rank == s->slow_rank && step >= s->slow_from) // a straggler: slow outside MPI
+        nanosleep(&(struct timespec){(time_t)s->slow_s,
+                                     (long)((s->slow_s - (double)(time_t)s->slow_s) * 1e9)},
+                  NULL);
     double t_sync = moe_comm_wtime();
+    const double compute = t_sync - t0 - moe_model_exchange_seconds(m);
     if (W > 1) {
         if ((st = moe_comm_sync_grads(c, MOE_COMM_GRAD_DENSE, m->grads, (size_t)m->n_dense)))
             return st;
@@ -358,9 +374,13 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_
     red[2 * NG + 1] = (moe_optim_nonfinite(m->grads, m->n_params) || !isfinite(lo.ce)) ? 1 : 0;
     red[2 * NG + 2] = moe_train_stop_requested() ? 1 : 0;
     red[2 * NG + 3] = 0;
+    double *per_rank = red + 2 * NG + 4; // (2, W): compute seconds, then wait seconds, per rank
+    memset(per_rank, 0, (size_t)(2 * W) * sizeof(double));
+    per_rank[rank] = compute;
+    per_rank[W + rank] = moe_model_exchange_seconds(m) + t_sync;
     const double t_red = moe_comm_wtime();
-    if (W > 1 &&
-        (st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, red, (size_t)(2 * NG + 4), MOE_COMM_SUM)))
+    if (W > 1 && (st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, red, (size_t)(2 * NG + 4 + 2 * W),
+                                              MOE_COMM_SUM)))
         return st;
     t_sync += moe_comm_wtime() - t_red;
     double sumsq = 0;
@@ -373,6 +393,7 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_
     r->lr = moe_optim_lr(step + 1, &s->sched);
     r->grad_norm = sqrt(sumsq);
     r->grad_sumsq = red, r->weight_sumsq = red + NG, r->update_sumsq = s->upd;
+    r->rank_compute_seconds = per_rank, r->rank_wait_seconds = per_rank + W;
     r->exchange_seconds = moe_model_exchange_seconds(m);
     r->allreduce_seconds = t_sync;
     if (r->nonfinite) {
@@ -449,6 +470,11 @@ static void moe_train_record(moe_trainer *tr, const moe_train_step_result *sr, i
         }
         rec->n_groups = ng, rec->groups = gsp;
         rec->n_layers = (size_t)m->n_moe, rec->layers = llp;
+        if (m->lay.world <= 256) { // per-rank figures (a line of 4096 ranks would be ~80 KB)
+            rec->n_rank_compute_seconds = rec->n_rank_wait_seconds = (size_t)m->lay.world;
+            rec->rank_compute_seconds = (double *)sr->rank_compute_seconds;
+            rec->rank_wait_seconds = (double *)sr->rank_wait_seconds;
+        }
     }
     rec->has_step = 1, rec->step = step + 1;
     rec->has_loss = 1, rec->loss = sr->loss;
@@ -530,6 +556,7 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
             res->val_loss = val;
         }
         if (rank == 0) {
+            moe_straggler_add(tr->strag, sr.rank_compute_seconds, sr.rank_wait_seconds);
             if (tr->metrics) {
                 int64_t n =
                     moe_json_format_message_buf(&rec.base, MOE_JSON_COMPACT, &tr->js, &tr->js_cap);
@@ -552,6 +579,8 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
                        (long long)step + 1, (long long)tr->steps, loss, aux, lr, rec.tokens_per_s,
                        load_max, 100.0 * exch / t_step, eta, do_eval ? "" : "\n");
                 if (do_eval) printf(" | val %.4f\n", rec.val_loss);
+                char line[512];
+                if (moe_straggler_report(tr->strag, line, sizeof line)) printf("%s\n", line);
                 fflush(stdout);
             } else if (do_eval) {
                 printf("step %6lld/%lld | val %.4f\n", (long long)step + 1, (long long)tr->steps,
@@ -673,11 +702,17 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
         res->loss = NAN;
         goto out;
     }
+    if (lay.world_rank == 0) {
+        static const Moe__WatchdogConfig def_wd = MOE__WATCHDOG_CONFIG__INIT;
+        tr.strag =
+            moe_straggler_create(c, W, (cfg->watchdog ? cfg->watchdog : &def_wd)->straggler_ratio);
+    }
     st = moe_train_loop(&tr, start, res);
     if (st == MOE_EINTR) goto out;
     st = moe_comm_agree(c, st);
 out:
     moe_watchdog_stop(tr.wd);
+    moe_straggler_free(tr.strag);
     moe_metrics_close(tr.metrics);
     moe_ckpt_free(tr.ck);
     moe_model_free(tr.m);

@@ -40,7 +40,8 @@ typedef struct {
 // allocated per step); the model, comm and config are borrowed and must outlive it. The limit of
 // consecutive non-finite steps (train.max_nonfinite_steps) is the caller's: the loop enforces it.
 // Testing hook read at create: MOE_TRAIN_TEST_NAN_STEP="S[:R][+]" puts a NaN into rank R's
-// (default 0) gradient at step S (every step >= S with '+'), before the gradient sync.
+// (default 0) gradient at step S (every step >= S with '+'), before the gradient sync;
+// MOE_TRAIN_TEST_SLOW_RANK="R:SECONDS[:S]" makes rank R sleep SECONDS per step from step S on.
 typedef struct moe_train_step_state moe_train_step_state;
 typedef struct {
     double loss;      // global loss: mean CE over the world + aux + z
@@ -58,6 +59,10 @@ typedef struct {
     double step_seconds;        // this call, wall clock on this rank
     double exchange_seconds;    // MoE all-to-alls and routing-statistics all-reduces (model)
     double allreduce_seconds;   // gradient sync plus the agreed reduction
+    // (world) every rank's seconds, agreed (valid until the next call): outside MPI up to the
+    // agreed reduction (forward, backward: a slow rank shows here), and inside the expert
+    // exchange and the gradient sync (waiting for the others plus the transfer).
+    const double *rank_compute_seconds, *rank_wait_seconds;
 } moe_train_step_result;
 // Collective over c's world (c NULL: one process). m built for cfg at c's layout.
 moe_status moe_train_step_create(const Moe__Config *cfg, const moe_comm *c, moe_model *m,
