@@ -44,7 +44,17 @@ static void test_adamw(int decay, double gscale) {
         nnref_fill(&st, g, gd, N, -1, 1);
         if (t == 2) g[5] = 0, gd[5] = 0; // a zero gradient: only decay and momentum move it
         const double lr = 1e-2 * t;
-        moe_optim_adamw_step(w, m, v, g, N, &p, t, lr, decay, gscale);
+        double wsq_ref = 0, sums[2] = {0, 0};
+        for (int i = 0; i < N; i++) wsq_ref += (double)w[i] * w[i];
+        float wb[N];
+        memcpy(wb, w, sizeof wb);
+        moe_optim_adamw_step(w, m, v, g, N, &p, t, lr, decay, gscale, sums);
+        double upd_ref = 0;
+        for (int i = 0; i < N; i++) upd_ref += ((double)w[i] - wb[i]) * ((double)w[i] - wb[i]);
+        expect_near("adamw sums[0] = sum of w^2 before the update", sums[0], wsq_ref,
+                    1e-12 * wsq_ref);
+        expect_near("adamw sums[1] = sum of the update squared", sums[1], upd_ref,
+                    1e-9 * upd_ref + 1e-15);
         ref_adamw(wd, md, vd, gd, N, &p, t, lr, decay, gscale);
         if (t == 1) {
             // Closed form of step 1: m̂ = g', v̂ = g'², so w1 = w0 − lr(g'/(|g'| + ε) + wd·w0).

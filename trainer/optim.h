@@ -10,15 +10,18 @@
 //   w −= lr · ( (m/(1−β1^t)) / (√(v/(1−β2^t)) + ε)  +  wd·w )     (wd term only if decay)
 // Decay for matrices and embeddings; none for norm weights and biases (the trainer passes the
 // flag per tensor); the aux-free balancing bias is never given to the optimizer. Each element is
-// updated in double arithmetic and stored as float (w, m, v are fp32 state).
+// updated in float arithmetic (w, m, v are fp32 state; within a few float ulps of the double
+// formula). In the same pass, sums[0] += Σ w² of the weights before the update and
+// sums[1] += Σ (w_after − w_before)², in double (the trainer's per-group norms).
 typedef struct {
     double beta1, beta2, eps, weight_decay;
 } moe_adamw_params;
 
 // w, m, v (n) updated in place; g (n) read (scaled by gscale: the clip scale, or 1). t >= 1.
-void moe_optim_adamw_step(float *w, float *m, float *v, const float *g, int64_t n,
-                          const moe_adamw_params *p, int64_t t, double lr, int decay,
-                          double gscale);
+// The four arrays must not overlap.
+void moe_optim_adamw_step(float *restrict w, float *restrict m, float *restrict v,
+                          const float *restrict g, int64_t n, const moe_adamw_params *p, int64_t t,
+                          double lr, int decay, double gscale, double sums[2]);
 
 // LR schedule (TrainConfig.schedule), a pure function of the 1-based step t (the t of AdamW):
 //   warmup (t <= warmup_steps): lr·t/warmup_steps (0 at t = 0, lr at t = warmup_steps);

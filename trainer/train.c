@@ -261,26 +261,14 @@ static moe_status moe_train_save(moe_trainer *tr, int64_t step, const char *why)
     return s;
 }
 
-// Sum of squares per group over [lo, hi) of the table, of x (params or grads), into out (n_groups),
+// Sum of squares per group of x (params or grads, n_params) into out (n_groups),
 // counting dense tensors only on world rank 0 and expert tensors only on EDP rank 0.
-static void moe_group_sumsq(const moe_model *m, const float *x, const float *minus, double *out) {
+static void moe_group_sumsq(const moe_model *m, const float *x, double *out) {
     memset(out, 0, (size_t)m->n_groups * sizeof(double));
     for (int i = 0; i < m->n_tensors; i++) {
         const moe_model_tensor *t = &m->tensors[i];
-        int mine = t->expert < 0 ? m->lay.world_rank == 0 : m->lay.edp_rank == 0;
-        if (!mine) continue;
-        const float *a = x + t->offset;
-        double s = 0;
-        if (minus) {
-            const float *b = minus + t->offset;
-            for (int64_t j = 0; j < t->n; j++) {
-                double v = (double)a[j] - b[j];
-                s += v * v;
-            }
-        } else {
-            s = moe_optim_sumsq(a, t->n);
-        }
-        out[t->group] += s;
+        if (t->expert < 0 ? m->lay.world_rank == 0 : m->lay.edp_rank == 0)
+            out[t->group] += moe_optim_sumsq(x + t->offset, t->n);
     }
 }
 
@@ -297,9 +285,8 @@ struct moe_train_step_state {
     int slow_rank;        // MOE_TRAIN_TEST_SLOW_RANK (testing): this rank sleeps slow_s per step
     double slow_s;        //   from step slow_from on (-1: no rank)
     int64_t slow_from;
-    float *prev; // (n_params) weights before the update
-    double *red; // (2·n_groups + 4 + 2·world) the step's agreed all-reduce
-    double *upd; // (2·n_groups) update sumsq per group
+    double *red; // (n_groups + 4 + 2·world) the step's agreed all-reduce
+    double *upd; // (2·n_groups) update, then weight (before the update) sumsq per group
 };
 
 moe_status moe_train_step_create(const Moe__Config *cfg, const moe_comm *c, moe_model *m,
@@ -317,8 +304,7 @@ moe_status moe_train_step_create(const Moe__Config *cfg, const moe_comm *c, moe_
     if (slow && sscanf(slow, "%d:%lf:%lld", &s->slow_rank, &s->slow_s, &from) < 2)
         s->slow_rank = -1;
     s->slow_from = from;
-    s->prev = moe_xalloc_aligned((size_t)m->n_params * sizeof(float));
-    s->red = moe_xcalloc((size_t)(2 * m->n_groups + 4 + 2 * m->lay.world), sizeof(double));
+    s->red = moe_xcalloc((size_t)(m->n_groups + 4 + 2 * m->lay.world), sizeof(double));
     s->upd = moe_xcalloc((size_t)(2 * m->n_groups), sizeof(double));
     *out = s;
     return MOE_OK;
@@ -326,7 +312,6 @@ moe_status moe_train_step_create(const Moe__Config *cfg, const moe_comm *c, moe_
 
 void moe_train_step_free(moe_train_step_state *s) {
     if (!s) return;
-    free(s->prev);
     free(s->red);
     free(s->upd);
     free(s);
@@ -366,55 +351,60 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_
             return st;
     }
     t_sync = moe_comm_wtime() - t_sync;
-    // One agreed reduction: grad and weight sumsq per group, loss, non-finite and stop flags.
+    // One agreed reduction: grad sumsq per group (non-finite if any gradient is: no separate
+    // pass), loss, non-finite loss and stop flags, every rank's compute and wait seconds.
     double *red = s->red;
-    moe_group_sumsq(m, m->grads, NULL, red);
-    moe_group_sumsq(m, m->params, NULL, red + NG);
-    red[2 * NG] = lo.ce;
-    red[2 * NG + 1] = (moe_optim_nonfinite(m->grads, m->n_params) || !isfinite(lo.ce)) ? 1 : 0;
-    red[2 * NG + 2] = moe_train_stop_requested() ? 1 : 0;
-    red[2 * NG + 3] = 0;
-    double *per_rank = red + 2 * NG + 4; // (2, W): compute seconds, then wait seconds, per rank
+    moe_group_sumsq(m, m->grads, red);
+    red[NG] = lo.ce;
+    red[NG + 1] = !isfinite(lo.ce) ? 1 : 0;
+    red[NG + 2] = moe_train_stop_requested() ? 1 : 0;
+    red[NG + 3] = 0;
+    double *per_rank = red + NG + 4; // (2, W): compute seconds, then wait seconds, per rank
     memset(per_rank, 0, (size_t)(2 * W) * sizeof(double));
     per_rank[rank] = compute;
     per_rank[W + rank] = moe_model_exchange_seconds(m) + t_sync;
     const double t_red = moe_comm_wtime();
-    if (W > 1 && (st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, red, (size_t)(2 * NG + 4 + 2 * W),
+    if (W > 1 && (st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, red, (size_t)(NG + 4 + 2 * W),
                                               MOE_COMM_SUM)))
         return st;
     t_sync += moe_comm_wtime() - t_red;
     double sumsq = 0;
     for (int g = 0; g < NG; g++) sumsq += red[g];
-    r->ce = red[2 * NG] / W;
+    r->ce = red[NG] / W;
     r->loss = r->ce + lo.aux + lo.z;
     r->aux = lo.aux, r->z = lo.z;
-    r->nonfinite = red[2 * NG + 1] > 0 || !isfinite(sumsq);
-    r->stop = red[2 * NG + 2] > 0;
+    r->nonfinite = red[NG + 1] > 0 || !isfinite(sumsq);
+    r->stop = red[NG + 2] > 0;
     r->lr = moe_optim_lr(step + 1, &s->sched);
     r->grad_norm = sqrt(sumsq);
-    r->grad_sumsq = red, r->weight_sumsq = red + NG, r->update_sumsq = s->upd;
+    r->grad_sumsq = red, r->update_sumsq = s->upd, r->weight_sumsq = s->upd + NG;
     r->rank_compute_seconds = per_rank, r->rank_wait_seconds = per_rank + W;
     r->exchange_seconds = moe_model_exchange_seconds(m);
     r->allreduce_seconds = t_sync;
-    if (r->nonfinite) {
-        memset(s->upd, 0, (size_t)(2 * NG) * sizeof(double));
-        r->step_seconds = moe_comm_wtime() - t0;
-        return MOE_OK;
+    double *upd = s->upd, *wsq = s->upd + NG;
+    memset(upd, 0, (size_t)(2 * NG) * sizeof(double));
+    if (r->nonfinite) { // no update; the weight norms still go into the record
+        moe_group_sumsq(m, m->params, wsq);
+    } else {
+        // AdamW tensor by tensor, the record's weight and update norms in the same pass.
+        r->clip = moe_optim_clip_scale(sumsq, tc->grad_clip);
+        for (int i = 0; i < m->n_tensors; i++) {
+            const moe_model_tensor *t = &m->tensors[i];
+            double sums[2] = {0, 0};
+            moe_optim_adamw_step(m->params + t->offset, m->adam_m + t->offset,
+                                 m->adam_v + t->offset, m->grads + t->offset, t->n, &s->ap,
+                                 step + 1, r->lr, t->decay, r->clip, sums);
+            // every parameter counted once over the world, as moe_group_sumsq does
+            if (t->expert < 0 ? rank == 0 : m->lay.edp_rank == 0)
+                wsq[t->group] += sums[0], upd[t->group] += sums[1];
+        }
+        if (s->gamma > 0)
+            for (int i = 0; i < m->n_moe; i++)
+                moe_router_update_bias(m->balance_bias + (int64_t)i * m->E, m->stats[i].selected,
+                                       m->E, s->gamma);
     }
-    r->clip = moe_optim_clip_scale(sumsq, tc->grad_clip);
-    memcpy(s->prev, m->params, (size_t)m->n_params * sizeof(float));
-    for (int i = 0; i < m->n_tensors; i++) {
-        const moe_model_tensor *t = &m->tensors[i];
-        moe_optim_adamw_step(m->params + t->offset, m->adam_m + t->offset, m->adam_v + t->offset,
-                             m->grads + t->offset, t->n, &s->ap, step + 1, r->lr, t->decay,
-                             r->clip);
-    }
-    if (s->gamma > 0)
-        for (int i = 0; i < m->n_moe; i++)
-            moe_router_update_bias(m->balance_bias + (int64_t)i * m->E, m->stats[i].selected, m->E,
-                                   s->gamma);
-    moe_group_sumsq(m, m->params, s->prev, s->upd);
-    if (W > 1 && (st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, s->upd, (size_t)NG, MOE_COMM_SUM)))
+    if (W > 1 &&
+        (st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, upd, (size_t)(2 * NG), MOE_COMM_SUM)))
         return st;
     r->step_seconds = moe_comm_wtime() - t0;
     return MOE_OK;
