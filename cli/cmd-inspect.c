@@ -88,11 +88,12 @@ int moe_cmd_inspect(int argc, char **argv) {
         for (size_t i = 0; i < m->n_tensors; i++) {
             const Moe__TensorEntry *t = m->tensors[i];
             char shape[96] = "(";
-            size_t u = 1;
-            for (size_t k = 0; k < t->n_shape && u < sizeof shape - 24; k++)
-                u += (size_t)snprintf(shape + u, sizeof shape - u, k ? ", %lld" : "%lld",
-                                      (long long)t->shape[k]);
-            snprintf(shape + u, sizeof shape - u, ")");
+            moe_list l; // one byte short, for the ")"
+            moe_list_start(&l, shape, sizeof shape - 1, ", ");
+            for (size_t k = 0; k < t->n_shape; k++)
+                moe_list_add(&l, "%lld", (long long)t->shape[k]);
+            moe_list_end(&l);
+            shape[l.len] = ')', shape[l.len + 1] = '\0';
             printf("  %-32s %-11s %5d %6d %-20s %12llu  %s@%llu\n", t->name ? t->name : "?",
                    t->kind ? t->kind : "?", t->layer, t->expert, shape,
                    (unsigned long long)t->bytes, t->file ? t->file : "?",

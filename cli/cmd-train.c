@@ -48,7 +48,7 @@ static moe_status moe_train_setup(const char *path, const char **sets, int n_set
         cp.ep_size = (*cfg)->parallel ? (*cfg)->parallel->ep_size : 1;
         cp.n_experts = (*cfg)->model->n_experts;
     }
-    char saved[2048];
+    char saved[MOE_ERROR_MAX]; // the whole message (a list of problems is never cut here)
     snprintf(saved, sizeof saved, "%s", moe_last_error());
     moe_status cs = moe_comm_create(&cp, c);
     if (cs) {
@@ -205,7 +205,8 @@ int moe_cmd_eval(int argc, char **argv) {
         FILL(model)
         FILL(router)
         FILL(train)
-        FILL(parallel) FILL(data) FILL(lora)
+        FILL(parallel)
+        FILL(data) FILL(lora)
 #undef FILL
             moe_config_free(def);
         for (int i = 0; i < sets.n && !st; i++) st = moe_config_set(cfg, sets.v[i]);

@@ -72,6 +72,18 @@ node_index() { # node1 / 1 / $VC-node1 -> 1 (call n_nodes first: this runs in a 
     echo "$n"
 }
 
+# The start of `exec NODE ...` and `link NODE ...`: as root, with the cluster up and ARGS a node
+# and at least one word more (else dies with USAGE), prints the node's index. Call it as
+# k=$(node_arg USAGE "$@") || exit: its die ends only the subshell, the `|| exit` the caller.
+node_arg() { # USAGE ARGS...
+    local usage=$1
+    shift
+    need
+    [ $# -ge 2 ] || die "$usage"
+    n_nodes >/dev/null
+    node_index "$1"
+}
+
 # Link settings from key=value words, as "rate delay loss jitter" ("-" for unset).
 link_settings() {
     local rate=$DEF_RATE delay=$DEF_DELAY loss=- jitter=- kv
@@ -212,11 +224,8 @@ cmd_status() {
 }
 
 cmd_exec() {
-    need
-    [ $# -ge 2 ] || die "exec needs a node and a command (vcluster.sh exec node1 hostname)"
-    n_nodes >/dev/null
     local k
-    k=$(node_index "$1")
+    k=$(node_arg "exec needs a node and a command (vcluster.sh exec node1 hostname)" "$@") || exit
     shift
     # The node's network namespace; a UTS namespace of its own per process launched, with the
     # node's name (Open MPI tells nodes apart by host name); a private mount namespace where the
@@ -228,11 +237,8 @@ cmd_exec() {
 }
 
 cmd_link() {
-    need
-    [ $# -ge 2 ] || die "link needs a node and a setting (vcluster.sh link node2 down)"
-    n_nodes >/dev/null
     local k
-    k=$(node_index "$1")
+    k=$(node_arg "link needs a node and a setting (vcluster.sh link node2 down)" "$@") || exit
     shift
     case $1 in
     down) ip -n "$SW" link set "vn$k" down && echo "node$k: link down" ;;

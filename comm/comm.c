@@ -87,7 +87,7 @@ moe_status moe_comm_agree_mpi(MPI_Comm comm, moe_status local) {
     in[1] = rank;
     MOE_MPI(MPI_Allreduce(in, out, 1, MPI_2INT, MPI_MINLOC, comm));
     if (out[0] == MOE_OK) return local;
-    // The failing rank's world rank and message travel together (bounded: longer is cut).
+    // The failing rank's world rank and message travel together (the whole message).
     struct {
         int world_rank;
         char text[MOE_COMM_AGREE_MSG];
@@ -319,7 +319,7 @@ void moe_comm_eprintf(const moe_comm *c, const char *fmt, ...) {
         MPI_Finalized(&fin);
         if (inited && !fin) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     }
-    char buf[2048];
+    char buf[MOE_ERROR_MAX + 256]; // an error message (MOE_ERROR_MAX) and its context, whole
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);

@@ -112,11 +112,12 @@ moe_status moe_comm_gatherv_f32(const moe_comm *c, moe_comm_group g, const float
 // Agree on a status across the world (collective; every rank passes its own status). Returns
 // the worst (most negative) status of any rank, on every rank, and makes every rank's
 // moe_last_error() "rank R: <rank R's message>", R the lowest world rank that has that status
-// (its message is cut at MOE_COMM_AGREE_MSG − 1 bytes; one not already starting "rank R: " gets
-// the prefix). All OK: returns MOE_OK and leaves messages alone. NULL c or a world of one rank:
-// returns st unchanged (no MPI). MOE_EMPI if the agreement itself fails. Cost: one 2-int
+// (its whole message, MOE_COMM_AGREE_MSG = MOE_ERROR_MAX bytes; one not already starting
+// "rank R: " gets the prefix, and a message that then no longer fits loses whole lines, as
+// moe_set_error). All OK: returns MOE_OK and leaves messages alone. NULL c or a world of one
+// rank: returns st unchanged (no MPI). MOE_EMPI if the agreement itself fails. Cost: one 2-int
 // all-reduce, plus a broadcast of the message when some rank failed.
-#define MOE_COMM_AGREE_MSG 1024
+#define MOE_COMM_AGREE_MSG MOE_ERROR_MAX
 moe_status moe_comm_agree(const moe_comm *c, moe_status st);
 
 // ---------------------------------------------------------------- gradient synchronisation

@@ -129,28 +129,31 @@ static void moe_wd_fire(moe_watchdog *w, const char *why, double now) {
             behind++;
     }
     if (silent || behind) {
-        ADD(" Did not arrive:");
+        // The ranks, in a part of msg that leaves room for the closing advice: a large job's
+        // list ends "... and N more" rather than cutting the advice or a rank's line.
+        char ranks[sizeof msg - 1024] = ""; // the rest: why (256), host (48), the advice
+        moe_list l;
+        moe_list_start(&l, ranks, sizeof ranks, "; ");
         for (int r = 0; r < w->W; r++) {
             if (r == w->rank) continue;
             const moe_wd_peer *q = &w->peers[r];
-            char doing[96];
+            char doing[96] = "";
+            moe_wd_doing(doing, sizeof doing, q->beat.phase, q->beat.step);
             if (now - q->last > w->p.silence_timeout) {
-                ADD(" rank %d on %s, silent for %.0f s (stopped, crashed or its link is down; ", r,
-                    w->addrs[r].host, now - q->last);
-                if (q->heard)
-                    ADD("last heard in %s);",
-                        moe_wd_doing(doing, sizeof doing, q->beat.phase, q->beat.step));
-                else
-                    ADD("never heard);");
+                moe_list_add(&l,
+                             "rank %d on %s, silent for %.0f s (stopped, crashed or its link is "
+                             "down; %s%s)",
+                             r, w->addrs[r].host, now - q->last, q->heard ? "last heard in " : "",
+                             q->heard ? doing : "never heard");
             } else if (q->beat.phase != (int32_t)w->phase || q->beat.step != w->step ||
                        (me_in_mpi && !q->beat.in_mpi)) {
-                ADD(" rank %d on %s, in %s for %.0f s%s;", r, w->addrs[r].host,
-                    moe_wd_doing(doing, sizeof doing, q->beat.phase, q->beat.step),
-                    q->beat.in_phase,
-                    q->beat.in_mpi ? "" : ", busy outside MPI (computing or hung)");
+                moe_list_add(&l, "rank %d on %s, in %s for %.0f s%s", r, w->addrs[r].host, doing,
+                             q->beat.in_phase,
+                             q->beat.in_mpi ? "" : ", busy outside MPI (computing or hung)");
             }
         }
-        if (n > 0 && n < sizeof msg && msg[n - 1] == ';') msg[n - 1] = '.';
+        moe_list_end(&l);
+        ADD(" Did not arrive: %s.", ranks);
     } else if (!me_in_mpi) {
         ADD(" The other ranks are alive and wait for this one.");
     } else {

@@ -19,10 +19,11 @@ static const char *moe_args_metavar(const moe_arg_opt *o, char *buf, size_t cap)
     case MOE_ARG_INT: return "N";
     case MOE_ARG_DOUBLE: return "X";
     case MOE_ARG_CHOICE: {
-        size_t u = 0;
+        moe_list l;
         buf[0] = '\0';
-        for (int i = 0; o->choices && o->choices[i] && u < cap; i++)
-            u += (size_t)snprintf(buf + u, cap - u, i ? "|%s" : "%s", o->choices[i]);
+        moe_list_start(&l, buf, cap, "|");
+        for (int i = 0; o->choices && o->choices[i]; i++) moe_list_add(&l, "%s", o->choices[i]);
+        moe_list_end(&l);
         return buf;
     }
     case MOE_ARG_FLAG:

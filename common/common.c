@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-static _Thread_local char moe_errbuf[4096];
+static _Thread_local char moe_errbuf[MOE_ERROR_MAX];
 
 // Both switches are generated from MOE_STATUS_MAP and have no default: -Wswitch lists them when
 // the enum changes. A value outside the table (a corrupt int sent between ranks) falls through.
@@ -29,10 +29,24 @@ moe_exit moe_exit_code(moe_status s) {
     return MOE_EXIT_FAILURE;
 }
 
+// Formatted whole first (the arguments may include moe_errbuf itself), then clipped into
+// moe_errbuf at a line boundary: a long list of problems loses whole lines, never half a word.
 moe_status moe_set_error(moe_status s, const char *fmt, ...) {
-    va_list ap;
+    va_list ap, ap2;
     va_start(ap, fmt);
-    vsnprintf(moe_errbuf, sizeof moe_errbuf, fmt, ap);
+    va_copy(ap2, ap);
+    const int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (text) {
+        vsnprintf(text, (size_t)n + 1, fmt, ap);
+        moe_text_clip(moe_errbuf, sizeof moe_errbuf, text);
+        free(text);
+    } else { // out of memory: as much as fits
+        char tmp[sizeof moe_errbuf];
+        vsnprintf(tmp, sizeof tmp, fmt, ap);
+        memcpy(moe_errbuf, tmp, strlen(tmp) + 1);
+    }
     va_end(ap);
     return s;
 }

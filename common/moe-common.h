@@ -7,6 +7,7 @@
 #ifndef MOE_COMMON_H
 #define MOE_COMMON_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,6 +52,9 @@ moe_exit moe_exit_code(moe_status s);
 
 // The message of the last error on this thread (empty string if none). Setting returns `s` so a
 // failing path can read: return moe_set_error(MOE_EINVAL, "…%d…", x);
+// The message holds at most MOE_ERROR_MAX - 1 bytes; a longer one is cut at a line boundary as
+// moe_text_clip does. moe_last_error() may be an argument (to add context to the last error).
+#define MOE_ERROR_MAX 4096
 moe_status moe_set_error(moe_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *moe_last_error(void);
 void moe_clear_error(void);
@@ -102,6 +106,30 @@ static inline uint64_t moe_splitmix64_next(uint64_t *state) {
     *state += 0x9e3779b97f4a7c15ull;
     return moe_splitmix64(x);
 }
+
+// ---------------------------------------------------------------- lists (common/list.c)
+// A list of items (field names, problems, values) in a fixed-size buffer that never ends inside
+// an item: once an item does not fit, it and every later one are left out and moe_list_end
+// writes "<sep>... and N more" (room for it is kept back). The buffer is always a string.
+typedef struct {
+    char *buf;
+    size_t cap, len, kept_len, reserve; // kept_len: the items that leave room for the tail
+    const char *sep;                    // between items
+    int n, kept_n, more;                // items written, items within kept_len, left out
+} moe_list;
+// Starts a list in buf (cap bytes) after the text buf holds already (a header; "" for none).
+void moe_list_start(moe_list *l, char *buf, size_t cap, const char *sep);
+// Appends one item (printf-style), preceded by sep unless it is the first.
+void moe_list_add(moe_list *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void moe_list_vadd(moe_list *l, const char *fmt, va_list ap); // moe_list_add with a va_list
+// Counts n more items as left out without offering them (e.g. the tail of an earlier list).
+void moe_list_skip(moe_list *l, int n);
+// Writes the tail if items were left out; returns how many (0: the whole list is there).
+int moe_list_end(moe_list *l);
+// N if line is exactly a list's tail "... and N more", else -1.
+int moe_list_more(const char *line);
+// Copies text into out (cap bytes); too long: whole lines, then "... and N more" (N adds up).
+size_t moe_text_clip(char *out, size_t cap, const char *text);
 
 // ---------------------------------------------------------------- files (common/files.c)
 // The one path-length limit: every path buffer of moe is MOE_PATH_MAX bytes, and a path that

@@ -655,9 +655,7 @@ moe_status moe_model_config_load(const char *path, const char *const *sets, int 
     if (!st) st = hf ? moe_hf_config_load(path, &cfg, inf) : moe_config_load(path, &cfg);
     for (int i = 0; !st && i < n_sets; i++) st = moe_config_set(cfg, sets[i]);
     if (!st && (st = moe_config_validate(cfg, 0))) {
-        char msg[4096];
-        snprintf(msg, sizeof msg, "%s", moe_last_error());
-        moe_set_error(st, "%s: %s", strcmp(path, "-") ? path : "<stdin>", msg);
+        moe_set_error(st, "%s: %s", strcmp(path, "-") ? path : "<stdin>", moe_last_error());
     }
     if (st) {
         moe_config_free(cfg);

@@ -5,6 +5,7 @@
 #define MOE_CONFIG_IMPL_H
 
 #include <jansson.h>
+#include <string.h>
 
 #include "config.h"
 
@@ -62,6 +63,13 @@ const ProtobufCFieldDescriptor *moe_json_find_field(const ProtobufCMessageDescri
 
 // The lowerCamelCase JSON name of a .proto field name ("top_k" -> "topK"), as protoc makes it.
 void moe_json_camel_name(const char *name, char *out, size_t cap);
+
+// An unknown key is echoed up to MOE_JSON_KEY_SHOWN bytes, then "...": a longer one names no
+// field, and the list of known fields after it must stay whole (moe_json_fail's message).
+#define MOE_JSON_KEY_SHOWN 96
+#define MOE_JSON_KEY_ARGS(k)                                                                       \
+    (strlen(k) > MOE_JSON_KEY_SHOWN ? MOE_JSON_KEY_SHOWN - 3 : (int)strlen(k)), (k),               \
+        (strlen(k) > MOE_JSON_KEY_SHOWN ? "..." : "")
 
 // "; did you mean "top_k"?" (closest names by edit distance over both spellings) or, when
 // nothing is close, "; known fields: a, b, …". Writes into out.

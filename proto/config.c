@@ -136,8 +136,9 @@ moe_status moe_config_set(Moe__Config *cfg, const char *assignment) {
             moe_json_path_str(c->path, c->depth, at, sizeof at);
             moe_json_suggest(m->descriptor, seg, hint, sizeof hint);
             c->path[c->depth++] = (moe_jseg){seg, seg, 0};
-            st = moe_json_fail(c, 1, 0, "unknown field \"%s\" in %s (at %s)%s", seg,
-                               m->descriptor->name, at[0] ? at : "top level", hint);
+            st = moe_json_fail(c, 1, 0, "unknown field \"%.*s%s\" in %s (at %s)%s",
+                               MOE_JSON_KEY_ARGS(seg), m->descriptor->name,
+                               at[0] ? at : "top level", hint);
             goto done;
         }
         c->path[c->depth++] = (moe_jseg){seg, f->name, 0};
@@ -246,14 +247,6 @@ static int moe_locate_field(const char *line, const char *text, size_t len, moe_
     return -1;
 }
 
-static void moe_append(char *out, size_t cap, size_t *o, const char *s) {
-    size_t n = strlen(s);
-    if (*o + n >= cap) n = *o + 1 < cap ? cap - *o - 1 : 0;
-    memcpy(out + *o, s, n);
-    *o += n;
-    out[*o] = '\0';
-}
-
 // Folds a field path for comparison: lowercase, '_' dropped, so that a --set written in
 // lowerCamelCase ("parallel.epSize") matches the .proto name ("parallel.ep_size").
 static void moe_fold_path(const char *in, size_t n, char *out, size_t cap) {
@@ -284,13 +277,19 @@ static const char *moe_set_for_field(const char *line, const char *const *sets, 
 }
 
 // Prefixes every line of the last error with "--set a.b=v: " when an override wrote the field it
-// names, else "origin:line:col: " where the file wrote it, else "origin: " (a default).
+// names, else "origin:line:col: " where the file wrote it, else "origin: " (a default). Lines
+// that no longer fit are counted in the tail "... and N more", never cut.
 static moe_status moe_prefix_error(moe_status st, const char *origin, const char *text, size_t len,
                                    const char *const *sets, int n_sets) {
-    char msg[4096], out[4096], where[600];
+    char msg[MOE_ERROR_MAX], out[MOE_ERROR_MAX], where[600];
     snprintf(msg, sizeof msg, "%s", moe_last_error());
-    size_t o = 0;
+    // The problems validation left out already (its own tail, the last line) carry over.
+    char *last = strrchr(msg, '\n');
+    const int earlier = last ? moe_list_more(last + 1) : -1;
+    if (earlier >= 0) *last = '\0';
     out[0] = '\0';
+    moe_list l;
+    moe_list_start(&l, out, sizeof out, "\n");
     for (char *line = msg, *next; line; line = next) {
         next = strchr(line, '\n');
         if (next) *next++ = '\0';
@@ -302,10 +301,10 @@ static moe_status moe_prefix_error(moe_status st, const char *origin, const char
             snprintf(where, sizeof where, "%s:%d:%d: ", origin, pos.line, pos.column);
         else
             snprintf(where, sizeof where, "%s: ", origin);
-        if (o) moe_append(out, sizeof out, &o, "\n");
-        moe_append(out, sizeof out, &o, where);
-        moe_append(out, sizeof out, &o, line);
+        moe_list_add(&l, "%s%s", where, line);
     }
+    moe_list_skip(&l, earlier);
+    moe_list_end(&l);
     return moe_set_error(st, "%s", out);
 }
 

@@ -72,24 +72,23 @@ void moe_json_suggest(const ProtobufCMessageDescriptor *d, const char *name, cha
         if (dist[i] < best) best = dist[i];
     }
     size_t len = strlen(name), limit = len / 2 > 2 ? len / 2 : 2;
-    size_t o = 0;
-    out[0] = '\0';
+    moe_list l;
     if (nf && best <= limit) {
-        int shown = 0;
-        for (unsigned i = 0; i < nf && shown < 3; i++) {
+        snprintf(out, cap, "; did you mean ");
+        moe_list_start(&l, out, cap, " or ");
+        for (unsigned i = 0, shown = 0; i < nf && shown < 3; i++) {
             if (dist[i] != best) continue;
             char camel[256];
             moe_json_camel_name(d->fields[i].name, camel, sizeof camel);
-            o += (size_t)snprintf(out + o, o < cap ? cap - o : 0, "%s\"%s\"",
-                                  shown ? " or " : "; did you mean ",
-                                  camel_wins[i] ? camel : d->fields[i].name);
+            moe_list_add(&l, "\"%s\"", camel_wins[i] ? camel : d->fields[i].name);
             shown++;
         }
-        if (o < cap) snprintf(out + o, cap - o, "?");
+        if (!moe_list_end(&l) && l.len + 1 < cap) out[l.len++] = '?', out[l.len] = '\0';
     } else {
-        o += (size_t)snprintf(out, cap, "; known fields:");
-        for (unsigned i = 0; i < d->n_fields && o < cap; i++)
-            o += (size_t)snprintf(out + o, cap - o, "%s %s", i ? "," : "", d->fields[i].name);
+        snprintf(out, cap, "; known fields: ");
+        moe_list_start(&l, out, cap, ", ");
+        for (unsigned i = 0; i < d->n_fields; i++) moe_list_add(&l, "%s", d->fields[i].name);
+        moe_list_end(&l);
     }
 }
 
@@ -335,12 +334,12 @@ static moe_status moe_conv_enum(moe_jctx *c, const ProtobufCFieldDescriptor *f, 
         *(int32_t *)dst = ev->value;
         return MOE_OK;
     }
-    char got[80], names[512];
-    size_t o = 0;
-    names[0] = '\0';
-    for (unsigned i = 0; i < ed->n_values && o < sizeof names; i++)
-        o += (size_t)snprintf(names + o, sizeof names - o, "%s%s (%d)", i ? ", " : "",
-                              ed->values[i].name, ed->values[i].value);
+    char got[80], names[512] = "";
+    moe_list l;
+    moe_list_start(&l, names, sizeof names, ", ");
+    for (unsigned i = 0; i < ed->n_values; i++)
+        moe_list_add(&l, "%s (%d)", ed->values[i].name, ed->values[i].value);
+    moe_list_end(&l);
     moe_json_got(c, v, got, sizeof got);
     return moe_json_fail(c, 0, 1, "expected one of %s [%s], got %s", names, ed->name, got);
 }
@@ -589,8 +588,8 @@ moe_status moe_json_merge_object(moe_jctx *c, ProtobufCMessage *m, json_t *obj) 
             moe_json_path_str(c->path, c->depth, at, sizeof at);
             moe_json_suggest(d, key, hint, sizeof hint);
             if ((st = moe_push(c, key, key, 0)) != MOE_OK) break;
-            st = moe_json_fail(c, 1, 0, "unknown field \"%s\" in %s (at %s)%s", key, d->name,
-                               at[0] ? at : "top level", hint);
+            st = moe_json_fail(c, 1, 0, "unknown field \"%.*s%s\" in %s (at %s)%s",
+                               MOE_JSON_KEY_ARGS(key), d->name, at[0] ? at : "top level", hint);
             break;
         }
         size_t fi = (size_t)(f - d->fields);

@@ -9,26 +9,18 @@
 #include <stdarg.h>
 #include <string.h>
 
+// The problems, one a line; a list too long for one error message ends "... and N more".
 typedef struct {
-    char msg[4000];
-    size_t len;
-    int n;
+    char msg[MOE_ERROR_MAX];
+    moe_list list;
 } moe_vlog;
 
 static void moe_vfail(moe_vlog *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void moe_vfail(moe_vlog *log, const char *fmt, ...) {
-    if (log->len + 2 >= sizeof log->msg) {
-        log->n++;
-        return;
-    }
-    if (log->n) log->msg[log->len++] = '\n';
     va_list ap;
     va_start(ap, fmt);
-    int w = vsnprintf(log->msg + log->len, sizeof log->msg - log->len, fmt, ap);
+    moe_list_vadd(&log->list, fmt, ap);
     va_end(ap);
-    log->len += w > 0 ? (size_t)w : 0;
-    if (log->len >= sizeof log->msg) log->len = sizeof log->msg - 1;
-    log->n++;
 }
 
 #define MOE_POS(log, name, v)                                                                      \
@@ -284,10 +276,11 @@ static void moe_check_data(moe_vlog *log, const Moe__DataConfig *d, const Moe__M
 // "<field> = v is not a value of <Enum>; use one of: a, b, c" into buf.
 static void moe_enum_msg(char *buf, size_t cap, const ProtobufCEnumDescriptor *d, int v,
                          const char *field) {
-    int w =
-        snprintf(buf, cap, "%s = %d is not a value of %s; use one of: ", field, v, d->short_name);
-    for (unsigned k = 0; k < d->n_values && w > 0 && (size_t)w < cap; k++)
-        w += snprintf(buf + w, cap - (size_t)w, "%s%s", k ? ", " : "", d->values[k].name);
+    snprintf(buf, cap, "%s = %d is not a value of %s; use one of: ", field, v, d->short_name);
+    moe_list l;
+    moe_list_start(&l, buf, cap, ", ");
+    for (unsigned k = 0; k < d->n_values; k++) moe_list_add(&l, "%s", d->values[k].name);
+    moe_list_end(&l);
 }
 
 moe_status moe_config_check_enum(const ProtobufCEnumDescriptor *d, int v, const char *field) {
@@ -378,6 +371,7 @@ moe_status moe_config_validate(const Moe__Config *cfg, int world) {
     const Moe__TrainConfig *t = cfg->train ? cfg->train : &def_train;
     moe_vlog *log = calloc(1, sizeof *log);
     if (!log) return moe_set_error(MOE_ENOMEM, "out of memory");
+    moe_list_start(&log->list, log->msg, sizeof log->msg, "\n");
     moe_check_enums(log, &cfg->base, "");
     moe_check_model(log, m, t);
     moe_check_router(log, cfg->router ? cfg->router : &def_router, m);
@@ -393,7 +387,7 @@ moe_status moe_config_validate(const Moe__Config *cfg, int world) {
                   "50%% longer than the fastest) or 0 (no straggler lines)",
                   sr);
     moe_status st = MOE_OK;
-    if (log->n) st = moe_set_error(MOE_EINVAL, "%s", log->msg);
+    if (moe_list_end(&log->list) || log->list.n) st = moe_set_error(MOE_EINVAL, "%s", log->msg);
     free(log);
     return st;
 }

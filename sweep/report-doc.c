@@ -278,13 +278,14 @@ static void moe_findings(const moe_report *rep, moe_lines *L) {
         }
     if (nx >= 2) {
         char s[700] = "";
+        moe_list ls;
+        moe_list_start(&ls, s, sizeof s, ", ");
         int mono = 1;
         for (int i = 0; i < nx; i++) {
-            size_t l = strlen(s);
-            snprintf(s + l, sizeof s - l, "%sE=%d: %.4f", i ? ", " : "", P[xs[i]].n_experts,
-                     P[xs[i]].mean[lc]);
+            moe_list_add(&ls, "E=%d: %.4f", P[xs[i]].n_experts, P[xs[i]].mean[lc]);
             if (i && P[xs[i]].mean[lc] >= P[xs[i - 1]].mean[lc]) mono = 0;
         }
+        moe_list_end(&ls);
         const double d = P[xs[nx - 1]].mean[lc] - P[xs[0]].mean[lc];
         moe_add(L,
                 "**Experts axis** (same active parameters per token): %s — %s; E=%d vs E=%d: "
@@ -296,17 +297,16 @@ static void moe_findings(const moe_report *rep, moe_lines *L) {
     }
     // drops and dead experts
     char drops[900] = "", dead[900] = "";
+    moe_list ldrops, ldead;
+    moe_list_start(&ldrops, drops, sizeof drops, ", ");
+    moe_list_start(&ldead, dead, sizeof dead, ", ");
     for (int p = 0; p < np; p++) {
         if (P[p].n_experts < 1) continue;
-        size_t l = strlen(drops);
-        if (P[p].mean[6] > 0 && l < sizeof drops - 80)
-            snprintf(drops + l, sizeof drops - l, "%s%s %.2f%%", l ? ", " : "", P[p].point,
-                     100 * P[p].mean[6]);
-        l = strlen(dead);
-        if (P[p].mean[7] > 0 && l < sizeof dead - 80)
-            snprintf(dead + l, sizeof dead - l, "%s%s %.1f", l ? ", " : "", P[p].point,
-                     P[p].mean[7]);
+        if (P[p].mean[6] > 0) moe_list_add(&ldrops, "%s %.2f%%", P[p].point, 100 * P[p].mean[6]);
+        if (P[p].mean[7] > 0) moe_list_add(&ldead, "%s %.1f", P[p].point, P[p].mean[7]);
     }
+    moe_list_end(&ldrops);
+    moe_list_end(&ldead);
     int n_moe_points = 0;
     for (int p = 0; p < np; p++) n_moe_points += P[p].n_experts >= 1;
     if (n_moe_points) {

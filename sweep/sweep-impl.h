@@ -43,8 +43,9 @@ void moe_sweep_free(moe_sweep *s);
 // A stale run: compares the effective config recorded in r->dir/sweep-run.json (what the run
 // was launched with) with r->cfg (what the sweep would launch now), field by field, out_dir
 // excepted; an absent field counts as its schema default. Returns how many fields differ and
-// writes one "    path: old -> new" line each into diff (cap bytes, cut with "..."). A missing
-// or unreadable record counts as changed (returns 1, diff says so).
+// writes one "    path: old -> new" line each into diff (cap >= 2 bytes; lines that do not fit
+// end "    ... and N more"). A missing or unreadable record counts as changed (returns
+// 1, diff says so).
 int moe_sweep_run_changed(const moe_sweep_run *r, char *diff, size_t cap);
 
 // ---------------------------------------------------------------- reports (sweep/report*.c)

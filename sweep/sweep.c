@@ -102,10 +102,8 @@ static moe_status moe_sweep_check_run(moe_sweep *s, moe_sweep_run *r) {
     moe_params_report pr;
     if (!st) st = moe_params_count(r->cfg, s->np, 0, &pr);
     if (st) {
-        char msg[2048];
-        snprintf(msg, sizeof msg, "%s", moe_last_error());
         return moe_set_error(MOE_EINVAL, "%s: point '%s' (run %s): %s", s->path, r->point, r->name,
-                             msg);
+                             moe_last_error());
     }
     r->active = pr.active, r->total = pr.total, r->flops = pr.flops_per_token;
     return MOE_OK;
@@ -124,10 +122,8 @@ static moe_status moe_sweep_base_shape(moe_sweep *s, moe_base_shape *b) {
     moe_status st = moe_config_load_with(s->base_tmp ? s->base_tmp : s->base_path,
                                          (const char *const *)sc->set, (int)sc->n_set, s->np, &cfg);
     if (st) {
-        char msg[2048];
-        snprintf(msg, sizeof msg, "%s", moe_last_error());
         return moe_set_error(MOE_EINVAL, "%s: the base config with the sweep's \"set\": %s",
-                             s->path, msg);
+                             s->path, moe_last_error());
     }
     const Moe__ModelConfig *m = cfg->model;
     b->D = m->d_model;
@@ -143,9 +139,7 @@ static moe_status moe_sweep_base_shape(moe_sweep *s, moe_base_shape *b) {
     b->L_moe = pr.n_moe_layers, b->L_dense = pr.n_dense_layers;
     moe_config_free(cfg);
     if (st) {
-        char msg[2048];
-        snprintf(msg, sizeof msg, "%s", moe_last_error());
-        return moe_set_error(MOE_EINVAL, "%s: base config: %s", s->path, msg);
+        return moe_set_error(MOE_EINVAL, "%s: base config: %s", s->path, moe_last_error());
     }
     return MOE_OK;
 }
@@ -285,9 +279,7 @@ moe_status moe_sweep_load(const char *path, const char *out_override, moe_sweep 
     size_t len = 0;
     moe_status st = moe_read_file(path, 0, &text, &len);
     if (st) {
-        char msg[2048];
-        snprintf(msg, sizeof msg, "%s", moe_last_error());
-        return moe_set_error(MOE_EINVAL, "%s; check the sweep file's path", msg);
+        return moe_set_error(MOE_EINVAL, "%s; check the sweep file's path", moe_last_error());
     }
     moe_sweep *s = moe_xcalloc(1, sizeof *s);
     s->path = moe_xstrdup(path);
@@ -319,10 +311,8 @@ moe_status moe_sweep_load(const char *path, const char *out_override, moe_sweep 
     Moe__Config *probe = NULL; // the base seed, for runs named without explicit seeds
     if ((st = moe_config_load_with(s->base_tmp ? s->base_tmp : s->base_path,
                                    (const char *const *)sc->set, (int)sc->n_set, 0, &probe))) {
-        char msg[2048];
-        snprintf(msg, sizeof msg, "%s", moe_last_error());
         st = moe_set_error(MOE_EINVAL, "%s: the base config with the sweep's \"set\": %s", path,
-                           msg);
+                           moe_last_error());
         goto fail;
     }
     const uint64_t base_seed = probe->train->seed;
@@ -382,10 +372,9 @@ static json_t *moe_cfg_json(const Moe__Config *c) {
     return j;
 }
 
-// One "  path: old -> new" line per differing leaf of a and b (objects: JSON of two configs);
+// One "path: old -> new" item of l per differing leaf of a and b (objects: JSON of two configs);
 // an object or value absent on one side counts as its schema default (`def`).
-static int moe_json_diff(const char *prefix, json_t *a, json_t *b, json_t *def, char *out,
-                         size_t cap, size_t *o) {
+static int moe_json_diff(const char *prefix, json_t *a, json_t *b, json_t *def, moe_list *l) {
     int n = 0;
     json_t *keys = json_object();
     const char *k;
@@ -402,18 +391,14 @@ static int moe_json_diff(const char *prefix, json_t *a, json_t *b, json_t *def, 
         if ((x && json_is_object(x)) || (y && json_is_object(y))) {
             json_t *ex = json_object();
             n += moe_json_diff(path, x && json_is_object(x) ? x : ex,
-                               y && json_is_object(y) ? y : ex, d, out, cap, o);
+                               y && json_is_object(y) ? y : ex, d, l);
             json_decref(ex);
             continue;
         }
         if (x && y && json_equal(x, y)) continue;
         char *sx = x ? json_dumps(x, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
         char *sy = y ? json_dumps(y, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-        if (*o < cap) {
-            int w = snprintf(out + *o, cap - *o, "    %s: %s -> %s\n", path, sx ? sx : "(unset)",
-                             sy ? sy : "(unset)");
-            *o += w > 0 ? (size_t)w : 0;
-        }
+        moe_list_add(l, "%s: %s -> %s", path, sx ? sx : "(unset)", sy ? sy : "(unset)");
         free(sx);
         free(sy);
         n++;
@@ -424,7 +409,7 @@ static int moe_json_diff(const char *prefix, json_t *a, json_t *b, json_t *def, 
 
 int moe_sweep_run_changed(const moe_sweep_run *r, char *diff, size_t cap) {
     char path[MOE_PATH_MAX], *text = NULL;
-    size_t len = 0, o = 0;
+    size_t len = 0;
     diff[0] = 0;
     snprintf(path, sizeof path, "%s/sweep-run.json", r->dir);
     ProtobufCMessage *m = NULL;
@@ -444,8 +429,16 @@ int moe_sweep_run_changed(const moe_sweep_run *r, char *diff, size_t cap) {
     MOE_ASSERT(def_cfg);
     json_t *was = moe_cfg_json(((Moe__SweepRun *)m)->config), *now = moe_cfg_json(r->cfg);
     json_t *def = moe_cfg_json(def_cfg);
-    const int n = moe_json_diff("", was, now, def, diff, cap, &o);
-    if (o >= cap && cap > 4) snprintf(diff + cap - 5, 5, "...\n");
+    // "    a: x -> y\n    b: ...\n": the list is kept one byte short for the last newline.
+    moe_list l;
+    snprintf(diff, cap, "    ");
+    moe_list_start(&l, diff, cap - 1, "\n    ");
+    const int n = moe_json_diff("", was, now, def, &l);
+    moe_list_end(&l);
+    if (n)
+        diff[l.len] = '\n', diff[l.len + 1] = '\0';
+    else
+        diff[0] = '\0';
     json_decref(was);
     json_decref(now);
     json_decref(def);

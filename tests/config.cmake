@@ -33,3 +33,6 @@ moe_add_test(test_config_validate SOURCES test_config_validate.c LABELS config
   ARGS ${CMAKE_SOURCE_DIR}/examples)
 moe_add_test(test_config_cli SOURCES test_config_cli.c LABELS config
   ARGS $<TARGET_FILE:moe> ${CMAKE_CURRENT_SOURCE_DIR}/configs)
+# Long lists in messages (problems, known fields, differing fields) end "... and N more" at an item
+# boundary, never mid-word (common/list.c and its users).
+moe_add_test(test_error_lists SOURCES test_error_lists.c LABELS config)

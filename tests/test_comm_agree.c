@@ -62,22 +62,42 @@ int main(int argc, char **argv) {
     snprintf(want, sizeof want, "rank %d: checkpoint CRC32C mismatch on rank %d", W - 1, W - 1);
     expect("worst status wins", moe_comm_agree(c, st), MOE_ECORRUPT, want);
 
-    // A message that already names its rank is not named twice; a long one is cut, not overrun.
+    // A message that already names its rank is not named twice; a long list of problems loses
+    // whole lines, never half of one, and says how many: "... and N more".
     st = MOE_OK;
     if (me == 1) st = moe_set_error(MOE_EMPI, "rank 1: MPI_Alltoall failed (x.c:1): broken");
     expect("already prefixed", moe_comm_agree(c, st), MOE_EMPI,
            "rank 1: MPI_Alltoall failed (x.c:1): broken");
-    char longmsg[3000];
-    memset(longmsg, 'x', sizeof longmsg - 1);
-    longmsg[sizeof longmsg - 1] = 0;
+    enum { N_LINES = 80 };
+    static char longmsg[N_LINES * 96];
+    size_t u = 0;
+    for (int i = 0; i < N_LINES; i++)
+        u += (size_t)snprintf(longmsg + u, sizeof longmsg - u,
+                              "%slora.targets[%d] = experts, "
+                              "but the model has no such layer; remove it",
+                              i ? "\n" : "", i);
     st = MOE_OK;
     if (me == W - 1) st = moe_set_error(MOE_EINVAL, "%s", longmsg);
     moe_status got = moe_comm_agree(c, st);
+    const char *e = moe_last_error();
     snprintf(want, sizeof want, "rank %d: ", W - 1);
-    CHECK(got == MOE_EINVAL && !strncmp(moe_last_error(), want, strlen(want)) &&
-              strlen(moe_last_error()) == strlen(want) + MOE_COMM_AGREE_MSG - 1,
-          "long message: status %d, length %zu (expected %zu)", got, strlen(moe_last_error()),
-          strlen(want) + MOE_COMM_AGREE_MSG - 1);
+    const char *tail = strrchr(e, '\n'), *l = e + strlen(want);
+    int kept = 0; // whole lines of longmsg, in order, up to the tail
+    while (tail && l <= tail) {
+        char line[96];
+        snprintf(line, sizeof line,
+                 "lora.targets[%d] = experts, but the model has no such layer; remove it\n", kept);
+        if (strncmp(l, line, strlen(line))) break;
+        l += strlen(line);
+        kept++;
+    }
+    int more = -1;
+    CHECK(got == MOE_EINVAL && !strncmp(e, want, strlen(want)) && strlen(e) < MOE_ERROR_MAX &&
+              tail && l == tail + 1 && sscanf(tail, "\n... and %d more", &more) == 1 && kept > 0 &&
+              kept + more == N_LINES,
+          "long message: status %d, length %zu, %d whole lines then '%s' (expected %d lines in "
+          "all, under %d bytes)",
+          got, strlen(e), kept, tail ? tail + 1 : "(no tail)", N_LINES, MOE_ERROR_MAX);
 
     // And it still agrees on success afterwards.
     moe_set_error(MOE_OK, "after");

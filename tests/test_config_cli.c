@@ -285,6 +285,13 @@ static const cli_case cases[] = {
      "parallel.ep_size = 4 does not divide the world size 6",
      0},
     {"bad/invalid_top_k_gt_experts.json", {0}, 2, "<stdin>:4:14: ", "model.top_k = 8 exceeds", 1},
+    // 119 problems: as many whole lines as fit, then how many more (not a line cut mid-word).
+    {"bad/invalid_many_problems.json",
+     {0},
+     2,
+     "bad/invalid_many_problems.json:4:",
+     "\nmoe config: ... and ",
+     0},
     // Usage errors.
     {"", {0}, 2, "moe config: missing CONFIG", "usage: moe config", 0},
     {"good/empty.json", {"--set"}, 2, "moe config: --set needs", "path.to.field=value", 0},

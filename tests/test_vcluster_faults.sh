@@ -10,37 +10,10 @@
 # losses of an uninterrupted one-rank run (rel 1e-4). Brings its cluster up and down itself (a
 # trap), bounds every wait, leaves nothing behind.
 #   MOE_SRC=... MOE_BIN=build/moe bash tests/test_vcluster_faults.sh [SCENARIO...]
-set -u
-: "${MOE_SRC:?MOE_SRC (the source tree) must be set}"
-: "${MOE_BIN:?MOE_BIN (the moe executable) must be set}"
-SKIP=77
-VC="$MOE_SRC/cluster/vcluster.sh"
-export MOE_VC=moevc-fault MOE_VC_SUBNET=10.213.8
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
-MOE_BIN=$(readlink -f "$MOE_BIN")
-WORK=$(mktemp -d /tmp/moe-vcluster-faults.XXXXXX)
-T0=$(date +%s)
-say() { echo "[vcluster-faults +$(($(date +%s) - T0))s] $*"; }
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-cleanup() {
-    local rc=$?
-    [ "$rc" != 0 ] && [ "$rc" != $SKIP ] && for f in "$WORK"/*.log; do
-        [ -f "$f" ] && { echo "----- $f" >&2; grep -v '^step ' "$f" | tail -n 25 >&2; }
-    done
-    "$VC" down >/dev/null 2>&1
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root for network namespaces"; exit $SKIP; }
-ip netns add "$MOE_VC-probe" 2>/dev/null || { echo "SKIP: cannot create network namespaces here"; exit $SKIP; }
-ip netns del "$MOE_VC-probe"
+MOE_VC=moevc-fault MOE_VC_SUBNET=10.213.8 VC_TEST=vcluster-faults
+. "$(dirname "$0")/test_vcluster_lib.sh"
+# The logs are long: their step lines are left out of a failed run's tail.
+show_log() { grep -v '^step ' "$1" | tail -n 25; }
 
 # A long run (it is cut short by the fault) with a checkpoint every 20 steps; the constant
 # schedule makes the learning rate independent of train.steps, so a run resumed with fewer

@@ -6,37 +6,8 @@
 # names the nodes and the groups whose exchanges cross a link. Brings its cluster up and down
 # itself (a trap), bounds every run, leaves nothing behind.
 #   MOE_SRC=... MOE_BIN=build/moe bash tests/test_vcluster_train.sh
-set -u
-: "${MOE_SRC:?MOE_SRC (the source tree) must be set}"
-: "${MOE_BIN:?MOE_BIN (the moe executable) must be set}"
-SKIP=77
-VC="$MOE_SRC/cluster/vcluster.sh"
-export MOE_VC=moevc-train MOE_VC_SUBNET=10.213.7
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
-MOE_BIN=$(readlink -f "$MOE_BIN")
-WORK=$(mktemp -d /tmp/moe-vcluster-test.XXXXXX)
-T0=$(date +%s)
-say() { echo "[vcluster-train +$(($(date +%s) - T0))s] $*"; }
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-cleanup() {
-    local rc=$?
-    [ "$rc" != 0 ] && [ "$rc" != $SKIP ] && for f in "$WORK"/*.log; do
-        [ -f "$f" ] && { echo "----- $f" >&2; tail -n 25 "$f" >&2; }
-    done
-    "$VC" down >/dev/null 2>&1
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root for network namespaces"; exit $SKIP; }
-ip netns add "$MOE_VC-probe" 2>/dev/null || { echo "SKIP: cannot create network namespaces here"; exit $SKIP; }
-ip netns del "$MOE_VC-probe"
+MOE_VC=moevc-train MOE_VC_SUBNET=10.213.7 VC_TEST=vcluster-train
+. "$(dirname "$0")/test_vcluster_lib.sh"
 
 # The tiny model of tests/test_train_runs.py: dropless, shared expert, qk-norm, z-loss, bias
 # balancing and jitter on, so every part of the step crosses the links.

@@ -256,8 +256,9 @@ int moe_ckpt_config_diff(const Moe__Config *ckpt, const Moe__Config *cfg, char *
     const ProtobufCMessage *a = ckpt && ckpt->model ? &ckpt->model->base : NULL;
     const ProtobufCMessage *b = cfg && cfg->model ? &cfg->model->base : NULL;
     int n = 0;
-    size_t used = 0;
-    if (cap) buf[0] = 0;
+    moe_list diff;
+    buf[0] = 0;
+    moe_list_start(&diff, buf, cap, ", ");
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         char va[256], vb[256];
@@ -269,25 +270,24 @@ int moe_ckpt_config_diff(const Moe__Config *ckpt, const Moe__Config *cfg, char *
             if (f->type != PROTOBUF_C_TYPE_INT32 ||
                 (na == nb && (na == 0 || !memcmp(pa, pb, na * sizeof *pa))))
                 continue;
-            size_t ua = 0, ub = 0;
+            moe_list la, lb;
             va[0] = vb[0] = 0;
-            for (size_t k = 0; k < na && ua < 200; k++)
-                ua += (size_t)moe_ckpt_fmt(va + ua, sizeof va - ua, k ? ",%d" : "%d", pa[k]);
-            for (size_t k = 0; k < nb && ub < 200; k++)
-                ub += (size_t)moe_ckpt_fmt(vb + ub, sizeof vb - ub, k ? ",%d" : "%d", pb[k]);
+            moe_list_start(&la, va, sizeof va, ",");
+            moe_list_start(&lb, vb, sizeof vb, ",");
+            for (size_t k = 0; k < na; k++) moe_list_add(&la, "%d", pa[k]);
+            for (size_t k = 0; k < nb; k++) moe_list_add(&lb, "%d", pb[k]);
+            moe_list_end(&la);
+            moe_list_end(&lb);
         } else {
             int64_t x, y;
             if (!ck_field_i64(a, f, &x) || !ck_field_i64(b, f, &y) || x == y) continue;
             moe_ckpt_fmt(va, sizeof va, "%lld", (long long)x);
             moe_ckpt_fmt(vb, sizeof vb, "%lld", (long long)y);
         }
-        if (used < cap)
-            used += (size_t)moe_ckpt_fmt(buf + used, cap - used,
-                                         "%smodel.%s (%s in the checkpoint, %s in "
-                                         "the config)",
-                                         n ? ", " : "", f->name, va, vb);
+        moe_list_add(&diff, "model.%s (%s in the checkpoint, %s in the config)", f->name, va, vb);
         n++;
     }
+    moe_list_end(&diff);
     return n;
 }
 
@@ -331,8 +331,8 @@ static moe_status ck_read_latest(const char *ckdir, char *dir, size_t cap) {
     if (stat(dir, &sb) != 0) { // missing, not corrupt: say which
         int e = errno;
         ck_newest_hint(ckdir, tail, sizeof tail);
-        return moe_set_error(MOE_ECORRUPT, "%s names %s, which is missing (%s: %s)%s", p, name,
-                             dir, strerror(e), tail);
+        return moe_set_error(MOE_ECORRUPT, "%s names %s, which is missing (%s: %s)%s", p, name, dir,
+                             strerror(e), tail);
     }
     return MOE_OK;
 }

@@ -494,8 +494,12 @@ moe_status moe_ckpt_load(moe_ckpt *ck, const moe_comm *c, const char *where, con
         fprintf(stderr, "moe: note: %s: %s\n", dir, moe_ckpt_manifest_note(m));
     // Same model, every tensor present with its shape.
     if (cfg) {
+        // The list gets the room the message leaves after the directory (MOE_DIR_MAX at most),
+        // so that it ends whole ("... and N more"), not cut by the error buffer.
         char diff[2048];
-        if (moe_ckpt_config_diff(m->config, cfg, diff, sizeof diff) > 0)
+        const size_t used = strlen(dir) + 80,
+                     room = used < MOE_ERROR_MAX ? MOE_ERROR_MAX - used : 1;
+        if (moe_ckpt_config_diff(m->config, cfg, diff, room < sizeof diff ? room : sizeof diff) > 0)
             rc = moe_set_error(MOE_EINVAL, "%s/manifest.pb: the checkpoint is of another model: %s",
                                dir, diff);
     }

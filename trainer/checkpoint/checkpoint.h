@@ -119,7 +119,8 @@ const char *moe_ckpt_manifest_note(const Moe__CheckpointManifest *m);
 // Checks one file of the manifest: present, size, CRC32C. MOE_ECORRUPT with what is wrong.
 moe_status moe_ckpt_verify_file(const char *dir, const Moe__FileEntry *f);
 // The names of the ModelConfig fields that differ between a and b (absent = default), as
-// "n_experts (8 in the checkpoint, 4 in the config), ..." in buf; returns how many differ.
+// "model.n_experts (8 in the checkpoint, 4 in the config), ..." in buf (cap > 0 bytes; a list
+// that does not fit ends "... and N more", a long value list too); returns how many differ.
 int moe_ckpt_config_diff(const Moe__Config *ckpt, const Moe__Config *cfg, char *buf, size_t cap);
 
 #endif
