@@ -137,8 +137,12 @@ static void moe_js_value(moe_jscan *sc) {
         moe_js_container(sc, '}');
     else if (ch == '[')
         moe_js_container(sc, ']');
-    else
-        while (sc->i < sc->n && !strchr(",]} \t\r\n", sc->s[sc->i])) sc->i++;
+    else { // a scalar: up to a delimiter (memchr, not strchr: a NUL byte is not one), at least
+           // one byte, so every caller's loop advances on any input
+        const size_t at = sc->i;
+        while (sc->i < sc->n && !memchr(",]} \t\r\n", sc->s[sc->i], 7)) sc->i++;
+        if (sc->i == at) sc->i++;
+    }
 }
 
 static void moe_js_linecol(const char *s, size_t at, moe_jpos *out) {
