@@ -48,7 +48,24 @@ static void params_print_table(FILE *f, const char *path, int hf, const moe_hf_i
             r->n_moe_layers, r->n_dense_layers, (long long)m->d_model, (long long)m->vocab_size);
     if (m->n_experts > 0)
         fprintf(f, ", %d experts top-%d, %d shared", m->n_experts, m->top_k, m->n_shared_experts);
-    fprintf(f, "%s\n\n", m->kv_lora_rank > 0 ? ", MLA attention" : "");
+    fprintf(f, "%s\n", m->kv_lora_rank > 0 ? ", MLA attention" : "");
+    if (r->n_experts > 0) {
+        const char *gs =
+            r->group_score == MOE__ROUTER_CONFIG__GROUP_SCORE__max ? "max" : "top2_sum";
+        fprintf(f, "  routing: top-%d of %d experts", r->top_k, r->n_experts);
+        if (r->n_group)
+            fprintf(f,
+                    " within %d of %d groups (group score %s; %lld experts reachable per token; "
+                    "active parameters unchanged)",
+                    r->topk_group, r->n_group, gs, (long long)r->reachable_experts);
+        else if (r->node_limited)
+            fprintf(f,
+                    " within %d node(s) of the EP group (node-limited: groups = nodes, fixed at "
+                    "setup; group score %s; active parameters unchanged)",
+                    r->topk_group, gs);
+        fprintf(f, "\n");
+    }
+    fprintf(f, "\n");
 
     fprintf(f, "  %-16s %20s %20s\n", "component", "total", "active/token");
     for (int i = 0; i < MOE_PARAMS_N_PARTS; i++)
@@ -123,6 +140,15 @@ static json_t *params_json(const char *path, int hf, const moe_hf_info *info,
     JI(o, "n_layers", r->n_layers);
     JI(o, "n_moe_layers", r->n_moe_layers);
     JI(o, "n_dense_layers", r->n_dense_layers);
+    JI(o, "n_experts", r->n_experts);
+    JI(o, "top_k", r->top_k);
+    JI(o, "n_group", r->n_group);
+    JI(o, "topk_group", r->topk_group);
+    json_object_set_new(o, "node_limited", json_boolean(r->node_limited));
+    json_object_set_new(
+        o, "group_score",
+        json_string(r->group_score == MOE__ROUTER_CONFIG__GROUP_SCORE__max ? "max" : "top2_sum"));
+    JI(o, "reachable_experts", r->reachable_experts);
     JI(o, "world", r->world);
     JI(o, "ep", r->ep);
     JI(o, "edp", r->edp);

@@ -113,6 +113,18 @@ int moe_comm_node_of(const moe_comm *c, int world_rank) {
     return c->node_of[world_rank];
 }
 
+int moe_comm_node_shape(const moe_comm *c, int *n_nodes) {
+    *n_nodes = c ? c->info.n_nodes : 1;
+    if (!c) return 1;
+    const int W = c->info.world_size, q = W / c->info.n_nodes;
+    int *count = moe_xcalloc((size_t)c->info.n_nodes, sizeof(int));
+    for (int r = 0; r < W; r++) count[c->node_of[r]]++;
+    int same = q * c->info.n_nodes == W;
+    for (int i = 0; i < c->info.n_nodes; i++) same &= count[i] == q;
+    free(count);
+    return same ? q : 0;
+}
+
 const char *moe_comm_host_of(const moe_comm *c, int world_rank) {
     if (!c) return "";
     MOE_ASSERT(world_rank >= 0 && world_rank < c->info.world_size);

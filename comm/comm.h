@@ -81,6 +81,9 @@ int moe_comm_world_rank_of(const moe_comm *c, moe_comm_group g, int r);
 #define MOE_COMM_HOST_LEN 64 // host names are cut to 63 characters
 int moe_comm_node_of(const moe_comm *c, int world_rank);
 const char *moe_comm_host_of(const moe_comm *c, int world_rank);
+// Ranks per node when every node holds the same number, else 0; *n_nodes gets the node count.
+// c NULL: a single process (1 rank on 1 node). Local (no communication).
+int moe_comm_node_shape(const moe_comm *c, int *n_nodes);
 // Progress output: printed by world rank 0 only (to stdout). Errors: moe_comm_eprintf prints
 // "[rank r] ..." to stderr on any rank.
 void moe_comm_printf(const moe_comm *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

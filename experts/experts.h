@@ -118,9 +118,11 @@ typedef struct {
 
 // Fills `out` from the schema (model.d_model, n_experts, top_k, expert_d_ff (0: d_ff, 0: 4·D),
 // activation, ffn_bias, n_shared_experts, shared_expert_d_ff (0: F), shared_expert_gate,
-// router_bias, and the router message). Fails with a message naming the field if n_experts < 1,
-// top_k not in 1..n_experts, a size is not positive, or router.scoring, router.strategy or
-// model.activation holds a number that is not a value of its enum.
+// router_bias, and the router message; router.n_group <= 1 becomes 0, router.node_limited is
+// copied unresolved: the caller fills n_group with moe_router_node_groups). Fails with a message
+// naming the field if n_experts < 1, top_k not in 1..n_experts, a size is not positive,
+// router.n_group < 0, or router.scoring, router.strategy, router.group_score or model.activation
+// holds a number that is not a value of its enum.
 struct Moe__ModelConfig;
 struct Moe__RouterConfig;
 moe_status moe_layer_params_from_config(moe_layer_params *out, const struct Moe__ModelConfig *m,

@@ -42,7 +42,8 @@ moe_experts_params moe_layer_shared_params(const moe_layer_params *p) {
 _Static_assert((int)MOE_SCORE_SIGMOID == (int)MOE__ROUTER_CONFIG__SCORING__sigmoid &&
                    (int)MOE_ROUTE_EXPERT_CHOICE ==
                        (int)MOE__ROUTER_CONFIG__STRATEGY__expert_choice &&
-                   (int)MOE_ACT_GELU == (int)MOE__MODEL_CONFIG__ACTIVATION__gelu,
+                   (int)MOE_ACT_GELU == (int)MOE__MODEL_CONFIG__ACTIVATION__gelu &&
+                   (int)MOE_GROUP_SCORE_MAX == (int)MOE__ROUTER_CONFIG__GROUP_SCORE__max,
                "C enums keep the proto values (documented in router.h and experts.h)");
 
 static moe_status moe_scoring_from_proto(Moe__RouterConfig__Scoring v, moe_scoring *out) {
@@ -54,6 +55,18 @@ static moe_status moe_scoring_from_proto(Moe__RouterConfig__Scoring v, moe_scori
     return moe_set_error(MOE_EINVAL,
                          "router.scoring = %d is not a known scoring function; use "
                          "softmax or sigmoid",
+                         (int)v);
+}
+
+static moe_status moe_group_score_from_proto(Moe__RouterConfig__GroupScore v,
+                                             moe_group_score *out) {
+    switch (v) {
+    case MOE__ROUTER_CONFIG__GROUP_SCORE__top2_sum: *out = MOE_GROUP_SCORE_TOP2_SUM; return MOE_OK;
+    case MOE__ROUTER_CONFIG__GROUP_SCORE__max: *out = MOE_GROUP_SCORE_MAX; return MOE_OK;
+    case _MOE__ROUTER_CONFIG__GROUP_SCORE_IS_INT_SIZE: break;
+    }
+    return moe_set_error(MOE_EINVAL,
+                         "router.group_score = %d is not a known group score; use top2_sum or max",
                          (int)v);
 }
 
@@ -112,7 +125,8 @@ moe_status moe_layer_params_from_config(moe_layer_params *out, const Moe__ModelC
     moe_status st;
     if ((st = moe_scoring_from_proto(r->scoring, &out->router.scoring)) ||
         (st = moe_layer_strategy_from_config(r, &out->router.strategy)) ||
-        (st = moe_activation_from_proto(m->activation, &out->act)))
+        (st = moe_activation_from_proto(m->activation, &out->act)) ||
+        (st = moe_group_score_from_proto(r->group_score, &out->router.group_score)))
         return st;
     out->router.D = D;
     out->router.E = m->n_experts;
@@ -124,6 +138,14 @@ moe_status moe_layer_params_from_config(moe_layer_params *out, const Moe__ModelC
     out->router.z_loss_coef = r->z_loss_coef;
     out->router.jitter = r->jitter;
     out->router.routed_scaling = r->routed_scaling;
+    // Groups: n_group 0 or 1 is off; node_limited's n_group is resolved by the caller at setup
+    // (moe_router_node_groups), until then moe_route_plan_create refuses it.
+    out->router.n_group = r->n_group > 1 ? r->n_group : 0;
+    out->router.topk_group = out->router.n_group > 1 || r->node_limited ? r->topk_group : 0;
+    out->router.node_limited = r->node_limited;
+    if (r->n_group < 0)
+        return moe_set_error(MOE_EINVAL, "router.n_group = %d: must be 0 or more (0 or 1: off)",
+                             r->n_group);
     out->F = F;
     out->ffn_bias = m->ffn_bias;
     out->n_shared = m->n_shared_experts;

@@ -63,8 +63,8 @@ static const struct {
     {"output_router_logits", "known, inference output"},
     {"router_jitter_noise", "known, Mixtral's input jitter differs from router.jitter; not mapped"},
     {"clip_qkv", "known, clamps activations; no parameters"},
-    {"n_group", "known, group-limited routing changes selection, not shapes; not modelled"},
-    {"topk_group", "known, group-limited routing changes selection, not shapes; not modelled"},
+    {"n_group", "known, DeepSeek's group-limited routing; read for deepseek_v2/v3 only"},
+    {"topk_group", "known, DeepSeek's group-limited routing; read for deepseek_v2/v3 only"},
     {"aux_loss_alpha",
      "known, DeepSeek's sequence-wise aux loss is not router.aux_loss_coef's form"},
     {"seq_aux", "known, DeepSeek's sequence-wise aux loss is not router.aux_loss_coef's form"},
@@ -77,6 +77,7 @@ typedef struct {
     json_t *root;
     json_t *seen;      // keys read, as an object used as a set
     moe_hf_info *info; // never NULL here
+    int groups;        // DeepSeek topk_method: 0 greedy (no groups), else the group score + 1
 } hf_ctx;
 
 static char *hf_vstrdup(const char *fmt, va_list ap) {
@@ -455,9 +456,9 @@ static moe_status hf_map_deepseek(hf_ctx *c, hf_family fam, Moe__ModelConfig *m,
         hf_note(c, "topk_method noaux_tc: router.bias_update_rate set to 0.001 (DeepSeek-V3 "
                    "paper's gamma; not in config.json) so the balancing bias (E per MoE layer) is "
                    "present");
+        c->groups = 1 + MOE__ROUTER_CONFIG__GROUP_SCORE__top2_sum;
     } else if (!strcmp(s, "group_limited_greedy")) {
-        hf_note(c, "topk_method group_limited_greedy: routed as plain top-k (device groups are "
-                   "not modelled); no effect on counts");
+        c->groups = 1 + MOE__ROUTER_CONFIG__GROUP_SCORE__max;
     } else if (strcmp(s, "greedy") && strcmp(s, "gready")) {
         return moe_set_error(MOE_EINVAL,
                              "%s: topk_method \"%s\" is not supported (greedy, "
@@ -468,6 +469,46 @@ static moe_status hf_map_deepseek(hf_ctx *c, hf_family fam, Moe__ModelConfig *m,
     SET(r, renormalize, b);
     HF_TRY(hf_real(c, "routed_scaling_factor", v3 ? 2.5 : 1.0, &d));
     SET(r, routed_scaling, d);
+    return MOE_OK;
+}
+
+// DeepSeek's group-limited routing, after top_k is known: n_group / topk_group are used by
+// topk_method noaux_tc (V3: group score = sum of the top-2) and group_limited_greedy (V2: max),
+// ignored by greedy. Absent: transformers' defaults (V3 8 / 4, V2 none), noted; a default the
+// shape cannot take (8 groups of 4 experts…) turns groups off, noted. Explicit values are kept
+// as written and judged by validation, which names router.n_group / topk_group.
+static moe_status hf_map_groups(hf_ctx *c, hf_family fam, Moe__ModelConfig *m,
+                                Moe__RouterConfig *r) {
+    const int v3 = fam == HF_DEEPSEEK_V3;
+    const int absent =
+        !json_object_get(c->root, "n_group") && !json_object_get(c->root, "topk_group");
+    int64_t ng, tg;
+    HF_TRY(hf_int_or_null(c, "n_group", v3 ? 8 : 1, 1, 0, I32, &ng));
+    HF_TRY(hf_int_or_null(c, "topk_group", v3 ? 4 : 1, 1, 0, I32, &tg));
+    if (ng <= 1 || m->n_experts <= 0) return MOE_OK;
+    if (!c->groups) {
+        hf_note(c, "n_group %lld, topk_group %lld: unused by topk_method greedy (plain top-k)",
+                (long long)ng, (long long)tg);
+        return MOE_OK;
+    }
+    const Moe__RouterConfig__GroupScore gs = (Moe__RouterConfig__GroupScore)(c->groups - 1);
+    const int64_t S = m->n_experts % ng ? 0 : m->n_experts / ng;
+    if (absent && (S == 0 || tg > ng || m->top_k > tg * S ||
+                   (gs == MOE__ROUTER_CONFIG__GROUP_SCORE__top2_sum && S < 2))) {
+        hf_note(c,
+                "n_group / topk_group absent and transformers' defaults %lld / %lld do not fit "
+                "%d experts top-%d: routed without groups",
+                (long long)ng, (long long)tg, m->n_experts, m->top_k);
+        return MOE_OK;
+    }
+    SET(r, n_group, (int32_t)ng);
+    SET(r, topk_group, (int32_t)tg);
+    SET(r, group_score, gs);
+    hf_note(c, "group-limited routing: top-%d within %lld of %lld groups, group score %s (%s)",
+            m->top_k, (long long)tg, (long long)ng,
+            gs == MOE__ROUTER_CONFIG__GROUP_SCORE__max ? "max" : "top2_sum",
+            gs == MOE__ROUTER_CONFIG__GROUP_SCORE__max ? "topk_method group_limited_greedy"
+                                                       : "topk_method noaux_tc");
     return MOE_OK;
 }
 
@@ -567,6 +608,7 @@ static moe_status hf_map(hf_ctx *c, hf_family fam, Moe__Config *cfg) {
                              "%s: num_experts_per_tok %d exceeds the number of experts "
                              "%d",
                              c->path, m->top_k, m->n_experts);
+    if (fam == HF_DEEPSEEK_V2 || fam == HF_DEEPSEEK_V3) HF_TRY(hf_map_groups(c, fam, m, r));
     return MOE_OK;
 }
 

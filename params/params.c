@@ -400,6 +400,16 @@ moe_status moe_params_count(const Moe__Config *cfg, int world, int ep, moe_param
     out->attn_flops_per_token = ck_mul3(c, 2, tc->seq_len, per_pos);
     out->attn_flops_per_token_causal = ck_mul(c, (int64_t)tc->seq_len + 1, per_pos);
 
+    // Routing restriction: printed next to the counts, which it does not change.
+    out->n_experts = (int32_t)s.E;
+    out->top_k = s.E > 0 ? (int32_t)s.K : 0;
+    out->node_limited = s.E > 0 && rc->node_limited;
+    out->n_group = s.E > 0 && rc->n_group > 1 && !rc->node_limited ? rc->n_group : 0;
+    out->topk_group = out->n_group || out->node_limited ? rc->topk_group : 0;
+    out->group_score = (int32_t)rc->group_score;
+    out->reachable_experts = out->node_limited ? 0
+                             : out->n_group    ? (int64_t)out->topk_group * (s.E / out->n_group)
+                                               : s.E;
     out->world = world;
     out->ep = ep;
     out->edp = world / ep;

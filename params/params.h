@@ -54,6 +54,14 @@ typedef struct {
     int64_t rank_trainable; // of those, with a gradient and AdamW m, v
     int64_t rank_param_bytes, rank_grad_bytes, rank_adam_bytes,
         rank_bytes; // fp32: 4, 4, 8 per entry
+    // Routing restriction (no effect on the counts: a token still uses top_k experts).
+    int32_t n_experts, top_k;    // routed experts per MoE layer and experts per token
+    int32_t n_group, topk_group; // group-limited: top_k within topk_group of n_group groups; 0: off
+    int32_t node_limited;        // 1: groups = the nodes an EP group spans (n_group set at setup,
+                                 // 0 here); a token reaches topk_group nodes
+    int32_t group_score;         // router.group_score (RouterConfig.GroupScore value)
+    int64_t reachable_experts;   // experts a token chooses among: topk_group·E/n_group, or E
+                                 // (node-limited: 0, known only at setup)
 } moe_params_report;
 
 // Counts cfg (absent sub-messages take the schema defaults) for `world` ranks with expert-parallel

@@ -169,7 +169,84 @@ static void moe_check_model(moe_vlog *log, const Moe__ModelConfig *m, const Moe_
                   m->max_seq_len, t->seq_len);
 }
 
-static void moe_check_router(moe_vlog *log, const Moe__RouterConfig *r, const Moe__ModelConfig *m) {
+// Group-limited and node-limited routing (docs/routing.md "Group-limited routing"). The
+// node-limited group count depends on the nodes, known only at setup (moe_router_node_groups
+// checks the rest there).
+static void moe_check_groups(moe_vlog *log, const Moe__RouterConfig *r, const Moe__ModelConfig *m,
+                             int ep) {
+    const int N = r->n_group, on = N > 1 || r->node_limited;
+    if (N < 0) {
+        moe_vfail(log, "router.n_group = %d: must be 0 or more (0 or 1: no groups)", N);
+        return;
+    }
+    if (!on) {
+        if (r->topk_group > 1)
+            moe_vfail(log,
+                      "router.topk_group = %d has no effect without groups (router.n_group = "
+                      "%d); set n_group > 1 or node_limited = true, or remove topk_group",
+                      r->topk_group, N);
+        return;
+    }
+    const char *what = r->node_limited ? "router.node_limited = true" : "router.n_group";
+    if (m->n_experts <= 0) {
+        moe_vfail(log, "%s (group-limited routing) needs experts, but model.n_experts = %d", what,
+                  m->n_experts);
+        return;
+    }
+    if (r->strategy == MOE__ROUTER_CONFIG__STRATEGY__expert_choice)
+        moe_vfail(log,
+                  "%s (group-limited routing) needs router.strategy = token_choice: with "
+                  "expert_choice each expert picks its tokens, so there is no per-token choice "
+                  "of groups to limit",
+                  what);
+    if (r->node_limited) {
+        if (N > 0)
+            moe_vfail(log,
+                      "router.node_limited = true takes its groups from the EP layout (one per "
+                      "node an EP group spans); leave router.n_group at 0 (got %d), or set "
+                      "node_limited = false for a fixed grouping",
+                      N);
+        if (r->topk_group < 1)
+            moe_vfail(log,
+                      "router.topk_group = %d: node-limited routing needs the number of nodes a "
+                      "token may reach, 1 or more",
+                      r->topk_group);
+        if (ep == 1)
+            moe_vfail(log, "router.node_limited = true needs parallel.ep_size > 1 with EP groups "
+                           "spanning nodes: with ep_size = 1 every rank holds every expert");
+        return;
+    }
+    if (m->n_experts % N) {
+        moe_vfail(log,
+                  "router.n_group = %d does not divide model.n_experts = %d: the groups are "
+                  "equal and contiguous; use a divisor of %d",
+                  N, m->n_experts, m->n_experts);
+        return;
+    }
+    const int S = m->n_experts / N;
+    if (r->topk_group < 1 || r->topk_group > N) {
+        moe_vfail(log,
+                  "router.topk_group = %d: must be in 1..router.n_group = %d (the groups each "
+                  "token keeps)",
+                  r->topk_group, N);
+        return;
+    }
+    if ((int64_t)m->top_k > (int64_t)r->topk_group * S)
+        moe_vfail(log,
+                  "model.top_k = %d exceeds router.topk_group × experts per group = %d × %d = %d: "
+                  "a token can reach only that many experts; raise topk_group or lower top_k",
+                  m->top_k, r->topk_group, S, r->topk_group * S);
+    if (r->group_score == MOE__ROUTER_CONFIG__GROUP_SCORE__top2_sum && S < 2)
+        moe_vfail(log,
+                  "router.group_score = top2_sum sums the two best experts of a group, but "
+                  "groups of model.n_experts / router.n_group = %d / %d = 1 expert have one; use "
+                  "group_score = max or fewer groups",
+                  m->n_experts, N);
+}
+
+static void moe_check_router(moe_vlog *log, const Moe__RouterConfig *r, const Moe__ModelConfig *m,
+                             int ep) {
+    moe_check_groups(log, r, m, ep);
     if (!isfinite(r->capacity_factor) || r->capacity_factor < 0)
         moe_vfail(log, "router.capacity_factor = %g: must be >= 0 (0 means dropless)",
                   r->capacity_factor);
@@ -374,7 +451,8 @@ moe_status moe_config_validate(const Moe__Config *cfg, int world) {
     moe_list_start(&log->list, log->msg, sizeof log->msg, "\n");
     moe_check_enums(log, &cfg->base, "");
     moe_check_model(log, m, t);
-    moe_check_router(log, cfg->router ? cfg->router : &def_router, m);
+    moe_check_router(log, cfg->router ? cfg->router : &def_router, m,
+                     cfg->parallel ? cfg->parallel->ep_size : def_parallel.ep_size);
     moe_check_train(log, t, world);
     moe_check_parallel(log, cfg->parallel ? cfg->parallel : &def_parallel, m, world);
     moe_check_data(log, cfg->data ? cfg->data : &def_data, m);

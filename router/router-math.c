@@ -1,10 +1,26 @@
-// router-math.c: the elementwise pieces of routing — scoring and its backward, top-k with ties to
-// the lower index, the counter-based jitter noise, the z-loss, the aux-loss-free bias update and
-// the load statistics.
+// router-math.c: the elementwise pieces of routing — the strategy traits, scoring and its
+// backward, top-k with ties to the lower index, the counter-based jitter noise, the z-loss, the
+// aux-loss-free bias update and the load statistics.
 // Plain loops: these are O(T·E) next to the O(T·D·E) gate GEMM, so clarity wins over SIMD.
 #include "router.h"
 
 #include <math.h>
+
+moe_route_traits moe_router_strategy_traits(moe_route_strategy s) {
+    switch (s) {
+    case MOE_ROUTE_TOKEN_CHOICE:
+        return (moe_route_traits){
+            .name = "token_choice", .by_token = 1, .softmax_only = 0, .aux_loss = 1, .balanced = 0};
+    case MOE_ROUTE_EXPERT_CHOICE:
+        return (moe_route_traits){.name = "expert_choice",
+                                  .by_token = 0,
+                                  .softmax_only = 1,
+                                  .aux_loss = 0,
+                                  .balanced = 1};
+    }
+    MOE_ASSERT(!"moe_route_strategy value outside the enum");
+    return (moe_route_traits){0};
+}
 
 void moe_router_score(moe_scoring s, const float *logits, float *probs, int64_t T, int E) {
     for (int64_t t = 0; t < T; t++) {

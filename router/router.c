@@ -46,22 +46,6 @@ static void moe_cand_select(moe_route_cand *a, int64_t n, int64_t C) {
     }
 }
 
-moe_route_traits moe_router_strategy_traits(moe_route_strategy s) {
-    switch (s) {
-    case MOE_ROUTE_TOKEN_CHOICE:
-        return (moe_route_traits){
-            .name = "token_choice", .by_token = 1, .softmax_only = 0, .aux_loss = 1, .balanced = 0};
-    case MOE_ROUTE_EXPERT_CHOICE:
-        return (moe_route_traits){.name = "expert_choice",
-                                  .by_token = 0,
-                                  .softmax_only = 1,
-                                  .aux_loss = 0,
-                                  .balanced = 1};
-    }
-    MOE_ASSERT(!"moe_route_strategy value outside the enum");
-    return (moe_route_traits){0};
-}
-
 // Capped at T, the most an expert can take (a token goes to an expert once): a capacity factor
 // beyond E/K drops nothing, and the cap keeps ceil(cf·T·K/E) from overflowing int64.
 int64_t moe_router_capacity(const moe_router_params *p, int64_t T) {
@@ -136,6 +120,8 @@ moe_status moe_route_plan_create(const moe_router_params *p, int64_t T_max, moe_
                              "router: need n_experts >= 1, 1 <= top_k <= n_experts, d_model >= 1 "
                              "and T_max >= 1 (got E=%d, K=%d, D=%lld, T_max=%lld)",
                              p->E, p->K, (long long)p->D, (long long)T_max);
+    moe_status st = moe_router_check_groups(p);
+    if (st) return st;
     int64_t TE, TK;
     if (moe_mul_overflows_i64(T_max, p->E, &TE) || moe_mul_overflows_i64(T_max, p->K, &TK) ||
         T_max > INT32_MAX / p->E)
@@ -194,22 +180,28 @@ void moe_route_plan_free(moe_route_plan *pl) {
     free(pl);
 }
 
-// Token choice: top-K by p + b, weights, capacity drops, then the plan.
+// Token choice: top-K by p + b (inside the kept groups when group-limited), weights, capacity
+// drops, then the plan.
 static void moe_route_token_choice(const moe_router_params *p, moe_route_plan *pl,
                                    const float *bias, int64_t T) {
-    const int E = p->E, K = p->K;
-    float *v = pl->dprobs; // (E) selection values; dprobs is free during forward
+    const int E = p->E, K = p->K, grouped = p->n_group > 1;
+    float *v = pl->dprobs;         // (E) selection values; dprobs is free during forward
+    float *gscore = pl->dlogits;   // (n_group <= E) group scores; dlogits is free too
+    int32_t *gidx = pl->scratch_i; // (topk_group <= E) kept groups; capacity reuses it later
     memset(pl->sel_counts, 0, (size_t)E * sizeof(int64_t));
     for (int64_t t = 0; t < T; t++) {
         const float *pt = pl->probs + t * E;
         const float *sv = pt;
-        if (bias) {
-            for (int e = 0; e < E; e++) v[e] = pt[e] + bias[e];
+        if (bias || grouped) {
+            for (int e = 0; e < E; e++) v[e] = bias ? pt[e] + bias[e] : pt[e];
             sv = v;
         }
         int32_t *sel = pl->sel_expert + t * K;
         float *w = pl->sel_weight + t * K;
-        moe_router_topk(sv, E, K, sel);
+        if (grouped)
+            moe_router_group_topk(p, v, gscore, gidx, sel);
+        else
+            moe_router_topk(sv, E, K, sel);
         double sum = 0;
         for (int k = 0; k < K; k++) {
             w[k] = pt[sel[k]];

@@ -18,6 +18,12 @@
 //   expert choice: p = softmax(z) (scoring ignored); C = min(T, ceil(cf'·T·K/E)), cf' = cf or 1
 //       when cf = 0; each expert takes its top-C tokens by p[:, e] (ties: lower token index);
 //       w = p[t, e] · routed_scaling (routed_scaling = 1 is the reference form).
+//   group-limited (n_group = N > 1, token choice; DeepSeek-V2/V3): v = p + b is cut into N
+//       equal contiguous groups of S = E/N experts; group score = sum of the two largest v of
+//       the group (top2_sum, V3) or the largest (max, V2), in float; each token keeps its
+//       topk_group best groups (ties: lower group index) and takes its top-K by v among their
+//       experts only (others count as -inf; ties: lower expert index). A selection mask only:
+//       w, L_aux (P from the unmasked p, f from the group-limited counts) and L_z as above.
 //   routing groups (group_tokens = G > 0): capacity and expert choice above act on each
 //       consecutive group of G tokens separately, with G in place of T (C per group).
 //   aux (token choice only): f_i = count_i/(T·K), count_i = selections BEFORE dropping;
@@ -36,11 +42,15 @@ typedef enum {
     MOE_ROUTE_TOKEN_CHOICE = 0,
     MOE_ROUTE_EXPERT_CHOICE = 1
 } moe_route_strategy; // = proto
+typedef enum {
+    MOE_GROUP_SCORE_TOP2_SUM = 0, // DeepSeek-V3: the two best v of the group, summed
+    MOE_GROUP_SCORE_MAX = 1       // DeepSeek-V2 group_limited_greedy: the best v of the group
+} moe_group_score;                // = proto RouterConfig.GroupScore
 
 // What code outside the selection itself asks of a strategy. Every such decision reads these
 // traits instead of comparing strategies, and the router's own decisions are switches without
 // default, so a new strategy is: a value above, a row in moe_router_strategy_traits, and the
-// cases the compiler then lists in router.c (plus the proto enum and its mapping in experts/).
+// cases the compiler then lists in router/ (plus the proto enum and its mapping in experts/).
 typedef struct {
     const char *name; // as in the proto enum: "token_choice", "expert_choice"
     int by_token;     // 1: each token picks its top-K experts (at most K pairs a token, the
@@ -74,6 +84,12 @@ typedef struct {
                             // consecutive group of G tokens (G must divide T); 0: one group
                             // = the whole call. Keeps them layout-invariant when a rank holds
                             // whole groups (docs/routing.md "Routing groups").
+    // Group-limited routing (token choice only); all 0: off. Zero-initialised params are off.
+    int n_group;                 // N: experts in N equal contiguous groups; 0 or 1: off
+    int topk_group;              // groups a token keeps, 1..N
+    moe_group_score group_score; // how a group is scored
+    int node_limited;            // groups = nodes of the EP layout: N is filled in at setup by
+                                 // moe_router_node_groups; a plan refuses it unresolved
 } moe_router_params;
 
 // Per-call options. NULL means evaluation (no jitter), seed 0, token_base 0.
@@ -97,6 +113,31 @@ int64_t moe_router_max_rows(const moe_router_params *p, int64_t T);
 // overflow: T·K for token choice (the capacity factor only drops rows, never adds them); for
 // expert choice min(E·T, cf·T·K) with cf <= 0 meaning 1.
 double moe_router_rows_bound(moe_route_strategy s, double T, int K, int E, double cf);
+
+// Group-limited routing ------------------------------------------------------------------------
+
+// Checks the group fields of p against E, K and the strategy: N >= 0; when N > 1 token choice,
+// N | E, 1 <= topk_group <= N, K <= topk_group·E/N, top2_sum needs E/N >= 2; node_limited needs N
+// resolved (> 1). MOE_EINVAL naming the router.* / model.* fields and the numbers; pure.
+moe_status moe_router_check_groups(const moe_router_params *p);
+
+// Node-limited routing: resolves p->n_group (when p->node_limited; else a no-op returning MOE_OK)
+// to the number of nodes one EP group spans. EP groups are consecutive ranks in (node, rank in
+// node) order and experts are placed contiguously by EP rank, so with every node holding the same
+// q ranks and q | ep, an EP group is ep/q whole nodes and group g = the experts of node g of the
+// group. q: ranks per node, 0 when the n_nodes nodes hold different numbers of ranks
+// (moe_comm_node_shape). Refused (MOE_ELAYOUT, numbers named) when q = 0, when q is a multiple
+// of ep (every EP group inside one node: nothing to limit), or when ep is not a multiple of q
+// (nodes cut EP groups unevenly); then the groups are checked as moe_router_check_groups does
+// (MOE_EINVAL). Pure: every rank gets the same answer.
+moe_status moe_router_node_groups(moe_router_params *p, int ep, int q, int n_nodes);
+
+// The group-limited top-K of one token (the selection moe_router_forward uses; exposed for
+// tests). v (E): selection values, masked in place (experts outside the kept groups become
+// -inf). gscore (n_group): the group scores on return; gidx (topk_group): the kept groups, best
+// first; idx (K): the chosen experts, best first. Needs moe_router_check_groups(p) == MOE_OK.
+void moe_router_group_topk(const moe_router_params *p, float *v, float *gscore, int32_t *gidx,
+                           int32_t *idx);
 
 // The routing plan and the router activations kept for backward. All arrays are owned by the
 // plan (allocated once by moe_route_plan_create for up to T_max tokens; no allocation per call).

@@ -14,3 +14,7 @@ endforeach()
 # No allocation in forward/backward (one rank: MPI's nonblocking collectives allocate themselves).
 moe_add_mpi_test(test_ep_noalloc SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_ep_noalloc.c
   ${CMAKE_CURRENT_SOURCE_DIR}/test-noalloc.c NP 1 LABELS ep)
+# Node-limited routing (router.node_limited) on fake nodes: equal to the fixed n_group of the
+# nodes an EP group spans, refused where an EP group lies inside one node or nodes are unequal.
+moe_add_mpi_test(test_node_limited SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_node_limited.c
+  NP 1 2 4 LABELS ep)

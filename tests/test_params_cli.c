@@ -225,6 +225,47 @@ static void test_per_rank(void) {
     json_decref(c);
 }
 
+// Group-limited routing through `moe params`: the DeepSeek-V3 config.json (n_group 8, topk_group 4,
+// noaux_tc) prints its restriction on the routing line and in --json; the counts do not move
+// (a token still uses top-8 experts). A node-limited moe config prints its node restriction.
+static void test_groups(void) {
+    char v3[4096];
+    snprintf(v3, sizeof v3, "%s/hf/deepseek-v3.json", examples);
+    run_result *r = run((const char *[]){"params", v3, NULL});
+    EXPECT_EQ("v3 table exit", r->code, 0);
+    EXPECT("v3 routing line",
+           strstr(r->out, "routing: top-8 of 256 experts within 4 of 8 groups (group score "
+                          "top2_sum; 128 experts reachable per token") != NULL);
+    json_t *a = run_json(__LINE__, (const char *[]){"params", v3, "--json", NULL});
+    json_t *b =
+        run_json(__LINE__, (const char *[]){"params", v3, "--set", "router.n_group=0", "--set",
+                                            "router.topk_group=0", "--json", NULL});
+    if (a && b) {
+        EXPECT_EQ("v3 n_group", jint(a, "n_group"), 8);
+        EXPECT_EQ("v3 topk_group", jint(a, "topk_group"), 4);
+        EXPECT_EQ("v3 reachable", jint(a, "reachable_experts"), 128);
+        EXPECT("v3 group score",
+               !strcmp(json_string_value(json_object_get(a, "group_score")), "top2_sum"));
+        EXPECT_EQ("v3 active (DeepSeek's 36.6B w/o embeddings)",
+                  jint(a, "active_params_nonembedding"), 36625618432LL);
+        EXPECT_EQ("groups off: same active", jint(b, "active_params"), jint(a, "active_params"));
+        EXPECT_EQ("groups off: n_group", jint(b, "n_group"), 0);
+        EXPECT_EQ("groups off: all reachable", jint(b, "reachable_experts"), 256);
+    }
+    json_decref(a);
+    json_decref(b);
+    r = run((const char *[]){"params", tiny, "--set", "router.node_limited=true", "--set",
+                             "router.topk_group=1", "--set", "parallel.ep_size=4", NULL});
+    EXPECT_EQ("node-limited exit", r->code, 0);
+    EXPECT("node-limited routing line",
+           strstr(r->out, "routing: top-2 of 8 experts within 1 node(s) of the EP group") != NULL);
+    r = run((const char *[]){"params", tiny, "--set", "router.n_group=3", "--set",
+                             "router.topk_group=1", NULL});
+    EXPECT_EQ("n_group 3 of 8 refused", r->code, 2);
+    EXPECT("refusal names the fields",
+           strstr(r->err, "router.n_group = 3 does not divide model.n_experts = 8") != NULL);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: test_params_cli MOE_BINARY EXAMPLES_DIR\n");
@@ -239,6 +280,7 @@ int main(int argc, char **argv) {
     test_usage();
     test_unknown_hf_field();
     test_per_rank();
+    test_groups();
     if (failures) {
         fprintf(stderr, "test_params_cli: %d check(s) failed\n", failures);
         return 1;

@@ -132,7 +132,8 @@ static void test_examples(void) {
     EXPECT_EQ("v2-lite total", r.total, 15706484224LL);
     EXPECT_EQ("v2-lite active w/o embedding", r.active_nonembedding, 2451435008LL);
     EXPECT_EQ("v2-lite: no unknown fields", n_unknown(&info), 0);
-    EXPECT("v2-lite n_group listed", has_ignored(&info, "n_group", "known"));
+    EXPECT("v2-lite n_group read (1: no groups)", !has_ignored(&info, "n_group", "known"));
+    EXPECT_EQ("v2-lite no groups", c->router->n_group, 0);
     moe_config_free(c);
     moe_hf_info_free(&info);
 
@@ -148,6 +149,13 @@ static void test_examples(void) {
     EXPECT_EQ("v3 active w/o embedding", r.active_nonembedding, 36625618432LL);
     EXPECT_EQ("v3: no unknown fields", n_unknown(&info), 0);
     EXPECT("v3 MTP listed", has_ignored(&info, "num_nextn_predict_layers", "known"));
+    // n_group 8, topk_group 4, noaux_tc: group-limited, V3's group score; counts unchanged.
+    EXPECT_EQ("v3 n_group", c->router->n_group, 8);
+    EXPECT_EQ("v3 topk_group", c->router->topk_group, 4);
+    EXPECT_EQ("v3 group score", c->router->group_score, MOE__ROUTER_CONFIG__GROUP_SCORE__top2_sum);
+    EXPECT_EQ("v3 report n_group", r.n_group, 8);
+    EXPECT_EQ("v3 reachable experts", r.reachable_experts, 128);
+    EXPECT("v3 validates with groups", moe_config_validate(c, 0) == MOE_OK);
     moe_config_free(c);
     moe_hf_info_free(&info);
 
@@ -159,6 +167,45 @@ static void test_examples(void) {
     EXPECT_EQ("olmoe: no unknown fields", n_unknown(&info), 0);
     moe_config_free(c);
     moe_hf_info_free(&info);
+}
+
+// topk_method → group score: group_limited_greedy (V2) max, noaux_tc (V3) top2_sum, greedy off.
+static void test_deepseek_groups(void) {
+    static const char *fmt =
+        "{\"model_type\": \"%s\", \"vocab_size\": 256, \"hidden_size\": 8, "
+        "\"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"intermediate_size\": 12, "
+        "\"moe_intermediate_size\": 6, \"n_routed_experts\": 8, \"num_experts_per_tok\": 2, "
+        "\"first_k_dense_replace\": 1, \"q_lora_rank\": null, \"kv_lora_rank\": 3, "
+        "\"qk_nope_head_dim\": 2, \"qk_rope_head_dim\": 2, \"v_head_dim\": 3, "
+        "\"n_group\": 4, \"topk_group\": %d, \"topk_method\": \"%s\"}";
+    const struct {
+        const char *family, *method;
+        int topk_group, n_group, score;
+    } cases[] = {
+        {"deepseek_v2", "group_limited_greedy", 2, 4, MOE__ROUTER_CONFIG__GROUP_SCORE__max},
+        {"deepseek_v3", "noaux_tc", 1, 4, MOE__ROUTER_CONFIG__GROUP_SCORE__top2_sum},
+        {"deepseek_v2", "greedy", 2, 0, MOE__ROUTER_CONFIG__GROUP_SCORE__top2_sum},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[1024];
+        snprintf(text, sizeof text, fmt, cases[i].family, cases[i].topk_group, cases[i].method);
+        moe_hf_info info;
+        moe_params_report r, r0;
+        Moe__Config *c = load(__LINE__, write_tmp(text), &info, &r);
+        EXPECT_EQ(cases[i].method, c->router->n_group, cases[i].n_group);
+        EXPECT_EQ(cases[i].method, r.n_group, cases[i].n_group);
+        EXPECT_EQ(cases[i].method, c->router->group_score, cases[i].score);
+        if (cases[i].n_group)
+            EXPECT_EQ(cases[i].method, c->router->topk_group, cases[i].topk_group);
+        EXPECT(cases[i].method, moe_config_validate(c, 0) == MOE_OK);
+        // Groups restrict the choice, not the counts: the same totals without them.
+        c->router->n_group = 0;
+        EXPECT(cases[i].method, moe_params_count(c, 1, 1, &r0) == MOE_OK);
+        EXPECT_EQ(cases[i].method, r0.active, r.active);
+        EXPECT_EQ(cases[i].method, r0.total, r.total);
+        moe_config_free(c);
+        moe_hf_info_free(&info);
+    }
 }
 
 static void test_family_rules(void) {
@@ -250,6 +297,11 @@ static void test_family_rules(void) {
         noted += strstr(info.notes[i], "first_k_dense_replace") != NULL ||
                  strstr(info.notes[i], "q_lora_rank") != NULL;
     EXPECT_EQ("v3 defaults noted", noted, 2);
+    // n_group / topk_group absent: transformers' 8 / 4 cannot split 4 experts: no groups, noted.
+    EXPECT_EQ("v3 default groups do not fit 4 experts", c->router->n_group, 0);
+    int gnote = 0;
+    for (size_t i = 0; i < info.n_notes; i++) gnote += strstr(info.notes[i], "do not fit") != NULL;
+    EXPECT_EQ("v3 unfit default groups noted", gnote, 1);
     moe_config_free(c);
     moe_hf_info_free(&info);
     c = load(__LINE__,
@@ -347,6 +399,7 @@ int main(int argc, char **argv) {
     examples = argv[1];
     test_examples();
     test_family_rules();
+    test_deepseek_groups();
     test_refusals();
     remove_tmp();
     if (failures) {

@@ -1,7 +1,8 @@
 // test_router.c: the router on its own — golden routing masks on hand-written logits (kept,
 // dropped, expert choice, ties), load statistics on a hand case, the plan layout, jitter
 // determinism, the bias update, and finite-difference checks of every piece (scoring, top-k
-// weights with/without renormalisation, aux loss, z-loss, activations) with selection held fixed.
+// weights with/without renormalisation, aux loss, z-loss, activations, group-limited selection)
+// with selection held fixed.
 #include "experts.h"
 #include "router.h"
 
@@ -446,6 +447,16 @@ static void test_fd_router(void) {
     fd_router("aux loss alone (sigmoid)", q, 8, NULL);
     q.aux_loss_coef = 0, q.z_loss_coef = 0.5;
     fd_router("z-loss alone", q, 8, NULL);
+    // Group-limited (E = 6 in 3 groups of 2, keep 2): the group mask is a selection like top-k,
+    // held fixed; the kept experts' weights, aux (P over all experts) and z-loss differentiate.
+    moe_router_params g = rp(6, 2);
+    g.D = 6, g.n_group = 3, g.topk_group = 2, g.aux_loss_coef = 0.3, g.z_loss_coef = 0.05;
+    fd_router("group-limited top2_sum softmax renorm + aux + z", g, 9, NULL);
+    g.group_score = MOE_GROUP_SCORE_MAX, g.topk_group = 1, g.scoring = MOE_SCORE_SIGMOID;
+    const float gb[6] = {0.05f, -0.1f, 0, 0.2f, 0, -0.05f};
+    fd_router("group-limited max sigmoid renorm + bias", g, 9, gb);
+    g.renormalize = 0, g.routed_scaling = 2.5, g.capacity_factor = 1.0;
+    fd_router("group-limited max sigmoid, scaling, capacity", g, 12, gb);
     moe_router_params ec = rp(4, 2);
     ec.D = 6;
     ec.strategy = MOE_ROUTE_EXPERT_CHOICE;

@@ -3,7 +3,7 @@
 # several times on a tiny model and the default corpus, then checks the metrics (loss curves,
 # grad norms, skipped steps) and the checkpoints (tensor by tensor with test_train_ckcmp).
 #   test_train_runs.py SCENARIO --moe BIN --ckcmp BIN --mpirun MPIEXEC --work DIR
-# Scenarios: layout gradnorm resume reshard preempt nonfinite errors learn robust metricslog signals
+# Scenarios: layout grouped gradnorm resume reshard preempt nonfinite errors learn robust metricslog signals
 # inputs. Exit 1 on failure, printing expected vs got.
 import argparse, json, math, os, shutil, signal, subprocess, sys, time
 
@@ -136,6 +136,66 @@ def layout():
                 # Parameters, Adam moments and balancing biases: atol 1e-5 + rtol 1e-3 (float
                 # summation order; Adam's normalised steps amplify it where gradients are ~0).
                 ckcmp(ckpt(outs[(1, 1)], 20), ckpt(outs[key], 20), "--tol", "1e-5", "1e-3")
+
+
+def grouped():
+    """Group-limited routing keeps layout invariance for a fixed grouping: 8 experts in 4 groups
+    (keep 2, or 1 for max), np1/EP1, np2/EP2, np4/EP4 give the same losses (rel 1e-4), for DeepSeek-V3's group
+    score (top2_sum over the bias-corrected sigmoid scores, bias balancing on) and V2's (max over
+    softmax). Each token's pairs all land in its 2 kept groups (checked through the loads: every
+    record keeps T x top_k pairs). 10 steps each: the selection is what is under test. One run
+    without groups shows the restriction changes the result."""
+    variants = [("top2_sum", ["router.scoring=sigmoid", "router.group_score=top2_sum",
+                              "router.topk_group=2"]),
+                # max with top_k <= topk_group picks the plain top-k (the best groups hold the
+                # best experts), so keep 1 group for 2 experts
+                ("max", ["router.group_score=max", "router.bias_update_rate=0",
+                         "router.topk_group=1"])]
+    base = ["model.n_experts=8", "router.n_group=4"]
+    for variant, sets in variants:
+        cfg = write_config("grouped-" + variant, cfg_with(steps=10, eval_interval=10,
+                                                          checkpoint_interval=0))
+        runs = [(1, 1), (2, 2), (4, 4)]
+        outs = {}
+        for np_, ep in runs:
+            out = os.path.join(A.work, "grouped-%s-np%d-ep%d" % (variant, np_, ep))
+            shutil.rmtree(out, ignore_errors=True)
+            run(np_, cfg, out, ["parallel.ep_size=%d" % ep] + base + sets)
+            outs[(np_, ep)] = out
+        want = TINY["train"]["global_batch"] * TINY["train"]["seq_len"] * TINY["model"]["top_k"]
+        ref = metrics(outs[(1, 1)])
+        for key in runs:
+            m = metrics(outs[key])
+            for step, r in m.items():
+                for L in r["layers"]:
+                    got = sum(L["tokens_per_expert"]) + L["dropped"]
+                    if got != want:
+                        fail("grouped %s np%d/ep%d step %d layer %d: kept + dropped expected %d "
+                             "got %d" % ((variant,) + key + (step, L["layer"], want, got)))
+            if key == (1, 1):
+                continue
+            worst = 0.0
+            for step in range(1, 11):
+                a, b = ref[step]["loss"], m[step]["loss"]
+                worst = max(worst, abs(a - b) / abs(a))
+                if not close(a, b, 1e-4):
+                    fail("grouped %s np%d/ep%d step %d loss: expected %.8g (np1) got %.8g" %
+                         ((variant,) + key + (step, a, b)))
+            a, b = ref[10]["val_loss"], m[10]["val_loss"]
+            if not close(a, b, 1e-4):
+                fail("grouped %s np%d/ep%d val_loss: expected %.8g got %.8g" %
+                     ((variant,) + key + (a, b)))
+            print("grouped %s np%d/ep%d: 10 losses within rel %.2e of np1 (limit 1e-4)" %
+                  ((variant,) + key + (worst,)))
+    # The restriction is real: the same run without groups takes other experts (another loss).
+    out = os.path.join(A.work, "grouped-off-np1")
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = write_config("grouped-off", cfg_with(steps=10, eval_interval=10, checkpoint_interval=0))
+    run(1, cfg, out, ["model.n_experts=8", "router.group_score=max", "router.bias_update_rate=0"])
+    a = metrics(os.path.join(A.work, "grouped-max-np1-ep1"))[10]["loss"]
+    b = metrics(out)[10]["loss"]
+    if a == b:
+        fail("grouped max: the loss with groups equals the loss without (%.8g): no restriction" % a)
 
 
 def gradnorm():

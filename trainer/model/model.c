@@ -550,6 +550,9 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
         (st = moe_layer_params_from_config(&pv->lp, mc, rc, m->T > 0 ? m->T : 1)) != MOE_OK)
         goto fail;
     pv->lp.router.group_tokens = m->S; // routing groups = sequences: capacity is layout-invariant
+    int n_nodes, q = moe_comm_node_shape(comm, &n_nodes); // node-limited: groups = nodes
+    if (B_local > 0 && (st = moe_router_node_groups(&pv->lp.router, lay->ep, q, n_nodes)))
+        goto fail;
     pv->dense_fp = (moe_experts_params){
         m->D, m->F, 1,
         mc->activation == MOE__MODEL_CONFIG__ACTIVATION__gelu ? MOE_ACT_GELU : MOE_ACT_SWIGLU,
