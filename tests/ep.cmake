@@ -14,3 +14,11 @@ endforeach()
 # No allocation in forward/backward (one rank: MPI's nonblocking collectives allocate themselves).
 moe_add_mpi_test(test_ep_noalloc SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_ep_noalloc.c
   ${CMAKE_CURRENT_SOURCE_DIR}/test-noalloc.c NP 1 LABELS ep)
+# bf16 payloads with fake one-rank nodes: the counted inter-node bytes appear in the output.
+add_test(NAME test_ep_bench_bf16_np2
+  COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 --allow-run-as-root --oversubscribe
+          $<TARGET_FILE:moe> bench layer --ep --json --tokens 256 --dim 64 --ffn 128 --iters 1
+          --bf16 --node-size 1)
+set_tests_properties(test_ep_bench_bf16_np2 PROPERTIES LABELS "mpi;np2;ep"
+  ENVIRONMENT "${MOE_TEST_ENV}" TIMEOUT 120 PROCESSORS 2
+  PASS_REGULAR_EXPRESSION "\"dtype\":\"bf16\",\"node_size\":1,.*\"internode_bytes_per_token\":[1-9]")
