@@ -54,7 +54,8 @@ int moe_bench_a2a(int argc, char **argv) {
     moe_comm_info in = moe_comm_get_info(c);
     const size_t tb = (size_t)D * sizeof(float);
     moe_comm_plan_params pp = {MOE_COMM_EP,    in.n_local_experts, K,      dedup, tb,
-                               (int64_t)T * K, (int64_t)T * K * W, chunks, hier,  0};
+                               (int64_t)T * K, (int64_t)T * K * W, chunks, hier,  0,
+                               MOE_COMM_F32};
     if ((st = moe_comm_plan_create(c, &pp, &pl)) != MOE_OK) goto done;
     const size_t wb = moe_comm_plan_wire_bytes(pl);
     x = moe_xcalloc((size_t)T, tb);

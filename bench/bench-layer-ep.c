@@ -2,6 +2,7 @@
 // all ranks) without and with overlap: time per step (slowest rank), the share spent in exposed
 // exchange, and hidden_fraction = 1 − exposed exchange with overlap / exchange without overlap.
 // Best of N iterations; GFLOP/s reported next to the cblas_sgemm peak measured in the same run.
+// Payload bytes per step are the exchange's own counters (intra-/inter-node, sent/received).
 #include "ep-layer.h"
 #include "bench-impl.h"
 #include "moe-args.h"
@@ -14,14 +15,17 @@ typedef struct {
     double exch, exch_max;        // exposed exchange: least / largest over ranks
     double experts;               // expert compute in the callbacks, largest over ranks
     int64_t pairs_max, pairs_min; // expert-side pairs per rank
+    // payload bytes of one step (fwd+bwd): the largest per rank of sent intra, sent inter,
+    // received intra, received inter; then the world sums of sent intra and sent inter
+    int64_t bytes_max[4], bytes_sum[2];
 } moe_bench_ep_result;
 
 // Runs warmup + iters steps with n_chunks; fills r with the best step (by slowest rank).
 static moe_status moe_bench_ep_run(moe_comm *c, const moe_layer_params *p, int n_chunks, int dedup,
-                                   int sub, int iters, const float *x, const float *dy,
-                                   moe_bench_ep_result *r) {
+                                   int sub, moe_comm_dtype dtype, int iters, const float *x,
+                                   const float *dy, moe_bench_ep_result *r) {
     moe_comm_info in = moe_comm_get_info(c);
-    moe_ep_options o = {dedup, n_chunks, 0, 0, sub};
+    moe_ep_options o = {dedup, n_chunks, 0, 0, sub, dtype};
     moe_ep_layer *L = NULL;
     moe_status st = moe_ep_layer_create(p, c, &o, &L);
     if (st) return st;
@@ -56,8 +60,18 @@ static moe_status moe_bench_ep_run(moe_comm *c, const moe_layer_params *p, int n
         if ((st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, ex, 2, MOE_COMM_MAX))) break;
         v[2] = -ex[0];
         if ((st = moe_comm_allreduce_i64(c, MOE_COMM_WORLD, pr, 2, MOE_COMM_MAX))) break;
-        if (it > 0 && v[0] < r->step)
-            *r = (moe_bench_ep_result){v[0], v[1], v[2], ex[1], v[3], pr[0], -pr[1]};
+        // Bytes: the same every iteration (same routing), summed over fwd and bwd.
+        const moe_comm_bytes *bf = &tm->fwd.bytes, *bb = &tm->bwd.bytes;
+        int64_t bm[4] = {bf->sent_intra + bb->sent_intra, bf->sent_inter + bb->sent_inter,
+                         bf->recv_intra + bb->recv_intra, bf->recv_inter + bb->recv_inter};
+        int64_t bs[2] = {bm[0], bm[1]};
+        if ((st = moe_comm_allreduce_i64(c, MOE_COMM_WORLD, bm, 4, MOE_COMM_MAX))) break;
+        if ((st = moe_comm_allreduce_i64(c, MOE_COMM_WORLD, bs, 2, MOE_COMM_SUM))) break;
+        if (it > 0 && v[0] < r->step) {
+            *r = (moe_bench_ep_result){v[0], v[1], v[2], ex[1], v[3], pr[0], -pr[1], {0}, {0}};
+            memcpy(r->bytes_max, bm, sizeof bm);
+            memcpy(r->bytes_sum, bs, sizeof bs);
+        }
     }
     free(y);
     free(dx);
@@ -69,8 +83,10 @@ static moe_status moe_bench_ep_run(moe_comm *c, const moe_layer_params *p, int n
 
 int moe_bench_layer_ep(int argc, char **argv) {
     int json = 0, T = 4096, D = 512, F = 2048, E = 8, K = 2, chunks = 8, iters = 3, dedup = 0;
-    int sub = 0; // 0: the layer's default (256)
-    int ep = 0;  // --ep itself (it brought us here)
+    int sub = 0;       // 0: the layer's default (256)
+    int bf16 = 0;      // payload dtype
+    int node_size = 0; // 0: nodes as MPI sees them; n: every n consecutive ranks form a node
+    int ep = 0;        // --ep itself (it brought us here)
     const int big = 1 << 24;
     const moe_arg_opt opts[] = {
         MOE_OPT_FLAG("--ep", &ep, NULL), // in the command's name
@@ -84,6 +100,10 @@ int moe_bench_layer_ep(int argc, char **argv) {
         MOE_OPT_FLAG("--dedup", &dedup, "a token goes once per peer, fanned out on arrival"),
         MOE_OPT_INT("--iters", &iters, "N", 1, big, "timed iterations after 1 warmup"),
         MOE_OPT_INT("--sub-rows", &sub, "R", 1, big, "expert GEMM sub-block rows (default 256)"),
+        MOE_OPT_FLAG("--bf16", &bf16, "payloads as bf16 (round to nearest even, fp32 math)"),
+        MOE_OPT_INT("--node-size", &node_size, "N", 1, big,
+                    "pretend every N consecutive ranks form a node (inter-node byte counts on "
+                    "one machine)"),
     };
     const moe_args_spec spec = {
         "moe bench layer --ep",
@@ -94,7 +114,9 @@ int moe_bench_layer_ep(int argc, char **argv) {
         "Prints ms per step (slowest rank), exposed exchange time (of the busiest rank: the\n"
         "others also wait there for it, shown apart as load-imbalance wait) and its share,\n"
         "hidden_fraction = 1 - exposed exchange with overlap / exchange without overlap,\n"
-        "GFLOP/s per rank (12·T·K·D·F per step) vs the sgemm 1024^3 peak of the same run.",
+        "GFLOP/s per rank (12·T·K·D·F per step) vs the sgemm 1024^3 peak of the same run,\n"
+        "and the payload bytes per step the exchange counted: per rank (the largest) sent and\n"
+        "received inside the node and across nodes, inter-node bytes per token of the world.",
         NULL,
         0,
         opts,
@@ -106,6 +128,12 @@ int moe_bench_layer_ep(int argc, char **argv) {
         fprintf(stderr, "moe bench layer --ep: --topk %d exceeds --experts %d\n", K, E);
         return MOE_EXIT_USAGE;
     }
+    if (bf16 && dedup) {
+        fprintf(stderr, "moe bench layer --ep: --bf16 with --dedup is not supported (the layer "
+                        "refuses it: rounding a dedup row's sum would depend on EP)\n");
+        return MOE_EXIT_USAGE;
+    }
+    const moe_comm_dtype dtype = bf16 ? MOE_COMM_BF16 : MOE_COMM_F32;
     if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
     moe_status st = moe_comm_init(&argc, &argv);
     if (st) {
@@ -118,6 +146,12 @@ int moe_bench_layer_ep(int argc, char **argv) {
     moe_bench_ep_result r1 = {0}, rc = {0};
     double peak = 0;
     if ((st = moe_bench_comm_world_ep(E, &c, &W))) goto done; // EP = all ranks
+    if (node_size > 0) {                                      // the same with fake nodes
+        moe_comm_free(c);
+        c = NULL;
+        moe_comm_params cp = {W, E, node_size, 0};
+        if ((st = moe_comm_create(&cp, &c))) goto done;
+    }
     moe_layer_params p;
     memset(&p, 0, sizeof p);
     p.router.D = D, p.router.E = E, p.router.K = K, p.router.renormalize = 1;
@@ -134,8 +168,8 @@ int moe_bench_layer_ep(int argc, char **argv) {
         dy[i] = (float)((double)(h >> 11) / 9007199254740992.0 * 2e-3 - 1e-3);
     }
     peak = moe_sgemm_peak(8);
-    if ((st = moe_bench_ep_run(c, &p, 1, dedup, sub, iters, x, dy, &r1))) goto done;
-    if ((st = moe_bench_ep_run(c, &p, chunks, dedup, sub, iters, x, dy, &rc))) goto done;
+    if ((st = moe_bench_ep_run(c, &p, 1, dedup, sub, dtype, iters, x, dy, &r1))) goto done;
+    if ((st = moe_bench_ep_run(c, &p, chunks, dedup, sub, dtype, iters, x, dy, &rc))) goto done;
     double p2 = moe_sgemm_peak(8);
     peak = p2 > peak ? p2 : peak;
     if ((st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, &peak, 1, MOE_COMM_MIN))) goto done;
@@ -144,6 +178,8 @@ int moe_bench_layer_ep(int argc, char **argv) {
         const double flops = 12.0 * (double)T * K * (double)D * (double)F;
         const double g1 = flops / r1.step / 1e9, gc = flops / rc.step / 1e9;
         const double hidden = r1.exch > 0 ? 1.0 - rc.exch / r1.exch : 0;
+        const int64_t *bm = r1.bytes_max, *bs = r1.bytes_sum; // the same with chunks
+        const double per_tok = (double)bs[1] / ((double)T * W), mb = 1.0 / (1 << 20);
         if (rank == 0 && json)
             printf("{\"bench\":\"layer_ep\",\"world\":%d,\"ep\":%d,\"T_per_rank\":%d,\"D\":%d,"
                    "\"F\":%d,\"E\":%d,\"k\":%d,\"dedup\":%d,\"chunks\":%d,"
@@ -153,13 +189,19 @@ int moe_bench_layer_ep(int argc, char **argv) {
                    "\"overlap_exchange_share\":%.4f,\"overlap_exchange_wait_max_seconds\":%.6f,"
                    "\"overlap_gflops\":%.2f,\"hidden_fraction\":%.4f,\"sgemm_peak_gflops\":%.2f,"
                    "\"fraction_of_peak\":%.4f,\"overlap_fraction_of_peak\":%.4f,"
-                   "\"expert_pairs_max\":%lld,\"expert_pairs_min\":%lld}\n",
+                   "\"expert_pairs_max\":%lld,\"expert_pairs_min\":%lld,\"dtype\":\"%s\","
+                   "\"node_size\":%d,\"bytes_sent_intranode_max\":%lld,"
+                   "\"bytes_sent_internode_max\":%lld,\"bytes_recv_intranode_max\":%lld,"
+                   "\"bytes_recv_internode_max\":%lld,\"bytes_intranode_total\":%lld,"
+                   "\"bytes_internode_total\":%lld,\"internode_bytes_per_token\":%.2f}\n",
                    W, W, T, D, F, E, K, dedup, chunks, r1.step, r1.exch, r1.exch / r1.step,
                    r1.exch_max, g1, rc.step, rc.exch, rc.exch / rc.step, rc.exch_max, gc, hidden,
-                   peak, g1 / peak, gc / peak, (long long)r1.pairs_max, (long long)r1.pairs_min);
+                   peak, g1 / peak, gc / peak, (long long)r1.pairs_max, (long long)r1.pairs_min,
+                   bf16 ? "bf16" : "f32", node_size, (long long)bm[0], (long long)bm[1],
+                   (long long)bm[2], (long long)bm[3], (long long)bs[0], (long long)bs[1], per_tok);
         else if (rank == 0) {
-            printf("EP layer W=EP=%d T=%d/rank D=%d F=%d E=%d k=%d GELU%s\n", W, T, D, F, E, K,
-                   dedup ? " dedup" : "");
+            printf("EP layer W=EP=%d T=%d/rank D=%d F=%d E=%d k=%d GELU%s, %s payloads\n", W, T, D,
+                   F, E, K, dedup ? " dedup" : "", bf16 ? "bf16" : "f32");
             printf("  no overlap : fwd+bwd %.1f ms (fwd %.1f), exchange %.1f ms = %.1f%% (%.1f ms "
                    "with load-imbalance wait), experts %.1f ms, %.1f GFLOP/s/rank = %.3f of sgemm "
                    "peak %.1f\n",
@@ -171,6 +213,11 @@ int moe_bench_layer_ep(int argc, char **argv) {
                    rc.exch_max * 1e3, gc, gc / peak);
             printf("  hidden_fraction %.3f (target >= 0.5); expert pairs per rank %lld..%lld\n",
                    hidden, (long long)r1.pairs_min, (long long)r1.pairs_max);
+            printf("  payload per step (counted): per rank at most %.2f MiB sent / %.2f MiB "
+                   "received inside a node, %.2f / %.2f MiB across nodes%s; world %.2f MiB "
+                   "intra, %.2f MiB inter = %.1f inter-node bytes per token\n",
+                   bm[0] * mb, bm[2] * mb, bm[1] * mb, bm[3] * mb,
+                   node_size > 0 ? " (fake nodes)" : "", bs[0] * mb, bs[1] * mb, per_tok);
         }
     }
 done:

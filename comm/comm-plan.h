@@ -10,7 +10,8 @@ struct moe_comm_plan {
     moe_comm_plan_params p;
     MPI_Comm comm;     // the group's communicator (owned by c)
     int P, me, rec;    // peers, my rank in the group, entries per count record (1 + El)
-    size_t wire_bytes; // token_bytes (+ K*8 with dedup)
+    size_t row_bytes;  // a token row on the wire: token_bytes, or token_bytes/2 with bf16
+    size_t wire_bytes; // row_bytes (+ K*8 with dedup)
     int64_t max_pairs; // expert-side (token, expert) pairs capacity: max_recv_rows * (K or 1)
     int counted;       // exchange_counts has run
 
@@ -26,6 +27,9 @@ struct moe_comm_plan {
     MPI_Datatype row_type[2]; // contiguous rows of token_bytes, wire_bytes (counts in rows)
 
     int64_t *cursor; // (P*El + P) pack scratch
+
+    int *peer_inter;     // (P) 1 if group rank d lives on another node than this rank
+    moe_comm_bytes sent; // payload bytes moved so far (moe_comm_plan_bytes)
 
     // hierarchical mode (NULL / MPI_COMM_NULL otherwise)
     MPI_Comm node_comm, leader_comm;

@@ -148,6 +148,12 @@ moe_status moe_comm_sync_grads(const moe_comm *c, moe_comm_grad_kind kind, float
 // exchange. Backward uses the same plan: combine-backward is FORWARD, dispatch-backward REVERSE.
 typedef enum { MOE_COMM_FORWARD = 0, MOE_COMM_REVERSE = 1 } moe_comm_dir;
 
+// Payload precision on the wire (= proto ParallelConfig.ExchangeDtype). With MOE_COMM_BF16 the
+// caller's rows stay fp32 in memory (token_bytes = D·4); a token row crosses as D bf16 values
+// (D·2 bytes), rounded to nearest even when packed (moe_comm_row_put, dispatch pack) and widened
+// exactly when unpacked (moe_comm_row_get, combine unpack). Arithmetic stays fp32 on both sides.
+typedef enum { MOE_COMM_F32 = 0, MOE_COMM_BF16 = 1 } moe_comm_dtype;
+
 typedef struct {
     moe_comm_group group;  // MOE_COMM_EP for dispatch/combine
     int n_local_experts;   // El (>= 1): entries per count record = 1 + El
@@ -160,6 +166,9 @@ typedef struct {
     int n_chunks;          // >= 1; > 1 = overlap: payload in chunks with MPI_Ialltoallv
     int hierarchical;      // 1 = node-leader gather, leader all-to-all, scatter
     int force_row_type;    // testing: count in row datatypes even when byte counts fit in int
+    moe_comm_dtype dtype;  // payload on the wire; BF16 needs token_bytes % 4 == 0 and no dedup
+                           // (a dedup row's sums over a peer's experts would round differently
+                           // for every EP: refused at plan creation)
 } moe_comm_plan_params;
 
 typedef struct moe_comm_plan moe_comm_plan;
@@ -173,8 +182,18 @@ typedef struct {
     float weight;
 } moe_comm_slot;
 
-// Wire row size: token_bytes, plus K × moe_comm_slot with dedup.
+// Wire row size: token_bytes, plus K × moe_comm_slot with dedup (fp32 rows; a plan's own sizes,
+// bf16 included, come from moe_comm_plan_row_bytes / moe_comm_plan_wire_bytes).
 size_t moe_comm_wire_bytes(size_t token_bytes, int top_k, int dedup);
+
+// bf16 conversion (the upper 16 bits of an IEEE fp32). Round to nearest, ties to even; NaN stays
+// NaN (quiet, sign kept; never rounded into Inf); ±Inf stays ±Inf; a finite value at or above
+// the bf16 overflow threshold (max bf16 3.3895314e38 plus half an ulp) becomes ±Inf, as IEEE
+// rounding does; subnormals round like any other value (no flush to zero). Widening is exact.
+uint16_t moe_comm_bf16_from_f32(float f);
+float moe_comm_f32_from_bf16(uint16_t h);
+// The value a bf16 payload carries for f: moe_comm_f32_from_bf16(moe_comm_bf16_from_f32(f)).
+float moe_comm_round_bf16(float f);
 
 // Setup (collective over the group: builds the hierarchical sub-communicators). Allocates every
 // array an exchange needs; no exchange call allocates.
@@ -182,7 +201,29 @@ moe_status moe_comm_plan_create(moe_comm *c, const moe_comm_plan_params *p, moe_
 void moe_comm_plan_free(moe_comm_plan *plan); // NULL-safe; collective when hierarchical
 moe_comm_plan_params moe_comm_plan_get_params(const moe_comm_plan *plan);
 int moe_comm_plan_peers(const moe_comm_plan *plan); // P
+// Bytes of one token row on the wire: token_bytes (F32) or token_bytes / 2 (BF16).
+size_t moe_comm_plan_row_bytes(const moe_comm_plan *plan);
+// Bytes of one dispatch wire row: row bytes, plus K × moe_comm_slot with dedup.
 size_t moe_comm_plan_wire_bytes(const moe_comm_plan *plan);
+// One token row between the caller's fp32 memory and the wire format: put writes D =
+// token_bytes/4 floats of src as a wire token row (bf16: rounded), get reads one back (widened).
+// F32 plans copy token_bytes bytes (any row type). Local, no MPI.
+void moe_comm_row_put(const moe_comm_plan *plan, void *row, const float *src);
+void moe_comm_row_get(const moe_comm_plan *plan, float *dst, const void *row);
+
+// Payload bytes this rank has moved through the plan since it was created (cumulative; a caller
+// takes differences): rows × wire row size of every exchange, chunk, split-phase chunk and raw
+// exchange, counted from the counts actually posted to MPI, split by whether the peer is on this
+// rank's node (moe_comm_node_of: a shared-memory domain, or a fake node in tests). Rows a rank
+// sends to itself cross no link and are not counted. The hierarchical exchange counts what this
+// rank really moves: a member's rows go to and come from its node leader (intra-node); the leader
+// also moves the other members' rows (gather, scatter: intra) and its node's rows to and from the
+// other leaders (inter-node). Count records (moe_comm_exchange_counts) are not included.
+typedef struct {
+    int64_t sent_intra, sent_inter; // bytes this rank sent to a peer on its node / another node
+    int64_t recv_intra, recv_inter; // bytes it received from one
+} moe_comm_bytes;
+moe_comm_bytes moe_comm_plan_bytes(const moe_comm_plan *plan);
 
 // Exchanges the count records: send_counts (P, 1+El) of this rank. Collective over the group.
 // Refused on every rank if any rank's totals exceed max_send_rows / max_recv_rows, or a count is
@@ -204,8 +245,8 @@ typedef moe_status (*moe_comm_chunk_fn)(void *ctx, const moe_comm_plan *plan, mo
                                         int chunk, int n_chunks);
 
 // The payload exchange. FORWARD: send = token-side buffer (R_send, row_bytes), recv = expert-side
-// buffer (R_recv, row_bytes); REVERSE: the opposite. row_bytes must be the plan's token_bytes or
-// wire_bytes. on_chunk may be NULL. With n_chunks > 1 the rows for every peer are cut into
+// buffer (R_recv, row_bytes); REVERSE: the opposite. row_bytes must be the plan's row bytes
+// (moe_comm_plan_row_bytes: token rows) or wire bytes. on_chunk may be NULL. With n_chunks > 1 the rows for every peer are cut into
 // n_chunks contiguous slices; slice c of every peer moves in one MPI_Ialltoallv posted before
 // on_chunk(c - 1) runs, so compute on chunk c-1 overlaps the exchange of chunk c. The bytes that
 // arrive are identical with or without chunks and with or without hierarchical mode.
@@ -214,7 +255,7 @@ typedef moe_status (*moe_comm_chunk_fn)(void *ctx, const moe_comm_plan *plan, mo
 moe_status moe_comm_exchange(moe_comm_plan *plan, moe_comm_dir dir, size_t row_bytes,
                              const void *send, void *recv, moe_comm_chunk_fn on_chunk, void *ctx);
 // The two forward-pass exchanges by name: dispatch = FORWARD of wire rows (wire_bytes),
-// combine = REVERSE of token rows (token_bytes).
+// combine = REVERSE of token rows (row bytes).
 moe_status moe_comm_dispatch(moe_comm_plan *plan, const void *send, void *recv,
                              moe_comm_chunk_fn on_chunk, void *ctx);
 moe_status moe_comm_combine(moe_comm_plan *plan, const void *back, void *ret,
@@ -246,6 +287,7 @@ void moe_comm_chunk_range(const moe_comm_plan *plan, moe_comm_dir dir, int chunk
 // Token side. expert_ids (T, K) global expert ids in [0, P*El) or -1 (dropped); weights (T, K)
 // combine weights (may be NULL = 1). Fills send_counts (P, 1+El), the wire rows `send`
 // (R, wire_bytes), and row_src (R): for each wire row, t*K + k without dedup, t with dedup.
+// x is (T, token_bytes) bytes; with BF16, (T, D) floats rounded into the rows.
 // Order: stable counting sort by (peer, local expert) without dedup, by (peer, token) with dedup.
 // Refused if the rows would exceed max_send_rows. Purely local (no MPI).
 moe_status moe_comm_dispatch_pack(moe_comm_plan *plan, int64_t T,
@@ -258,9 +300,9 @@ moe_status moe_comm_dispatch_pack(moe_comm_plan *plan, int64_t T,
 // (below) name the local experts it goes to. The reduction back to one row per wire row (combine:
 // weighted by the slot weights under dedup; dispatch-backward: dx summed) is the receiver's too.
 // Token side, after the REVERSE exchange: y[t] += w * back[u] for every wire row u (row_src from
-// pack). Without dedup w = weights[t*K+k] (1 if NULL); with dedup the weights were applied on the
-// expert side and w = 1. y (T, D) is ADDED into.
-void moe_comm_combine_unpack(const moe_comm_plan *plan, const float *back /* (R_send, D) */,
+// pack; back[u] widened to fp32 with BF16). Without dedup w = weights[t*K+k] (1 if NULL); with
+// dedup the weights were applied on the expert side and w = 1. y (T, D) is ADDED into.
+void moe_comm_combine_unpack(const moe_comm_plan *plan, const void *back /* (R_send, row bytes) */,
                              const int32_t *row_src, const float *weights, int64_t T,
                              float *y /* (T, D) */);
 

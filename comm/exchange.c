@@ -2,6 +2,8 @@
 // (MPI_Alltoallv, byte counts; row datatypes when bytes overflow int), chunked (MPI_Ialltoallv,
 // one slice of every peer block per chunk, callback per arrival) or hierarchical (node leaders).
 // Every array an exchange touches is sized in moe_comm_plan_create; exchanges never allocate.
+// Each payload transfer adds its bytes to the plan's counters (intra- / inter-node) from the very
+// counts handed to MPI.
 #include "comm-plan.h"
 
 #include <limits.h>
@@ -25,6 +27,7 @@ void moe_comm_plan_free(moe_comm_plan *pl) {
     free(pl->chunk_arr);
     free(pl->reqs);
     free(pl->cursor);
+    free(pl->peer_inter);
     free(pl->node_of);
     free(pl->members);
     free(pl->node_start);
@@ -116,6 +119,20 @@ moe_status moe_comm_plan_create(moe_comm *c, const moe_comm_plan_params *p, moe_
                              "exchange plan: dedup needs float rows, token_bytes %zu "
                              "is not a multiple of 4",
                              p->token_bytes);
+    if (p->dtype != MOE_COMM_F32 && p->dtype != MOE_COMM_BF16)
+        return moe_set_error(MOE_EINVAL, "exchange plan: payload dtype %d is neither f32 nor bf16",
+                             (int)p->dtype);
+    if (p->dtype == MOE_COMM_BF16 && (p->token_bytes % sizeof(float)))
+        return moe_set_error(MOE_EINVAL,
+                             "exchange plan: bf16 payloads need float rows, token_bytes %zu is "
+                             "not a multiple of 4",
+                             p->token_bytes);
+    if (p->dtype == MOE_COMM_BF16 && p->dedup)
+        return moe_set_error(MOE_EINVAL,
+                             "exchange plan: bf16 payloads with dedup are not supported: a dedup "
+                             "row returns the sum over the token's experts on one peer, and "
+                             "rounding that sum would depend on which experts share a rank (the "
+                             "EP size); use dedup or bf16, not both");
     moe_comm_plan *pl = moe_xcalloc(1, sizeof *pl);
     moe_status st = MOE_OK;
     pl->c = c;
@@ -124,7 +141,8 @@ moe_status moe_comm_plan_create(moe_comm *c, const moe_comm_plan_params *p, moe_
     pl->P = moe_comm_size(c, p->group);
     pl->me = moe_comm_rank(c, p->group);
     pl->rec = 1 + p->n_local_experts;
-    pl->wire_bytes = moe_comm_wire_bytes(p->token_bytes, K, p->dedup);
+    pl->row_bytes = p->dtype == MOE_COMM_BF16 ? p->token_bytes / 2 : p->token_bytes;
+    pl->wire_bytes = moe_comm_wire_bytes(pl->row_bytes, K, p->dedup);
     pl->max_pairs = p->max_recv_rows * (p->dedup ? K : 1);
     pl->node_comm = pl->leader_comm = MPI_COMM_NULL;
     pl->row_type[0] = pl->row_type[1] = MPI_DATATYPE_NULL;
@@ -140,7 +158,11 @@ moe_status moe_comm_plan_create(moe_comm *c, const moe_comm_plan_params *p, moe_
     pl->reqs = moe_xcalloc((size_t)p->n_chunks * 3, sizeof(MPI_Request));
     pl->cursor = moe_xcalloc(P * El + P, sizeof(int64_t));
     for (int i = 0; i < 3 * p->n_chunks; i++) pl->reqs[i] = MPI_REQUEST_NULL;
-    size_t sizes[2] = {p->token_bytes, pl->wire_bytes};
+    pl->peer_inter = moe_xcalloc(P, sizeof(int));
+    const int my_node = c->node_of[moe_comm_world_rank_of(c, p->group, pl->me)];
+    for (int d = 0; d < pl->P; d++)
+        pl->peer_inter[d] = c->node_of[moe_comm_world_rank_of(c, p->group, d)] != my_node;
+    size_t sizes[2] = {pl->row_bytes, pl->wire_bytes};
     for (int i = 0; i < 2; i++) {
         if (sizes[i] > INT_MAX) {
             st = moe_set_error(MOE_EINVAL, "exchange plan: row of %zu bytes exceeds INT_MAX",
@@ -160,7 +182,28 @@ fail:
 
 moe_comm_plan_params moe_comm_plan_get_params(const moe_comm_plan *pl) { return pl->p; }
 int moe_comm_plan_peers(const moe_comm_plan *pl) { return pl->P; }
+size_t moe_comm_plan_row_bytes(const moe_comm_plan *pl) { return pl->row_bytes; }
 size_t moe_comm_plan_wire_bytes(const moe_comm_plan *pl) { return pl->wire_bytes; }
+moe_comm_bytes moe_comm_plan_bytes(const moe_comm_plan *pl) { return pl->sent; }
+
+// Adds bytes sent to and received from group rank `peer` (nothing for this rank itself).
+static void moe_comm_count(moe_comm_plan *pl, int peer, int64_t sent, int64_t recv) {
+    if (peer == pl->me) return;
+    if (pl->peer_inter[peer]) {
+        pl->sent.sent_inter += sent;
+        pl->sent.recv_inter += recv;
+    } else {
+        pl->sent.sent_intra += sent;
+        pl->sent.recv_intra += recv;
+    }
+}
+
+// Counts a flat transfer from its count array (the layout moe_comm_fill_chunk writes), given
+// the bytes per count unit (1 for MPI_BYTE counts, the row size for row datatypes).
+static void moe_comm_count_arr(moe_comm_plan *pl, const int *a, int64_t unit_bytes) {
+    for (int d = 0; d < pl->P; d++)
+        moe_comm_count(pl, d, (int64_t)a[d] * unit_bytes, (int64_t)a[2 * pl->P + d] * unit_bytes);
+}
 
 const int32_t *moe_comm_plan_counts(const moe_comm_plan *pl, moe_comm_dir side) {
     MOE_ASSERT(pl->counted);
@@ -290,8 +333,8 @@ static moe_status moe_comm_exchange_hier(moe_comm_plan *pl, moe_comm_dir dir, si
 moe_status moe_comm_exchange(moe_comm_plan *pl, moe_comm_dir dir, size_t row_bytes,
                              const void *send, void *recv, moe_comm_chunk_fn on_chunk, void *ctx) {
     MOE_ASSERT(pl && pl->counted);
-    MOE_ASSERT(row_bytes == pl->p.token_bytes || row_bytes == pl->wire_bytes);
-    MPI_Datatype rt = row_bytes == pl->p.token_bytes ? pl->row_type[0] : pl->row_type[1];
+    MOE_ASSERT(row_bytes == pl->row_bytes || row_bytes == pl->wire_bytes);
+    MPI_Datatype rt = row_bytes == pl->row_bytes ? pl->row_type[0] : pl->row_type[1];
     const int nc = pl->p.n_chunks;
     moe_status st = MOE_OK, cb = MOE_OK;
     // On one node the hierarchy has nothing to aggregate: the flat exchange is the same bytes.
@@ -306,10 +349,12 @@ moe_status moe_comm_exchange(moe_comm_plan *pl, moe_comm_dir dir, size_t row_byt
     const int bytes_ok = !pl->p.force_row_type && rows * (int64_t)row_bytes <= INT_MAX;
     const int64_t unit = bytes_ok ? (int64_t)row_bytes : 1;
     MPI_Datatype type = bytes_ok ? MPI_BYTE : rt;
+    const int64_t ub = bytes_ok ? 1 : (int64_t)row_bytes; // bytes per count
     const int P = pl->P;
     if (nc == 1) {
         int *a = pl->chunk_arr;
         moe_comm_fill_chunk(pl, dir, 0, 1, unit, a);
+        moe_comm_count_arr(pl, a, ub);
         MOE_MPI(MPI_Alltoallv(send, a, a + P, type, recv, a + 2 * P, a + 3 * P, type, pl->comm));
         return on_chunk ? on_chunk(ctx, pl, dir, 0, 1) : MOE_OK;
     }
@@ -320,6 +365,7 @@ moe_status moe_comm_exchange(moe_comm_plan *pl, moe_comm_dir dir, size_t row_byt
         while (posted <= c + 1 && posted < nc) {
             int *a = pl->chunk_arr + (size_t)posted * 4 * (size_t)P;
             moe_comm_fill_chunk(pl, dir, posted, nc, unit, a);
+            moe_comm_count_arr(pl, a, ub);
             int rc = MPI_Ialltoallv(send, a, a + P, type, recv, a + 2 * P, a + 3 * P, type,
                                     pl->comm, &pl->reqs[posted]);
             if (rc != MPI_SUCCESS) {
@@ -345,18 +391,19 @@ moe_status moe_comm_plan_progress(moe_comm_plan *pl) {
 moe_status moe_comm_chunk_post(moe_comm_plan *pl, moe_comm_dir dir, size_t row_bytes,
                                const void *send, void *recv, int chunk) {
     MOE_ASSERT(pl && pl->counted && chunk >= 0 && chunk < pl->p.n_chunks);
-    MOE_ASSERT(row_bytes == pl->p.token_bytes || row_bytes == pl->wire_bytes);
+    MOE_ASSERT(row_bytes == pl->row_bytes || row_bytes == pl->wire_bytes);
     MOE_ASSERT(!(pl->p.hierarchical && pl->n_nodes > 1)); // split phase is flat only
     const int nc = pl->p.n_chunks, P = pl->P;
     const size_t slot = (size_t)nc + (size_t)dir * (size_t)nc + (size_t)chunk;
     MOE_ASSERT(pl->reqs[slot] == MPI_REQUEST_NULL);
-    MPI_Datatype rt = row_bytes == pl->p.token_bytes ? pl->row_type[0] : pl->row_type[1];
+    MPI_Datatype rt = row_bytes == pl->row_bytes ? pl->row_type[0] : pl->row_type[1];
     const int64_t rows = pl->send_rows > pl->recv_rows ? pl->send_rows : pl->recv_rows;
     const int bytes_ok = !pl->p.force_row_type && rows * (int64_t)row_bytes <= INT_MAX;
     const int64_t unit = bytes_ok ? (int64_t)row_bytes : 1;
     MPI_Datatype type = bytes_ok ? MPI_BYTE : rt;
     int *a = pl->chunk_arr + slot * 4 * (size_t)P;
     moe_comm_fill_chunk(pl, dir, chunk, nc, unit, a);
+    moe_comm_count_arr(pl, a, bytes_ok ? 1 : (int64_t)row_bytes);
     MOE_MPI(MPI_Ialltoallv(send, a, a + P, type, recv, a + 2 * P, a + 3 * P, type, pl->comm,
                            &pl->reqs[slot]));
     return MOE_OK;
@@ -376,7 +423,7 @@ moe_status moe_comm_dispatch(moe_comm_plan *pl, const void *send, void *recv,
 
 moe_status moe_comm_combine(moe_comm_plan *pl, const void *back, void *ret,
                             moe_comm_chunk_fn on_chunk, void *ctx) {
-    return moe_comm_exchange(pl, MOE_COMM_REVERSE, pl->p.token_bytes, back, ret, on_chunk, ctx);
+    return moe_comm_exchange(pl, MOE_COMM_REVERSE, pl->row_bytes, back, ret, on_chunk, ctx);
 }
 
 moe_status moe_comm_exchange_raw(moe_comm_plan *pl, moe_comm_dir dir, size_t row_bytes,
@@ -390,6 +437,7 @@ moe_status moe_comm_exchange_raw(moe_comm_plan *pl, moe_comm_dir dir, size_t row
                              (long long)rows, row_bytes);
     int *a = pl->chunk_arr;
     moe_comm_fill_chunk(pl, dir, 0, 1, (int64_t)row_bytes, a);
+    moe_comm_count_arr(pl, a, 1);
     const int P = pl->P;
     MOE_MPI(
         MPI_Alltoallv(send, a, a + P, MPI_BYTE, recv, a + 2 * P, a + 3 * P, MPI_BYTE, pl->comm));
@@ -424,6 +472,11 @@ static moe_status moe_comm_exchange_hier(moe_comm_plan *pl, moe_comm_dir dir, si
             dsp[i] = off;
             off += (int)n;
         }
+    // Bytes: a member sends its rows to the leader and gets its rows back from it; the leader
+    // receives the members' rows, moves the node's rows to and from the other leaders, scatters.
+    if (!pl->is_leader) moe_comm_count(pl, mem[0], my_send * (int64_t)rb, my_recv * (int64_t)rb);
+    for (int i = 1; pl->is_leader && i < q; i++)
+        moe_comm_count(pl, mem[i], 0, cnt[i] * (int64_t)rb);
     MOE_MPI(MPI_Gatherv(send, (int)my_send, rt, A, cnt, dsp, rt, 0, pl->node_comm));
     if (pl->is_leader) {
         // (2) B: for each destination node, each destination member, each of my sources.
@@ -459,6 +512,10 @@ static moe_status moe_comm_exchange_hier(moe_comm_plan *pl, moe_comm_dir dir, si
             cnt2[k] = (int)(coff - start);
             dsp2[k] = (int)start;
         }
+        for (int k = 0; k < nn; k++)
+            if (k != pl->my_node) // the peer: node k's leader
+                moe_comm_count(pl, pl->members[pl->node_start[k]], cnt[k] * (int64_t)rb,
+                               cnt2[k] * (int64_t)rb);
         MOE_MPI(MPI_Alltoallv(B, cnt, dsp, rt, A, cnt2, dsp2, rt, pl->leader_comm));
         // (4) D: for each of my members, sources in group order.
         int64_t doff = 0;
@@ -474,6 +531,8 @@ static moe_status moe_comm_exchange_hier(moe_comm_plan *pl, moe_comm_dir dir, si
         }
     }
     // (5) scatter
+    for (int i = 1; pl->is_leader && i < q; i++)
+        moe_comm_count(pl, mem[i], cnt[i] * (int64_t)rb, 0);
     MOE_MPI(MPI_Scatterv(B, cnt, dsp, rt, recv, (int)my_recv, rt, 0, pl->node_comm));
 #undef M
     return MOE_OK;

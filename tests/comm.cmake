@@ -29,3 +29,8 @@ set_tests_properties(test_comm_topo_refused_np2 PROPERTIES LABELS "mpi;np2;comm"
 # moe_comm_agree: worst status and the failing rank's message on every rank.
 moe_add_mpi_test(test_comm_agree SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_comm_agree.c
   NP 1 2 4 LABELS comm)
+# bf16 payload conversion: hand-made patterns and a reference (no MPI).
+moe_add_test(test_comm_bf16 SOURCES test_comm_bf16.c LABELS comm)
+# Payload byte counters (intra/inter node, every exchange mode, fp32 and bf16) on known routing.
+moe_add_mpi_test(test_comm_bytes SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_comm_bytes.c
+  NP 1 2 4 LABELS comm)

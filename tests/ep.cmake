@@ -18,3 +18,11 @@ moe_add_mpi_test(test_ep_noalloc SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_ep_noa
 # nodes an EP group spans, refused where an EP group lies inside one node or nodes are unequal.
 moe_add_mpi_test(test_node_limited SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_node_limited.c
   NP 1 2 4 LABELS ep)
+# bf16 payloads with fake one-rank nodes: the counted inter-node bytes appear in the output.
+add_test(NAME test_ep_bench_bf16_np2
+  COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 --allow-run-as-root --oversubscribe
+          $<TARGET_FILE:moe> bench layer --ep --json --tokens 256 --dim 64 --ffn 128 --iters 1
+          --bf16 --node-size 1)
+set_tests_properties(test_ep_bench_bf16_np2 PROPERTIES LABELS "mpi;np2;ep"
+  ENVIRONMENT "${MOE_TEST_ENV}" TIMEOUT 120 PROCESSORS 2
+  PASS_REGULAR_EXPRESSION "\"dtype\":\"bf16\",\"node_size\":1,.*\"internode_bytes_per_token\":[1-9]")

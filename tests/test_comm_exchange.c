@@ -138,7 +138,8 @@ static void test_raw(moe_comm *c, const char *tag) {
                                    max_recv,
                                    MODES[m].n_chunks,
                                    MODES[m].hierarchical,
-                                   MODES[m].force_row_type};
+                                   MODES[m].force_row_type,
+                                   MOE_COMM_F32};
         OK(moe_comm_plan_create(c, &pp, &plans[m]));
         recv[m] = calloc((size_t)max_recv, sizeof(raw_row));
         ret[m] = calloc((size_t)max_send, sizeof(raw_row));
@@ -330,8 +331,9 @@ static void test_pack(moe_comm *c, int dedup, int n_chunks, int hierarchical, co
     moe_comm_info in = moe_comm_get_info(c);
     const int P = in.ep_size, El = in.n_local_experts, rec = 1 + El;
     const int64_t max_send = TMAX * K, max_recv = (int64_t)P * TMAX * K, max_pairs = max_recv * K;
-    moe_comm_plan_params pp = {MOE_COMM_EP, El,       K,        dedup,        D * sizeof(float),
-                               max_send,    max_recv, n_chunks, hierarchical, 0};
+    moe_comm_plan_params pp = {MOE_COMM_EP,       El,       K,           dedup,
+                               D * sizeof(float), max_send, max_recv,    n_chunks,
+                               hierarchical,      0,        MOE_COMM_F32};
     moe_comm_plan *pl;
     OK(moe_comm_plan_create(c, &pp, &pl));
     const size_t wb = moe_comm_plan_wire_bytes(pl);
@@ -457,7 +459,7 @@ static void test_pack(moe_comm *c, int dedup, int n_chunks, int hierarchical, co
 static void test_refusals(moe_comm *c) {
     moe_comm_info in = moe_comm_get_info(c);
     const int P = in.ep_size, El = in.n_local_experts, rec = 1 + El;
-    moe_comm_plan_params pp = {MOE_COMM_EP, El, K, 0, 16, 100, 3, 1, 0, 0};
+    moe_comm_plan_params pp = {MOE_COMM_EP, El, K, 0, 16, 100, 3, 1, 0, 0, MOE_COMM_F32};
     moe_comm_plan *pl;
     OK(moe_comm_plan_create(c, &pp, &pl));
     int32_t *counts = calloc((size_t)P * rec, sizeof(int32_t));

@@ -43,7 +43,7 @@ static void test_invariance(int W, int ep) {
     }
     // Expert gradient rows travel to the rank owning the expert (the dispatch path).
     moe_comm_plan_params pp = {MOE_COMM_EP,     El, 1, 0, N * sizeof(float), B,
-                               (int64_t)B * ep, 1,  0, 0};
+                               (int64_t)B * ep, 1,  0, 0, MOE_COMM_F32};
     moe_comm_plan *pl;
     OK(moe_comm_plan_create(c, &pp, &pl));
     float *send = calloc((size_t)B * N, sizeof(float)),

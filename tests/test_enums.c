@@ -121,6 +121,19 @@ static void test_unknown_proto_values(void) {
     CHECK(strstr(moe_last_error(), "token_choice") && strstr(moe_last_error(), "expert_choice"),
           "message lists the values: %s", moe_last_error());
     cfg->router->strategy = MOE__ROUTER_CONFIG__STRATEGY__token_choice;
+    if (!cfg->parallel) { // freed with the config (protobuf-c's default allocator: malloc)
+        cfg->parallel = malloc(sizeof *cfg->parallel);
+        MOE_ASSERT(cfg->parallel);
+        moe__parallel_config__init(cfg->parallel);
+    }
+    { // the exchange payload type (bf16 payloads)
+        cfg->parallel->exchange_dtype = (Moe__ParallelConfig__ExchangeDtype)7;
+        expect_refused(moe_config_validate(cfg, 1), "validate, exchange_dtype 7",
+                       "parallel.exchange_dtype", "7");
+        CHECK(strstr(moe_last_error(), "bf16"), "message lists bf16: %s", moe_last_error());
+        cfg->parallel->exchange_dtype = MOE__PARALLEL_CONFIG__EXCHANGE_DTYPE__bf16;
+        CHECK(moe_config_validate(cfg, 1) == MOE_OK, "bf16: %s", moe_last_error());
+    }
     cfg->model->norm = (Moe__ModelConfig__Norm)42;
     expect_refused(moe_config_validate(cfg, 1), "validate, norm 42", "model.norm", "42");
     expect_refused(moe_model_check(cfg), "model check, norm 42", "model.norm", "42");

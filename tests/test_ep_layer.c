@@ -3,6 +3,8 @@
 // nodes), the outputs, dx and the synced gradients (gathered to rank 0) equal the one-rank layer
 // run on the global batch on rank 0, and the global stats equal its stats. Also a rank with no
 // tokens, an expert with no tokens, and invalid layouts refused through moe_ep_layer_create.
+// With bf16 payloads the reference is the same one-rank computation with the payload rounded at
+// the same four points (ref_bf16); see there for why it can match to 1e-5.
 #include "ep-layer.h"
 #include "test-util.h"
 
@@ -97,6 +99,83 @@ static void sync_grads(moe_comm *c, const moe_layer_params *p, int64_t El, moe_l
         if (t[i].g && t[i].n > 0) OK(moe_comm_sync_grads(c, t[i].k, t[i].g, (size_t)t[i].n));
 }
 
+// The bf16 reference on the global batch: the one-rank layer's computation (router, experts,
+// shared experts from their modules) with every (token, expert) pair's payload rounded where the
+// expert-parallel layer rounds it — x_t on dispatch, FFN_e(x) on combine, w·dy_t on
+// combine-backward, dFFN_e/dx on dispatch-backward — and fp32 arithmetic elsewhere. It can match
+// to 1e-5 only if the values being rounded are bit-identical (else a value next to a rounding
+// boundary lands one bf16 ulp apart): the expert GEMMs run one row at a time here and in the
+// layer (sub_rows = 1), and run() makes the gate logits exact (dyadic x and Wg), so the router's
+// weights do not depend on how many tokens a rank's GEMM had.
+static void ref_bf16(const moe_layer_params *p, const moe_layer_weights *w, const float *x,
+                     const float *dy, int64_t T, const float *bias, const moe_route_opts *o,
+                     float *y, float *dx, moe_layer_weights *g) {
+    const int64_t D = p->router.D, F = p->F;
+    moe_route_plan *pl;
+    OK(moe_route_plan_create(&p->router, T, &pl));
+    moe_router_forward(&p->router, pl, NULL, x, w->wg, w->bg, bias, T, o); // stats: the layer's
+    moe_experts_params e1 = moe_layer_routed_params(p);
+    e1.n_experts = 1;
+    const int64_t R = pl->n_rows > 0 ? pl->n_rows : 1, spr = moe_experts_save_per_row(&e1),
+                  scr = moe_experts_scratch_per_row(&e1), one[2] = {0, 1};
+    float *xin = moe_xcalloc((size_t)(R * D), sizeof(float));
+    float *out = moe_xcalloc((size_t)(R * D), sizeof(float));
+    float *dout = moe_xcalloc((size_t)(R * D), sizeof(float));
+    float *dxin = moe_xcalloc((size_t)(R * D), sizeof(float));
+    float *save = moe_xcalloc((size_t)(R * spr), sizeof(float));
+    float *scratch = moe_xcalloc((size_t)(R * scr), sizeof(float));
+    float *drw = moe_xcalloc((size_t)R, sizeof(float));
+    memset(y, 0, (size_t)(T * D) * sizeof(float));
+    for (int e = 0; e < p->router.E; e++) {
+        moe_expert_weights we = moe_experts_slice(&w->experts, D, F, e);
+        for (int64_t r = pl->offsets[e]; r < pl->offsets[e + 1]; r++) {
+            const int64_t t = pl->row_token[r];
+            for (int64_t d = 0; d < D; d++) xin[r * D + d] = moe_comm_round_bf16(x[t * D + d]);
+            moe_experts_forward(&e1, out + r * D, save + r * spr, &we, one, xin + r * D);
+            for (int64_t d = 0; d < D; d++)
+                y[t * D + d] += pl->row_weight[r] * moe_comm_round_bf16(out[r * D + d]);
+        }
+    }
+    moe_experts_params sp = moe_layer_shared_params(p);
+    moe_shared_buffers sh = {0};
+    if (p->n_shared > 0) {
+        moe_shared_buffers_alloc(&sh, &sp, T);
+        moe_shared_forward(&sp, &sh, y, &w->shared, p->shared_gate ? w->ws : NULL, x, T);
+    }
+    memset(dx, 0, (size_t)(T * D) * sizeof(float));
+    for (int e = 0; e < p->router.E; e++) {
+        moe_expert_weights we = moe_experts_slice(&w->experts, D, F, e);
+        moe_expert_weights ge = moe_experts_slice(&g->experts, D, F, e);
+        for (int64_t r = pl->offsets[e]; r < pl->offsets[e + 1]; r++) {
+            const int64_t t = pl->row_token[r];
+            float acc = 0;
+            for (int64_t d = 0; d < D; d++) {
+                acc += dy[t * D + d] * moe_comm_round_bf16(out[r * D + d]);
+                dout[r * D + d] = moe_comm_round_bf16(pl->row_weight[r] * dy[t * D + d]);
+            }
+            drw[r] = acc;
+            moe_experts_backward(&e1, dxin + r * D, &ge, scratch + r * scr, &we, one, xin + r * D,
+                                 save + r * spr, dout + r * D);
+            for (int64_t d = 0; d < D; d++) dx[t * D + d] += moe_comm_round_bf16(dxin[r * D + d]);
+        }
+    }
+    moe_router_backward(&p->router, pl, drw, x, w->wg, dx, g->wg, g->bg);
+    if (p->n_shared > 0) {
+        const int gate = p->shared_gate;
+        moe_shared_backward(&sp, &sh, dx, &g->shared, gate ? g->ws : NULL, &w->shared,
+                            gate ? w->ws : NULL, x, dy, T);
+        moe_shared_buffers_free(&sh);
+    }
+    free(xin);
+    free(out);
+    free(dout);
+    free(dxin);
+    free(save);
+    free(scratch);
+    free(drw);
+    moe_route_plan_free(pl);
+}
+
 // One case at one layout and option set; returns the failures (agreed on every rank).
 static int run(const ep_case *cs, int ep, const moe_ep_options *o, uint64_t seed) {
     const int W = g_W;
@@ -120,10 +199,14 @@ static int run(const ep_case *cs, int ep, const moe_ep_options *o, uint64_t seed
     uint64_t st = seed * 7919 + 11;
     float *x = moe_xcalloc((size_t)(Tg * D), sizeof(float));
     float *dy = moe_xcalloc((size_t)(Tg * D), sizeof(float));
+    const int bf16 = o->dtype == MOE_COMM_BF16;
     for (int64_t i = 0; i < Tg * D; i++) {
         int64_t t = i / D, src = cs->tie_period > 0 ? (t % cs->tie_period) * D + i % D : i;
         x[i] = src == i ? (float)(3 * test_urand(&st) - 1.5) : x[src];
         dy[i] = (float)(2 * test_urand(&st) - 1);
+        // bf16: x on a 2^-12 grid (13 significant bits: still rounded on dispatch) so that x·Wg
+        // with Wg on a 2^-4 grid is exact in fp32 whatever the GEMM's order (see ref_bf16).
+        if (bf16) x[i] = ldexpf(rintf(ldexpf(x[i], 12)), -12);
     }
     float bias[E_] = {0};
     bias[cs->bias_which] = (float)cs->bias_e;
@@ -132,6 +215,10 @@ static int run(const ep_case *cs, int ep, const moe_ep_options *o, uint64_t seed
     int64_t nw = moe_layer_weights_alloc(&p, &w);
     moe_layer_weights_alloc(&p, &g);
     moe_layer_weights_init(&p, &w, seed);
+    for (int64_t i = 0; bf16 && i < D * E; i++) // Wg (and bg) on a 2^-4 grid in [-1/2, 1/2]
+        w.wg[i] = (float)((int)(test_urand(&st) * 17) - 8) / 16.0f;
+    for (int64_t i = 0; bf16 && w.bg && i < E; i++)
+        w.bg[i] = (float)((int)(test_urand(&st) * 17) - 8) / 16.0f;
     moe_layer_weights wv = moe_ep_local_view(&p, &w, in.first_expert);
     moe_layer_weights gv = moe_ep_local_view(&p, &g, in.first_expert);
 
@@ -166,8 +253,8 @@ static int run(const ep_case *cs, int ep, const moe_ep_options *o, uint64_t seed
 
     int fails = 0;
     char what[256];
-    snprintf(what, sizeof what, "%s [W=%d EP=%d dedup=%d chunks=%d hier=%d]", cs->name, W, ep,
-             o->dedup, o->n_chunks, o->hierarchical);
+    snprintf(what, sizeof what, "%s [W=%d EP=%d dedup=%d chunks=%d hier=%d%s]", cs->name, W, ep,
+             o->dedup, o->n_chunks, o->hierarchical, bf16 ? " bf16" : "");
     if (g_rank == 0) {
         // The one-rank layer on the global batch.
         moe_layer_params p1 = p;
@@ -182,6 +269,23 @@ static int run(const ep_case *cs, int ep, const moe_ep_options *o, uint64_t seed
         moe_route_stats rs;
         moe_layer_forward(R, yr, &rs, x, Tg, &w, bp, &o1);
         moe_layer_backward(R, dxr, &gr, dy, &w);
+        if (bf16) {
+            // The rounding must show: the fp32 layer is further from the result than 1e-5 allows
+            // (relative max error of about 2^-9); then the bf16 reference replaces it.
+            double mx = 0, dmax = 0;
+            for (int64_t i = 0; i < Tg * D; i++) {
+                mx = fmax(mx, fabs(yr[i]));
+                dmax = fmax(dmax, fabs(yall[i] - yr[i]));
+            }
+            if (Tg > 0 && dmax <= 1e-4 * fmax(mx, 1e-3)) {
+                fprintf(stderr, "FAIL %s: y within %.3g of the fp32 layer: no rounding?\n", what,
+                        dmax / fmax(mx, 1e-3));
+                fails++;
+            }
+            moe_layer_weights_free(&gr);
+            moe_layer_weights_alloc(&p, &gr);
+            ref_bf16(&p, &w, x, dy, Tg, bp, &o1, yr, dxr, &gr);
+        }
         fails += test_close(what, "y", yall, yr, Tg * D, 1.0, 1e-5);
         fails += test_close(what, "dx", dxall, dxr, Tg * D, 1.0 / W, 1e-5);
         int nr = tensors(&p, &gr, nm, wp, gn);
@@ -282,6 +386,15 @@ static int refused(void) {
                 moe_last_error());
         fails++;
     }
+    // bf16 payloads with dedup: refused with the reason (layout invariance).
+    p.router.E = 8;
+    moe_ep_options ob = {1, 1, 0, 0, 0, MOE_COMM_BF16};
+    st = moe_ep_layer_create(&p, c, &ob, &L);
+    if (st != MOE_EINVAL || !strstr(moe_last_error(), "dedup") || L) {
+        fprintf(stderr, "FAIL refused: bf16 with dedup: status %d, message '%s'\n", st,
+                moe_last_error());
+        fails++;
+    }
     moe_comm_free(c);
     return fails;
 }
@@ -297,7 +410,7 @@ static int capacity_refused(void) {
         OK(moe_comm_create(&cp, &c));
         moe_layer_params p = mk(MOE_ACT_GELU);
         p.T_max = 8;
-        moe_ep_options o = {dedup, 1, 0, dedup ? 12 : 4, 0};
+        moe_ep_options o = {dedup, 1, 0, dedup ? 12 : 4, 0, MOE_COMM_F32};
         moe_ep_layer *L;
         OK(moe_ep_layer_create(&p, c, &o, &L));
         moe_comm_info in = moe_comm_get_info(c);
@@ -370,9 +483,15 @@ int main(int argc, char **argv) {
         for (int ep = 1; ep <= g_W; ep++) {
             if (g_W % ep || E_ % ep) continue;
             for (int opt = 0; opt < 8; opt++) {
-                moe_ep_options o = {opt & 1, opt & 2 ? 3 : 1, (opt >> 2) & 1, 0, 3};
+                moe_ep_options o = {opt & 1, opt & 2 ? 3 : 1, (opt >> 2) & 1, 0, 3, MOE_COMM_F32};
                 int f = run(&cs[i], ep, &o, 100 + (uint64_t)i);
                 fails += f;
+                runs++;
+            }
+            // bf16 payloads (no dedup: refused), chunks 1/3 × hierarchical, GEMMs row by row.
+            for (int opt = 0; opt < 4; opt++) {
+                moe_ep_options o = {0, opt & 1 ? 3 : 1, opt >> 1, 0, 1, MOE_COMM_BF16};
+                fails += run(&cs[i], ep, &o, 100 + (uint64_t)i);
                 runs++;
             }
             if (g_rank == 0)

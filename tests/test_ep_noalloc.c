@@ -39,7 +39,7 @@ int main(int argc, char **argv) {
         if (variant == 1)
             p.router.capacity_factor = 1.0, p.n_shared = 1, p.Fs = 8, p.shared_gate = 1;
         if (variant == 2) p.router.strategy = MOE_ROUTE_EXPERT_CHOICE, p.router.jitter = 0.1;
-        moe_ep_options o = {variant == 1, chunks, 0, 0, 8};
+        moe_ep_options o = {variant == 1, chunks, 0, 0, 8, MOE_COMM_F32};
         moe_ep_layer *L;
         OK(moe_ep_layer_create(&p, c, &o, &L));
         moe_layer_weights w, g;

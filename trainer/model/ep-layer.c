@@ -3,7 +3,8 @@
 // chunk-major (chunk, expert, source) so chunk c computes while chunk c+1 moves, combine, and the
 // mirrored backward. Trade-off: the expert side expands wire rows into expert blocks itself, per
 // chunk (a whole-buffer expansion could not start before the last chunk arrived); the wire format
-// (moe_comm_slot) is comm's.
+// (moe_comm_slot, fp32 or bf16 token rows: moe_comm_row_put / _get) is comm's. With bf16 each
+// wire row is one (token, expert) pair, so the rounding points do not depend on the layout.
 #include "ep-layer.h"
 
 #include <math.h>
@@ -18,7 +19,8 @@ struct moe_ep_layer {
     moe_experts_params ep1, sp; // one routed expert (El views), shared family
     moe_route_plan *plan;
     int El, Kx, P;
-    size_t wb, tb; // wire / token row bytes
+    size_t wb, tb, rb; // wire row bytes, fp32 token row bytes (D·4), token row bytes on the wire
+    float *row;        // (D) one fp32 row: widened wire row or a row before it is packed
     int64_t Rt, N_max, R_recv_max;
     moe_ep_timing timing;
     double cb_time; // callback seconds of the exchange in flight
@@ -82,6 +84,12 @@ moe_status moe_ep_layer_create(const moe_layer_params *p, moe_comm *c, const moe
     moe_ep_options opt = o ? *o : (moe_ep_options){0};
     if (opt.n_chunks < 1) opt.n_chunks = 1;
     if (opt.sub_rows <= 0) opt.sub_rows = 256;
+    if (opt.dtype == MOE_COMM_BF16 && opt.dedup)
+        return moe_set_error(MOE_EINVAL,
+                             "expert-parallel layer: bf16 payloads with dedup are not supported "
+                             "(a dedup row carries the sum over a token's experts on one rank; "
+                             "rounding that sum would differ for every EP size and break layout "
+                             "invariance): turn one of them off");
     if (p->F < 1 || p->T_max < 1 || p->n_shared < 0 || (p->n_shared > 0 && p->Fs < 1))
         return moe_set_error(MOE_EINVAL,
                              "expert-parallel layer: F=%lld T_max=%lld n_shared=%d "
@@ -104,8 +112,8 @@ moe_status moe_ep_layer_create(const moe_layer_params *p, moe_comm *c, const moe
     moe_route_plan *plan = NULL;
     if ((st = moe_route_plan_create(&p->router, T, &plan))) return st;
     moe_comm_plan_params pp = {
-        MOE_COMM_EP, El, Kx,           opt.dedup,        (size_t)D * sizeof(float),
-        Rt,          N,  opt.n_chunks, opt.hierarchical, 0};
+        MOE_COMM_EP,      El, Kx,       opt.dedup, (size_t)D * sizeof(float), Rt, N, opt.n_chunks,
+        opt.hierarchical, 0,  opt.dtype};
     moe_comm_plan *xp = NULL;
     if ((st = moe_comm_plan_create(c, &pp, &xp))) {
         moe_route_plan_free(plan);
@@ -115,6 +123,8 @@ moe_status moe_ep_layer_create(const moe_layer_params *p, moe_comm *c, const moe
     L->p = *p, L->o = opt, L->c = c, L->info = in, L->xp = xp, L->plan = plan;
     L->El = El, L->Kx = Kx, L->P = EP;
     L->wb = moe_comm_plan_wire_bytes(xp), L->tb = (size_t)D * sizeof(float);
+    L->rb = moe_comm_plan_row_bytes(xp);
+    L->row = moe_xcalloc((size_t)D, sizeof(float));
     L->Rt = Rt, L->N_max = N, L->R_recv_max = N;
     L->ep1 = moe_layer_routed_params(p);
     L->ep1.n_experts = 1;
@@ -159,6 +169,7 @@ void moe_ep_layer_free(moe_ep_layer *L) {
     if (!L) return;
     moe_comm_plan_free(L->xp);
     moe_route_plan_free(L->plan);
+    free(L->row);
     free(L->row_exp);
     free(L->ids);
     free(L->pw_tok);
@@ -193,6 +204,14 @@ void moe_ep_layer_free(moe_ep_layer *L) {
 }
 
 const moe_ep_timing *moe_ep_layer_timings(const moe_ep_layer *L) { return &L->timing; }
+
+// Payload bytes the plan moved since the snapshot b0.
+static moe_comm_bytes ep_bytes_since(const moe_ep_layer *L, const moe_comm_bytes *b0) {
+    moe_comm_bytes b = moe_comm_plan_bytes(L->xp);
+    b.sent_intra -= b0->sent_intra, b.sent_inter -= b0->sent_inter;
+    b.recv_intra -= b0->recv_intra, b.recv_inter -= b0->recv_inter;
+    return b;
+}
 const moe_route_plan *moe_ep_layer_plan(const moe_ep_layer *L) { return L->plan; }
 
 // ------------------------------------------------------------------ global losses and stats
@@ -297,7 +316,7 @@ static moe_status ep_fwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
                 L->cfill[L->rexp[u]]++;
                 continue;
             }
-            const moe_comm_slot *sl = (const moe_comm_slot *)(L->recv + (size_t)u * L->wb + L->tb);
+            const moe_comm_slot *sl = (const moe_comm_slot *)(L->recv + (size_t)u * L->wb + L->rb);
             for (int k = 0; k < Kx; k++)
                 if (sl[k].expert >= 0) L->cfill[sl[k].expert]++;
         }
@@ -318,11 +337,11 @@ static moe_status ep_fwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
             L->rp_start[u] = q;
             L->rp_n[u] = 0;
             for (int k = 0; k < (dedup ? Kx : 1); k++) {
-                const moe_comm_slot *sl = (const moe_comm_slot *)(row + L->tb) + k;
+                const moe_comm_slot *sl = (const moe_comm_slot *)(row + L->rb) + k;
                 int j = dedup ? sl->expert : L->rexp[u];
                 if (j < 0) continue;
                 int64_t pos = L->cfill[j]++;
-                memcpy(L->xe + pos * D, row, L->tb);
+                moe_comm_row_get(xp, L->xe + pos * D, row); // bf16: widened
                 L->pw[pos] = dedup ? sl->weight : 1.0f;
                 L->pexp[pos] = j;
                 L->rp[q++] = pos;
@@ -336,13 +355,14 @@ static moe_status ep_fwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
         int64_t first, n;
         moe_comm_chunk_range(xp, MOE_COMM_FORWARD, c, s, &first, &n);
         for (int64_t u = first; u < first + n; u++) {
-            float *b = (float *)(L->back + (size_t)u * L->tb); // token rows, stride tb
+            float *b = L->row; // summed in fp32, then packed as a token row (stride rb)
             memset(b, 0, L->tb);
             for (int32_t i = 0; i < L->rp_n[u]; i++) {
                 int64_t pos = L->rp[L->rp_start[u] + i];
                 const float w = L->pw[pos], *o = L->oe + pos * D;
                 for (int64_t d = 0; d < D; d++) b[d] += w * o[d];
             }
+            moe_comm_row_put(xp, L->back + (size_t)u * L->rb, b);
         }
     }
     L->cb_time += moe_clock_seconds() - t0;
@@ -364,7 +384,8 @@ static moe_status ep_bwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
         int64_t first, n;
         moe_comm_chunk_range(xp, MOE_COMM_FORWARD, c, s, &first, &n);
         for (int64_t u = first; u < first + n; u++) {
-            const float *dy = (const float *)(L->recv + (size_t)u * L->tb);
+            float *dy = L->row;
+            moe_comm_row_get(xp, dy, L->recv + (size_t)u * L->rb);
             for (int32_t i = 0; i < L->rp_n[u]; i++) {
                 int64_t pos = L->rp[L->rp_start[u] + i];
                 const float w = L->pw[pos], *o = L->oe + pos * D;
@@ -379,15 +400,15 @@ static moe_status ep_bwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
     }
     moe_status st = ep_compute(L, 0, co); // dxin into oe
     if (st) return st;
-    const size_t stride = dedup ? L->wb : L->tb;
+    const size_t stride = dedup ? L->wb : L->rb;
     for (int s = 0; s < P; s++) {
         int64_t first, n;
         moe_comm_chunk_range(xp, MOE_COMM_FORWARD, c, s, &first, &n);
         for (int64_t u = first; u < first + n; u++) {
             char *row = L->back + (size_t)u * stride;
-            float *b = (float *)row;
+            float *b = L->row; // summed in fp32, then packed
             memset(b, 0, L->tb);
-            moe_comm_slot *sl = (moe_comm_slot *)(row + L->tb);
+            moe_comm_slot *sl = (moe_comm_slot *)(row + L->rb);
             for (int k = 0; dedup && k < Kx; k++) sl[k] = (moe_comm_slot){-1, 0.0f};
             for (int32_t i = 0; i < L->rp_n[u]; i++) {
                 int64_t pos = L->rp[L->rp_start[u] + i];
@@ -395,6 +416,7 @@ static moe_status ep_bwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
                 for (int64_t d = 0; d < D; d++) b[d] += dxp[d];
                 if (dedup) sl[i] = (moe_comm_slot){L->pexp[pos], L->drw[pos]};
             }
+            moe_comm_row_put(xp, row, b);
         }
     }
     L->cb_time += moe_clock_seconds() - t0;
@@ -463,6 +485,8 @@ moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stat
     MOE_ASSERT(T >= 0 && T <= p->T_max);
     moe_ep_phase *ph = &L->timing.fwd;
     memset(ph, 0, sizeof *ph);
+    const moe_comm_bytes b0 = moe_comm_plan_bytes(L->xp);
+    L->timing.bwd.bytes = (moe_comm_bytes){0, 0, 0, 0}; // belongs to this forward from now on
     double t0 = moe_clock_seconds();
     L->x = x, L->T = T, L->w = w;
     moe_route_plan *pl = L->plan;
@@ -516,11 +540,12 @@ moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stat
         for (int j = 0; j < El && !L->o.dedup; j++)
             for (int32_t i = 0; i < r[1 + j]; i++) L->rexp[u++] = j;
     }
-    if ((st = ep_exchanges(L, ph, L->wb, L->send, L->recv, ep_fwd_chunk, L->tb, L->back, L->ret)))
+    if ((st = ep_exchanges(L, ph, L->wb, L->send, L->recv, ep_fwd_chunk, L->rb, L->back, L->ret)))
         return st;
     L->timing.pairs_in = L->coff[(size_t)(L->o.n_chunks - 1) * (size_t)(El + 1) + El];
     memset(y, 0, (size_t)(T * D) * sizeof(float));
-    moe_comm_combine_unpack(L->xp, (const float *)L->ret, L->row_src, L->pw_tok, T, y);
+    moe_comm_combine_unpack(L->xp, L->ret, L->row_src, L->pw_tok, T, y);
+    ph->bytes = ep_bytes_since(L, &b0);
 
     if (p->n_shared > 0)
         moe_shared_forward(&L->sp, &L->sh, y, &w->shared, p->shared_gate ? w->ws : NULL, x, T);
@@ -537,6 +562,7 @@ moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *
     moe_route_plan *pl = L->plan;
     moe_ep_phase *ph = &L->timing.bwd;
     memset(ph, 0, sizeof *ph);
+    const moe_comm_bytes b0 = moe_comm_plan_bytes(L->xp);
     double t0 = moe_clock_seconds();
     L->w = w, L->g = grads;
     // Token side: combine-backward rows. Without dedup a wire row is one pair: send w·dy and take
@@ -544,22 +570,25 @@ moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *
     const int64_t Rs = moe_comm_plan_rows(L->xp, MOE_COMM_FORWARD);
     for (int64_t u = 0; u < Rs; u++) {
         const int64_t src = L->row_src[u], t = dedup ? src : src / Kx;
-        const float *dyt = dy + t * D, *o = (const float *)(L->ret + (size_t)u * L->tb);
-        float *s = (float *)(L->send + (size_t)u * L->tb);
+        const float *dyt = dy + t * D;
+        char *s = L->send + (size_t)u * L->rb;
         if (dedup) {
-            memcpy(s, dyt, L->tb);
+            moe_comm_row_put(L->xp, s, dyt);
             continue;
         }
+        // o = the expert output as it came back (bf16: the widened rounded value), then reused
+        // for the row w·dy before it is packed.
+        float *o = L->row;
+        moe_comm_row_get(L->xp, o, L->ret + (size_t)u * L->rb);
         const float wgt = L->pw_tok[src];
         float acc = 0;
-        for (int64_t d = 0; d < D; d++) {
-            acc += dyt[d] * o[d];
-            s[d] = wgt * dyt[d];
-        }
+        for (int64_t d = 0; d < D; d++) acc += dyt[d] * o[d];
+        for (int64_t d = 0; d < D; d++) o[d] = wgt * dyt[d];
+        moe_comm_row_put(L->xp, s, o);
         L->drw_pair[src] = acc;
     }
-    const size_t rb = dedup ? L->wb : L->tb;
-    moe_status st = ep_exchanges(L, ph, L->tb, L->send, L->recv, ep_bwd_chunk, rb, L->back, L->ret);
+    const size_t rb = dedup ? L->wb : L->rb;
+    moe_status st = ep_exchanges(L, ph, L->rb, L->send, L->recv, ep_bwd_chunk, rb, L->back, L->ret);
     if (st) return st;
     // Token side: dx from the returned rows; with dedup the slots carry dL/dw per (peer, expert).
     const int32_t *sr = moe_comm_plan_counts(L->xp, MOE_COMM_FORWARD);
@@ -568,11 +597,12 @@ moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *
         for (int32_t i = 0; i < sr[(size_t)d * (size_t)(El + 1)]; i++, u++) {
             const int64_t src = L->row_src[u], t = dedup ? src : src / Kx;
             const char *row = L->ret + (size_t)u * rb;
-            const float *b = (const float *)row;
+            float *b = L->row;
+            moe_comm_row_get(L->xp, b, row);
             float *dxt = dx + t * D;
             for (int64_t k = 0; k < D; k++) dxt[k] += b[k];
             if (!dedup) continue;
-            const moe_comm_slot *sl = (const moe_comm_slot *)(row + L->tb);
+            const moe_comm_slot *sl = (const moe_comm_slot *)(row + L->rb);
             for (int k = 0; k < Kx && sl[k].expert >= 0; k++) {
                 const int32_t ge = d * El + sl[k].expert;
                 int q = 0;
@@ -590,6 +620,7 @@ moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *
         moe_shared_backward(&L->sp, &L->sh, dx, &grads->shared, gate ? grads->ws : NULL, &w->shared,
                             gate ? w->ws : NULL, x, dy, T);
     }
+    ph->bytes = ep_bytes_since(L, &b0);
     ph->total = moe_clock_seconds() - t0;
     return MOE_OK;
 }

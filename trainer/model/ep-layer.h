@@ -29,9 +29,13 @@ typedef struct {
     int hierarchical; // node-leader exchange (comm/ hierarchical mode)
     int64_t max_expert_rows; // expert-side (token, expert) pair capacity; 0 = the worst case
         // (EP·T_max·K, or the capacity bound); a step exceeding it is refused
-    int64_t sub_rows; // expert GEMMs in sub-blocks of at most this many rows (the
-                      // activations stay in cache; with n_chunks > 1 the exchange is
-                      // progressed between them); 0 = 256
+    int64_t sub_rows;     // expert GEMMs in sub-blocks of at most this many rows (the
+                          // activations stay in cache; with n_chunks > 1 the exchange is
+                          // progressed between them); 0 = 256
+    moe_comm_dtype dtype; // payloads of all four exchanges: MOE_COMM_F32, or MOE_COMM_BF16 =
+        // every pair's row rounded to bf16 (nearest even) at the same four points at every
+        // layout, EP = 1 included: dispatch x_t, combine FFN_e(x), combine-backward w·dy_t,
+        // dispatch-backward dFFN_e/dx; fp32 arithmetic everywhere else. Not with dedup (refused).
 } moe_ep_options;
 
 typedef struct moe_ep_layer moe_ep_layer;
@@ -69,6 +73,7 @@ moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *
 // experts = expert compute inside the callbacks (pack/unpack included).
 typedef struct {
     double total, exchange, experts;
+    moe_comm_bytes bytes; // payload bytes this rank moved in the pass (comm.h: moe_comm_bytes)
 } moe_ep_phase;
 typedef struct {
     moe_ep_phase fwd, bwd;

@@ -121,5 +121,10 @@ void moe_model_zero_grads(moe_model *m);
 // Seconds the MoE layers spent in exposed communication during the last forward+backward:
 // all-to-all exchanges and routing-statistics all-reduces (the EP layer's `exchange` phases).
 double moe_model_exchange_seconds(const moe_model *m);
+// Payload bytes this rank's MoE layers moved through the expert exchange in the last forward and
+// the backward that followed it (none after an evaluation forward), split
+// intra-/inter-node, sent and received (comm.h: moe_comm_bytes; counted, not estimated). Zero
+// without a communicator. A training step reads it after moe_model_backward.
+moe_comm_bytes moe_model_exchange_bytes(const moe_model *m);
 
 #endif
