@@ -147,6 +147,12 @@ assert [r["step"] for r in recs] == list(range(1, 25)), "steps"
 for r in recs:
     c, w = r["rank_compute_seconds"], r["rank_wait_seconds"]
     assert len(c) == 2 and len(w) == 2 and min(c) > 0 and min(w) > 0, r["step"]
+for r in recs:  # EP 2 over two nodes: every exchanged byte crosses the link, counted both ways
+    sent, recv = r["rank_internode_bytes_sent"], r["rank_internode_bytes_recv"]
+    assert len(sent) == 2 and min(sent) > 0 and sum(sent) == sum(recv), ("bytes", r["step"])
+    assert r["exchange_bytes_internode"] == sum(sent) and r.get("exchange_bytes_intranode", 0) == 0
+    assert abs(r["internode_bytes_per_token"] - sum(sent) / (16 * 64)) < 1e-6 * sum(sent)
+print("inter-node bytes per token: %.0f" % recs[-1]["internode_bytes_per_token"])
 early = sum(r["rank_wait_seconds"][0] for r in recs[1:7]) / 6
 late = sum(r["rank_wait_seconds"][0] for r in recs[-6:]) / 6
 print("wait per step on rank 0: steps 2-7 %.3f s, steps 19-24 %.3f s" % (early, late))

@@ -285,7 +285,7 @@ struct moe_train_step_state {
     int slow_rank;        // MOE_TRAIN_TEST_SLOW_RANK (testing): this rank sleeps slow_s per step
     double slow_s;        //   from step slow_from on (-1: no rank)
     int64_t slow_from;
-    double *red; // (n_groups + 4 + 2·world) the step's agreed all-reduce
+    double *red; // (n_groups + 5 + 4·world) the step's agreed all-reduce
     double *upd; // (2·n_groups) update, then weight (before the update) sumsq per group
 };
 
@@ -304,7 +304,7 @@ moe_status moe_train_step_create(const Moe__Config *cfg, const moe_comm *c, moe_
     if (slow && sscanf(slow, "%d:%lf:%lld", &s->slow_rank, &s->slow_s, &from) < 2)
         s->slow_rank = -1;
     s->slow_from = from;
-    s->red = moe_xcalloc((size_t)(m->n_groups + 4 + 2 * m->lay.world), sizeof(double));
+    s->red = moe_xcalloc((size_t)(m->n_groups + 5 + 4 * m->lay.world), sizeof(double));
     s->upd = moe_xcalloc((size_t)(2 * m->n_groups), sizeof(double));
     *out = s;
     return MOE_OK;
@@ -352,19 +352,24 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_
     }
     t_sync = moe_comm_wtime() - t_sync;
     // One agreed reduction: grad sumsq per group (non-finite if any gradient is: no separate
-    // pass), loss, non-finite loss and stop flags, every rank's compute and wait seconds.
+    // pass), loss, non-finite loss and stop flags, every rank's compute and wait seconds and
+    // inter-node exchange bytes (sent, received), and the intra-node bytes summed.
     double *red = s->red;
     moe_group_sumsq(m, m->grads, red);
     red[NG] = lo.ce;
     red[NG + 1] = !isfinite(lo.ce) ? 1 : 0;
     red[NG + 2] = moe_train_stop_requested() ? 1 : 0;
     red[NG + 3] = 0;
-    double *per_rank = red + NG + 4; // (2, W): compute seconds, then wait seconds, per rank
-    memset(per_rank, 0, (size_t)(2 * W) * sizeof(double));
+    const moe_comm_bytes xb = moe_model_exchange_bytes(m);
+    red[NG + 4] = (double)xb.sent_intra;
+    double *per_rank = red + NG + 5; // (4, W): compute s, wait s, inter-node bytes sent, received
+    memset(per_rank, 0, (size_t)(4 * W) * sizeof(double));
     per_rank[rank] = compute;
     per_rank[W + rank] = moe_model_exchange_seconds(m) + t_sync;
+    per_rank[2 * W + rank] = (double)xb.sent_inter;
+    per_rank[3 * W + rank] = (double)xb.recv_inter;
     const double t_red = moe_comm_wtime();
-    if (W > 1 && (st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, red, (size_t)(NG + 4 + 2 * W),
+    if (W > 1 && (st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, red, (size_t)(NG + 5 + 4 * W),
                                               MOE_COMM_SUM)))
         return st;
     t_sync += moe_comm_wtime() - t_red;
@@ -379,6 +384,10 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_
     r->grad_norm = sqrt(sumsq);
     r->grad_sumsq = red, r->update_sumsq = s->upd, r->weight_sumsq = s->upd + NG;
     r->rank_compute_seconds = per_rank, r->rank_wait_seconds = per_rank + W;
+    r->rank_internode_sent = per_rank + 2 * W, r->rank_internode_recv = per_rank + 3 * W;
+    r->bytes_intranode = red[NG + 4];
+    r->bytes_internode = 0;
+    for (int q = 0; q < W; q++) r->bytes_internode += per_rank[2 * W + q];
     r->exchange_seconds = moe_model_exchange_seconds(m);
     r->allreduce_seconds = t_sync;
     double *upd = s->upd, *wsq = s->upd + NG;
@@ -464,6 +473,10 @@ static void moe_train_record(moe_trainer *tr, const moe_train_step_result *sr, i
             rec->n_rank_compute_seconds = rec->n_rank_wait_seconds = (size_t)m->lay.world;
             rec->rank_compute_seconds = (double *)sr->rank_compute_seconds;
             rec->rank_wait_seconds = (double *)sr->rank_wait_seconds;
+            rec->n_rank_internode_bytes_sent = rec->n_rank_internode_bytes_recv =
+                (size_t)m->lay.world;
+            rec->rank_internode_bytes_sent = (double *)sr->rank_internode_sent;
+            rec->rank_internode_bytes_recv = (double *)sr->rank_internode_recv;
         }
     }
     rec->has_step = 1, rec->step = step + 1;
@@ -478,6 +491,10 @@ static void moe_train_record(moe_trainer *tr, const moe_train_step_result *sr, i
     rec->has_step_seconds = 1, rec->step_seconds = t_step;
     rec->has_skipped_steps = 1, rec->skipped_steps = skipped;
     rec->has_active_params = 1, rec->active_params = (int64_t)llround(active);
+    rec->has_exchange_bytes_intranode = 1, rec->exchange_bytes_intranode = sr->bytes_intranode;
+    rec->has_exchange_bytes_internode = 1, rec->exchange_bytes_internode = sr->bytes_internode;
+    rec->has_internode_bytes_per_token = 1;
+    rec->internode_bytes_per_token = sr->bytes_internode / ((double)tr->B * m->S);
 }
 
 static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_result *res) {

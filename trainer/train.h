@@ -63,6 +63,10 @@ typedef struct {
     // agreed reduction (forward, backward: a slow rank shows here), and inside the expert
     // exchange and the gradient sync (waiting for the others plus the transfer).
     const double *rank_compute_seconds, *rank_wait_seconds;
+    // (world) every rank's expert-exchange payload bytes sent / received across nodes; the world
+    // sums of the bytes sent inside nodes and across them (counted by comm/, moe_comm_bytes).
+    const double *rank_internode_sent, *rank_internode_recv;
+    double bytes_intranode, bytes_internode;
 } moe_train_step_result;
 // Collective over c's world (c NULL: one process). m built for cfg at c's layout.
 moe_status moe_train_step_create(const Moe__Config *cfg, const moe_comm *c, moe_model *m,
