@@ -72,44 +72,47 @@ int moe_straggler_report(moe_straggler *s, char *buf, size_t cap) {
     buf[0] = 0;
     if (!s || s->n == 0) return 0;
     const double n = (double)s->n;
-    int slow = 0, fast = 0;
-    double wait = 0, step = 0; // means over ranks, per step
+    int slow = 0, fast = 0, calm = 0; // longest compute, shortest compute, shortest wait
+    double step = 0;                  // mean over ranks, per step
     for (int r = 0; r < s->W; r++) {
         if (s->compute[r] > s->compute[slow]) slow = r;
         if (s->compute[r] < s->compute[fast]) fast = r;
-        wait += s->wait[r] / n / s->W;
+        if (s->wait[r] < s->wait[calm]) calm = r;
         step += (s->compute[r] + s->wait[r]) / n / s->W;
     }
     const double cs = s->compute[slow] / n, cf = s->compute[fast] / n;
+    // The exchange's own time is the wait of the rank that waits least (a slow rank waits least:
+    // the others wait for it; a slow link makes every rank wait, that one included).
+    const double wait = s->wait[calm] / n;
     // A difference worth a line costs the step at least 10 % (a 1.6x of 1 ms in a 9 ms step is
     // noise, not a straggler).
     const double spread = cf > 0 && cs - cf >= 0.1 * step ? cs / cf : 1;
-    char a[MOE_COMM_HOST_LEN + 32], b[MOE_COMM_HOST_LEN + 32];
+    size_t len = 0;
     if (spread >= s->ratio) {
+        char a[MOE_COMM_HOST_LEN + 32], b[MOE_COMM_HOST_LEN + 32];
         moe_straggler_name(s, slow, a, sizeof a);
         moe_straggler_name(s, fast, b, sizeof b);
         snprintf(buf, cap,
                  "straggler: %s computes %.1f ms/step, %.1fx the fastest (%s, %.1f ms); the others "
                  "wait %.1f ms/step for it",
                  a, 1e3 * cs, spread, b, 1e3 * cf, 1e3 * s->wait[fast] / n);
-    } else if (s->base_wait < 0) {
+        len = strlen(buf);
+    }
+    if (s->base_wait < 0) {
         s->base_wait = wait; // the first window is the exchange's reference
     } else if (s->base_wait > 0 && wait >= s->ratio * s->base_wait &&
-               wait - s->base_wait >= 0.1 * step) {
+               wait - s->base_wait >= 0.1 * step && len + 1 < cap) {
         char nodes[256];
         moe_straggler_nodes(s, nodes, sizeof nodes);
         const int multi = moe_comm_get_info(s->c).n_nodes > 1;
-        snprintf(
-            buf, cap,
-            "straggler: the exchange is slow for every rank: %.1f ms/step waiting in the "
-            "exchange and gradient sync, %.1fx the first steps' %.1f ms, while compute is even "
-            "(slowest/fastest %.2fx): %s",
-            1e3 * wait, wait / s->base_wait, 1e3 * s->base_wait, spread,
-            multi ? "a slow link between the nodes"
-                  : "the node's CPUs or memory shared with other work");
-        size_t len = strlen(buf);
-        snprintf(buf + len, cap - len, " (%s: %s), not a slow rank", multi ? "nodes" : "host",
-                 nodes[0] ? nodes : "?");
+        snprintf(buf + len, cap - len,
+                 "%sstraggler: the exchange is slow for every rank: even the rank waiting least "
+                 "waits %.1f ms/step in the exchange and gradient sync, %.1fx the first steps' "
+                 "%.1f ms: %s (%s: %s), not a slow rank",
+                 len ? "\n" : "", 1e3 * wait, wait / s->base_wait, 1e3 * s->base_wait,
+                 multi ? "a slow link between the nodes"
+                       : "the node's CPUs or memory shared with other work",
+                 multi ? "nodes" : "host", nodes[0] ? nodes : "?");
     }
     memset(s->compute, 0, (size_t)s->W * sizeof(double));
     memset(s->wait, 0, (size_t)s->W * sizeof(double));

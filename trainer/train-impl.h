@@ -49,11 +49,12 @@ moe_status moe_metrics_check_fresh(const char *dir);
 // ---------------------------------------------------------------- stragglers (straggler.c)
 // Rank 0 sums every rank's compute and wait seconds per step (the agreed per-rank figures of
 // moe_train_step) over the window between two progress lines, skipping the run's first step.
-// At a progress line, moe_straggler_report writes one line (returns 1) when
+// At a progress line, moe_straggler_report writes a line for each of these (returns 1):
 //   - the slowest rank's mean compute is >= ratio x the fastest's: that rank is named, with its
-//     host, its time and the fastest's; or
-//   - compute is even but the mean wait is >= ratio x that of the first window (the reference):
-//     the exchange is slow for everyone (on several nodes: a slow link, named by its nodes);
+//     host, its time and the fastest's;
+//   - the wait of the rank that waits least is >= ratio x its value in the first window (the
+//     reference): the exchange is slow for everyone (on several nodes: a slow link, named by
+//     its nodes) — a slow rank waits least, so it does not trigger this one;
 // in both cases only when the difference costs >= 10 % of the mean step. Then a new window
 // starts. ratio is watchdog.straggler_ratio; create returns NULL (every call a no-op) when it is 0
 // or the world has one rank. c gives the host names; it must outlive s.
