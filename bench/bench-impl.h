@@ -27,11 +27,11 @@ moe_status moe_bench_stepper_create(const Moe__Config *cfg, const moe_comm *c,
 void moe_bench_stepper_free(moe_bench_stepper *s);            // NULL-safe
 // n steps, each: a world barrier, then moe_watchdog_enter(w, MOE_WATCH_STEP, index + 1),
 // moe_train_step, moe_watchdog_leave(w) — the trainer's bracket (w NULL: no watchdog, the calls
-// are no-ops). Adds to acc (NULL: not kept) the steps' own seconds and shares, to
-// *watched_seconds (NULL: not kept) the wall clock from before enter to after leave; losses (n)
-// or NULL: each step's global loss. Collective.
+// are no-ops). Adds to acc (NULL: not kept) the steps' own seconds and shares. watched (n) or
+// NULL: each step's wall clock from before enter to after leave, this rank; losses (n) or NULL:
+// each step's global loss. Collective.
 moe_status moe_bench_stepper_run(moe_bench_stepper *s, int n, moe_watchdog *w, double *losses,
-                                 moe_bench_step_times *acc, double *watched_seconds);
+                                 moe_bench_step_times *acc, double *watched);
 
 // Helpers of the benchmarks (bench/bench-util.c). cblas_sgemm 1024³ GFLOP/s, best of reps after
 // a warmup.

@@ -61,7 +61,7 @@ void moe_bench_stepper_free(moe_bench_stepper *s) {
 }
 
 moe_status moe_bench_stepper_run(moe_bench_stepper *s, int n, moe_watchdog *w, double *losses,
-                                 moe_bench_step_times *acc, double *watched_seconds) {
+                                 moe_bench_step_times *acc, double *watched) {
     for (int i = 0; i < n; i++, s->next++) {
         moe_status st;
         if (s->c && (st = moe_comm_barrier(s->c, MOE_COMM_WORLD))) return st;
@@ -78,7 +78,7 @@ moe_status moe_bench_stepper_run(moe_bench_stepper *s, int n, moe_watchdog *w, d
             acc->exchange_seconds += r.exchange_seconds;
             acc->allreduce_seconds += r.allreduce_seconds;
         }
-        if (watched_seconds) *watched_seconds += t1 - t0;
+        if (watched) watched[i] = t1 - t0;
     }
     return MOE_OK;
 }

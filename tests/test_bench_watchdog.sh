@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test_bench_watchdog.sh: `moe bench step --watchdog` at np 2 on the built-in tiny shape, 2 blocks
 # of 2 steps per variant: the text report has the watchdog-off (reference) and watchdog-on lines
-# (ms/step and tokens/s, finite and positive, tokens/s = tokens per step / step time) and the
-# overhead line (a finite percentage with a non-negative noise estimate); --json has the same
+# (ms/step, tokens/s and the median step, finite and positive, tokens/s = tokens per step / step
+# time) and the overhead line (mean-step and median-step percentages, each with a non-negative
+# standard error); --json has the same
 # figures; at np 1 the command exits 2 saying that it needs >= 2 ranks. Never checks speed.
 #   MOE_BIN=build/moe MPIEXEC=mpirun bash tests/test_bench_watchdog.sh
 set -u
@@ -26,17 +27,17 @@ tps_header=$(sed -n 's/^moe bench step --watchdog: .*, world 2, ep [0-9]*, \([0-
 [ -n "$tps_header" ] || fail "no header line 'moe bench step --watchdog: ..., world 2, ...'"
 num='[0-9]+(\.[0-9]+)?'
 for v in "off (reference)" "on"; do
-    line=$(grep -E "^  watchdog ${v//[()]/.}: +$num ms/step, +[0-9]+ tokens/s \(blocks $num-$num ms/step\)$" "$WORK/text")
-    [ -n "$line" ] || { fail "no 'watchdog $v: X ms/step, Y tokens/s (blocks A-B ms/step)' line"; continue; }
-    read -r ms tok lo hi < <(echo "$line" | sed -E "s/.*: +($num) ms\/step, +([0-9]+) tokens\/s \(blocks ($num)-($num) .*/\1 \3 \4 \6/")
+    line=$(grep -E "^  watchdog ${v//[()]/.}: +$num ms/step, +[0-9]+ tokens/s; median step +$num ms; blocks $num-$num ms/step$" "$WORK/text")
+    [ -n "$line" ] || { fail "no 'watchdog $v: X ms/step, Y tokens/s; median step M ms; blocks A-B ms/step' line"; continue; }
+    read -r ms tok med lo hi < <(echo "$line" | sed -E "s/.*: +($num) ms\/step, +([0-9]+) tokens\/s; median step +($num) ms; blocks ($num)-($num) .*/\1 \3 \4 \6 \8/")
     # Positive, blocks around the mean, and tokens/s = B * S / step (within rounding).
-    echo "$ms $tok $lo $hi $tps_header" | awk '{ ms=$1; tok=$2; lo=$3; hi=$4; want=$5*$6*1000/ms;
-        if (!(ms > 0 && tok > 0 && lo > 0 && lo <= ms + 0.01 && ms <= hi + 0.01)) exit 1;
+    echo "$ms $tok $med $lo $hi $tps_header" | awk '{ ms=$1; tok=$2; med=$3; lo=$4; hi=$5; want=$6*$7*1000/ms;
+        if (!(ms > 0 && tok > 0 && med > 0 && lo > 0 && lo <= ms + 0.01 && ms <= hi + 0.01)) exit 1;
         if (tok < 0.99*want || tok > 1.01*want) exit 1 }' ||
-        fail "watchdog $v: implausible figures ms=$ms tokens/s=$tok blocks=$lo-$hi header=$tps_header"
+        fail "watchdog $v: implausible figures ms=$ms tokens/s=$tok median=$med blocks=$lo-$hi header=$tps_header"
 done
-grep -qE "^  overhead \(on/off - 1\): [+-]$num % \+- $num % \(median pair [+-]$num %, target <= 1 %\)$" "$WORK/text" ||
-    fail "no 'overhead (on/off - 1): +X % +- Y % (median pair +Z %, target <= 1 %)' line"
+grep -qE "^  overhead \(on/off - 1\): [+-]$num % \+- $num % \(mean step\), [+-]$num % \+- $num % \(median step\); target <= 1 %$" "$WORK/text" ||
+    fail "no 'overhead (on/off - 1): +X % +- Y % (mean step), +Z % +- U % (median step); target <= 1 %' line"
 
 # JSON: the same figures, finite; positive where they must be.
 timeout -k 5 240 "$MPIEXEC" -np 2 "$MOE_BIN" bench step --watchdog --steps 1 --blocks 2 --json \
@@ -51,16 +52,19 @@ assert len(lines) == 1, f"expected one JSON line, got {len(lines)}"
 j = json.loads(lines[0])
 assert j["bench"] == "step_watchdog" and j["world"] == 2 and j["blocks"] == 2, j
 for k in ("off_step_seconds", "on_step_seconds", "off_tokens_per_s", "on_tokens_per_s",
-          "heartbeat", "tokens_per_step"):
+          "off_median_step_seconds", "on_median_step_seconds", "heartbeat", "tokens_per_step"):
     assert math.isfinite(j[k]) and j[k] > 0, (k, j[k])
-for k in ("overhead_pct", "overhead_median_pair_pct"):
+for k in ("overhead_pct", "overhead_median_pct"):
     assert math.isfinite(j[k]), (k, j[k])
-assert math.isfinite(j["overhead_stderr_pct"]) and j["overhead_stderr_pct"] >= 0, j
+for k in ("overhead_stderr_pct", "overhead_median_stderr_pct"):
+    assert math.isfinite(j[k]) and j[k] >= 0, (k, j[k])
 for k in ("off_block_ms", "on_block_ms"):
     lo, hi = j[k]
     assert 0 < lo <= hi and math.isfinite(hi), (k, j[k])
-want = 100 * (j["on_step_seconds"] / j["off_step_seconds"] - 1)
-assert abs(j["overhead_pct"] - want) < 1e-2 * max(1, abs(want)), (j["overhead_pct"], want)
+for over, on, off in (("overhead_pct", "on_step_seconds", "off_step_seconds"),
+                      ("overhead_median_pct", "on_median_step_seconds", "off_median_step_seconds")):
+    want = 100 * (j[on] / j[off] - 1)
+    assert abs(j[over] - want) < 1e-2 * max(1, abs(want)), (over, j[over], want)
 PY
 
 # One rank: no watchdog by design, so no figure: exit 2 and say why.
