@@ -5,12 +5,34 @@
 
 #include "bench.h"
 #include "comm.h"
+#include "watchdog.h"
 
 int moe_bench_layer(int argc, char **argv); // bench/bench-layer.c: `moe bench layer`
 int moe_bench_a2a(int argc, char **argv);   // bench/bench-a2a.c: engine vs raw MPI_Alltoallv
 int moe_bench_step(int argc, char **argv);  // bench/bench-step.c: whole training steps
 // `moe bench layer --ep` (bench/bench-layer-ep.c); argv as for `moe bench layer`.
 int moe_bench_layer_ep(int argc, char **argv);
+// `moe bench step --watchdog` (bench/bench-step-watchdog.c): the step timed with the job watchdog
+// off and on in interleaved blocks (ABBA), both figures and the overhead printed (rank 0).
+// Collective; refuses (MOE_ELAYOUT) a world of one rank or watchdog.enabled = false.
+moe_status moe_bench_step_watchdog(const Moe__Config *cfg, const moe_comm *c, int steps_per_block,
+                                   int blocks, int json);
+
+// The step sessions of `moe bench step` (bench/bench-step-run.c): the model of cfg at c's layout
+// (train.global_batch / W sequences per rank), its moe_train_step state and this rank's synthetic
+// tokens (moe_bench_step_tokens). Steps run with consecutive indices 0, 1, … across calls.
+typedef struct moe_bench_stepper moe_bench_stepper;
+moe_status moe_bench_stepper_create(const Moe__Config *cfg, const moe_comm *c,
+                                    moe_bench_stepper **out); // collective
+void moe_bench_stepper_free(moe_bench_stepper *s);            // NULL-safe
+// n steps, each: a world barrier, then moe_watchdog_enter(w, MOE_WATCH_STEP, index + 1),
+// moe_train_step, moe_watchdog_leave(w) — the trainer's bracket (w NULL: no watchdog, the calls
+// are no-ops). Adds to acc (NULL: not kept) the steps' own seconds and shares. watched (n) or
+// NULL: each step's wall clock from before enter to after leave, this rank; losses (n) or NULL:
+// each step's global loss. Collective.
+moe_status moe_bench_stepper_run(moe_bench_stepper *s, int n, moe_watchdog *w, double *losses,
+                                 moe_bench_step_times *acc, double *watched);
+
 // Helpers of the benchmarks (bench/bench-util.c). cblas_sgemm 1024³ GFLOP/s, best of reps after
 // a warmup.
 double moe_sgemm_peak(int reps);

@@ -3,14 +3,14 @@
 // file is needed. The step timed is moe_train_step itself (trainer/train.h: the step of `moe
 // train`, with its LR schedule, clipping, non-finite check and bias update), never a copy. Reports
 // tokens/s and the shares of compute, exchange (MoE all-to-alls and routing-statistics
-// all-reduces) and all-reduce (gradient sync and the step's agreed reduction).
+// all-reduces) and all-reduce (gradient sync and the step's agreed reduction); with --watchdog,
+// the job watchdog's cost instead (bench-step-watchdog.c). The step session: bench-step-run.c.
 #include "config.h"
 #include "bench-impl.h"
 #include "moe-args.h"
 #include "train.h"
 
 #include <cblas.h>
-#include <string.h>
 
 static const char *const moe_tiny_sets[] = {"name=tiny-moe",         "model.vocab_size=256",
                                             "model.d_model=128",     "model.n_layers=4",
@@ -18,59 +18,6 @@ static const char *const moe_tiny_sets[] = {"name=tiny-moe",         "model.voca
                                             "model.n_experts=8",     "model.top_k=2",
                                             "model.expert_d_ff=256", "model.first_dense_layers=1",
                                             "train.global_batch=16", "train.seq_len=64"};
-
-void moe_bench_step_tokens(int32_t *tok, int64_t n, int V, int world_rank) {
-    uint64_t r = 88172645463325252ull ^ (uint64_t)world_rank;
-    for (int64_t i = 0; i < n; i++) {
-        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
-        tok[i] = (int32_t)(r % (uint64_t)V);
-    }
-}
-
-static uint64_t moe_bench_fnv1a(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
-    return h;
-}
-
-moe_status moe_bench_step_run(const Moe__Config *cfg, const moe_comm *c, int warmup, int steps,
-                              double *losses, moe_bench_step_times *out) {
-    memset(out, 0, sizeof *out);
-    const moe_model_layout lay = moe_model_layout_of(c);
-    const int W = lay.world;
-    if (cfg->train->global_batch % W)
-        return moe_set_error(MOE_ELAYOUT, "train.global_batch %d not divisible by %d ranks",
-                             cfg->train->global_batch, W);
-    const int64_t Bl = cfg->train->global_batch / W, S = cfg->train->seq_len;
-    moe_model *m = NULL;
-    moe_train_step_state *ss = NULL;
-    int32_t *tok = NULL;
-    moe_status st = moe_comm_agree(c, moe_model_create(cfg, &lay, c, Bl, &m));
-    if (st) return st;
-    if ((st = moe_train_step_create(cfg, c, m, &ss))) goto done;
-    tok = moe_xcalloc((size_t)(Bl * (S + 1)), sizeof(int32_t));
-    moe_bench_step_tokens(tok, Bl * (S + 1), m->V, lay.world_rank);
-    for (int it = 0; it < warmup + steps; it++) {
-        if (c && (st = moe_comm_barrier(c, MOE_COMM_WORLD))) break;
-        moe_train_step_result r;
-        if ((st = moe_train_step(ss, tok, it, &r))) break;
-        if (losses) losses[it] = r.loss;
-        if (it >= warmup) {
-            out->seconds += r.step_seconds;
-            out->exchange_seconds += r.exchange_seconds;
-            out->allreduce_seconds += r.allreduce_seconds;
-        }
-    }
-    uint64_t h = 14695981039346656037ull;
-    h = moe_bench_fnv1a(h, m->params, (size_t)m->n_params * sizeof(float));
-    h = moe_bench_fnv1a(h, m->balance_bias, (size_t)m->n_moe * (size_t)m->E * sizeof(float));
-    out->param_hash = h;
-done:
-    free(tok);
-    moe_train_step_free(ss);
-    moe_model_free(m);
-    return st;
-}
 
 // The timed part of `moe bench step`: 2 warmup steps, `steps` timed ones, the report (rank 0).
 static moe_status moe_bench_step_report(const Moe__Config *cfg, const moe_comm *c, int steps,
@@ -107,7 +54,7 @@ static moe_status moe_bench_step_report(const Moe__Config *cfg, const moe_comm *
 }
 
 int moe_bench_step(int argc, char **argv) {
-    int json = 0, steps = 10;
+    int json = 0, steps = 10, watchdog = 0, blocks = 0; // blocks 0: not given (10)
     const char *path = NULL, *config_opt = NULL;
     moe_args_list set_args = {0};
     const moe_arg_pos pos[] = {
@@ -118,14 +65,23 @@ int moe_bench_step(int argc, char **argv) {
     const moe_arg_opt opts[] = {
         MOE_OPT_FLAG("--json", &json, "one JSON object"),
         MOE_OPT_LIST("--set", &set_args, "a.b=v", "override a config field (as moe config --set)"),
-        MOE_OPT_INT("--steps", &steps, "N", 1, 1 << 24, "timed steps after 2 warmup"),
+        MOE_OPT_INT("--steps", &steps, "N", 1, 1 << 24,
+                    "timed steps after 2 warmup (with --watchdog: per block)"),
+        MOE_OPT_FLAG("--watchdog", &watchdog,
+                     "the job watchdog's cost: the step without and with it, in\n"
+                     "interleaved blocks; needs >= 2 ranks (exit 2 at one)"),
+        MOE_OPT_INT("--blocks", &blocks, "B", 2, 1 << 16,
+                    "with --watchdog: blocks of --steps steps per variant,\n"
+                    "off and on alternating (off on, on off, ...); default 10"),
         MOE_OPT_STRING("--config", &config_opt, "FILE", "an alias of CONFIG (the older spelling)"),
     };
     const moe_args_spec spec = {
         "moe bench step",
         "Times N training steps of the model of CONFIG at this launch's world size: run it\n"
         "alone and under mpirun -np 2 to compare. Synthetic tokens; parallel.ep_size from\n"
-        "the config (default: all ranks in one EP group when n_experts allows).",
+        "the config (default: all ranks in one EP group when n_experts allows).\n"
+        "--watchdog times the same step with the job watchdog off (the reference) and on\n"
+        "(its thread, heartbeats, enter/leave per step), prints both and the overhead in %.",
         pos,
         MOE_ARGS_N(pos),
         opts,
@@ -139,6 +95,12 @@ int moe_bench_step(int argc, char **argv) {
         moe_args_free(&spec);
         return MOE_EXIT_USAGE;
     }
+    if (blocks && !watchdog) {
+        fprintf(stderr, "moe bench step: --blocks %d applies to --watchdog only\n", blocks);
+        moe_args_free(&spec);
+        return MOE_EXIT_USAGE;
+    }
+    if (!blocks) blocks = 10;
     if (!path) path = config_opt;
     const char **sets = moe_xcalloc((size_t)set_args.n + 1, sizeof *sets);
     int n_sets = 0;
@@ -182,7 +144,8 @@ int moe_bench_step(int argc, char **argv) {
         int n = 1;
         if (moe_comm_blas_threads(c, &n) == MOE_OK) openblas_set_num_threads(n);
     }
-    st = moe_bench_step_report(cfg, c, steps, json);
+    st = watchdog ? moe_bench_step_watchdog(cfg, c, steps, blocks, json)
+                  : moe_bench_step_report(cfg, c, steps, json);
 done:
     if (st) fprintf(stderr, "moe bench step: %s\n", moe_last_error());
     free(sets);

@@ -615,6 +615,16 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
     return MOE_OK;
 }
 
+moe_watchdog_params moe_train_watchdog_params(const Moe__Config *cfg) {
+    const Moe__WatchdogConfig *wc = cfg->watchdog;
+    return (moe_watchdog_params){.enabled = wc ? wc->enabled : 1,
+                                 .startup_timeout = wc ? wc->startup_timeout : 300,
+                                 .step_timeout = wc ? wc->step_timeout : 0,
+                                 .checkpoint_timeout = wc ? wc->checkpoint_timeout : 0,
+                                 .silence_timeout = wc ? wc->silence_timeout : 15,
+                                 .heartbeat = wc ? wc->heartbeat : 0.5};
+}
+
 moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_train_opts *o,
                          moe_train_result *res) {
     memset(res, 0, sizeof *res);
@@ -628,13 +638,7 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
                              "choose a multiple of %d",
                              tc->global_batch, W, W);
     moe_trainer tr = {.cfg = cfg, .c = c, .B = tc->global_batch, .steps = tc->steps};
-    const Moe__WatchdogConfig *wc = cfg->watchdog;
-    const moe_watchdog_params wp = {.enabled = wc ? wc->enabled : 1,
-                                    .startup_timeout = wc ? wc->startup_timeout : 300,
-                                    .step_timeout = wc ? wc->step_timeout : 0,
-                                    .checkpoint_timeout = wc ? wc->checkpoint_timeout : 0,
-                                    .silence_timeout = wc ? wc->silence_timeout : 15,
-                                    .heartbeat = wc ? wc->heartbeat : 0.5};
+    const moe_watchdog_params wp = moe_train_watchdog_params(cfg);
     if ((st = moe_comm_agree(c, moe_watchdog_start(c, &wp, &tr.wd)))) return st;
     const int64_t Bl = tc->global_batch / W;
     if ((st = moe_train_open_data(cfg, c, &tr.d))) goto out;

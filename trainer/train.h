@@ -13,6 +13,7 @@
 #include "moe-common.h"
 #include "moe.pb-c.h"
 #include "optim.h"
+#include "watchdog.h"
 
 // The loop, its contracts (loss scaling, grad-norm rule, checkpoints, preemption, metrics):
 // docs/training.md. The model itself: model.h.
@@ -82,6 +83,8 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens /* (Bl,
 // Collective over c's world (c NULL: one process). MOE_EINTR: preempted, checkpoint written.
 moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_train_opts *o,
                          moe_train_result *res);
+// The job watchdog's parameters from cfg's `watchdog` section (its proto defaults without one).
+moe_watchdog_params moe_train_watchdog_params(const Moe__Config *cfg);
 // Mean validation loss over `batches` fixed batches of global_batch sequences (collective).
 moe_status moe_train_eval(moe_model *m, const moe_data *d, const moe_comm *c, int64_t global_batch,
                           int batches, int32_t *tokens /* (Bl, S+1) */, double *val);
