@@ -616,13 +616,14 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
 }
 
 moe_watchdog_params moe_train_watchdog_params(const Moe__Config *cfg) {
-    const Moe__WatchdogConfig *wc = cfg->watchdog;
-    return (moe_watchdog_params){.enabled = wc ? wc->enabled : 1,
-                                 .startup_timeout = wc ? wc->startup_timeout : 300,
-                                 .step_timeout = wc ? wc->step_timeout : 0,
-                                 .checkpoint_timeout = wc ? wc->checkpoint_timeout : 0,
-                                 .silence_timeout = wc ? wc->silence_timeout : 15,
-                                 .heartbeat = wc ? wc->heartbeat : 0.5};
+    static const Moe__WatchdogConfig def_wd = MOE__WATCHDOG_CONFIG__INIT; // the proto defaults
+    const Moe__WatchdogConfig *wc = cfg->watchdog ? cfg->watchdog : &def_wd;
+    return (moe_watchdog_params){.enabled = wc->enabled,
+                                 .startup_timeout = wc->startup_timeout,
+                                 .step_timeout = wc->step_timeout,
+                                 .checkpoint_timeout = wc->checkpoint_timeout,
+                                 .silence_timeout = wc->silence_timeout,
+                                 .heartbeat = wc->heartbeat};
 }
 
 moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_train_opts *o,
