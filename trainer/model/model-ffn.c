@@ -24,7 +24,8 @@ moe_status moe_ffn_create(const moe_layer_params *p, const moe_comm *comm,
     const int bf16 = pc && pc->exchange_dtype == MOE__PARALLEL_CONFIG__EXCHANGE_DTYPE__bf16;
     if (comm) {
         moe_ep_options o = {
-            .dedup = 0,
+            // The one-rank path below has no exchange: dedup = rank means nothing there.
+            .dedup = pc && pc->dedup == MOE__PARALLEL_CONFIG__DEDUP__rank,
             .n_chunks = pc && pc->overlap && pc->overlap_chunks > 1 ? pc->overlap_chunks : 1,
             .hierarchical = pc ? pc->hierarchical : 0,
             .dtype = bf16 ? MOE_COMM_BF16 : MOE_COMM_F32};
