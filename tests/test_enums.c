@@ -142,7 +142,12 @@ static void test_unknown_proto_values(void) {
                        "parallel.dedup = rank", "bf16");
         CHECK(strstr(moe_last_error(), "layout invariance"), "message says why: %s",
               moe_last_error());
+        cfg->parallel->dedup = MOE__PARALLEL_CONFIG__DEDUP__node;
+        expect_refused(moe_config_validate(cfg, 1), "validate, dedup node + bf16",
+                       "parallel.dedup = node", "bf16");
         cfg->parallel->exchange_dtype = MOE__PARALLEL_CONFIG__EXCHANGE_DTYPE__f32;
+        CHECK(moe_config_validate(cfg, 1) == MOE_OK, "dedup node: %s", moe_last_error());
+        cfg->parallel->dedup = MOE__PARALLEL_CONFIG__DEDUP__rank;
         CHECK(moe_config_validate(cfg, 1) == MOE_OK, "dedup rank: %s", moe_last_error());
         cfg->parallel->dedup = MOE__PARALLEL_CONFIG__DEDUP__none;
     }
