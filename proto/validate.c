@@ -333,6 +333,15 @@ static void moe_check_parallel(moe_vlog *log, const Moe__ParallelConfig *p,
     if (p->overlap && p->overlap_chunks < 1)
         moe_vfail(log, "parallel.overlap_chunks = %d: overlap needs 1 or more chunks",
                   p->overlap_chunks);
+    if (p->dedup != MOE__PARALLEL_CONFIG__DEDUP__none &&
+        p->exchange_dtype == MOE__PARALLEL_CONFIG__EXCHANGE_DTYPE__bf16)
+        moe_vfail(log,
+                  "parallel.dedup = %s with parallel.exchange_dtype = bf16 is not supported: a "
+                  "dedup row returns the sum over a token's experts on one %s, so bf16 would "
+                  "round that sum, a different value for every ep_size (layout invariance lost); "
+                  "use dedup with f32, or bf16 with dedup = none",
+                  p->dedup == MOE__PARALLEL_CONFIG__DEDUP__node ? "node" : "rank",
+                  p->dedup == MOE__PARALLEL_CONFIG__DEDUP__node ? "node" : "rank");
 }
 
 static void moe_check_data(moe_vlog *log, const Moe__DataConfig *d, const Moe__ModelConfig *m) {

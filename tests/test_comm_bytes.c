@@ -1,7 +1,7 @@
 // test_comm_bytes.c: the exchange's payload byte counters on a hand-computable routing — every
 // rank sends R rows to every rank of the group — for the flat, chunked, split-phase and
 // hierarchical exchanges, with real nodes (one machine) and fake nodes of 1 and 2 ranks, in fp32
-// and bf16 (exactly half the bytes). Also the bf16 payload itself: the rows that arrive decode to
+// and bf16 (exactly half the bytes), and with per-rank dedup (fewer rows). Also the bf16 payload itself: the rows that arrive decode to
 // the rounded token rows, and the combine unpack widens and weights them.
 #include "comm.h"
 #include "test-util.h"
@@ -13,7 +13,7 @@ enum {
     K = 2,
     M = 3,
     TMAX = 64 * 2 * M
-};  // T = E·M tokens per rank (E = 2W), each to
+}; // T = E·M tokens per rank (E = 2W), each to
     // experts t and t+1 (mod E)
 
 static int check(const char *what, const char *field, int64_t got, int64_t want) {
@@ -28,6 +28,30 @@ static int check_bytes(const char *what, moe_comm_bytes b, moe_comm_bytes want) 
            check(what, "sent_inter", b.sent_inter, want.sent_inter) +
            check(what, "recv_intra", b.recv_intra, want.recv_intra) +
            check(what, "recv_inter", b.recv_inter, want.recv_inter);
+}
+
+// Expected bytes of ONE exchange in which every rank sends R rows of b bytes to every rank of the
+// group: flat = R·b to / from every other rank, split by node; hierarchical (mode 3, fake nodes
+// of q ranks, leader = lowest rank of the node): a member sends its W·R rows to the leader and
+// receives W·R back; the leader receives and scatters (q−1)·W·R, and moves q·(W−q)·R rows each
+// way to / from the other leaders.
+static moe_comm_bytes expect_bytes(const moe_comm *c, int mode, int64_t R, int64_t b) {
+    const int W = moe_comm_size(c, MOE_COMM_EP), me = moe_comm_rank(c, MOE_COMM_EP);
+    moe_comm_info in = moe_comm_get_info(c);
+    moe_comm_bytes want = {0, 0, 0, 0};
+    const int q = in.node_size, hier = mode == 3 && in.n_nodes > 1;
+    for (int d = 0; d < W && !hier; d++) {
+        if (d == me) continue;
+        const int inter = moe_comm_node_of(c, d) != moe_comm_node_of(c, me);
+        *(inter ? &want.sent_inter : &want.sent_intra) += R * b;
+        *(inter ? &want.recv_inter : &want.recv_intra) += R * b;
+    }
+    if (hier && in.node_rank != 0) want.sent_intra = want.recv_intra = (int64_t)W * R * b;
+    if (hier && in.node_rank == 0) {
+        want.sent_intra = want.recv_intra = (int64_t)(q - 1) * W * R * b;
+        want.sent_inter = want.recv_inter = (int64_t)q * (W - q) * R * b;
+    }
+    return want;
 }
 
 // One plan: mode 0 flat, 1 chunked (3 chunks through moe_comm_exchange), 2 split-phase chunks,
@@ -80,24 +104,7 @@ static int run(int node_size, int mode, moe_comm_dtype dtype) {
             OK(moe_comm_exchange(pl, (moe_comm_dir)dir, rb, from, to, NULL, NULL));
         }
     }
-    // Expected, per exchange: flat = R·rb to / from every other rank, split by node; hierarchical
-    // (fake nodes of q ranks, leader = lowest rank of the node): a member sends its W·R rows to
-    // the leader and receives W·R back; the leader receives and scatters (q−1)·W·R, and moves
-    // q·(W−q)·R rows each way to / from the other leaders.
-    moe_comm_info in = moe_comm_get_info(c);
-    moe_comm_bytes want = zero;
-    const int q = in.node_size, hier = mode == 3 && in.n_nodes > 1;
-    for (int d = 0; d < W && !hier; d++) {
-        if (d == me) continue;
-        const int inter = moe_comm_node_of(c, d) != moe_comm_node_of(c, me);
-        *(inter ? &want.sent_inter : &want.sent_intra) += R * (int64_t)rb;
-        *(inter ? &want.recv_inter : &want.recv_intra) += R * (int64_t)rb;
-    }
-    if (hier && in.node_rank != 0) want.sent_intra = want.recv_intra = (int64_t)W * R * (int64_t)rb;
-    if (hier && in.node_rank == 0) {
-        want.sent_intra = want.recv_intra = (int64_t)(q - 1) * W * R * (int64_t)rb;
-        want.sent_inter = want.recv_inter = (int64_t)q * (W - q) * R * (int64_t)rb;
-    }
+    moe_comm_bytes want = expect_bytes(c, mode, R, (int64_t)rb);
     want.sent_intra *= 2, want.sent_inter *= 2, want.recv_intra *= 2, want.recv_inter *= 2;
     char what[128];
     snprintf(what, sizeof what, "W=%d node_size=%d mode=%d %s", W, node_size, mode,
@@ -155,6 +162,83 @@ static int run(int node_size, int mode, moe_comm_dtype dtype) {
     return (int)f;
 }
 
+// Per-rank dedup on the same routing (token t → experts t and t+1 mod E, El = 2): the two
+// experts share a rank for even t (one wire row) and not for odd t (two rows, to two ranks), so a
+// source sends each peer 3M wire rows instead of 4M pairs — M even tokens for its expert pair,
+// M odd tokens whose first and M whose second expert it holds. Dispatch rows carry K slots
+// (wire_bytes = 4·DD + 8K), combine rows do not (4·DD): per peer 3M·(4·DD + 8K + 4·DD) bytes
+// against 4M·2·4·DD without dedup (DD = 32, K = 2, M = 3: 2448 against 3072). Flat, chunked
+// and hierarchical exchanges, on the node sizes of run().
+static int run_dedup(int node_size, int mode) {
+    enum { DD = 32 };
+    const int El = 2;
+    moe_comm *c0;
+    OK(moe_comm_create(&(moe_comm_params){1, 0, 0, 1}, &c0));
+    const int W = moe_comm_size(c0, MOE_COMM_WORLD);
+    moe_comm_free(c0);
+    if (W < 2) return 0; // every expert on this rank: nothing crosses
+    moe_comm *c;
+    OK(moe_comm_create(&(moe_comm_params){W, W * El, node_size, 1}, &c));
+    const int E = W * El, T = E * M;
+    moe_comm_plan_params pp = {MOE_COMM_EP,
+                               El,
+                               K,
+                               1,
+                               DD * sizeof(float),
+                               (int64_t)T * K,
+                               (int64_t)W * T * K,
+                               mode == 1 ? 3 : 1,
+                               mode == 3,
+                               0,
+                               MOE_COMM_F32};
+    moe_comm_plan *pl;
+    OK(moe_comm_plan_create(c, &pp, &pl));
+    const size_t rb = moe_comm_plan_row_bytes(pl), wb = moe_comm_plan_wire_bytes(pl);
+    int fails = check("dedup wire bytes", "4·DD + 8K", (int64_t)wb, 4 * DD + 8 * K);
+    static float x[TMAX * DD], w[TMAX * K];
+    static int32_t ids[TMAX * K], counts[64 * 3], row_src[TMAX * K];
+    for (int i = 0; i < T * DD; i++) x[i] = (float)(i % 7);
+    for (int t = 0; t < T; t++)
+        for (int k = 0; k < K; k++) ids[t * K + k] = (t + k) % E, w[t * K + k] = 0.5f;
+    char *send = moe_xcalloc((size_t)T * K, wb), *recv = moe_xcalloc((size_t)W * T * K, wb);
+    char *ret = moe_xcalloc((size_t)T * K, rb);
+    OK(moe_comm_dispatch_pack(pl, T, x, ids, w, counts, send, row_src));
+    OK(moe_comm_exchange_counts(pl, counts));
+    const int64_t R = 3 * M;
+    for (int d = 0; d < W; d++) {
+        fails += check("dedup rows to a peer", "[0]", counts[d * (1 + El)], R);
+        for (int j = 0; j < El; j++)
+            fails += check("dedup pairs for an expert", "[1+j]", counts[d * (1 + El) + 1 + j],
+                           (int64_t)K * M);
+    }
+    OK(moe_comm_exchange(pl, MOE_COMM_FORWARD, wb, send, recv, NULL, NULL));
+    OK(moe_comm_exchange(pl, MOE_COMM_REVERSE, rb, recv, ret, NULL, NULL));
+    moe_comm_bytes want = expect_bytes(c, mode, R, (int64_t)wb),
+                   back = expect_bytes(c, mode, R, (int64_t)rb);
+    want.sent_intra += back.sent_intra, want.sent_inter += back.sent_inter;
+    want.recv_intra += back.recv_intra, want.recv_inter += back.recv_inter;
+    char what[128];
+    snprintf(what, sizeof what, "dedup W=%d node_size=%d mode=%d", W, node_size, mode);
+    const moe_comm_bytes got = moe_comm_plan_bytes(pl);
+    fails += check_bytes(what, got, want);
+    // Against the same routing without dedup (4M rows of rb each way): fewer bytes.
+    const moe_comm_bytes none = expect_bytes(c, mode, 4 * M, 2 * (int64_t)rb);
+    if (got.sent_intra + got.sent_inter >= none.sent_intra + none.sent_inter) {
+        fprintf(stderr, "FAIL %s: %lld bytes sent, not fewer than %lld without dedup\n", what,
+                (long long)(got.sent_intra + got.sent_inter),
+                (long long)(none.sent_intra + none.sent_inter));
+        fails++;
+    }
+    free(send);
+    free(recv);
+    free(ret);
+    moe_comm_plan_free(pl);
+    int64_t f = fails;
+    OK(moe_comm_allreduce_i64(c, MOE_COMM_WORLD, &f, 1, MOE_COMM_SUM));
+    moe_comm_free(c);
+    return (int)f;
+}
+
 int main(int argc, char **argv) {
     OK(moe_comm_init(&argc, &argv));
     moe_comm *c;
@@ -170,6 +254,8 @@ int main(int argc, char **argv) {
         for (int mode = 0; mode < 4; mode++)
             for (int dt = 0; dt < 2; dt++, runs++)
                 fails += run(sizes[i], mode, dt ? MOE_COMM_BF16 : MOE_COMM_F32);
+        for (int mode = 0; mode < 4; mode += 1 + (mode == 1), runs++) // flat, chunked, hier
+            fails += run_dedup(sizes[i], mode);
     }
     // bf16 with dedup is refused with the reason.
     OK(moe_comm_create(&(moe_comm_params){1, 2, 0, 1}, &c));

@@ -134,6 +134,23 @@ static void test_unknown_proto_values(void) {
         cfg->parallel->exchange_dtype = MOE__PARALLEL_CONFIG__EXCHANGE_DTYPE__bf16;
         CHECK(moe_config_validate(cfg, 1) == MOE_OK, "bf16: %s", moe_last_error());
     }
+    { // exchange dedup: an unknown value, and rank with bf16 refused with the reason
+        cfg->parallel->dedup = (Moe__ParallelConfig__Dedup)5;
+        expect_refused(moe_config_validate(cfg, 1), "validate, dedup 5", "parallel.dedup", "5");
+        cfg->parallel->dedup = MOE__PARALLEL_CONFIG__DEDUP__rank;
+        expect_refused(moe_config_validate(cfg, 1), "validate, dedup rank + bf16",
+                       "parallel.dedup = rank", "bf16");
+        CHECK(strstr(moe_last_error(), "layout invariance"), "message says why: %s",
+              moe_last_error());
+        cfg->parallel->dedup = MOE__PARALLEL_CONFIG__DEDUP__node;
+        expect_refused(moe_config_validate(cfg, 1), "validate, dedup node + bf16",
+                       "parallel.dedup = node", "bf16");
+        cfg->parallel->exchange_dtype = MOE__PARALLEL_CONFIG__EXCHANGE_DTYPE__f32;
+        CHECK(moe_config_validate(cfg, 1) == MOE_OK, "dedup node: %s", moe_last_error());
+        cfg->parallel->dedup = MOE__PARALLEL_CONFIG__DEDUP__rank;
+        CHECK(moe_config_validate(cfg, 1) == MOE_OK, "dedup rank: %s", moe_last_error());
+        cfg->parallel->dedup = MOE__PARALLEL_CONFIG__DEDUP__none;
+    }
     cfg->model->norm = (Moe__ModelConfig__Norm)42;
     expect_refused(moe_config_validate(cfg, 1), "validate, norm 42", "model.norm", "42");
     expect_refused(moe_model_check(cfg), "model check, norm 42", "model.norm", "42");

@@ -181,7 +181,9 @@ static int run(const ep_case *cs, int ep, const moe_ep_options *o, uint64_t seed
     const int W = g_W;
     moe_layer_params p = cs->p;
     const int64_t D = p.router.D, E = p.router.E, G = p.router.group_tokens;
-    moe_comm_params cp = {ep, (int)E, o->hierarchical && W > 1 ? (W > 2 ? W / 2 : 1) : 0, 1};
+    // Fake nodes (W/2 ranks, or 1 at W = 2) for the hierarchical exchange and node dedup.
+    const int fake = (o->hierarchical || o->dedup == 2) && W > 1;
+    moe_comm_params cp = {ep, (int)E, fake ? (W > 2 ? W / 2 : 1) : 0, 1};
     moe_comm *c;
     OK(moe_comm_create(&cp, &c));
     moe_comm_info in = moe_comm_get_info(c);
@@ -486,6 +488,12 @@ int main(int argc, char **argv) {
                 moe_ep_options o = {opt & 1, opt & 2 ? 3 : 1, (opt >> 2) & 1, 0, 3, MOE_COMM_F32};
                 int f = run(&cs[i], ep, &o, 100 + (uint64_t)i);
                 fails += f;
+                runs++;
+            }
+            // Node dedup (fake nodes): chunks 1/3 × hierarchical.
+            for (int opt = 0; opt < 4; opt++) {
+                moe_ep_options o = {2, opt & 1 ? 3 : 1, opt >> 1, 0, 3, MOE_COMM_F32};
+                fails += run(&cs[i], ep, &o, 100 + (uint64_t)i);
                 runs++;
             }
             // bf16 payloads (no dedup: refused), chunks 1/3 × hierarchical, GEMMs row by row.

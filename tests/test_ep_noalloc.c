@@ -1,7 +1,7 @@
 // test_ep_noalloc.c: the expert-parallel layer's forward and backward allocate nothing. malloc &
 // co. are interposed (test-noalloc.c, forwarding to glibc's __libc_*) and counted during two steps
 // after a warm-up, at one rank with the blocking exchange (MPI_Alltoallv with oneself allocates
-// nothing), for dropless / dedup+capacity+shared / expert choice. With chunks the exchanges are
+// nothing), for dropless / dedup+capacity+shared / expert choice / node dedup+capacity+shared. With chunks the exchanges are
 // MPI_Ialltoallv, whose schedules Open MPI allocates per call: those counts are printed, not
 // asserted (the layer's code on that path is the same callbacks plus post/wait calls).
 // Skipped under sanitizers, which interpose the allocator themselves.
@@ -24,8 +24,8 @@ int main(int argc, char **argv) {
     const int W = moe_comm_size(c0, MOE_COMM_WORLD), rank = moe_comm_rank(c0, MOE_COMM_WORLD);
     moe_comm_free(c0);
     int fails = 0;
-    for (int run = 0; run < 6; run++) {
-        const int variant = run % 3, chunks = run < 3 ? 1 : 3;
+    for (int run = 0; run < 8; run++) {
+        const int variant = run % 4, chunks = run < 4 ? 1 : 3;
         moe_comm_params cp = {W, 8, 0, 1};
         moe_comm *c;
         OK(moe_comm_create(&cp, &c));
@@ -35,11 +35,11 @@ int main(int argc, char **argv) {
         p.router.D = 16, p.router.E = 8, p.router.K = 2, p.router.renormalize = 1;
         p.router.routed_scaling = 1, p.router.aux_loss_coef = 0.01, p.router.z_loss_coef = 0.001;
         p.router.group_tokens = 16;
-        p.F = 32, p.act = variant == 1 ? MOE_ACT_SWIGLU : MOE_ACT_GELU, p.T_max = 128;
-        if (variant == 1)
+        p.F = 32, p.act = variant % 2 ? MOE_ACT_SWIGLU : MOE_ACT_GELU, p.T_max = 128;
+        if (variant % 2)
             p.router.capacity_factor = 1.0, p.n_shared = 1, p.Fs = 8, p.shared_gate = 1;
         if (variant == 2) p.router.strategy = MOE_ROUTE_EXPERT_CHOICE, p.router.jitter = 0.1;
-        moe_ep_options o = {variant == 1, chunks, 0, 0, 8, MOE_COMM_F32};
+        moe_ep_options o = {variant == 1 ? 1 : variant == 3 ? 2 : 0, chunks, 0, 0, 8, MOE_COMM_F32};
         moe_ep_layer *L;
         OK(moe_ep_layer_create(&p, c, &o, &L));
         moe_layer_weights w, g;

@@ -97,10 +97,18 @@ def layout():
     dropping (second pass) a token at the capacity boundary can flip under that reordering, so
     only the loss curve is compared there. Third pass: bf16 exchange payloads, rounded at the
     same points at every layout (np1 included), so the curves agree again; it must also differ
-    from the fp32 curve (the rounding is applied at np1 too)."""
+    from the fp32 curve (the rounding is applied at np1 too). Fourth pass: parallel.dedup=rank,
+    with the dropless tolerances, also against the dedup=none np1 run: dedup only moves where a
+    token's experts on one rank are summed (weighted on the expert side before the combine
+    instead of on the token side after it), a reassociation of at most top_k fp32 terms per
+    token — the same kind of float-order noise that separates layouts; nothing is rounded more.
+    Fifth: parallel.dedup=node, the same checks (one machine is one node here, so every row lands
+    on its own rank: this checks the option's path; test_ep_layer covers fake nodes)."""
     for variant, sets, compare_params in [("dropless", [], True),
                                           ("capacity", ["router.capacity_factor=1.25"], False),
-                                          ("bf16", ["parallel.exchange_dtype=bf16"], "bf16")]:
+                                          ("bf16", ["parallel.exchange_dtype=bf16"], "bf16"),
+                                          ("dedup", ["parallel.dedup=rank"], True),
+                                          ("dedupnode", ["parallel.dedup=node"], True)]:
         cfg = write_config("layout-" + variant, cfg_with())
         runs = [(1, 1), (2, 2), (4, 2), (4, 4)]
         outs = {}
@@ -145,6 +153,26 @@ def layout():
                 # Parameters, Adam moments and balancing biases: atol 1e-5 + rtol 1e-3 (float
                 # summation order; Adam's normalised steps amplify it where gradients are ~0).
                 ckcmp(ckpt(outs[(1, 1)], 20), ckpt(outs[key], 20), "--tol", "1e-5", "1e-3")
+        if variant.startswith("dedup"):
+            none = os.path.join(A.work, "layout-dropless-np1-ep1")
+            for key in runs:
+                m, worst = metrics(outs[key]), 0.0
+                for step in range(1, 21):
+                    a, b = metrics(none)[step]["loss"], m[step]["loss"]
+                    worst = max(worst, abs(a - b) / abs(a))
+                    if not close(a, b, 1e-4):
+                        fail("layout %s np%d/ep%d step %d loss: expected %.8g (dedup none np1)"
+                             " got %.8g" % ((variant,) + key + (step, a, b)))
+                print("layout %s np%d/ep%d vs dedup none np1: losses within rel %.2e (limit "
+                      "1e-4)" % ((variant,) + key + (worst,)))
+            ckcmp(ckpt(none, 20), ckpt(outs[(1, 1)], 20), "--tol", "1e-5", "1e-3")
+            # dedup is really on: the counted exchange bytes of step 1 (same routing) differ.
+            b = [metrics(os.path.join(A.work, "layout-%s-np2-ep2" % v))[1]["exchange_bytes_intranode"]
+                 for v in ("dropless", variant)]
+            print("layout %s np2/ep2: step 1 exchange bytes %d (none) vs %d" % ((variant,) + tuple(b)))
+            if b[0] == b[1]:
+                fail("layout %s np2/ep2: exchange bytes equal to dedup none (%d): dedup off?"
+                     % (variant, b[0]))
         if variant == "bf16":
             f32 = metrics(os.path.join(A.work, "layout-dropless-np1-ep1"))
             d = max(abs(ref[s]["loss"] - f32[s]["loss"]) / abs(f32[s]["loss"]) for s in range(2, 21))

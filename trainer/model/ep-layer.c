@@ -5,7 +5,10 @@
 // chunk (a whole-buffer expansion could not start before the last chunk arrived); the wire format
 // (moe_comm_slot, fp32 or bf16 token rows: moe_comm_row_put / _get) is comm's. With bf16 each
 // wire row is one (token, expert) pair, so the rounding points do not depend on the layout.
+// Node dedup puts the relay of ep-node.c around the rank-dedup path: its landing rows are the
+// tokens of this rank's exchange.
 #include "ep-layer.h"
+#include "ep-node.h"
 
 #include <math.h>
 #include <string.h>
@@ -16,6 +19,7 @@ struct moe_ep_layer {
     moe_comm *c;
     moe_comm_info info;
     moe_comm_plan *xp;          // exchange plan over the EP group
+    moe_ep_node *node;          // dedup = 2: the node relay (hop A); xp is then hop B
     moe_experts_params ep1, sp; // one routed expert (El views), shared family
     moe_route_plan *plan;
     int El, Kx, P;
@@ -57,6 +61,12 @@ struct moe_ep_layer {
     float *xe, *oe, *dout; // (N_max, D) inputs, outputs (backward: dxin), dL/dout
     float *save, *scratch; // (N_max, save_per_row), (N_max, scratch_per_row)
     moe_shared_buffers sh; // shared experts, for T_max tokens (none when n_shared = 0)
+    // node dedup (landing side): the rows that arrived through hop A are xp's tokens
+    int64_t A;            // rows arrived in the last forward
+    const int32_t *ids_a; // (A, Kx) their global experts (owned by node)
+    const float *w_a;     // (A, Kx) their weights
+    float *ya;            // (A_max, D) summed combine rows; backward: dx of each row
+    float *drw_a;         // (A_max, Kx) dL/dw aligned with ids_a
     // global stats
     int64_t *gi; // (2E + 4)
     double *gd;  // (E + 2)
@@ -109,18 +119,28 @@ moe_status moe_ep_layer_create(const moe_layer_params *p, moe_comm *c, const moe
         N = capb < N ? capb : N;
     }
     if (opt.max_expert_rows > 0) N = opt.max_expert_rows;
+    // Node dedup: the relay's arrived rows (≤ A_max) are hop B's tokens, ≤ Kx rows each.
+    moe_ep_node *node = NULL;
+    if (opt.dedup == 2 && (st = moe_ep_node_create(c, El, Kx, D, T, &node))) return st;
+    const int64_t Rs =
+        node && moe_ep_node_max_rows(node) * Kx > Rt ? moe_ep_node_max_rows(node) * Kx : Rt;
     moe_route_plan *plan = NULL;
-    if ((st = moe_route_plan_create(&p->router, T, &plan))) return st;
+    if ((st = moe_route_plan_create(&p->router, T, &plan))) {
+        moe_ep_node_free(node);
+        return st;
+    }
     moe_comm_plan_params pp = {
-        MOE_COMM_EP,      El, Kx,       opt.dedup, (size_t)D * sizeof(float), Rt, N, opt.n_chunks,
-        opt.hierarchical, 0,  opt.dtype};
+        MOE_COMM_EP, El, Kx,           opt.dedup != 0,   (size_t)D * sizeof(float),
+        Rs,          N,  opt.n_chunks, opt.hierarchical, 0,
+        opt.dtype};
     moe_comm_plan *xp = NULL;
     if ((st = moe_comm_plan_create(c, &pp, &xp))) {
         moe_route_plan_free(plan);
+        moe_ep_node_free(node);
         return st;
     }
     moe_ep_layer *L = moe_xcalloc(1, sizeof *L);
-    L->p = *p, L->o = opt, L->c = c, L->info = in, L->xp = xp, L->plan = plan;
+    L->p = *p, L->o = opt, L->c = c, L->info = in, L->xp = xp, L->plan = plan, L->node = node;
     L->El = El, L->Kx = Kx, L->P = EP;
     L->wb = moe_comm_plan_wire_bytes(xp), L->tb = (size_t)D * sizeof(float);
     L->rb = moe_comm_plan_row_bytes(xp);
@@ -129,7 +149,12 @@ moe_status moe_ep_layer_create(const moe_layer_params *p, moe_comm *c, const moe
     L->ep1 = moe_layer_routed_params(p);
     L->ep1.n_experts = 1;
     L->sp = moe_layer_shared_params(p);
-    const int64_t M = Rt > 1 ? Rt : 1, Nn = N > 1 ? N : 1, TK = T * Kx;
+    const int64_t M = Rs > 1 ? Rs : 1, Nn = N > 1 ? N : 1, TK = T * Kx;
+    if (node) {
+        const int64_t Am = moe_ep_node_max_rows(node);
+        L->ya = moe_xalloc_aligned((size_t)(Am * D) * sizeof(float));
+        L->drw_a = moe_xcalloc((size_t)(Am * Kx), sizeof(float));
+    }
     L->row_exp = moe_xcalloc((size_t)M, sizeof(int32_t));
     L->ids = moe_xcalloc((size_t)TK, sizeof(int32_t));
     L->pw_tok = moe_xcalloc((size_t)TK, sizeof(float));
@@ -168,6 +193,9 @@ moe_status moe_ep_layer_create(const moe_layer_params *p, moe_comm *c, const moe
 void moe_ep_layer_free(moe_ep_layer *L) {
     if (!L) return;
     moe_comm_plan_free(L->xp);
+    moe_ep_node_free(L->node);
+    free(L->ya);
+    free(L->drw_a);
     moe_route_plan_free(L->plan);
     free(L->row);
     free(L->row_exp);
@@ -208,6 +236,11 @@ const moe_ep_timing *moe_ep_layer_timings(const moe_ep_layer *L) { return &L->ti
 // Payload bytes the plan moved since the snapshot b0.
 static moe_comm_bytes ep_bytes_since(const moe_ep_layer *L, const moe_comm_bytes *b0) {
     moe_comm_bytes b = moe_comm_plan_bytes(L->xp);
+    if (L->node) {
+        const moe_comm_bytes a = moe_ep_node_bytes(L->node);
+        b.sent_intra += a.sent_intra, b.sent_inter += a.sent_inter;
+        b.recv_intra += a.recv_intra, b.recv_inter += a.recv_inter;
+    }
     b.sent_intra -= b0->sent_intra, b.sent_inter -= b0->sent_inter;
     b.recv_intra -= b0->recv_intra, b.recv_inter -= b0->recv_inter;
     return b;
@@ -485,7 +518,7 @@ moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stat
     MOE_ASSERT(T >= 0 && T <= p->T_max);
     moe_ep_phase *ph = &L->timing.fwd;
     memset(ph, 0, sizeof *ph);
-    const moe_comm_bytes b0 = moe_comm_plan_bytes(L->xp);
+    const moe_comm_bytes b0 = ep_bytes_since(L, &(moe_comm_bytes){0, 0, 0, 0});
     L->timing.bwd.bytes = (moe_comm_bytes){0, 0, 0, 0}; // belongs to this forward from now on
     double t0 = moe_clock_seconds();
     L->x = x, L->T = T, L->w = w;
@@ -511,9 +544,19 @@ moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stat
         for (; j < Kx; j++)
             L->ids[t * Kx + j] = -1, L->pw_tok[t * Kx + j] = 0, L->pair_row[t * Kx + j] = -1;
     }
-    if ((st = moe_comm_dispatch_pack(L->xp, T, x, L->ids, L->pw_tok, L->send_counts, L->send,
-                                     L->row_src)))
-        return st;
+    if (L->node) { // hop A; the arrived rows are hop B's tokens
+        const float *xa;
+        double ta = moe_clock_seconds();
+        st = moe_ep_node_dispatch(L->node, T, x, L->ids, L->pw_tok, &L->A, &xa, &L->ids_a, &L->w_a);
+        ph->exchange += moe_clock_seconds() - ta;
+        if (!st)
+            st = moe_comm_dispatch_pack(L->xp, L->A, xa, L->ids_a, L->w_a, L->send_counts, L->send,
+                                        L->row_src);
+    } else {
+        st = moe_comm_dispatch_pack(L->xp, T, x, L->ids, L->pw_tok, L->send_counts, L->send,
+                                    L->row_src);
+    }
+    if (st) return st;
     double t2 = moe_clock_seconds();
     st = moe_comm_exchange_counts(L->xp, L->send_counts);
     if (!st && L->o.dedup && L->o.max_expert_rows > 0) {
@@ -544,7 +587,16 @@ moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stat
         return st;
     L->timing.pairs_in = L->coff[(size_t)(L->o.n_chunks - 1) * (size_t)(El + 1) + El];
     memset(y, 0, (size_t)(T * D) * sizeof(float));
-    moe_comm_combine_unpack(L->xp, L->ret, L->row_src, L->pw_tok, T, y);
+    if (L->node) { // sum per arrived row (fp32), then hop A back
+        memset(L->ya, 0, (size_t)(L->A * D) * sizeof(float));
+        moe_comm_combine_unpack(L->xp, L->ret, L->row_src, NULL, L->A, L->ya);
+        double ta = moe_clock_seconds();
+        st = moe_ep_node_combine(L->node, L->ya, T, y);
+        ph->exchange += moe_clock_seconds() - ta;
+        if (st) return st;
+    } else {
+        moe_comm_combine_unpack(L->xp, L->ret, L->row_src, L->pw_tok, T, y);
+    }
     ph->bytes = ep_bytes_since(L, &b0);
 
     if (p->n_shared > 0)
@@ -562,15 +614,23 @@ moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *
     moe_route_plan *pl = L->plan;
     moe_ep_phase *ph = &L->timing.bwd;
     memset(ph, 0, sizeof *ph);
-    const moe_comm_bytes b0 = moe_comm_plan_bytes(L->xp);
+    const moe_comm_bytes b0 = ep_bytes_since(L, &(moe_comm_bytes){0, 0, 0, 0});
     double t0 = moe_clock_seconds();
     L->w = w, L->g = grads;
     // Token side: combine-backward rows. Without dedup a wire row is one pair: send w·dy and take
     // dL/dw = dy·out here (out came back in ret); with dedup send dy once per (token, peer).
+    // Node dedup: dy first crosses hop A; the arrived rows are the tokens here.
+    const float *dyb = dy;
+    if (L->node) {
+        double ta = moe_clock_seconds();
+        moe_status sa = moe_ep_node_combine_backward(L->node, dy, &dyb);
+        ph->exchange += moe_clock_seconds() - ta;
+        if (sa) return sa;
+    }
     const int64_t Rs = moe_comm_plan_rows(L->xp, MOE_COMM_FORWARD);
     for (int64_t u = 0; u < Rs; u++) {
         const int64_t src = L->row_src[u], t = dedup ? src : src / Kx;
-        const float *dyt = dy + t * D;
+        const float *dyt = dyb + t * D;
         char *s = L->send + (size_t)u * L->rb;
         if (dedup) {
             moe_comm_row_put(L->xp, s, dyt);
@@ -591,6 +651,10 @@ moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *
     moe_status st = ep_exchanges(L, ph, L->rb, L->send, L->recv, ep_bwd_chunk, rb, L->back, L->ret);
     if (st) return st;
     // Token side: dx from the returned rows; with dedup the slots carry dL/dw per (peer, expert).
+    // Node dedup: into the arrived rows' dx and dL/dw, which go back over hop A below.
+    float *dxb = L->node ? L->ya : dx, *drwb = L->node ? L->drw_a : L->drw_pair;
+    const int32_t *idsb = L->node ? L->ids_a : L->ids;
+    if (L->node) memset(L->ya, 0, (size_t)(L->A * D) * sizeof(float));
     const int32_t *sr = moe_comm_plan_counts(L->xp, MOE_COMM_FORWARD);
     int64_t u = 0;
     for (int d = 0; d < P; d++)
@@ -599,18 +663,24 @@ moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *
             const char *row = L->ret + (size_t)u * rb;
             float *b = L->row;
             moe_comm_row_get(L->xp, b, row);
-            float *dxt = dx + t * D;
+            float *dxt = dxb + t * D;
             for (int64_t k = 0; k < D; k++) dxt[k] += b[k];
             if (!dedup) continue;
             const moe_comm_slot *sl = (const moe_comm_slot *)(row + L->rb);
             for (int k = 0; k < Kx && sl[k].expert >= 0; k++) {
                 const int32_t ge = d * El + sl[k].expert;
                 int q = 0;
-                while (q < Kx && L->ids[t * Kx + q] != ge) q++;
+                while (q < Kx && idsb[t * Kx + q] != ge) q++;
                 MOE_ASSERT(q < Kx);
-                L->drw_pair[t * Kx + q] = sl[k].weight;
+                drwb[t * Kx + q] = sl[k].weight;
             }
         }
+    if (L->node) {
+        double ta = moe_clock_seconds();
+        st = moe_ep_node_dispatch_backward(L->node, L->ya, L->drw_a, L->ids, T, dx, L->drw_pair);
+        ph->exchange += moe_clock_seconds() - ta;
+        if (st) return st;
+    }
     for (int64_t t = 0; t < T; t++)
         for (int q = 0; q < Kx && L->ids[t * Kx + q] >= 0; q++)
             L->drw_plan[L->pair_row[t * Kx + q]] = L->drw_pair[t * Kx + q];

@@ -23,7 +23,10 @@
 #include "experts.h"
 
 typedef struct {
-    int dedup;        // a token goes once per peer; fan-out and weighted sum on the expert side
+    int dedup;        // 0 none; 1 rank: a token goes once per peer rank, fan-out and weighted
+                      // sum on the expert side; 2 node: a token crosses once per node, to a
+                      // landing rank there (ep-node.h) which does the rank dedup inside its node
+                      // and sums the rows that come back (fp32), forward and backward
     int n_chunks;     // >= 1; > 1: dispatch and combine-backward in chunks, expert compute
                       // on chunk c overlapping the exchange of chunk c+1
     int hierarchical; // node-leader exchange (comm/ hierarchical mode)

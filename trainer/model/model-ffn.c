@@ -16,6 +16,18 @@ struct moe_model_ffn {
     int64_t *sel, *kept; // (E) global counts (the stats arrays point here)
 };
 
+// parallel.dedup as moe_ep_options.dedup (0 none, 1 rank, 2 node; validated before).
+static int ffn_dedup(const Moe__ParallelConfig *pc) {
+    if (!pc) return 0;
+    switch (pc->dedup) {
+    case MOE__PARALLEL_CONFIG__DEDUP__none: return 0;
+    case MOE__PARALLEL_CONFIG__DEDUP__rank: return 1;
+    case MOE__PARALLEL_CONFIG__DEDUP__node: return 2;
+    case _MOE__PARALLEL_CONFIG__DEDUP_IS_INT_SIZE: break; // protobuf-c's size marker
+    }
+    return 0;
+}
+
 moe_status moe_ffn_create(const moe_layer_params *p, const moe_comm *comm,
                           const Moe__ParallelConfig *pc, moe_model_ffn **out) {
     moe_model_ffn *f = moe_xcalloc(1, sizeof *f);
@@ -24,7 +36,8 @@ moe_status moe_ffn_create(const moe_layer_params *p, const moe_comm *comm,
     const int bf16 = pc && pc->exchange_dtype == MOE__PARALLEL_CONFIG__EXCHANGE_DTYPE__bf16;
     if (comm) {
         moe_ep_options o = {
-            .dedup = 0,
+            // The one-rank path below has no exchange: dedup means nothing there.
+            .dedup = ffn_dedup(pc),
             .n_chunks = pc && pc->overlap && pc->overlap_chunks > 1 ? pc->overlap_chunks : 1,
             .hierarchical = pc ? pc->hierarchical : 0,
             .dtype = bf16 ? MOE_COMM_BF16 : MOE_COMM_F32};
