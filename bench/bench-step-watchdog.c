@@ -45,6 +45,11 @@ moe_status moe_bench_step_watchdog(const Moe__Config *cfg, const moe_comm *c, in
         return moe_set_error(MOE_EINVAL,
                              "--watchdog: watchdog.enabled is false in the config, so there is no "
                              "watchdog to measure; leave it on (the default)");
+    if ((int64_t)blocks * steps_per_block > (1 << 24))
+        return moe_set_error(MOE_EINVAL,
+                             "--watchdog: --blocks %d x --steps %d is more than 16777216 timed "
+                             "steps per variant; lower one of them",
+                             blocks, steps_per_block);
     const int B = blocks, N = steps_per_block; // N steps per block, B blocks per variant
     moe_bench_stepper *s = NULL;
     moe_watchdog *w = NULL;
