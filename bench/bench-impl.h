@@ -5,6 +5,7 @@
 
 #include "bench.h"
 #include "comm.h"
+#include "train.h"
 #include "watchdog.h"
 
 int moe_bench_layer(int argc, char **argv); // bench/bench-layer.c: `moe bench layer`
@@ -32,6 +33,23 @@ void moe_bench_stepper_free(moe_bench_stepper *s);            // NULL-safe
 // each step's global loss. Collective.
 moe_status moe_bench_stepper_run(moe_bench_stepper *s, int n, moe_watchdog *w, double *losses,
                                  moe_bench_step_times *acc, double *watched);
+// The session's model (owned by s), for what bench-step-mem.c times after the last step.
+moe_model *moe_bench_stepper_model(moe_bench_stepper *s);
+
+// The step's O(total parameters) part (bench/bench-step-mem.c), in GB/s of this rank.
+typedef struct {
+    int64_t n_params; // this rank's parameters (floats in each of w, m, v, g)
+    double adamw_gbs; // moe_optim_adamw_step over all of them: 28 bytes per parameter
+    double zero_gbs;  // moe_model_zero_grads: 4 bytes per parameter
+} moe_bench_mem;
+// After s's last timed step (it overwrites the model's w, m, v and g: call nothing on s after it
+// but moe_bench_stepper_free): AdamW, then zeroing, each after a world barrier and run reps + 1
+// times on the model's own buffers, the first a warmup, the best kept. c NULL: no barrier.
+moe_status moe_bench_step_mem(moe_bench_stepper *s, const Moe__Config *cfg, const moe_comm *c,
+                              int reps, moe_bench_mem *out);
+// STREAM-style triad a = b + s·c over 3 x 64 MiB of float: GB/s at 12 bytes per element, best of
+// reps after a warmup pass. Allocates and frees its 192 MiB.
+double moe_bench_triad_gbs(int reps);
 
 // Helpers of the benchmarks (bench/bench-util.c). cblas_sgemm 1024³ GFLOP/s, best of reps after
 // a warmup.

@@ -60,6 +60,8 @@ void moe_bench_stepper_free(moe_bench_stepper *s) {
     free(s);
 }
 
+moe_model *moe_bench_stepper_model(moe_bench_stepper *s) { return s->m; }
+
 moe_status moe_bench_stepper_run(moe_bench_stepper *s, int n, moe_watchdog *w, double *losses,
                                  moe_bench_step_times *acc, double *watched) {
     for (int i = 0; i < n; i++, s->next++) {

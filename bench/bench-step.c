@@ -3,7 +3,8 @@
 // file is needed. The step timed is moe_train_step itself (trainer/train.h: the step of `moe
 // train`, with its LR schedule, clipping, non-finite check and bias update), never a copy. Reports
 // tokens/s and the shares of compute, exchange (MoE all-to-alls and routing-statistics
-// all-reduces) and all-reduce (gradient sync and the step's agreed reduction); with --watchdog,
+// all-reduces) and all-reduce (gradient sync and the step's agreed reduction), then the
+// optimizer's and gradient zeroing's GB/s next to a triad (bench-step-mem.c); with --watchdog,
 // the job watchdog's cost instead (bench-step-watchdog.c). The step session: bench-step-run.c.
 #include "config.h"
 #include "bench-impl.h"
@@ -19,37 +20,59 @@ static const char *const moe_tiny_sets[] = {"name=tiny-moe",         "model.voca
                                             "model.expert_d_ff=256", "model.first_dense_layers=1",
                                             "train.global_batch=16", "train.seq_len=64"};
 
-// The timed part of `moe bench step`: 2 warmup steps, `steps` timed ones, the report (rank 0).
+// The timed part of `moe bench step`: 2 warmup steps, `steps` timed ones, then the step's
+// O(total parameters) part (AdamW, gradient zeroing) on the same model next to the triad
+// (bench-step-mem.c), the report (rank 0).
 static moe_status moe_bench_step_report(const Moe__Config *cfg, const moe_comm *c, int steps,
                                         int json) {
-    moe_bench_step_times t;
-    moe_status st = moe_bench_step_run(cfg, c, 2, steps, NULL, &t);
+    moe_bench_step_times t = {0};
+    moe_bench_mem mem = {0};
+    moe_bench_stepper *s = NULL;
+    moe_status st = moe_bench_stepper_create(cfg, c, &s);
+    if (!st) st = moe_bench_stepper_run(s, 2, NULL, NULL, NULL, NULL);
+    if (!st) st = moe_bench_stepper_run(s, steps, NULL, NULL, &t, NULL);
+    if (!st) st = moe_bench_step_mem(s, cfg, c, 5, &mem);
+    moe_bench_stepper_free(s); // before the triad's 192 MiB: peak memory stays the step's own
     if (st) return st;
+    if ((st = moe_comm_barrier(c, MOE_COMM_WORLD))) return st; // every rank's triad at once
+    const double triad = moe_bench_triad_gbs(5);
     const int W = moe_comm_size(c, MOE_COMM_WORLD), ep = moe_comm_size(c, MOE_COMM_EP);
     const int64_t S = cfg->train->seq_len;
     // Rank 0's view; the slowest rank decides the step, so take the max of the totals.
     double v[3] = {t.seconds, t.exchange_seconds, t.allreduce_seconds};
     if ((st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, v, 3, MOE_COMM_MAX))) return st;
+    // Bandwidths per rank, all ranks at once: the slowest rank's.
+    double bw[3] = {triad, mem.adamw_gbs, mem.zero_gbs};
+    if ((st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, bw, 3, MOE_COMM_MIN))) return st;
     const double tps = (double)cfg->train->global_batch * S * steps / v[0];
     const double sh_ex = v[1] / v[0], sh_red = v[2] / v[0];
     const double sh_cmp = 1.0 - sh_ex - sh_red > 0 ? 1.0 - sh_ex - sh_red : 0;
+    const double pct_adamw = 100 * bw[1] / bw[0], pct_zero = 100 * bw[2] / bw[0];
     if (json)
         moe_comm_printf(c,
                         "{\"bench\":\"step\",\"model\":\"%s\",\"world\":%d,\"ep\":%d,"
                         "\"tokens_per_step\":%lld,\"steps\":%d,\"step_seconds\":%.6f,"
                         "\"tokens_per_s\":%.1f,\"compute_share\":%.4f,\"exchange_share\":%.4f,"
-                        "\"allreduce_share\":%.4f}\n",
+                        "\"allreduce_share\":%.4f,\"local_params\":%lld,\"triad_gbs\":%.3f,"
+                        "\"optimizer_gbs\":%.3f,\"optimizer_triad_pct\":%.2f,"
+                        "\"zero_grads_gbs\":%.3f,\"zero_grads_triad_pct\":%.2f}\n",
                         cfg->name ? cfg->name : "model", W, ep,
                         (long long)(cfg->train->global_batch * S), steps, v[0] / steps, tps, sh_cmp,
-                        sh_ex, sh_red);
+                        sh_ex, sh_red, (long long)mem.n_params, bw[0], bw[1], pct_adamw, bw[2],
+                        pct_zero);
     else
         moe_comm_printf(c,
                         "moe bench step: %s, world %d, ep %d, %d x %lld tokens per step\n"
                         "  %.1f ms/step, %.0f tokens/s | compute %.0f%%, exchange %.0f%%, "
-                        "grad all-reduce %.0f%% (max over ranks, %d steps after 2 warmup)\n",
+                        "grad all-reduce %.0f%% (max over ranks, %d steps after 2 warmup)\n"
+                        "  memory (per rank, all ranks at once, slowest rank; %lld local params):\n"
+                        "  triad: %.2f GB/s (3 x 64 MiB, 12 bytes/element, best of 5)\n"
+                        "  optimizer: %.2f GB/s = %.0f %% of the triad (%.2f GB/s)\n"
+                        "  zero grads: %.2f GB/s = %.0f %% of the triad (%.2f GB/s)\n",
                         cfg->name ? cfg->name : "model", W, ep, cfg->train->global_batch,
                         (long long)S, 1e3 * v[0] / steps, tps, 100 * sh_cmp, 100 * sh_ex,
-                        100 * sh_red, steps);
+                        100 * sh_red, steps, (long long)mem.n_params, bw[0], bw[1], pct_adamw,
+                        bw[0], bw[2], pct_zero, bw[0]);
     return MOE_OK;
 }
 
@@ -80,6 +103,7 @@ int moe_bench_step(int argc, char **argv) {
         "Times N training steps of the model of CONFIG at this launch's world size: run it\n"
         "alone and under mpirun -np 2 to compare. Synthetic tokens; parallel.ep_size from\n"
         "the config (default: all ranks in one EP group when n_experts allows).\n"
+        "Then AdamW's and gradient zeroing's GB/s next to a STREAM-style triad.\n"
         "--watchdog times the same step with the job watchdog off (the reference) and on\n"
         "(its thread, heartbeats, enter/leave per step), prints both and the overhead in %.",
         pos,
