@@ -27,7 +27,8 @@ for what in optimizer "zero grads"; do
     [ -n "$line" ] || { fail "no '  $what: X GB/s = Y % of the triad (Z GB/s)' line"; continue; }
     read -r gbs pct ref < <(echo "$line" | sed -E "s/^  $what: ($num) GB\/s = ($num) % of the triad \(($num) GB\/s\)$/\1 \3 \5/")
     echo "$gbs $pct $ref ${triad:-0}" | awk '{ if (!($1 > 0 && $2 > 0 && $3 > 0 && $3 == $4)) exit 1;
-        want = 100 * $1 / $3; if ($2 < want - 1 || $2 > want + 1) exit 1 }' ||
+        want = 100 * $1 / $3; tol = 1 + want * (0.006 / $1 + 0.006 / $3);  # printed to 0.01 GB/s
+        if ($2 < want - tol || $2 > want + tol) exit 1 }' ||
         fail "$what: implausible figures gbs=$gbs pct=$pct triad=$ref (triad line: ${triad:-none})"
 done
 
