@@ -44,6 +44,9 @@ static moe_status moe_train_setup(const char *path, const char **sets, int n_set
                            path, path);
     if (!st) st = moe_model_check(*cfg);
     moe_comm_params cp = {.ep_size = 1, .n_experts = 0, .quiet = 0};
+    // Testing hook (docs/training.md): pretend every N consecutive ranks form a node.
+    const char *fake = getenv("MOE_TRAIN_TEST_NODE_SIZE");
+    if (fake) cp.fake_node_size = atoi(fake) > 0 ? atoi(fake) : 0;
     if (!st) {
         cp.ep_size = (*cfg)->parallel ? (*cfg)->parallel->ep_size : 1;
         cp.n_experts = (*cfg)->model->n_experts;

@@ -27,3 +27,13 @@ endforeach()
 # rows the MoE layer holds (capped at the token count), not the factor.
 moe_add_test(test_capacity_estimate SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_capacity_estimate.c
   LABELS train)
+# parallel.exchange = auto (issue 13): the trial, its record, the choice kept on resume, no trial
+# where there is nothing to choose; fake nodes (MOE_TRAIN_TEST_NODE_SIZE) so EP spans nodes.
+foreach(np 2 4)
+  add_test(NAME test_train_xauto_np${np}
+    COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_train_xauto.py --np ${np}
+            --moe $<TARGET_FILE:moe> --ckcmp $<TARGET_FILE:test_train_ckcmp>
+            --mpirun ${MPIEXEC_EXECUTABLE} --work ${CMAKE_CURRENT_BINARY_DIR}/train-runs)
+  set_tests_properties(test_train_xauto_np${np} PROPERTIES LABELS "mpi;np${np};train;nosan"
+    ENVIRONMENT "${MOE_TEST_ENV}" TIMEOUT 300 PROCESSORS ${np})
+endforeach()

@@ -261,3 +261,41 @@ void moe_xauto_json(const moe_xauto *a, char *buf, size_t n) {
     }
     if (k < n) snprintf(buf + k, n - k, "}");
 }
+
+moe_status moe_xauto_prepare(moe_xauto *a, moe_model *m, const Moe__Config *cfg) {
+    moe_xsetting s;
+    if (!moe_xauto_before_step(a, &s)) return MOE_OK;
+    static const Moe__ParallelConfig def = MOE__PARALLEL_CONFIG__INIT;
+    Moe__ParallelConfig pc = cfg->parallel ? *cfg->parallel : def; // shallow: scalars only
+    moe_xsetting_to_config(&s, &pc);
+    return moe_model_set_exchange(m, &pc);
+}
+
+int moe_xauto_step_done(moe_xauto *a, const double *compute, const double *wait, int world) {
+    if (a->state != MOE_XAUTO_TRYING) return 0;
+    double t = 0;
+    for (int r = 0; r < world; r++)
+        if (compute[r] + wait[r] > t) t = compute[r] + wait[r];
+    return moe_xauto_after_step(a, t);
+}
+
+void moe_xauto_record(moe_xauto *a, int ended, Moe__MetricsRecord *rec) {
+    static const char *const st[] = {"fixed", "trying", "chosen", "resumed"};
+    // The setting the step ran with: during the trial's last step that is still the candidate.
+    moe_xsetting_name(&a->current, a->current_name);
+    rec->exchange_setting = a->current_name;
+    rec->exchange_state = (char *)(ended ? "trying" : st[a->state]);
+    if (!ended) return;
+    for (int i = 0; i < a->n; i++) {
+        moe__exchange_trial__init(&a->trial[i]);
+        moe_xsetting_name(&a->cand[i], a->names[i]);
+        a->trial[i].setting = a->names[i];
+        a->trial[i].has_median_step_seconds = 1;
+        a->trial[i].median_step_seconds = a->median[i];
+        a->trial[i].has_chosen = 1;
+        a->trial[i].chosen = moe_xsetting_equal(&a->cand[i], &a->chosen);
+        a->trialp[i] = &a->trial[i];
+    }
+    rec->n_exchange_trial = (size_t)a->n;
+    rec->exchange_trial = a->trialp;
+}

@@ -15,6 +15,7 @@
 #define MOE_EXCHANGE_AUTO_H
 
 #include "comm.h"
+#include "model.h"
 #include "moe-common.h"
 #include "moe.pb-c.h"
 
@@ -71,6 +72,9 @@ typedef struct {
     double seconds[MOE_XAUTO_MAX][MOE_XAUTO_TIMED]; // timed steps per candidate
     double median[MOE_XAUTO_MAX];                   // after the trial (0 before)
     int pos;                // trial steps done
+    // Storage of moe_xauto_record's fields (valid until the next call).
+    char names[MOE_XAUTO_MAX][MOE_XSETTING_NAME_MAX], current_name[MOE_XSETTING_NAME_MAX];
+    Moe__ExchangeTrial trial[MOE_XAUTO_MAX], *trialp[MOE_XAUTO_MAX];
 } moe_xauto;
 
 // What the run starts with, from cfg (parallel.*) and c. Local; every rank decides the same.
@@ -86,6 +90,16 @@ int moe_xauto_before_step(moe_xauto *a, moe_xsetting *s);
 // After a step that ran with a->current: its agreed seconds (the same value on every rank).
 // Returns 1 when this step ended the trial (a->chosen is set; the next before_step switches).
 int moe_xauto_after_step(moe_xauto *a, double seconds);
+// The trainer's two calls around a step (trainer/train.c). Before: moe_xauto_before_step and,
+// when due, moe_model_set_exchange with cfg->parallel changed to the setting (collective,
+// agreed). After: the step's agreed seconds, max over ranks of compute[r] + wait[r] (the step
+// result's agreed per-rank arrays: every rank computes the same value); returns 1 when the trial
+// ended with this step.
+moe_status moe_xauto_prepare(moe_xauto *a, moe_model *m, const Moe__Config *cfg);
+int moe_xauto_step_done(moe_xauto *a, const double *compute, const double *wait, int world);
+// Fills rec's exchange_setting / exchange_state (the setting the step ran with) and, when
+// `ended` (the step ended the trial), exchange_trial. Pointers into a: valid until the next call.
+void moe_xauto_record(moe_xauto *a, int ended, Moe__MetricsRecord *rec);
 // One line for the progress header / a JSON object for the metrics record (no newline).
 void moe_xauto_describe(const moe_xauto *a, char *buf, size_t n);
 void moe_xauto_json(const moe_xauto *a, char *buf, size_t n);

@@ -6,6 +6,7 @@
 // sized at setup, the metrics line's text and the queue of lines not yet written included
 // (trainer/metrics.c); nothing is allocated per step once the line buffer has its steady size.
 #include "config.h"
+#include "exchange-auto.h"
 #include "params.h"
 #include "train-impl.h"
 #include "train.h"
@@ -235,6 +236,7 @@ typedef struct {
     Moe__LayerLoad *lls, **llp;  // (n_moe + 1) metrics record parts, allocated at setup
     Moe__GroupStats *gss, **gsp; // (n_groups)
     int64_t *kept;               // (n_moe, E) loads of the step (validation overwrites the model's)
+    moe_xauto xa;                // the exchange setting: fixed, or parallel.exchange = auto's trial
 } moe_trainer;
 
 static void moe_fmt_eta(char *buf, size_t cap, double s) {
@@ -254,6 +256,8 @@ static moe_status moe_train_save(moe_trainer *tr, int64_t step, const char *why)
                          .data_cursor = (uint64_t)step,
                          .world = m->lay.world,
                          .ep = m->lay.ep};
+    if (tr->xa.state == MOE_XAUTO_CHOSEN || tr->xa.state == MOE_XAUTO_RESUMED)
+        moe_xsetting_name(&tr->xa.chosen, st.exchange); // kept by a resumed run
     char path[MOE_PATH_MAX] = "";
     moe_status s = moe_ckpt_save(tr->ck, tr->c, tr->cfg->out_dir, tr->cfg, &st,
                                  tr->cfg->train->keep_checkpoints, path, sizeof path);
@@ -522,9 +526,12 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
                 raise(SIGUSR1);
         }
         moe_data_train_batch(tr->d, step, (int64_t)rank * m->Bl, m->Bl, tr->tokens);
-        moe_train_step_result sr;
-        moe_status st = moe_train_step(tr->step, tr->tokens, step, &sr);
+        moe_status st = moe_xauto_prepare(&tr->xa, m, cfg); // auto: a candidate, or the choice
         if (st) return st;
+        moe_train_step_result sr;
+        if ((st = moe_train_step(tr->step, tr->tokens, step, &sr))) return st;
+        const int xa_ended = moe_xauto_step_done(&tr->xa, sr.rank_compute_seconds,
+                                                 sr.rank_wait_seconds, m->lay.world);
         const double loss = sr.loss, lr = sr.lr, t_sync = sr.allreduce_seconds;
         const int stop = sr.stop;
         if (sr.nonfinite) {
@@ -551,6 +558,7 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
         Moe__MetricsRecord rec = MOE__METRICS_RECORD__INIT;
         double load_max, aux;
         moe_train_record(tr, &sr, step, t_step, skipped, &rec, &load_max, &aux);
+        moe_xauto_record(&tr->xa, xa_ended, &rec);
         const int last = step + 1 == tr->steps;
         const int do_eval =
             moe_data_val_tokens(tr->d) > 0 && tc->eval_batches > 0 &&
@@ -592,6 +600,12 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
             } else if (do_eval) {
                 printf("step %6lld/%lld | val %.4f\n", (long long)step + 1, (long long)tr->steps,
                        rec.val_loss);
+            }
+            if (xa_ended) {
+                char xl[512];
+                moe_xauto_describe(&tr->xa, xl, sizeof xl);
+                printf("step %6lld/%lld | %s\n", (long long)step + 1, (long long)tr->steps, xl);
+                fflush(stdout);
             }
         }
         res->step = step + 1;
@@ -656,6 +670,7 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
     tr.gss = moe_xcalloc((size_t)tr.m->n_groups, sizeof *tr.gss);
     tr.gsp = moe_xcalloc((size_t)tr.m->n_groups, sizeof *tr.gsp);
     tr.kept = moe_xcalloc((size_t)(tr.m->n_moe + 1) * (size_t)(tr.m->E + 1), sizeof(int64_t));
+    moe_xauto_init(&tr.xa, cfg, c);
     int64_t start = 0;
     if (o && o->resume) {
         char where[MOE_PATH_MAX], dir[MOE_PATH_MAX];
@@ -673,11 +688,12 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
             moe_comm_printf(c, "--resume latest: no checkpoint in %s yet; starting from step 0\n",
                             cfg->out_dir);
         } else {
-            moe_ckpt_state cs;
+            moe_ckpt_state cs = {0};
             st = moe_ckpt_load(tr.ck, c, where, cfg, &cs);
             if (st) goto out;
             if ((st = moe_comm_agree(c, moe_train_check_seed(cfg, where)))) goto out;
             start = cs.step;
+            moe_xauto_resume(&tr.xa, cs.exchange);
             if ((st = moe_comm_agree(c, moe_ckpt_check_newer(cfg->out_dir, start)))) goto out;
             moe_comm_printf(c,
                             "resumed from %s at step %lld (written at world %d, ep %d; now "
@@ -705,6 +721,11 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
                         cfg->name ? cfg->name : "model", (long long)pr.total, (long long)pr.active,
                         W, lay.ep, tc->global_batch, tc->seq_len, (long long)tc->steps,
                         (long long)start, cfg->out_dir);
+    if (lay.ep > 1) {
+        char xl[512];
+        moe_xauto_describe(&tr.xa, xl, sizeof xl);
+        moe_comm_printf(c, "%s\n", xl);
+    }
     if (start >= tc->steps) { // e.g. --resume latest of a finished run: nothing is written
         moe_comm_printf(c,
                         "moe train: the checkpoint is at step %lld and train.steps = %lld: "

@@ -217,6 +217,7 @@ static moe_status ck_commit(const char *ckdir, const char *tmp, const char *fina
     m.world_size = st->world;
     m.ep_size = st->ep;
     m.created_by = "moe (checkpoint format 1)";
+    if (st->exchange[0]) m.exchange_choice = (char *)st->exchange;
     size_t nt = 0, nf = 0;
     for (int r = 0; r < n_parts; r++) nt += parts[r]->n_tensors, nf += parts[r]->n_files;
     m.tensors = moe_xcalloc(nt + 1, sizeof *m.tensors);
@@ -512,6 +513,8 @@ moe_status moe_ckpt_load(moe_ckpt *ck, const moe_comm *c, const char *where, con
         st->data_cursor = m->data_cursor;
         st->world = m->world_size;
         st->ep = m->ep_size;
+        snprintf(st->exchange, sizeof st->exchange, "%s",
+                 m->exchange_choice ? m->exchange_choice : "");
     }
 out:
     if (m) moe__checkpoint_manifest__free_unpacked(m, NULL);

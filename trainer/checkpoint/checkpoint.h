@@ -73,6 +73,8 @@ typedef struct {
     uint64_t rng_state;
     uint64_t data_cursor; // the trainer's data position (the step: batches depend on it only)
     int32_t world, ep;    // layout the checkpoint was written at
+    char exchange[48]; // the exchange setting parallel.exchange = auto chose ("" = none; manifest
+                       // exchange_choice; trainer/exchange-auto.h)
 } moe_ckpt_state;
 
 typedef struct moe_ckpt moe_ckpt;

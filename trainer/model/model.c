@@ -494,6 +494,19 @@ fail:
     return st;
 }
 
+moe_status moe_model_set_exchange(moe_model *m, const Moe__ParallelConfig *pc) {
+    moe_model_priv *pv = m->priv;
+    MOE_ASSERT(pv && pv->ffn);
+    moe_status st = MOE_OK;
+    for (int i = 0; i < m->n_moe; i++) {
+        moe_ffn_free(pv->ffn[i]);
+        pv->ffn[i] = NULL;
+        m->stats[i].selected = m->stats[i].kept = NULL;
+    }
+    for (int i = 0; i < m->n_moe && !st; i++) st = moe_ffn_create(&pv->lp, m->comm, pc, &pv->ffn[i]);
+    return moe_comm_agree(m->comm, st);
+}
+
 void moe_model_free(moe_model *m) {
     if (!m) return;
     moe_model_priv *pv = m->priv;

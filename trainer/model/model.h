@@ -99,6 +99,11 @@ moe_status moe_model_check(const Moe__Config *cfg);
 moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
                             const moe_comm *comm, int64_t B_local, moe_model **out);
 void moe_model_free(moe_model *m); // NULL-safe
+// Rebuilds every MoE layer's exchange with the options of pc (overlap chunks, hierarchical,
+// dedup, payload dtype): parameters, optimizer state and balance bias are untouched; m->stats
+// hold nothing until the next forward. Collective (the layers' exchange plans); the outcome is
+// agreed. For parallel.exchange = auto (trainer/exchange-auto.h) between steps.
+moe_status moe_model_set_exchange(moe_model *m, const Moe__ParallelConfig *pc);
 
 // Loss parts of one forward: ce is this rank's mean over its T tokens; aux and z are the global
 // router losses (summed over MoE layers). The global loss is mean_ranks(ce) + aux + z.
