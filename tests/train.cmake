@@ -37,3 +37,5 @@ foreach(np 2 4)
   set_tests_properties(test_train_xauto_np${np} PROPERTIES LABELS "mpi;np${np};train;nosan"
     ENVIRONMENT "${MOE_TEST_ENV}" TIMEOUT 300 PROCESSORS ${np})
 endforeach()
+moe_add_test(test_exchange_auto SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_exchange_auto.c
+  LABELS train)

@@ -67,7 +67,11 @@ moe_status moe_xsetting_parse(const char *name, moe_xsetting *out) {
                                  name, part);
         }
         p += n;
-        if (*p == '+') p++;
+        if (*p == '+' && !*++p)
+            return moe_set_error(MOE_EINVAL,
+                                 "exchange setting \"%.60s\": empty or overlong part after the "
+                                 "last '+'",
+                                 name);
     }
     *out = s;
     return MOE_OK;

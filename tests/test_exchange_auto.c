@@ -1,0 +1,121 @@
+// test_exchange_auto.c: exchange settings as values and the auto tuner's decision
+// (trainer/exchange-auto.h), without MPI: names round-trip through parse, bad names are refused
+// with the part named, the config mapping is the inverse of moe_xsetting_of, the trial walks the
+// candidates in blocks of 1 + 3 steps, the median decides, flat stays within the 2 % margin, and a
+// recorded choice is taken on resume only when it is one of this layout's candidates.
+#include "exchange-auto.h"
+#include "config.h"
+#include "test-util.h"
+
+#include <string.h>
+
+// A tuner in the TRYING state over the given candidates (as init makes it on a spanning layout).
+static moe_xauto trying(const char *const *names, int n) {
+    moe_xauto a;
+    memset(&a, 0, sizeof a);
+    a.state = MOE_XAUTO_TRYING;
+    a.current = (moe_xsetting){.n_chunks = 1};
+    a.n = n;
+    for (int i = 0; i < n; i++) OK(moe_xsetting_parse(names[i], &a.cand[i]));
+    return a;
+}
+
+// Runs the whole trial with per-candidate step seconds sec[i] (warm step 10x slower, one timed
+// step an outlier): returns the chosen name; checks the switching on the way.
+static void run_trial(moe_xauto *a, const double *sec, char out[MOE_XSETTING_NAME_MAX]) {
+    const int per = MOE_XAUTO_WARM + MOE_XAUTO_TIMED;
+    int ended = 0;
+    for (int s = 0; s < a->n * per; s++) {
+        const int i = s / per, j = s % per;
+        moe_xsetting x;
+        const int sw = moe_xauto_before_step(a, &x);
+        // A switch exactly when a block begins with a setting other than the running one.
+        CHECK(sw == (j == 0 && i > 0), "step %d: switch %d", s, sw);
+        CHECK(moe_xsetting_equal(&a->current, &a->cand[i]), "step %d runs candidate %d", s, i);
+        const double t = j < MOE_XAUTO_WARM ? 10 * sec[i] : j == MOE_XAUTO_WARM ? 5 * sec[i] : sec[i];
+        ended = moe_xauto_after_step(a, t);
+        CHECK(ended == (s == a->n * per - 1), "step %d: ended %d", s, ended);
+    }
+    CHECK(a->state == MOE_XAUTO_CHOSEN, "state %d after the trial", (int)a->state);
+    moe_xsetting_name(&a->chosen, out);
+    moe_xsetting x;
+    const int sw = moe_xauto_before_step(a, &x);
+    CHECK(sw == !moe_xsetting_equal(&a->chosen, &a->cand[a->n - 1]), "switch to the choice %d", sw);
+    CHECK(!moe_xauto_before_step(a, &x), "no second switch");
+    CHECK(!moe_xauto_after_step(a, 1.0), "after the trial, steps do not count");
+}
+
+int main(void) {
+    // Names and parse.
+    const char *good[] = {"flat", "chunks4", "hier", "dedup-rank", "dedup-node", "bf16",
+                          "chunks8+bf16", "hier+dedup-rank", "chunks2+hier+dedup-node"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        moe_xsetting s;
+        char nm[MOE_XSETTING_NAME_MAX];
+        OK(moe_xsetting_parse(good[i], &s));
+        moe_xsetting_name(&s, nm);
+        CHECK(!strcmp(nm, good[i]), "%s -> %s", good[i], nm);
+        Moe__Config *cfg = moe_config_new_default();
+        moe_xsetting_to_config(&s, cfg->parallel);
+        const moe_xsetting back = moe_xsetting_of(cfg->parallel);
+        CHECK(moe_xsetting_equal(&s, &back), "%s: config round trip", good[i]);
+        moe_config_free(cfg);
+    }
+    const char *bad[][2] = {{"", "empty"},           {"chunks1", "needs 2..9999"},
+                            {"chunks4x", "needs 2..9999"}, {"hier+", "empty or overlong"},
+                            {"flat+hier", "unknown part \"flat\""}, {"dedup", "unknown part"}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        moe_xsetting s;
+        CHECK(moe_xsetting_parse(bad[i][0], &s) == MOE_EINVAL, "\"%s\" accepted", bad[i][0]);
+        CHECK(strstr(moe_last_error(), bad[i][1]), "\"%s\": %s", bad[i][0], moe_last_error());
+    }
+    // One process: nothing to choose.
+    moe_xsetting c[MOE_XAUTO_MAX];
+    CHECK(moe_xsetting_candidates(NULL, c, MOE_XAUTO_MAX) == 1 && c[0].n_chunks == 1 &&
+              !c[0].dedup && !c[0].hierarchical,
+          "one process: flat only");
+    Moe__Config *cfg = moe_config_new_default();
+    moe_xauto a;
+    moe_xauto_init(&a, cfg, NULL);
+    CHECK(a.state == MOE_XAUTO_FIXED && a.why && strstr(a.why, "no EP group spans nodes"),
+          "one process: fixed (%s)", a.why ? a.why : "");
+    cfg->parallel->has_dedup = 1;
+    moe_xauto_init(&a, cfg, NULL);
+    CHECK(a.state == MOE_XAUTO_FIXED && strstr(a.why, "set in the config"), "dedup given: %s",
+          a.why);
+    moe_config_free(cfg);
+
+    // The decision: the median, not the mean (one outlier per candidate), flat within 2 % stays.
+    const char *names[] = {"flat", "chunks4", "dedup-rank"};
+    char got[MOE_XSETTING_NAME_MAX];
+    const double faster[] = {1.0, 0.7, 0.9};
+    a = trying(names, 3);
+    run_trial(&a, faster, got);
+    CHECK(!strcmp(got, "chunks4"), "chose %s, expected chunks4", got);
+    CHECK(fabs(a.median[1] - 0.7) < 1e-12, "median of chunks4 %.17g", a.median[1]);
+    const double tie[] = {1.0, 0.985, 1.2};
+    a = trying(names, 3);
+    run_trial(&a, tie, got);
+    CHECK(!strcmp(got, "flat"), "1.5 %% faster is within the margin: chose %s", got);
+    const double last[] = {1.0, 1.1, 0.5};
+    a = trying(names, 3);
+    run_trial(&a, last, got);
+    CHECK(!strcmp(got, "dedup-rank"), "chose %s, expected dedup-rank", got);
+    char js[1024];
+    moe_xauto_json(&a, js, sizeof js);
+    CHECK(strstr(js, "\"state\":\"chosen\"") && strstr(js, "\"dedup-rank\":0.5"), "json %s", js);
+
+    // Resume: a recorded candidate is taken; another layout's or a bad name starts the trial.
+    a = trying(names, 3);
+    CHECK(moe_xauto_resume(&a, "dedup-rank") == 1 && a.state == MOE_XAUTO_RESUMED, "resume");
+    moe_xsetting x;
+    CHECK(moe_xauto_before_step(&a, &x) == 1 && x.dedup == 1, "resumed: switches at once");
+    CHECK(!moe_xauto_after_step(&a, 1.0), "resumed: no trial");
+    const char *other[] = {"hier", "nonsense", "", NULL};
+    for (int i = 0; i < 4; i++) {
+        a = trying(names, 3);
+        CHECK(moe_xauto_resume(&a, other[i]) == 0 && a.state == MOE_XAUTO_TRYING,
+              "resume with \"%s\" must start the trial", other[i] ? other[i] : "(null)");
+    }
+    return test_summary("test_exchange_auto");
+}
