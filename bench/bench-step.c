@@ -129,6 +129,9 @@ static moe_status moe_bench_step_report(const Moe__Config *cfg, const moe_comm *
 
 int moe_bench_step(int argc, char **argv) {
     int json = 0, steps = 10, watchdog = 0, blocks = 0; // blocks 0: not given (10)
+    int settings = 0, rounds = 0, node_size = 0;        // rounds 0: not given (3)
+    const char *settings_list = NULL;
+    argc = moe_bench_settings_argv(argc, argv, &settings_list);
     const char *path = NULL, *config_opt = NULL;
     moe_args_list set_args = {0};
     const moe_arg_pos pos[] = {
@@ -147,6 +150,18 @@ int moe_bench_step(int argc, char **argv) {
         MOE_OPT_INT("--blocks", &blocks, "B", 2, 1 << 16,
                     "with --watchdog: blocks of --steps steps per variant,\n"
                     "off and on alternating (off on, on off, ...); default 10"),
+        MOE_OPT_FLAG("--settings", &settings,
+                     "[LIST] the exchange settings side by side: step time and\n"
+                     "speedup over plain flat measured in the same run, for each of\n"
+                     "LIST (comma list: flat, chunksN, hier, dedup-rank, dedup-node,\n"
+                     "bf16, joined by '+'); default flat, chunks2, chunks4, chunks8,\n"
+                     "hier, dedup-rank, dedup-node, bf16, chunks4+bf16, hier+bf16"),
+        MOE_OPT_INT("--rounds", &rounds, "R", 1, 1 << 16,
+                    "with --settings: rounds of (1 untimed + --steps timed) steps\n"
+                    "per setting, order rotated per round; default 3"),
+        MOE_OPT_INT("--node-size", &node_size, "N", 1, 1 << 24,
+                    "pretend every N consecutive ranks form a node (inter-node\n"
+                    "bytes, hier and dedup-node on one machine)"),
         MOE_OPT_STRING("--config", &config_opt, "FILE", "an alias of CONFIG (the older spelling)"),
     };
     const moe_args_spec spec = {
@@ -158,7 +173,11 @@ int moe_bench_step(int argc, char **argv) {
         "slowest rank's step by phase (attention, router, dispatch, experts, combine,\n"
         "dense, gradient sync, optimizer, other) in ms/step and % of the step.\n"
         "--watchdog times the same step with the job watchdog off (the reference) and on\n"
-        "(its thread, heartbeats, enter/leave per step), prints both and the overhead in %.",
+        "(its thread, heartbeats, enter/leave per step), prints both and the overhead in %.\n"
+        "--settings [LIST] times the step at each exchange setting instead (see --settings):\n"
+        "ms/step, tokens/s, speedup over flat of the same run, exchange share, bytes per\n"
+        "token inside and across nodes; settings that are the same thing or refused at this\n"
+        "layout are listed as skipped with the reason.",
         pos,
         MOE_ARGS_N(pos),
         opts,
@@ -177,7 +196,19 @@ int moe_bench_step(int argc, char **argv) {
         moe_args_free(&spec);
         return MOE_EXIT_USAGE;
     }
+    if ((rounds || settings_list) && !settings) {
+        fprintf(stderr, "moe bench step: --rounds applies to --settings only\n");
+        moe_args_free(&spec);
+        return MOE_EXIT_USAGE;
+    }
+    if (settings && watchdog) {
+        fprintf(stderr, "moe bench step: --settings and --watchdog are separate benchmarks: "
+                        "give one\n");
+        moe_args_free(&spec);
+        return MOE_EXIT_USAGE;
+    }
     if (!blocks) blocks = 10;
+    if (!rounds) rounds = 3;
     if (!path) path = config_opt;
     const char **sets = moe_xcalloc((size_t)set_args.n + 1, sizeof *sets);
     int n_sets = 0;
@@ -209,8 +240,10 @@ int moe_bench_step(int argc, char **argv) {
         for (int i = 0; i < n_sets && !st; i++) st = moe_config_set(cfg, sets[i]);
     }
     if (st) goto done;
-    moe_comm_params cp = {
-        .ep_size = cfg->parallel->ep_size, .n_experts = cfg->model->n_experts, .quiet = 1};
+    moe_comm_params cp = {.ep_size = cfg->parallel->ep_size,
+                          .n_experts = cfg->model->n_experts,
+                          .fake_node_size = node_size,
+                          .quiet = 1};
     if ((st = moe_comm_create(&cp, &c))) goto done;
     if (cfg->train->global_batch % W) {
         st = moe_set_error(MOE_ELAYOUT, "train.global_batch %d not divisible by %d ranks",
@@ -221,8 +254,9 @@ int moe_bench_step(int argc, char **argv) {
         int n = 1;
         if (moe_comm_blas_threads(c, &n) == MOE_OK) openblas_set_num_threads(n);
     }
-    st = watchdog ? moe_bench_step_watchdog(cfg, c, steps, blocks, json)
-                  : moe_bench_step_report(cfg, c, steps, json);
+    st = watchdog   ? moe_bench_step_watchdog(cfg, c, steps, blocks, json)
+         : settings ? moe_bench_step_settings(cfg, c, settings_list, steps, rounds, json)
+                    : moe_bench_step_report(cfg, c, steps, json);
 done:
     if (st) fprintf(stderr, "moe bench step: %s\n", moe_last_error());
     free(sets);
