@@ -5,6 +5,7 @@
 
 #include "bench.h"
 #include "comm.h"
+#include "exchange-auto.h"
 #include "train.h"
 #include "watchdog.h"
 
@@ -50,6 +51,33 @@ moe_status moe_bench_step_mem(moe_bench_stepper *s, const Moe__Config *cfg, cons
 // STREAM-style triad a = b + s·c over 3 x 64 MiB of float: GB/s at 12 bytes per element, best of
 // reps after a warmup pass. Allocates and frees its 192 MiB.
 double moe_bench_triad_gbs(int reps);
+
+// ---------------------------------------------------------------- exchange settings side by side
+// (bench/bench-settings.c) for `moe bench step --settings` (bench/bench-step-settings.c) and
+// `moe bench layer --ep --settings`. Settings are exchange-auto.h's values.
+#define MOE_BENCH_SETTINGS_MAX 24
+typedef struct {
+    moe_xsetting s;
+    char name[MOE_XSETTING_NAME_MAX];
+} moe_bench_setting;
+// list: comma-separated names (moe_xsetting_parse) or NULL for the default (flat, chunks2,
+// chunks4, chunks8, hier, dedup-rank, dedup-node, bf16, chunks4+bf16, hier+bf16). out[0] is
+// always flat (the reference); repeats are dropped. MOE_EINVAL naming a bad name.
+moe_status moe_bench_settings_list(const char *list, moe_bench_setting *out, int max, int *n);
+// Why s is not measured at c's layout (the same thing as another setting, or refused), static
+// text; NULL: measure it.
+const char *moe_bench_setting_skip(const moe_xsetting *s, const moe_comm *c);
+// `--settings [LIST]` for a table that knows `--settings` as a flag: rewrites argv in place
+// ("--settings=LIST" → "--settings"; "--settings LIST" drops LIST when every comma part of it is
+// a setting's name) and returns the new argc; *list = LIST or NULL (the default).
+int moe_bench_settings_argv(int argc, char **argv, const char **list);
+// Median of v (n >= 1; v is sorted in place).
+double moe_bench_settings_median(double *v, int n);
+// `moe bench step --settings` (bench/bench-step-settings.c): every setting of list at cfg's
+// layout, `rounds` rounds of (1 untimed + steps timed) steps per setting, order rotated per
+// round; the table or one JSON object (rank 0). Collective over c's world.
+moe_status moe_bench_step_settings(const Moe__Config *cfg, const moe_comm *c, const char *list,
+                                   int steps, int rounds, int json);
 
 // Helpers of the benchmarks (bench/bench-util.c). cblas_sgemm 1024³ GFLOP/s, best of reps after
 // a warmup.

@@ -20,12 +20,13 @@ typedef struct {
     int64_t bytes_max[4], bytes_sum[2];
 } moe_bench_ep_result;
 
-// Runs warmup + iters steps with n_chunks; fills r with the best step (by slowest rank).
-static moe_status moe_bench_ep_run(moe_comm *c, const moe_layer_params *p, int n_chunks, int dedup,
-                                   int sub, moe_comm_dtype dtype, int iters, const float *x,
-                                   const float *dy, moe_bench_ep_result *r) {
+// Runs warmup + iters steps at exchange setting sx; fills r with the best step (by slowest rank).
+static moe_status moe_bench_ep_run(moe_comm *c, const moe_layer_params *p, const moe_xsetting *sx,
+                                   int sub, int iters, const float *x, const float *dy,
+                                   moe_bench_ep_result *r) {
     moe_comm_info in = moe_comm_get_info(c);
-    moe_ep_options o = {dedup, n_chunks, 0, 0, sub, dtype};
+    moe_ep_options o = {sx->dedup, sx->n_chunks, sx->hierarchical,
+                        0,         sub,          sx->bf16 ? MOE_COMM_BF16 : MOE_COMM_F32};
     moe_ep_layer *L = NULL;
     moe_status st = moe_ep_layer_create(p, c, &o, &L);
     if (st) return st;
@@ -81,12 +82,95 @@ static moe_status moe_bench_ep_run(moe_comm *c, const moe_layer_params *p, int n
     return st;
 }
 
+// --settings: each setting of list, `rounds` rounds (order rotated per round) of the best of
+// iters steps; the median round. Prints the table or one JSON object (rank 0). Collective.
+static moe_status moe_bench_ep_settings(moe_comm *c, const moe_layer_params *p, const char *list,
+                                        int sub, int iters, int rounds, int node_size, int json,
+                                        const float *x, const float *dy) {
+    moe_bench_setting set[MOE_BENCH_SETTINGS_MAX];
+    int n = 0;
+    moe_status st = moe_bench_settings_list(list, set, MOE_BENCH_SETTINGS_MAX, &n);
+    if (st) return st;
+    const int W = moe_comm_size(c, MOE_COMM_WORLD);
+    const char *skip[MOE_BENCH_SETTINGS_MAX];
+    moe_bench_ep_result last[MOE_BENCH_SETTINGS_MAX];
+    double *step = moe_xcalloc((size_t)n * (size_t)rounds, sizeof *step);
+    double *exch = moe_xcalloc((size_t)n * (size_t)rounds, sizeof *exch);
+    int n_run = 0, order[MOE_BENCH_SETTINGS_MAX];
+    for (int i = 0; i < n; i++)
+        if (!(skip[i] = i ? moe_bench_setting_skip(&set[i].s, c) : NULL)) order[n_run++] = i;
+    for (int r = 0; r < rounds && !st; r++)
+        for (int k = 0; k < n_run && !st; k++) {
+            const int i = order[(k + r) % n_run];
+            st = moe_bench_ep_run(c, p, &set[i].s, sub, iters, x, dy, &last[i]);
+            step[i * rounds + r] = last[i].step, exch[i * rounds + r] = last[i].exch;
+        }
+    double med[MOE_BENCH_SETTINGS_MAX] = {0}, mex[MOE_BENCH_SETTINGS_MAX] = {0};
+    for (int i = 0; i < n && !st; i++)
+        if (!skip[i]) {
+            med[i] = moe_bench_settings_median(step + i * rounds, rounds);
+            mex[i] = moe_bench_settings_median(exch + i * rounds, rounds);
+        }
+    free(step);
+    free(exch);
+    if (st || moe_comm_rank(c, MOE_COMM_WORLD) != 0) return st;
+    const double tok = (double)p->T_max * W; // tokens per step, world
+    if (json) {
+        printf("{\"bench\":\"layer_ep_settings\",\"world\":%d,\"ep\":%d,\"T_per_rank\":%lld,"
+               "\"D\":%lld,\"F\":%lld,\"E\":%d,\"k\":%d,\"iters\":%d,\"rounds\":%d,"
+               "\"node_size\":%d,\"reference\":\"flat\",\"settings\":[",
+               W, W, (long long)p->T_max, (long long)p->router.D, (long long)p->F, p->router.E,
+               p->router.K, iters, rounds, node_size);
+        for (int i = 0; i < n; i++) {
+            if (skip[i]) {
+                printf("%s{\"name\":\"%s\",\"measured\":false,\"skipped\":\"%s\"}", i ? "," : "",
+                       set[i].name, skip[i]); // static text without quotes
+                continue;
+            }
+            const moe_bench_ep_result *q = &last[i];
+            printf("%s{\"name\":\"%s\",\"measured\":true,\"seconds\":%.6f,\"speedup\":%.4f,"
+                   "\"exchange_seconds\":%.6f,\"exchange_share\":%.4f,"
+                   "\"hidden_fraction\":%.4f,\"internode_bytes_per_token\":%.2f,"
+                   "\"intranode_bytes_per_token\":%.2f,\"changes_results\":%s}",
+                   i ? "," : "", set[i].name, med[i], i ? med[0] / med[i] : 1.0, mex[i],
+                   mex[i] / med[i], mex[0] > 0 ? 1.0 - mex[i] / mex[0] : 0,
+                   (double)q->bytes_sum[1] / tok, (double)q->bytes_sum[0] / tok,
+                   set[i].s.bf16 ? "true" : "false");
+        }
+        printf("]}\n");
+        return MOE_OK;
+    }
+    printf("EP layer W=EP=%d T=%lld/rank D=%lld F=%lld E=%d k=%d GELU, exchange settings side by "
+           "side%s: fwd+bwd of the slowest rank, best of %d per round, median of %d round%s "
+           "(order rotated)\n",
+           W, (long long)p->T_max, (long long)p->router.D, (long long)p->F, p->router.E,
+           p->router.K, node_size > 0 ? " (fake nodes)" : "", iters, rounds, rounds > 1 ? "s" : "");
+    printf("  %-16s %9s %8s %9s %8s %11s %11s  %s\n", "setting", "ms/step", "speedup", "exchange",
+           "hidden", "inter B/tok", "intra B/tok", "note");
+    for (int i = 0; i < n; i++) {
+        if (skip[i]) continue;
+        const moe_bench_ep_result *q = &last[i];
+        const char *note = i == 0 ? "reference" : set[i].s.bf16 ? "changes results (bf16)" : "";
+        printf("  %-16s %9.2f %7.3fx %8.1f%% %8.3f %11.1f %11.1f%s%s\n", set[i].name, 1e3 * med[i],
+               i ? med[0] / med[i] : 1.0, 100 * mex[i] / med[i],
+               mex[0] > 0 ? 1.0 - mex[i] / mex[0] : 0, (double)q->bytes_sum[1] / tok,
+               (double)q->bytes_sum[0] / tok, *note ? "  " : "", note);
+    }
+    for (int i = 0; i < n; i++)
+        if (skip[i]) printf("  skipped: %s (%s)\n", set[i].name, skip[i]);
+    printf("  (hidden = 1 - exposed exchange / flat's: a diagnostic; the step time decides)\n");
+    return MOE_OK;
+}
+
 int moe_bench_layer_ep(int argc, char **argv) {
     int json = 0, T = 4096, D = 512, F = 2048, E = 8, K = 2, chunks = 8, iters = 3, dedup = 0;
     int sub = 0;       // 0: the layer's default (256)
     int bf16 = 0;      // payload dtype
     int node_size = 0; // 0: nodes as MPI sees them; n: every n consecutive ranks form a node
     int ep = 0;        // --ep itself (it brought us here)
+    int settings = 0, rounds = 0; // rounds 0: not given (3)
+    const char *settings_list = NULL;
+    argc = moe_bench_settings_argv(argc, argv, &settings_list);
     const int big = 1 << 24;
     const moe_arg_opt opts[] = {
         MOE_OPT_FLAG("--ep", &ep, NULL), // in the command's name
@@ -104,6 +188,14 @@ int moe_bench_layer_ep(int argc, char **argv) {
         MOE_OPT_INT("--node-size", &node_size, "N", 1, big,
                     "pretend every N consecutive ranks form a node (inter-node byte counts on "
                     "one machine)"),
+        MOE_OPT_FLAG("--settings", &settings,
+                     "[LIST] exchange settings side by side: each one's fwd+bwd time\n"
+                     "and speedup over plain flat of the same run (LIST: comma list\n"
+                     "of flat, chunksN, hier, dedup-rank, dedup-node, bf16 joined by\n"
+                     "'+'; default flat, chunks2, chunks4, chunks8, hier, dedup-rank,\n"
+                     "dedup-node, bf16, chunks4+bf16, hier+bf16)"),
+        MOE_OPT_INT("--rounds", &rounds, "R", 1, big,
+                    "with --settings: rounds over all settings, order rotated; default 3"),
     };
     const moe_args_spec spec = {
         "moe bench layer --ep",
@@ -116,7 +208,11 @@ int moe_bench_layer_ep(int argc, char **argv) {
         "hidden_fraction = 1 - exposed exchange with overlap / exchange without overlap,\n"
         "GFLOP/s per rank (12·T·K·D·F per step) vs the sgemm 1024^3 peak of the same run,\n"
         "and the payload bytes per step the exchange counted: per rank (the largest) sent and\n"
-        "received inside the node and across nodes, inter-node bytes per token of the world.",
+        "received inside the node and across nodes, inter-node bytes per token of the world.\n"
+        "--settings [LIST] instead times every exchange setting of LIST (see --settings) in\n"
+        "rounds and prints each one's ms per step, speedup over flat of the same run, exposed\n"
+        "exchange share, hidden fraction (diagnostic) and bytes per token; settings that are\n"
+        "the same thing or refused at this layout are listed as skipped with the reason.",
         NULL,
         0,
         opts,
@@ -133,7 +229,16 @@ int moe_bench_layer_ep(int argc, char **argv) {
                         "refuses it: rounding a dedup row's sum would depend on EP)\n");
         return MOE_EXIT_USAGE;
     }
-    const moe_comm_dtype dtype = bf16 ? MOE_COMM_BF16 : MOE_COMM_F32;
+    if (settings && (dedup || bf16)) {
+        fprintf(stderr, "moe bench layer --ep: --settings takes --dedup and --bf16 as settings "
+                        "in its LIST (dedup-rank, bf16)\n");
+        return MOE_EXIT_USAGE;
+    }
+    if ((rounds || settings_list) && !settings) {
+        fprintf(stderr, "moe bench layer --ep: --rounds applies to --settings only\n");
+        return MOE_EXIT_USAGE;
+    }
+    if (!rounds) rounds = 3;
     if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
     moe_status st = moe_comm_init(&argc, &argv);
     if (st) {
@@ -168,8 +273,15 @@ int moe_bench_layer_ep(int argc, char **argv) {
         dy[i] = (float)((double)(h >> 11) / 9007199254740992.0 * 2e-3 - 1e-3);
     }
     peak = moe_sgemm_peak(8);
-    if ((st = moe_bench_ep_run(c, &p, 1, dedup, sub, dtype, iters, x, dy, &r1))) goto done;
-    if ((st = moe_bench_ep_run(c, &p, chunks, dedup, sub, dtype, iters, x, dy, &rc))) goto done;
+    if (settings) {
+        st =
+            moe_bench_ep_settings(c, &p, settings_list, sub, iters, rounds, node_size, json, x, dy);
+        goto done;
+    }
+    const moe_xsetting s1 = {.dedup = dedup, .n_chunks = 1, .bf16 = bf16};
+    const moe_xsetting sc = {.dedup = dedup, .n_chunks = chunks, .bf16 = bf16};
+    if ((st = moe_bench_ep_run(c, &p, &s1, sub, iters, x, dy, &r1))) goto done;
+    if ((st = moe_bench_ep_run(c, &p, &sc, sub, iters, x, dy, &rc))) goto done;
     double p2 = moe_sgemm_peak(8);
     peak = p2 > peak ? p2 : peak;
     if ((st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, &peak, 1, MOE_COMM_MIN))) goto done;

@@ -4,7 +4,8 @@
 // train`, with its LR schedule, clipping, non-finite check and bias update), never a copy. Reports
 // tokens/s and the shares of compute, exchange (MoE all-to-alls and routing-statistics
 // all-reduces) and all-reduce (gradient sync and the step's agreed reduction), then the
-// optimizer's and gradient zeroing's GB/s next to a triad (bench-step-mem.c); with --watchdog,
+// optimizer's and gradient zeroing's GB/s next to a triad (bench-step-mem.c) and the slowest
+// rank's step by phase (moe_step_phases, measured inside the step); with --watchdog,
 // the job watchdog's cost instead (bench-step-watchdog.c). The step session: bench-step-run.c.
 #include "config.h"
 #include "bench-impl.h"
@@ -12,6 +13,7 @@
 #include "train.h"
 
 #include <cblas.h>
+#include <string.h>
 
 static const char *const moe_tiny_sets[] = {"name=tiny-moe",         "model.vocab_size=256",
                                             "model.d_model=128",     "model.n_layers=4",
@@ -19,6 +21,35 @@ static const char *const moe_tiny_sets[] = {"name=tiny-moe",         "model.voca
                                             "model.n_experts=8",     "model.top_k=2",
                                             "model.expert_d_ff=256", "model.first_dense_layers=1",
                                             "train.global_batch=16", "train.seq_len=64"};
+
+// The phases of the step (train.h, moe_step_phases), in print order.
+#define MOE_BENCH_NPHASE 8
+static const char *const moe_phase_names[MOE_BENCH_NPHASE] = {
+    "attention", "router", "dispatch", "experts", "combine", "dense", "sync", "optimizer"};
+
+// The slowest rank's step split into phases, seconds per step: ph (MOE_BENCH_NPHASE), *slowest
+// its world rank. The slowest rank (largest Σ step seconds) is the step's critical path; its
+// phases are disjoint parts of its step, so they add up to at most the step time (a max per
+// phase over ranks would count one rank's compute and another's wait for it twice). Collective.
+static moe_status moe_bench_step_phases(const moe_comm *c, const moe_bench_step_times *t, int steps,
+                                        double *ph, int *slowest) {
+    const int W = moe_comm_size(c, MOE_COMM_WORLD), me = moe_comm_rank(c, MOE_COMM_WORLD);
+    const int n = MOE_BENCH_NPHASE + 1;
+    double *all = moe_xcalloc((size_t)n * (size_t)W, sizeof *all);
+    const moe_step_phases *p = &t->phases;
+    const double mine[MOE_BENCH_NPHASE + 1] = {t->seconds,  p->attention, p->router,
+                                               p->dispatch, p->experts,   p->combine,
+                                               p->dense,    p->sync,      p->optimizer};
+    memcpy(all + (size_t)me * n, mine, sizeof mine);
+    moe_status st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, all, (size_t)n * W, MOE_COMM_SUM);
+    int r = 0;
+    for (int q = 1; q < W; q++)
+        if (all[(size_t)q * n] > all[(size_t)r * n]) r = q;
+    for (int k = 0; k < MOE_BENCH_NPHASE; k++) ph[k] = all[(size_t)r * n + 1 + k] / steps;
+    *slowest = r;
+    free(all);
+    return st;
+}
 
 // The timed part of `moe bench step`: 2 warmup steps, `steps` timed ones, then the step's
 // O(total parameters) part (AdamW, gradient zeroing) on the same model next to the triad
@@ -34,6 +65,9 @@ static moe_status moe_bench_step_report(const Moe__Config *cfg, const moe_comm *
     if (!st) st = moe_bench_step_mem(s, cfg, c, 5, &mem);
     moe_bench_stepper_free(s); // before the triad's 192 MiB: peak memory stays the step's own
     if (st) return st;
+    double ph[MOE_BENCH_NPHASE];
+    int slowest = 0;
+    if ((st = moe_bench_step_phases(c, &t, steps, ph, &slowest))) return st;
     if ((st = moe_comm_barrier(c, MOE_COMM_WORLD))) return st; // every rank's triad at once
     const double triad = moe_bench_triad_gbs(5);
     const int W = moe_comm_size(c, MOE_COMM_WORLD), ep = moe_comm_size(c, MOE_COMM_EP);
@@ -48,19 +82,29 @@ static moe_status moe_bench_step_report(const Moe__Config *cfg, const moe_comm *
     const double sh_ex = v[1] / v[0], sh_red = v[2] / v[0];
     const double sh_cmp = 1.0 - sh_ex - sh_red > 0 ? 1.0 - sh_ex - sh_red : 0;
     const double pct_adamw = 100 * bw[1] / bw[0], pct_zero = 100 * bw[2] / bw[0];
+    const double step_s = v[0] / steps;
+    double ph_sum = 0;
+    for (int k = 0; k < MOE_BENCH_NPHASE; k++) ph_sum += ph[k];
+    const double other = step_s - ph_sum > 0 ? step_s - ph_sum : 0;
+    char pj[512];
+    int o = snprintf(pj, sizeof pj, "\"phases\":{");
+    for (int k = 0; k < MOE_BENCH_NPHASE; k++)
+        o += snprintf(pj + o, sizeof pj - (size_t)o, "%s\"%s\":%.6f", k ? "," : "",
+                      moe_phase_names[k], ph[k]);
+    snprintf(pj + o, sizeof pj - (size_t)o, ",\"other\":%.6f},\"phases_rank\":%d,", other, slowest);
     if (json)
         moe_comm_printf(c,
                         "{\"bench\":\"step\",\"model\":\"%s\",\"world\":%d,\"ep\":%d,"
                         "\"tokens_per_step\":%lld,\"steps\":%d,\"step_seconds\":%.6f,"
                         "\"tokens_per_s\":%.1f,\"compute_share\":%.4f,\"exchange_share\":%.4f,"
-                        "\"allreduce_share\":%.4f,\"local_params\":%lld,\"triad_gbs\":%.3f,"
+                        "\"allreduce_share\":%.4f,%s\"local_params\":%lld,\"triad_gbs\":%.3f,"
                         "\"optimizer_gbs\":%.3f,\"optimizer_triad_pct\":%.2f,"
                         "\"zero_grads_gbs\":%.3f,\"zero_grads_triad_pct\":%.2f}\n",
                         cfg->name ? cfg->name : "model", W, ep,
                         (long long)(cfg->train->global_batch * S), steps, v[0] / steps, tps, sh_cmp,
-                        sh_ex, sh_red, (long long)mem.n_params, bw[0], bw[1], pct_adamw, bw[2],
+                        sh_ex, sh_red, pj, (long long)mem.n_params, bw[0], bw[1], pct_adamw, bw[2],
                         pct_zero);
-    else
+    else {
         moe_comm_printf(c,
                         "moe bench step: %s, world %d, ep %d, %d x %lld tokens per step\n"
                         "  %.1f ms/step, %.0f tokens/s | compute %.0f%%, exchange %.0f%%, "
@@ -73,11 +117,21 @@ static moe_status moe_bench_step_report(const Moe__Config *cfg, const moe_comm *
                         (long long)S, 1e3 * v[0] / steps, tps, 100 * sh_cmp, 100 * sh_ex,
                         100 * sh_red, steps, (long long)mem.n_params, bw[0], bw[1], pct_adamw,
                         bw[0], bw[2], pct_zero, bw[0]);
+        moe_comm_printf(c, "  phases (rank %d, the slowest; ms/step, %% of the step):\n", slowest);
+        for (int k = 0; k < MOE_BENCH_NPHASE; k++)
+            moe_comm_printf(c, "    %-10s %8.2f ms %5.1f %%\n", moe_phase_names[k], 1e3 * ph[k],
+                            100 * ph[k] / step_s);
+        moe_comm_printf(c, "    %-10s %8.2f ms %5.1f %%\n", "other", 1e3 * other,
+                        100 * other / step_s);
+    }
     return MOE_OK;
 }
 
 int moe_bench_step(int argc, char **argv) {
     int json = 0, steps = 10, watchdog = 0, blocks = 0; // blocks 0: not given (10)
+    int settings = 0, rounds = 0, node_size = 0;        // rounds 0: not given (3)
+    const char *settings_list = NULL;
+    argc = moe_bench_settings_argv(argc, argv, &settings_list);
     const char *path = NULL, *config_opt = NULL;
     moe_args_list set_args = {0};
     const moe_arg_pos pos[] = {
@@ -96,6 +150,18 @@ int moe_bench_step(int argc, char **argv) {
         MOE_OPT_INT("--blocks", &blocks, "B", 2, 1 << 16,
                     "with --watchdog: blocks of --steps steps per variant,\n"
                     "off and on alternating (off on, on off, ...); default 10"),
+        MOE_OPT_FLAG("--settings", &settings,
+                     "[LIST] the exchange settings side by side: step time and\n"
+                     "speedup over plain flat measured in the same run, for each of\n"
+                     "LIST (comma list: flat, chunksN, hier, dedup-rank, dedup-node,\n"
+                     "bf16, joined by '+'); default flat, chunks2, chunks4, chunks8,\n"
+                     "hier, dedup-rank, dedup-node, bf16, chunks4+bf16, hier+bf16"),
+        MOE_OPT_INT("--rounds", &rounds, "R", 1, 1 << 16,
+                    "with --settings: rounds of (1 untimed + --steps timed) steps\n"
+                    "per setting, order rotated per round; default 3"),
+        MOE_OPT_INT("--node-size", &node_size, "N", 1, 1 << 24,
+                    "pretend every N consecutive ranks form a node (inter-node\n"
+                    "bytes, hier and dedup-node on one machine)"),
         MOE_OPT_STRING("--config", &config_opt, "FILE", "an alias of CONFIG (the older spelling)"),
     };
     const moe_args_spec spec = {
@@ -103,9 +169,15 @@ int moe_bench_step(int argc, char **argv) {
         "Times N training steps of the model of CONFIG at this launch's world size: run it\n"
         "alone and under mpirun -np 2 to compare. Synthetic tokens; parallel.ep_size from\n"
         "the config (default: all ranks in one EP group when n_experts allows).\n"
-        "Then AdamW's and gradient zeroing's GB/s next to a STREAM-style triad.\n"
+        "Then AdamW's and gradient zeroing's GB/s next to a STREAM-style triad, and the\n"
+        "slowest rank's step by phase (attention, router, dispatch, experts, combine,\n"
+        "dense, gradient sync, optimizer, other) in ms/step and % of the step.\n"
         "--watchdog times the same step with the job watchdog off (the reference) and on\n"
-        "(its thread, heartbeats, enter/leave per step), prints both and the overhead in %.",
+        "(its thread, heartbeats, enter/leave per step), prints both and the overhead in %.\n"
+        "--settings [LIST] times the step at each exchange setting instead (see --settings):\n"
+        "ms/step, tokens/s, speedup over flat of the same run, exchange share, bytes per\n"
+        "token inside and across nodes; settings that are the same thing or refused at this\n"
+        "layout are listed as skipped with the reason.",
         pos,
         MOE_ARGS_N(pos),
         opts,
@@ -124,7 +196,19 @@ int moe_bench_step(int argc, char **argv) {
         moe_args_free(&spec);
         return MOE_EXIT_USAGE;
     }
+    if ((rounds || settings_list) && !settings) {
+        fprintf(stderr, "moe bench step: --rounds applies to --settings only\n");
+        moe_args_free(&spec);
+        return MOE_EXIT_USAGE;
+    }
+    if (settings && watchdog) {
+        fprintf(stderr, "moe bench step: --settings and --watchdog are separate benchmarks: "
+                        "give one\n");
+        moe_args_free(&spec);
+        return MOE_EXIT_USAGE;
+    }
     if (!blocks) blocks = 10;
+    if (!rounds) rounds = 3;
     if (!path) path = config_opt;
     const char **sets = moe_xcalloc((size_t)set_args.n + 1, sizeof *sets);
     int n_sets = 0;
@@ -156,8 +240,10 @@ int moe_bench_step(int argc, char **argv) {
         for (int i = 0; i < n_sets && !st; i++) st = moe_config_set(cfg, sets[i]);
     }
     if (st) goto done;
-    moe_comm_params cp = {
-        .ep_size = cfg->parallel->ep_size, .n_experts = cfg->model->n_experts, .quiet = 1};
+    moe_comm_params cp = {.ep_size = cfg->parallel->ep_size,
+                          .n_experts = cfg->model->n_experts,
+                          .fake_node_size = node_size,
+                          .quiet = 1};
     if ((st = moe_comm_create(&cp, &c))) goto done;
     if (cfg->train->global_batch % W) {
         st = moe_set_error(MOE_ELAYOUT, "train.global_batch %d not divisible by %d ranks",
@@ -168,8 +254,9 @@ int moe_bench_step(int argc, char **argv) {
         int n = 1;
         if (moe_comm_blas_threads(c, &n) == MOE_OK) openblas_set_num_threads(n);
     }
-    st = watchdog ? moe_bench_step_watchdog(cfg, c, steps, blocks, json)
-                  : moe_bench_step_report(cfg, c, steps, json);
+    st = watchdog   ? moe_bench_step_watchdog(cfg, c, steps, blocks, json)
+         : settings ? moe_bench_step_settings(cfg, c, settings_list, steps, rounds, json)
+                    : moe_bench_step_report(cfg, c, steps, json);
 done:
     if (st) fprintf(stderr, "moe bench step: %s\n", moe_last_error());
     free(sets);

@@ -7,6 +7,7 @@
 #include "comm.h"
 #include "moe-common.h"
 #include "moe.pb-c.h"
+#include "train.h"
 
 // `moe bench <what> [options]` (bench/cmd-bench.c); argv[0] is "bench". Returns an exit code.
 int moe_cmd_bench(int argc, char **argv);
@@ -20,7 +21,9 @@ typedef struct {
     double seconds;           // Σ over the timed steps of the step's wall clock (this rank)
     double exchange_seconds;  // Σ of the MoE exchanges' share (moe_train_step_result)
     double allreduce_seconds; // Σ of the gradient sync + agreed reduction
-    uint64_t param_hash;      // FNV-1a of this rank's parameters and balancing biases at the end
+    moe_step_phases phases;   // Σ of this rank's phases (train.h)
+    double bytes_intranode, bytes_internode; // Σ of the world's expert-exchange bytes (agreed)
+    uint64_t param_hash; // FNV-1a of this rank's parameters and balancing biases at the end
 } moe_bench_step_times;
 
 // What `moe bench step` times: builds cfg's model at c's layout (train.global_batch / W sequences

@@ -347,6 +347,11 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_
                   NULL);
     double t_sync = moe_comm_wtime();
     const double compute = t_sync - t0 - moe_model_exchange_seconds(m);
+    const moe_model_phases mp = moe_model_step_phases(m);
+    r->phases = (moe_step_phases){.attention = mp.attention, .router = mp.router,
+                                  .dispatch = mp.dispatch, .experts = mp.experts,
+                                  .combine = mp.combine, .dense = mp.dense};
+    const double t_sync0 = t_sync;
     if (W > 1) {
         if ((st = moe_comm_sync_grads(c, MOE_COMM_GRAD_DENSE, m->grads, (size_t)m->n_dense)))
             return st;
@@ -376,7 +381,9 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_
     if (W > 1 && (st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, red, (size_t)(NG + 5 + 4 * W),
                                               MOE_COMM_SUM)))
         return st;
-    t_sync += moe_comm_wtime() - t_red;
+    const double t_opt = moe_comm_wtime();
+    t_sync += t_opt - t_red;
+    r->phases.sync = t_opt - t_sync0;
     double sumsq = 0;
     for (int g = 0; g < NG; g++) sumsq += red[g];
     r->ce = red[NG] / W;
@@ -420,6 +427,7 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_
         (st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, upd, (size_t)(2 * NG), MOE_COMM_SUM)))
         return st;
     r->step_seconds = moe_comm_wtime() - t0;
+    r->phases.optimizer = t0 + r->step_seconds - t_opt;
     return MOE_OK;
 }
 

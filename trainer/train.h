@@ -44,6 +44,14 @@ typedef struct {
 // (default 0) gradient at step S (every step >= S with '+'), before the gradient sync;
 // MOE_TRAIN_TEST_SLOW_RANK="R:SECONDS[:S]" makes rank R sleep SECONDS per step from step S on.
 typedef struct moe_train_step_state moe_train_step_state;
+// Seconds of this rank's step by phase, disjoint (their sum is at most step_seconds; the rest —
+// gradient zeroing, the reduction's bookkeeping — is in none): attention, router, dispatch,
+// combine, experts and dense as moe_model_step_phases (model.h) over forward + backward; sync =
+// the gradient sync plus the agreed reduction (its sums of squares included); optimizer =
+// clipping, AdamW, the bias update and the update-norm all-reduce.
+typedef struct {
+    double attention, router, dispatch, experts, combine, dense, sync, optimizer;
+} moe_step_phases;
 typedef struct {
     double loss;      // global loss: mean CE over the world + aux + z
     double ce;        // global mean cross-entropy (the CE part of loss)
@@ -68,6 +76,7 @@ typedef struct {
     // sums of the bytes sent inside nodes and across them (counted by comm/, moe_comm_bytes).
     const double *rank_internode_sent, *rank_internode_recv;
     double bytes_intranode, bytes_internode;
+    moe_step_phases phases; // this rank's step by phase (not agreed)
 } moe_train_step_result;
 // Collective over c's world (c NULL: one process). m built for cfg at c's layout.
 moe_status moe_train_step_create(const Moe__Config *cfg, const moe_comm *c, moe_model *m,

@@ -457,13 +457,15 @@ static moe_status ep_bwd_chunk(void *ctx, const moe_comm_plan *xp, moe_comm_dir 
 }
 
 // Runs one exchange, accounting callback time apart from exposed exchange time.
-static moe_status ep_exchange(moe_ep_layer *L, moe_ep_phase *ph, moe_comm_dir dir, size_t rb,
-                              const void *send, void *recv, moe_comm_chunk_fn fn) {
+// *part (ph->dispatch or ph->combine) gets the exposed time too.
+static moe_status ep_exchange(moe_ep_layer *L, moe_ep_phase *ph, double *part, moe_comm_dir dir,
+                              size_t rb, const void *send, void *recv, moe_comm_chunk_fn fn) {
     L->cb_time = 0;
     double t0 = moe_clock_seconds();
     moe_status st = moe_comm_exchange(L->xp, dir, rb, send, recv, fn, L);
     double dt = moe_clock_seconds() - t0;
     ph->exchange += dt - L->cb_time;
+    *part += dt - L->cb_time;
     ph->experts += L->cb_time;
     return st;
 }
@@ -472,38 +474,51 @@ static moe_status ep_exchange(moe_ep_layer *L, moe_ep_phase *ph, moe_comm_dir di
 // arrives, fn computes on it, then chunk c of the second (REVERSE) leaves at once. While chunk c
 // computes, FORWARD chunk c+1 and REVERSE chunk c−1 are in flight (progressed from inside fn).
 // Every rank posts in the same order: F0, F1, then per chunk c: R(c), F(c+2).
-static moe_status ep_pipeline(moe_ep_layer *L, moe_ep_phase *ph, size_t rb_in, const void *send_in,
-                              void *recv_in, moe_comm_chunk_fn fn, size_t rb_out,
-                              const void *send_out, void *recv_out) {
+// *in gets the time posting and waiting on FORWARD chunks, *out the rest of the exposed time.
+static moe_status ep_pipeline(moe_ep_layer *L, moe_ep_phase *ph, double *in, double *out,
+                              size_t rb_in, const void *send_in, void *recv_in,
+                              moe_comm_chunk_fn fn, size_t rb_out, const void *send_out,
+                              void *recv_out) {
     const int nc = L->o.n_chunks;
     L->cb_time = 0;
     double t0 = moe_clock_seconds();
     moe_status st = moe_comm_chunk_post(L->xp, MOE_COMM_FORWARD, rb_in, send_in, recv_in, 0);
     if (!st) st = moe_comm_chunk_post(L->xp, MOE_COMM_FORWARD, rb_in, send_in, recv_in, 1);
+    double t_in = moe_clock_seconds() - t0;
     for (int c = 0; c < nc && !st; c++) {
-        if ((st = moe_comm_chunk_wait(L->xp, MOE_COMM_FORWARD, c))) break;
+        double ta = moe_clock_seconds();
+        st = moe_comm_chunk_wait(L->xp, MOE_COMM_FORWARD, c);
+        t_in += moe_clock_seconds() - ta;
+        if (st) break;
         if ((st = fn(L, L->xp, MOE_COMM_FORWARD, c, nc))) break;
         if ((st = moe_comm_chunk_post(L->xp, MOE_COMM_REVERSE, rb_out, send_out, recv_out, c)))
             break;
-        if (c + 2 < nc)
+        if (c + 2 < nc) {
+            ta = moe_clock_seconds();
             st = moe_comm_chunk_post(L->xp, MOE_COMM_FORWARD, rb_in, send_in, recv_in, c + 2);
+            t_in += moe_clock_seconds() - ta;
+        }
     }
     for (int c = 0; c < nc && !st; c++) st = moe_comm_chunk_wait(L->xp, MOE_COMM_REVERSE, c);
     double dt = moe_clock_seconds() - t0;
     ph->exchange += dt - L->cb_time;
+    *in += t_in;
+    *out += dt - L->cb_time - t_in;
     ph->experts += L->cb_time;
     return st;
 }
 
 // Both exchanges of one pass: pipelined when chunked and flat, else one after the other through
 // the engine (its callbacks run as chunks arrive; hierarchical mode runs them after the whole).
-static moe_status ep_exchanges(moe_ep_layer *L, moe_ep_phase *ph, size_t rb_in, const void *send_in,
-                               void *recv_in, moe_comm_chunk_fn fn, size_t rb_out,
-                               const void *send_out, void *recv_out) {
+// The FORWARD direction's exposed time goes to *in, the REVERSE one's to *out.
+static moe_status ep_exchanges(moe_ep_layer *L, moe_ep_phase *ph, double *in, double *out,
+                               size_t rb_in, const void *send_in, void *recv_in,
+                               moe_comm_chunk_fn fn, size_t rb_out, const void *send_out,
+                               void *recv_out) {
     if (L->o.n_chunks > 1 && !L->o.hierarchical)
-        return ep_pipeline(L, ph, rb_in, send_in, recv_in, fn, rb_out, send_out, recv_out);
-    moe_status st = ep_exchange(L, ph, MOE_COMM_FORWARD, rb_in, send_in, recv_in, fn);
-    if (!st) st = ep_exchange(L, ph, MOE_COMM_REVERSE, rb_out, send_out, recv_out, NULL);
+        return ep_pipeline(L, ph, in, out, rb_in, send_in, recv_in, fn, rb_out, send_out, recv_out);
+    moe_status st = ep_exchange(L, ph, in, MOE_COMM_FORWARD, rb_in, send_in, recv_in, fn);
+    if (!st) st = ep_exchange(L, ph, out, MOE_COMM_REVERSE, rb_out, send_out, recv_out, NULL);
     return st;
 }
 
@@ -527,7 +542,8 @@ moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stat
     moe_router_forward(&p->router, pl, &ls, x, w->wg, w->bg, balance_bias, T, opts);
     double t1 = moe_clock_seconds();
     moe_status st = ep_global_stats(L, &ls);
-    ph->exchange += moe_clock_seconds() - t1;
+    double t1b = moe_clock_seconds();
+    ph->exchange += t1b - t1;
     if (st) return st;
     if (stats) *stats = L->stats;
     // Pairs of each token in plan order (token choice: top-k slots; expert choice: by expert).
@@ -544,11 +560,13 @@ moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stat
         for (; j < Kx; j++)
             L->ids[t * Kx + j] = -1, L->pw_tok[t * Kx + j] = 0, L->pair_row[t * Kx + j] = -1;
     }
-    if (L->node) { // hop A; the arrived rows are hop B's tokens
+    ph->router = moe_clock_seconds() - t0; // gate, selection, stats all-reduce, pair table
+    if (L->node) {                         // hop A; the arrived rows are hop B's tokens
         const float *xa;
         double ta = moe_clock_seconds();
         st = moe_ep_node_dispatch(L->node, T, x, L->ids, L->pw_tok, &L->A, &xa, &L->ids_a, &L->w_a);
-        ph->exchange += moe_clock_seconds() - ta;
+        ta = moe_clock_seconds() - ta;
+        ph->exchange += ta, ph->dispatch += ta;
         if (!st)
             st = moe_comm_dispatch_pack(L->xp, L->A, xa, L->ids_a, L->w_a, L->send_counts, L->send,
                                         L->row_src);
@@ -571,7 +589,8 @@ moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stat
                                "is %lld: raise it (0 = the worst case)",
                                (long long)worst, (long long)pairs, (long long)L->N_max);
     }
-    ph->exchange += moe_clock_seconds() - t2;
+    t2 = moe_clock_seconds() - t2;
+    ph->exchange += t2, ph->dispatch += t2;
     if (st) return st;
     // Expert side: source offsets and, without dedup, the expert of each received row.
     const int32_t *rr = moe_comm_plan_counts(L->xp, MOE_COMM_REVERSE);
@@ -583,7 +602,8 @@ moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stat
         for (int j = 0; j < El && !L->o.dedup; j++)
             for (int32_t i = 0; i < r[1 + j]; i++) L->rexp[u++] = j;
     }
-    if ((st = ep_exchanges(L, ph, L->wb, L->send, L->recv, ep_fwd_chunk, L->rb, L->back, L->ret)))
+    if ((st = ep_exchanges(L, ph, &ph->dispatch, &ph->combine, L->wb, L->send, L->recv,
+                           ep_fwd_chunk, L->rb, L->back, L->ret)))
         return st;
     L->timing.pairs_in = L->coff[(size_t)(L->o.n_chunks - 1) * (size_t)(El + 1) + El];
     memset(y, 0, (size_t)(T * D) * sizeof(float));
@@ -592,7 +612,8 @@ moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stat
         moe_comm_combine_unpack(L->xp, L->ret, L->row_src, NULL, L->A, L->ya);
         double ta = moe_clock_seconds();
         st = moe_ep_node_combine(L->node, L->ya, T, y);
-        ph->exchange += moe_clock_seconds() - ta;
+        ta = moe_clock_seconds() - ta;
+        ph->exchange += ta, ph->combine += ta;
         if (st) return st;
     } else {
         moe_comm_combine_unpack(L->xp, L->ret, L->row_src, L->pw_tok, T, y);
@@ -624,7 +645,8 @@ moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *
     if (L->node) {
         double ta = moe_clock_seconds();
         moe_status sa = moe_ep_node_combine_backward(L->node, dy, &dyb);
-        ph->exchange += moe_clock_seconds() - ta;
+        ta = moe_clock_seconds() - ta;
+        ph->exchange += ta, ph->combine += ta;
         if (sa) return sa;
     }
     const int64_t Rs = moe_comm_plan_rows(L->xp, MOE_COMM_FORWARD);
@@ -648,7 +670,8 @@ moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *
         L->drw_pair[src] = acc;
     }
     const size_t rb = dedup ? L->wb : L->rb;
-    moe_status st = ep_exchanges(L, ph, L->rb, L->send, L->recv, ep_bwd_chunk, rb, L->back, L->ret);
+    moe_status st = ep_exchanges(L, ph, &ph->combine, &ph->dispatch, L->rb, L->send, L->recv,
+                                 ep_bwd_chunk, rb, L->back, L->ret);
     if (st) return st;
     // Token side: dx from the returned rows; with dedup the slots carry dL/dw per (peer, expert).
     // Node dedup: into the arrived rows' dx and dL/dw, which go back over hop A below.
@@ -678,13 +701,16 @@ moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *
     if (L->node) {
         double ta = moe_clock_seconds();
         st = moe_ep_node_dispatch_backward(L->node, L->ya, L->drw_a, L->ids, T, dx, L->drw_pair);
-        ph->exchange += moe_clock_seconds() - ta;
+        ta = moe_clock_seconds() - ta;
+        ph->exchange += ta, ph->dispatch += ta;
         if (st) return st;
     }
     for (int64_t t = 0; t < T; t++)
         for (int q = 0; q < Kx && L->ids[t * Kx + q] >= 0; q++)
             L->drw_plan[L->pair_row[t * Kx + q]] = L->drw_pair[t * Kx + q];
+    double tr = moe_clock_seconds();
     moe_router_backward(&p->router, pl, L->drw_plan, x, w->wg, dx, grads->wg, grads->bg);
+    ph->router = moe_clock_seconds() - tr;
     if (p->n_shared > 0) {
         const int gate = p->shared_gate;
         moe_shared_backward(&L->sp, &L->sh, dx, &grads->shared, gate ? grads->ws : NULL, &w->shared,

@@ -73,9 +73,21 @@ moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *
 
 // Seconds of the last forward and backward. exchange = time inside the exchanges not spent in
 // this layer's chunk callbacks (the exposed communication: counts, payloads, stat all-reduces);
-// experts = expert compute inside the callbacks (pack/unpack included).
+// experts = expert compute inside the callbacks (pack/unpack included). The phases of a step
+// (`moe bench step`) split it further, a few clock reads per pass:
+//   router   = gate, selection, plan and the routing-statistics all-reduce (forward), the gate's
+//              backward (backward);
+//   dispatch = exposed time of the dispatch exchange (forward; counts, node hop A included) and
+//              of its reverse in backward (dx rows coming back);
+//   combine  = exposed time of the combine exchange (forward, node hop A back included) and of
+//              combine-backward (dy rows going out);
+// exchange = dispatch + combine + the routing-statistics all-reduce (which router also holds).
+// The rest of total (token-side pack/unpack, shared experts) is the layer's own bookkeeping.
+// With chunks (pipelined), time waiting on or posting the dispatch direction is dispatch and
+// the remainder of the exposed exchange is combine.
 typedef struct {
     double total, exchange, experts;
+    double router, dispatch, combine;
     moe_comm_bytes bytes; // payload bytes this rank moved in the pass (comm.h: moe_comm_bytes)
 } moe_ep_phase;
 typedef struct {

@@ -28,6 +28,12 @@ static int ffn_dedup(const Moe__ParallelConfig *pc) {
     return 0;
 }
 
+// The EP layer's phases of one pass into the model's (the rest of the pass is dense there).
+static void ffn_add_phases(moe_model_phases *ph, const moe_ep_phase *p) {
+    ph->router += p->router, ph->dispatch += p->dispatch, ph->combine += p->combine;
+    ph->experts += p->experts;
+}
+
 moe_status moe_ffn_create(const moe_layer_params *p, const moe_comm *comm,
                           const Moe__ParallelConfig *pc, moe_model_ffn **out) {
     moe_model_ffn *f = moe_xcalloc(1, sizeof *f);
@@ -77,7 +83,7 @@ void moe_ffn_free(moe_model_ffn *f) {
 moe_status moe_ffn_forward(moe_model *m, moe_model_ffn *f, float *y, const float *x, int64_t T,
                            const moe_layer_weights *w, const float *bias,
                            const moe_route_opts *opts, moe_model_layer_stats *st,
-                           double *comm_seconds) {
+                           double *comm_seconds, moe_model_phases *ph) {
     const int E = f->p.router.E, K = f->p.router.K;
     moe_route_stats rs;
     if (f->ep) { // global statistics and the global aux gradient come from the layer itself
@@ -94,9 +100,12 @@ moe_status moe_ffn_forward(moe_model *m, moe_model_ffn *f, float *y, const float
         st->aux = rs.aux_loss, st->z = rs.z_loss;
         const moe_ep_timing *tm = moe_ep_layer_timings(f->ep);
         *comm_seconds += tm->fwd.exchange;
+        ffn_add_phases(ph, &tm->fwd);
         return MOE_OK;
     }
+    const double t0 = moe_comm_wtime();
     moe_layer_forward(f->one, y, &rs, x, T, w, bias, opts);
+    ph->experts += moe_comm_wtime() - t0;
     moe_route_plan *plan = (moe_route_plan *)moe_layer_plan(f->one); // documented override seam
     double *r = f->red;
     for (int e = 0; e < E; e++) {
@@ -138,13 +147,17 @@ moe_status moe_ffn_forward(moe_model *m, moe_model_ffn *f, float *y, const float
 }
 
 moe_status moe_ffn_backward(moe_model_ffn *f, float *dx, moe_layer_weights *g, const float *dy,
-                            const moe_layer_weights *w, double *comm_seconds) {
+                            const moe_layer_weights *w, double *comm_seconds,
+                            moe_model_phases *ph) {
     if (!f->ep) {
+        const double t0 = moe_comm_wtime();
         moe_layer_backward(f->one, dx, g, dy, w);
+        ph->experts += moe_comm_wtime() - t0;
         return MOE_OK;
     }
     moe_status s = moe_ep_layer_backward(f->ep, dx, g, dy, w);
     *comm_seconds += moe_ep_layer_timings(f->ep)->bwd.exchange;
+    ffn_add_phases(ph, &moe_ep_layer_timings(f->ep)->bwd);
     return s;
 }
 

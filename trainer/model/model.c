@@ -43,6 +43,8 @@ typedef struct {
     moe_experts_params dense_fp;
     int ready; // a training forward happened (backward allowed)
     double comm_seconds;
+    moe_model_phases ph; // last forward (+ backward); dense is set from pass_seconds
+    double pass_seconds; // wall time of the last forward (+ backward)
 } moe_model_priv;
 
 #define P(off) ((off) < 0 ? NULL : m->params + (off))
@@ -543,6 +545,18 @@ double moe_model_exchange_seconds(const moe_model *m) {
     return ((const moe_model_priv *)m->priv)->comm_seconds;
 }
 
+moe_model_phases moe_model_step_phases(const moe_model *m) {
+    return ((const moe_model_priv *)m->priv)->ph;
+}
+
+// dense = the pass's wall time not in the measured phases (never negative from rounding).
+static void moe_model_close_phases(moe_model_priv *pv) {
+    moe_model_phases *ph = &pv->ph;
+    const double d =
+        pv->pass_seconds - ph->attention - ph->router - ph->dispatch - ph->combine - ph->experts;
+    ph->dense = d > 0 ? d : 0;
+}
+
 moe_comm_bytes moe_model_exchange_bytes(const moe_model *m) {
     const moe_model_priv *pv = m->priv;
     moe_comm_bytes s = {0, 0, 0, 0};
@@ -559,7 +573,9 @@ moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, 
     const int64_t T = m->T, D = m->D, S = m->S, H = m->H, Hkv = m->Hkv, Dh = m->Dh;
     const int64_t NQ = H * Dh, NK = Hkv * Dh;
     const float eps = MOE_NN_RMSNORM_EPS;
+    const double t_pass = moe_comm_wtime();
     pv->comm_seconds = 0;
+    memset(&pv->ph, 0, sizeof pv->ph);
     memset(loss, 0, sizeof *loss);
     for (int64_t b = 0; b < m->Bl; b++)
         for (int64_t s = 0; s < S; s++) {
@@ -574,6 +590,7 @@ moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, 
         moe_layer_act *A = &pv->act[l];
         const moe_layer_off *o = &pv->off[l];
         float *xn = l + 1 < m->L ? pv->act[l + 1].x : pv->xL;
+        const double t_att = moe_comm_wtime();
         moe_nn_rmsnorm_forward(A->h1, A->r1, A->x, P(o->n1), T, D, eps);
         moe_nn_linear_forward(A->q0, A->h1, P(o->wq), P(o->bq), T, D, NQ);
         moe_nn_linear_forward(A->k0, A->h1, P(o->wk), P(o->bk), T, D, NK);
@@ -593,6 +610,7 @@ moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, 
         moe_nn_attention_forward(A->a, A->att, q, k, A->v, m->Bl, S, H, Hkv, Dh);
         moe_nn_linear_forward(A->xm, A->a, P(o->wo), P(o->bo), T, NQ, D);
         for (int64_t i = 0; i < T * D; i++) A->xm[i] += A->x[i];
+        pv->ph.attention += moe_comm_wtime() - t_att;
         moe_nn_rmsnorm_forward(A->h2, A->r2, A->xm, P(o->n2), T, D, eps);
         const int mi = m->moe_index[l];
         if (mi < 0) {
@@ -607,7 +625,7 @@ moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, 
             const float *bias =
                 m->rc->bias_update_rate > 0 ? m->balance_bias + (int64_t)mi * m->E : NULL;
             moe_status st = moe_ffn_forward(m, pv->ffn[mi], pv->y, A->h2, T, &lw, bias, &opts,
-                                            &m->stats[mi], &pv->comm_seconds);
+                                            &m->stats[mi], &pv->comm_seconds, &pv->ph);
             if (st) return st;
             loss->aux += m->stats[mi].aux;
             loss->z += m->stats[mi].z;
@@ -622,6 +640,8 @@ moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, 
     loss->ce =
         moe_nn_crossentropy(training ? pv->logits : NULL, pv->logits, pv->tgt, T, m->V, 1.0f);
     pv->ready = training;
+    pv->pass_seconds = moe_comm_wtime() - t_pass;
+    moe_model_close_phases(pv);
     return MOE_OK;
 }
 
@@ -629,6 +649,7 @@ moe_status moe_model_backward(moe_model *m) {
     moe_model_priv *pv = m->priv;
     MOE_ASSERT(pv->ready);
     pv->ready = 0;
+    const double t_pass = moe_comm_wtime();
     const int64_t T = m->T, D = m->D, S = m->S, H = m->H, Hkv = m->Hkv, Dh = m->Dh;
     const int64_t NQ = H * Dh, NK = Hkv * Dh;
     const size_t fD = (size_t)(T * D) * sizeof(float);
@@ -656,10 +677,11 @@ moe_status moe_model_backward(moe_model *m) {
             moe_layer_weights lg = moe_model_lw(m, l, m->grads);
             memset(pv->dh, 0, fD);
             moe_status st =
-                moe_ffn_backward(pv->ffn[mi], pv->dh, &lg, pv->dx, &lw, &pv->comm_seconds);
+                moe_ffn_backward(pv->ffn[mi], pv->dh, &lg, pv->dx, &lw, &pv->comm_seconds, &pv->ph);
             if (st) return st;
         }
         moe_nn_rmsnorm_backward(pv->dx, G(o->n2), pv->dh, A->xm, P(o->n2), A->r2, T, D);
+        const double t_att = moe_comm_wtime();
         memset(pv->da, 0, (size_t)(T * NQ) * sizeof(float));
         moe_nn_linear_backward(pv->da, G(o->wo), G(o->bo), pv->dx, A->a, P(o->wo), T, NQ, D);
         memset(pv->dq2, 0, (size_t)(T * NQ) * sizeof(float));
@@ -687,10 +709,13 @@ moe_status moe_model_backward(moe_model *m) {
         moe_nn_linear_backward(pv->dh, G(o->wk), G(o->bk), dk, A->h1, P(o->wk), T, D, NK);
         moe_nn_linear_backward(pv->dh, G(o->wv), G(o->bv), pv->dv, A->h1, P(o->wv), T, D, NK);
         moe_nn_rmsnorm_backward(pv->dx, G(o->n1), pv->dh, A->x, P(o->n1), A->r1, T, D);
+        pv->ph.attention += moe_comm_wtime() - t_att;
     }
     if (m->learned_pos)
         for (int64_t t = 0; t < T; t++)
             for (int64_t d = 0; d < D; d++) G(pv->wpe)[(t % S) * D + d] += pv->dx[t * D + d];
     moe_nn_embed_backward(G(pv->wte), pv->dx, pv->tok, T, D);
+    pv->pass_seconds += moe_comm_wtime() - t_pass;
+    moe_model_close_phases(pv);
     return MOE_OK;
 }

@@ -126,6 +126,19 @@ void moe_model_zero_grads(moe_model *m);
 // Seconds the MoE layers spent in exposed communication during the last forward+backward:
 // all-to-all exchanges and routing-statistics all-reduces (the EP layer's `exchange` phases).
 double moe_model_exchange_seconds(const moe_model *m);
+// Seconds of this rank's last forward + backward by phase (the backward that followed the
+// forward included once it ran; a forward alone after an evaluation forward). Disjoint; their
+// sum is the wall time of forward + backward:
+//   attention: the attention sublayers (their norm, QKV, attention, output projection, residual);
+//   router, dispatch, combine, experts: the MoE layers' parts (ep-layer.h, moe_ep_phase; without
+//              a communicator the whole one-rank MoE layer is experts);
+//   dense: everything else (embedding, FFN norms, dense FFN layers, shared experts, the MoE
+//          layers' own bookkeeping, final norm, head and loss).
+// A few clock reads per layer.
+typedef struct {
+    double attention, router, dispatch, combine, experts, dense;
+} moe_model_phases;
+moe_model_phases moe_model_step_phases(const moe_model *m);
 // Payload bytes this rank's MoE layers moved through the expert exchange in the last forward and
 // the backward that followed it (none after an evaluation forward), split
 // intra-/inter-node, sent and received (comm.h: moe_comm_bytes; counted, not estimated). Zero

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# test_bench_settings.sh: the exchange settings side by side at np 2, `moe bench step --settings`
+# (WHAT=step) or `moe bench layer --ep --settings` (WHAT=layer) with --json: flat is listed with
+# speedup exactly 1; every other default setting is either measured (time > 0, speedup > 0) or
+# skipped with a reason; bf16 moves at most 0.55 × flat's payload bytes (inter-node bytes when
+# there are any, else the intra-node ones). Never checks speed.
+#   MOE_BIN=build/moe MPIEXEC=mpirun WHAT=step bash tests/test_bench_settings.sh
+set -u
+: "${MOE_BIN:?MOE_BIN (the moe executable) must be set}"
+MPIEXEC=${MPIEXEC:-mpirun}
+WHAT=${WHAT:-step}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+WORK=$(mktemp -d /tmp/moe-bench-settings-test.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+
+case $WHAT in
+step) args=(bench step --settings --steps 1 --rounds 1 --json) ;;
+layer) args=(bench layer --ep --settings --tokens 256 --dim 64 --ffn 128 --iters 1 --rounds 1 --json) ;;
+*) echo "WHAT must be step or layer" >&2; exit 2 ;;
+esac
+timeout -k 5 280 "$MPIEXEC" -np 2 "$MOE_BIN" "${args[@]}" >"$WORK/json" 2>"$WORK/err"
+rc=$?
+cat "$WORK/json" "$WORK/err"
+[ $rc = 0 ] || fail "exit $rc, expected 0"
+python3 - "$WORK/json" "$WHAT" <<'PY' || fail "--settings --json: see above"
+import json, math, sys
+lines = [l for l in open(sys.argv[1]) if l.startswith("{")]
+assert len(lines) == 1, f"expected one JSON line, got {len(lines)}"
+j = json.loads(lines[0])
+time_key = "step_seconds" if sys.argv[2] == "step" else "seconds"
+rows = {r["name"]: r for r in j["settings"]}
+want = ["flat", "chunks2", "chunks4", "chunks8", "hier", "dedup-rank", "dedup-node", "bf16",
+        "chunks4+bf16", "hier+bf16"]
+assert [r["name"] for r in j["settings"]] == want, [r["name"] for r in j["settings"]]
+flat = rows["flat"]
+assert flat["measured"] and flat["speedup"] == 1, flat
+for name in want:
+    r = rows[name]
+    if r["measured"]:
+        assert math.isfinite(r[time_key]) and r[time_key] > 0, r
+        assert math.isfinite(r["speedup"]) and r["speedup"] > 0, r
+    else:
+        assert isinstance(r.get("skipped"), str) and len(r["skipped"]) > 5, r
+b = rows["bf16"]
+assert b["measured"], b
+kind = "internode" if flat["internode_bytes_per_token"] > 0 else "intranode"
+fb, bb = flat[kind + "_bytes_per_token"], b[kind + "_bytes_per_token"]
+assert fb > 0, f"flat moved no {kind} bytes: {flat}"
+assert bb <= 0.55 * fb, f"bf16 {kind} bytes per token {bb} > 0.55 x flat's {fb}"
+assert b["changes_results"] is True and flat["changes_results"] is False
+print(f"ok: {len(want)} settings, bf16 {kind} bytes {bb} vs flat {fb}")
+PY
+
+[ $failures = 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
+echo "ok: bench $WHAT --settings at np 2"
