@@ -175,6 +175,7 @@ cmd_up() {
     cmd_down # a crashed earlier instance of this name leaves nothing behind
     mkdir -p "$STATE"
     echo "$n" >"$STATE/nodes"
+    node_cpus "$n"
     trap 'echo "vcluster: up failed; cleaning up" >&2; cmd_down' EXIT
     ip netns add "$SW"
     ip -n "$SW" link set lo up
@@ -219,7 +220,37 @@ cmd_status() {
         local state up
         up=$(ip -n "$SW" -o link show "vn$k" 2>/dev/null | grep -q 'state UP' && echo up || echo DOWN)
         state=$(cat "$STATE/link$k" 2>/dev/null || echo "?")
-        echo "  node$k $SUBNET.$k link $up ($state) processes $(ip netns pids "$VC-node$k" | wc -l)"
+        echo "  node$k $SUBNET.$k link $up ($state) cpus $(cat "$STATE/cpus$k" 2>/dev/null || echo all) processes $(ip netns pids "$VC-node$k" | wc -l)"
+    done
+}
+
+# CPUs of each node: a real node has cores of its own, so node k gets a slice of the CPUs this
+# script may use (MOE_VC_CPUS overrides the list, e.g. "0-3"): n CPUs over N nodes, consecutive
+# n/N each when n >= N, else shared round robin. Without it Open MPI, which binds each node's
+# first rank to "core 0" of what it sees, puts the ranks of all nodes on one core of the machine:
+# they take turns in scheduler slices (~4 ms) and every message round waits for one.
+node_cpus() { # N: writes $STATE/cpus1..N
+    local n=$1 list cpus=() part
+    list=${MOE_VC_CPUS:-$(taskset -pc $$ | sed 's/.*: *//')}
+    for part in ${list//,/ }; do
+        case $part in
+        *-*) for c in $(seq "${part%-*}" "${part#*-}"); do cpus+=("$c"); done ;;
+        *[!0-9]* | '') die "bad CPU list '$list' (expected e.g. 0-3 or 0,2)" ;;
+        *) cpus+=("$part") ;;
+        esac
+    done
+    local m=${#cpus[@]} k
+    [ "$m" -ge 1 ] || die "no CPUs in '$list'"
+    for k in $(seq "$n"); do
+        local mine=()
+        if [ "$m" -ge "$n" ]; then
+            local a=$(((k - 1) * m / n)) b=$((k * m / n)) i
+            for ((i = a; i < b; i++)); do mine+=("${cpus[$i]}"); done
+        else
+            mine=("${cpus[$(((k - 1) % m))]}")
+        fi
+        local IFS=,
+        echo "${mine[*]}" >"$STATE/cpus$k"
     done
 }
 
@@ -231,7 +262,10 @@ cmd_exec() {
     # node's name (Open MPI tells nodes apart by host name); a private mount namespace where the
     # node's hosts file covers /etc/hosts. Unlike `ip netns exec`, /sys stays the machine's, so
     # the cgroup mounts slurmd needs are there.
-    exec nsenter --net="/run/netns/$VC-node$k" unshare --uts --mount --propagation private \
+    # Pinned to the node's CPUs (node_cpus; clusters brought up before this existed: all CPUs).
+    local cpus
+    cpus=$(cat "$STATE/cpus$k" 2>/dev/null || taskset -pc $$ | sed 's/.*: *//')
+    exec taskset -c "$cpus" nsenter --net="/run/netns/$VC-node$k" unshare --uts --mount --propagation private \
         sh -c 'mount --bind "/etc/netns/$1/hosts" /etc/hosts && hostname "$2" && shift 2 && exec "$@"' \
         sh "$VC-node$k" "node$k" "$@"
 }
@@ -266,7 +300,18 @@ cmd_mpirun() {
     need
     n_nodes >/dev/null
     cmd_hostfile "${MOE_VC_SLOTS:-1}" >"$STATE/hostfile"
-    cmd_exec node1 mpirun --allow-run-as-root --hostfile "$STATE/hostfile" \
+    # Ranks keep their node's CPUs (node_cpus): Open MPI's own binding would put every node's
+    # first rank on the machine's core 0. An explicit --bind-to in ARGS wins.
+    # More ranks on a node than it has CPUs (MOE_VC_SLOTS over a 1-CPU node of a 2-core machine):
+    # mpirun cannot see it (the hostfile grants the slots), so its ranks would spin in every wait
+    # and take the CPU from the rank they wait for; yield_when_idle makes a waiting rank give way.
+    local bind=(--bind-to none) yield=() a ncpu
+    for a in "$@"; do case $a in --bind-to | --bind-to=*) bind=() ;; esac; done
+    ncpu=1
+    [ -s "$STATE/cpus1" ] && ncpu=$(tr ',' '\n' <"$STATE/cpus1" | grep -c .)
+    [ "${MOE_VC_SLOTS:-1}" -gt "$ncpu" ] && yield=(--mca mpi_yield_when_idle 1)
+    for a in "$@"; do case $a in *mpi_yield_when_idle*) yield=() ;; esac; done
+    cmd_exec node1 mpirun --allow-run-as-root --hostfile "$STATE/hostfile" "${bind[@]}" "${yield[@]}" \
         --mca plm_rsh_agent "$SELF agent" --mca plm_rsh_no_tree_spawn 1 \
         --mca btl self,vader,tcp --mca btl_tcp_if_include "$SUBNET.0/24" \
         --mca oob_tcp_if_include "$SUBNET.0/24" \

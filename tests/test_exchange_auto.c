@@ -20,27 +20,40 @@ static moe_xauto trying(const char *const *names, int n) {
     return a;
 }
 
-// Runs the whole trial with per-candidate step seconds sec[i] (warm step 10x slower, one timed
-// step an outlier): returns the chosen name; checks the switching on the way.
+// Runs the whole trial with per-candidate step seconds sec[i] (warm steps 10x slower, one timed
+// step of each candidate an outlier at 5x): returns the chosen name. Checks the schedule against
+// its written-out form: 2 lead steps on the running setting, then the candidates in order, then
+// in reverse, each block 1 untimed + 2 timed steps, switching exactly when a block begins.
 static void run_trial(moe_xauto *a, const double *sec, char out[MOE_XSETTING_NAME_MAX]) {
-    const int per = MOE_XAUTO_WARM + MOE_XAUTO_TIMED;
-    int ended = 0;
-    for (int s = 0; s < a->n * per; s++) {
-        const int i = s / per, j = s % per;
+    int seq[64], timed[64], n_seq = 0;
+    seq[n_seq] = -1, timed[n_seq++] = 0;
+    seq[n_seq] = -1, timed[n_seq++] = 0;
+    for (int r = 0; r < 2; r++)
+        for (int b = 0; b < a->n; b++)
+            for (int j = 0; j < 3; j++)
+                seq[n_seq] = r ? a->n - 1 - b : b, timed[n_seq++] = j > 0;
+    CHECK(n_seq == moe_xauto_trial_steps(a->n), "trial of %d steps, expected %d",
+          moe_xauto_trial_steps(a->n), n_seq);
+    int outlier[MOE_XAUTO_MAX] = {0}, ended = 0;
+    moe_xsetting prev = a->current;
+    for (int s = 0; s < n_seq; s++) {
         moe_xsetting x;
         const int sw = moe_xauto_before_step(a, &x);
-        // A switch exactly when a block begins with a setting other than the running one.
-        CHECK(sw == (j == 0 && i > 0), "step %d: switch %d", s, sw);
-        CHECK(moe_xsetting_equal(&a->current, &a->cand[i]), "step %d runs candidate %d", s, i);
-        const double t = j < MOE_XAUTO_WARM ? 10 * sec[i] : j == MOE_XAUTO_WARM ? 5 * sec[i] : sec[i];
+        const moe_xsetting want = seq[s] < 0 ? prev : a->cand[seq[s]];
+        const moe_xsetting was = s ? (seq[s - 1] < 0 ? prev : a->cand[seq[s - 1]]) : prev;
+        CHECK(sw == !moe_xsetting_equal(&want, &was), "step %d: switch %d", s, sw);
+        CHECK(moe_xsetting_equal(&a->current, &want), "step %d runs the wrong setting", s);
+        const int i = seq[s] < 0 ? 0 : seq[s];
+        double t = 10 * sec[i];
+        if (timed[s]) t = outlier[i]++ == 1 ? 5 * sec[i] : sec[i];
         ended = moe_xauto_after_step(a, t);
-        CHECK(ended == (s == a->n * per - 1), "step %d: ended %d", s, ended);
+        CHECK(ended == (s == n_seq - 1), "step %d: ended %d", s, ended);
     }
     CHECK(a->state == MOE_XAUTO_CHOSEN, "state %d after the trial", (int)a->state);
     moe_xsetting_name(&a->chosen, out);
     moe_xsetting x;
     const int sw = moe_xauto_before_step(a, &x);
-    CHECK(sw == !moe_xsetting_equal(&a->chosen, &a->cand[a->n - 1]), "switch to the choice %d", sw);
+    CHECK(sw == !moe_xsetting_equal(&a->chosen, &a->cand[0]), "switch to the choice %d", sw);
     CHECK(!moe_xauto_before_step(a, &x), "no second switch");
     CHECK(!moe_xauto_after_step(a, 1.0), "after the trial, steps do not count");
 }

@@ -2,7 +2,8 @@
 # test_train_xauto.py: parallel.exchange = auto end to end (docs/expert-parallel.md, "auto").
 # Runs `moe train` on test_train_runs.py's tiny model with fake nodes (MOE_TRAIN_TEST_NODE_SIZE:
 # every N consecutive ranks form a node, so EP groups span nodes on one machine) and checks:
-#   - the trial: every candidate of the layout runs its 1 + 3 steps in order, recorded per step;
+#   - the trial: 2 lead steps, then every candidate of the layout runs 1 + 2 steps in order, then
+#     again in reverse order, recorded per step;
 #     the record of the trial's last step carries every candidate's median, one marked chosen;
 #     the following steps run the choice; the header and the progress output say so;
 #   - the trial's steps train like the plain exchange: losses within 1e-4 relative of a
@@ -18,21 +19,31 @@ import argparse, os, shutil, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_train_runs as T  # noqa: E402  (helpers: run, metrics, ckpt, ckcmp, close, fail)
 
-PER = 4  # MOE_XAUTO_WARM + MOE_XAUTO_TIMED
+LEAD, ROUNDS, PER = 2, 2, 3  # MOE_XAUTO_LEAD, _ROUNDS, _WARM + _TIMED (exchange-auto.h)
+
+
+def schedule(cands):
+    """The setting of every trial step: the lead on flat, then the candidates in order and in
+    reverse, PER steps each."""
+    seq = ["flat"] * LEAD
+    for r in range(ROUNDS):
+        for c in (cands if r % 2 == 0 else cands[::-1]):
+            seq += [c] * PER
+    return seq
 
 
 def check_trial(recs, cands, steps):
-    n = len(cands)
-    for i, name in enumerate(cands):
-        for s in range(i * PER + 1, (i + 1) * PER + 1):
-            r = recs.get(s, {})
-            if r.get("exchange_setting") != name or r.get("exchange_state") != "trying":
-                T.fail("step %d: expected the trial running %s, got %s / %s"
-                       % (s, name, r.get("exchange_setting"), r.get("exchange_state")))
-    last = recs.get(n * PER, {})
+    seq = schedule(cands)
+    n = len(seq)
+    for s, name in enumerate(seq, 1):
+        r = recs.get(s, {})
+        if r.get("exchange_setting") != name or r.get("exchange_state") != "trying":
+            T.fail("step %d: expected the trial running %s, got %s / %s"
+                   % (s, name, r.get("exchange_setting"), r.get("exchange_state")))
+    last = recs.get(n, {})
     trial = last.get("exchange_trial") or []
     if [t.get("setting") for t in trial] != cands:
-        T.fail("step %d: exchange_trial should list %s, got %s" % (n * PER, cands, trial))
+        T.fail("step %d: exchange_trial should list %s, got %s" % (n, cands, trial))
         return None
     chosen = [t["setting"] for t in trial if t.get("chosen")]
     if len(chosen) != 1 or any(not t.get("median_step_seconds", 0) > 0 for t in trial):
@@ -44,7 +55,7 @@ def check_trial(recs, cands, steps):
     expect = best if med[best] < 0.98 * med["flat"] else "flat"
     if chosen[0] != expect:
         T.fail("chose %s, but the medians %s make it %s" % (chosen[0], med, expect))
-    for s in range(n * PER + 1, steps + 1):
+    for s in range(n + 1, steps + 1):
         r = recs.get(s, {})
         if r.get("exchange_setting") != chosen[0] or r.get("exchange_state") != "chosen":
             T.fail("step %d: expected the choice %s, got %s / %s"
@@ -54,8 +65,8 @@ def check_trial(recs, cands, steps):
 
 
 def scenario(np_, node, ep, cands):
-    steps = len(cands) * PER + 6
-    ci = len(cands) * PER + 2  # a checkpoint after the trial, resumed from below
+    steps = len(schedule(cands)) + 6
+    ci = len(schedule(cands)) + 2  # a checkpoint after the trial, resumed from below
     cfg = T.write_config("xauto", T.cfg_with(steps=steps, log_interval=5, eval_interval=0,
                                              checkpoint_interval=ci, keep_checkpoints=5))
     env = {"MOE_TRAIN_TEST_NODE_SIZE": str(node)}
@@ -63,7 +74,7 @@ def scenario(np_, node, ep, cands):
     out = os.path.join(T.A.work, "auto-np%d" % np_)
     shutil.rmtree(out, ignore_errors=True)
     p = T.run(np_, cfg, out, sets, env=env)
-    want = "exchange auto: timing " + ", ".join(cands)
+    want = "exchange auto: timing %s on the first %d steps" % (", ".join(cands), len(schedule(cands)))
     if want not in p.stdout:
         T.fail("header should say '%s': %s" % (want, p.stdout[-1500:]))
     recs = T.metrics(out)

@@ -180,11 +180,27 @@ int moe_xauto_resume(moe_xauto *a, const char *choice) {
     return 0;
 }
 
+int moe_xauto_trial_steps(int n) {
+    return MOE_XAUTO_LEAD + MOE_XAUTO_ROUNDS * n * (MOE_XAUTO_WARM + MOE_XAUTO_TIMED);
+}
+
+int moe_xauto_slot(int n, int pos, int *timed) {
+    const int per = MOE_XAUTO_WARM + MOE_XAUTO_TIMED;
+    *timed = -1;
+    if (pos < MOE_XAUTO_LEAD) return -1;
+    pos -= MOE_XAUTO_LEAD;
+    const int round = pos / (n * per), b = pos % (n * per) / per, j = pos % per;
+    if (j >= MOE_XAUTO_WARM) *timed = round * MOE_XAUTO_TIMED + j - MOE_XAUTO_WARM;
+    return round % 2 ? n - 1 - b : b;
+}
+
 int moe_xauto_before_step(moe_xauto *a, moe_xsetting *s) {
     moe_xsetting want = a->current;
-    if (a->state == MOE_XAUTO_TRYING)
-        want = a->cand[a->pos / (MOE_XAUTO_WARM + MOE_XAUTO_TIMED)];
-    else if (a->state != MOE_XAUTO_FIXED)
+    int timed;
+    if (a->state == MOE_XAUTO_TRYING) {
+        const int i = moe_xauto_slot(a->n, a->pos, &timed);
+        if (i >= 0) want = a->cand[i];
+    } else if (a->state != MOE_XAUTO_FIXED)
         want = a->chosen;
     if (moe_xsetting_equal(&want, &a->current)) return 0;
     a->current = *s = want;
@@ -198,15 +214,17 @@ static int moe_xauto_cmp(const void *x, const void *y) {
 
 int moe_xauto_after_step(moe_xauto *a, double seconds) {
     if (a->state != MOE_XAUTO_TRYING) return 0;
-    const int per = MOE_XAUTO_WARM + MOE_XAUTO_TIMED, i = a->pos / per, j = a->pos % per;
-    if (j >= MOE_XAUTO_WARM) a->seconds[i][j - MOE_XAUTO_WARM] = seconds;
-    if (++a->pos < a->n * per) return 0;
+    int timed;
+    const int i = moe_xauto_slot(a->n, a->pos, &timed);
+    if (i >= 0 && timed >= 0) a->seconds[i][timed] = seconds;
+    if (++a->pos < moe_xauto_trial_steps(a->n)) return 0;
     int best = 0;
+    enum { NT = MOE_XAUTO_ROUNDS * MOE_XAUTO_TIMED };
     for (int k = 0; k < a->n; k++) {
-        double v[MOE_XAUTO_TIMED];
+        double v[NT];
         memcpy(v, a->seconds[k], sizeof v);
-        qsort(v, MOE_XAUTO_TIMED, sizeof *v, moe_xauto_cmp);
-        a->median[k] = v[MOE_XAUTO_TIMED / 2];
+        qsort(v, NT, sizeof *v, moe_xauto_cmp);
+        a->median[k] = NT % 2 ? v[NT / 2] : 0.5 * (v[NT / 2 - 1] + v[NT / 2]);
         if (a->median[k] < a->median[best]) best = k;
     }
     // Plain flat (candidate 0) unless the best beats it by more than the margin.
@@ -235,8 +253,10 @@ void moe_xauto_describe(const moe_xauto *a, char *buf, size_t n) {
             k += (size_t)snprintf(buf + k, n - k, "%s %s", i ? "," : "", nm);
         }
         if (k < n)
-            snprintf(buf + k, n - k, " on the first %d steps (%d + %d each)",
-                     a->n * (MOE_XAUTO_WARM + MOE_XAUTO_TIMED), MOE_XAUTO_WARM, MOE_XAUTO_TIMED);
+            snprintf(buf + k, n - k,
+                     " on the first %d steps (%d to warm up, then %d rounds of %d + %d steps each)",
+                     moe_xauto_trial_steps(a->n), MOE_XAUTO_LEAD, MOE_XAUTO_ROUNDS,
+                     MOE_XAUTO_WARM, MOE_XAUTO_TIMED);
         return;
     case MOE_XAUTO_CHOSEN:
         moe_xsetting_name(&a->chosen, nm);

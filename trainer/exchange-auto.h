@@ -4,8 +4,11 @@
 // a run, the choice every rank makes from the same agreed timings, and its record for the
 // progress header, the metrics and the checkpoints. docs/expert-parallel.md, "auto".
 //
-// The trial: candidate i runs MOE_XAUTO_WARM steps (not timed: its buffers are fresh) then
-// MOE_XAUTO_TIMED timed steps; a step's time is the slowest rank's compute + wait seconds of the
+// The trial: MOE_XAUTO_LEAD untimed steps with the config's setting (the run's own warm-up: first
+// touches, caches — it would count against whichever candidate went first), then
+// MOE_XAUTO_ROUNDS rounds over the candidates, in order, then in reverse (ABBA: a drift during the
+// trial falls evenly on all); in each, candidate i runs MOE_XAUTO_WARM untimed steps (its buffers
+// are fresh) then MOE_XAUTO_TIMED timed steps. A step's time is the slowest rank's compute + wait seconds of the
 // step (moe_train_step_result's agreed per-rank arrays, identical on every rank: no collective
 // is added and every rank picks the same). After the last candidate the one with the lowest
 // median wins; plain flat (candidate 0) is kept unless another is faster by more than
@@ -50,8 +53,10 @@ int moe_xsetting_spans_nodes(const moe_comm *c);
 
 // ---------------------------------------------------------------- the tuner
 #define MOE_XAUTO_MAX 8
+#define MOE_XAUTO_LEAD 2
+#define MOE_XAUTO_ROUNDS 2
 #define MOE_XAUTO_WARM 1
-#define MOE_XAUTO_TIMED 3
+#define MOE_XAUTO_TIMED 2
 #define MOE_XAUTO_MARGIN 0.02
 
 typedef enum {
@@ -69,7 +74,7 @@ typedef struct {
     moe_xsetting chosen;    // CHOSEN / RESUMED: the choice (FIXED: the config's setting)
     int n;                  // candidates
     moe_xsetting cand[MOE_XAUTO_MAX];
-    double seconds[MOE_XAUTO_MAX][MOE_XAUTO_TIMED]; // timed steps per candidate
+    double seconds[MOE_XAUTO_MAX][MOE_XAUTO_ROUNDS * MOE_XAUTO_TIMED]; // timed steps
     double median[MOE_XAUTO_MAX];                   // after the trial (0 before)
     int pos;                // trial steps done
     // Storage of moe_xauto_record's fields (valid until the next call).
@@ -84,6 +89,10 @@ void moe_xauto_init(moe_xauto *a, const Moe__Config *cfg, const moe_comm *c);
 // name that is not one of this layout's candidates (the checkpoint came from another layout)
 // is ignored and the trial runs (returns 0); returns 1 when the choice was taken.
 int moe_xauto_resume(moe_xauto *a, const char *choice);
+// Steps the trial takes with n candidates; and, for trial step `pos` (0-based), the candidate it
+// runs (-1: a lead step, run with the config's setting) and its timed slot (-1: not timed).
+int moe_xauto_trial_steps(int n);
+int moe_xauto_slot(int n, int pos, int *timed);
 // Before a step: 1 when the model must switch to *s (a candidate's block begins, or the choice
 // was just made), 0 otherwise.
 int moe_xauto_before_step(moe_xauto *a, moe_xsetting *s);
