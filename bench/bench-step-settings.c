@@ -17,6 +17,7 @@ typedef struct {
     double exch, sum_s;  // Σ over rounds of exchange seconds per step (slowest rank), of round_s
     double intra, inter; // world's expert-exchange bytes per step, inside / across nodes
     double loss;         // global loss of the last timed step (round 0)
+    int n_moe;           // MoE layers of the model
 } moe_bench_srow;
 
 // One round of setting sc: 1 untimed + steps timed steps of a fresh stepper. Collective.
@@ -31,6 +32,7 @@ static moe_status moe_bench_setting_round(const Moe__Config *base, const moe_com
     moe_status st = moe_bench_stepper_create(cfg, c, &s);
     if (!st) st = moe_bench_stepper_run(s, 1, NULL, NULL, NULL, NULL);
     if (!st) st = moe_bench_stepper_run(s, steps, NULL, loss, &t, NULL);
+    if (s) row->n_moe = moe_bench_stepper_model(s)->n_moe;
     moe_bench_stepper_free(s);
     double v[2] = {t.seconds / steps, t.exchange_seconds / steps};
     if (!st) st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, v, 2, MOE_COMM_MAX);
@@ -43,6 +45,62 @@ static moe_status moe_bench_setting_round(const Moe__Config *base, const moe_com
     free(loss);
     moe_config_free(cfg);
     return st;
+}
+
+// What the link between the nodes needs for a step's exchange, measured in the same run with raw
+// MPI over the EP group: `rounds` message rounds (7 per MoE layer in the plain exchange: two
+// routing-statistics all-reduces, the counts, dispatch and combine forward, two payloads
+// backward) at the latency of one, plus the step's inter-node bytes of a rank sent in one raw
+// all-to-all.
+typedef struct {
+    int remote;      // EP peers of this rank on other nodes (0: one node, nothing measured)
+    int rounds;      // message rounds per step
+    double per_peer; // bytes to each peer in the bulk all-to-all
+    double round, bulk;
+} moe_bench_link;
+
+static moe_status moe_bench_link_measure(const moe_comm *c, double inter_per_rank, int rounds,
+                                         moe_bench_link *lk) {
+    const int P = moe_comm_size(c, MOE_COMM_EP), me = moe_comm_rank(c, MOE_COMM_WORLD);
+    for (int r = 0; r < P; r++)
+        lk->remote += moe_comm_node_of(c, moe_comm_world_rank_of(c, MOE_COMM_EP, r)) !=
+                      moe_comm_node_of(c, me);
+    lk->rounds = rounds;
+    if (!lk->remote || inter_per_rank <= 0) return MOE_OK;
+    lk->per_peer = inter_per_rank / lk->remote;
+    // The payload in the step's own pieces: 4 all-to-alls per MoE layer (rounds / 7 * 4).
+    const int msgs = rounds >= 7 ? rounds / 7 * 4 : 1;
+    return moe_comm_link_probe(c, MOE_COMM_EP, (size_t)lk->per_peer, msgs, 5, &lk->round,
+                               &lk->bulk);
+}
+
+// Seconds the link needs for a setting that sends inter_per_rank bytes per rank and step.
+static double moe_bench_link_need(const moe_bench_link *lk, double inter_per_rank) {
+    if (!lk->remote || lk->per_peer <= 0) return 0;
+    return lk->rounds * lk->round + lk->bulk * inter_per_rank / (lk->per_peer * lk->remote);
+}
+
+static void moe_bench_link_print(const moe_comm *c, const moe_bench_link *lk,
+                                 const moe_bench_setting *set, const moe_bench_srow *row, int n,
+                                 int W, int rounds) {
+    if (!lk->remote) {
+        moe_comm_printf(c, "  link: every EP peer on this node (no link between nodes to judge)\n");
+        return;
+    }
+    moe_comm_printf(c,
+                    "  link (raw MPI over the EP group, this run): a message round %.3f ms; "
+                    "%.0f bytes to each of %d peer(s) on other nodes (in %d all-to-alls, as the "
+                    "step's payloads) in %.2f ms (%.1f MB/s per rank)\n  exchange per step vs what the link needs (%d rounds x %.3f ms + the "
+                    "setting's inter-node bytes at that rate):\n",
+                    1e3 * lk->round, lk->per_peer, lk->remote,
+                    lk->rounds >= 7 ? lk->rounds / 7 * 4 : 1, 1e3 * lk->bulk,
+                    lk->per_peer * lk->remote / lk->bulk / 1e6, lk->rounds, 1e3 * lk->round);
+    for (int i = 0; i < n; i++) {
+        if (row[i].skip) continue;
+        const double ex = row[i].exch / rounds, need = moe_bench_link_need(lk, row[i].inter / W);
+        moe_comm_printf(c, "    %-16s exchange %8.2f ms, link needs %8.2f ms: %.2fx\n", set[i].name,
+                        1e3 * ex, 1e3 * need, need > 0 ? ex / need : 0);
+    }
 }
 
 moe_status moe_bench_step_settings(const Moe__Config *cfg, const moe_comm *c, const char *list,
@@ -87,6 +145,8 @@ moe_status moe_bench_step_settings(const Moe__Config *cfg, const moe_comm *c, co
         if (!row[i].skip) row[i].seconds = moe_bench_settings_median(row[i].round_s, rounds);
     const int64_t tok = (int64_t)cfg->train->global_batch * cfg->train->seq_len;
     const double ref = row[0].seconds;
+    moe_bench_link lk = {0};
+    if ((st = moe_bench_link_measure(c, row[0].inter / W, 7 * row[0].n_moe, &lk))) goto done;
     const char *model = cfg->name ? cfg->name : "model";
     if (json) {
         moe_comm_printf(c,
@@ -109,12 +169,17 @@ moe_status moe_bench_step_settings(const Moe__Config *cfg, const moe_comm *c, co
                             "\"tokens_per_s\":%.1f,\"speedup\":%.4f,\"exchange_share\":%.4f,"
                             "\"internode_bytes_per_token\":%.2f,"
                             "\"intranode_bytes_per_token\":%.2f,\"loss\":%.6f,"
-                            "\"changes_results\":%s}",
+                            "\"changes_results\":%s,\"exchange_seconds\":%.6f,"
+                            "\"link_need_seconds\":%.6f}",
                             i ? "," : "", set[i].name, q->seconds, tok / q->seconds,
                             i ? ref / q->seconds : 1.0, q->exch / q->sum_s, q->inter / tok,
-                            q->intra / tok, q->loss, set[i].s.bf16 ? "true" : "false");
+                            q->intra / tok, q->loss, set[i].s.bf16 ? "true" : "false",
+                            q->exch / rounds, moe_bench_link_need(&lk, q->inter / W));
         }
-        moe_comm_printf(c, "]}\n");
+        moe_comm_printf(c,
+                        "],\"link\":{\"remote_peers\":%d,\"round_seconds\":%.6f,"
+                        "\"bytes_per_peer\":%.0f,\"bulk_seconds\":%.6f,\"rounds_per_step\":%d}}\n",
+                        lk.remote, lk.round, lk.per_peer, lk.bulk, lk.rounds);
         goto done;
     }
     moe_comm_printf(c,
@@ -138,6 +203,7 @@ moe_status moe_bench_step_settings(const Moe__Config *cfg, const moe_comm *c, co
     }
     for (int i = 0; i < n; i++)
         if (row[i].skip) moe_comm_printf(c, "  skipped: %s (%s)\n", set[i].name, row[i].skip);
+    moe_bench_link_print(c, &lk, set, row, n, W, rounds);
 done:
     for (int i = 0; i < n; i++) free(row[i].round_s);
     free(row);

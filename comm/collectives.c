@@ -111,3 +111,37 @@ moe_status moe_comm_sync_grads(const moe_comm *c, moe_comm_grad_kind kind, float
     for (size_t i = 0; i < n; i++) grad[i] *= scale;
     return MOE_OK;
 }
+
+// Best (over reps, after a warmup) of the slowest rank's time for n_msgs MPI_Alltoall of n bytes
+// per peer each; send/recv hold n·P bytes.
+static moe_status moe_comm_a2a_best(MPI_Comm comm, char *send, char *recv, int n, int n_msgs,
+                                    int reps, double *best) {
+    *best = 1e30;
+    for (int r = 0; r <= reps; r++) {
+        MOE_MPI(MPI_Barrier(comm));
+        const double t0 = MPI_Wtime();
+        for (int k = 0; k < n_msgs; k++)
+            MOE_MPI(MPI_Alltoall(send, n, MPI_BYTE, recv, n, MPI_BYTE, comm));
+        double t = MPI_Wtime() - t0;
+        MOE_MPI(MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, comm));
+        if (r > 0 && t < *best) *best = t;
+    }
+    return MOE_OK;
+}
+
+moe_status moe_comm_link_probe(const moe_comm *c, moe_comm_group g, size_t bytes_per_peer,
+                               int n_msgs, int reps, double *round, double *bulk) {
+    MPI_Comm comm = moe_comm_mpi(c, g);
+    const int P = moe_comm_size(c, g);
+    if (reps < 1 || n_msgs < 1 || bytes_per_peer > (size_t)INT_MAX / (size_t)P)
+        return moe_set_error(MOE_EINVAL, "link probe: %zu bytes per peer x %d peers in %d messages, %d reps",
+                             bytes_per_peer, P, n_msgs, reps);
+    const size_t piece = (bytes_per_peer + (size_t)n_msgs - 1) / (size_t)n_msgs;
+    const size_t n = piece > 4 ? piece : 4;
+    char *send = moe_xcalloc(n * (size_t)P, 1), *recv = moe_xcalloc(n * (size_t)P, 1);
+    moe_status st = moe_comm_a2a_best(comm, send, recv, 4, 1, reps, round);
+    if (!st) st = moe_comm_a2a_best(comm, send, recv, (int)piece, n_msgs, reps, bulk);
+    free(send);
+    free(recv);
+    return st;
+}

@@ -103,6 +103,14 @@ moe_status moe_comm_allreduce_f64(const moe_comm *c, moe_comm_group g, double *b
                                   moe_comm_op op);
 moe_status moe_comm_allreduce_i64(const moe_comm *c, moe_comm_group g, int64_t *buf, size_t n,
                                   moe_comm_op op);
+// What group g's links give raw MPI, for benchmarks to print next to their own figures: *round =
+// the best time of an all-to-all of 4 bytes per peer (one message round: latency), *bulk = the
+// best time of bytes_per_peer (<= INT_MAX) to every peer sent as n_msgs back-to-back
+// all-to-alls of bytes_per_peer / n_msgs each (the message sizes of the caller's own traffic: a
+// shaped link can treat one large burst worse than the same bytes in pieces). Each of reps (>= 1)
+// repetitions after one warmup starts at a barrier and counts the slowest rank. Collective.
+moe_status moe_comm_link_probe(const moe_comm *c, moe_comm_group g, size_t bytes_per_peer,
+                               int n_msgs, int reps, double *round, double *bulk);
 // Broadcast `bytes` bytes from rank 0 of g to every rank of g.
 moe_status moe_comm_bcast(const moe_comm *c, moe_comm_group g, void *buf, size_t bytes);
 // Gather variable-size float arrays to rank 0 of g. Every rank passes its n; on rank 0, `recv`

@@ -54,5 +54,31 @@ assert b["changes_results"] is True and flat["changes_results"] is False
 print(f"ok: {len(want)} settings, bf16 {kind} bytes {bb} vs flat {fb}")
 PY
 
+# The link reference (step only): on one node there is no link to judge (remote_peers 0); with
+# fake one-rank nodes the EP peer is remote, the raw probe measured a message round and the bulk
+# of flat's bytes, 7 rounds per MoE layer (3 here), and each setting's need is positive, bf16's
+# below flat's (half the bytes, same rounds).
+if [ "$WHAT" = step ]; then
+    python3 - "$WORK/json" 0 <<'PY' || fail "one node: the link section"
+import json, sys
+j = json.loads([l for l in open(sys.argv[1]) if l.startswith("{")][0])
+assert j["link"]["remote_peers"] == 0, j["link"]
+assert all(r.get("link_need_seconds", 0) == 0 for r in j["settings"] if r["measured"]), j
+PY
+    timeout -k 5 280 "$MPIEXEC" -np 2 "$MOE_BIN" bench step --settings flat,bf16 --steps 1 \
+        --rounds 1 --node-size 1 --json >"$WORK/link" 2>"$WORK/link.err" || fail "--node-size 1: exit $?"
+    cat "$WORK/link" "$WORK/link.err"
+    python3 - "$WORK/link" <<'PY' || fail "--node-size 1: the link section"
+import json, sys
+j = json.loads([l for l in open(sys.argv[1]) if l.startswith("{")][0])
+lk = j["link"]
+assert lk["remote_peers"] == 1 and lk["rounds_per_step"] == 21, lk
+assert lk["round_seconds"] > 0 and lk["bulk_seconds"] > 0 and lk["bytes_per_peer"] > 0, lk
+need = {r["name"]: r["link_need_seconds"] for r in j["settings"]}
+assert need["flat"] > 0 and 0 < need["bf16"] < need["flat"], need
+print("ok: link", lk, need)
+PY
+fi
+
 [ $failures = 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
 echo "ok: bench $WHAT --settings at np 2"
