@@ -29,17 +29,20 @@ usage: vcluster.sh COMMAND [ARGS]     (run as root; instance "$VC", MOE_VC=NAME 
                         start N nodes (2..4) named node1..nodeN ($SUBNET.1..N), every link shaped
                         (default rate=$DEF_RATE delay=$DEF_DELAY, per link and direction: a message
                         node1 -> node2 crosses two shaped hops); delay, loss and jitter need the
-                        kernel's sch_netem, else links are shaped by rate only (tbf); cleans an
+                        kernel's sch_netem, else links are shaped by rate only (tbf); each node
+                        gets a slice of the CPUs (MOE_VC_CPUS=LIST overrides them); cleans an
                         old instance of the same name first
   down                  stop every process on the nodes, remove namespaces, links and files
-  status                nodes, addresses, link shaping and state, processes per node
+  status                nodes, addresses, link shaping and state, CPUs, processes per node
   exec NODE CMD...      run CMD on NODE (its network and host name; the file system is shared)
   link NODE rate=R delay=D loss=P% jitter=J | down | up
                         reshape NODE's link at run time (both directions), or cut / restore it
   hostfile [SLOTS]      print an Open MPI hostfile (SLOTS per node, default 1)
   mpirun ARGS...        Open MPI's mpirun on node1 across the nodes: adds --hostfile (slots
                         from MOE_VC_SLOTS, default 1), the launch agent, TCP restricted to
-                        $SUBNET.0/24, --allow-run-as-root; ARGS as for mpirun (-np, -x, program)
+                        $SUBNET.0/24, --allow-run-as-root, --bind-to none (ranks keep their
+                        node's CPUs) and, with more slots than a node's CPUs,
+                        --mca mpi_yield_when_idle 1; ARGS as for mpirun (-np, -x, program)
   agent HOST CMD...     the plm_rsh_agent mpirun uses to start its daemon on HOST
 EOF
 }
