@@ -6,15 +6,8 @@
 # there are any, else the intra-node ones). Never checks speed.
 #   MOE_BIN=build/moe MPIEXEC=mpirun WHAT=step bash tests/test_bench_settings.sh
 set -u
-: "${MOE_BIN:?MOE_BIN (the moe executable) must be set}"
-MPIEXEC=${MPIEXEC:-mpirun}
+. "$(dirname "$0")/test_bench_lib.sh" bench-settings
 WHAT=${WHAT:-step}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
-WORK=$(mktemp -d /tmp/moe-bench-settings-test.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 
 case $WHAT in
 step) args=(bench step --settings --steps 1 --rounds 1 --json) ;;

@@ -4,14 +4,7 @@
 # positive, the % consistent with the two GB/s), and --json has the same fields. Never checks speed.
 #   MOE_BIN=build/moe MPIEXEC=mpirun bash tests/test_bench_step_mem.sh
 set -u
-: "${MOE_BIN:?MOE_BIN (the moe executable) must be set}"
-MPIEXEC=${MPIEXEC:-mpirun}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
-WORK=$(mktemp -d /tmp/moe-bench-step-mem-test.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+. "$(dirname "$0")/test_bench_lib.sh" bench-step-mem
 num='[0-9]+(\.[0-9]+)?'
 
 # Text report.

@@ -5,15 +5,8 @@
 # the text report prints the phase table. Never checks speed.
 #   MOE_BIN=build/moe MPIEXEC=mpirun NP=2 bash tests/test_bench_step_phases.sh
 set -u
-: "${MOE_BIN:?MOE_BIN (the moe executable) must be set}"
-MPIEXEC=${MPIEXEC:-mpirun}
+. "$(dirname "$0")/test_bench_lib.sh" bench-step-phases
 NP=${NP:-1}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
-WORK=$(mktemp -d /tmp/moe-bench-step-phases-test.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 
 timeout -k 5 240 "$MPIEXEC" -np "$NP" "$MOE_BIN" bench step --steps 2 --json >"$WORK/json" 2>"$WORK/err"
 rc=$?

@@ -7,14 +7,7 @@
 # figures; at np 1 the command exits 2 saying that it needs >= 2 ranks. Never checks speed.
 #   MOE_BIN=build/moe MPIEXEC=mpirun bash tests/test_bench_watchdog.sh
 set -u
-: "${MOE_BIN:?MOE_BIN (the moe executable) must be set}"
-MPIEXEC=${MPIEXEC:-mpirun}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
-WORK=$(mktemp -d /tmp/moe-bench-watchdog-test.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+. "$(dirname "$0")/test_bench_lib.sh" bench-watchdog
 
 # Text report.
 timeout -k 5 240 "$MPIEXEC" -np 2 "$MOE_BIN" bench step --watchdog --steps 2 --blocks 2 \
