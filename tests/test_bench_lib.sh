@@ -10,3 +10,16 @@ WORK=$(mktemp -d "/tmp/moe-$1-test.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+# run_json NAME NP ARGS...: `moe ARGS` under MPIEXEC -np NP (timeout 280 s), its output shown;
+# fails on a non-zero exit or unless exactly one line starts with '{'; that line is left in
+# $WORK/NAME.json for the caller's checks.
+run_json() {
+    local name=$1 np=$2
+    shift 2
+    timeout -k 5 280 "$MPIEXEC" -np "$np" "$MOE_BIN" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
+    local rc=$?
+    cat "$WORK/$name.out" "$WORK/$name.err"
+    [ $rc = 0 ] || fail "moe $*: exit $rc, expected 0"
+    grep '^{' "$WORK/$name.out" >"$WORK/$name.json"
+    [ "$(wc -l <"$WORK/$name.json")" = 1 ] || fail "moe $*: expected one JSON line"
+}

@@ -14,15 +14,10 @@ step) args=(bench step --settings --steps 1 --rounds 1 --json) ;;
 layer) args=(bench layer --ep --settings --tokens 256 --dim 64 --ffn 128 --iters 1 --rounds 1 --json) ;;
 *) echo "WHAT must be step or layer" >&2; exit 2 ;;
 esac
-timeout -k 5 280 "$MPIEXEC" -np 2 "$MOE_BIN" "${args[@]}" >"$WORK/json" 2>"$WORK/err"
-rc=$?
-cat "$WORK/json" "$WORK/err"
-[ $rc = 0 ] || fail "exit $rc, expected 0"
-python3 - "$WORK/json" "$WHAT" <<'PY' || fail "--settings --json: see above"
+run_json settings 2 "${args[@]}"
+python3 - "$WORK/settings.json" "$WHAT" <<'PY' || fail "--settings --json: see above"
 import json, math, sys
-lines = [l for l in open(sys.argv[1]) if l.startswith("{")]
-assert len(lines) == 1, f"expected one JSON line, got {len(lines)}"
-j = json.loads(lines[0])
+j = json.load(open(sys.argv[1]))
 time_key = "step_seconds" if sys.argv[2] == "step" else "seconds"
 rows = {r["name"]: r for r in j["settings"]}
 want = ["flat", "chunks2", "chunks4", "chunks8", "hier", "dedup-rank", "dedup-node", "bf16",
@@ -52,18 +47,16 @@ PY
 # of flat's bytes, 7 rounds per MoE layer (3 here), and each setting's need is positive, bf16's
 # below flat's (half the bytes, same rounds).
 if [ "$WHAT" = step ]; then
-    python3 - "$WORK/json" 0 <<'PY' || fail "one node: the link section"
+    python3 - "$WORK/settings.json" <<'PY' || fail "one node: the link section"
 import json, sys
-j = json.loads([l for l in open(sys.argv[1]) if l.startswith("{")][0])
+j = json.load(open(sys.argv[1]))
 assert j["link"]["remote_peers"] == 0, j["link"]
 assert all(r.get("link_need_seconds", 0) == 0 for r in j["settings"] if r["measured"]), j
 PY
-    timeout -k 5 280 "$MPIEXEC" -np 2 "$MOE_BIN" bench step --settings flat,bf16 --steps 1 \
-        --rounds 1 --node-size 1 --json >"$WORK/link" 2>"$WORK/link.err" || fail "--node-size 1: exit $?"
-    cat "$WORK/link" "$WORK/link.err"
-    python3 - "$WORK/link" <<'PY' || fail "--node-size 1: the link section"
+    run_json link 2 bench step --settings flat,bf16 --steps 1 --rounds 1 --node-size 1 --json
+    python3 - "$WORK/link.json" <<'PY' || fail "--node-size 1: the link section"
 import json, sys
-j = json.loads([l for l in open(sys.argv[1]) if l.startswith("{")][0])
+j = json.load(open(sys.argv[1]))
 lk = j["link"]
 assert lk["remote_peers"] == 1 and lk["rounds_per_step"] == 21, lk
 assert lk["round_seconds"] > 0 and lk["bulk_seconds"] > 0 and lk["bytes_per_peer"] > 0, lk

@@ -8,15 +8,10 @@ set -u
 . "$(dirname "$0")/test_bench_lib.sh" bench-step-phases
 NP=${NP:-1}
 
-timeout -k 5 240 "$MPIEXEC" -np "$NP" "$MOE_BIN" bench step --steps 2 --json >"$WORK/json" 2>"$WORK/err"
-rc=$?
-cat "$WORK/json" "$WORK/err"
-[ $rc = 0 ] || fail "--json: exit $rc, expected 0"
-python3 - "$WORK/json" "$NP" <<'PY' || fail "--json phases: see above"
+run_json phases "$NP" bench step --steps 2 --json
+python3 - "$WORK/phases.json" "$NP" <<'PY' || fail "--json phases: see above"
 import json, math, sys
-lines = [l for l in open(sys.argv[1]) if l.startswith("{")]
-assert len(lines) == 1, f"expected one JSON line, got {len(lines)}"
-j = json.loads(lines[0])
+j = json.load(open(sys.argv[1]))
 np_ = int(sys.argv[2])
 assert j["world"] == np_, (j["world"], np_)
 ph = j["phases"]
