@@ -110,10 +110,3 @@ double moe_optim_clip_scale(double sumsq, double clip) {
     const double sc = clip / (sqrt(sumsq) + 1e-6);
     return sc < 1.0 ? sc : 1.0;
 }
-
-int moe_optim_nonfinite(const float *x, int64_t n) {
-    // x − x is 0 for every finite x and NaN for NaN/±Inf: one branch-free pass, one test.
-    float acc = 0.0f;
-    for (int64_t i = 0; i < n; i++) acc += x[i] - x[i];
-    return acc != 0.0f; // NaN != 0 holds too
-}

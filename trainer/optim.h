@@ -51,7 +51,5 @@ double moe_optim_sumsq(const float *x, int64_t n);
 // A non-finite sumsq gives 0, meaning "do not step": the caller skips AdamW for this step (NaN
 // gradients would poison m and v; 0·NaN is still NaN).
 double moe_optim_clip_scale(double sumsq, double clip);
-// 1 if any of x (n) is NaN or ±Inf, else 0.
-int moe_optim_nonfinite(const float *x, int64_t n);
 
 #endif
