@@ -333,5 +333,12 @@ moe_status moe_comm_blas_threads(const moe_comm *c, int *threads);
 // Collective: gathers every rank's topology and binding to rank 0, which prints the machine, a
 // line per rank, the EP/EDP groups and warnings (unbound, oversubscribed, EP spanning nodes).
 moe_status moe_comm_topo_report(const moe_comm *c, FILE *f);
+// Ranks on different nodes (moe_comm_node_of) that are in fact one machine — the same running
+// kernel (/proc/sys/kernel/random/boot_id: network namespaces or containers of one host) — and
+// bound to overlapping CPUs: they take turns on those cores in scheduler slices and every message
+// round between them waits for one (docs/cluster.md, "What the 64 % was"). Collective over the
+// world (one all-gather). Returns how many such pairs there are (0 also where the kernel cannot be
+// identified) and describes the first in msg (n bytes).
+int moe_comm_cross_node_cpu_overlap(const moe_comm *c, char *msg, size_t n);
 
 #endif

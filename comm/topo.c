@@ -144,6 +144,8 @@ moe_status moe_comm_topo_report(const moe_comm *c, FILE *f) {
     if (MPI_Get_processor_name(host, &len) != MPI_SUCCESS) snprintf(host, sizeof host, "?");
     host[sizeof rec.host - 1] = 0; // keep the first 63 characters
     memcpy(rec.host, host, sizeof rec.host);
+    char xov_msg[512];
+    const int xov = moe_comm_cross_node_cpu_overlap(c, xov_msg, sizeof xov_msg);
     if (me == 0) all = moe_xcalloc((size_t)W, sizeof *all);
     int rc = MPI_Gather(&rec, (int)sizeof rec, MPI_BYTE, all, (int)sizeof rec, MPI_BYTE, 0,
                         moe_comm_mpi(c, MOE_COMM_WORLD));
@@ -216,6 +218,7 @@ moe_status moe_comm_topo_report(const moe_comm *c, FILE *f) {
     if (oversub)
         fprintf(f, "warning: oversubscribed: more ranks than cores on a node or ranks sharing "
                    "cores; expect slow collectives and timings that do not mean much\n");
+    if (xov) fprintf(f, "warning: %s\n", xov_msg);
     if (!in->ep_in_node)
         fprintf(f,
                 "warning: EP=%d does not fit the ranks per node: some EP groups span nodes and "
@@ -223,4 +226,61 @@ moe_status moe_comm_topo_report(const moe_comm *c, FILE *f) {
                 in->ep_size);
     free(all);
     return st;
+}
+
+// The running kernel's boot id as 64 bits (0: unknown).
+static uint64_t moe_comm_boot_id(void) {
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (!f) return 0;
+    char buf[64] = "";
+    const int ok = fgets(buf, sizeof buf, f) != NULL;
+    fclose(f);
+    uint64_t h = 14695981039346656037ull;
+    for (const char *p = buf; ok && *p && *p != '\n'; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return ok && buf[0] ? h : 0;
+}
+
+int moe_comm_cross_node_cpu_overlap(const moe_comm *c, char *msg, size_t n) {
+    if (n) msg[0] = '\0';
+    const int W = c->info.world_size;
+    if (W < 2) return 0;
+    typedef struct {
+        uint64_t boot;
+        int32_t bound, node;
+        unsigned long mask[MOE_TOPO_MASK_WORDS];
+    } rec_t;
+    rec_t me = {.boot = moe_comm_boot_id(), .node = c->info.node_index};
+    moe_comm_topo t;
+    if (moe_comm_topo_query_mask(&t, me.mask) == MOE_OK) me.bound = t.bound;
+    rec_t *all = moe_xcalloc((size_t)W, sizeof *all);
+    int pairs = 0;
+    if (MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, all, (int)sizeof me, MPI_BYTE,
+                      moe_comm_mpi(c, MOE_COMM_WORLD)) != MPI_SUCCESS) {
+        free(all);
+        return 0; // a diagnostic: a failure here is not the run's
+    }
+    for (int r = 0; r < W; r++)
+        for (int s = r + 1; s < W; s++) {
+            const rec_t *a = &all[r], *b = &all[s];
+            if (!a->boot || a->boot != b->boot || a->node == b->node || !a->bound || !b->bound ||
+                !moe_comm_masks_overlap(a->mask, b->mask))
+                continue;
+            if (!pairs++ && n) {
+                char ca[64], cb[64];
+                hwloc_bitmap_t x = hwloc_bitmap_alloc();
+                hwloc_bitmap_from_ulongs(x, MOE_TOPO_MASK_WORDS, a->mask);
+                hwloc_bitmap_list_snprintf(ca, sizeof ca, x);
+                hwloc_bitmap_from_ulongs(x, MOE_TOPO_MASK_WORDS, b->mask);
+                hwloc_bitmap_list_snprintf(cb, sizeof cb, x);
+                hwloc_bitmap_free(x);
+                snprintf(msg, n,
+                         "ranks %d (%s) and %d (%s) are on different nodes of one machine (the same "
+                         "kernel) and bound to overlapping CPUs (%s and %s): they take turns on "
+                         "those cores and every message between them waits a scheduler slice; give "
+                         "each node its own cores (cluster/vcluster.sh does; docs/cluster.md)",
+                         r, moe_comm_host_of(c, r), s, moe_comm_host_of(c, s), ca, cb);
+            }
+        }
+    free(all);
+    return pairs;
 }

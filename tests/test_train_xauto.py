@@ -12,7 +12,9 @@
 #     "resumed" with the same setting, and its losses and final checkpoint equal the
 #     uninterrupted run's bit for bit;
 #   - no trial where there is nothing to choose or the user chose: EP groups inside one node,
-#     parallel.dedup given, parallel.exchange = fixed.
+#     parallel.dedup given, parallel.exchange = fixed;
+#   - two fake nodes whose ranks share CPU 0 (taskset) get a warning naming both; ranks on their
+#     own cores get none.
 #   test_train_xauto.py --np N --moe BIN --ckcmp BIN --mpirun MPIEXEC --work DIR
 import argparse, os, shutil, sys
 
@@ -77,6 +79,8 @@ def scenario(np_, node, ep, cands):
     want = "exchange auto: timing %s on the first %d steps" % (", ".join(cands), len(schedule(cands)))
     if want not in p.stdout:
         T.fail("header should say '%s': %s" % (want, p.stdout[-1500:]))
+    if "bound to overlapping CPUs" in p.stdout:
+        T.fail("ranks bound to their own cores were reported as sharing: %s" % p.stdout[-1500:])
     recs = T.metrics(out)
     chosen = check_trial(recs, cands, steps)
     if chosen and ("exchange auto chose %s" % chosen) not in p.stdout:
@@ -131,6 +135,26 @@ def no_trial(np_, cfg, env, sets):
             T.fail("%s: every record should say fixed, got %s" % (name, states))
 
 
+def shared_core(cfg, env):
+    """Two fake nodes of one machine whose ranks share CPU 0 (the virtual cluster's old trap):
+    `moe train` warns, naming both ranks and the CPUs."""
+    import subprocess
+    out = os.path.join(T.A.work, "shared-core")
+    shutil.rmtree(out, ignore_errors=True)
+    args = ["taskset", "-c", "0", T.A.mpirun, "--allow-run-as-root", "--oversubscribe",
+            "--bind-to", "none", "-np", "2", T.A.moe, "train", cfg, "--set", "out_dir=" + out,
+            "--set", "parallel.ep_size=2", "--set", "train.steps=4", "--set",
+            "train.warmup_steps=1"]
+    e = dict(os.environ)
+    e.update(env)
+    p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=e)
+    print("$ taskset -c 0 mpirun --bind-to none -np 2 moe train ...  [exit %d]" % p.returncode)
+    want = "warning: ranks 0 ("
+    if p.returncode != 0 or want not in p.stdout or "bound to overlapping CPUs (0 and 0)" not in p.stdout:
+        T.fail("two nodes sharing CPU 0: expected exit 0 and '%s ... bound to overlapping CPUs (0 and 0)': %s"
+               % (want, p.stdout[-1500:]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--np", type=int, required=True)
@@ -144,6 +168,7 @@ def main():
     if T.A.np == 2:  # two one-rank nodes, EP 2 across them
         cfg, env, sets = scenario(2, 1, 2, ["flat", "chunks4", "dedup-rank"])
         no_trial(2, cfg, env, sets)
+        shared_core(cfg, env)
     else:  # two nodes of two ranks, EP 4 across them: hierarchical and node dedup too
         scenario(4, 2, 4, ["flat", "chunks4", "dedup-rank", "hier", "dedup-node"])
     if T.FAILS:

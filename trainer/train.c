@@ -734,6 +734,9 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
         moe_xauto_describe(&tr.xa, xl, sizeof xl);
         moe_comm_printf(c, "%s\n", xl);
     }
+    char ov[512];
+    if (c && moe_comm_cross_node_cpu_overlap(c, ov, sizeof ov) > 0)
+        moe_comm_printf(c, "warning: %s\n", ov);
     if (start >= tc->steps) { // e.g. --resume latest of a finished run: nothing is written
         moe_comm_printf(c,
                         "moe train: the checkpoint is at step %lld and train.steps = %lld: "
