@@ -4,7 +4,7 @@
 # grad norms, skipped steps) and the checkpoints (tensor by tensor with test_train_ckcmp).
 #   test_train_runs.py SCENARIO --moe BIN --ckcmp BIN --mpirun MPIEXEC --work DIR
 # Scenarios: layout grouped gradnorm resume reshard preempt nonfinite errors learn robust metricslog signals
-# inputs. Exit 1 on failure, printing expected vs got.
+# inputs straggler rankload. Exit 1 on failure, printing expected vs got.
 import argparse, json, math, os, shutil, signal, subprocess, sys, time
 
 TINY = {
@@ -814,6 +814,38 @@ def straggler():
         fail("a ratio of 0.5 is refused without naming watchdog.straggler_ratio")
     print("ok   straggler: rank 1 named, per-rank seconds recorded, lines off at 0, 0.5 refused"
           if not FAILS else "straggler: see above")
+
+
+def rankload():
+    """Per-EP-rank load in the metrics (issue 14): every rank's expert pairs, summed over the
+    world, are every kept pair once; the ranks holding expert block j (one per EDP group) computed
+    exactly the kept pairs of those experts; rank_load_max_over_mean is max / mean of them."""
+    cfg = write_config("rankload", cfg_with(steps=4, warmup_steps=1, log_interval=4,
+                                            eval_interval=0, checkpoint_interval=0))
+    E = TINY["model"]["n_experts"]
+    for np_, ep in ((1, 1), (4, 4), (4, 2)):
+        out = os.path.join(A.work, "rankload-np%d-ep%d" % (np_, ep))
+        shutil.rmtree(out, ignore_errors=True)
+        run(np_, cfg, out, ["parallel.ep_size=%d" % ep])
+        for step, r in sorted(metrics(out).items()):
+            pairs = r.get("rank_expert_pairs") or []
+            if len(pairs) != np_:
+                fail("np%d ep%d step %d: rank_expert_pairs %s" % (np_, ep, step, pairs))
+                break
+            El = E // ep
+            for j in range(ep):  # expert block j: held by the ranks with ep_rank j
+                want = sum(sum(L["tokens_per_expert"][j * El:(j + 1) * El]) for L in r["layers"])
+                got = sum(pairs[q] for q in range(np_) if q % ep == j)
+                if got != want:
+                    fail("np%d ep%d step %d: ranks holding experts %d..%d computed %s pairs, the "
+                         "kept pairs of those experts are %d" % (np_, ep, step, j * El,
+                                                                 (j + 1) * El - 1, got, want))
+            ratio = max(pairs) * np_ / sum(pairs)
+            if not close(r.get("rank_load_max_over_mean", -1), ratio, 1e-12):
+                fail("np%d ep%d step %d: rank_load_max_over_mean %s, max/mean of %s is %s"
+                     % (np_, ep, step, r.get("rank_load_max_over_mean"), pairs, ratio))
+    print("ok   rankload: per-rank pairs add up per expert block at np1, np4/EP4, np4/EP2xEDP2"
+          if not FAILS else "rankload: see above")
 
 
 def unigram_entropy(path, val_fraction):

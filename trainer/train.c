@@ -308,7 +308,7 @@ moe_status moe_train_step_create(const Moe__Config *cfg, const moe_comm *c, moe_
     if (slow && sscanf(slow, "%d:%lf:%lld", &s->slow_rank, &s->slow_s, &from) < 2)
         s->slow_rank = -1;
     s->slow_from = from;
-    s->red = moe_xcalloc((size_t)(m->n_groups + 5 + 4 * m->lay.world), sizeof(double));
+    s->red = moe_xcalloc((size_t)(m->n_groups + 5 + 5 * m->lay.world), sizeof(double));
     s->upd = moe_xcalloc((size_t)(2 * m->n_groups), sizeof(double));
     *out = s;
     return MOE_OK;
@@ -362,7 +362,8 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_
     t_sync = moe_comm_wtime() - t_sync;
     // One agreed reduction: grad sumsq per group (non-finite if any gradient is: no separate
     // pass), loss, non-finite loss and stop flags, every rank's compute and wait seconds and
-    // inter-node exchange bytes (sent, received), and the intra-node bytes summed.
+    // inter-node exchange bytes (sent, received) and expert pairs, and the intra-node bytes
+    // summed.
     double *red = s->red;
     moe_group_sumsq(m, m->grads, red);
     red[NG] = lo.ce;
@@ -371,14 +372,16 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_
     red[NG + 3] = 0;
     const moe_comm_bytes xb = moe_model_exchange_bytes(m);
     red[NG + 4] = (double)xb.sent_intra;
-    double *per_rank = red + NG + 5; // (4, W): compute s, wait s, inter-node bytes sent, received
-    memset(per_rank, 0, (size_t)(4 * W) * sizeof(double));
+    // (5, W): compute s, wait s, inter-node bytes sent, received, expert pairs computed
+    double *per_rank = red + NG + 5;
+    memset(per_rank, 0, (size_t)(5 * W) * sizeof(double));
     per_rank[rank] = compute;
     per_rank[W + rank] = moe_model_exchange_seconds(m) + t_sync;
     per_rank[2 * W + rank] = (double)xb.sent_inter;
     per_rank[3 * W + rank] = (double)xb.recv_inter;
+    per_rank[4 * W + rank] = (double)moe_model_expert_pairs(m);
     const double t_red = moe_comm_wtime();
-    if (W > 1 && (st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, red, (size_t)(NG + 5 + 4 * W),
+    if (W > 1 && (st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, red, (size_t)(NG + 5 + 5 * W),
                                               MOE_COMM_SUM)))
         return st;
     const double t_opt = moe_comm_wtime();
@@ -396,6 +399,7 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_
     r->grad_sumsq = red, r->update_sumsq = s->upd, r->weight_sumsq = s->upd + NG;
     r->rank_compute_seconds = per_rank, r->rank_wait_seconds = per_rank + W;
     r->rank_internode_sent = per_rank + 2 * W, r->rank_internode_recv = per_rank + 3 * W;
+    r->rank_expert_pairs = per_rank + 4 * W;
     r->bytes_intranode = red[NG + 4];
     r->bytes_internode = 0;
     for (int q = 0; q < W; q++) r->bytes_internode += per_rank[2 * W + q];
@@ -489,6 +493,17 @@ static void moe_train_record(moe_trainer *tr, const moe_train_step_result *sr, i
                 (size_t)m->lay.world;
             rec->rank_internode_bytes_sent = (double *)sr->rank_internode_sent;
             rec->rank_internode_bytes_recv = (double *)sr->rank_internode_recv;
+            rec->n_rank_expert_pairs = (size_t)m->lay.world;
+            rec->rank_expert_pairs = (double *)sr->rank_expert_pairs;
+        }
+        double pmax = 0, psum = 0;
+        for (int q = 0; q < m->lay.world; q++) {
+            psum += sr->rank_expert_pairs[q];
+            if (sr->rank_expert_pairs[q] > pmax) pmax = sr->rank_expert_pairs[q];
+        }
+        if (m->n_moe > 0) {
+            rec->has_rank_load_max_over_mean = 1;
+            rec->rank_load_max_over_mean = psum > 0 ? pmax * m->lay.world / psum : 0;
         }
     }
     rec->has_step = 1, rec->step = step + 1;

@@ -76,6 +76,9 @@ typedef struct {
     // sums of the bytes sent inside nodes and across them (counted by comm/, moe_comm_bytes).
     const double *rank_internode_sent, *rank_internode_recv;
     double bytes_intranode, bytes_internode;
+    // (world) every rank's (token, expert) pairs computed by its experts in the step's forward,
+    // summed over the MoE layers (moe_model_expert_pairs): the per-rank expert load.
+    const double *rank_expert_pairs;
     moe_step_phases phases; // this rank's step by phase (not agreed)
 } moe_train_step_result;
 // Collective over c's world (c NULL: one process). m built for cfg at c's layout.

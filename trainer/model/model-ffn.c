@@ -170,3 +170,10 @@ void moe_ffn_add_bytes(const moe_model_ffn *f, moe_comm_bytes *acc) {
         acc->recv_intra += b[k]->recv_intra, acc->recv_inter += b[k]->recv_inter;
     }
 }
+
+int64_t moe_ffn_pairs(const moe_model_ffn *f) {
+    if (f->ep) return moe_ep_layer_timings(f->ep)->pairs_in;
+    int64_t n = 0; // one rank: every kept pair is computed here
+    for (int e = 0; e < f->p.router.E; e++) n += f->kept[e];
+    return n;
+}

@@ -24,5 +24,7 @@ moe_status moe_ffn_backward(moe_model_ffn *f, float *dx, moe_layer_weights *g, c
                             moe_model_phases *ph);
 // Adds the payload bytes of the last forward + backward to *acc (nothing without a communicator).
 void moe_ffn_add_bytes(const moe_model_ffn *f, moe_comm_bytes *acc);
+// (token, expert) pairs this rank computed in the layer's last forward (the expert side).
+int64_t moe_ffn_pairs(const moe_model_ffn *f);
 
 #endif

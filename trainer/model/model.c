@@ -557,6 +557,13 @@ static void moe_model_close_phases(moe_model_priv *pv) {
     ph->dense = d > 0 ? d : 0;
 }
 
+int64_t moe_model_expert_pairs(const moe_model *m) {
+    const moe_model_priv *pv = m->priv;
+    int64_t n = 0;
+    for (int i = 0; pv && pv->ffn && i < m->n_moe; i++) n += moe_ffn_pairs(pv->ffn[i]);
+    return n;
+}
+
 moe_comm_bytes moe_model_exchange_bytes(const moe_model *m) {
     const moe_model_priv *pv = m->priv;
     moe_comm_bytes s = {0, 0, 0, 0};

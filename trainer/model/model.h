@@ -144,5 +144,9 @@ moe_model_phases moe_model_step_phases(const moe_model *m);
 // intra-/inter-node, sent and received (comm.h: moe_comm_bytes; counted, not estimated). Zero
 // without a communicator. A training step reads it after moe_model_backward.
 moe_comm_bytes moe_model_exchange_bytes(const moe_model *m);
+// (token, expert) pairs this rank's experts computed in the last forward, summed over the MoE
+// layers: the rank's expert load (the busiest rank sets the step time). Summed over the world it
+// is every kept pair once (each is computed by its expert's owner in its EP group).
+int64_t moe_model_expert_pairs(const moe_model *m);
 
 #endif
