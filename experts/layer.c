@@ -143,6 +143,7 @@ moe_status moe_layer_params_from_config(moe_layer_params *out, const Moe__ModelC
     out->router.n_group = r->n_group > 1 ? r->n_group : 0;
     out->router.topk_group = out->router.n_group > 1 || r->node_limited ? r->topk_group : 0;
     out->router.node_limited = r->node_limited;
+    out->router.balance_sequence = r->balance_scope == MOE__ROUTER_CONFIG__BALANCE_SCOPE__sequence;
     if (r->n_group < 0)
         return moe_set_error(MOE_EINVAL, "router.n_group = %d: must be 0 or more (0 or 1: off)",
                              r->n_group);

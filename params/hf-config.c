@@ -65,9 +65,6 @@ static const struct {
     {"clip_qkv", "known, clamps activations; no parameters"},
     {"n_group", "known, DeepSeek's group-limited routing; read for deepseek_v2/v3 only"},
     {"topk_group", "known, DeepSeek's group-limited routing; read for deepseek_v2/v3 only"},
-    {"aux_loss_alpha",
-     "known, DeepSeek's sequence-wise aux loss is not router.aux_loss_coef's form"},
-    {"seq_aux", "known, DeepSeek's sequence-wise aux loss is not router.aux_loss_coef's form"},
     {"num_nextn_predict_layers",
      "known, the multi-token-prediction module is not counted (main model only)"},
 };
@@ -469,6 +466,14 @@ static moe_status hf_map_deepseek(hf_ctx *c, hf_family fam, Moe__ModelConfig *m,
     SET(r, renormalize, b);
     HF_TRY(hf_real(c, "routed_scaling_factor", v3 ? 2.5 : 1.0, &d));
     SET(r, routed_scaling, d);
+    // DeepSeek's balance loss: α = aux_loss_alpha (α·Σ_i (E·f_i)·P_i, moe's α·E·Σ f_i·P_i),
+    // per sequence with seq_aux (router.balance_scope = sequence), else over the batch.
+    if (json_object_get(c->root, "aux_loss_alpha")) {
+        HF_TRY(hf_real(c, "aux_loss_alpha", 0.001, &d));
+        SET(r, aux_loss_coef, d);
+    }
+    HF_TRY(hf_bool(c, "seq_aux", 0, 0, &b));
+    if (b) SET(r, balance_scope, MOE__ROUTER_CONFIG__BALANCE_SCOPE__sequence);
     return MOE_OK;
 }
 

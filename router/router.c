@@ -146,6 +146,12 @@ moe_status moe_route_plan_create(const moe_router_params *p, int64_t T_max, moe_
     pl->tok_offsets = moe_xcalloc((size_t)T_max + 1, sizeof(int64_t));
     pl->tok_rows = moe_xalloc_aligned((size_t)R * sizeof(int32_t));
     pl->aux_dscore = moe_xcalloc((size_t)p->E, sizeof(float));
+    if (p->balance_sequence) {
+        const int64_t G = p->group_tokens > 0 ? p->group_tokens : (T_max > 0 ? T_max : 1);
+        pl->aux_dscore_seq = moe_xcalloc((size_t)((T_max + G - 1) / G + 1) * (size_t)p->E,
+                                         sizeof(float));
+        pl->seq_scratch = moe_xcalloc(2 * (size_t)p->E, sizeof(double));
+    }
     pl->score_sum = moe_xcalloc((size_t)p->E, sizeof(double));
     pl->scratch_i = moe_xalloc_aligned((size_t)((TE > TK ? TE : TK) + p->E + 1) * sizeof(int32_t));
     pl->scratch_sort =
@@ -172,6 +178,8 @@ void moe_route_plan_free(moe_route_plan *pl) {
     free(pl->tok_offsets);
     free(pl->tok_rows);
     free(pl->aux_dscore);
+    free(pl->aux_dscore_seq);
+    free(pl->seq_scratch);
     free(pl->score_sum);
     free(pl->scratch_i);
     free(pl->scratch_sort);
@@ -372,7 +380,36 @@ void moe_router_forward(const moe_router_params *p, moe_route_plan *pl, moe_rout
             if (q > 0) entropy -= q * log(q);
         }
     }
-    if (tr.aux_loss && T > 0) {
+    pl->aux_seq_sum = 0, pl->aux_seq_groups = 0;
+    if (tr.aux_loss && T > 0 && p->balance_sequence && tr.by_token) {
+        // Per routing group b (the trainer's sequences): f_{b,i} = selections of i / (G·K),
+        // P_{b,i} = mean score; L = α·E·mean_b Σ_i f·P. Scores as score_sum's (p, or p/Σp).
+        const int64_t G = pl->G, nb = T / G;
+        double *cnt = pl->seq_scratch, *ps = pl->seq_scratch + E;
+        for (int64_t b = 0; b < nb; b++) {
+            memset(cnt, 0, (size_t)E * sizeof(double));
+            memset(ps, 0, (size_t)E * sizeof(double));
+            for (int64_t t = b * G; t < (b + 1) * G; t++) {
+                const float *pt = pl->probs + t * E;
+                for (int k = 0; k < K; k++)
+                    if (pl->sel_expert[t * K + k] >= 0) cnt[pl->sel_expert[t * K + k]] += 1;
+                double norm = 1;
+                if (scoring != MOE_SCORE_SOFTMAX) {
+                    norm = 0;
+                    for (int e = 0; e < E; e++) norm += pt[e];
+                }
+                for (int e = 0; e < E; e++) ps[e] += pt[e] / norm;
+            }
+            for (int e = 0; e < E; e++) {
+                const double f = cnt[e] / ((double)G * K);
+                pl->aux_seq_sum += f * ps[e] / (double)G;
+                pl->aux_dscore_seq[b * E + e] =
+                    (float)(p->aux_loss_coef * E * f / ((double)G * (double)nb));
+            }
+        }
+        pl->aux_seq_groups = nb;
+        aux = p->aux_loss_coef * E * pl->aux_seq_sum / (double)nb;
+    } else if (tr.aux_loss && T > 0) {
         for (int e = 0; e < E; e++) {
             double f = (double)pl->sel_counts[e] / ((double)T * K);
             aux += f * pl->score_sum[e] / (double)T;
@@ -437,14 +474,17 @@ void moe_router_backward(const moe_router_params *p, moe_route_plan *pl, const f
                         dpt[sel[k]] += (float)(p->routed_scaling * drow_weight[row[k]]);
             }
             if (p->aux_loss_coef != 0) {
+                const float *ad = p->balance_sequence && pl->aux_dscore_seq
+                                      ? pl->aux_dscore_seq + (t / pl->G) * E
+                                      : pl->aux_dscore;
                 if (scoring == MOE_SCORE_SOFTMAX) {
-                    for (int e = 0; e < E; e++) dpt[e] += pl->aux_dscore[e];
+                    for (int e = 0; e < E; e++) dpt[e] += ad[e];
                 } else {
                     // s_i = p_i / Σp: dp_j = (ds_j − Σ_i ds_i·s_i) / Σp
                     double S = 0, dot = 0;
                     for (int e = 0; e < E; e++) S += pt[e];
-                    for (int e = 0; e < E; e++) dot += (double)pl->aux_dscore[e] * pt[e] / S;
-                    for (int e = 0; e < E; e++) dpt[e] += (float)((pl->aux_dscore[e] - dot) / S);
+                    for (int e = 0; e < E; e++) dot += (double)ad[e] * pt[e] / S;
+                    for (int e = 0; e < E; e++) dpt[e] += (float)((ad[e] - dot) / S);
                 }
             }
         }

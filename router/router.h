@@ -88,6 +88,9 @@ typedef struct {
     int n_group;                 // N: experts in N equal contiguous groups; 0 or 1: off
     int topk_group;              // groups a token keeps, 1..N
     moe_group_score group_score; // how a group is scored
+    int balance_sequence;        // the aux loss per routing group (group_tokens > 0: the
+                                 // trainer's groups are sequences), averaged over the groups:
+                                 // DeepSeek-V3's sequence-wise loss; 0: over the whole call
     int node_limited;            // groups = nodes of the EP layout: N is filled in at setup by
                                  // moe_router_node_groups; a plan refuses it unresolved
 } moe_router_params;
@@ -174,6 +177,14 @@ typedef struct {
     float *aux_dscore;    // (E) dL_aux/ds_i(t), the same for every token: α·E·f_i/T.
                           // A distributed caller may overwrite it with the global value.
     double *score_sum;    // (E) Σ_t s_i(t) (P_i·T), for a global aux loss
+    // balance_sequence: per routing group b of G tokens, dL_aux/ds_i(t) for t in b is
+    // aux_dscore_seq[b·E + i] = α·E·f_{b,i}/(G·n_b) (f over the group, n_b = groups of this call;
+    // a distributed caller rescales it to the global group count); aux_seq_sum = Σ_b Σ_i
+    // f_{b,i}·P_{b,i} (unscaled, this call's groups), aux_seq_groups = n_b.
+    float *aux_dscore_seq; // (ceil(T_max/G), E), NULL without balance_sequence
+    double aux_seq_sum;
+    int64_t aux_seq_groups;
+    double *seq_scratch; // (2E) balance_sequence: per-group counts and score sums
     double loss_T;        // tokens the z-loss mean divides by in backward: T after forward;
                           // a distributed caller may set the global count (with aux_dscore)
     // --- scratch (selection and sort); not part of the plan's meaning

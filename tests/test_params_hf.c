@@ -145,6 +145,11 @@ static void test_examples(void) {
     EXPECT_EQ("v3 renormalize", c->router->renormalize, 1);
     EXPECT("v3 routed scaling 2.5", c->router->routed_scaling == 2.5);
     EXPECT("v3 balancing on", c->router->bias_update_rate > 0);
+    // seq_aux true, aux_loss_alpha 0.001: DeepSeek's sequence-wise loss (issue 14).
+    EXPECT_EQ("v3 seq_aux: sequence scope", c->router->balance_scope,
+              MOE__ROUTER_CONFIG__BALANCE_SCOPE__sequence);
+    EXPECT("v3 aux_loss_alpha", c->router->aux_loss_coef == 0.001);
+    EXPECT("v3 seq_aux read", !has_ignored(&info, "seq_aux", "known"));
     EXPECT_EQ("v3 total", r.total, 671026419200LL);
     EXPECT_EQ("v3 active w/o embedding", r.active_nonembedding, 36625618432LL);
     EXPECT_EQ("v3: no unknown fields", n_unknown(&info), 0);

@@ -457,6 +457,13 @@ static void test_fd_router(void) {
     fd_router("group-limited max sigmoid renorm + bias", g, 9, gb);
     g.renormalize = 0, g.routed_scaling = 2.5, g.capacity_factor = 1.0;
     fd_router("group-limited max sigmoid, scaling, capacity", g, 12, gb);
+    // Sequence-wise aux (balance_sequence): per routing group of 3 tokens, averaged over 3.
+    moe_router_params sq = rp(5, 2);
+    sq.D = 6, sq.aux_loss_coef = 0.5, sq.z_loss_coef = 0.05, sq.group_tokens = 3;
+    sq.balance_sequence = 1;
+    fd_router("sequence-wise aux softmax renorm + z", sq, 9, NULL);
+    sq.scoring = MOE_SCORE_SIGMOID;
+    fd_router("sequence-wise aux sigmoid renorm + bias", sq, 9, b);
     moe_router_params ec = rp(4, 2);
     ec.D = 6;
     ec.strategy = MOE_ROUTE_EXPERT_CHOICE;

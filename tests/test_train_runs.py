@@ -4,7 +4,7 @@
 # grad norms, skipped steps) and the checkpoints (tensor by tensor with test_train_ckcmp).
 #   test_train_runs.py SCENARIO --moe BIN --ckcmp BIN --mpirun MPIEXEC --work DIR
 # Scenarios: layout grouped gradnorm resume reshard preempt nonfinite errors learn robust metricslog signals
-# inputs straggler rankload. Exit 1 on failure, printing expected vs got.
+# inputs straggler rankload scopes. Exit 1 on failure, printing expected vs got.
 import argparse, json, math, os, shutil, signal, subprocess, sys, time
 
 TINY = {
@@ -846,6 +846,37 @@ def rankload():
                      % (np_, ep, step, r.get("rank_load_max_over_mean"), pairs, ratio))
     print("ok   rankload: per-rank pairs add up per expert block at np1, np4/EP4, np4/EP2xEDP2"
           if not FAILS else "rankload: see above")
+
+
+def scopes():
+    """router.balance_scope (issue 14): sequence-wise aux at np1, np2/EP2, np4/EP2xEDP2 gives the
+    same losses (rel 1e-4, layout invariance: whole sequences per rank) and differs from the
+    micro-batch aux; global_batch is the micro-batch computation (moe all-reduces the counts over
+    every rank, one micro-batch per step), bit for bit."""
+    cfg = write_config("scopes", cfg_with(steps=10, warmup_steps=2, log_interval=5,
+                                          eval_interval=0, checkpoint_interval=0))
+    runs = {}
+    for key, np_, ep, scope in (("seq1", 1, 1, "sequence"), ("seq2", 2, 2, "sequence"),
+                                ("seq4", 4, 2, "sequence"), ("mb2", 2, 2, "micro_batch"),
+                                ("gb2", 2, 2, "global_batch")):
+        out = os.path.join(A.work, "scopes-" + key)
+        shutil.rmtree(out, ignore_errors=True)
+        run(np_, cfg, out, ["parallel.ep_size=%d" % ep, "router.balance_scope=" + scope])
+        runs[key] = metrics(out)
+    for step in range(1, 11):
+        ref = runs["seq1"][step]
+        for key in ("seq2", "seq4"):
+            r = runs[key][step]
+            for f in ("loss", "aux_loss"):
+                if not close(r[f], ref[f], 1e-4):
+                    fail("step %d %s: %s %.9g vs np1 %.9g" % (step, key, f, r[f], ref[f]))
+        if runs["gb2"][step]["loss"] != runs["mb2"][step]["loss"]:
+            fail("step %d: global_batch loss %r != micro_batch %r"
+                 % (step, runs["gb2"][step]["loss"], runs["mb2"][step]["loss"]))
+    if runs["seq2"][1]["aux_loss"] == runs["mb2"][1]["aux_loss"]:
+        fail("step 1: the sequence-wise aux equals the micro-batch aux (%r)" % runs["mb2"][1]["aux_loss"])
+    print("ok   scopes: sequence aux layout-invariant (np1/2/4), differs from micro-batch; "
+          "global_batch = micro_batch" if not FAILS else "scopes: see above")
 
 
 def unigram_entropy(path, val_fraction):

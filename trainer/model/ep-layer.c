@@ -185,7 +185,7 @@ moe_status moe_ep_layer_create(const moe_layer_params *p, moe_comm *c, const moe
         moe_xalloc_aligned((size_t)(Nn * moe_experts_scratch_per_row(&L->ep1)) * sizeof(float));
     if (p->n_shared > 0) moe_shared_buffers_alloc(&L->sh, &L->sp, T);
     L->gi = moe_xcalloc(2 * (size_t)E + 4, sizeof(int64_t));
-    L->gd = moe_xcalloc((size_t)E + 2, sizeof(double));
+    L->gd = moe_xcalloc((size_t)E + 4, sizeof(double));
     *out = L;
     return MOE_OK;
 }
@@ -268,7 +268,8 @@ static moe_status ep_global_stats(moe_ep_layer *L, const moe_route_stats *ls) {
                     : 0;
     moe_status st =
         moe_comm_allreduce_i64(L->c, MOE_COMM_WORLD, gi, 2 * (size_t)E + 4, MOE_COMM_SUM);
-    if (!st) st = moe_comm_allreduce_f64(L->c, MOE_COMM_WORLD, gd, (size_t)E + 2, MOE_COMM_SUM);
+    gd[E + 2] = pl->aux_seq_sum, gd[E + 3] = (double)pl->aux_seq_groups; // sequence scope
+    if (!st) st = moe_comm_allreduce_f64(L->c, MOE_COMM_WORLD, gd, (size_t)E + 4, MOE_COMM_SUM);
     if (st) return st;
     const double Tg = (double)gi[2 * E];
     moe_route_stats *s = &L->stats;
@@ -284,7 +285,17 @@ static moe_status ep_global_stats(moe_ep_layer *L, const moe_route_stats *ls) {
     // z: backward uses β/loss_T per token; the global mean divides by Tg, times W.
     pl->loss_T = Tg / W;
     for (int e = 0; e < E; e++) pl->aux_dscore[e] = 0;
-    if (moe_router_strategy_traits(rp->strategy).aux_loss) {
+    if (moe_router_strategy_traits(rp->strategy).aux_loss && rp->balance_sequence) {
+        // Sequence scope: L = α·E·Σ_b Σ_i f·P / B_g over the global batch's B_g sequences; the
+        // router made this rank's coefficients with its own n_b: rescale to W·n_b/B_g.
+        const double Bg = gd[E + 3];
+        if (Bg > 0) {
+            s->aux_loss = rp->aux_loss_coef * E * gd[E + 2] / Bg;
+            const double sc = (double)W * (double)pl->aux_seq_groups / Bg;
+            for (int64_t i = 0; i < pl->aux_seq_groups * E; i++)
+                pl->aux_dscore_seq[i] = (float)(pl->aux_dscore_seq[i] * sc);
+        }
+    } else if (moe_router_strategy_traits(rp->strategy).aux_loss) {
         double aux = 0;
         for (int e = 0; e < E; e++) {
             double f = (double)gi[e] / (Tg * K);

@@ -141,7 +141,7 @@ moe_status moe_ffn_forward(moe_model *m, moe_model_ffn *f, float *y, const float
     st->dropped = (int64_t)llround(r[3 * E]);
     st->unrouted = (int64_t)llround(r[3 * E + 1]);
     st->max_over_mean = ld.max_over_mean, st->cv = ld.cv, st->entropy = ld.entropy;
-    st->aux = aux;
+    st->aux = rp->balance_sequence && aux_on ? rs.aux_loss : aux; // sequence: the router's (W = 1)
     st->z = r[3 * E + 3] / Tg;
     return MOE_OK;
 }
