@@ -79,11 +79,12 @@ moe_status moe_bench_stepper_run(moe_bench_stepper *s, int n, moe_watchdog *w, d
             acc->seconds += r.step_seconds;
             acc->exchange_seconds += r.exchange_seconds;
             acc->allreduce_seconds += r.allreduce_seconds;
-            const moe_step_phases *ph = &r.phases;
-            moe_step_phases *a = &acc->phases;
+            const moe_model_phases *ph = &r.phases.model;
+            moe_model_phases *a = &acc->phases.model;
             a->attention += ph->attention, a->router += ph->router;
             a->dispatch += ph->dispatch, a->experts += ph->experts, a->combine += ph->combine;
-            a->dense += ph->dense, a->sync += ph->sync, a->optimizer += ph->optimizer;
+            a->dense += ph->dense;
+            acc->phases.sync += r.phases.sync, acc->phases.optimizer += r.phases.optimizer;
             acc->bytes_intranode += r.bytes_intranode;
             acc->bytes_internode += r.bytes_internode;
         }

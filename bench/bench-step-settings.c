@@ -169,16 +169,16 @@ moe_status moe_bench_step_settings(const Moe__Config *cfg, const moe_comm *c, co
                             "\"tokens_per_s\":%.1f,\"speedup\":%.4f,\"exchange_share\":%.4f,"
                             "\"internode_bytes_per_token\":%.2f,"
                             "\"intranode_bytes_per_token\":%.2f,\"loss\":%.6f,"
-                            "\"changes_results\":%s,\"exchange_seconds\":%.6f,"
-                            "\"link_need_seconds\":%.6f}",
+                            "\"changes_results\":%s,\"exchange_seconds\":%.9g,"
+                            "\"link_need_seconds\":%.9g}",
                             i ? "," : "", set[i].name, q->seconds, tok / q->seconds,
                             i ? ref / q->seconds : 1.0, q->exch / q->sum_s, q->inter / tok,
                             q->intra / tok, q->loss, set[i].s.bf16 ? "true" : "false",
                             q->exch / rounds, moe_bench_link_need(&lk, q->inter / W));
         }
         moe_comm_printf(c,
-                        "],\"link\":{\"remote_peers\":%d,\"round_seconds\":%.6f,"
-                        "\"bytes_per_peer\":%.0f,\"bulk_seconds\":%.6f,\"rounds_per_step\":%d}}\n",
+                        "],\"link\":{\"remote_peers\":%d,\"round_seconds\":%.9g,"
+                        "\"bytes_per_peer\":%.0f,\"bulk_seconds\":%.9g,\"rounds_per_step\":%d}}\n",
                         lk.remote, lk.round, lk.per_peer, lk.bulk, lk.rounds);
         goto done;
     }

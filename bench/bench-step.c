@@ -36,10 +36,11 @@ static moe_status moe_bench_step_phases(const moe_comm *c, const moe_bench_step_
     const int W = moe_comm_size(c, MOE_COMM_WORLD), me = moe_comm_rank(c, MOE_COMM_WORLD);
     const int n = MOE_BENCH_NPHASE + 1;
     double *all = moe_xcalloc((size_t)n * (size_t)W, sizeof *all);
-    const moe_step_phases *p = &t->phases;
+    const moe_step_phases *s = &t->phases;
+    const moe_model_phases *p = &s->model;
     const double mine[MOE_BENCH_NPHASE + 1] = {t->seconds,  p->attention, p->router,
                                                p->dispatch, p->experts,   p->combine,
-                                               p->dense,    p->sync,      p->optimizer};
+                                               p->dense,    s->sync,      s->optimizer};
     memcpy(all + (size_t)me * n, mine, sizeof mine);
     moe_status st = moe_comm_allreduce_f64(c, MOE_COMM_WORLD, all, (size_t)n * W, MOE_COMM_SUM);
     int r = 0;

@@ -5,6 +5,7 @@
 // the rounded token rows, and the combine unpack widens and weights them.
 #include "comm.h"
 #include "test-util.h"
+#include "test-mpi.h"
 
 #include <string.h>
 
@@ -156,10 +157,7 @@ static int run(int node_size, int mode, moe_comm_dtype dtype) {
     free(recv);
     free(ret);
     moe_comm_plan_free(pl);
-    int64_t f = fails;
-    OK(moe_comm_allreduce_i64(c, MOE_COMM_WORLD, &f, 1, MOE_COMM_SUM));
-    moe_comm_free(c);
-    return (int)f;
+    return test_world_fails(c, fails);
 }
 
 // Per-rank dedup on the same routing (token t → experts t and t+1 mod E, El = 2): the two
@@ -233,19 +231,11 @@ static int run_dedup(int node_size, int mode) {
     free(recv);
     free(ret);
     moe_comm_plan_free(pl);
-    int64_t f = fails;
-    OK(moe_comm_allreduce_i64(c, MOE_COMM_WORLD, &f, 1, MOE_COMM_SUM));
-    moe_comm_free(c);
-    return (int)f;
+    return test_world_fails(c, fails);
 }
 
 int main(int argc, char **argv) {
-    OK(moe_comm_init(&argc, &argv));
-    moe_comm *c;
-    OK(moe_comm_create(&(moe_comm_params){1, 0, 0, 1}, &c));
-    g_rank = moe_comm_rank(c, MOE_COMM_WORLD);
-    const int W = moe_comm_size(c, MOE_COMM_WORLD);
-    moe_comm_free(c);
+    const int W = test_mpi_start(&argc, &argv);
     MOE_ASSERT(W <= 64);
     int fails = 0, runs = 0;
     const int sizes[3] = {0, 1, 2}; // real nodes, every rank a node, pairs of ranks
@@ -258,6 +248,7 @@ int main(int argc, char **argv) {
             fails += run_dedup(sizes[i], mode);
     }
     // bf16 with dedup is refused with the reason.
+    moe_comm *c;
     OK(moe_comm_create(&(moe_comm_params){1, 2, 0, 1}, &c));
     moe_comm_plan_params pp = {MOE_COMM_EP, 2, 2, 1, 16, 8, 8, 1, 0, 0, MOE_COMM_BF16};
     moe_comm_plan *pl = NULL;

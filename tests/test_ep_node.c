@@ -5,6 +5,7 @@
 // once per (token, node), sums come back, dL/dw slots find their pairs).
 #include "ep-node.h"
 #include "test-util.h"
+#include "test-mpi.h"
 
 #include <string.h>
 
@@ -86,19 +87,11 @@ static int run(int node_size) {
             fails += check("fewer than rank", 1, 0);
     }
     moe_ep_node_free(N);
-    int64_t f = fails;
-    OK(moe_comm_allreduce_i64(c, MOE_COMM_WORLD, &f, 1, MOE_COMM_SUM));
-    moe_comm_free(c);
-    return (int)f;
+    return test_world_fails(c, fails);
 }
 
 int main(int argc, char **argv) {
-    OK(moe_comm_init(&argc, &argv));
-    moe_comm *c;
-    OK(moe_comm_create(&(moe_comm_params){1, 0, 0, 1}, &c));
-    g_rank = moe_comm_rank(c, MOE_COMM_WORLD);
-    const int W = moe_comm_size(c, MOE_COMM_WORLD);
-    moe_comm_free(c);
+    const int W = test_mpi_start(&argc, &argv);
     MOE_ASSERT(W <= 4);
     // W = 1: one node; W = 2: a node per rank; W = 4: nodes of 2 ranks.
     const int fails = run(W == 1 ? 0 : W / 2);

@@ -114,9 +114,11 @@ int main(void) {
     a = trying(names, 3);
     run_trial(&a, last, got);
     CHECK(!strcmp(got, "dedup-rank"), "chose %s, expected dedup-rank", got);
-    char js[1024];
-    moe_xauto_json(&a, js, sizeof js);
-    CHECK(strstr(js, "\"state\":\"chosen\"") && strstr(js, "\"dedup-rank\":0.5"), "json %s", js);
+    char line[1024];
+    moe_xauto_describe(&a, line, sizeof line);
+    CHECK(a.state == MOE_XAUTO_CHOSEN && a.median[2] == 0.5 &&
+              strstr(line, "exchange auto chose dedup-rank") && strstr(line, "dedup-rank 500.0"),
+          "state %d, median %.17g, line %s", (int)a.state, a.median[2], line);
 
     // Resume: a recorded candidate is taken; another layout's or a bad name starts the trial.
     a = trying(names, 3);

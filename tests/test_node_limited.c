@@ -9,6 +9,7 @@
 #include "config.h"
 #include "model.h"
 #include "test-util.h"
+#include "test-mpi.h"
 
 #include <string.h>
 
@@ -52,13 +53,7 @@ static double model_loss(const Moe__Config *cfg, const moe_comm *c, moe_status *
 }
 
 int main(int argc, char **argv) {
-    OK(moe_comm_init(&argc, &argv));
-    moe_comm *c0;
-    moe_comm_params p0 = {1, 0, 0, 1};
-    OK(moe_comm_create(&p0, &c0));
-    const int W = moe_comm_size(c0, MOE_COMM_WORLD);
-    g_rank = moe_comm_rank(c0, MOE_COMM_WORLD);
-    moe_comm_free(c0);
+    const int W = test_mpi_start(&argc, &argv);
     int n_ok = 0, n_refused = 0;
     for (int f = 1; f <= W; f++)          // ranks per fake node (W % f != 0: unequal nodes)
         for (int ep = 1; ep <= W; ep++) { // every EP dividing the world and the 8 experts
@@ -107,11 +102,9 @@ int main(int argc, char **argv) {
         }
     CHECK(n_refused > 0, "no refusal exercised");
     CHECK(W == 1 || n_ok > 0, "W %d: no node-limited layout exercised", W);
-    int64_t fails = g_fail;
     moe_comm *c;
-    OK(moe_comm_create(&p0, &c));
-    OK(moe_comm_allreduce_i64(c, MOE_COMM_WORLD, &fails, 1, MOE_COMM_SUM));
-    moe_comm_free(c);
+    OK(moe_comm_create(&(moe_comm_params){1, 0, 0, 1}, &c));
+    const int fails = test_world_fails(c, g_fail);
     if (g_rank == 0) printf("test_node_limited: %s\n", fails ? "FAILED" : "all checks passed");
     moe_comm_finalize();
     return fails ? 1 : 0;

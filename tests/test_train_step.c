@@ -9,6 +9,7 @@
 #include "train.h"
 #include "test-noalloc.h"
 #include "test-util.h"
+#include "test-mpi.h"
 
 #include <string.h>
 
@@ -21,13 +22,7 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
 }
 
 int main(int argc, char **argv) {
-    OK(moe_comm_init(&argc, &argv));
-    moe_comm *c0;
-    moe_comm_params p0 = {1, 0, 0, 1};
-    OK(moe_comm_create(&p0, &c0));
-    const int W = moe_comm_size(c0, MOE_COMM_WORLD);
-    g_rank = moe_comm_rank(c0, MOE_COMM_WORLD);
-    moe_comm_free(c0);
+    const int W = test_mpi_start(&argc, &argv);
     Moe__Config *cfg = moe_config_new_default();
     const char *sets[] = {"name=step-test",
                           "model.vocab_size=64",

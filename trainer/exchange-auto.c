@@ -270,22 +270,6 @@ void moe_xauto_describe(const moe_xauto *a, char *buf, size_t n) {
     }
 }
 
-void moe_xauto_json(const moe_xauto *a, char *buf, size_t n) {
-    static const char *const st[] = {"fixed", "trying", "chosen", "resumed"};
-    char nm[MOE_XSETTING_NAME_MAX];
-    moe_xsetting_name(a->state == MOE_XAUTO_TRYING ? &a->current : &a->chosen, nm);
-    size_t k = (size_t)snprintf(buf, n, "{\"state\":\"%s\",\"setting\":\"%s\"", st[a->state], nm);
-    if (a->state == MOE_XAUTO_CHOSEN && k < n) {
-        k += (size_t)snprintf(buf + k, n - k, ",\"median_seconds\":{");
-        for (int i = 0; i < a->n && k < n; i++) {
-            moe_xsetting_name(&a->cand[i], nm);
-            k += (size_t)snprintf(buf + k, n - k, "%s\"%s\":%.6f", i ? "," : "", nm, a->median[i]);
-        }
-        if (k < n) k += (size_t)snprintf(buf + k, n - k, "}");
-    }
-    if (k < n) snprintf(buf + k, n - k, "}");
-}
-
 moe_status moe_xauto_prepare(moe_xauto *a, moe_model *m, const Moe__Config *cfg) {
     moe_xsetting s;
     if (!moe_xauto_before_step(a, &s)) return MOE_OK;

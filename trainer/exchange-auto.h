@@ -109,8 +109,7 @@ int moe_xauto_step_done(moe_xauto *a, const double *compute, const double *wait,
 // Fills rec's exchange_setting / exchange_state (the setting the step ran with) and, when
 // `ended` (the step ended the trial), exchange_trial. Pointers into a: valid until the next call.
 void moe_xauto_record(moe_xauto *a, int ended, Moe__MetricsRecord *rec);
-// One line for the progress header / a JSON object for the metrics record (no newline).
+// One line for the progress header (no newline).
 void moe_xauto_describe(const moe_xauto *a, char *buf, size_t n);
-void moe_xauto_json(const moe_xauto *a, char *buf, size_t n);
 
 #endif

@@ -4,7 +4,9 @@
 // Trade-off: per-group weight/gradient/update norms are computed every step (three extra passes
 // over the parameters) because the metrics contract is one full record per step. Buffers are
 // sized at setup, the metrics line's text and the queue of lines not yet written included
-// (trainer/metrics.c); nothing is allocated per step once the line buffer has its steady size.
+// (trainer/metrics.c); nothing is allocated per step once the line buffer has its steady size,
+// except where parallel.exchange = auto switches the MoE layers' exchange between steps (their
+// buffers are rebuilt: once per candidate of the trial, once for the choice; exchange-auto.h).
 #include "config.h"
 #include "exchange-auto.h"
 #include "params.h"
@@ -347,10 +349,7 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_
                   NULL);
     double t_sync = moe_comm_wtime();
     const double compute = t_sync - t0 - moe_model_exchange_seconds(m);
-    const moe_model_phases mp = moe_model_step_phases(m);
-    r->phases = (moe_step_phases){.attention = mp.attention, .router = mp.router,
-                                  .dispatch = mp.dispatch, .experts = mp.experts,
-                                  .combine = mp.combine, .dense = mp.dense};
+    r->phases = (moe_step_phases){.model = moe_model_step_phases(m)};
     const double t_sync0 = t_sync;
     if (W > 1) {
         if ((st = moe_comm_sync_grads(c, MOE_COMM_GRAD_DENSE, m->grads, (size_t)m->n_dense)))

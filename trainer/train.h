@@ -45,12 +45,13 @@ typedef struct {
 // MOE_TRAIN_TEST_SLOW_RANK="R:SECONDS[:S]" makes rank R sleep SECONDS per step from step S on.
 typedef struct moe_train_step_state moe_train_step_state;
 // Seconds of this rank's step by phase, disjoint (their sum is at most step_seconds; the rest —
-// gradient zeroing, the reduction's bookkeeping — is in none): attention, router, dispatch,
-// combine, experts and dense as moe_model_step_phases (model.h) over forward + backward; sync =
-// the gradient sync plus the agreed reduction (its sums of squares included); optimizer =
+// gradient zeroing, the reduction's bookkeeping — is in none): model = attention, router,
+// dispatch, combine, experts and dense (moe_model_step_phases, model.h) over forward + backward;
+// sync = the gradient sync plus the agreed reduction (its sums of squares included); optimizer =
 // clipping, AdamW, the bias update and the update-norm all-reduce.
 typedef struct {
-    double attention, router, dispatch, experts, combine, dense, sync, optimizer;
+    moe_model_phases model;
+    double sync, optimizer;
 } moe_step_phases;
 typedef struct {
     double loss;      // global loss: mean CE over the world + aux + z
