@@ -6,21 +6,10 @@
 // scorings, with and without bias and capacity; weights and aux loss (P from the unmasked
 // probabilities); the refusals of moe_router_check_groups and node-limited resolution.
 #include "router.h"
+#include "test-util.h"
 
 #include <math.h>
 #include <string.h>
-
-static int fails;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-            fails++;                                                                               \
-        }                                                                                          \
-    } while (0)
 
 enum { EMAX = 16, TMAX = 64 };
 
@@ -325,10 +314,5 @@ int main(void) {
     test_golden();
     test_reference();
     test_refusals();
-    if (fails) {
-        fprintf(stderr, "%d check(s) failed\n", fails);
-        return 1;
-    }
-    printf("router groups: all checks passed\n");
-    return 0;
+    return test_summary("test_router_group");
 }
