@@ -74,6 +74,43 @@ static void moe_colsum_add(float *db, const float *dc, int64_t n, int64_t m) {
         for (int64_t j = 0; j < m; j++) db[j] += dc[i * m + j];
 }
 
+// The three GEMM shapes of an expert: blocks of at most moe_gemm_rows_max() rows through the
+// small-row kernels (gemm-rows.c), larger ones through cblas. pf: the matrix the next call reads
+// (prefetched by the small-row kernels while this one streams), or NULL.
+static void gemm_nn(int64_t n, int64_t K, int64_t N, const float *X, const float *W, float *Y,
+                    int acc, const float *pf) {
+    if (n <= moe_gemm_rows_max())
+        moe_gemm_rows_nn(n, K, N, X, W, Y, acc, pf);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)N, (int)K, 1.0f, X,
+                    (int)K, W, (int)N, acc ? 1.0f : 0.0f, Y, (int)N);
+}
+
+static void gemm_nt(int64_t n, int64_t K, int64_t N, const float *dY, const float *W, float *dX,
+                    int acc, const float *pf) {
+    if (n <= moe_gemm_rows_max())
+        moe_gemm_rows_nt(n, K, N, dY, W, dX, acc, pf);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)K, (int)N, 1.0f, dY,
+                    (int)N, W, (int)N, acc ? 1.0f : 0.0f, dX, (int)K);
+}
+
+static void gemm_tn(int64_t n, int64_t K, int64_t N, const float *X, const float *dY, float *dW,
+                    const float *pf) {
+    if (n <= moe_gemm_rows_max())
+        moe_gemm_rows_tn(n, K, N, X, dY, dW, pf);
+    else
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)N, (int)n, 1.0f, X,
+                    (int)K, dY, (int)N, 1.0f, dW, (int)N);
+}
+
+// The next non-empty expert after e in this call, or -1 (then the caller's hint w->next_*).
+static int next_expert(const moe_experts_params *p, const int64_t *offsets, int e) {
+    for (int q = e + 1; q < p->n_experts; q++)
+        if (offsets[q + 1] > offsets[q]) return q;
+    return -1;
+}
+
 void moe_experts_forward(const moe_experts_params *p, float *out, float *save,
                          const moe_expert_weights *w, const int64_t *offsets, const float *xin) {
     const int64_t D = p->D, F = p->F, R = offsets[p->n_experts];
@@ -82,16 +119,17 @@ void moe_experts_forward(const moe_experts_params *p, float *out, float *save,
     for (int e = 0; e < p->n_experts; e++) {
         const int64_t r0 = offsets[e], n = offsets[e + 1] - r0;
         if (n == 0) continue;
-        const float *x = xin + r0 * D;
+        const float *x = xin + r0 * D, *w1 = w->w1 + e * D * F, *w2 = w->w2 + e * F * D;
+        const float *w3 = swiglu ? w->w3 + e * D * F : NULL;
+        const int q = next_expert(p, offsets, e);
+        const float *next = q >= 0 ? w->w1 + q * D * F : w->next_w1;
         float *h1e = h1 + r0 * F, *ae = a + r0 * F, *oe = out + r0 * D;
         float beta = moe_init_bias(h1e, p->bias ? w->b1 + e * F : NULL, n, F);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)F, (int)D, 1.0f, x,
-                    (int)D, w->w1 + e * D * F, (int)F, beta, h1e, (int)F);
+        gemm_nn(n, D, F, x, w1, h1e, beta != 0.0f, swiglu ? w3 : w2);
         if (swiglu) {
             float *h3e = h3 + r0 * F;
             beta = moe_init_bias(h3e, p->bias ? w->b3 + e * F : NULL, n, F);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)F, (int)D, 1.0f, x,
-                        (int)D, w->w3 + e * D * F, (int)F, beta, h3e, (int)F);
+            gemm_nn(n, D, F, x, w3, h3e, beta != 0.0f, w2);
             for (int64_t i = 0; i < n * F; i++) {
                 float u = h1e[i];
                 ae[i] = u * moe_sigmoidf(u) * h3e[i];
@@ -103,8 +141,7 @@ void moe_experts_forward(const moe_experts_params *p, float *out, float *save,
             }
         }
         beta = moe_init_bias(oe, p->bias ? w->b2 + e * D : NULL, n, D);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)F, 1.0f, ae,
-                    (int)F, w->w2 + e * F * D, (int)D, beta, oe, (int)D);
+        gemm_nn(n, F, D, ae, w2, oe, beta != 0.0f, next);
     }
 }
 
@@ -120,12 +157,16 @@ void moe_experts_backward(const moe_experts_params *p, float *dxin, moe_expert_w
         if (n == 0) continue;
         const float *x = xin + r0 * D, *doe = dout + r0 * D;
         const float *h1e = h1 + r0 * F, *ae = a + r0 * F;
+        const float *w1 = w->w1 + e * D * F, *w2 = w->w2 + e * F * D;
+        const float *w3 = swiglu ? w->w3 + e * D * F : NULL;
+        float *g1 = g->w1 + e * D * F, *g2 = g->w2 + e * F * D,
+              *g3 = swiglu ? g->w3 + e * D * F : NULL;
+        const int q = next_expert(p, offsets, e);
+        const float *next = q >= 0 ? w->w2 + q * F * D : w->next_w2;
         float *dh1e = dh1 + r0 * F, *dxe = dxin + r0 * D;
         // da = dout·W2ᵀ (into dh1e), dW2 += aᵀ·dout, db2 += Σ dout
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)F, (int)D, 1.0f, doe,
-                    (int)D, w->w2 + e * F * D, (int)D, 0.0f, dh1e, (int)F);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)F, (int)D, (int)n, 1.0f, ae,
-                    (int)F, doe, (int)D, 1.0f, g->w2 + e * F * D, (int)D);
+        gemm_nt(n, F, D, doe, w2, dh1e, 0, g2);
+        gemm_tn(n, F, D, ae, doe, g2, g1);
         if (p->bias) moe_colsum_add(g->b2 + e * D, doe, n, D);
         if (swiglu) {
             const float *h3e = h3 + r0 * F;
@@ -144,18 +185,14 @@ void moe_experts_backward(const moe_experts_params *p, float *dxin, moe_expert_w
             }
         }
         // dW1 += xᵀ·dh1, db1 += Σ dh1, dx = dh1·W1ᵀ (+ dh3·W3ᵀ)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)D, (int)F, (int)n, 1.0f, x,
-                    (int)D, dh1e, (int)F, 1.0f, g->w1 + e * D * F, (int)F);
+        gemm_tn(n, D, F, x, dh1e, g1, w1);
         if (p->bias) moe_colsum_add(g->b1 + e * F, dh1e, n, F);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)D, (int)F, 1.0f, dh1e,
-                    (int)F, w->w1 + e * D * F, (int)F, 0.0f, dxe, (int)D);
+        gemm_nt(n, D, F, dh1e, w1, dxe, 0, swiglu ? g3 : next);
         if (swiglu) {
             const float *dh3e = dh3 + r0 * F;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)D, (int)F, (int)n, 1.0f, x,
-                        (int)D, dh3e, (int)F, 1.0f, g->w3 + e * D * F, (int)F);
+            gemm_tn(n, D, F, x, dh3e, g3, w3);
             if (p->bias) moe_colsum_add(g->b3 + e * F, dh3e, n, F);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)D, (int)F, 1.0f, dh3e,
-                        (int)F, w->w3 + e * D * F, (int)F, 1.0f, dxe, (int)D);
+            gemm_nt(n, D, F, dh3e, w3, dxe, 1, next);
         }
     }
 }

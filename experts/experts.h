@@ -42,6 +42,9 @@ typedef struct {
     float *b3; // (E_local, F)      SwiGLU and bias only
     float *w2; // (E_local, F, D)
     float *b2; // (E_local, D)      bias only
+    // Views only, optional: W1 and W2 of the expert the caller will run next (after the last
+    // expert of this call), prefetched while this call's last matrix streams. NULL: none.
+    const float *next_w1, *next_w2;
 } moe_expert_weights;
 
 // Floats per packed row the forward saves for backward (h1, [h3,] a: 2F GELU, 3F SwiGLU) and
@@ -66,6 +69,31 @@ void moe_experts_backward(const moe_experts_params *p, float *dxin, moe_expert_w
 // expert `first` becomes expert 0 of the view. D and F are the family's dims.
 moe_expert_weights moe_experts_slice(const moe_expert_weights *w, int64_t D, int64_t F,
                                      int64_t first);
+
+// -------------------------------------------------------------------------- small-row GEMMs
+// With many small experts a block has a few rows (1024 tokens, top-2 over 256 experts: 8 rows).
+// Blocks of at most moe_gemm_rows_max() rows (MOE_GEMM_ROWS_MAX; 0 when the build has no
+// AVX2/FMA) go through these kernels instead of cblas: one pass over the weight matrix with the
+// block's rows in registers, no packing, and a prefetch of the next call's matrix. Contract:
+// an element of Y or dW is one chain of fused multiply-adds in increasing k (resp. row) order
+// starting from the value there (or 0); an element of dX is a dot product over N in 8 fixed
+// lanes (lane l: columns c = l mod 8, increasing) reduced in one fixed tree, then the N mod 8
+// tail in order. So a row's result never depends on n or on the other rows of its block.
+// pf: K·N floats to prefetch (the matrix the next call reads), or NULL. Shapes row-major.
+#define MOE_GEMM_ROWS_MAX 64
+int64_t moe_gemm_rows_max(void);
+// For benchmarks and tests (process-wide, not thread-safe): blocks up to n rows use the kernels;
+// 0 sends every block to cblas, the reference. No effect in a build without AVX2/FMA.
+void moe_gemm_rows_set_max(int64_t n);
+// Y (n, N) = [Y +] X (n, K) · W (K, N)            acc: add to Y (1) or overwrite it (0)
+void moe_gemm_rows_nn(int64_t n, int64_t K, int64_t N, const float *X, const float *W, float *Y,
+                      int acc, const float *pf);
+// dX (n, K) = [dX +] dY (n, N) · W (K, N)ᵀ
+void moe_gemm_rows_nt(int64_t n, int64_t K, int64_t N, const float *dY, const float *W, float *dX,
+                      int acc, const float *pf);
+// dW (K, N) += X (n, K)ᵀ · dY (n, N)
+void moe_gemm_rows_tn(int64_t n, int64_t K, int64_t N, const float *X, const float *dY, float *dW,
+                      const float *pf);
 
 // Activation and its derivative (exposed for tests): a = act(h) elementwise over n values.
 float moe_gelu(float u);

@@ -16,6 +16,8 @@ moe_expert_weights moe_experts_slice(const moe_expert_weights *w, int64_t D, int
         w->b3 ? w->b3 + first * F : NULL,
         w->w2 + first * F * D,
         w->b2 ? w->b2 + first * D : NULL,
+        NULL,
+        NULL,
     };
     return v;
 }

@@ -320,6 +320,11 @@ static moe_status ep_compute(moe_ep_layer *L, int fwd, const int64_t *co) {
     for (int j = 0; j < L->El; j++) {
         const int64_t r0 = co[j], n = co[j + 1] - co[j];
         moe_expert_weights w = moe_experts_slice(&L->w->experts, D, F, j);
+        if (j + 1 < L->El) { // the kernels prefetch the next local expert's weights
+            const moe_expert_weights nx = moe_experts_slice(&L->w->experts, D, F, j + 1);
+            w.next_w1 = nx.w1;
+            w.next_w2 = nx.w2;
+        }
         for (int64_t a = r0; a < r0 + n; a += sub) {
             const int64_t m = r0 + n - a < sub ? r0 + n - a : sub, off[2] = {0, m};
             if (fwd) {

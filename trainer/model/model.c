@@ -505,7 +505,8 @@ moe_status moe_model_set_exchange(moe_model *m, const Moe__ParallelConfig *pc) {
         pv->ffn[i] = NULL;
         m->stats[i].selected = m->stats[i].kept = NULL;
     }
-    for (int i = 0; i < m->n_moe && !st; i++) st = moe_ffn_create(&pv->lp, m->comm, pc, &pv->ffn[i]);
+    for (int i = 0; i < m->n_moe && !st; i++)
+        st = moe_ffn_create(&pv->lp, m->comm, pc, &pv->ffn[i]);
     return moe_comm_agree(m->comm, st);
 }
 
@@ -622,7 +623,8 @@ moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, 
         const int mi = m->moe_index[l];
         if (mi < 0) {
             const int64_t off[2] = {0, T};
-            moe_expert_weights ew = {P(o->w1), P(o->b1), P(o->w3), P(o->b3), P(o->w2), P(o->b2)};
+            moe_expert_weights ew = {P(o->w1), P(o->b1), P(o->w3), P(o->b3),
+                                     P(o->w2), P(o->b2), NULL,     NULL};
             moe_experts_forward(&pv->dense_fp, pv->y, A->save, &ew, off, A->h2);
         } else {
             moe_layer_weights lw = moe_model_lw(m, l, m->params);
@@ -675,8 +677,10 @@ moe_status moe_model_backward(moe_model *m) {
         const int mi = m->moe_index[l];
         if (mi < 0) {
             const int64_t off[2] = {0, T};
-            moe_expert_weights ew = {P(o->w1), P(o->b1), P(o->w3), P(o->b3), P(o->w2), P(o->b2)};
-            moe_expert_weights eg = {G(o->w1), G(o->b1), G(o->w3), G(o->b3), G(o->w2), G(o->b2)};
+            moe_expert_weights ew = {P(o->w1), P(o->b1), P(o->w3), P(o->b3),
+                                     P(o->w2), P(o->b2), NULL,     NULL};
+            moe_expert_weights eg = {G(o->w1), G(o->b1), G(o->w3), G(o->b3),
+                                     G(o->w2), G(o->b2), NULL,     NULL};
             moe_experts_backward(&pv->dense_fp, pv->dh, &eg, pv->ffn_scratch, &ew, off, A->h2,
                                  A->save, pv->dx); // dh WRITTEN
         } else {
