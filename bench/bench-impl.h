@@ -9,9 +9,15 @@
 #include "train.h"
 #include "watchdog.h"
 
-int moe_bench_layer(int argc, char **argv); // bench/bench-layer.c: `moe bench layer`
-int moe_bench_a2a(int argc, char **argv);   // bench/bench-a2a.c: engine vs raw MPI_Alltoallv
-int moe_bench_step(int argc, char **argv);  // bench/bench-step.c: whole training steps
+int moe_bench_layer(int argc, char **argv);   // bench/bench-layer.c: `moe bench layer`
+int moe_bench_a2a(int argc, char **argv);     // bench/bench-a2a.c: engine vs raw MPI_Alltoallv
+int moe_bench_step(int argc, char **argv);    // bench/bench-step.c: whole training steps
+int moe_bench_experts(int argc, char **argv); // bench/bench-experts.c: the expert part, E vs E
+// The config of `moe bench step` / `experts` (bench-step.c): CONFIG at path with the --set
+// overrides, or (path NULL) the examples/tiny-moe.json shape built in, ep_size = W when W divides
+// its experts, then the overrides. *out for moe_config_free; a failure leaves the message.
+moe_status moe_bench_config(const char *path, const char **sets, int n_sets, int W,
+                            Moe__Config **out);
 // `moe bench layer --ep` (bench/bench-layer-ep.c); argv as for `moe bench layer`.
 int moe_bench_layer_ep(int argc, char **argv);
 // `moe bench step --watchdog` (bench/bench-step-watchdog.c): the step timed with the job watchdog

@@ -128,6 +128,25 @@ static moe_status moe_bench_step_report(const Moe__Config *cfg, const moe_comm *
     return MOE_OK;
 }
 
+moe_status moe_bench_config(const char *path, const char **sets, int n_sets, int W,
+                            Moe__Config **out) {
+    moe_status st = MOE_OK;
+    if (path) return moe_config_load_with(path, sets, n_sets, 0, out);
+    Moe__Config *cfg = moe_config_new_default();
+    for (size_t i = 0; i < sizeof moe_tiny_sets / sizeof *moe_tiny_sets && !st; i++)
+        st = moe_config_set(cfg, moe_tiny_sets[i]);
+    char ep[48];
+    snprintf(ep, sizeof ep, "parallel.ep_size=%d", cfg->model->n_experts % W == 0 ? W : 1);
+    if (!st) st = moe_config_set(cfg, ep);
+    for (int i = 0; i < n_sets && !st; i++) st = moe_config_set(cfg, sets[i]);
+    if (st) {
+        moe_config_free(cfg);
+        return st;
+    }
+    *out = cfg;
+    return MOE_OK;
+}
+
 int moe_bench_step(int argc, char **argv) {
     int json = 0, steps = 10, watchdog = 0, blocks = 0; // blocks 0: not given (10)
     int settings = 0, rounds = 0, node_size = 0;        // rounds 0: not given (3)
@@ -229,18 +248,7 @@ int moe_bench_step(int argc, char **argv) {
     const int W = moe_comm_size(c, MOE_COMM_WORLD);
     moe_comm_free(c);
     c = NULL;
-    if (path) {
-        st = moe_config_load_with(path, sets, n_sets, 0, &cfg);
-    } else {
-        cfg = moe_config_new_default();
-        for (size_t i = 0; i < sizeof moe_tiny_sets / sizeof *moe_tiny_sets && !st; i++)
-            st = moe_config_set(cfg, moe_tiny_sets[i]);
-        char ep[48];
-        snprintf(ep, sizeof ep, "parallel.ep_size=%d", cfg->model->n_experts % W == 0 ? W : 1);
-        if (!st) st = moe_config_set(cfg, ep);
-        for (int i = 0; i < n_sets && !st; i++) st = moe_config_set(cfg, sets[i]);
-    }
-    if (st) goto done;
+    if ((st = moe_bench_config(path, sets, n_sets, W, &cfg))) goto done;
     moe_comm_params cp = {.ep_size = cfg->parallel->ep_size,
                           .n_experts = cfg->model->n_experts,
                           .fake_node_size = node_size,

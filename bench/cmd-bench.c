@@ -16,6 +16,8 @@ static const moe_bench_entry moe_benches[] = {
     {"a2a", moe_bench_a2a, "dispatch+combine all-to-all vs raw MPI_Alltoallv (mpirun -np 2)"},
     {"step", moe_bench_step,
      "whole training steps of the tiny model: tokens/s, compute/exchange/all-reduce"},
+    {"experts", moe_bench_experts,
+     "the expert FFNs at several expert counts, fixed tokens: growth, kernels vs cblas"},
 };
 
 static void moe_bench_usage(FILE *f) {

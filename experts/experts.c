@@ -74,12 +74,12 @@ static void moe_colsum_add(float *db, const float *dc, int64_t n, int64_t m) {
         for (int64_t j = 0; j < m; j++) db[j] += dc[i * m + j];
 }
 
-// The three GEMM shapes of an expert: blocks of at most moe_gemm_rows_max() rows through the
-// small-row kernels (gemm-rows.c), larger ones through cblas. pf: the matrix the next call reads
+// The three GEMM shapes of an expert: small blocks through the small-row kernels (gemm-rows.c;
+// the limits are in experts.h), larger ones through cblas. pf: the matrix the next call reads
 // (prefetched by the small-row kernels while this one streams), or NULL.
 static void gemm_nn(int64_t n, int64_t K, int64_t N, const float *X, const float *W, float *Y,
                     int acc, const float *pf) {
-    if (n <= moe_gemm_rows_max())
+    if (n <= MOE_GEMM_ROWS_NN_MAX && moe_gemm_rows_enabled())
         moe_gemm_rows_nn(n, K, N, X, W, Y, acc, pf);
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)N, (int)K, 1.0f, X,
@@ -88,7 +88,7 @@ static void gemm_nn(int64_t n, int64_t K, int64_t N, const float *X, const float
 
 static void gemm_nt(int64_t n, int64_t K, int64_t N, const float *dY, const float *W, float *dX,
                     int acc, const float *pf) {
-    if (n <= moe_gemm_rows_max())
+    if (n <= MOE_GEMM_ROWS_BWD_MAX && moe_gemm_rows_enabled())
         moe_gemm_rows_nt(n, K, N, dY, W, dX, acc, pf);
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)K, (int)N, 1.0f, dY,
@@ -97,7 +97,7 @@ static void gemm_nt(int64_t n, int64_t K, int64_t N, const float *dY, const floa
 
 static void gemm_tn(int64_t n, int64_t K, int64_t N, const float *X, const float *dY, float *dW,
                     const float *pf) {
-    if (n <= moe_gemm_rows_max())
+    if (n <= MOE_GEMM_ROWS_BWD_MAX && moe_gemm_rows_enabled())
         moe_gemm_rows_tn(n, K, N, X, dY, dW, pf);
     else
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)N, (int)n, 1.0f, X,

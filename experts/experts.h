@@ -72,19 +72,23 @@ moe_expert_weights moe_experts_slice(const moe_expert_weights *w, int64_t D, int
 
 // -------------------------------------------------------------------------- small-row GEMMs
 // With many small experts a block has a few rows (1024 tokens, top-2 over 256 experts: 8 rows).
-// Blocks of at most moe_gemm_rows_max() rows (MOE_GEMM_ROWS_MAX; 0 when the build has no
-// AVX2/FMA) go through these kernels instead of cblas: one pass over the weight matrix with the
-// block's rows in registers, no packing, and a prefetch of the next call's matrix. Contract:
-// an element of Y or dW is one chain of fused multiply-adds in increasing k (resp. row) order
-// starting from the value there (or 0); an element of dX is a dot product over N in 8 fixed
-// lanes (lane l: columns c = l mod 8, increasing) reduced in one fixed tree, then the N mod 8
-// tail in order. So a row's result never depends on n or on the other rows of its block.
-// pf: K·N floats to prefetch (the matrix the next call reads), or NULL. Shapes row-major.
-#define MOE_GEMM_ROWS_MAX 64
-int64_t moe_gemm_rows_max(void);
-// For benchmarks and tests (process-wide, not thread-safe): blocks up to n rows use the kernels;
-// 0 sends every block to cblas, the reference. No effect in a build without AVX2/FMA.
-void moe_gemm_rows_set_max(int64_t n);
+// The experts' forward GEMMs of blocks of at most MOE_GEMM_ROWS_NN_MAX rows, and their backward
+// GEMMs of blocks of at most MOE_GEMM_ROWS_BWD_MAX rows, go through these kernels instead of
+// cblas (where cblas was faster on larger blocks, measured with moe bench experts): one pass over
+// the weight matrix with the block's rows in registers, no packing, and a prefetch of the next
+// call's matrix. Contract: an element of Y or dW is one chain of fused multiply-adds in
+// increasing k (resp. row) order starting from the value there (or 0); an element of dX is a dot
+// product over N in 8 fixed lanes (lane l: columns c = l mod 8, increasing) reduced as
+// ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)), then the N mod 8 tail in order. So a row's result never
+// depends on n or on the other rows of its block. pf: K·N floats to prefetch (the matrix the next
+// call reads), or NULL. Shapes row-major. Built only with AVX2 and FMA (-march=native on such a
+// machine); otherwise moe_gemm_rows_enabled() is 0 and the functions are cblas calls.
+#define MOE_GEMM_ROWS_NN_MAX  64
+#define MOE_GEMM_ROWS_BWD_MAX 16
+int moe_gemm_rows_enabled(void);
+// For benchmarks and tests (process-wide, not thread-safe): 0 sends every block to cblas, the
+// reference; 1 restores the default. No effect in a build without the kernels.
+void moe_gemm_rows_enable(int on);
 // Y (n, N) = [Y +] X (n, K) · W (K, N)            acc: add to Y (1) or overwrite it (0)
 void moe_gemm_rows_nn(int64_t n, int64_t K, int64_t N, const float *X, const float *W, float *Y,
                       int acc, const float *pf);

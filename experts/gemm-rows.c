@@ -10,8 +10,8 @@
 // Summation order (the kernels' contract, relied on by the layout tests): every element of Y and
 // dW is one chain of fused multiply-adds in increasing k (resp. row) order, starting from the
 // value already there; an element of dX is a dot product over N in 8 fixed lanes (lane l takes the
-// columns c ≡ l mod 8 in increasing order) reduced in one fixed tree, then the N mod 8 tail columns
-// in order. Neither depends on n or on which rows share a block.
+// columns c ≡ l mod 8 in increasing order) reduced as ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)), then
+// the N mod 8 tail columns in order. Neither depends on n or on which rows share a block.
 #include "experts.h"
 
 #include <cblas.h>
@@ -23,11 +23,11 @@
 #define MOE_PF(p)         __builtin_prefetch((p), 0, 3)
 #define MOE_ALWAYS_INLINE static inline __attribute__((always_inline))
 
-static int64_t rows_max = MOE_GEMM_ROWS_MAX;
+static int rows_on = 1;
 
-int64_t moe_gemm_rows_max(void) { return rows_max; }
+int moe_gemm_rows_enabled(void) { return rows_on; }
 
-void moe_gemm_rows_set_max(int64_t n) { rows_max = n < 0 ? 0 : n; }
+void moe_gemm_rows_enable(int on) { rows_on = on != 0; }
 
 // Y rows [r, r+R) += X rows · W, columns [j, j+16). One chain per element over k.
 MOE_ALWAYS_INLINE void nn_tile16(int R, int64_t K, int64_t N, const float *X, const float *W,
@@ -82,103 +82,111 @@ void moe_gemm_rows_nn(int64_t n, int64_t K, int64_t N, const float *X, const flo
     if (N16 < N) nn_tail(n, K, N, X, W, Y, acc, N16);
 }
 
-// ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)): the one reduction tree of the dX lanes.
-MOE_ALWAYS_INLINE float hsum8(__m256 v) {
-    __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    a = _mm_add_ps(a, _mm_movehl_ps(a, a));
-    a = _mm_add_ss(a, _mm_movehdup_ps(a));
-    return _mm_cvtss_f32(a);
+// Eight dot products at once: lane q of the result is ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)) over
+// the lanes l of a[q] — the one reduction tree of the dX lanes.
+MOE_ALWAYS_INLINE __m256 hsum8x8(const __m256 *a) {
+    const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                         _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
-// dX rows [0, R), columns k and k+1 (both when two) = dY · W rows k, k+1.
-MOE_ALWAYS_INLINE void nt_tile(int R, int two, int64_t K, int64_t N, const float *dY,
-                               const float *W, float *dX, int acc, int64_t k, const float *pf) {
-    __m256 a[8][2];
+// dX rows [0, R), columns [k, k + nk) (nk <= 8) = [dX +] dY · W rows k … k+nk-1: 8·R chains
+// over the columns of W in 8 lanes, reduced together, then the N mod 8 tail in order.
+MOE_ALWAYS_INLINE void nt_tile(int R, int64_t K, int64_t N, const float *dY, const float *W,
+                               float *dX, int acc, int64_t k, int nk, const float *pf) {
+    __m256 a[2][8];
+    const float *w[8];
     const int64_t N8 = N / 8 * 8;
 #pragma GCC unroll 8
-    for (int i = 0; i < R; i++) a[i][0] = a[i][1] = _mm256_setzero_ps();
-    const float *w0 = W + k * N, *w1 = W + (k + two) * N;
+    for (int q = 0; q < 8; q++) {
+        w[q] = W + (k + (q < nk ? q : 0)) * N; // missing rows repeat row k; their lanes unused
+        for (int i = 0; i < R; i++) a[i][q] = _mm256_setzero_ps();
+    }
     for (int64_t c = 0; c < N8; c += 8) {
-        if (pf && (c & 15) == 0) {
-            MOE_PF(pf + k * N + c);
-            if (two) MOE_PF(pf + (k + 1) * N + c);
-        }
-        const __m256 v0 = _mm256_loadu_ps(w0 + c), v1 = _mm256_loadu_ps(w1 + c);
+        if (pf && (c & 15) == 0)
+            for (int q = 0; q < nk; q++) MOE_PF(pf + (k + q) * N + c);
+        __m256 d[2];
+#pragma GCC unroll 2
+        for (int i = 0; i < R; i++) d[i] = _mm256_loadu_ps(dY + i * N + c);
 #pragma GCC unroll 8
-        for (int i = 0; i < R; i++) {
-            const __m256 d = _mm256_loadu_ps(dY + i * N + c);
-            a[i][0] = _mm256_fmadd_ps(d, v0, a[i][0]);
-            if (two) a[i][1] = _mm256_fmadd_ps(d, v1, a[i][1]);
+        for (int q = 0; q < 8; q++) {
+            const __m256 v = _mm256_loadu_ps(w[q] + c);
+#pragma GCC unroll 2
+            for (int i = 0; i < R; i++) a[i][q] = _mm256_fmadd_ps(d[i], v, a[i][q]);
         }
     }
-#pragma GCC unroll 8
-    for (int i = 0; i < R; i++)
-        for (int q = 0; q <= two; q++) {
-            float s = hsum8(a[i][q]);
-            for (int64_t c = N8; c < N; c++) s = fmaf(dY[i * N + c], W[(k + q) * N + c], s);
-            dX[i * K + k + q] = acc ? dX[i * K + k + q] + s : s;
+    for (int i = 0; i < R; i++) {
+        float s[8];
+        _mm256_storeu_ps(s, hsum8x8(a[i]));
+        for (int q = 0; q < nk; q++) {
+            for (int64_t c = N8; c < N; c++) s[q] = fmaf(dY[i * N + c], w[q][c], s[q]);
+            dX[i * K + k + q] = acc ? dX[i * K + k + q] + s[q] : s[q];
         }
-}
-
-MOE_ALWAYS_INLINE void nt_rows(int R, int64_t K, int64_t N, const float *dY, const float *W,
-                               float *dX, int acc, const float *pf) {
-    int64_t k = 0;
-    for (; k + 2 <= K; k += 2) nt_tile(R, 1, K, N, dY, W, dX, acc, k, pf);
-    if (k < K) nt_tile(R, 0, K, N, dY, W, dX, acc, k, pf);
+    }
 }
 
 void moe_gemm_rows_nt(int64_t n, int64_t K, int64_t N, const float *dY, const float *W, float *dX,
                       int acc, const float *pf) {
-    int64_t r = 0;
-    for (; r + 8 <= n; r += 8, pf = NULL) nt_rows(8, K, N, dY + r * N, W, dX + r * K, acc, pf);
-    for (; r + 4 <= n; r += 4, pf = NULL) nt_rows(4, K, N, dY + r * N, W, dX + r * K, acc, pf);
-    for (; r < n; r++, pf = NULL) nt_rows(1, K, N, dY + r * N, W, dX + r * K, acc, pf);
+    // k tiles outside, row pairs inside: the tile's 8 rows of W stay in L1 across the pairs
+    for (int64_t k = 0; k < K; k += 8) {
+        const int nk = K - k < 8 ? (int)(K - k) : 8;
+        const float *p = pf;
+        int64_t r = 0;
+        for (; r + 2 <= n; r += 2, p = NULL)
+            nt_tile(2, K, N, dY + r * N, W, dX + r * K, acc, k, nk, p);
+        if (r < n) nt_tile(1, K, N, dY + r * N, W, dX + r * K, acc, k, nk, p);
+    }
 }
 
-// dW rows [k, k+4), columns [c, c+16) += X^T · dY over all n rows, in row order.
-static void tn_tile(int64_t n, int64_t K, int64_t N, const float *X, const float *dY, float *dW,
-                    int64_t k, int64_t c, const float *pf) {
-    __m256 a[4][2];
-    for (int i = 0; i < 4; i++) {
-        a[i][0] = _mm256_loadu_ps(dW + (k + i) * N + c);
-        a[i][1] = _mm256_loadu_ps(dW + (k + i) * N + c + 8);
-        if (pf) MOE_PF(pf + (k + i) * N + c);
-    }
-    for (int64_t r = 0; r < n; r++) {
-        const __m256 d0 = _mm256_loadu_ps(dY + r * N + c), d1 = _mm256_loadu_ps(dY + r * N + c + 8);
-        const float *x = X + r * K + k;
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) {
-            const __m256 b = _mm256_broadcast_ss(x + i);
-            a[i][0] = _mm256_fmadd_ps(b, d0, a[i][0]);
-            a[i][1] = _mm256_fmadd_ps(b, d1, a[i][1]);
+// dW row k, columns [c, c + 8·V) += Σ over rows [0, R) of X[r][k]·dY[r][·], in row order: V
+// independent chains per row step, X's R values broadcast once for the whole row of dW.
+MOE_ALWAYS_INLINE void tn_row(int R, int64_t K, int64_t N, const float *X, const float *dY,
+                              float *dWk, int64_t k, int64_t N32, const float *pfk) {
+    __m256 b[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++) b[i] = _mm256_broadcast_ss(X + i * K + k);
+    for (int64_t c = 0; c < N32; c += 32) {
+        if (pfk) MOE_PF(pfk + c), MOE_PF(pfk + c + 16);
+        __m256 a0 = _mm256_loadu_ps(dWk + c), a1 = _mm256_loadu_ps(dWk + c + 8);
+        __m256 a2 = _mm256_loadu_ps(dWk + c + 16), a3 = _mm256_loadu_ps(dWk + c + 24);
+#pragma GCC unroll 8
+        for (int i = 0; i < R; i++) {
+            const float *d = dY + i * N + c;
+            a0 = _mm256_fmadd_ps(b[i], _mm256_loadu_ps(d), a0);
+            a1 = _mm256_fmadd_ps(b[i], _mm256_loadu_ps(d + 8), a1);
+            a2 = _mm256_fmadd_ps(b[i], _mm256_loadu_ps(d + 16), a2);
+            a3 = _mm256_fmadd_ps(b[i], _mm256_loadu_ps(d + 24), a3);
         }
-    }
-    for (int i = 0; i < 4; i++) {
-        _mm256_storeu_ps(dW + (k + i) * N + c, a[i][0]);
-        _mm256_storeu_ps(dW + (k + i) * N + c + 8, a[i][1]);
+        _mm256_storeu_ps(dWk + c, a0), _mm256_storeu_ps(dWk + c + 8, a1);
+        _mm256_storeu_ps(dWk + c + 16, a2), _mm256_storeu_ps(dWk + c + 24, a3);
     }
 }
 
 void moe_gemm_rows_tn(int64_t n, int64_t K, int64_t N, const float *X, const float *dY, float *dW,
                       const float *pf) {
-    const int64_t K4 = K / 4 * 4, N16 = N / 16 * 16;
-    for (int64_t k = 0; k < K4; k += 4)
-        for (int64_t c = 0; c < N16; c += 16) tn_tile(n, K, N, X, dY, dW, k, c, pf);
-    // the rows past the last multiple of 4 and the columns past the last multiple of 16
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t c = k < K4 ? N16 : 0; c < N; c++) {
-            float s = dW[k * N + c];
-            for (int64_t r = 0; r < n; r++) s = fmaf(X[r * K + k], dY[r * N + c], s);
-            dW[k * N + c] = s;
+    const int64_t N32 = N / 32 * 32;
+    for (int64_t k = 0; k < K; k++) {
+        float *dWk = dW + k * N;
+        const float *pfk = pf ? pf + k * N : NULL;
+        int64_t r = 0; // rows in groups of 8, then one by one: the chain stays in row order
+        for (; r + 8 <= n; r += 8, pfk = NULL)
+            tn_row(8, K, N, X + r * K, dY + r * N, dWk, k, N32, pfk);
+        for (; r < n; r++, pfk = NULL) tn_row(1, K, N, X + r * K, dY + r * N, dWk, k, N32, pfk);
+        for (int64_t c = N32; c < N; c++) { // the columns past the last multiple of 32
+            float s = dWk[c];
+            for (int64_t q = 0; q < n; q++) s = fmaf(X[q * K + k], dY[q * N + c], s);
+            dWk[c] = s;
         }
+    }
 }
 
 #else // no AVX2/FMA at build time: the kernels are not built, every block goes to cblas
 
-int64_t moe_gemm_rows_max(void) { return 0; }
+int moe_gemm_rows_enabled(void) { return 0; }
 
-void moe_gemm_rows_set_max(int64_t n) { (void)n; }
+void moe_gemm_rows_enable(int on) { (void)on; }
 
 void moe_gemm_rows_nn(int64_t n, int64_t K, int64_t N, const float *X, const float *W, float *Y,
                       int acc, const float *pf) {

@@ -153,18 +153,18 @@ int main(void) {
     const int64_t uneven[5] = {3, 0, 7, 1, 0}; // empty blocks in the middle and at the end
     const int64_t one[1] = {9};
     const int64_t none[3] = {0, 0, 0};
-    const int64_t big[3] = {70, 65, 2}; // above and below the small-row kernels' limit (64)
+    const int64_t big[4] = {70, 65, 17, 2}; // around the small-row kernels' limits (64, 16)
     int fails = 0;
     // Twice: blocks through the small-row kernels where they are small (the default), then every
     // block through cblas (the reference path).
     for (int path = 0; path < 2; path++) {
-        moe_gemm_rows_set_max(path ? 0 : MOE_GEMM_ROWS_MAX);
+        moe_gemm_rows_enable(!path);
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 2; b++) {
                 moe_activation act = a ? MOE_ACT_SWIGLU : MOE_ACT_GELU;
                 fails += run(act, b, uneven, 5, 11 + (uint64_t)(2 * a + b));
                 fails += run(act, b, one, 1, 21 + (uint64_t)(2 * a + b));
-                fails += run(act, b, big, 3, 31 + (uint64_t)(2 * a + b));
+                fails += run(act, b, big, 4, 31 + (uint64_t)(2 * a + b));
             }
         fails += run(MOE_ACT_GELU, 1, none, 3, 5); // no rows at all
     }

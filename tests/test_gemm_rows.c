@@ -37,7 +37,7 @@ static void ref_nt(int64_t n, int64_t K, int64_t N, const float *dY, const float
         for (int64_t k = 0; k < K; k++) {
             float l[8] = {0};
             for (int64_t c = 0; c < N8; c++) l[c % 8] = fmaf(dY[i * N + c], W[k * N + c], l[c % 8]);
-            float s = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+            float s = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
             for (int64_t c = N8; c < N; c++) s = fmaf(dY[i * N + c], W[k * N + c], s);
             dX[i * K + k] = acc ? dX[i * K + k] + s : s;
         }
@@ -117,7 +117,7 @@ static void check_shape(int64_t n, int64_t K, int64_t N, uint64_t seed) {
 }
 
 int main(void) {
-    if (moe_gemm_rows_max() == 0) {
+    if (!moe_gemm_rows_enabled()) {
         printf("gemm_rows: this build has no AVX2/FMA; the kernels are cblas calls, nothing to "
                "check\n");
         return 0;
