@@ -23,6 +23,7 @@ typedef struct {
     moe_layer_params lp;
     moe_layer_weights w, g;
     int64_t *off;                                // (E + 1) balanced blocks
+    uint8_t *fresh;                              // (E) all 1
     float *x, *dout, *out, *save, *scratch, *dx; // packed rows
     double t[2][64];                             // [cblas, kernels][round] seconds
 } moe_bench_ecase;
@@ -42,6 +43,8 @@ static moe_status ecase_init(moe_bench_ecase *b, Moe__Config *cfg, int E, int64_
     moe_layer_weights_alloc(&b->lp, &b->g);
     moe_layer_weights_init(&b->lp, &b->w, 7);
     b->off = moe_xcalloc((size_t)E + 1, sizeof *b->off);
+    b->fresh = moe_xcalloc((size_t)E, 1);
+    memset(b->fresh, 1, (size_t)E);
     for (int e = 0; e < E; e++) b->off[e + 1] = b->off[e] + R / E + (e < R % E);
     b->x = moe_xalloc_aligned((size_t)(R * D) * sizeof(float));
     b->dout = moe_xalloc_aligned((size_t)(R * D) * sizeof(float));
@@ -62,23 +65,20 @@ static moe_status ecase_init(moe_bench_ecase *b, Moe__Config *cfg, int E, int64_
 static void ecase_free(moe_bench_ecase *b) {
     moe_layer_weights_free(&b->w);
     moe_layer_weights_free(&b->g);
-    free(b->off), free(b->x), free(b->dout), free(b->out), free(b->dx), free(b->save);
+    free(b->off), free(b->fresh), free(b->x), free(b->dout), free(b->out), free(b->dx),
+        free(b->save);
     free(b->scratch);
 }
 
-// One forward + backward of the expert part, gradients zeroed first (untimed, as the step's
-// moe_model_zero_grads), with the kernels (path 1) or cblas everywhere (path 0). Seconds.
+// One forward + backward of the expert part with the kernels (path 1) or cblas everywhere (path
+// 0), the gradients written as a step's first backward writes them (moe_experts_backward_fresh,
+// as the expert-parallel layer after moe_model_zero_grads). Seconds.
 static double ecase_time(moe_bench_ecase *b, int path) {
-    const int64_t E = b->E, D = b->p.D, F = b->p.F;
-    const int64_t m = b->p.act == MOE_ACT_SWIGLU ? 3 : 2;
-    memset(b->g.experts.w1, 0, (size_t)(E * D * F) * sizeof(float));
-    memset(b->g.experts.w2, 0, (size_t)(E * D * F) * sizeof(float));
-    if (m == 3) memset(b->g.experts.w3, 0, (size_t)(E * D * F) * sizeof(float));
     moe_gemm_rows_enable(path);
     const double t0 = moe_clock_seconds();
     moe_experts_forward(&b->p, b->out, b->save, &b->w.experts, b->off, b->x);
-    moe_experts_backward(&b->p, b->dx, &b->g.experts, b->scratch, &b->w.experts, b->off, b->x,
-                         b->save, b->dout);
+    moe_experts_backward_fresh(&b->p, b->fresh, b->dx, &b->g.experts, b->scratch, &b->w.experts,
+                               b->off, b->x, b->save, b->dout);
     const double t = moe_clock_seconds() - t0;
     moe_gemm_rows_enable(1);
     return t;
@@ -186,10 +186,11 @@ int moe_bench_experts(int argc, char **argv) {
         "Times the expert part of one MoE layer (forward+backward of the expert FFNs\n"
         "over packed rows, as the layer calls them) at each expert count of --experts,\n"
         "with the same tokens (so the same FLOPs, spread over more, smaller blocks),\n"
-        "gradients zeroed before each pass. Each count runs with the small-row kernels\n"
-        "and with cblas for every block (the reference), interleaved in rotated order\n"
-        "over the rounds. Prints medians, the speedup over cblas, GFLOP/s, and each\n"
-        "count's growth over the first, next to the cblas_sgemm peak of the same run.\n"
+        "gradients written as a step's first backward writes them. Each count runs with\n"
+        "the small-row kernels and with cblas for every block (the reference),\n"
+        "interleaved in rotated order over the rounds. Prints medians, the speedup over\n"
+        "cblas, GFLOP/s, and each count's growth over the first, next to the\n"
+        "cblas_sgemm peak of the same run.\n"
         "One thread unless OPENBLAS_NUM_THREADS is set.",
         pos,
         1,

@@ -47,7 +47,8 @@ moe_model *moe_bench_stepper_model(moe_bench_stepper *s);
 typedef struct {
     int64_t n_params; // this rank's parameters (floats in each of w, m, v, g)
     double adamw_gbs; // moe_optim_adamw_step over all of them: 28 bytes per parameter
-    double zero_gbs;  // moe_model_zero_grads: 4 bytes per parameter
+    double zero_gbs;  // moe_model_zero_grads: 4 bytes per gradient it zeroes
+    int64_t zeroed;   // of which floats (the routed experts' of EP layers are written by backward)
 } moe_bench_mem;
 // After s's last timed step (it overwrites the model's w, m, v and g: call nothing on s after it
 // but moe_bench_stepper_free): AdamW, then zeroing, each after a world barrier and run reps + 1

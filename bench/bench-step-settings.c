@@ -90,7 +90,8 @@ static void moe_bench_link_print(const moe_comm *c, const moe_bench_link *lk,
     moe_comm_printf(c,
                     "  link (raw MPI over the EP group, this run): a message round %.3f ms; "
                     "%.0f bytes to each of %d peer(s) on other nodes (in %d all-to-alls, as the "
-                    "step's payloads) in %.2f ms (%.1f MB/s per rank)\n  exchange per step vs what the link needs (%d rounds x %.3f ms + the "
+                    "step's payloads) in %.2f ms (%.1f MB/s per rank)\n  exchange per step vs what "
+                    "the link needs (%d rounds x %.3f ms + the "
                     "setting's inter-node bytes at that rate):\n",
                     1e3 * lk->round, lk->per_peer, lk->remote,
                     lk->rounds >= 7 ? lk->rounds / 7 * 4 : 1, 1e3 * lk->bulk,

@@ -100,11 +100,12 @@ static moe_status moe_bench_step_report(const Moe__Config *cfg, const moe_comm *
                         "\"tokens_per_s\":%.1f,\"compute_share\":%.4f,\"exchange_share\":%.4f,"
                         "\"allreduce_share\":%.4f,%s\"local_params\":%lld,\"triad_gbs\":%.3f,"
                         "\"optimizer_gbs\":%.3f,\"optimizer_triad_pct\":%.2f,"
-                        "\"zero_grads_gbs\":%.3f,\"zero_grads_triad_pct\":%.2f}\n",
+                        "\"zero_grads_gbs\":%.3f,\"zero_grads_triad_pct\":%.2f,"
+                        "\"zero_grads_floats\":%lld}\n",
                         cfg->name ? cfg->name : "model", W, ep,
                         (long long)(cfg->train->global_batch * S), steps, v[0] / steps, tps, sh_cmp,
                         sh_ex, sh_red, pj, (long long)mem.n_params, bw[0], bw[1], pct_adamw, bw[2],
-                        pct_zero);
+                        pct_zero, (long long)mem.zeroed);
     else {
         moe_comm_printf(c,
                         "moe bench step: %s, world %d, ep %d, %d x %lld tokens per step\n"
@@ -113,11 +114,12 @@ static moe_status moe_bench_step_report(const Moe__Config *cfg, const moe_comm *
                         "  memory (per rank, all ranks at once, slowest rank; %lld local params):\n"
                         "  triad: %.2f GB/s (3 x 64 MiB, 12 bytes/element, best of 5)\n"
                         "  optimizer: %.2f GB/s = %.0f %% of the triad (%.2f GB/s)\n"
-                        "  zero grads: %.2f GB/s = %.0f %% of the triad (%.2f GB/s)\n",
+                        "  zero grads: %.2f GB/s = %.0f %% of the triad (%.2f GB/s), over "
+                        "%lld of them (the EP layers' experts' are written by backward)\n",
                         cfg->name ? cfg->name : "model", W, ep, cfg->train->global_batch,
                         (long long)S, 1e3 * v[0] / steps, tps, 100 * sh_cmp, 100 * sh_ex,
                         100 * sh_red, steps, (long long)mem.n_params, bw[0], bw[1], pct_adamw,
-                        bw[0], bw[2], pct_zero, bw[0]);
+                        bw[0], bw[2], pct_zero, bw[0], (long long)mem.zeroed);
         moe_comm_printf(c, "  phases (rank %d, the slowest; ms/step, %% of the step):\n", slowest);
         for (int k = 0; k < MOE_BENCH_NPHASE; k++)
             moe_comm_printf(c, "    %-10s %8.2f ms %5.1f %%\n", moe_phase_names[k], 1e3 * ph[k],

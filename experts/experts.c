@@ -68,8 +68,9 @@ static float moe_init_bias(float *c, const float *b, int64_t n, int64_t m) {
     return 1.0f;
 }
 
-// db (m) += Σ_rows dc (n, m)
-static void moe_colsum_add(float *db, const float *dc, int64_t n, int64_t m) {
+// db (m) = [db +] Σ_rows dc (n, m)
+static void moe_colsum_add(float *db, const float *dc, int64_t n, int64_t m, int acc) {
+    if (!acc) memset(db, 0, (size_t)m * sizeof(float));
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < m; j++) db[j] += dc[i * m + j];
 }
@@ -96,12 +97,12 @@ static void gemm_nt(int64_t n, int64_t K, int64_t N, const float *dY, const floa
 }
 
 static void gemm_tn(int64_t n, int64_t K, int64_t N, const float *X, const float *dY, float *dW,
-                    const float *pf) {
+                    int acc, const float *pf) {
     if (n <= MOE_GEMM_ROWS_BWD_MAX && moe_gemm_rows_enabled())
-        moe_gemm_rows_tn(n, K, N, X, dY, dW, pf);
+        moe_gemm_rows_tn(n, K, N, X, dY, dW, acc, pf);
     else
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)N, (int)n, 1.0f, X,
-                    (int)K, dY, (int)N, 1.0f, dW, (int)N);
+                    (int)K, dY, (int)N, acc ? 1.0f : 0.0f, dW, (int)N);
 }
 
 // The next non-empty expert after e in this call, or -1 (then the caller's hint w->next_*).
@@ -148,6 +149,13 @@ void moe_experts_forward(const moe_experts_params *p, float *out, float *save,
 void moe_experts_backward(const moe_experts_params *p, float *dxin, moe_expert_weights *g,
                           float *scratch, const moe_expert_weights *w, const int64_t *offsets,
                           const float *xin, const float *save, const float *dout) {
+    moe_experts_backward_fresh(p, NULL, dxin, g, scratch, w, offsets, xin, save, dout);
+}
+
+void moe_experts_backward_fresh(const moe_experts_params *p, const uint8_t *fresh, float *dxin,
+                                moe_expert_weights *g, float *scratch, const moe_expert_weights *w,
+                                const int64_t *offsets, const float *xin, const float *save,
+                                const float *dout) {
     const int64_t D = p->D, F = p->F, R = offsets[p->n_experts];
     const int swiglu = p->act == MOE_ACT_SWIGLU;
     const float *h1 = save, *h3 = save + R * F, *a = save + (swiglu ? 2 : 1) * R * F;
@@ -155,6 +163,7 @@ void moe_experts_backward(const moe_experts_params *p, float *dxin, moe_expert_w
     for (int e = 0; e < p->n_experts; e++) {
         const int64_t r0 = offsets[e], n = offsets[e + 1] - r0;
         if (n == 0) continue;
+        const int acc = !(fresh && fresh[e]); // fresh: the first write of these gradients
         const float *x = xin + r0 * D, *doe = dout + r0 * D;
         const float *h1e = h1 + r0 * F, *ae = a + r0 * F;
         const float *w1 = w->w1 + e * D * F, *w2 = w->w2 + e * F * D;
@@ -166,8 +175,8 @@ void moe_experts_backward(const moe_experts_params *p, float *dxin, moe_expert_w
         float *dh1e = dh1 + r0 * F, *dxe = dxin + r0 * D;
         // da = dout·W2ᵀ (into dh1e), dW2 += aᵀ·dout, db2 += Σ dout
         gemm_nt(n, F, D, doe, w2, dh1e, 0, g2);
-        gemm_tn(n, F, D, ae, doe, g2, g1);
-        if (p->bias) moe_colsum_add(g->b2 + e * D, doe, n, D);
+        gemm_tn(n, F, D, ae, doe, g2, acc, g1);
+        if (p->bias) moe_colsum_add(g->b2 + e * D, doe, n, D, acc);
         if (swiglu) {
             const float *h3e = h3 + r0 * F;
             float *dh3e = dh3 + r0 * F;
@@ -185,13 +194,13 @@ void moe_experts_backward(const moe_experts_params *p, float *dxin, moe_expert_w
             }
         }
         // dW1 += xᵀ·dh1, db1 += Σ dh1, dx = dh1·W1ᵀ (+ dh3·W3ᵀ)
-        gemm_tn(n, D, F, x, dh1e, g1, w1);
-        if (p->bias) moe_colsum_add(g->b1 + e * F, dh1e, n, F);
+        gemm_tn(n, D, F, x, dh1e, g1, acc, w1);
+        if (p->bias) moe_colsum_add(g->b1 + e * F, dh1e, n, F, acc);
         gemm_nt(n, D, F, dh1e, w1, dxe, 0, swiglu ? g3 : next);
         if (swiglu) {
             const float *dh3e = dh3 + r0 * F;
-            gemm_tn(n, D, F, x, dh3e, g3, w3);
-            if (p->bias) moe_colsum_add(g->b3 + e * F, dh3e, n, F);
+            gemm_tn(n, D, F, x, dh3e, g3, acc, w3);
+            if (p->bias) moe_colsum_add(g->b3 + e * F, dh3e, n, F, acc);
             gemm_nt(n, D, F, dh3e, w3, dxe, 1, next);
         }
     }

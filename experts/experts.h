@@ -65,6 +65,15 @@ void moe_experts_backward(const moe_experts_params *p, float *dxin, moe_expert_w
                           float *scratch, const moe_expert_weights *w, const int64_t *offsets,
                           const float *xin, const float *save, const float *dout);
 
+// moe_experts_backward, except that the gradients of expert e (its weights and biases) are
+// WRITTEN, not added, where fresh[e] is 1 (fresh NULL: added everywhere; an expert without rows
+// is skipped either way). The result equals adding into zeroed gradients, bit for bit: the
+// expert-parallel layer uses it to leave the zeroing of its experts' gradients to the backward.
+void moe_experts_backward_fresh(const moe_experts_params *p, const uint8_t *fresh, float *dxin,
+                                moe_expert_weights *grads, float *scratch,
+                                const moe_expert_weights *w, const int64_t *offsets,
+                                const float *xin, const float *save, const float *dout);
+
 // View of a family starting at expert `first` (the same pointers shifted; NULL stays NULL):
 // expert `first` becomes expert 0 of the view. D and F are the family's dims.
 moe_expert_weights moe_experts_slice(const moe_expert_weights *w, int64_t D, int64_t F,
@@ -95,9 +104,9 @@ void moe_gemm_rows_nn(int64_t n, int64_t K, int64_t N, const float *X, const flo
 // dX (n, K) = [dX +] dY (n, N) · W (K, N)ᵀ
 void moe_gemm_rows_nt(int64_t n, int64_t K, int64_t N, const float *dY, const float *W, float *dX,
                       int acc, const float *pf);
-// dW (K, N) += X (n, K)ᵀ · dY (n, N)
+// dW (K, N) = [dW +] X (n, K)ᵀ · dY (n, N)   (n = 0 with acc 0 writes zeros)
 void moe_gemm_rows_tn(int64_t n, int64_t K, int64_t N, const float *X, const float *dY, float *dW,
-                      const float *pf);
+                      int acc, const float *pf);
 
 // Activation and its derivative (exposed for tests): a = act(h) elementwise over n values.
 float moe_gelu(float u);

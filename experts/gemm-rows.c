@@ -16,6 +16,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <string.h>
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -143,14 +144,17 @@ void moe_gemm_rows_nt(int64_t n, int64_t K, int64_t N, const float *dY, const fl
 // dW row k, columns [c, c + 8·V) += Σ over rows [0, R) of X[r][k]·dY[r][·], in row order: V
 // independent chains per row step, X's R values broadcast once for the whole row of dW.
 MOE_ALWAYS_INLINE void tn_row(int R, int64_t K, int64_t N, const float *X, const float *dY,
-                              float *dWk, int64_t k, int64_t N32, const float *pfk) {
+                              float *dWk, int64_t k, int64_t N32, int acc, const float *pfk) {
     __m256 b[8];
 #pragma GCC unroll 8
     for (int i = 0; i < R; i++) b[i] = _mm256_broadcast_ss(X + i * K + k);
     for (int64_t c = 0; c < N32; c += 32) {
         if (pfk) MOE_PF(pfk + c), MOE_PF(pfk + c + 16);
-        __m256 a0 = _mm256_loadu_ps(dWk + c), a1 = _mm256_loadu_ps(dWk + c + 8);
-        __m256 a2 = _mm256_loadu_ps(dWk + c + 16), a3 = _mm256_loadu_ps(dWk + c + 24);
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        if (acc) {
+            a0 = _mm256_loadu_ps(dWk + c), a1 = _mm256_loadu_ps(dWk + c + 8);
+            a2 = _mm256_loadu_ps(dWk + c + 16), a3 = _mm256_loadu_ps(dWk + c + 24);
+        }
 #pragma GCC unroll 8
         for (int i = 0; i < R; i++) {
             const float *d = dY + i * N + c;
@@ -165,17 +169,20 @@ MOE_ALWAYS_INLINE void tn_row(int R, int64_t K, int64_t N, const float *X, const
 }
 
 void moe_gemm_rows_tn(int64_t n, int64_t K, int64_t N, const float *X, const float *dY, float *dW,
-                      const float *pf) {
+                      int acc, const float *pf) {
     const int64_t N32 = N / 32 * 32;
     for (int64_t k = 0; k < K; k++) {
         float *dWk = dW + k * N;
         const float *pfk = pf ? pf + k * N : NULL;
         int64_t r = 0; // rows in groups of 8, then one by one: the chain stays in row order
-        for (; r + 8 <= n; r += 8, pfk = NULL)
-            tn_row(8, K, N, X + r * K, dY + r * N, dWk, k, N32, pfk);
-        for (; r < n; r++, pfk = NULL) tn_row(1, K, N, X + r * K, dY + r * N, dWk, k, N32, pfk);
+        int a = acc;   // the first group starts from dW (acc) or from 0, the next from its result
+        for (; r + 8 <= n; r += 8, pfk = NULL, a = 1)
+            tn_row(8, K, N, X + r * K, dY + r * N, dWk, k, N32, a, pfk);
+        for (; r < n; r++, pfk = NULL, a = 1)
+            tn_row(1, K, N, X + r * K, dY + r * N, dWk, k, N32, a, pfk);
+        if (!a) memset(dWk, 0, (size_t)N32 * sizeof(float)); // no rows: 0 written
         for (int64_t c = N32; c < N; c++) { // the columns past the last multiple of 32
-            float s = dWk[c];
+            float s = acc ? dWk[c] : 0.0f;
             for (int64_t q = 0; q < n; q++) s = fmaf(X[q * K + k], dY[q * N + c], s);
             dWk[c] = s;
         }
@@ -203,9 +210,9 @@ void moe_gemm_rows_nt(int64_t n, int64_t K, int64_t N, const float *dY, const fl
 }
 
 void moe_gemm_rows_tn(int64_t n, int64_t K, int64_t N, const float *X, const float *dY, float *dW,
-                      const float *pf) {
+                      int acc, const float *pf) {
     (void)pf;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)N, (int)n, 1.0f, X, (int)K,
-                dY, (int)N, 1.0f, dW, (int)N);
+                dY, (int)N, acc ? 1.0f : 0.0f, dW, (int)N);
 }
 #endif

@@ -128,6 +128,44 @@ static int run(moe_activation act, int bias, const int64_t *counts, int E, uint6
                 G.experts.w1[0]);
         fails++;
     }
+    // moe_experts_backward_fresh writes what adding into zeroed gradients gives, bit for bit,
+    // over gradients full of garbage; an expert without rows keeps its garbage.
+    {
+        moe_layer_weights Z, Q;
+        const int64_t nz = moe_layer_weights_alloc(&lp, &Z), nq = moe_layer_weights_alloc(&lp, &Q);
+        float *qb = Q.wg; // the block starts with the gate
+        (void)nz;
+        for (int64_t i = 0; i < nq; i++) qb[i] = 1e9f;
+        uint8_t fresh[17];
+        for (int e = 0; e < E; e++) fresh[e] = 1;
+        moe_experts_backward(&p, dxin, &Z.experts, scr, &W.experts, off, xin, save, dout);
+        moe_experts_backward_fresh(&p, fresh, dxin, &Q.experts, scr, &W.experts, off, xin, save,
+                                   dout);
+        for (int e = 0; e < E; e++) {
+            const moe_expert_weights z = moe_experts_slice(&Z.experts, D, F, e),
+                                     q = moe_experts_slice(&Q.experts, D, F, e);
+            const float *zt[6] = {z.w1, z.w3, z.w2, z.b1, z.b3, z.b2};
+            const float *qt[6] = {q.w1, q.w3, q.w2, q.b1, q.b3, q.b2};
+            const int64_t nt[6] = {D * F, D * F, F * D, F, F, D};
+            for (int t = 0; t < 6; t++) {
+                if (!zt[t]) continue;
+                int same = 1;
+                for (int64_t i = 0; i < nt[t]; i++)
+                    same &= counts[e] ? memcmp(&zt[t][i], &qt[t][i], sizeof(float)) == 0
+                                      : qt[t][i] == 1e9f;
+                if (!same) {
+                    fprintf(stderr,
+                            "FAIL experts %s bias=%d E=%d: fresh gradients of expert %d "
+                            "(tensor %d) %s\n",
+                            an, bias, E, e, t,
+                            counts[e] ? "differ from zeroed + added" : "were touched (no rows)");
+                    fails++;
+                }
+            }
+        }
+        moe_layer_weights_free(&Z);
+        moe_layer_weights_free(&Q);
+    }
     printf("experts %-6s bias=%d E=%d R=%lld: %s\n", an, bias, E, (long long)R,
            fails ? "FAIL" : "ok");
     free(xin);

@@ -21,10 +21,11 @@ static void ref_nn(int64_t n, int64_t K, int64_t N, const float *X, const float 
         }
 }
 
-static void ref_tn(int64_t n, int64_t K, int64_t N, const float *X, const float *dY, float *dW) {
+static void ref_tn(int64_t n, int64_t K, int64_t N, const float *X, const float *dY, float *dW,
+                   int acc) {
     for (int64_t k = 0; k < K; k++)
         for (int64_t j = 0; j < N; j++) {
-            float s = dW[k * N + j];
+            float s = acc ? dW[k * N + j] : 0.0f;
             for (int64_t r = 0; r < n; r++) s = fmaf(X[r * K + k], dY[r * N + j], s);
             dW[k * N + j] = s;
         }
@@ -77,24 +78,33 @@ static void check_shape(int64_t n, int64_t K, int64_t N, uint64_t seed) {
             CHECK(same(X0, X1, n * K), "nt n=%lld K=%lld N=%lld acc=%d pf=%d: not the lane tree",
                   (long long)n, (long long)K, (long long)N, acc, pf);
         }
-    for (int pf = 0; pf < 2; pf++) {
-        fill(G0, K * N, &st), memcpy(G1, G0, (size_t)(K * N) * sizeof(float));
-        ref_tn(n, K, N, X, dY, G0);
-        moe_gemm_rows_tn(n, K, N, X, dY, G1, pf ? PF : NULL);
-        CHECK(same(G0, G1, K * N), "tn n=%lld K=%lld N=%lld pf=%d: not the fmaf chain in row order",
-              (long long)n, (long long)K, (long long)N, pf);
-    }
+    for (int acc = 0; acc < 2; acc++)
+        for (int pf = 0; pf < 2; pf++) {
+            fill(G0, K * N, &st), memcpy(G1, G0, (size_t)(K * N) * sizeof(float));
+            ref_tn(n, K, N, X, dY, G0, acc);
+            moe_gemm_rows_tn(n, K, N, X, dY, G1, acc, pf ? PF : NULL);
+            CHECK(same(G0, G1, K * N),
+                  "tn n=%lld K=%lld N=%lld acc=%d pf=%d: not the fmaf chain in row order",
+                  (long long)n, (long long)K, (long long)N, acc, pf);
+        }
+    // No rows: acc 0 writes zeros, acc 1 leaves dW as it is.
+    fill(G1, K * N, &st), memcpy(G0, G1, (size_t)(K * N) * sizeof(float));
+    moe_gemm_rows_tn(0, K, N, X, dY, G1, 1, NULL);
+    CHECK(same(G0, G1, K * N), "tn n=0 acc=1 changed dW");
+    moe_gemm_rows_tn(0, K, N, X, dY, G1, 0, NULL);
+    memset(G0, 0, (size_t)(K * N) * sizeof(float));
+    CHECK(same(G0, G1, K * N), "tn n=0 acc=0 did not write zeros");
     // A row alone gives the same bits as inside the block (n-independence), and dW over the
     // block equals dW accumulated row by row.
     int alone = 1;
     memset(G1, 0, (size_t)(K * N) * sizeof(float)), memset(G0, 0, (size_t)(K * N) * sizeof(float));
     moe_gemm_rows_nn(n, K, N, X, W, Y0, 0, NULL);
     moe_gemm_rows_nt(n, K, N, dY, W, X0, 0, NULL);
-    moe_gemm_rows_tn(n, K, N, X, dY, G0, NULL);
+    moe_gemm_rows_tn(n, K, N, X, dY, G0, 1, NULL);
     for (int64_t r = 0; r < n; r++) {
         moe_gemm_rows_nn(1, K, N, X + r * K, W, Y1 + r * N, 0, NULL);
         moe_gemm_rows_nt(1, K, N, dY + r * N, W, X1 + r * K, 0, NULL);
-        moe_gemm_rows_tn(1, K, N, X + r * K, dY + r * N, G1, NULL);
+        moe_gemm_rows_tn(1, K, N, X + r * K, dY + r * N, G1, 1, NULL);
     }
     alone = same(Y0, Y1, n * N) && same(X0, X1, n * K) && same(G0, G1, K * N);
     CHECK(alone, "n=%lld K=%lld N=%lld: a row's result depends on its block", (long long)n,

@@ -56,6 +56,8 @@ struct moe_ep_layer {
     float *drw;            // (N_max) dedup: dL/dw of each position
     int64_t *coff;         // (n_chunks, El+1) block starts per (chunk, expert)
     int64_t *cfill;        // (El) fill cursors
+    uint8_t *gfresh;       // (El) 1: the expert's gradients are stale, the next backward writes
+                           // them (moe_ep_layer_grads_fresh); 0: it adds to them
     char *recv;            // (R_recv_max, wb) wire rows in; backward: dy rows
     char *back;            // (R_recv_max, wb) rows out
     float *xe, *oe, *dout; // (N_max, D) inputs, outputs (backward: dxin), dL/dout
@@ -175,6 +177,7 @@ moe_status moe_ep_layer_create(const moe_layer_params *p, moe_comm *c, const moe
     L->drw = moe_xcalloc((size_t)Nn, sizeof(float));
     L->coff = moe_xcalloc((size_t)opt.n_chunks * (size_t)(El + 1), sizeof(int64_t));
     L->cfill = moe_xcalloc((size_t)El, sizeof(int64_t));
+    L->gfresh = moe_xcalloc((size_t)El, 1);
     L->recv = moe_xalloc_aligned((size_t)Nn * L->wb);
     L->back = moe_xalloc_aligned((size_t)Nn * L->wb);
     L->xe = moe_xalloc_aligned((size_t)(Nn * D) * sizeof(float));
@@ -218,6 +221,7 @@ void moe_ep_layer_free(moe_ep_layer *L) {
     free(L->drw);
     free(L->coff);
     free(L->cfill);
+    free(L->gfresh);
     free(L->recv);
     free(L->back);
     free(L->xe);
@@ -332,8 +336,10 @@ static moe_status ep_compute(moe_ep_layer *L, int fwd, const int64_t *co) {
                                     L->xe + a * D);
             } else {
                 moe_expert_weights g = moe_experts_slice(&L->g->experts, D, F, j);
-                moe_experts_backward(&L->ep1, L->oe + a * D, &g, L->scratch + a * scr, &w, off,
-                                     L->xe + a * D, L->save + a * spr, L->dout + a * D);
+                moe_experts_backward_fresh(&L->ep1, &L->gfresh[j], L->oe + a * D, &g,
+                                           L->scratch + a * scr, &w, off, L->xe + a * D,
+                                           L->save + a * spr, L->dout + a * D);
+                L->gfresh[j] = 0;
             }
             if (L->o.n_chunks > 1) {
                 moe_status st = moe_comm_plan_progress(L->xp);
@@ -642,6 +648,23 @@ moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stat
     return MOE_OK;
 }
 
+void moe_ep_layer_grads_fresh(moe_ep_layer *L) { memset(L->gfresh, 1, (size_t)L->El); }
+
+// After the expert compute of a backward: the experts that got no rows still hold stale
+// gradients where moe_ep_layer_grads_fresh said so: zero them now.
+static void ep_zero_unwritten(moe_ep_layer *L, moe_layer_weights *grads) {
+    const int64_t D = L->p.router.D, F = L->p.F;
+    for (int j = 0; j < L->El; j++) {
+        if (!L->gfresh[j]) continue;
+        const moe_expert_weights g = moe_experts_slice(&grads->experts, D, F, j);
+        float *t[6] = {g.w1, g.w3, g.w2, g.b1, g.b3, g.b2};
+        const int64_t n[6] = {D * F, D * F, F * D, F, F, D};
+        for (int k = 0; k < 6; k++)
+            if (t[k]) memset(t[k], 0, (size_t)n[k] * sizeof(float));
+        L->gfresh[j] = 0;
+    }
+}
+
 moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *grads,
                                  const float *dy, const moe_layer_weights *w) {
     const moe_layer_params *p = &L->p;
@@ -689,6 +712,7 @@ moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *
     moe_status st = ep_exchanges(L, ph, &ph->combine, &ph->dispatch, L->rb, L->send, L->recv,
                                  ep_bwd_chunk, rb, L->back, L->ret);
     if (st) return st;
+    ep_zero_unwritten(L, grads);
     // Token side: dx from the returned rows; with dedup the slots carry dL/dw per (peer, expert).
     // Node dedup: into the arrived rows' dx and dL/dw, which go back over hop A below.
     float *dxb = L->node ? L->ya : dx, *drwb = L->node ? L->drw_a : L->drw_pair;

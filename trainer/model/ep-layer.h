@@ -65,9 +65,15 @@ moe_layer_weights moe_ep_local_view(const moe_layer_params *p, const moe_layer_w
 moe_status moe_ep_layer_forward(moe_ep_layer *L, float *y, moe_route_stats *stats, const float *x,
                                 int64_t T, const moe_layer_weights *w, const float *balance_bias,
                                 const moe_route_opts *opts);
-// Backward of the last forward: dy (T, D) = ∂L_r/∂y; dx (T, D) and grads (local view) ADDED.
+// Backward of the last forward: dy (T, D) = ∂L_r/∂y; dx (T, D) and grads (local view) ADDED —
+// except the local experts' gradients after moe_ep_layer_grads_fresh, which it WRITES.
 moe_status moe_ep_layer_backward(moe_ep_layer *L, float *dx, moe_layer_weights *grads,
                                  const float *dy, const moe_layer_weights *w);
+// Instead of zeroing the local routed experts' gradients (El·3·D·F floats, O(total)): the next
+// backward writes them (its first block of each expert) and zeroes those of experts that got no
+// rows — the same values, bit for bit, as zeroing them and adding. Call it where the gradients
+// would be zeroed (moe_model_zero_grads); until that backward they hold stale values.
+void moe_ep_layer_grads_fresh(moe_ep_layer *L);
 // Aux-loss-free balancing: moe_router_update_bias with the stats' GLOBAL selected_per_expert
 // (the same on every rank), as the trainer does.
 

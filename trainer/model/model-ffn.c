@@ -146,6 +146,12 @@ moe_status moe_ffn_forward(moe_model *m, moe_model_ffn *f, float *y, const float
     return MOE_OK;
 }
 
+int moe_ffn_grads_fresh(moe_model_ffn *f) {
+    if (!f->ep) return 0;
+    moe_ep_layer_grads_fresh(f->ep);
+    return 1;
+}
+
 moe_status moe_ffn_backward(moe_model_ffn *f, float *dx, moe_layer_weights *g, const float *dy,
                             const moe_layer_weights *w, double *comm_seconds,
                             moe_model_phases *ph) {

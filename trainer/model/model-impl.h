@@ -11,6 +11,9 @@
 moe_status moe_ffn_create(const moe_layer_params *p, const moe_comm *comm,
                           const Moe__ParallelConfig *pc, moe_model_ffn **out);
 void moe_ffn_free(moe_model_ffn *f); // NULL-safe
+// The routed experts' gradients will be written by the next backward (the expert-parallel layer:
+// moe_ep_layer_grads_fresh), returns 1; 0: the one-rank layer adds, the caller must zero them.
+int moe_ffn_grads_fresh(moe_model_ffn *f);
 // y (T, D) WRITTEN; x (T, D) kept alive until backward. Fills st with GLOBAL statistics; adds the
 // exposed exchange seconds to *comm_seconds and the router, dispatch, combine and experts
 // seconds to *ph (model.h; the one-rank layer: all of it to experts).
@@ -20,8 +23,7 @@ moe_status moe_ffn_forward(moe_model *m, moe_model_ffn *f, float *y, const float
                            double *comm_seconds, moe_model_phases *ph);
 // Backward of the last forward: dx and g ADDED; seconds added as by forward.
 moe_status moe_ffn_backward(moe_model_ffn *f, float *dx, moe_layer_weights *g, const float *dy,
-                            const moe_layer_weights *w, double *comm_seconds,
-                            moe_model_phases *ph);
+                            const moe_layer_weights *w, double *comm_seconds, moe_model_phases *ph);
 // Adds the payload bytes of the last forward + backward to *acc (nothing without a communicator).
 void moe_ffn_add_bytes(const moe_model_ffn *f, moe_comm_bytes *acc);
 // (token, expert) pairs this rank computed in the layer's last forward (the expert side).

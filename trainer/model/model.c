@@ -23,6 +23,7 @@ typedef struct {
     int64_t w1, b1, w3, b3, w2,
         b2; // dense FFN (dense region) or routed experts (El, expert region)
     int64_t wg, bg, sw1, sb1, sw3, sb3, sw2, sb2, ws; // router and shared experts
+    int64_t ex_begin, ex_end; // the routed experts' families: [ex_begin, ex_end) of the block
 } moe_layer_off;
 
 typedef struct {
@@ -256,12 +257,14 @@ static void moe_model_build(moe_model *m, moe_builder *b, moe_model_priv *pv) {
         if (mi < 0) continue;
         moe_layer_off *o = &pv->off[l];
         const int g = MOE_GROUP_N_FIXED + 2 * mi;
+        o->ex_begin = b->cur;
         o->w1 = moe_add_family(b, "w1", l, m->El, 0, g, 1, D, Fe);
         if (fb) o->b1 = moe_add_family(b, "b1", l, m->El, 0, g, 0, Fe, 0);
         if (swi) o->w3 = moe_add_family(b, "w3", l, m->El, 0, g, 1, D, Fe);
         if (swi && fb) o->b3 = moe_add_family(b, "b3", l, m->El, 0, g, 0, Fe, 0);
         o->w2 = moe_add_family(b, "w2", l, m->El, 0, g, 1, Fe, D);
         if (fb) o->b2 = moe_add_family(b, "b2", l, m->El, 0, g, 0, D, 0);
+        o->ex_end = b->cur;
     }
     m->n_params = b->cur;
 }
@@ -538,8 +541,21 @@ void moe_model_free(moe_model *m) {
     free(m);
 }
 
-void moe_model_zero_grads(moe_model *m) {
-    memset(m->grads, 0, (size_t)m->n_params * sizeof(float));
+// The routed experts' gradients of expert-parallel layers are not zeroed: the layer's next
+// backward writes them (moe_ffn_grads_fresh), so zeroing costs O(active), not O(total).
+int64_t moe_model_zero_grads(moe_model *m) {
+    moe_model_priv *pv = m->priv;
+    int64_t cur = 0, zeroed = 0;
+    for (int l = 0; l < m->L; l++) {
+        const int mi = m->moe_index[l];
+        if (mi < 0 || !moe_ffn_grads_fresh(pv->ffn[mi])) continue;
+        const moe_layer_off *o = &pv->off[l];
+        memset(m->grads + cur, 0, (size_t)(o->ex_begin - cur) * sizeof(float));
+        zeroed += o->ex_begin - cur;
+        cur = o->ex_end;
+    }
+    memset(m->grads + cur, 0, (size_t)(m->n_params - cur) * sizeof(float));
+    return zeroed + m->n_params - cur;
 }
 
 double moe_model_exchange_seconds(const moe_model *m) {

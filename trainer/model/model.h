@@ -117,11 +117,15 @@ typedef struct {
 // the model has MoE layers and W > 1.
 moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, uint64_t seed,
                              int64_t step, int64_t token_base, moe_model_loss *loss);
-// Backward of the last training forward: grads ADDED (zero them first with moe_model_zero_grads).
+// Backward of the last training forward: grads ADDED (zero them first with moe_model_zero_grads;
+// the expert-parallel layers then write their routed experts' gradients instead, the same values).
 // The gradient is that of this rank's loss ce + W·(its share of aux, z), so that
 // moe_comm_sync_grads (sum / W) yields the gradient of the global loss for every layout.
 moe_status moe_model_backward(moe_model *m);
-void moe_model_zero_grads(moe_model *m);
+// Zeroes the gradients before a backward — all of them but the routed experts' of
+// expert-parallel layers, which that backward writes (moe_ep_layer_grads_fresh): until it runs
+// they hold stale values. Returns the floats it zeroed.
+int64_t moe_model_zero_grads(moe_model *m);
 
 // Seconds the MoE layers spent in exposed communication during the last forward+backward:
 // all-to-all exchanges and routing-statistics all-reduces (the EP layer's `exchange` phases).
