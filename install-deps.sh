@@ -13,8 +13,11 @@ apt-get install -y --no-install-recommends \
   gnuplot-nox \
   slurm-wlm munge procps \
   iproute2 iputils-ping util-linux \
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev \
+  dict-gcide
 # slurm-wlm munge procps: cluster/local-slurm.sh (a single-node Slurm for the `cluster` tests).
 # iproute2 iputils-ping util-linux: cluster/vcluster.sh (network-namespace nodes, tc, unshare).
 # clang libclang-rt-14-dev: the fuzz build (clang 14 on Debian 12; libFuzzer and clang's ASan and
 # UBSan runtimes; tests/fuzz/run.sh, docs/fuzzing.md).
+# dict-gcide: the ~30 MB English corpus of examples/corpus/gcide.sh (docs/data.md), for the
+# experiments that need more text than the default corpus.
