@@ -1,10 +1,54 @@
-// model-impl.h: what model.c shares with model-ffn.c only — the MoE FFN interface. A MoE FFN is
-// the expert-parallel layer (with a communicator) or the one-rank layer (without one); model.c
-// calls only these.
+// model-impl.h: the model's internals, shared by model.c with model-build.c (the parameter table
+// and initialisation) and model-ffn.c (the MoE FFN interface: the expert-parallel layer with a
+// communicator, the one-rank layer without one; model.c calls only these).
 #ifndef MOE_MODEL_IMPL_H
 #define MOE_MODEL_IMPL_H
 
+#include "experts.h"
 #include "model.h"
+
+// ---------------------------------------------------------------- private state of a model
+
+typedef struct {
+    int64_t n1, wq, bq, wk, bk, wv, bv, qn, kn, wo, bo, n2; // dense, -1: absent
+    int64_t w1, b1, w3, b3, w2,
+        b2; // dense FFN (dense region) or routed experts (El, expert region)
+    int64_t wg, bg, sw1, sb1, sw3, sb3, sw2, sb2, ws; // router and shared experts
+    int64_t ex_begin, ex_end; // the routed experts' families: [ex_begin, ex_end) of the block
+} moe_layer_off;
+
+typedef struct {
+    float *x, *h1, *r1, *q0, *k0, *v, *q1, *k1, *rq, *rk, *q2, *k2, *a, *att, *xm, *h2, *r2;
+    float *save;          // dense FFN (T, save_per_row)
+    const float *qa, *ka; // q, k as attention saw them
+} moe_layer_act;
+
+typedef struct {
+    moe_layer_off *off; // (L)
+    int64_t wte, wpe, nf, head;
+    moe_layer_act *act; // (L)
+    float *xL, *hf, *rf, *logits, *y, *dx, *dh, *da, *dq2, *dk2, *dv, *dq1, *dk1, *dq0, *dk0;
+    float *sc, *ffn_scratch, *cos_t, *sin_t, *block;
+    int32_t *tok, *tgt;  // (T)
+    moe_model_ffn **ffn; // (n_moe)
+    moe_layer_params lp; // routed layer params (MoE layers)
+    moe_experts_params dense_fp;
+    int ready; // a training forward happened (backward allowed)
+    double comm_seconds;
+    moe_model_phases ph; // last forward (+ backward); dense is set from pass_seconds
+    double pass_seconds; // wall time of the last forward (+ backward)
+} moe_model_priv;
+
+// The builder's unit: every tensor starts at a multiple of 16 floats (64 bytes).
+static inline int64_t moe_round16(int64_t n) { return (n + 15) / 16 * 16; }
+
+// model-build.c: the parameter table — m->tensors, m->n_tensors, m->n_params and pv's offsets
+// (dense region, then the routed experts' families keyed by global expert id) — for a model whose
+// shape fields and pv->lp are set.
+void moe_model_build_table(moe_model *m, moe_model_priv *pv);
+// Every tensor initialised from (seed, name, layer, global expert): the same values at any layout
+// (docs/model.md's table).
+void moe_model_init_tensors(moe_model *m, uint64_t seed);
 
 // p: the layer; comm NULL = one rank; pc (may be NULL): the parallel options (overlap chunks,
 // hierarchical, exchange_dtype; bf16 is refused without a communicator).

@@ -1,5 +1,5 @@
-// model.c: assembly of the sparse transformer — the parameter table (dense region, then expert
-// slices keyed by global expert id), layout-independent initialisation, forward and backward.
+// model.c: assembly of the sparse transformer — creation (the parameter table and its
+// initialisation are model-build.c's), forward and backward.
 // The MoE FFN sits behind a small internal interface (moe_model_ffn: create, free, forward,
 // backward; model-impl.h, model-ffn.c): the expert-parallel layer (ep-layer.h) whenever there is
 // a communicator (every layout, EP = 1 included), the one-rank layer of experts.h only without
@@ -15,38 +15,6 @@
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
-
-// ---------------------------------------------------------------- private state
-
-typedef struct {
-    int64_t n1, wq, bq, wk, bk, wv, bv, qn, kn, wo, bo, n2; // dense, -1: absent
-    int64_t w1, b1, w3, b3, w2,
-        b2; // dense FFN (dense region) or routed experts (El, expert region)
-    int64_t wg, bg, sw1, sb1, sw3, sb3, sw2, sb2, ws; // router and shared experts
-    int64_t ex_begin, ex_end; // the routed experts' families: [ex_begin, ex_end) of the block
-} moe_layer_off;
-
-typedef struct {
-    float *x, *h1, *r1, *q0, *k0, *v, *q1, *k1, *rq, *rk, *q2, *k2, *a, *att, *xm, *h2, *r2;
-    float *save;          // dense FFN (T, save_per_row)
-    const float *qa, *ka; // q, k as attention saw them
-} moe_layer_act;
-
-typedef struct {
-    moe_layer_off *off; // (L)
-    int64_t wte, wpe, nf, head;
-    moe_layer_act *act; // (L)
-    float *xL, *hf, *rf, *logits, *y, *dx, *dh, *da, *dq2, *dk2, *dv, *dq1, *dk1, *dq0, *dk0;
-    float *sc, *ffn_scratch, *cos_t, *sin_t, *block;
-    int32_t *tok, *tgt;  // (T)
-    moe_model_ffn **ffn; // (n_moe)
-    moe_layer_params lp; // routed layer params (MoE layers)
-    moe_experts_params dense_fp;
-    int ready; // a training forward happened (backward allowed)
-    double comm_seconds;
-    moe_model_phases ph; // last forward (+ backward); dense is set from pass_seconds
-    double pass_seconds; // wall time of the last forward (+ backward)
-} moe_model_priv;
 
 #define P(off) ((off) < 0 ? NULL : m->params + (off))
 #define G(off) ((off) < 0 ? NULL : m->grads + (off))
@@ -112,161 +80,6 @@ moe_status moe_model_check(const Moe__Config *cfg) {
     if (cfg->train && cfg->train->seq_len < 1)
         return moe_set_error(MOE_EINVAL, "train.seq_len = %d: must be >= 1", cfg->train->seq_len);
     return MOE_OK;
-}
-
-// ---------------------------------------------------------------- initialisation
-
-static uint64_t moe_mix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
-static int moe_ends_with(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
-// docs/model.md's table: norms 1; biases and the shared gate 0; Wo and every W2 0.02/√(2L);
-// other matrices and embeddings 0.02.
-static void moe_model_init_tensor(moe_model *m, const moe_model_tensor *t, uint64_t seed) {
-    float *w = m->params + t->offset;
-    const char *n = t->name;
-    int is_norm = moe_ends_with(n, "norm") || moe_ends_with(n, "_norm");
-    int is_zero = moe_ends_with(n, ".b1") || moe_ends_with(n, ".b2") || moe_ends_with(n, ".b3") ||
-                  moe_ends_with(n, ".bq") || moe_ends_with(n, ".bk") || moe_ends_with(n, ".bv") ||
-                  moe_ends_with(n, ".bo") || moe_ends_with(n, ".bg") || moe_ends_with(n, ".ws");
-    if (is_norm || is_zero) {
-        moe_nn_init_const(w, t->n, is_norm ? 1.0f : 0.0f);
-        return;
-    }
-    double std = 0.02;
-    if (moe_ends_with(n, ".wo") || moe_ends_with(n, ".w2")) std = 0.02 / sqrt(2.0 * (double)m->L);
-    moe_nn_init_normal(w, t->n, std, seed, moe_nn_init_key(n, t->layer, t->expert), 0);
-}
-
-// ---------------------------------------------------------------- the table
-
-typedef struct {
-    moe_model *m;
-    int64_t cur;
-    int cap;
-} moe_builder;
-
-static int64_t moe_round16(int64_t n) { return (n + 15) / 16 * 16; }
-
-// Reserves n floats; adds a table entry (unless name is NULL) covering them.
-static int64_t moe_add(moe_builder *b, const char *name, int layer, int expert, int group,
-                       int decay, int64_t d0, int64_t d1) {
-    moe_model *m = b->m;
-    int64_t n = d0 * (d1 > 0 ? d1 : 1), off = b->cur;
-    b->cur += moe_round16(n);
-    MOE_ASSERT(m->n_tensors < b->cap);
-    moe_model_tensor *t = &m->tensors[m->n_tensors++];
-    memset(t, 0, sizeof *t);
-    if (layer >= 0)
-        snprintf(t->name, sizeof t->name, "layers.%d.%s", layer, name);
-    else
-        snprintf(t->name, sizeof t->name, "%s", name);
-    t->layer = layer, t->expert = expert, t->group = group, t->decay = decay;
-    t->ndim = d1 > 0 ? 2 : 1;
-    t->shape[0] = d0, t->shape[1] = d1 > 0 ? d1 : 0;
-    t->offset = off, t->n = n;
-    return off;
-}
-
-// A family tensor (count, d0, d1) in one contiguous block, one table entry per member: routed
-// experts "experts.<name>" keyed by global expert id, or shared experts "shared.<s>.<name>".
-static int64_t moe_add_family(moe_builder *b, const char *name, int layer, int count, int shared,
-                              int group, int decay, int64_t d0, int64_t d1) {
-    moe_model *m = b->m;
-    const int64_t n = d0 * (d1 > 0 ? d1 : 1), base = b->cur;
-    for (int j = 0; j < count; j++) {
-        char nm[40];
-        if (shared)
-            snprintf(nm, sizeof nm, "shared.%d.%s", j, name);
-        else
-            snprintf(nm, sizeof nm, "experts.%s", name);
-        moe_add(b, nm, layer, shared ? -1 : m->first_expert + j, group, decay, d0, d1);
-        m->tensors[m->n_tensors - 1].offset = base + j * n; // contiguous (count, ...) block
-    }
-    b->cur = base + moe_round16(n * count);
-    return base;
-}
-
-static void moe_model_build(moe_model *m, moe_builder *b, moe_model_priv *pv) {
-    const Moe__ModelConfig *mc = m->mc;
-    const int64_t D = m->D, NQ = m->H * m->Dh, NK = m->Hkv * m->Dh;
-    const int qkvb = mc->attn_qkv_bias, ob = mc->attn_out_bias, fb = mc->ffn_bias;
-    const int swi = mc->activation == MOE__MODEL_CONFIG__ACTIVATION__swiglu;
-    const int64_t Fe = pv->lp.F, Fs = pv->lp.Fs, Ns = mc->n_shared_experts;
-    // Dense region.
-    pv->wte = moe_add(b, "wte", -1, -1, MOE_GROUP_EMBEDDINGS, 1, m->V, D);
-    pv->wpe = m->learned_pos
-                  ? moe_add(b, "wpe", -1, -1, MOE_GROUP_EMBEDDINGS, 1, mc->max_seq_len, D)
-                  : -1;
-    for (int l = 0; l < m->L; l++) {
-        moe_layer_off *o = &pv->off[l];
-        memset(o, 0xff, sizeof *o); // every offset -1
-        o->n1 = moe_add(b, "attn_norm", l, -1, MOE_GROUP_NORMS, 0, D, 0);
-        o->wq = moe_add(b, "attn.wq", l, -1, MOE_GROUP_ATTENTION, 1, D, NQ);
-        if (qkvb) o->bq = moe_add(b, "attn.bq", l, -1, MOE_GROUP_ATTENTION, 0, NQ, 0);
-        o->wk = moe_add(b, "attn.wk", l, -1, MOE_GROUP_ATTENTION, 1, D, NK);
-        if (qkvb) o->bk = moe_add(b, "attn.bk", l, -1, MOE_GROUP_ATTENTION, 0, NK, 0);
-        o->wv = moe_add(b, "attn.wv", l, -1, MOE_GROUP_ATTENTION, 1, D, NK);
-        if (qkvb) o->bv = moe_add(b, "attn.bv", l, -1, MOE_GROUP_ATTENTION, 0, NK, 0);
-        if (m->qk_norm) {
-            o->qn = moe_add(b, "attn.q_norm", l, -1, MOE_GROUP_ATTENTION, 0, m->Dh, 0);
-            o->kn = moe_add(b, "attn.k_norm", l, -1, MOE_GROUP_ATTENTION, 0, m->Dh, 0);
-        }
-        o->wo = moe_add(b, "attn.wo", l, -1, MOE_GROUP_ATTENTION, 1, NQ, D);
-        if (ob) o->bo = moe_add(b, "attn.bo", l, -1, MOE_GROUP_ATTENTION, 0, D, 0);
-        o->n2 = moe_add(b, "ffn_norm", l, -1, MOE_GROUP_NORMS, 0, D, 0);
-        const int mi = m->moe_index[l];
-        if (mi < 0) {
-            const int g = MOE_GROUP_DENSE_FFN;
-            o->w1 = moe_add(b, "ffn.w1", l, -1, g, 1, D, m->F);
-            if (fb) o->b1 = moe_add(b, "ffn.b1", l, -1, g, 0, m->F, 0);
-            if (swi) o->w3 = moe_add(b, "ffn.w3", l, -1, g, 1, D, m->F);
-            if (swi && fb) o->b3 = moe_add(b, "ffn.b3", l, -1, g, 0, m->F, 0);
-            o->w2 = moe_add(b, "ffn.w2", l, -1, g, 1, m->F, D);
-            if (fb) o->b2 = moe_add(b, "ffn.b2", l, -1, g, 0, D, 0);
-            continue;
-        }
-        o->wg = moe_add(b, "router.wg", l, -1, MOE_GROUP_ROUTER, 1, D, m->E);
-        if (mc->router_bias) o->bg = moe_add(b, "router.bg", l, -1, MOE_GROUP_ROUTER, 0, m->E, 0);
-        if (Ns > 0) {
-            const int g = MOE_GROUP_N_FIXED + 2 * mi + 1;
-            // Shared experts: (Ns, ...) blocks, one entry per shared expert ("shared.<s>.w1").
-            o->sw1 = moe_add_family(b, "w1", l, (int)Ns, 1, g, 1, D, Fs);
-            if (fb) o->sb1 = moe_add_family(b, "b1", l, (int)Ns, 1, g, 0, Fs, 0);
-            if (swi) o->sw3 = moe_add_family(b, "w3", l, (int)Ns, 1, g, 1, D, Fs);
-            if (swi && fb) o->sb3 = moe_add_family(b, "b3", l, (int)Ns, 1, g, 0, Fs, 0);
-            o->sw2 = moe_add_family(b, "w2", l, (int)Ns, 1, g, 1, Fs, D);
-            if (fb) o->sb2 = moe_add_family(b, "b2", l, (int)Ns, 1, g, 0, D, 0);
-            if (mc->shared_expert_gate) o->ws = moe_add(b, "shared.ws", l, -1, g, 0, D, 0);
-        }
-    }
-    pv->nf = moe_add(b, "final_norm", -1, -1, MOE_GROUP_NORMS, 0, D, 0);
-    pv->head = m->tied ? -1 : moe_add(b, "head", -1, -1, MOE_GROUP_HEAD, 1, D, m->V);
-    m->n_dense = b->cur;
-    // Expert region: (El, ...) blocks per MoE layer.
-    for (int l = 0; l < m->L; l++) {
-        const int mi = m->moe_index[l];
-        if (mi < 0) continue;
-        moe_layer_off *o = &pv->off[l];
-        const int g = MOE_GROUP_N_FIXED + 2 * mi;
-        o->ex_begin = b->cur;
-        o->w1 = moe_add_family(b, "w1", l, m->El, 0, g, 1, D, Fe);
-        if (fb) o->b1 = moe_add_family(b, "b1", l, m->El, 0, g, 0, Fe, 0);
-        if (swi) o->w3 = moe_add_family(b, "w3", l, m->El, 0, g, 1, D, Fe);
-        if (swi && fb) o->b3 = moe_add_family(b, "b3", l, m->El, 0, g, 0, Fe, 0);
-        o->w2 = moe_add_family(b, "w2", l, m->El, 0, g, 1, Fe, D);
-        if (fb) o->b2 = moe_add_family(b, "b2", l, m->El, 0, g, 0, D, 0);
-        o->ex_end = b->cur;
-    }
-    m->n_params = b->cur;
 }
 
 // Weight views of MoE layer l over a family base (params or grads).
@@ -455,9 +268,7 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
     }
     // Table and families.
     pv->off = moe_xcalloc((size_t)m->L, sizeof *pv->off);
-    moe_builder b = {m, 0, 8 + m->L * (40 + 6 * (m->El + 2 * mc->n_shared_experts))};
-    m->tensors = moe_xcalloc((size_t)b.cap, sizeof *m->tensors);
-    moe_model_build(m, &b, pv);
+    moe_model_build_table(m, pv);
     const size_t bytes = (size_t)m->n_params * sizeof(float);
     m->params = moe_xalloc_aligned(bytes);
     m->grads = moe_xalloc_aligned(bytes);
@@ -465,7 +276,7 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
     m->adam_v = moe_xalloc_aligned(bytes);
     m->balance_bias = moe_xcalloc((size_t)(m->n_moe > 0 ? m->n_moe * m->E : 1), sizeof(float));
     const uint64_t seed = cfg->train ? cfg->train->seed : 1234;
-    for (int i = 0; i < m->n_tensors; i++) moe_model_init_tensor(m, &m->tensors[i], seed);
+    moe_model_init_tensors(m, seed);
     // Accounting helpers.
     if (m->n_moe > 0) {
         const int64_t Fe = pv->lp.F, fb = mc->ffn_bias;
@@ -645,7 +456,8 @@ moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, 
         } else {
             moe_layer_weights lw = moe_model_lw(m, l, m->params);
             moe_route_opts opts = {
-                training, moe_mix64(seed ^ moe_mix64((uint64_t)step * 1315423911u + (uint64_t)l)),
+                training,
+                moe_splitmix64(seed ^ moe_splitmix64((uint64_t)step * 1315423911u + (uint64_t)l)),
                 token_base};
             const float *bias =
                 m->rc->bias_update_rate > 0 ? m->balance_bias + (int64_t)mi * m->E : NULL;
