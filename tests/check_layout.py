@@ -28,6 +28,7 @@ ROOMS = {
     "experts": "experts/experts.h",
     "comm": "comm/comm.h",
     "params": "params/params.h",
+    "hf": "hf/hf.h",
     "trainer": "trainer/train.h",
     "trainer/model": "trainer/model/model.h",
     "trainer/data": "trainer/data/data.h",
