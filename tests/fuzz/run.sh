@@ -28,7 +28,7 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 
 dict_of() {
   case "$1" in
-    config | hf_config | sweep) echo "$here/json.dict" ;;
+    config | hf_config | sweep | safetensors) echo "$here/json.dict" ;;
     manifest) echo "$here/proto.dict" ;;
     *) echo "" ;;
   esac
