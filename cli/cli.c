@@ -17,6 +17,7 @@ static const moe_subcommand moe_subcommands[] = {
     {"params", moe_cmd_params, "total and active parameters, FLOPs per token, bytes per rank"},
     {"train", moe_cmd_train,
      "train the model of a config under mpirun/srun (metrics, checkpoints)"},
+    {"generate", moe_cmd_generate, "sample text from a checkpoint (any world size, deterministic per seed)"},
     {"eval", moe_cmd_eval, "validation loss of a checkpoint, at any world size"},
     {"topo", moe_cmd_topo, "machine topology, rank bindings and the EP/EDP groups (under mpirun)"},
     {"inspect", moe_cmd_inspect, "print a checkpoint's manifest and verify its files (CRC32C)"},

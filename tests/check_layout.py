@@ -34,6 +34,7 @@ ROOMS = {
     "trainer/checkpoint": "trainer/checkpoint/checkpoint.h",
     "bench": "bench/bench.h",
     "sweep": "sweep/sweep.h",
+    "generate": "generate/generate.h",
     "cli": "cli/cli.h",
 }
 

@@ -652,6 +652,12 @@ moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, 
     return MOE_OK;
 }
 
+const float *moe_model_logits(const moe_model *m) {
+    const moe_model_priv *pv = m->priv;
+    MOE_ASSERT(!pv->ready); // after a training forward they hold dlogits
+    return pv->logits;
+}
+
 moe_status moe_model_backward(moe_model *m) {
     moe_model_priv *pv = m->priv;
     MOE_ASSERT(pv->ready);

@@ -117,6 +117,10 @@ typedef struct {
 // the model has MoE layers and W > 1.
 moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, uint64_t seed,
                              int64_t step, int64_t token_base, moe_model_loss *loss);
+// (T, V) logits of the last forward, row t = token t of this rank's batch (sequence-major).
+// Valid after an evaluation forward (training = 0) until the next forward; a training forward
+// overwrites them with dlogits. For sampling (generate/generate.h).
+const float *moe_model_logits(const moe_model *m);
 // Backward of the last training forward: grads ADDED (zero them first with moe_model_zero_grads).
 // The gradient is that of this rank's loss ce + W·(its share of aux, z), so that
 // moe_comm_sync_grads (sum / W) yields the gradient of the global loss for every layout.
