@@ -31,7 +31,9 @@ static const moe_subcommand moe_subcommands[] = {
 
 static void moe_cli_usage(FILE *f) {
     fprintf(f,
-            "usage: moe <command> [options]   (moe <command> --help for details)\n\ncommands:\n");
+            "usage: moe <command> [options]   (moe <command> --help for details)\n"
+            "       moe --version                 (version, git revision, dependency versions)\n"
+            "\ncommands:\n");
     for (size_t i = 0; i < sizeof moe_subcommands / sizeof moe_subcommands[0]; i++)
         fprintf(f, "  %-10s %s\n", moe_subcommands[i].name, moe_subcommands[i].summary);
     fprintf(f,
@@ -46,6 +48,10 @@ int moe_cli_main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         moe_cli_usage(stdout);
+        return MOE_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        moe_cli_version(stdout);
         return MOE_EXIT_OK;
     }
     for (size_t i = 0; i < sizeof moe_subcommands / sizeof moe_subcommands[0]; i++)

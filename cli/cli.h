@@ -18,4 +18,8 @@ int moe_cmd_generate(int argc, char **argv); // cli/cmd-generate.c: sample from 
 int moe_cmd_topo(int argc, char **argv);    // cli/cmd-topo.c: machine, bindings, EP/EDP groups
 int moe_cmd_inspect(int argc, char **argv); // cli/cmd-inspect.c: manifest + verification
 
+// `moe --version` (cli/cmd-version.c): version, git revision at build time, dependency versions
+// (run time and headers), one per line.
+void moe_cli_version(FILE *f);
+
 #endif
