@@ -25,7 +25,8 @@ int moe_cmd_topo(int argc, char **argv) {
         0,
         opts,
         MOE_ARGS_N(opts),
-        NULL};
+        "exit codes: 0 printed, 1 MPI or topology failure, 2 bad usage or layout (EP\n"
+        "not dividing the world size or the experts)."};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
     moe_status st = moe_comm_init(&argc, &argv);

@@ -54,7 +54,7 @@ static double moe_col_scale(int c) { return c == 6 ? 100.0 : 1.0; } // drop frac
 static void moe_table_runs(const moe_report *rep, moe_table *t) {
     static const char *h[] = {
         "run",      "point",        "seed",           "steps",          "train loss",
-        "val loss", "tokens/s",     "max/mean (end)", "max/mean (avg)", "CV",
+        "val loss", "tokens/s",     "layer-mean max/mean (end)", "layer-mean max/mean (avg)", "CV",
         "dropped",  "dead experts", "router entropy", "active params",  "total params"};
     t->cols = 15;
     for (int c = 0; c < t->cols; c++) snprintf(t->head[c], MOE_CELL, "%s", h[c]);
@@ -79,7 +79,7 @@ static void moe_table_runs(const moe_report *rep, moe_table *t) {
 
 static void moe_table_points(const moe_report *rep, moe_table *t) {
     static const char *h[] = {"point",    "runs",           "train loss",     "val loss",
-                              "tokens/s", "max/mean (end)", "max/mean (avg)", "CV",
+                              "tokens/s", "layer-mean max/mean (end)", "layer-mean max/mean (avg)", "CV",
                               "dropped",  "dead experts",   "router entropy"};
     t->cols = 11;
     for (int c = 0; c < t->cols; c++) snprintf(t->head[c], MOE_CELL, "%s", h[c]);
@@ -343,9 +343,9 @@ static void moe_findings(const moe_report *rep, moe_lines *L) {
 static const char moe_defs[] =
     "Definitions (docs/sweeps.md): *train loss* is the LM cross-entropy (router losses excluded) "
     "averaged over the last 10% of steps; *val loss* is the last validation loss; *tokens/s* is "
-    "the mean over steps after the first; *max/mean* is the largest expert load over the mean "
-    "load, averaged over MoE layers, over the last 10% of steps (*end*) and over the whole run "
-    "(*avg*); *CV* is the load's coefficient of variation at the end; *dropped* is the share of "
+    "the mean over steps after the first; *layer-mean max/mean* is the largest expert load over "
+    "the mean load, averaged over MoE layers, over the last 10% of steps (*end*) and over the "
+    "whole run (*avg*) (moe train's progress line shows the worst layer's instead); *CV* is the load's coefficient of variation at the end; *dropped* is the share of "
     "routed token-expert pairs dropped by capacity over the run; *dead experts* have no token in "
     "the last 10% of steps (summed over layers); *router entropy* is the mean per-token entropy "
     "of the routing distribution (nats) at the end; *active params* are the parameters one token "

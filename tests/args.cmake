@@ -11,3 +11,8 @@ add_test(NAME test_version COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_version
   $<TARGET_FILE:moe> ${CMAKE_SOURCE_DIR} ${PROJECT_VERSION} ${OPENBLAS_VERSION} ${HWLOC_VERSION}
   ${PROTOBUFC_VERSION} ${JANSSON_VERSION})
 set_tests_properties(test_version PROPERTIES LABELS "unit;args" ENVIRONMENT "${MOE_TEST_ENV}")
+# Issue 17's small edges: inspect's format once, exit codes in eval/topo --help, the progress
+# line explained in train --help, moe-train-<jobid>.out ignored by git.
+add_test(NAME test_ux_misc COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_ux_misc.sh
+  $<TARGET_FILE:moe> ${CMAKE_SOURCE_DIR})
+set_tests_properties(test_ux_misc PROPERTIES LABELS "unit;args" ENVIRONMENT "${MOE_TEST_ENV}")

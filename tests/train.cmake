@@ -46,3 +46,12 @@ add_test(NAME test_generate COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_genera
 set_tests_properties(test_generate PROPERTIES LABELS "mpi;np2;generate"
   ENVIRONMENT "MOE_BIN=$<TARGET_FILE:moe>;MPIRUN=${MPIEXEC_EXECUTABLE};${MOE_TEST_ENV}"
   TIMEOUT 300 PROCESSORS 2)
+# Issue 17: moe train --dry-run, and the rough edges a new user met (test_train_ux.py).
+foreach(scenario dryrun edges)
+  add_test(NAME test_train_ux_${scenario}
+    COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_train_ux.py ${scenario}
+            --moe $<TARGET_FILE:moe> --ckcmp $<TARGET_FILE:test_train_ckcmp>
+            --mpirun ${MPIEXEC_EXECUTABLE} --work ${CMAKE_CURRENT_BINARY_DIR}/train-runs)
+  set_tests_properties(test_train_ux_${scenario} PROPERTIES LABELS "mpi;np2;train"
+    ENVIRONMENT "${MOE_TEST_ENV}" TIMEOUT 300 PROCESSORS 2)
+endforeach()

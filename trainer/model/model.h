@@ -92,6 +92,21 @@ typedef struct {
 // what to set. MOE_EINVAL.
 moe_status moe_model_check(const Moe__Config *cfg);
 
+// Memory one rank needs for cfg at `lay` with B_local sequences per forward, estimated before
+// anything is allocated (moe_model_create refuses a model whose total exceeds the machine's
+// memory divided among the ranks on the node): parameters, gradients and Adam state
+// (moe_params_count's rank_bytes), the previous-step copy (4 bytes per parameter) and the
+// activations as moe_model_create lays them out. machine_bytes: physical memory (0: unknown);
+// node_ranks: ranks sharing it (1 without comm). MOE_EINVAL/MOE_ELAYOUT as moe_params_count.
+typedef struct {
+    int64_t rank_params;
+    double state_bytes, prev_bytes, activation_bytes, total_bytes;
+    double machine_bytes;
+    int node_ranks;
+} moe_model_memory;
+moe_status moe_model_memory_of(const Moe__Config *cfg, const moe_model_layout *lay,
+                               const moe_comm *comm, int64_t B_local, moe_model_memory *out);
+
 // Builds the table and the families for `lay` and initialises parameters (docs/model.md, keyed by
 // (tensor, global expert id) from train.seed: identical for every layout). B_local sequences of
 // train.seq_len per forward; B_local = 0 builds parameters only (no activations, no forward).
