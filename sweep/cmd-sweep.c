@@ -4,6 +4,7 @@
 // sweep keeps no state of its own beyond each run directory (DONE marker, metrics, checkpoints),
 // so a killed sweep resumes by being run again.
 #include "moe-args.h"
+#include "report.h"
 #include "sweep-impl.h"
 
 #include <dirent.h>
@@ -534,6 +535,14 @@ static int moe_dir_cmp(const void *a, const void *b) {
     return strcmp(x->dir, y->dir);
 }
 
+// One argument that is not a sweep's output directory (no runs/ in it): the one-run report.
+static int moe_report_one_run(const char *dir) {
+    char p[MOE_PATH_MAX];
+    snprintf(p, sizeof p, "%s/runs", dir);
+    struct stat sb;
+    return stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode);
+}
+
 int moe_cmd_report(int argc, char **argv) {
     const char *out = NULL, *title = NULL;
     moe_args_list run_args = {0};
@@ -546,8 +555,8 @@ int moe_cmd_report(int argc, char **argv) {
     };
     const moe_arg_opt opts[] = {
         MOE_OPT_STRING("--out", &out, "DIR",
-                       "where to write (default: report/ next to the first run directory, or\n"
-                       "inside a sweep's output directory)"),
+                       "where to write (default: RUN/report for one run, report/ next to\n"
+                       "the first run directory, or inside a sweep's output directory)"),
         MOE_OPT_STRING("--title", &title, "TEXT", "the report's title"),
         MOE_OPT_FLAG("--force", &force,
                      "write into a report directory that is not empty: the files of\n"
@@ -555,9 +564,12 @@ int moe_cmd_report(int argc, char **argv) {
     };
     const moe_args_spec spec = {
         "moe report",
-        "Tables (results.csv, results.md), PNG plots (gnuplot; skipped with a note when it is\n"
-        "not on PATH or MOE_GNUPLOT=none), report.md and index.html over training runs\n"
-        "(directories with metrics.jsonl). A sweep's output directory stands for all its runs.",
+        "One run directory: its curves against steps (loss and val loss, lr, grad norm, aux\n"
+        "and z loss, tokens/s and exchange share, per-group weight/grad/update norms) as\n"
+        "PNGs and report.md in RUN/report (default). Several runs, or a sweep's output\n"
+        "directory (all its runs): tables (results.csv, results.md), PNG plots, report.md\n"
+        "(with each run's config difference from the first run) and index.html. Plots use\n"
+        "gnuplot: skipped with a note when it is not on PATH or MOE_GNUPLOT=none.",
         pos,
         MOE_ARGS_N(pos),
         opts,
@@ -567,6 +579,14 @@ int moe_cmd_report(int argc, char **argv) {
         "report directory in use"};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
+    if (run_args.n == 1 && moe_report_one_run(run_args.v[0])) { // report/report.h
+        char def[MOE_PATH_MAX];
+        moe_status st = out ? MOE_OK : moe_path_fmt(def, "--out", "%s/report", run_args.v[0]);
+        if (!st) st = moe_run_report_write(run_args.v[0], out ? out : def, title, force, stdout);
+        if (st) fprintf(stderr, "moe report: %s\n", moe_last_error());
+        moe_args_free(&spec);
+        return moe_exit_code(st);
+    }
     for (int i = 0; i < run_args.n; i++) {
         const char *a = run_args.v[i];
         char p[MOE_PATH_MAX];

@@ -373,10 +373,10 @@ static void moe_images(const moe_report *rep, FILE *f, int html) {
             fprintf(f, "### %s\n\n![%s](%s)\n\n", main_png[i][1], main_png[i][1], main_png[i][0]);
     }
     if (html)
-        fputs("<h3>Expert load heatmaps (layer × expert, share of tokens)</h3>\n<div class=grid>\n",
+        fputs("<h3>Expert load heatmaps (layer × expert, share of token-expert pairs)</h3>\n<div class=grid>\n",
               f);
     else
-        fputs("### Expert load heatmaps (layer × expert, share of tokens, last 10% of steps)\n\n",
+        fputs("### Expert load heatmaps (layer × expert, share of token-expert pairs, last 10% of steps)\n\n",
               f);
     for (int r = 0; r < rep->n_runs; r++) {
         if (!rep->runs[r].share) continue;
@@ -389,6 +389,42 @@ static void moe_images(const moe_report *rep, FILE *f, int html) {
         }
     }
     fputs(html ? "</div>\n" : "\n", f);
+}
+
+// Each run's config against the first run's (moe_config_diff), beside the tables: what was
+// changed between the runs compared.
+static void moe_config_diffs(const moe_report *rep, FILE *f, int html) {
+    if (rep->n_runs < 2) return;
+    const moe_report_run *a = &rep->runs[0];
+    fputs(html ? "<h2>Config differences</h2>\n" : "\n## Config differences\n\n", f);
+    char *diff = moe_xcalloc(8192, 1);
+    for (int i = 1; i < rep->n_runs; i++) {
+        const moe_report_run *b = &rep->runs[i];
+        int n = a->cfg && b->cfg ? moe_config_diff(a->cfg, b->cfg, diff, 8192) : -1;
+        if (html) {
+            fputs("<p><b>", f);
+            moe_html_text(f, b->name);
+            fputs("</b> against <b>", f);
+            moe_html_text(f, a->name);
+            fputs(n < 0 ? "</b>: a config is not recorded (no sweep-run.json or checkpoint)</p>\n"
+                        : n ? "</b> (first value: ":"</b>: the same config</p>\n", f);
+            if (n > 0) {
+                moe_html_text(f, a->name);
+                fputs(")</p>\n<pre>", f);
+                moe_html_text(f, diff);
+                fputs("</pre>\n", f);
+            }
+        } else if (n < 0) {
+            fprintf(f, "- `%s` against `%s`: a config is not recorded (no sweep-run.json or "
+                       "checkpoint)\n", b->name, a->name);
+        } else if (n == 0) {
+            fprintf(f, "- `%s` against `%s`: the same config\n", b->name, a->name);
+        } else {
+            fprintf(f, "- `%s` against `%s` (%d fields; `%s`'s value first):\n\n```\n%s```\n",
+                    b->name, a->name, n, a->name, diff);
+        }
+    }
+    free(diff);
 }
 
 static moe_status moe_open(const moe_report *rep, const char *name, FILE **f) {
@@ -437,6 +473,7 @@ moe_status moe_report_write_docs(const moe_report *rep) {
         fputs("\nMean ± sample standard deviation over seeds, per point:\n\n", f);
         moe_table_emit(f, &points, 0);
     }
+    moe_config_diffs(rep, f, 0);
     fprintf(f, "\n%s Tables as CSV: [results.csv](results.csv).\n\n## Plots\n\n", moe_defs);
     if (rep->plots_ok)
         moe_images(rep, f, 0);
@@ -484,6 +521,7 @@ moe_status moe_report_write_docs(const moe_report *rep) {
         fputs("<p>Mean ± sample standard deviation over seeds, per point:</p>\n", f);
         moe_table_emit(f, &points, 1);
     }
+    moe_config_diffs(rep, f, 1);
     fputs("<p class=defs>", f);
     moe_html_text(f, moe_defs);
     fputs(" Tables as CSV: <a href=\"results.csv\">results.csv</a>.</p>\n<h2>Plots</h2>\n", f);

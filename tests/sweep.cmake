@@ -14,3 +14,8 @@ foreach(t cli resume stale e2e)
     TIMEOUT 300)
 endforeach()
 set_tests_properties(sweep_e2e PROPERTIES LABELS "sweep;nosan" PROCESSORS 2)
+# moe report on real runs (issue 17): the one-run report's PNGs and report.md, the config
+# difference of two runs, the load/drops/heatmap plot labels.
+add_test(NAME test_report_run COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_report_run.sh)
+set_tests_properties(test_report_run PROPERTIES LABELS "sweep"
+  ENVIRONMENT "MOE_BIN=$<TARGET_FILE:moe>;${MOE_TEST_ENV}" TIMEOUT 300)
