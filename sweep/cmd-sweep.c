@@ -193,6 +193,13 @@ static int moe_sweep_launch(char **argv, const char *log) {
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
         if (!getenv("OPENBLAS_NUM_THREADS")) setenv("OPENBLAS_NUM_THREADS", "1", 1);
+        // Open MPI's mpirun refuses to run as root unless told so (--allow-run-as-root, or these
+        // two variables); the variables are ignored by other launchers, so they are set here
+        // rather than adding an option only Open MPI knows. A container or fresh machine as root.
+        if (geteuid() == 0) {
+            setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
+            setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
+        }
         execvp(argv[0], argv);
         fprintf(stderr, "moe sweep: cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
@@ -227,6 +234,9 @@ static int moe_selected(const moe_sweep_run *r, char **only, int n_only) {
 // --dry-run: every selected run, its state, shape and command line; launches nothing.
 static void moe_sweep_print_plan(const moe_sweep *s, const char *self, char **only, int n_only) {
     static char diff[8192]; // one run's changed fields
+    if (geteuid() == 0)
+        printf("as root: every launch gets OMPI_ALLOW_RUN_AS_ROOT=1 and "
+               "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 (Open MPI's mpirun refuses root otherwise)\n");
     for (int i = 0; i < s->n_runs; i++) {
         const moe_sweep_run *r = &s->runs[i];
         if (!moe_selected(r, only, n_only)) continue;

@@ -19,3 +19,7 @@ set_tests_properties(sweep_e2e PROPERTIES LABELS "sweep;nosan" PROCESSORS 2)
 add_test(NAME test_report_run COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_report_run.sh)
 set_tests_properties(test_report_run PROPERTIES LABELS "sweep"
   ENVIRONMENT "MOE_BIN=$<TARGET_FILE:moe>;${MOE_TEST_ENV}" TIMEOUT 300)
+# moe sweep as root (issue 17): the launches get Open MPI's run-as-root variables.
+add_test(NAME sweep_root COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_sweep_root.sh)
+set_tests_properties(sweep_root PROPERTIES LABELS "sweep"
+  ENVIRONMENT "MOE_SRC=${CMAKE_SOURCE_DIR};MOE_BIN=$<TARGET_FILE:moe>;${MOE_TEST_ENV}" TIMEOUT 120)
