@@ -119,7 +119,7 @@ int moe_cmd_train(int argc, char **argv) {
         "                  balance); moe report's max/mean columns average the layers\n"
         "  exchange        share of the step in expert all-to-alls and gradient sync\n"
         "  eta             time left at the mean step time so far\n"
-        "  val             validation loss (on train.eval_interval steps)\n"
+        "  val             validation loss (on train.eval_interval steps)\n\n"
         "exit codes: 0 done, 1 run failed, 2 bad usage/config/layout, 3 bad data or\n"
         "checkpoint, 75 preempted (run again with --resume latest). See docs/training.md."};
     int pr = moe_args_parse(&spec, argc, argv);
