@@ -2,7 +2,8 @@
 # test_ux_misc.sh: small rough edges of issue 17, each checked on the built moe: `moe inspect`
 # prints the checkpoint format once; `moe eval --help` and `moe topo --help` list exit codes;
 # `moe train --help` explains the progress line, naming the worst layer's load max/mean apart
-# from the report's layer mean; Slurm's moe-train-<jobid>.out is ignored by git.
+# from the report's layer mean; topo --help explains its table's columns; Slurm's
+# moe-train-<jobid>.out is ignored by git.
 # Args: MOE_BIN SRC_DIR
 set -u
 bin=$1 src=$2
@@ -22,6 +23,11 @@ n=$(grep -o "format 1" "$WORK/inspect.out" | wc -l)
 [ "$n" = 1 ] || fail "inspect prints 'format 1' $n times: $(grep -i format "$WORK/inspect.out")"
 for cmd in eval topo generate train; do
     "$bin" $cmd --help | grep -q "^exit codes: 0 " || fail "moe $cmd --help lists no exit codes"
+done
+"$bin" topo --help >"$WORK/topo-help"
+for w in "local (rank within the node)" "ep_rk (its rank inside that group" "edp (its EDP rank" \
+    "blas (BLAS"; do
+    grep -qF -- "$w" "$WORK/topo-help" || fail "moe topo --help does not explain column '$w'"
 done
 "$bin" train --help >"$WORK/help"
 for w in "step S/N" "tok/s" "worst layer load max/mean" "moe report's max/mean columns average" \
