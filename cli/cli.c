@@ -17,6 +17,7 @@ static const moe_subcommand moe_subcommands[] = {
     {"params", moe_cmd_params, "total and active parameters, FLOPs per token, bytes per rank"},
     {"train", moe_cmd_train,
      "train the model of a config under mpirun/srun (metrics, checkpoints)"},
+    {"generate", moe_cmd_generate, "sample text from a checkpoint (any world size, deterministic per seed)"},
     {"eval", moe_cmd_eval, "validation loss of a checkpoint, at any world size"},
     {"topo", moe_cmd_topo, "machine topology, rank bindings and the EP/EDP groups (under mpirun)"},
     {"inspect", moe_cmd_inspect, "print a checkpoint's manifest and verify its files (CRC32C)"},
@@ -30,7 +31,9 @@ static const moe_subcommand moe_subcommands[] = {
 
 static void moe_cli_usage(FILE *f) {
     fprintf(f,
-            "usage: moe <command> [options]   (moe <command> --help for details)\n\ncommands:\n");
+            "usage: moe <command> [options]   (moe <command> --help for details)\n"
+            "       moe --version                 (version, git revision, dependency versions)\n"
+            "\ncommands:\n");
     for (size_t i = 0; i < sizeof moe_subcommands / sizeof moe_subcommands[0]; i++)
         fprintf(f, "  %-10s %s\n", moe_subcommands[i].name, moe_subcommands[i].summary);
     fprintf(f,
@@ -45,6 +48,10 @@ int moe_cli_main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         moe_cli_usage(stdout);
+        return MOE_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        moe_cli_version(stdout);
         return MOE_EXIT_OK;
     }
     for (size_t i = 0; i < sizeof moe_subcommands / sizeof moe_subcommands[0]; i++)

@@ -14,7 +14,12 @@ int moe_cmd_config(int argc, char **argv);  // cli/cmd-config.c: read, override,
 int moe_cmd_params(int argc, char **argv);  // cli/cmd-params.c: parameter accounting
 int moe_cmd_train(int argc, char **argv);   // cli/cmd-train.c: `moe train`
 int moe_cmd_eval(int argc, char **argv);    // cli/cmd-train.c: `moe eval`
+int moe_cmd_generate(int argc, char **argv); // cli/cmd-generate.c: sample from a checkpoint
 int moe_cmd_topo(int argc, char **argv);    // cli/cmd-topo.c: machine, bindings, EP/EDP groups
 int moe_cmd_inspect(int argc, char **argv); // cli/cmd-inspect.c: manifest + verification
+
+// `moe --version` (cli/cmd-version.c): version, git revision at build time, dependency versions
+// (run time and headers), one per line.
+void moe_cli_version(FILE *f);
 
 #endif

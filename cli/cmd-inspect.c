@@ -72,7 +72,13 @@ int moe_cmd_inspect(int argc, char **argv) {
     printf("step:        %lld (data cursor %llu, rng_state 0x%016llx)\n", (long long)m->step,
            (unsigned long long)m->data_cursor, (unsigned long long)m->rng_state);
     printf("layout:      world %d, ep %d\n", m->world_size, m->ep_size);
-    printf("written by:  %s, format %u\n", m->created_by ? m->created_by : "?", m->format_version);
+    // created_by names the format already ("moe (checkpoint format 1)"): say it once.
+    char fmt[32];
+    snprintf(fmt, sizeof fmt, "format %u", m->format_version);
+    if (m->created_by && strstr(m->created_by, fmt))
+        printf("written by:  %s\n", m->created_by);
+    else
+        printf("written by:  %s, %s\n", m->created_by ? m->created_by : "?", fmt);
     moe_inspect_config(m->config);
     uint64_t bytes = 0;
     size_t n_expert = 0;

@@ -20,12 +20,20 @@ int moe_cmd_topo(int argc, char **argv) {
         "Prints the machine (packages, cores, PUs, NUMA nodes), each rank's binding, the\n"
         "EP/EDP groups for expert-parallel size N and E experts, and warnings (unbound or\n"
         "oversubscribed ranks, EP groups spanning nodes).\n"
-        "Run under MPI: mpirun -np 4 moe topo --ep 2 --experts 8",
+        "Run under MPI: mpirun -np 4 moe topo --ep 2 --experts 8\n"
+        "\n"
+        "The rank table's columns: rank (world rank), host, node (node index; nodes\n"
+        "ordered by their lowest rank), local (rank within the node), cpuset (the PUs\n"
+        "the rank is bound to, or unbound), cores and PUs (how many it is bound to),\n"
+        "ep (its EP group), ep_rk (its rank inside that group: it holds experts\n"
+        "[ep_rk*E/EP, (ep_rk+1)*E/EP)), edp (its EDP rank: which replica), blas (BLAS\n"
+        "threads it will use).",
         NULL,
         0,
         opts,
         MOE_ARGS_N(opts),
-        NULL};
+        "exit codes: 0 printed, 1 MPI or topology failure, 2 bad usage or layout (EP\n"
+        "not dividing the world size or the experts)."};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
     moe_status st = moe_comm_init(&argc, &argv);

@@ -79,6 +79,7 @@ int moe_cmd_train(int argc, char **argv) {
     // checkpoint, exit 75 — instead of killing the rank. (docs/training.md "Preemption")
     moe_train_install_signals();
     const char *path = NULL, *resume = NULL;
+    int dry_run = 0;
     moe_args_list sets = {0};
     const moe_arg_pos pos[] = {
         {"CONFIG", MOE_ARG_STRING, &path, 1, 1, "the run's config (JSON, see docs/config.md)"},
@@ -88,6 +89,9 @@ int moe_cmd_train(int argc, char **argv) {
         MOE_OPT_STRING("--resume", &resume, "latest|DIR",
                        "latest: from OUT_DIR's newest checkpoint (fresh start if\n"
                        "none); DIR: from that checkpoint"),
+        MOE_OPT_FLAG("--dry-run", &dry_run,
+                     "check everything (config, layout, memory per rank, out_dir,\n"
+                     "checkpoints, data) and print it; train nothing, write nothing"),
     };
     const moe_args_spec spec = {
         "moe train",
@@ -103,6 +107,19 @@ int moe_cmd_train(int argc, char **argv) {
         MOE_ARGS_N(pos),
         opts,
         MOE_ARGS_N(opts),
+        "progress line (rank 0, every train.log_interval steps; docs/training.md):\n"
+        "  step S/N        steps done / train.steps\n"
+        "  loss            global loss of the step: cross-entropy + aux + z\n"
+        "  aux             the router's aux loss (summed over MoE layers)\n"
+        "  lr              learning rate of the step (warmup, then the schedule)\n"
+        "  tok/s           tokens of the global batch per second of this step\n"
+        "  worst layer load max/mean\n"
+        "                  the busiest expert's tokens over the mean per expert, in\n"
+        "                  the MoE layer where that ratio is largest (1 = perfect\n"
+        "                  balance); moe report's max/mean columns average the layers\n"
+        "  exchange        share of the step in expert all-to-alls and gradient sync\n"
+        "  eta             time left at the mean step time so far\n"
+        "  val             validation loss (on train.eval_interval steps)\n\n"
         "exit codes: 0 done, 1 run failed, 2 bad usage/config/layout, 3 bad data or\n"
         "checkpoint, 75 preempted (run again with --resume latest). See docs/training.md."};
     int pr = moe_args_parse(&spec, argc, argv);
@@ -125,8 +142,8 @@ int moe_cmd_train(int argc, char **argv) {
     } else {
         moe_train_blas_threads(c);
         moe_train_opts o = {.resume = resume};
-        moe_train_result r;
-        st = moe_train_run(cfg, c, &o, &r);
+        moe_train_result r = {.loss = NAN};
+        st = dry_run ? moe_train_dry_run(cfg, c, &o) : moe_train_run(cfg, c, &o, &r);
         if (st == MOE_EINTR)
             moe_comm_printf(c, "moe train: %s\n", moe_last_error());
         else if (st)
@@ -169,7 +186,9 @@ int moe_cmd_eval(int argc, char **argv) {
         0,
         opts,
         MOE_ARGS_N(opts),
-        NULL};
+        "exit codes: 0 printed, 1 run failed (I/O, MPI), 2 bad usage, config or world\n"
+        "size (no validation split, global_batch not divisible), 3 corrupt checkpoint\n"
+        "or data."};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
     if (moe_comm_init(NULL, NULL) != MOE_OK) {

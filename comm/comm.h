@@ -29,6 +29,10 @@ moe_status moe_comm_init(int *argc, char ***argv);
 moe_status moe_comm_finalize(void);
 // Abort every rank (MPI_Abort) with exit `code`: for a rank that cannot continue alone.
 void moe_comm_abort(int code);
+// The versions of the MPI library and of hwloc this binary runs with, next to the ones its headers
+// were compiled against ("4.1.4 (Open MPI v4.1.4, ...; header 4.1.4)"), for `moe --version`.
+// Needs no MPI initialisation (MPI_Get_library_version may be called before MPI_Init).
+void moe_comm_versions(char *mpi, size_t mpi_cap, char *hwloc, size_t hwloc_cap);
 
 // ---------------------------------------------------------------- layout and groups
 // Pure check of a layout, usable without MPI: refuses ep < 1, world < 1, EP not dividing W, EP

@@ -284,3 +284,25 @@ int moe_comm_cross_node_cpu_overlap(const moe_comm *c, char *msg, size_t n) {
     free(all);
     return pairs;
 }
+
+void moe_comm_versions(char *mpi, size_t mpi_cap, char *hwloc, size_t hwloc_cap) {
+    char lib[MPI_MAX_LIBRARY_VERSION_STRING] = "";
+    int len = 0;
+    if (MPI_Get_library_version(lib, &len) != MPI_SUCCESS) snprintf(lib, sizeof lib, "unknown");
+    char *nl = strpbrk(lib, "\n,"); // "Open MPI v4.1.4, package: ..., ident: ..., repo rev: ..."
+    if (nl) *nl = 0;
+#ifdef OMPI_MAJOR_VERSION
+    snprintf(mpi, mpi_cap, "%s (header Open MPI %d.%d.%d, MPI %d.%d)", lib, OMPI_MAJOR_VERSION,
+             OMPI_MINOR_VERSION, OMPI_RELEASE_VERSION, MPI_VERSION, MPI_SUBVERSION);
+#else
+    snprintf(mpi, mpi_cap, "%s (header MPI %d.%d)", lib, MPI_VERSION, MPI_SUBVERSION);
+#endif
+    // hwloc has no release number at run time, only the API version (2.9.0 has API 2.8.0).
+    const unsigned v = hwloc_get_api_version();
+#ifdef HWLOC_VERSION
+    snprintf(hwloc, hwloc_cap, "%s (header; runtime API %u.%u.%u)", HWLOC_VERSION, v >> 16,
+             (v >> 8) & 0xff, v & 0xff);
+#else
+    snprintf(hwloc, hwloc_cap, "API %u.%u.%u (runtime)", v >> 16, (v >> 8) & 0xff, v & 0xff);
+#endif
+}

@@ -276,6 +276,24 @@ static const char *moe_set_for_field(const char *line, const char *const *sets, 
     return NULL;
 }
 
+// The override that wrote another field the line names ("... exceeds train.steps = 10": a
+// relation between two fields), NULL if none; *other gets the field's text (cap bytes).
+static const char *moe_set_for_other(const char *line, const char *const *sets, int n_sets,
+                                     char *other, size_t cap) {
+    const char *id = "abcdefghijklmnopqrstuvwxyz0123456789_.[]";
+    for (const char *p = line + strspn(line, id); *p; p++) {
+        if (p[-1] != ' ' || !strchr("abcdefghijklmnopqrstuvwxyz", *p)) continue;
+        const size_t n = strspn(p, id);
+        if (!memchr(p, '.', n) || strncmp(p + n, " = ", 3)) continue;
+        const char *set = moe_set_for_field(p, sets, n_sets);
+        if (set) {
+            snprintf(other, cap, "%.*s", (int)n, p);
+            return set;
+        }
+    }
+    return NULL;
+}
+
 // Prefixes every line of the last error with "--set a.b=v: " when an override wrote the field it
 // names, else "origin:line:col: " where the file wrote it, else "origin: " (a default). Lines
 // that no longer fit are counted in the tail "... and N more", never cut.
@@ -297,8 +315,20 @@ static moe_status moe_prefix_error(moe_status st, const char *origin, const char
         const char *set = moe_set_for_field(line, sets, n_sets);
         if (set)
             snprintf(where, sizeof where, "--set %s: ", set);
-        else if (moe_locate_field(line, text, len, &pos) == 0)
+        else if (moe_locate_field(line, text, len, &pos) == 0) {
+            char other[128], field[128];
+            const char *oset = moe_set_for_other(line, sets, n_sets, other, sizeof other);
+            snprintf(field, sizeof field, "%.*s",
+                     (int)strspn(line, "abcdefghijklmnopqrstuvwxyz0123456789_.[]"), line);
+            if (oset) { // the file's field is fine alone: the override made the conflict
+                moe_list_add(&l,
+                             "--set %s conflicts with %s:%d:%d (the file's %s): %s; override "
+                             "%s too (--set %s=...) or leave %s as the file has it",
+                             oset, origin, pos.line, pos.column, field, line, field, field, other);
+                continue;
+            }
             snprintf(where, sizeof where, "%s:%d:%d: ", origin, pos.line, pos.column);
+        }
         else
             snprintf(where, sizeof where, "%s: ", origin);
         moe_list_add(&l, "%s%s", where, line);

@@ -4,6 +4,7 @@
 // sweep keeps no state of its own beyond each run directory (DONE marker, metrics, checkpoints),
 // so a killed sweep resumes by being run again.
 #include "moe-args.h"
+#include "report.h"
 #include "sweep-impl.h"
 
 #include <dirent.h>
@@ -192,6 +193,13 @@ static int moe_sweep_launch(char **argv, const char *log) {
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
         if (!getenv("OPENBLAS_NUM_THREADS")) setenv("OPENBLAS_NUM_THREADS", "1", 1);
+        // Open MPI's mpirun refuses to run as root unless told so (--allow-run-as-root, or these
+        // two variables); the variables are ignored by other launchers, so they are set here
+        // rather than adding an option only Open MPI knows. A container or fresh machine as root.
+        if (geteuid() == 0) {
+            setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
+            setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
+        }
         execvp(argv[0], argv);
         fprintf(stderr, "moe sweep: cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
@@ -226,6 +234,9 @@ static int moe_selected(const moe_sweep_run *r, char **only, int n_only) {
 // --dry-run: every selected run, its state, shape and command line; launches nothing.
 static void moe_sweep_print_plan(const moe_sweep *s, const char *self, char **only, int n_only) {
     static char diff[8192]; // one run's changed fields
+    if (geteuid() == 0)
+        printf("as root: every launch gets OMPI_ALLOW_RUN_AS_ROOT=1 and "
+               "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 (Open MPI's mpirun refuses root otherwise)\n");
     for (int i = 0; i < s->n_runs; i++) {
         const moe_sweep_run *r = &s->runs[i];
         if (!moe_selected(r, only, n_only)) continue;
@@ -534,6 +545,14 @@ static int moe_dir_cmp(const void *a, const void *b) {
     return strcmp(x->dir, y->dir);
 }
 
+// One argument that is not a sweep's output directory (no runs/ in it): the one-run report.
+static int moe_report_one_run(const char *dir) {
+    char p[MOE_PATH_MAX];
+    snprintf(p, sizeof p, "%s/runs", dir);
+    struct stat sb;
+    return stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode);
+}
+
 int moe_cmd_report(int argc, char **argv) {
     const char *out = NULL, *title = NULL;
     moe_args_list run_args = {0};
@@ -546,8 +565,8 @@ int moe_cmd_report(int argc, char **argv) {
     };
     const moe_arg_opt opts[] = {
         MOE_OPT_STRING("--out", &out, "DIR",
-                       "where to write (default: report/ next to the first run directory, or\n"
-                       "inside a sweep's output directory)"),
+                       "where to write (default: RUN/report for one run, report/ next to\n"
+                       "the first run directory, or inside a sweep's output directory)"),
         MOE_OPT_STRING("--title", &title, "TEXT", "the report's title"),
         MOE_OPT_FLAG("--force", &force,
                      "write into a report directory that is not empty: the files of\n"
@@ -555,9 +574,12 @@ int moe_cmd_report(int argc, char **argv) {
     };
     const moe_args_spec spec = {
         "moe report",
-        "Tables (results.csv, results.md), PNG plots (gnuplot; skipped with a note when it is\n"
-        "not on PATH or MOE_GNUPLOT=none), report.md and index.html over training runs\n"
-        "(directories with metrics.jsonl). A sweep's output directory stands for all its runs.",
+        "One run directory: its curves against steps (loss and val loss, lr, grad norm, aux\n"
+        "and z loss, tokens/s and exchange share, per-group weight/grad/update norms) as\n"
+        "PNGs and report.md in RUN/report (default). Several runs, or a sweep's output\n"
+        "directory (all its runs): tables (results.csv, results.md), PNG plots, report.md\n"
+        "(with each run's config difference from the first run) and index.html. Plots use\n"
+        "gnuplot: skipped with a note when it is not on PATH or MOE_GNUPLOT=none.",
         pos,
         MOE_ARGS_N(pos),
         opts,
@@ -567,6 +589,14 @@ int moe_cmd_report(int argc, char **argv) {
         "report directory in use"};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
+    if (run_args.n == 1 && moe_report_one_run(run_args.v[0])) { // report/report.h
+        char def[MOE_PATH_MAX];
+        moe_status st = out ? MOE_OK : moe_path_fmt(def, "--out", "%s/report", run_args.v[0]);
+        if (!st) st = moe_run_report_write(run_args.v[0], out ? out : def, title, force, stdout);
+        if (st) fprintf(stderr, "moe report: %s\n", moe_last_error());
+        moe_args_free(&spec);
+        return moe_exit_code(st);
+    }
     for (int i = 0; i < run_args.n; i++) {
         const char *a = run_args.v[i];
         char p[MOE_PATH_MAX];

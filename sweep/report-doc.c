@@ -54,7 +54,7 @@ static double moe_col_scale(int c) { return c == 6 ? 100.0 : 1.0; } // drop frac
 static void moe_table_runs(const moe_report *rep, moe_table *t) {
     static const char *h[] = {
         "run",      "point",        "seed",           "steps",          "train loss",
-        "val loss", "tokens/s",     "max/mean (end)", "max/mean (avg)", "CV",
+        "val loss", "tokens/s",     "layer-mean max/mean (end)", "layer-mean max/mean (avg)", "CV",
         "dropped",  "dead experts", "router entropy", "active params",  "total params"};
     t->cols = 15;
     for (int c = 0; c < t->cols; c++) snprintf(t->head[c], MOE_CELL, "%s", h[c]);
@@ -79,7 +79,7 @@ static void moe_table_runs(const moe_report *rep, moe_table *t) {
 
 static void moe_table_points(const moe_report *rep, moe_table *t) {
     static const char *h[] = {"point",    "runs",           "train loss",     "val loss",
-                              "tokens/s", "max/mean (end)", "max/mean (avg)", "CV",
+                              "tokens/s", "layer-mean max/mean (end)", "layer-mean max/mean (avg)", "CV",
                               "dropped",  "dead experts",   "router entropy"};
     t->cols = 11;
     for (int c = 0; c < t->cols; c++) snprintf(t->head[c], MOE_CELL, "%s", h[c]);
@@ -343,9 +343,9 @@ static void moe_findings(const moe_report *rep, moe_lines *L) {
 static const char moe_defs[] =
     "Definitions (docs/sweeps.md): *train loss* is the LM cross-entropy (router losses excluded) "
     "averaged over the last 10% of steps; *val loss* is the last validation loss; *tokens/s* is "
-    "the mean over steps after the first; *max/mean* is the largest expert load over the mean "
-    "load, averaged over MoE layers, over the last 10% of steps (*end*) and over the whole run "
-    "(*avg*); *CV* is the load's coefficient of variation at the end; *dropped* is the share of "
+    "the mean over steps after the first; *layer-mean max/mean* is the largest expert load over "
+    "the mean load, averaged over MoE layers, over the last 10% of steps (*end*) and over the "
+    "whole run (*avg*) (moe train's progress line shows the worst layer's instead); *CV* is the load's coefficient of variation at the end; *dropped* is the share of "
     "routed token-expert pairs dropped by capacity over the run; *dead experts* have no token in "
     "the last 10% of steps (summed over layers); *router entropy* is the mean per-token entropy "
     "of the routing distribution (nats) at the end; *active params* are the parameters one token "
@@ -373,10 +373,10 @@ static void moe_images(const moe_report *rep, FILE *f, int html) {
             fprintf(f, "### %s\n\n![%s](%s)\n\n", main_png[i][1], main_png[i][1], main_png[i][0]);
     }
     if (html)
-        fputs("<h3>Expert load heatmaps (layer × expert, share of tokens)</h3>\n<div class=grid>\n",
+        fputs("<h3>Expert load heatmaps (layer × expert, share of token-expert pairs)</h3>\n<div class=grid>\n",
               f);
     else
-        fputs("### Expert load heatmaps (layer × expert, share of tokens, last 10% of steps)\n\n",
+        fputs("### Expert load heatmaps (layer × expert, share of token-expert pairs, last 10% of steps)\n\n",
               f);
     for (int r = 0; r < rep->n_runs; r++) {
         if (!rep->runs[r].share) continue;
@@ -389,6 +389,42 @@ static void moe_images(const moe_report *rep, FILE *f, int html) {
         }
     }
     fputs(html ? "</div>\n" : "\n", f);
+}
+
+// Each run's config against the first run's (moe_config_diff), beside the tables: what was
+// changed between the runs compared.
+static void moe_config_diffs(const moe_report *rep, FILE *f, int html) {
+    if (rep->n_runs < 2) return;
+    const moe_report_run *a = &rep->runs[0];
+    fputs(html ? "<h2>Config differences</h2>\n" : "\n## Config differences\n\n", f);
+    char *diff = moe_xcalloc(8192, 1);
+    for (int i = 1; i < rep->n_runs; i++) {
+        const moe_report_run *b = &rep->runs[i];
+        int n = a->cfg && b->cfg ? moe_config_diff(a->cfg, b->cfg, diff, 8192) : -1;
+        if (html) {
+            fputs("<p><b>", f);
+            moe_html_text(f, b->name);
+            fputs("</b> against <b>", f);
+            moe_html_text(f, a->name);
+            fputs(n < 0 ? "</b>: a config is not recorded (no sweep-run.json or checkpoint)</p>\n"
+                        : n ? "</b> (first value: ":"</b>: the same config</p>\n", f);
+            if (n > 0) {
+                moe_html_text(f, a->name);
+                fputs(")</p>\n<pre>", f);
+                moe_html_text(f, diff);
+                fputs("</pre>\n", f);
+            }
+        } else if (n < 0) {
+            fprintf(f, "- `%s` against `%s`: a config is not recorded (no sweep-run.json or "
+                       "checkpoint)\n", b->name, a->name);
+        } else if (n == 0) {
+            fprintf(f, "- `%s` against `%s`: the same config\n", b->name, a->name);
+        } else {
+            fprintf(f, "- `%s` against `%s` (%d fields; `%s`'s value first):\n\n```\n%s```\n",
+                    b->name, a->name, n, a->name, diff);
+        }
+    }
+    free(diff);
 }
 
 static moe_status moe_open(const moe_report *rep, const char *name, FILE **f) {
@@ -437,6 +473,7 @@ moe_status moe_report_write_docs(const moe_report *rep) {
         fputs("\nMean ± sample standard deviation over seeds, per point:\n\n", f);
         moe_table_emit(f, &points, 0);
     }
+    moe_config_diffs(rep, f, 0);
     fprintf(f, "\n%s Tables as CSV: [results.csv](results.csv).\n\n## Plots\n\n", moe_defs);
     if (rep->plots_ok)
         moe_images(rep, f, 0);
@@ -484,6 +521,7 @@ moe_status moe_report_write_docs(const moe_report *rep) {
         fputs("<p>Mean ± sample standard deviation over seeds, per point:</p>\n", f);
         moe_table_emit(f, &points, 1);
     }
+    moe_config_diffs(rep, f, 1);
     fputs("<p class=defs>", f);
     moe_html_text(f, moe_defs);
     fputs(" Tables as CSV: <a href=\"results.csv\">results.csv</a>.</p>\n<h2>Plots</h2>\n", f);

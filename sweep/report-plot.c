@@ -244,7 +244,9 @@ static int moe_write_script(moe_report *rep, FILE *g, char (*pngs)[256], int cap
                       "per point; 1 = perfect balance",
                       1000, 560);
         fprintf(g, "set key outside right top\nset xlabel 'step'\nset ylabel 'max / mean load'\n"
-                   "plot 1 w l lc 'gray' dt 2 t 'perfect balance'");
+                   // from 0, so the perfect-balance line at 1 is inside the plot, not its border
+                   "set yrange [0:*]\n"
+                   "plot 1 w l lc 'gray' dt 2 lw 2 t 'perfect balance'");
         for (int p = 0; p < rep->n_points; p++) {
             if (!rep->runs[rep->points[p].first].n_layers) continue;
             fprintf(g, ", \\\n    'data/point-%d.dat' u 1:4 w l lw 2 ", p);
@@ -260,7 +262,9 @@ static int moe_write_script(moe_report *rep, FILE *g, char (*pngs)[256], int cap
                       "1 = perfect balance)",
                       1000, 560);
         fprintf(g, "set key outside right top\nset xlabel 'step'\nset ylabel 'max / mean load'\n"
-                   "plot 1 w l lc 'gray' dt 2 t 'perfect balance'");
+                   // from 0, so the perfect-balance line at 1 is inside the plot, not its border
+                   "set yrange [0:*]\n"
+                   "plot 1 w l lc 'gray' dt 2 lw 2 t 'perfect balance'");
         for (int i = 0; i < rep->n_runs; i++) {
             if (!rep->runs[i].n_layers) continue;
             fprintf(g, ", \\\n    'data/%s.dat' u 1:6 w l lw 1.5 ", rep->runs[i].file);
@@ -273,14 +277,19 @@ static int moe_write_script(moe_report *rep, FILE *g, char (*pngs)[256], int cap
                       "Dropped fraction of routed token-expert pairs (all MoE "
                       "layers, moving mean)",
                       1000, 560);
+        int dropped = 0; // every run dropless: say so on the plot instead of an empty one
+        for (int i = 0; i < rep->n_runs; i++) dropped |= rep->runs[i].drop_frac > 0;
         fprintf(g, "set key outside right top\nset xlabel 'step'\nset ylabel 'drop fraction'\n"
-                   "set yrange [0:*]\nplot");
+                   "set yrange [0:%s]\n%splot", dropped ? "*" : "1",
+                dropped ? "" : "set label 1 'no drops (dropless)' at graph 0.5,0.5 center "
+                               "font ',16'\n");
         for (int i = 0, k = 0; i < rep->n_runs; i++) {
             if (!rep->runs[i].n_layers) continue;
             fprintf(g, "%s'data/%s.dat' u 1:8 w l lw 1.5 ", k++ ? ", \\\n    " : " ",
                     rep->runs[i].file);
             moe_gp_style(g, i);
-            fprintf(g, " t '%s'", moe_gq(rep->runs[i].name, 0));
+            fprintf(g, " t '%s%s'", moe_gq(rep->runs[i].name, 0),
+                    rep->runs[i].drop_frac > 0 ? "" : ": no drops (dropless)");
         }
         fputc('\n', g);
         snprintf(pngs[np++], 256, "drops.png");
@@ -290,7 +299,8 @@ static int moe_write_script(moe_report *rep, FILE *g, char (*pngs)[256], int cap
         if (!r->share) continue;
         char png[256], title[512];
         snprintf(png, sizeof png, "heatmap-%s.png", r->file);
-        snprintf(title, sizeof title, "%s: share of tokens per expert (last 10%% of steps)",
+        snprintf(title, sizeof title,
+                 "%s: share of token-expert pairs per expert (last 10%% of steps)",
                  moe_gq(r->name, 0));
         moe_gp_common(g, png, title, 560, 120 + 40 * (r->n_layers < 8 ? r->n_layers : 8));
         // Colour scale 0 .. 1/top_k (one expert taking every token) so runs with the same top_k

@@ -47,6 +47,9 @@ void moe_sweep_free(moe_sweep *s);
 // end "    ... and N more"). A missing or unreadable record counts as changed (returns
 // 1, diff says so).
 int moe_sweep_run_changed(const moe_sweep_run *r, char *diff, size_t cap);
+// The same comparison of two configs a (old) and b (new): the number of differing fields, one
+// "    path: a's value -> b's value" line each in diff (out_dir excepted; absent = default).
+int moe_config_diff(const Moe__Config *a, const Moe__Config *b, char *diff, size_t cap);
 
 // ---------------------------------------------------------------- reports (sweep/report*.c)
 

@@ -425,9 +425,16 @@ int moe_sweep_run_changed(const moe_sweep_run *r, char *diff, size_t cap) {
         if (m) protobuf_c_message_free_unpacked(m, NULL);
         return 1;
     }
+    const int n = moe_config_diff(((Moe__SweepRun *)m)->config, r->cfg, diff, cap);
+    protobuf_c_message_free_unpacked(m, NULL);
+    free(text);
+    return n;
+}
+
+int moe_config_diff(const Moe__Config *a, const Moe__Config *b, char *diff, size_t cap) {
     Moe__Config *def_cfg = moe_config_new_default();
     MOE_ASSERT(def_cfg);
-    json_t *was = moe_cfg_json(((Moe__SweepRun *)m)->config), *now = moe_cfg_json(r->cfg);
+    json_t *was = moe_cfg_json(a), *now = moe_cfg_json(b);
     json_t *def = moe_cfg_json(def_cfg);
     // "    a: x -> y\n    b: ...\n": the list is kept one byte short for the last newline.
     moe_list l;
@@ -443,7 +450,5 @@ int moe_sweep_run_changed(const moe_sweep_run *r, char *diff, size_t cap) {
     json_decref(now);
     json_decref(def);
     moe_config_free(def_cfg);
-    protobuf_c_message_free_unpacked(m, NULL);
-    free(text);
     return n;
 }

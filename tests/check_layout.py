@@ -34,7 +34,9 @@ ROOMS = {
     "trainer/data": "trainer/data/data.h",
     "trainer/checkpoint": "trainer/checkpoint/checkpoint.h",
     "bench": "bench/bench.h",
+    "report": "report/report.h",
     "sweep": "sweep/sweep.h",
+    "generate": "generate/generate.h",
     "cli": "cli/cli.h",
 }
 

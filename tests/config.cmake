@@ -36,3 +36,7 @@ moe_add_test(test_config_cli SOURCES test_config_cli.c LABELS config
 # Long lists in messages (problems, known fields, differing fields) end "... and N more" at an item
 # boundary, never mid-word (common/list.c and its users).
 moe_add_test(test_error_lists SOURCES test_error_lists.c LABELS config)
+# moe config --from-hf (issue 17): every examples/hf config through it and back, counts equal.
+add_test(NAME test_config_from_hf COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_config_from_hf.sh)
+set_tests_properties(test_config_from_hf PROPERTIES LABELS "unit;config"
+  ENVIRONMENT "MOE_BIN=$<TARGET_FILE:moe>;MOE_SRC=${CMAKE_SOURCE_DIR};${MOE_TEST_ENV}" TIMEOUT 300)

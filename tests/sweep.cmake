@@ -14,3 +14,12 @@ foreach(t cli resume stale e2e)
     TIMEOUT 300)
 endforeach()
 set_tests_properties(sweep_e2e PROPERTIES LABELS "sweep;nosan" PROCESSORS 2)
+# moe report on real runs (issue 17): the one-run report's PNGs and report.md, the config
+# difference of two runs, the load/drops/heatmap plot labels.
+add_test(NAME test_report_run COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_report_run.sh)
+set_tests_properties(test_report_run PROPERTIES LABELS "sweep"
+  ENVIRONMENT "MOE_BIN=$<TARGET_FILE:moe>;${MOE_TEST_ENV}" TIMEOUT 300)
+# moe sweep as root (issue 17): the launches get Open MPI's run-as-root variables.
+add_test(NAME sweep_root COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_sweep_root.sh)
+set_tests_properties(sweep_root PROPERTIES LABELS "sweep"
+  ENVIRONMENT "MOE_SRC=${CMAKE_SOURCE_DIR};MOE_BIN=$<TARGET_FILE:moe>;${MOE_TEST_ENV}" TIMEOUT 120)

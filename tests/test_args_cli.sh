@@ -95,6 +95,7 @@ help_lists "train" --set --resume
 help_lists "eval" --checkpoint --data --batches --set
 help_lists "topo" --ep --experts --fake-node-size
 help_lists "inspect" --no-tensors
+help_lists "generate" --prompt --tokens --temperature --top-k --seed --context --set
 help_lists "sweep" --dry-run --only --out
 help_lists "report" --out --title
 help_lists "bench layer" --json --shape --warmup --iters --ep

@@ -314,7 +314,7 @@ static const cli_case cases[] = {
      "\"scoring\": \"sigmoid\"",
      0},
     {"good/camel_case.json", {0}, 0, "\"vocab_size\": 50304", "\"seed\": 1234", 1},
-    {"", {"--help"}, 0, "usage: moe config CONFIG", "--set path=value", 0},
+    {"", {"--help"}, 0, "usage: moe config [CONFIG]", "--set path=value", 0},
 };
 
 static char *slurp(int fd) {

@@ -39,3 +39,19 @@ foreach(np 2 4)
 endforeach()
 moe_add_test(test_exchange_auto SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_exchange_auto.c
   LABELS train)
+# moe generate (issue 17): the sampling kernel against its definition, and end to end: the same
+# text at np 1, np 2 and np 2 EP 2, greedy, the sliding window, refused arguments.
+moe_add_test(test_sample SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_sample.c LABELS generate)
+add_test(NAME test_generate COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_generate.sh)
+set_tests_properties(test_generate PROPERTIES LABELS "mpi;np2;generate"
+  ENVIRONMENT "MOE_BIN=$<TARGET_FILE:moe>;MPIRUN=${MPIEXEC_EXECUTABLE};${MOE_TEST_ENV}"
+  TIMEOUT 300 PROCESSORS 2)
+# Issue 17: moe train --dry-run, and the rough edges a new user met (test_train_ux.py).
+foreach(scenario dryrun edges)
+  add_test(NAME test_train_ux_${scenario}
+    COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_train_ux.py ${scenario}
+            --moe $<TARGET_FILE:moe> --ckcmp $<TARGET_FILE:test_train_ckcmp>
+            --mpirun ${MPIEXEC_EXECUTABLE} --work ${CMAKE_CURRENT_BINARY_DIR}/train-runs)
+  set_tests_properties(test_train_ux_${scenario} PROPERTIES LABELS "mpi;np2;train"
+    ENVIRONMENT "${MOE_TEST_ENV}" TIMEOUT 300 PROCESSORS 2)
+endforeach()

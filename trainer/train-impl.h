@@ -7,6 +7,7 @@
 
 #include "comm.h"
 #include "moe-common.h"
+#include "moe.pb-c.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -45,6 +46,16 @@ moe_status moe_metrics_trim(const char *path, int64_t step, FILE *log);
 // A fresh run (no --resume): MOE_EUSAGE when dir/metrics.jsonl exists and is not empty (a fresh
 // run would overwrite an earlier run's records), naming the file and the ways out.
 moe_status moe_metrics_check_fresh(const char *dir);
+
+// ---------------------------------------------------------------- setup checks (train-setup.c)
+// --resume: MOE_EINVAL when the checkpoint at `where` was trained with another train.seed (the
+// batches and jitter follow it), naming both and the --set that continues the run.
+moe_status moe_train_check_seed(const Moe__Config *cfg, const char *where);
+// --resume: when cfg's learning-rate schedule (schedule, lr, min_lr, warmup_steps, steps) differs
+// from the checkpoint's, prints both on rank 0 and the lr step `start + 1` runs at under each
+// (raising train.steps makes the lr jump). Silent otherwise or when the manifest is unreadable.
+void moe_train_schedule_note(const Moe__Config *cfg, const char *where, int64_t start,
+                             const moe_comm *c);
 
 // ---------------------------------------------------------------- stragglers (straggler.c)
 // Rank 0 sums every rank's compute and wait seconds per step (the agreed per-rank figures of

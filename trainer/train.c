@@ -196,29 +196,6 @@ moe_status moe_train_open_data(const Moe__Config *cfg, const moe_comm *c, moe_da
     return moe_comm_agree(c, st);
 }
 
-// A resumed run continues the same run only with the checkpoint's train.seed (batches and router
-// jitter follow it): another seed is refused, naming both.
-static moe_status moe_train_check_seed(const Moe__Config *cfg, const char *where) {
-    char dir[MOE_PATH_MAX];
-    Moe__CheckpointManifest *man = NULL;
-    moe_status st = moe_ckpt_resolve(where, dir, sizeof dir);
-    if (!st) st = moe_ckpt_read_manifest(dir, &man);
-    if (st) return st;
-    const Moe__TrainConfig def = MOE__TRAIN_CONFIG__INIT; // an absent section: its defaults
-    const uint64_t was = man->config && man->config->train ? man->config->train->seed : def.seed;
-    const uint64_t now = cfg->train->seed;
-    if (was != now)
-        st = moe_set_error(MOE_EINVAL,
-                           "--resume %s: the checkpoint was trained with train.seed = %llu, the "
-                           "config says %llu; the batches and the router jitter follow the seed, "
-                           "so this would not continue that run: --set train.seed=%llu (or "
-                           "start a fresh run in another out_dir)",
-                           where, (unsigned long long)was, (unsigned long long)now,
-                           (unsigned long long)was);
-    protobuf_c_message_free_unpacked(&man->base, NULL);
-    return st;
-}
-
 // ---------------------------------------------------------------- the loop
 
 typedef struct {
@@ -612,7 +589,7 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
                 moe_fmt_eta(eta, sizeof eta, per * (double)(tr->steps - step - 1));
                 double exch = rec.exchange_seconds + t_sync;
                 printf("step %6lld/%lld | loss %.4f | aux %.4f | lr %.2e | %8.0f tok/s | "
-                       "load max/mean %.2f | exchange %2.0f%% | eta %s%s",
+                       "worst layer load max/mean %.2f | exchange %2.0f%% | eta %s%s",
                        (long long)step + 1, (long long)tr->steps, loss, aux, lr, rec.tokens_per_s,
                        load_max, 100.0 * exch / t_step, eta, do_eval ? "" : "\n");
                 if (do_eval) printf(" | val %.4f\n", rec.val_loss);
@@ -678,6 +655,11 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
     const moe_watchdog_params wp = moe_train_watchdog_params(cfg);
     if ((st = moe_comm_agree(c, moe_watchdog_start(c, &wp, &tr.wd)))) return st;
     const int64_t Bl = tc->global_batch / W;
+    // A fresh run refuses an earlier run's files first, before the data's lines (setup errors
+    // come before anything else is printed).
+    if (!(o && o->resume) && (st = moe_comm_agree(c, moe_ckpt_check_fresh(cfg->out_dir)))) goto out;
+    if (!(o && o->resume) && lay.world_rank == 0) st = moe_metrics_check_fresh(cfg->out_dir);
+    if ((st = moe_comm_agree(c, st))) goto out;
     if ((st = moe_train_open_data(cfg, c, &tr.d))) goto out;
     if (moe_data_val_tokens(tr.d) == 0 && tc->eval_interval > 0)
         moe_comm_printf(c, "note: no validation split (data.val_fraction = 0, no data.val_path): "
@@ -721,11 +703,9 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
                             "resumed from %s at step %lld (written at world %d, ep %d; now "
                             "world %d, ep %d)\n",
                             where, (long long)start, cs.world, cs.ep, W, lay.ep);
+            moe_train_schedule_note(cfg, where, start, c);
         }
     }
-    if (!(o && o->resume) && (st = moe_comm_agree(c, moe_ckpt_check_fresh(cfg->out_dir)))) goto out;
-    if (!(o && o->resume) && lay.world_rank == 0) st = moe_metrics_check_fresh(cfg->out_dir);
-    if ((st = moe_comm_agree(c, st))) goto out;
     if (lay.world_rank == 0) { // resumed (also from step 0): the records up to the checkpoint
         char mp[MOE_PATH_MAX];
         snprintf(mp, sizeof mp, "%s/metrics.jsonl", cfg->out_dir);

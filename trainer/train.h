@@ -96,6 +96,13 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens /* (Bl,
 // Collective over c's world (c NULL: one process). MOE_EINTR: preempted, checkpoint written.
 moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_train_opts *o,
                          moe_train_result *res);
+// `moe train --dry-run`: every check of moe_train_run's setup without training or writing —
+// the layout (one line per rank), the memory per rank (moe_model_memory_of) against the machine,
+// out_dir writable (probed with access(2): nothing is created), the checkpoints (a fresh run: none
+// there; --resume: the checkpoint found, its files verified, its seed, the schedule change) and
+// the data (opened, split sizes; an absent default corpus is named, not generated). Prints on
+// rank 0; the first failing check's status, agreed. Collective (c NULL: one process).
+moe_status moe_train_dry_run(const Moe__Config *cfg, const moe_comm *c, const moe_train_opts *o);
 // The job watchdog's parameters from cfg's `watchdog` section (its proto defaults without one).
 moe_watchdog_params moe_train_watchdog_params(const Moe__Config *cfg);
 // Mean validation loss over `batches` fixed batches of global_batch sequences (collective).

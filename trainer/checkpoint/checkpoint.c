@@ -273,6 +273,14 @@ out:
     return rc;
 }
 
+// mkdtemp creates 0700 whatever the umask: give the directory the mode mkdir would (0777 less
+// the umask), so group members on a shared cluster can read checkpoints when the umask lets them.
+static int ck_follow_umask(const char *dir) {
+    const mode_t u = umask(0); // read it (there is no other way) and put it back at once
+    umask(u);
+    return chmod(dir, 0777 & ~u);
+}
+
 // Rank 0 after a complete save: all but the newest `keep` checkpoints go (renamed first, so a
 // half-deleted directory never looks like a checkpoint).
 static void ck_prune(const char *ckdir, int keep, int64_t newest) {
@@ -326,7 +334,7 @@ moe_status moe_ckpt_save(moe_ckpt *ck, const moe_comm *c, const char *out_dir,
         } else {
             ck_clean_tmp(ckdir);
             moe_ckpt_fmt(tmp, sizeof tmp, "%s.tmp-XXXXXX", final);
-            if (!mkdtemp(tmp))
+            if (!mkdtemp(tmp) || ck_follow_umask(tmp) != 0)
                 rc = moe_set_error(MOE_EIO, "cannot create %s: %s", tmp, strerror(errno));
         }
     }

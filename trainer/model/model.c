@@ -160,16 +160,15 @@ static int moe_is_moe_layer(const Moe__ModelConfig *mc, int l) {
     return 1;
 }
 
-// Refuses a shape whose memory per rank is beyond this machine before anything is sized from it:
-// parameters, gradients, Adam state and the previous-step copy (moe_params_count, overflow
-// checked) plus the activation block for B_local sequences, estimated in double (it bounds every
-// int64 product moe_model_carve and the MoE layers form, so none of them can overflow).
-static moe_status moe_model_check_size(const Moe__Config *cfg, const Moe__RouterConfig *rc,
-                                       const moe_model_layout *lay, const moe_comm *comm,
-                                       int64_t B_local) {
+moe_status moe_model_memory_of(const Moe__Config *cfg, const moe_model_layout *lay,
+                               const moe_comm *comm, int64_t B_local, moe_model_memory *out) {
+    memset(out, 0, sizeof *out);
     moe_params_report rep;
     moe_status st = moe_params_count(cfg, lay->world, lay->ep, &rep);
     if (st) return st;
+    Moe__RouterConfig rdef;
+    moe__router_config__init(&rdef);
+    const Moe__RouterConfig *rc = cfg->router ? cfg->router : &rdef;
     const Moe__ModelConfig *mc = cfg->model;
     const double D = (double)mc->d_model, L = mc->n_layers, V = (double)mc->vocab_size;
     const double H = mc->n_heads, Hkv = mc->n_kv_heads > 0 ? mc->n_kv_heads : H;
@@ -184,14 +183,29 @@ static moe_status moe_model_check_size(const Moe__Config *cfg, const Moe__Router
     double act = L * (T * (4 * D + 4 * H * Dh + 4 * Hkv * Dh + 2 * H + 2 + 3 * F) + B * H * S * S) +
                  L * (rows * (4 * D + 5 * Fe) + mc->n_shared_experts * T * 5 * F) +
                  T * (V + 8 * D + 6 * H * Dh + 6 * Hkv * Dh) + S * S + 2 * S * (Dh + 2);
-    const double GiB = 1024.0 * 1024 * 1024;
-    const double pbytes = (double)rep.rank_bytes + 4.0 * (double)rep.rank_params; // + previous step
-    const double need = pbytes + 4 * act;
+    out->rank_params = rep.rank_params;
+    out->state_bytes = (double)rep.rank_bytes;
+    out->prev_bytes = 4.0 * (double)rep.rank_params;
+    out->activation_bytes = 4 * act;
+    out->total_bytes = out->state_bytes + out->prev_bytes + out->activation_bytes;
     const long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
-    const double have = pages > 0 && psize > 0 ? (double)pages * (double)psize : 0;
-    const int node_ranks = comm ? moe_comm_get_info(comm).node_size : 1; // ranks sharing it
-    const double share = node_ranks > 1 ? have / node_ranks : have;
-    if (have > 0 && need > share)
+    out->machine_bytes = pages > 0 && psize > 0 ? (double)pages * (double)psize : 0;
+    out->node_ranks = comm ? moe_comm_get_info(comm).node_size : 1; // ranks sharing it
+    if (out->node_ranks < 1) out->node_ranks = 1;
+    return MOE_OK;
+}
+
+// Refuses a shape whose memory per rank is beyond this machine before anything is sized from it
+// (moe_model_memory_of: its double estimate bounds every int64 product moe_model_carve and the
+// MoE layers form, so none of them can overflow).
+static moe_status moe_model_check_size(const Moe__Config *cfg, const moe_model_layout *lay,
+                                       const moe_comm *comm, int64_t B_local) {
+    moe_model_memory mm;
+    moe_status st = moe_model_memory_of(cfg, lay, comm, B_local, &mm);
+    if (st) return st;
+    const double GiB = 1024.0 * 1024 * 1024, have = mm.machine_bytes;
+    const double S = cfg->train ? cfg->train->seq_len : 64;
+    if (have > 0 && mm.total_bytes > have / mm.node_ranks)
         return moe_set_error(
             MOE_EINVAL,
             "this model needs about %.1f GiB per rank (%.1f GiB of "
@@ -200,8 +214,9 @@ static moe_status moe_model_check_size(const Moe__Config *cfg, const Moe__Router
             "this machine's %.1f GiB shared by %d rank(s): shrink model.d_model/"
             "d_ff/n_layers/vocab_size or train.global_batch/seq_len, or spread "
             "the ranks over more nodes (see moe params CONFIG --world N --ep N)",
-            need / GiB, pbytes / GiB, (long long)rep.rank_params, 4 * act / GiB, (long long)B_local,
-            S, have / GiB, node_ranks > 1 ? node_ranks : 1);
+            mm.total_bytes / GiB, (mm.state_bytes + mm.prev_bytes) / GiB,
+            (long long)mm.rank_params, mm.activation_bytes / GiB, (long long)B_local, S,
+            have / GiB, mm.node_ranks);
     return MOE_OK;
 }
 
@@ -220,7 +235,7 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
     Moe__RouterConfig rdef;
     moe__router_config__init(&rdef);
     const Moe__RouterConfig *rc = cfg->router ? cfg->router : &rdef;
-    if ((st = moe_model_check_size(cfg, rc, lay, comm, B_local))) return st;
+    if ((st = moe_model_check_size(cfg, lay, comm, B_local))) return st;
     moe_model *m = moe_xcalloc(1, sizeof *m);
     moe_model_priv *pv = moe_xcalloc(1, sizeof *pv);
     m->priv = pv;
@@ -480,6 +495,12 @@ moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, 
     pv->pass_seconds = moe_comm_wtime() - t_pass;
     moe_model_close_phases(pv);
     return MOE_OK;
+}
+
+const float *moe_model_logits(const moe_model *m) {
+    const moe_model_priv *pv = m->priv;
+    MOE_ASSERT(!pv->ready); // after a training forward they hold dlogits
+    return pv->logits;
 }
 
 moe_status moe_model_backward(moe_model *m) {

@@ -92,6 +92,21 @@ typedef struct {
 // what to set. MOE_EINVAL.
 moe_status moe_model_check(const Moe__Config *cfg);
 
+// Memory one rank needs for cfg at `lay` with B_local sequences per forward, estimated before
+// anything is allocated (moe_model_create refuses a model whose total exceeds the machine's
+// memory divided among the ranks on the node): parameters, gradients and Adam state
+// (moe_params_count's rank_bytes), the previous-step copy (4 bytes per parameter) and the
+// activations as moe_model_create lays them out. machine_bytes: physical memory (0: unknown);
+// node_ranks: ranks sharing it (1 without comm). MOE_EINVAL/MOE_ELAYOUT as moe_params_count.
+typedef struct {
+    int64_t rank_params;
+    double state_bytes, prev_bytes, activation_bytes, total_bytes;
+    double machine_bytes;
+    int node_ranks;
+} moe_model_memory;
+moe_status moe_model_memory_of(const Moe__Config *cfg, const moe_model_layout *lay,
+                               const moe_comm *comm, int64_t B_local, moe_model_memory *out);
+
 // Builds the table and the families for `lay` and initialises parameters (docs/model.md, keyed by
 // (tensor, global expert id) from train.seed: identical for every layout). B_local sequences of
 // train.seq_len per forward; B_local = 0 builds parameters only (no activations, no forward).
@@ -117,6 +132,10 @@ typedef struct {
 // the model has MoE layers and W > 1.
 moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, uint64_t seed,
                              int64_t step, int64_t token_base, moe_model_loss *loss);
+// (T, V) logits of the last forward, row t = token t of this rank's batch (sequence-major).
+// Valid after an evaluation forward (training = 0) until the next forward; a training forward
+// overwrites them with dlogits. For sampling (generate/generate.h).
+const float *moe_model_logits(const moe_model *m);
 // Backward of the last training forward: grads ADDED (zero them first with moe_model_zero_grads;
 // the expert-parallel layers then write their routed experts' gradients instead, the same values).
 // The gradient is that of this rank's loss ce + W·(its share of aux, z), so that

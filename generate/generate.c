@@ -1,0 +1,233 @@
+// generate.c: sampling from a trained checkpoint (generate.h). One full forward over the context
+// window per token (no key/value cache), the window sliding once the context outgrows it; rank 0
+// draws each token and broadcasts it, every rank holding the same one sequence.
+#include "generate.h"
+
+#include "config.h"
+#include "train.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---------------------------------------------------------------- sampling
+
+double moe_sample_uniform(uint64_t seed, int64_t i) {
+    const uint64_t x = moe_splitmix64(seed ^ moe_splitmix64((uint64_t)i));
+    return (double)(x >> 11) * (1.0 / 9007199254740992.0); // 2^-53
+}
+
+// Descending by logit, ties to the lower id (a total order: the pick is deterministic).
+static const float *moe_sample_keys;
+static int moe_sample_cmp(const void *a, const void *b) {
+    const int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    const float x = moe_sample_keys[i], y = moe_sample_keys[j];
+    if (x != y) return x > y ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+static int32_t moe_sample_argmax(const float *logits, int64_t V) {
+    int64_t best = 0;
+    for (int64_t j = 1; j < V; j++)
+        if (logits[j] > logits[best]) best = j;
+    return (int32_t)best;
+}
+
+int32_t moe_sample(const float *logits, int64_t V, const moe_sample_params *p, double u,
+                   int32_t *idx) {
+    MOE_ASSERT(V > 0 && p->temperature >= 0);
+    if (p->temperature == 0) return moe_sample_argmax(logits, V);
+    const int64_t k = p->top_k > 0 && p->top_k < V ? p->top_k : V;
+    for (int64_t j = 0; j < V; j++) idx[j] = (int32_t)j;
+    moe_sample_keys = logits; // not thread-safe; the caller is one thread per rank
+    qsort(idx, (size_t)V, sizeof *idx, moe_sample_cmp);
+    const double top = logits[idx[0]], invt = 1.0 / p->temperature;
+    double total = 0;
+    for (int64_t j = 0; j < k; j++) total += exp(((double)logits[idx[j]] - top) * invt);
+    const double target = u * total;
+    double acc = 0;
+    for (int64_t j = 0; j < k; j++) {
+        acc += exp(((double)logits[idx[j]] - top) * invt);
+        if (acc > target) return idx[j];
+    }
+    return idx[k - 1]; // u·total rounded up to the total
+}
+
+// ---------------------------------------------------------------- the checkpoint's config
+
+moe_status moe_generate_config(const char *where, const char **sets, int n_sets, char *dir,
+                               size_t cap, Moe__Config **out) {
+    *out = NULL;
+    Moe__CheckpointManifest *man = NULL;
+    moe_status st = moe_ckpt_resolve(where, dir, cap);
+    if (!st) st = moe_ckpt_read_manifest(dir, &man);
+    if (!st && !man->config) st = moe_set_error(MOE_ECORRUPT, "%s: manifest has no config", dir);
+    if (st) goto out;
+    Moe__Config *cfg = moe_config_copy(man->config), *def = moe_config_new_default();
+#define MOE_GEN_FILL(f)                                                                            \
+    if (!cfg->f) {                                                                                 \
+        cfg->f = def->f;                                                                           \
+        def->f = NULL;                                                                             \
+    }
+    MOE_GEN_FILL(model)
+    MOE_GEN_FILL(router)
+    MOE_GEN_FILL(train)
+    MOE_GEN_FILL(parallel)
+    MOE_GEN_FILL(data)
+#undef MOE_GEN_FILL
+    moe_config_free(def);
+    cfg->parallel->ep_size = 1; // experts all local (any world size) unless --set says otherwise
+    for (int i = 0; i < n_sets && !st; i++) st = moe_config_set(cfg, sets[i]);
+    if (st)
+        moe_config_free(cfg);
+    else
+        *out = cfg;
+out:
+    if (man) protobuf_c_message_free_unpacked(&man->base, NULL);
+    return st;
+}
+
+// ---------------------------------------------------------------- prompt and output
+
+static int moe_generate_bytes(const Moe__Config *cfg) {
+    return cfg->data->format == MOE__DATA_CONFIG__FORMAT__text;
+}
+
+// The prompt as ids into ctx (cap entries); *n gets their count.
+static moe_status moe_generate_prompt(const Moe__Config *cfg, const char *prompt, int32_t *ctx,
+                                      int64_t cap, int64_t *n) {
+    const int64_t V = cfg->model->vocab_size;
+    *n = 0;
+    if (!prompt || !prompt[0]) {
+        ctx[(*n)++] = moe_generate_bytes(cfg) && V > '\n' ? '\n' : 0;
+        return MOE_OK;
+    }
+    if (moe_generate_bytes(cfg)) {
+        for (const char *s = prompt; *s && *n < cap; s++) ctx[(*n)++] = (unsigned char)*s;
+        return MOE_OK;
+    }
+    for (const char *s = prompt; *s;) {
+        while (isspace((unsigned char)*s)) s++;
+        if (!*s) break;
+        char *end;
+        errno = 0;
+        const long long id = strtoll(s, &end, 10);
+        if (end == s || errno || id < 0 || id >= V || (*end && !isspace((unsigned char)*end)))
+            return moe_set_error(MOE_EUSAGE,
+                                 "--prompt: token files (data.format = u16_tokens) take "
+                                 "whitespace-separated token ids in [0, %lld); got '%.40s'",
+                                 (long long)V, s);
+        if (*n == cap) break;
+        ctx[(*n)++] = (int32_t)id;
+        s = end;
+    }
+    if (*n == 0) ctx[(*n)++] = 0;
+    return MOE_OK;
+}
+
+static void moe_generate_emit(const Moe__Config *cfg, FILE *out, int32_t id, int first) {
+    if (!out) return;
+    if (!moe_generate_bytes(cfg))
+        fprintf(out, first ? "%d" : " %d", (int)id);
+    else if (id < 256)
+        fputc(id, out);
+    else
+        fprintf(out, "<%d>", (int)id); // a byte config with vocab_size > 256
+    fflush(out);
+}
+
+// ---------------------------------------------------------------- the loop
+
+// The config the generation model is built with: one sequence per rank of S positions, dropless
+// token choice (every token reaches its top-k experts, as at inference in Megatron and Mixtral).
+static moe_status moe_generate_model_config(const Moe__Config *cfg, const moe_generate_params *p,
+                                            int W, Moe__Config **out) {
+    const Moe__ModelConfig *mc = cfg->model;
+    const int64_t maxS = mc->max_seq_len > 0 ? mc->max_seq_len : cfg->train->seq_len;
+    const int64_t S = p->context > 0 ? p->context : cfg->train->seq_len;
+    if (S > maxS)
+        return moe_set_error(MOE_EUSAGE,
+                             "--context %lld exceeds the model's positions (model.max_seq_len "
+                             "= %lld); pass at most %lld",
+                             (long long)S, (long long)maxS, (long long)maxS);
+    if (p->sample.top_k > mc->vocab_size)
+        return moe_set_error(MOE_EUSAGE, "--top-k %d exceeds the vocabulary (%lld tokens)",
+                             p->sample.top_k, (long long)mc->vocab_size);
+    Moe__Config *g = moe_config_copy(cfg);
+    g->train->seq_len = (int32_t)S;
+    g->train->global_batch = W;
+    if (g->router->strategy == MOE__ROUTER_CONFIG__STRATEGY__token_choice)
+        g->router->capacity_factor = 0;
+    moe_status st = moe_config_validate(g, W);
+    if (st) {
+        moe_config_free(g);
+        return st;
+    }
+    *out = g;
+    return MOE_OK;
+}
+
+// Fills the (1, S+1) window with the last min(n, S) context ids, padded with the last id (the
+// positions after the context do not reach its logits: causal attention, dropless routing).
+static int64_t moe_generate_window(int32_t *win, const int32_t *ctx, int64_t n, int64_t S) {
+    const int64_t w = n < S ? n : S;
+    for (int64_t i = 0; i < w; i++) win[i] = ctx[n - w + i];
+    for (int64_t i = w; i <= S; i++) win[i] = ctx[n - 1];
+    return w;
+}
+
+static moe_status moe_generate_loop(moe_model *m, const moe_comm *c, const Moe__Config *cfg,
+                                    const moe_generate_params *p, int32_t *ctx, int64_t n,
+                                    FILE *out) {
+    const int64_t S = m->S, V = m->V;
+    int32_t *win = moe_xcalloc((size_t)S + 1, sizeof *win);
+    int32_t *idx = moe_xcalloc((size_t)V, sizeof *idx);
+    moe_status st = MOE_OK;
+    for (int64_t i = 0; i < p->tokens && !st; i++) {
+        const int64_t w = moe_generate_window(win, ctx, n, S);
+        moe_model_loss loss;
+        st = moe_model_forward(m, win, 0, 0, 0, 0, &loss);
+        if (st) break;
+        int32_t id = moe_sample(moe_model_logits(m) + (w - 1) * V, V, &p->sample,
+                                moe_sample_uniform(p->seed, i), idx);
+        if (c) st = moe_comm_bcast(c, MOE_COMM_WORLD, &id, sizeof id); // rank 0's draw
+        ctx[n++] = id;
+        moe_generate_emit(cfg, out, id, 0);
+    }
+    free(win);
+    free(idx);
+    return st;
+}
+
+moe_status moe_generate_run(const Moe__Config *cfg, const char *dir, const moe_comm *c,
+                            const moe_generate_params *p, FILE *out) {
+    const int W = c ? moe_comm_size(c, MOE_COMM_WORLD) : 1;
+    if (c && moe_comm_rank(c, MOE_COMM_WORLD) != 0) out = NULL;
+    Moe__Config *g = NULL;
+    moe_model *m = NULL;
+    moe_ckpt *ck = NULL;
+    int32_t *ctx = NULL;
+    moe_status st = moe_generate_model_config(cfg, p, W, &g);
+    if (st) return st;
+    const int64_t cap = (int64_t)strlen(p->prompt ? p->prompt : "") + 1 + p->tokens;
+    ctx = moe_xcalloc((size_t)cap, sizeof *ctx);
+    int64_t n = 0;
+    if ((st = moe_generate_prompt(g, p->prompt, ctx, cap, &n))) goto out;
+    moe_model_layout lay = moe_model_layout_of(c);
+    if ((st = c ? moe_comm_agree(c, moe_model_create(g, &lay, c, 1, &m))
+                : moe_model_create(g, &lay, c, 1, &m)))
+        goto out;
+    ck = moe_train_ckpt_register(m);
+    if ((st = moe_ckpt_load(ck, c, dir, g, NULL))) goto out;
+    for (int64_t i = 0; i < n; i++) moe_generate_emit(g, out, ctx[i], i == 0);
+    st = moe_generate_loop(m, c, g, p, ctx, n, out);
+    if (out) fputc('\n', out);
+out:
+    moe_ckpt_free(ck);
+    moe_model_free(m);
+    free(ctx);
+    moe_config_free(g);
+    return st;
+}
