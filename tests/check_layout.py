@@ -32,6 +32,7 @@ ROOMS = {
     "trainer/model": "trainer/model/model.h",
     "trainer/data": "trainer/data/data.h",
     "trainer/checkpoint": "trainer/checkpoint/checkpoint.h",
+    "trainer/trace": "trainer/trace/trace.h",
     "bench": "bench/bench.h",
     "sweep": "sweep/sweep.h",
     "cli": "cli/cli.h",
