@@ -16,5 +16,6 @@ int moe_cmd_train(int argc, char **argv);   // cli/cmd-train.c: `moe train`
 int moe_cmd_eval(int argc, char **argv);    // cli/cmd-train.c: `moe eval`
 int moe_cmd_topo(int argc, char **argv);    // cli/cmd-topo.c: machine, bindings, EP/EDP groups
 int moe_cmd_inspect(int argc, char **argv); // cli/cmd-inspect.c: manifest + verification
+int moe_cmd_routes(int argc, char **argv);  // cli/cmd-routes.c: routing trace analysis
 
 #endif

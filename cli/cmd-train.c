@@ -147,7 +147,7 @@ int moe_cmd_train(int argc, char **argv) {
 
 int moe_cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL, *trace = NULL;
-    int batches = 0; // 0: the checkpoint's train.eval_batches
+    int batches = 0;       // 0: the checkpoint's train.eval_batches
     int trace_batches = 0; // 0: the evaluation's batches
     moe_args_list sets = {0};
     const moe_arg_opt opts[] = {
@@ -307,7 +307,8 @@ int moe_cmd_eval(int argc, char **argv) {
                     cfg->train->global_batch, cfg->train->seq_len, W);
     if (trace) { // the probe: the first --trace-batches of the batches just evaluated
         int tb = trace_batches > 0 && trace_batches < cfg->train->eval_batches
-                     ? trace_batches : cfg->train->eval_batches;
+                     ? trace_batches
+                     : cfg->train->eval_batches;
         moe_trace_probe tp = {.batches = tb, .step = cs.step, .checkpoint = dir};
         // One sequence per forward: the same float operations at every world size, so the
         // trace's records are the same bytes at any layout (trainer/trace/trace.h).

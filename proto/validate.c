@@ -280,8 +280,8 @@ static void moe_check_train(moe_vlog *log, const Moe__TrainConfig *t, int world)
     if (t->eval_interval > 0) MOE_POS(log, "train.eval_batches", t->eval_batches);
     for (size_t i = 0; i < t->n_trace_steps; i++)
         if (t->trace_steps[i] <= 0)
-            moe_vfail(log, "train.trace_steps[%zu] = %lld: trace steps are 1-based step numbers > 0",
-                      i, (long long)t->trace_steps[i]);
+            moe_vfail(log, "train.trace_steps[%zu] = %lld: trace steps are step numbers >= 1", i,
+                      (long long)t->trace_steps[i]);
     if (t->n_trace_steps > 0) MOE_POS(log, "train.trace_batches", t->trace_batches);
     if (!isfinite(t->lr) || t->lr <= 0)
         moe_vfail(log, "train.lr = %g: the learning rate must be a finite number > 0", t->lr);

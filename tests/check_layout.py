@@ -33,6 +33,7 @@ ROOMS = {
     "trainer/data": "trainer/data/data.h",
     "trainer/checkpoint": "trainer/checkpoint/checkpoint.h",
     "trainer/trace": "trainer/trace/trace.h",
+    "routes": "routes/routes.h",
     "bench": "bench/bench.h",
     "sweep": "sweep/sweep.h",
     "cli": "cli/cli.h",

@@ -22,8 +22,8 @@ static Moe__TraceHeader *trace_header(const moe_model *m, const Moe__Config *cfg
                                       const moe_trace_probe *p, int world) {
     Moe__TraceHeader *h = moe_xcalloc(1, sizeof *h);
     moe__trace_header__init(h);
-    const int ec = cfg->router && cfg->router->strategy ==
-                                      MOE__ROUTER_CONFIG__STRATEGY__expert_choice;
+    const int ec =
+        cfg->router && cfg->router->strategy == MOE__ROUTER_CONFIG__STRATEGY__expert_choice;
     size_t n = moe__model_config__get_packed_size(cfg->model);
     uint8_t *buf = moe_xcalloc(n + 1, 1);
     moe__model_config__pack(cfg->model, buf);
@@ -48,8 +48,8 @@ static Moe__TraceHeader *trace_header(const moe_model *m, const Moe__Config *cfg
     h->has_step = 1, h->step = p->step;
     h->checkpoint = moe_xstrdup(p->checkpoint ? p->checkpoint : "");
     char probe[MOE_PATH_MAX + 160];
-    const char *data = cfg->data && cfg->data->path && cfg->data->path[0] ? cfg->data->path
-                                                                          : "the default corpus";
+    const char *data =
+        cfg->data && cfg->data->path && cfg->data->path[0] ? cfg->data->path : "the default corpus";
     snprintf(probe, sizeof probe,
              "validation batches 0..%d (%d x %lld sequences of %d tokens) of %s", p->batches - 1,
              p->batches, (long long)B, (int)m->S, data);
@@ -107,9 +107,9 @@ static moe_status trace_gather(const moe_comm *c, moe_trace *t, const uint32_t *
     int64_t got = n_words;
     if (W > 1) {
         // Floats as carriers of 32-bit words: MPI copies them bit for bit (one machine's format).
-        moe_status st = moe_comm_gatherv_f32(c, MOE_COMM_WORLD, (const float *)local, n_words,
-                                             rank == 0 ? (float *)all : NULL,
-                                             rank == 0 ? all_cap : 0, NULL);
+        moe_status st =
+            moe_comm_gatherv_f32(c, MOE_COMM_WORLD, (const float *)local, n_words,
+                                 rank == 0 ? (float *)all : NULL, rank == 0 ? all_cap : 0, NULL);
         if (st) return st;
         src = all, got = n_words * W;
     }
@@ -171,8 +171,8 @@ moe_status moe_trace_capture(moe_model *m, const moe_data *d, const moe_comm *c,
             if (!st) trace_pack_local(m, t, tokens, (int64_t)j * B + first, local + s0 * seq_words);
             st = moe_comm_agree(c, st);
         }
-        if (!st) st = trace_gather(c, t, local, n_words, all, all_cap, j * B * m->S * m->n_moe,
-                                   rank, W);
+        if (!st)
+            st = trace_gather(c, t, local, n_words, all, all_cap, j * B * m->S * m->n_moe, rank, W);
     }
     if (!st && rank == 0) st = trace_write_file(t, path);
     free(local);

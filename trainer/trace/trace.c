@@ -121,9 +121,12 @@ static int fsync_dir_of(const char *path) {
     char dir[MOE_PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
     char *sl = strrchr(dir, '/');
-    if (sl == dir) dir[1] = 0;
-    else if (sl) *sl = 0;
-    else snprintf(dir, sizeof dir, ".");
+    if (sl == dir)
+        dir[1] = 0;
+    else if (sl)
+        *sl = 0;
+    else
+        snprintf(dir, sizeof dir, ".");
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd < 0) return -1;
     int rc = fsync(fd);
@@ -175,8 +178,8 @@ static moe_status trace_check_header(const char *path, const Moe__TraceHeader *h
         return moe_set_error(MOE_ECORRUPT,
                              "%s: record count mismatch: header says %lld records, but %lld "
                              "tokens x %zu MoE layers = %lld",
-                             path, (long long)h->n_records, (long long)h->n_tokens,
-                             h->n_moe_layers, (long long)(h->n_tokens * (int64_t)h->n_moe_layers));
+                             path, (long long)h->n_records, (long long)h->n_tokens, h->n_moe_layers,
+                             (long long)(h->n_tokens * (int64_t)h->n_moe_layers));
     return MOE_OK;
 }
 
@@ -184,12 +187,15 @@ static moe_status trace_check_header(const char *path, const Moe__TraceHeader *h
 static moe_status trace_check_records(const char *path, const moe_trace *t) {
     const int S = t->slots;
     for (int64_t i = 0; i < t->n; i++) {
-        if (t->layer[i] >= (uint32_t)t->n_moe || t->pos[i] >= (uint32_t)t->h->seq_len)
+        if (t->layer[i] != (uint32_t)(i % t->n_moe))
             return moe_set_error(MOE_ECORRUPT,
-                                 "%s: record %lld: layer %u or position %u out of range (%d MoE "
-                                 "layers, seq_len %d)",
-                                 path, (long long)i, t->layer[i], t->pos[i], t->n_moe,
-                                 t->h->seq_len);
+                                 "%s: record %lld: MoE layer %u where the (seq, pos, layer) order "
+                                 "puts layer %lld",
+                                 path, (long long)i, t->layer[i], (long long)(i % t->n_moe));
+        if (t->pos[i] >= (uint32_t)t->h->seq_len)
+            return moe_set_error(MOE_ECORRUPT,
+                                 "%s: record %lld: position %u out of range (seq_len %d)", path,
+                                 (long long)i, t->pos[i], t->h->seq_len);
         for (int j = 0; j < S; j++) {
             int32_t e = t->expert[i * S + j];
             if (e < -1 || e >= t->E)
@@ -198,8 +204,9 @@ static moe_status trace_check_records(const char *path, const moe_trace *t) {
                                      "[0, %d) (n_experts %d)",
                                      path, (long long)i, j, (int)e, t->E, t->E);
             if (e < 0 && (t->dropped[i] >> j & 1u))
-                return moe_set_error(MOE_ECORRUPT, "%s: record %lld: slot %d is empty but marked dropped",
-                                     path, (long long)i, j);
+                return moe_set_error(MOE_ECORRUPT,
+                                     "%s: record %lld: slot %d is empty but marked dropped", path,
+                                     (long long)i, j);
         }
         if (S < 32 && (t->dropped[i] >> S) != 0)
             return moe_set_error(MOE_ECORRUPT, "%s: record %lld: dropped bits beyond %d slots",
@@ -218,14 +225,15 @@ static moe_status trace_decode(const char *path, const unsigned char *b, size_t 
                              path, MOE_TRACE_MAGIC);
     const size_t hn = get_u32le(b + 8);
     if (hn > len - 12)
-        return moe_set_error(MOE_ECORRUPT, "%s: truncated: header of %zu bytes, file has %zu",
-                             path, hn, len - 12);
+        return moe_set_error(MOE_ECORRUPT, "%s: truncated: header of %zu bytes, file has %zu", path,
+                             hn, len - 12);
     Moe__TraceHeader *h = moe__trace_header__unpack(NULL, hn, b + 12);
     if (!h) return moe_set_error(MOE_ECORRUPT, "%s: the trace header does not parse", path);
     moe_status st = trace_check_header(path, h);
     const size_t rb = (size_t)h->record_bytes, have = len - 12 - hn;
     if (!st && (uint64_t)h->n_records > have / rb + 1) // before multiplying: no overflow
-        st = moe_set_error(MOE_ECORRUPT, "%s: truncated: %lld records of %zu bytes declared, %zu bytes present",
+        st = moe_set_error(MOE_ECORRUPT,
+                           "%s: truncated: %lld records of %zu bytes declared, %zu bytes present",
                            path, (long long)h->n_records, rb, have);
     if (!st && have < (size_t)h->n_records * rb)
         st = moe_set_error(MOE_ECORRUPT,

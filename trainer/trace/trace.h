@@ -24,7 +24,7 @@
 #include "moe-common.h"
 #include "moe.pb-c.h"
 
-#define MOE_TRACE_MAGIC "MOETRACE"
+#define MOE_TRACE_MAGIC   "MOETRACE"
 #define MOE_TRACE_VERSION 1u
 
 // A trace in memory (struct of arrays). n records; slot arrays are (n, slots).
