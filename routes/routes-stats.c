@@ -92,6 +92,13 @@ static void layer_pairs(const moe_trace *t, int l, moe_routes_layer *L) {
     free(key);
 }
 
+// 1 if expert e is in record i's slots [0, upto).
+static int set_has(const moe_trace *t, int64_t i, int32_t e, int upto) {
+    for (int j = 0; j < upto; j++)
+        if (slot_expert(t, i, j) == e) return 1;
+    return 0;
+}
+
 // Co-activation counts of MoE layer l.
 static void layer_coact(const moe_trace *t, int l, moe_routes_layer *L) {
     const int E = t->E, S = t->slots;
@@ -100,11 +107,11 @@ static void layer_coact(const moe_trace *t, int l, moe_routes_layer *L) {
         const int64_t i = tok * t->n_moe + l;
         for (int a = 0; a < S; a++) {
             int32_t ea = slot_expert(t, i, a);
-            if (ea < 0) continue;
+            if (ea < 0 || set_has(t, i, ea, a)) continue; // sets: a repeated expert counts once
             L->coact[(size_t)ea * E + ea]++;
             for (int b = a + 1; b < S; b++) {
                 int32_t eb = slot_expert(t, i, b);
-                if (eb < 0 || eb == ea) continue;
+                if (eb < 0 || eb == ea || set_has(t, i, eb, b)) continue;
                 L->coact[(size_t)ea * E + eb]++, L->coact[(size_t)eb * E + ea]++;
             }
         }
@@ -173,13 +180,6 @@ void moe_routes_stats_free(moe_routes_stats *s) {
 
 // ---------------------------------------------------------------- stability
 
-// 1 if expert e is in record i's set.
-static int set_has(const moe_trace *t, int64_t i, int32_t e) {
-    for (int j = 0; j < t->slots; j++)
-        if (slot_expert(t, i, j) == e) return 1;
-    return 0;
-}
-
 moe_status moe_routes_stability(const moe_trace *a, const char *name_a, const moe_trace *b,
                                 const char *name_b, double *changed, double *jaccard) {
     const Moe__TraceHeader *ha = a->h, *hb = b->h;
@@ -207,10 +207,10 @@ moe_status moe_routes_stability(const moe_trace *a, const char *name_a, const mo
         for (int64_t tok = 0; tok < N; tok++) {
             const int64_t i = tok * a->n_moe + l;
             int na = 0, nb = 0, both = 0;
-            for (int j = 0; j < a->slots; j++) {
+            for (int j = 0; j < a->slots; j++) { // sets: a repeated expert counts once
                 int32_t ea = slot_expert(a, i, j), eb = slot_expert(b, i, j);
-                if (ea >= 0) na++, both += set_has(b, i, ea);
-                if (eb >= 0) nb++;
+                if (ea >= 0 && !set_has(a, i, ea, j)) na++, both += set_has(b, i, ea, b->slots);
+                if (eb >= 0 && !set_has(b, i, eb, j)) nb++;
             }
             const int uni = na + nb - both;
             diff += both != na || both != nb;
