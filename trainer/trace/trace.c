@@ -171,6 +171,9 @@ static moe_status trace_check_header(const char *path, const Moe__TraceHeader *h
                              "%s: header inconsistent: n_experts %d, top_k %d, slots %d (at most "
                              "32 and n_experts), %zu MoE layers, seq_len %d",
                              path, h->n_experts, h->top_k, h->slots, h->n_moe_layers, h->seq_len);
+    if (h->n_tokens > INT64_MAX / (int64_t)h->n_moe_layers)
+        return moe_set_error(MOE_ECORRUPT, "%s: header says %lld tokens: past any file", path,
+                             (long long)h->n_tokens);
     if (h->record_bytes != 4 * moe_trace_record_words(h->slots))
         return moe_set_error(MOE_ECORRUPT, "%s: header says %d bytes per record; %d slots need %d",
                              path, h->record_bytes, h->slots, 4 * moe_trace_record_words(h->slots));
