@@ -1,6 +1,7 @@
 // cmd-train.c: `moe train CONFIG [--set a.b=v]... [--resume latest|DIR]` and `moe eval --checkpoint
-// DIR [--data FILE] [--batches N] [--set a.b=v]... [--trace FILE [--trace-batches N]]` under mpirun/srun (or alone). Setup failures are agreed over the
-// world so no rank is left waiting; config errors print once (rank 0), run errors on their rank.
+// DIR [--data FILE] [--batches N] [--set a.b=v]... [--trace FILE [--trace-batches N]]` under
+// mpirun/srun (or alone). Setup failures are agreed over the world so no rank is left waiting;
+// config errors print once (rank 0), run errors on their rank.
 #include "config.h"
 #include "cli.h"
 #include "moe-args.h"
@@ -179,6 +180,12 @@ int moe_cmd_eval(int argc, char **argv) {
         NULL};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
+    if (trace_batches && !trace) {
+        fprintf(stderr, "moe eval: --trace-batches needs --trace FILE\n");
+        moe_args_usage(&spec, stderr);
+        moe_args_free(&spec);
+        return MOE_EXIT_USAGE;
+    }
     if (moe_comm_init(NULL, NULL) != MOE_OK) {
         fprintf(stderr, "moe eval: %s\n", moe_last_error());
         moe_args_free(&spec);

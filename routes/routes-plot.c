@@ -76,7 +76,8 @@ static int write_script(const char *dir, const char *stem, const moe_trace *t,
     gp_head(g, png, "load: share of the (token, expert) pairs of each MoE layer");
     fprintf(g,
             "set xlabel 'expert'\nset ylabel 'MoE layer'\nset xrange [-0.5:%d.5]\n"
-            "set yrange [-0.5:%d.5]\nplot 'data/%s-load.dat' matrix with image notitle\n",
+            "set yrange [-0.5:%d.5]\nset xtics 1\nset ytics 1\nplot 'data/%s-load.dat' matrix with "
+            "image notitle\n",
             s->E - 1, s->n_moe - 1, stem);
     for (int l = 0; l < s->n_moe; l++) {
         snprintf(png, sizeof png, "%s-coact-L%d.png", stem, t->h->moe_layers[l]);
@@ -86,7 +87,8 @@ static int write_script(const char *dir, const char *stem, const moe_trace *t,
         gp_head(g, png, title);
         fprintf(g,
                 "set xlabel 'expert j'\nset ylabel 'expert i'\nset xrange [-0.5:%d.5]\n"
-                "set yrange [%d.5:-0.5]\nplot 'data/%s-coact-L%d.dat' matrix with image "
+                "set yrange [%d.5:-0.5]\nset xtics 1\nset ytics 1\nplot 'data/%s-coact-L%d.dat' "
+                "matrix with image "
                 "notitle\n",
                 s->E - 1, s->E - 1, stem, t->h->moe_layers[l]);
     }

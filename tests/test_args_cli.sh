@@ -50,6 +50,7 @@ expect 2 "moe eval: missing --checkpoint DIR" -- eval --set=train.eval_batches=1
 expect 2 "moe report: missing RUN_DIR" -- report
 expect 2 "moe routes: missing TRACE" -- routes
 expect 2 "moe eval: --trace-batches" "got 0" -- eval --checkpoint x --trace x --trace-batches 0
+expect 2 "moe eval: --trace-batches needs --trace FILE" -- eval --checkpoint x --trace-batches 1
 expect 2 "moe bench layer: unexpected argument 'x'" -- bench layer x
 
 # --set and --set= everywhere a config is read; --opt=value for every valued option.

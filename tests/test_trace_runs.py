@@ -42,14 +42,13 @@ def run(args, np_=None, expect=0):
     return p
 
 
-def parse(path):
+def parse(path, slots=2):
     """The trace file by its documented layout: magic, u32 header length, header, records of
     32-bit little-endian words (seq, pos, token, layer, experts, weights, dropped mask)."""
     b = open(path, "rb").read()
     assert b[:8] == b"MOETRACE", path
     hn = struct.unpack("<I", b[8:12])[0]
     body = b[12 + hn:]
-    slots = 2  # top_k of TINY
     words = 5 + 2 * slots
     recs = []
     for i in range(0, len(body), 4 * words):
@@ -170,6 +169,37 @@ def e2e():
     if "different probes" not in p.stderr:
         fail("another probe: message lacks 'different probes': " + p.stderr)
     run(["routes", os.path.join(A.work, "no-such.trace")], expect=2)
+    # Capacity drops and expert choice, recorded from the same checkpoint by moe eval --trace.
+    cap = os.path.join(A.work, "capacity.trace")
+    run(["eval", "--checkpoint", out, "--trace", cap, "--set", "router.capacity_factor=0.5"], np_=2)
+    _, _, rc = parse(cap)
+    drops = sum(bin(r["dropped"]).count("1") for r in rc)
+    jc = json.loads(run(["routes", cap, "--json"]).stdout)["traces"][0]["layers"]
+    if drops == 0 or sum(l["dropped"] for l in jc) != drops:
+        fail("capacity 0.5: %d dropped pairs in the file, moe routes says %s"
+             % (drops, [l["dropped"] for l in jc]))
+    for l in jc:
+        if [a - b for a, b in zip(l["load"], l["kept"])] != [
+                sum(1 for r in rc if r["layer"] == l["layer"]
+                    for j, e in enumerate(r["experts"]) if e == x and r["dropped"] >> j & 1)
+                for x in range(4)]:
+            fail("capacity: load - kept per expert differs from the file's dropped pairs")
+    ec = os.path.join(A.work, "expert-choice.trace")
+    run(["eval", "--checkpoint", out, "--trace", ec, "--set", "router.strategy=expert_choice"], np_=2)
+    _, _, re_ = parse(ec, slots=4)
+    je = json.loads(run(["routes", ec, "--json"]).stdout)["traces"][0]
+    load = [0] * 4
+    for r in re_:
+        ex = [e for e in r["experts"] if e >= 0]
+        if len(set(ex)) != len(ex) or ex != sorted(ex) or r["experts"][len(ex):] != [-1] * (4 - len(ex)):
+            fail("expert choice record: experts %s not increasing then -1" % r["experts"])
+            break
+        if r["layer"] == 0:
+            for e in ex:
+                load[e] += 1
+    # each expert takes C = S*k/E = 8 tokens of every sequence: 16 sequences x 8 per expert
+    if je["strategy"] != "expert_choice" or je["layers"][0]["load"] != load or load != [128] * 4:
+        fail("expert choice: loads %s (file %s), want 128 each" % (je["layers"][0]["load"], load))
     run(["train", cfg, "--set", "out_dir=" + out + "-bad", "--set", "train.trace_steps=[0]"],
         np_=2, expect=2)
 

@@ -153,7 +153,16 @@ moe_status moe_trace_capture(moe_model *m, const moe_data *d, const moe_comm *c,
                              "a routing trace needs MoE layers (model.n_experts > 0) and at least "
                              "one probe batch (got %d)",
                              p->batches);
-    moe_trace *t = moe_trace_alloc(trace_header(m, cfg, p, W));
+    Moe__TraceHeader *h = trace_header(m, cfg, p, W);
+    if (h->slots > 32) { // the record's dropped mask has 32 bits
+        moe_status st = moe_set_error(MOE_EINVAL,
+                                      "a routing trace holds at most 32 expert slots per record; "
+                                      "%s with %d experts needs %d",
+                                      h->strategy, m->E, h->slots);
+        protobuf_c_message_free_unpacked(&h->base, NULL);
+        return st;
+    }
+    moe_trace *t = moe_trace_alloc(h);
     const int words = moe_trace_record_words(t->slots);
     const int64_t B = cfg->train->global_batch, n_loc = B / W; // this rank's sequences per batch
     MOE_ASSERT(B % W == 0 && m->Bl >= 1 && n_loc % m->Bl == 0);

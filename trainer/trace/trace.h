@@ -79,8 +79,8 @@ typedef struct {
 // Layout invariance: a model built for one sequence per forward (B_local = 1, as `moe eval
 // --trace` does) computes every sequence alone, the same float operations at every world size,
 // so the records are the same bytes; with B/W sequences per forward (training) the combine
-// weights may differ in the last bits between layouts (GEMM shapes), and with
-// router.capacity_factor > 0 the capacity counts the tokens of one forward call.
+// weights may differ in the last bits between layouts (GEMM shapes). Capacity and expert choice
+// act per sequence in the model (routing groups = sequences), so neither depends on it.
 // tokens: scratch of (m->Bl, S+1). Collective over the world; the status is
 // agreed (every rank returns rank 0's write failure too). A model without MoE layers: MOE_EINVAL.
 moe_status moe_trace_capture(moe_model *m, const moe_data *d, const moe_comm *c,
