@@ -106,3 +106,32 @@ int moe_routes_report_run(FILE *md, const char *run_dir, const char *run_name, i
     moe_trace_free(b);
     return 1;
 }
+
+int moe_routes_report_run_html(FILE *html, const char *run_dir, const char *run_name, int first) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    if (!m) return 0;
+    const int wrote = moe_routes_report_run(m, run_dir, run_name, 0);
+    fclose(m);
+    if (wrote) {
+        fputs(first ? "<h2>Routing</h2>\n<p>From the routing traces of each run (docs/routes.md; "
+                      "<code>moe routes</code> gives every table).</p>\n<pre>"
+                    : "<pre>",
+              html);
+        for (size_t i = 0; i < len; i++) {
+            const char c = text[i];
+            if (c == '<')
+                fputs("&lt;", html);
+            else if (c == '>')
+                fputs("&gt;", html);
+            else if (c == '&')
+                fputs("&amp;", html);
+            else
+                fputc(c, html);
+        }
+        fputs("</pre>\n", html);
+    }
+    free(text);
+    return wrote;
+}

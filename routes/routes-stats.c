@@ -37,32 +37,11 @@ static void top_insert(moe_routes_layer *L, int e, int32_t tok, int64_t n, int64
     }
 }
 
-// Load, entropy, MI and top tokens of MoE layer l.
-static void layer_pairs(const moe_trace *t, int l, moe_routes_layer *L) {
-    const int E = t->E, S = t->slots;
-    const int64_t N = t->n / t->n_moe;
-    uint64_t *key = moe_xcalloc((size_t)(N * S) + 1, sizeof *key);
-    int64_t np = 0;
-    for (int64_t tok = 0; tok < N; tok++) {
-        const int64_t i = tok * t->n_moe + l;
-        for (int j = 0; j < S; j++) {
-            int32_t e = slot_expert(t, i, j);
-            if (e < 0) continue;
-            L->load[e]++;
-            if (t->dropped[i] >> j & 1u)
-                L->dropped++;
-            else
-                L->kept[e]++;
-            key[np++] = (uint64_t)t->token[i] * (uint64_t)E + (uint64_t)e;
-        }
-    }
-    L->pairs = np;
-    L->entropy = entropy_of(L->load, E, np);
-    double mean = (double)np / E, mx = 0;
-    for (int e = 0; e < E; e++) mx = fmax(mx, (double)L->load[e]);
-    L->max_over_mean = np > 0 ? mx / mean : 0;
+// MI(token id; expert) and each expert's top tokens from the layer's np pair keys
+// (token·E + expert; sorted here): H(expert | token) = Σ_tok p(tok) H(expert | tok), over runs of
+// one token id.
+static void layer_mi_top(moe_routes_layer *L, uint64_t *key, int64_t np, int E) {
     qsort(key, (size_t)np, sizeof *key, cmp_u64);
-    // H(expert | token) = Σ_tok p(tok) H(expert | tok), over runs of one token id.
     int64_t *topn = moe_xcalloc((size_t)E * MOE_ROUTES_TOP, sizeof *topn);
     double h_cond = 0;
     for (int64_t a = 0; a < np;) {
@@ -89,6 +68,32 @@ static void layer_pairs(const moe_trace *t, int l, moe_routes_layer *L) {
                     ? (double)topn[(size_t)e * MOE_ROUTES_TOP + k] / (double)L->load[e]
                     : 0;
     free(topn);
+}
+// Load, entropy, MI and top tokens of MoE layer l.
+static void layer_pairs(const moe_trace *t, int l, moe_routes_layer *L) {
+    const int E = t->E, S = t->slots;
+    const int64_t N = t->n / t->n_moe;
+    uint64_t *key = moe_xcalloc((size_t)(N * S) + 1, sizeof *key);
+    int64_t np = 0;
+    for (int64_t tok = 0; tok < N; tok++) {
+        const int64_t i = tok * t->n_moe + l;
+        for (int j = 0; j < S; j++) {
+            int32_t e = slot_expert(t, i, j);
+            if (e < 0) continue;
+            L->load[e]++;
+            if (t->dropped[i] >> j & 1u)
+                L->dropped++;
+            else
+                L->kept[e]++;
+            key[np++] = (uint64_t)t->token[i] * (uint64_t)E + (uint64_t)e;
+        }
+    }
+    L->pairs = np;
+    L->entropy = entropy_of(L->load, E, np);
+    double mean = (double)np / E, mx = 0;
+    for (int e = 0; e < E; e++) mx = fmax(mx, (double)L->load[e]);
+    L->max_over_mean = np > 0 ? mx / mean : 0;
+    layer_mi_top(L, key, np, E);
     free(key);
 }
 
@@ -133,12 +138,14 @@ static void layer_predict(const moe_trace *t, int l, moe_routes_layer *L) {
     int64_t hit = 0;
     double hc = 0;
     for (int a = 0; a < E; a++) {
+        const int64_t *na = n + (size_t)a * E; // next-layer top-1 counts after expert a
         int64_t row = 0, best = 0;
-        for (int b = 0; b < E; b++)
-            row += n[(size_t)a * E + b],
-                best = best > n[(size_t)a * E + b] ? best : n[(size_t)a * E + b];
-        hit += best;
-        if (row > 0) hc += (double)row / (double)tot * entropy_of(n + (size_t)a * E, E, row);
+        for (int b = 0; b < E; b++) {
+            row += na[b];
+            if (na[b] > best) best = na[b];
+        }
+        hit += best; // the best predictor maps a to its commonest successor
+        if (row > 0) hc += (double)row / (double)tot * entropy_of(na, E, row);
     }
     L->pred_tokens = tot;
     L->pred_acc = tot > 0 ? (double)hit / (double)tot : 0;

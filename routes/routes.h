@@ -87,5 +87,8 @@ moe_status moe_routes_plot(const char *out_dir, const char *stem, const moe_trac
 // something, 0 for a run without traces. A trace that cannot be read is named in the section
 // with the reader's message (the report goes on).
 int moe_routes_report_run(FILE *md, const char *run_dir, const char *run_name, int first);
+// The same section for index.html: an <h2>Routing</h2> heading when first, then the Markdown
+// above as preformatted text (HTML-escaped). Returns 1 when it wrote something.
+int moe_routes_report_run_html(FILE *html, const char *run_dir, const char *run_name, int first);
 
 #endif

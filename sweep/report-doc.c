@@ -497,6 +497,8 @@ moe_status moe_report_write_docs(const moe_report *rep) {
         moe_html_text(f, rep->plots_note);
         fputs(".</p>\n", f);
     }
+    for (int i = 0, any = 0; i < rep->n_runs; i++) // routing traces (routes/routes.h)
+        any |= moe_routes_report_run_html(f, rep->runs[i].dir, rep->runs[i].name, !any);
     fputs("</body></html>\n", f);
     st = moe_close(rep, "index.html", f);
 out:

@@ -152,6 +152,10 @@ def e2e():
                  "Routing stability from step 3 to step 6", stab):
         if want not in md:
             fail("report.md lacks '%s'" % want)
+    html = open(os.path.join(rep, "index.html")).read()
+    for want in ("<h2>Routing</h2>", "### Routing: e2e", row, stab):
+        if want not in html:
+            fail("index.html lacks '%s'" % want)
     # refusals
     bad = os.path.join(A.work, "bad.trace")
     data = open(t6, "rb").read()
