@@ -24,6 +24,8 @@ static const moe_subcommand moe_subcommands[] = {
     {"sweep", moe_cmd_sweep,
      "run a load-balancing sweep: routing strategies side by side, then a report"},
     {"report", moe_cmd_report, "tables, plots, report.md and index.html over training runs"},
+    {"routes", moe_cmd_routes,
+     "routing traces: loads, entropy, specialization, co-activation, stability"},
     {"bench", moe_cmd_bench,
      "benchmarks next to their reference: layer [--ep] (vs sgemm peak), a2a (vs raw "
      "MPI_Alltoallv), step"},

@@ -17,6 +17,7 @@ int moe_cmd_eval(int argc, char **argv);    // cli/cmd-train.c: `moe eval`
 int moe_cmd_generate(int argc, char **argv); // cli/cmd-generate.c: sample from a checkpoint
 int moe_cmd_topo(int argc, char **argv);    // cli/cmd-topo.c: machine, bindings, EP/EDP groups
 int moe_cmd_inspect(int argc, char **argv); // cli/cmd-inspect.c: manifest + verification
+int moe_cmd_routes(int argc, char **argv);  // cli/cmd-routes.c: routing trace analysis
 
 // `moe --version` (cli/cmd-version.c): version, git revision at build time, dependency versions
 // (run time and headers), one per line.

@@ -1,10 +1,12 @@
 // cmd-train.c: `moe train CONFIG [--set a.b=v]... [--resume latest|DIR]` and `moe eval --checkpoint
-// DIR [--data FILE] [--batches N] [--set a.b=v]...` under mpirun/srun (or alone). Setup failures are agreed over the
-// world so no rank is left waiting; config errors print once (rank 0), run errors on their rank.
+// DIR [--data FILE] [--batches N] [--set a.b=v]... [--trace FILE [--trace-batches N]]` under
+// mpirun/srun (or alone). Setup failures are agreed over the world so no rank is left waiting;
+// config errors print once (rank 0), run errors on their rank.
 #include "config.h"
 #include "cli.h"
 #include "moe-args.h"
 #include "params.h"
+#include "trace.h"
 #include "train.h"
 
 #include <cblas.h>
@@ -162,8 +164,9 @@ int moe_cmd_train(int argc, char **argv) {
 }
 
 int moe_cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *data = NULL;
-    int batches = 0; // 0: the checkpoint's train.eval_batches
+    const char *ckpt = NULL, *data = NULL, *trace = NULL;
+    int batches = 0;       // 0: the checkpoint's train.eval_batches
+    int trace_batches = 0; // 0: the evaluation's batches
     moe_args_list sets = {0};
     const moe_arg_opt opts[] = {
         {"--checkpoint", MOE_ARG_STRING, &ckpt, "DIR",
@@ -175,6 +178,11 @@ int moe_cmd_eval(int argc, char **argv) {
         MOE_OPT_LIST("--set", &sets, "a.b=v",
                      "override a field of the checkpoint's config (before --data\n"
                      "and --batches), e.g. --set data.val_fraction=0.1"),
+        MOE_OPT_STRING("--trace", &trace, "FILE",
+                       "also write the routing trace of the evaluated batches\n"
+                       "(docs/routes.md; read it with moe routes)"),
+        MOE_OPT_INT("--trace-batches", &trace_batches, "N", 1, INT32_MAX,
+                    "trace only the first N of them (default: all)"),
     };
     const moe_args_spec spec = {
         "moe eval",
@@ -191,6 +199,12 @@ int moe_cmd_eval(int argc, char **argv) {
         "or data."};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
+    if (trace_batches && !trace) {
+        fprintf(stderr, "moe eval: --trace-batches needs --trace FILE\n");
+        moe_args_usage(&spec, stderr);
+        moe_args_free(&spec);
+        return MOE_EXIT_USAGE;
+    }
     if (moe_comm_init(NULL, NULL) != MOE_OK) {
         fprintf(stderr, "moe eval: %s\n", moe_last_error());
         moe_args_free(&spec);
@@ -317,6 +331,26 @@ int moe_cmd_eval(int argc, char **argv) {
     moe_comm_printf(c, "val_loss %.6f  (%s, step %lld; %d batches of %d x %d tokens; %d ranks)\n",
                     val, dir, (long long)cs.step, cfg->train->eval_batches,
                     cfg->train->global_batch, cfg->train->seq_len, W);
+    if (trace) { // the probe: the first --trace-batches of the batches just evaluated
+        int tb = trace_batches > 0 && trace_batches < cfg->train->eval_batches
+                     ? trace_batches
+                     : cfg->train->eval_batches;
+        moe_trace_probe tp = {.batches = tb, .step = cs.step, .checkpoint = dir};
+        // One sequence per forward: the same float operations at every world size, so the
+        // trace's records are the same bytes at any layout (trainer/trace/trace.h).
+        moe_ckpt_free(ck), ck = NULL;
+        moe_model_free(m), m = NULL;
+        st = moe_comm_agree(c, moe_model_create(cfg, &lay, c, 1, &m));
+        if (!st) ck = moe_train_ckpt_register(m);
+        if (!st) st = moe_ckpt_load(ck, c, dir, cfg, &cs);
+        if (!st) st = moe_trace_capture(m, d, c, cfg, &tp, tokens, trace);
+        if (st) {
+            moe_train_report(c, "eval", st, 0);
+            goto out;
+        }
+        moe_comm_printf(c, "trace %s: %d batches, %lld tokens, %d MoE layers\n", trace, tb,
+                        (long long)tb * Bl * W * cfg->train->seq_len, m->n_moe);
+    }
 out:
     free(tokens);
     moe_ckpt_free(ck);

@@ -278,6 +278,11 @@ static void moe_check_train(moe_vlog *log, const Moe__TrainConfig *t, int world)
     MOE_NONNEG(log, "train.max_nonfinite_steps", t->max_nonfinite_steps);
     // train.keep_checkpoints <= 0 keeps every checkpoint (docs/checkpoints.md): any value is valid.
     if (t->eval_interval > 0) MOE_POS(log, "train.eval_batches", t->eval_batches);
+    for (size_t i = 0; i < t->n_trace_steps; i++)
+        if (t->trace_steps[i] <= 0)
+            moe_vfail(log, "train.trace_steps[%zu] = %lld: trace steps are step numbers >= 1", i,
+                      (long long)t->trace_steps[i]);
+    if (t->n_trace_steps > 0) MOE_POS(log, "train.trace_batches", t->trace_batches);
     if (!isfinite(t->lr) || t->lr <= 0)
         moe_vfail(log, "train.lr = %g: the learning rate must be a finite number > 0", t->lr);
     if (!isfinite(t->min_lr) || t->min_lr < 0)

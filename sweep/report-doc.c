@@ -3,6 +3,7 @@
 // Tables are built once as cells and emitted as Markdown or HTML. The findings are computed from
 // the numbers each time; nothing in them is fixed text about what a strategy "should" do.
 #include "experts.h"
+#include "routes.h"
 #include "sweep-impl.h"
 
 #include <errno.h>
@@ -482,6 +483,8 @@ moe_status moe_report_write_docs(const moe_report *rep) {
                 "Plots skipped: %s. The tables above are complete; run `moe report` again "
                 "with gnuplot on PATH to get the images.\n",
                 rep->plots_note);
+    for (int i = 0, any = 0; i < rep->n_runs; i++) // routing traces (routes/routes.h)
+        any |= moe_routes_report_run(f, rep->runs[i].dir, rep->runs[i].name, !any);
     if ((st = moe_close(rep, "report.md", f))) goto out;
     // index.html
     if ((st = moe_open(rep, "index.html", &f))) goto out;
@@ -532,6 +535,8 @@ moe_status moe_report_write_docs(const moe_report *rep) {
         moe_html_text(f, rep->plots_note);
         fputs(".</p>\n", f);
     }
+    for (int i = 0, any = 0; i < rep->n_runs; i++) // routing traces (routes/routes.h)
+        any |= moe_routes_report_run_html(f, rep->runs[i].dir, rep->runs[i].name, !any);
     fputs("</body></html>\n", f);
     st = moe_close(rep, "index.html", f);
 out:

@@ -33,6 +33,8 @@ ROOMS = {
     "trainer/model": "trainer/model/model.h",
     "trainer/data": "trainer/data/data.h",
     "trainer/checkpoint": "trainer/checkpoint/checkpoint.h",
+    "trainer/trace": "trainer/trace/trace.h",
+    "routes": "routes/routes.h",
     "bench": "bench/bench.h",
     "report": "report/report.h",
     "sweep": "sweep/sweep.h",

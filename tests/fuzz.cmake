@@ -3,7 +3,7 @@
 # its regression inputs (every crash ever found), as the test fuzz_replay_<target> (label fuzz).
 # MOE_FUZZ=ON (clang, a separate build directory): also fuzz_<target>, the libFuzzer binaries,
 # built by the target `fuzz`; tests/fuzz/run.sh builds and runs them.
-set(MOE_FUZZ_TARGETS config hf_config sweep manifest latest data safetensors)
+set(MOE_FUZZ_TARGETS config hf_config sweep manifest latest data safetensors trace)
 set(MOE_FUZZ_SRC ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)
 
 add_executable(fuzz_make_seeds ${MOE_FUZZ_SRC}/make-seeds.c)

@@ -48,6 +48,9 @@ expect 2 "moe train: missing CONFIG" "usage: moe train CONFIG" -- train
 expect 2 "moe inspect: missing DIR" -- inspect
 expect 2 "moe eval: missing --checkpoint DIR" -- eval --set=train.eval_batches=1
 expect 2 "moe report: missing RUN_DIR" -- report
+expect 2 "moe routes: missing TRACE" -- routes
+expect 2 "moe eval: --trace-batches" "got 0" -- eval --checkpoint x --trace x --trace-batches 0
+expect 2 "moe eval: --trace-batches needs --trace FILE" -- eval --checkpoint x --trace-batches 1
 expect 2 "moe bench layer: unexpected argument 'x'" -- bench layer x
 
 # --set and --set= everywhere a config is read; --opt=value for every valued option.
@@ -92,12 +95,13 @@ help_lists() {
 help_lists "config" --set --world
 help_lists "params" --set --world --ep --json
 help_lists "train" --set --resume
-help_lists "eval" --checkpoint --data --batches --set
+help_lists "eval" --checkpoint --data --batches --set --trace --trace-batches
 help_lists "topo" --ep --experts --fake-node-size
 help_lists "inspect" --no-tensors
 help_lists "generate" --prompt --tokens --temperature --top-k --seed --context --set
 help_lists "sweep" --dry-run --only --out
 help_lists "report" --out --title
+help_lists "routes" --json --out
 help_lists "bench layer" --json --shape --warmup --iters --ep
 help_lists "bench layer --ep" --json --tokens --dim --ffn --experts --topk --chunks --dedup --iters --sub-rows
 help_lists "bench a2a" --json --tokens --dim --topk --experts --iters --chunks --hierarchical --dedup

@@ -11,6 +11,7 @@
 #include "exchange-auto.h"
 #include "params.h"
 #include "train-impl.h"
+#include "trace.h"
 #include "train.h"
 #include "watchdog.h"
 
@@ -569,6 +570,7 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
             rec.has_val_loss = 1, rec.val_loss = val;
             res->val_loss = val;
         }
+        if ((st = moe_trace_train_step(m, tr->d, c, cfg, step + 1, tr->tokens))) return st;
         if (rank == 0) {
             moe_straggler_add(tr->strag, sr.rank_compute_seconds, sr.rank_wait_seconds);
             if (tr->metrics) {

@@ -11,7 +11,7 @@ c="$here/corpus"
 
 cmake --build "$build" --target fuzz_make_seeds -j2 >/dev/null
 rm -rf "$c"
-mkdir -p "$c"/{config,hf_config,sweep,manifest,latest,data}
+mkdir -p "$c"/{config,hf_config,sweep,manifest,latest,data,trace}
 
 # config: every example and test config (good and bad), and a few with --set lines after a NUL.
 for f in "$root"/examples/tiny-moe.json "$root"/examples/mixtral-8x7b.json \
@@ -49,7 +49,7 @@ printf '\x04step_00000007' > "$c/latest/ck-latest.bin"
 printf '\x07step_00000003\r\n' > "$c/latest/run-runlatest.bin"
 printf '\x00garbage\n' > "$c/latest/bad.bin"
 
-# manifest, data: the binary seeds.
+# manifest, data, trace: the binary seeds.
 "$build/tests/fuzz_make_seeds" "$c"
 
 # json.dict: JSON syntax, every field and enum value name of proto/moe.proto, and the keys the

@@ -11,7 +11,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 secs="${1:-20}"
 build="${MOE_FUZZ_BUILD:-$root/build-fuzz}"
-targets="${MOE_FUZZ_TARGETS:-config hf_config sweep manifest latest data safetensors}"
+targets="${MOE_FUZZ_TARGETS:-config hf_config sweep manifest latest data safetensors trace}"
 jobs="${MOE_FUZZ_JOBS:-1}"
 
 if [ ! -f "$build/CMakeCache.txt" ]; then

@@ -183,3 +183,7 @@ int64_t moe_ffn_pairs(const moe_model_ffn *f) {
     for (int e = 0; e < f->p.router.E; e++) n += f->kept[e];
     return n;
 }
+
+const moe_route_plan *moe_ffn_plan(const moe_model_ffn *f) {
+    return f->ep ? moe_ep_layer_plan(f->ep) : moe_layer_plan(f->one);
+}

@@ -72,5 +72,7 @@ moe_status moe_ffn_backward(moe_model_ffn *f, float *dx, moe_layer_weights *g, c
 void moe_ffn_add_bytes(const moe_model_ffn *f, moe_comm_bytes *acc);
 // (token, expert) pairs this rank computed in the layer's last forward (the expert side).
 int64_t moe_ffn_pairs(const moe_model_ffn *f);
+// The routing plan of the layer's last forward (this rank's tokens).
+const moe_route_plan *moe_ffn_plan(const moe_model_ffn *f);
 
 #endif

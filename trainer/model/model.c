@@ -407,6 +407,12 @@ int64_t moe_model_expert_pairs(const moe_model *m) {
     return n;
 }
 
+const moe_route_plan *moe_model_route_plan(const moe_model *m, int i) {
+    const moe_model_priv *pv = m->priv;
+    MOE_ASSERT(pv && pv->ffn && i >= 0 && i < m->n_moe);
+    return moe_ffn_plan(pv->ffn[i]);
+}
+
 moe_comm_bytes moe_model_exchange_bytes(const moe_model *m) {
     const moe_model_priv *pv = m->priv;
     moe_comm_bytes s = {0, 0, 0, 0};

@@ -171,5 +171,9 @@ moe_comm_bytes moe_model_exchange_bytes(const moe_model *m);
 // layers: the rank's expert load (the busiest rank sets the step time). Summed over the world it
 // is every kept pair once (each is computed by its expert's owner in its EP group).
 int64_t moe_model_expert_pairs(const moe_model *m);
+// The routing plan of MoE layer i (0 <= i < n_moe) in the last forward: this rank's T tokens, global
+// expert ids (router.h, moe_route_plan). Read-only, owned by the layer, valid until the next
+// forward; nothing is copied or computed for it (routing traces read it: trainer/trace/trace.h).
+const moe_route_plan *moe_model_route_plan(const moe_model *m, int i);
 
 #endif
