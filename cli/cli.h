@@ -10,14 +10,17 @@
 // Dispatches argv[1] to a command; returns the process exit code.
 int moe_cli_main(int argc, char **argv);
 
-int moe_cmd_config(int argc, char **argv);  // cli/cmd-config.c: read, override, validate, print
-int moe_cmd_params(int argc, char **argv);  // cli/cmd-params.c: parameter accounting
-int moe_cmd_train(int argc, char **argv);   // cli/cmd-train.c: `moe train`
-int moe_cmd_eval(int argc, char **argv);    // cli/cmd-train.c: `moe eval`
+int moe_cmd_config(int argc, char **argv);   // cli/cmd-config.c: read, override, validate, print
+int moe_cmd_params(int argc, char **argv);   // cli/cmd-params.c: parameter accounting
+int moe_cmd_train(int argc, char **argv);    // cli/cmd-train.c: `moe train`
+int moe_cmd_eval(int argc, char **argv);     // cli/cmd-train.c: `moe eval`
 int moe_cmd_generate(int argc, char **argv); // cli/cmd-generate.c: sample from a checkpoint
-int moe_cmd_topo(int argc, char **argv);    // cli/cmd-topo.c: machine, bindings, EP/EDP groups
-int moe_cmd_inspect(int argc, char **argv); // cli/cmd-inspect.c: manifest + verification
-int moe_cmd_routes(int argc, char **argv);  // cli/cmd-routes.c: routing trace analysis
+int moe_cmd_topo(int argc, char **argv);     // cli/cmd-topo.c: machine, bindings, EP/EDP groups
+int moe_cmd_inspect(int argc, char **argv);  // cli/cmd-inspect.c: manifest + verification
+int moe_cmd_routes(int argc, char **argv);   // cli/cmd-routes.c: routing trace analysis
+// `moe routes CHECKPOINT --text TEXT [--json]` (cli/cmd-generate.c, with moe generate's launch).
+int moe_cmd_routes_text(const char *where, const char *text, int json, const char **sets,
+                        int n_sets);
 
 // `moe --version` (cli/cmd-version.c): version, git revision at build time, dependency versions
 // (run time and headers), one per line.

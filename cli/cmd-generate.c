@@ -79,12 +79,33 @@ int moe_cmd_generate(int argc, char **argv) {
     moe_status cs = moe_generate_comm(cfg, &c);
     if (!st) st = cs;
     if (!st) {
-        const moe_generate_params p = {prompt, tokens, context, {temperature, top_k},
-                                       (uint64_t)seed};
+        const moe_generate_params p = {
+            prompt, tokens, context, {temperature, top_k}, (uint64_t)seed};
         st = moe_generate_run(cfg, dir, c, &p, stdout);
     }
     if (st) moe_generate_report(c, st);
     moe_args_free(&spec);
+    moe_config_free(cfg);
+    moe_comm_free(c);
+    moe_comm_finalize();
+    return moe_exit_code(st);
+}
+
+int moe_cmd_routes_text(const char *where, const char *text, int json, const char **sets,
+                        int n_sets) {
+    if (moe_comm_init(NULL, NULL) != MOE_OK) {
+        fprintf(stderr, "moe routes: %s\n", moe_last_error());
+        return MOE_EXIT_FAILURE;
+    }
+    char dir[MOE_PATH_MAX];
+    Moe__Config *cfg = NULL;
+    moe_comm *c = NULL;
+    moe_status st = moe_generate_config(where, sets, n_sets, dir, sizeof dir, &cfg);
+    moe_status cs = moe_generate_comm(cfg, &c);
+    if (!st) st = cs;
+    if (!st) st = moe_generate_routes(cfg, dir, c, text, json, stdout);
+    if (st && (!c || moe_comm_rank(c, MOE_COMM_WORLD) == 0))
+        fprintf(stderr, "moe routes: %s (%s)\n", moe_last_error(), moe_status_str(st));
     moe_config_free(cfg);
     moe_comm_free(c);
     moe_comm_finalize();

@@ -45,15 +45,23 @@ static int routes_plots(const char *out, const moe_args_list *tr, moe_trace **t,
 }
 
 int moe_cmd_routes(int argc, char **argv) {
-    moe_args_list tr = {0};
+    moe_args_list tr = {0}, sets = {0};
     int json = 0;
-    const char *out = NULL;
+    const char *out = NULL, *text = NULL;
     const moe_arg_pos pos[] = {
         {"TRACE", MOE_ARG_LIST, &tr, 1, 0,
-         "routing traces (moe eval --trace, OUT_DIR/traces/step-N.trace)"},
+         "routing traces (moe eval --trace, OUT_DIR/traces/step-N.trace);\n"
+         "with --text: one CHECKPOINT (a checkpoint or run directory)"},
     };
     const moe_arg_opt opts[] = {
         MOE_OPT_FLAG("--json", &json, "one JSON document instead of the tables"),
+        MOE_OPT_STRING("--text", &text, "TEXT",
+                       "route TEXT through the model of CHECKPOINT and print, per MoE\n"
+                       "layer, each token's experts and combine weights (mpirun: the\n"
+                       "same at any world size)"),
+        MOE_OPT_LIST("--set", &sets, "a.b=v",
+                     "with --text: override a field of the checkpoint's config\n"
+                     "(e.g. parallel.ep_size=2: experts over 2 ranks)"),
         MOE_OPT_STRING("--out", &out, "DIR",
                        "also write PNG heatmaps (load, co-activation per layer)\n"
                        "through gnuplot into DIR"),
@@ -75,6 +83,23 @@ int moe_cmd_routes(int argc, char **argv) {
         "trace."};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
+    if (text) { // the interactive view: one checkpoint, one text (cli/cmd-generate.c)
+        int code = MOE_EXIT_USAGE;
+        if (tr.n != 1 || out)
+            fprintf(stderr,
+                    "moe routes: --text takes one CHECKPOINT and no --out (got %d "
+                    "path(s)%s)\n",
+                    tr.n, out ? " and --out" : "");
+        else
+            code = moe_cmd_routes_text(tr.v[0], text, json, sets.v, sets.n);
+        moe_args_free(&spec);
+        return code;
+    }
+    if (sets.n) {
+        fprintf(stderr, "moe routes: --set applies with --text only (traces carry their model)\n");
+        moe_args_free(&spec);
+        return MOE_EXIT_USAGE;
+    }
     const int n = tr.n;
     moe_trace **t = moe_xcalloc((size_t)n, sizeof *t);
     moe_routes_stats **s = moe_xcalloc((size_t)n, sizeof *s);

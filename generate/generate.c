@@ -231,3 +231,134 @@ out:
     moe_config_free(g);
     return st;
 }
+
+// ---------------------------------------------------------------- the routing of one text
+
+static void moe_json_print_string(FILE *out, const char *s) {
+    fputc('"', out);
+    for (; *s; s++) {
+        const unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(out, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(out, "\\u%04x", ch);
+        else
+            fputc(ch, out);
+    }
+    fputc('"', out);
+}
+
+// Token t's pairs as (expert, weight), heaviest first: its packed rows (tok_offsets / tok_rows),
+// each row's expert found in offsets — the same for token choice and expert choice.
+static int moe_routes_of_token(const moe_route_plan *pl, int64_t t, int32_t *ex, float *wt,
+                               int cap) {
+    int n = 0;
+    for (int64_t q = pl->tok_offsets[t]; q < pl->tok_offsets[t + 1] && n < cap; q++) {
+        const int32_t r = pl->tok_rows[q];
+        int lo = 0, hi = pl->E - 1; // the expert e with offsets[e] <= r < offsets[e+1]
+        while (lo < hi) {
+            const int mid = (lo + hi + 1) / 2;
+            if (pl->offsets[mid] <= r)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        int k = n++;
+        for (; k > 0 && wt[k - 1] < pl->row_weight[r]; k--) ex[k] = ex[k - 1], wt[k] = wt[k - 1];
+        ex[k] = lo, wt[k] = pl->row_weight[r];
+    }
+    return n;
+}
+
+static void moe_routes_token(FILE *out, const Moe__Config *cfg, int32_t id, int json) {
+    if (!moe_generate_bytes(cfg) || json)
+        fprintf(out, json ? "%d" : "%6d", id);
+    else if (id >= 0x20 && id < 0x7f && id != '\\' && id != '\'')
+        fprintf(out, "   '%c'", (char)id);
+    else
+        fprintf(out, "  \\x%02x", (unsigned)id);
+}
+
+static void moe_routes_print_text(FILE *out, const moe_model *m, const Moe__Config *cfg,
+                                  const char *dir, const int32_t *ctx, int64_t n, int json) {
+    int32_t ex[64];
+    float wt[64];
+    if (json) {
+        fprintf(out, "{\"checkpoint\":");
+        moe_json_print_string(out, dir);
+        fprintf(out, ",\"n_experts\":%d,\"top_k\":%d,\"tokens\":[", m->E, m->K);
+        for (int64_t t = 0; t < n; t++) fprintf(out, "%s%d", t ? "," : "", ctx[t]);
+        fprintf(out, "],\"layers\":[");
+    } else
+        fprintf(out, "moe routes: %s, %lld tokens, top-%d of %d experts (expert: combine weight)\n",
+                dir, (long long)n, m->K, m->E);
+    for (int i = 0, l = 0; i < m->n_moe; i++, l++) {
+        while (m->moe_index[l] != i) l++;
+        const moe_route_plan *pl = moe_model_route_plan(m, i);
+        if (json)
+            fprintf(out, "%s{\"layer\":%d,\"routes\":[", i ? "," : "", l);
+        else
+            fprintf(out, "layer %d:\n   pos   token  experts\n", l);
+        for (int64_t t = 0; t < n; t++) {
+            const int k = moe_routes_of_token(pl, t, ex, wt, 64);
+            if (json) {
+                fprintf(out, "%s{\"experts\":[", t ? "," : "");
+                for (int j = 0; j < k; j++) fprintf(out, "%s%d", j ? "," : "", ex[j]);
+                fprintf(out, "],\"weights\":[");
+                for (int j = 0; j < k; j++) fprintf(out, "%s%.6g", j ? "," : "", wt[j]);
+                fprintf(out, "]}");
+                continue;
+            }
+            fprintf(out, "  %4lld  ", (long long)t);
+            moe_routes_token(out, cfg, ctx[t], 0);
+            fprintf(out, " ");
+            for (int j = 0; j < k; j++) fprintf(out, " %3d: %.3f", ex[j], wt[j]);
+            fprintf(out, k ? "\n" : "  (no expert: dropped)\n");
+        }
+        if (json) fprintf(out, "]}");
+    }
+    fprintf(out, json ? "]}\n" : "");
+}
+
+moe_status moe_generate_routes(const Moe__Config *cfg, const char *dir, const moe_comm *c,
+                               const char *text, int json, FILE *out) {
+    const int W = c ? moe_comm_size(c, MOE_COMM_WORLD) : 1;
+    if (c && moe_comm_rank(c, MOE_COMM_WORLD) != 0) out = NULL;
+    const int64_t cap = (int64_t)strlen(text) + 1;
+    int32_t *ctx = moe_xcalloc((size_t)cap, sizeof *ctx);
+    Moe__Config *g = NULL;
+    moe_model *m = NULL;
+    moe_ckpt *ck = NULL;
+    int64_t n = 0;
+    moe_status st = moe_generate_prompt(cfg, text, ctx, cap, &n);
+    if (!st && n < 1) st = moe_set_error(MOE_EUSAGE, "--text is empty: give at least one token");
+    moe_generate_params p = {text, 1, (int)n, {0, 0}, 0};
+    if (!st && (st = moe_generate_model_config(cfg, &p, W, &g)) == MOE_EUSAGE)
+        st = moe_set_error(MOE_EUSAGE,
+                           "--text has %lld tokens, more than the model's positions "
+                           "(model.max_seq_len = %lld): shorten it",
+                           (long long)n, (long long)cfg->model->max_seq_len);
+    if (st) goto out;
+    moe_model_layout lay = moe_model_layout_of(c);
+    if ((st = c ? moe_comm_agree(c, moe_model_create(g, &lay, c, 1, &m))
+                : moe_model_create(g, &lay, c, 1, &m)))
+        goto out;
+    if (m->n_moe == 0) {
+        st = moe_set_error(MOE_EUSAGE, "%s: the model has no MoE layer: nothing is routed", dir);
+        goto out;
+    }
+    ck = moe_train_ckpt_register(m);
+    if ((st = moe_ckpt_load(ck, c, dir, g, NULL))) goto out;
+    int32_t *win = moe_xcalloc((size_t)n + 1, sizeof *win);
+    moe_generate_window(win, ctx, n, n);
+    moe_model_loss loss;
+    st = moe_model_forward(m, win, 0, 0, 0, 0, &loss);
+    free(win);
+    if (!st && out) moe_routes_print_text(out, m, g, dir, ctx, n, json);
+out:
+    moe_ckpt_free(ck);
+    moe_model_free(m);
+    free(ctx);
+    moe_config_free(g);
+    return st;
+}

@@ -57,4 +57,15 @@ moe_status moe_generate_config(const char *where, const char **sets, int n_sets,
 moe_status moe_generate_run(const Moe__Config *cfg, const char *dir, const moe_comm *c,
                             const moe_generate_params *p, FILE *out);
 
+// The routing of one text (`moe routes CHECKPOINT --text`): text (bytes, or ids for token
+// files, as a prompt) through the model of the checkpoint dir (config cfg from
+// moe_generate_config) in one forward of exactly its length, dropless as for generation; rank 0
+// prints, for every MoE layer and token, the experts it goes to with their combine weights,
+// heaviest first — a table, or one JSON object {checkpoint, n_experts, top_k, tokens[],
+// layers[{layer, routes[{experts[], weights[]}]}]}. Collective; the same at any world size and
+// ep_size. Refuses (MOE_EUSAGE) an empty text, one longer than model.max_seq_len, a model
+// without MoE layers.
+moe_status moe_generate_routes(const Moe__Config *cfg, const char *dir, const moe_comm *c,
+                               const char *text, int json, FILE *out);
+
 #endif

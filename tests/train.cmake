@@ -55,3 +55,8 @@ foreach(scenario dryrun edges)
   set_tests_properties(test_train_ux_${scenario} PROPERTIES LABELS "mpi;np2;train"
     ENVIRONMENT "${MOE_TEST_ENV}" TIMEOUT 300 PROCESSORS 2)
 endforeach()
+# Issue 17: moe routes CHECKPOINT --text — the same routes at np 1, 2 and EP 2, refusals.
+add_test(NAME test_routes_text COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_routes_text.sh)
+set_tests_properties(test_routes_text PROPERTIES LABELS "mpi;np2;generate"
+  ENVIRONMENT "MOE_BIN=$<TARGET_FILE:moe>;MPIEXEC=${MPIEXEC_EXECUTABLE};${MOE_TEST_ENV}"
+  PROCESSORS 2 TIMEOUT 400)
