@@ -9,9 +9,7 @@
 //
 // Summation order (the kernels' contract, relied on by the layout tests): every element of Y and
 // dW is one chain of fused multiply-adds in increasing k (resp. row) order, starting from the
-// value already there; an element of dX is a dot product over N in 8 fixed lanes (lane l takes the
-// columns c ≡ l mod 8 in increasing order) reduced as ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)), then
-// the N mod 8 tail columns in order. Neither depends on n or on which rows share a block.
+// value already there; so is an element of dX (a chain over the columns of W in increasing order). Neither depends on n or on which rows share a block.
 #include "experts.h"
 
 #include <cblas.h>
@@ -83,68 +81,115 @@ void moe_gemm_rows_nn(int64_t n, int64_t K, int64_t N, const float *X, const flo
     if (N16 < N) nn_tail(n, K, N, X, W, Y, acc, N16);
 }
 
-// Eight dot products at once: lane q of the result is ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)) over
-// the lanes l of a[q] — the one reduction tree of the dX lanes.
-MOE_ALWAYS_INLINE __m256 hsum8x8(const __m256 *a) {
-    const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
-    const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
-    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
-    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
-                         _mm256_permute2f128_ps(u0, u1, 0x31));
+// The 8 x 8 block r (rows of W, 8 columns each) transposed in place: r[j] lane q = old r[q] lane j.
+MOE_ALWAYS_INLINE void transpose8(__m256 *r) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20), r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20), r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20), r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-// dX rows [0, R), columns [k, k + nk) (nk <= 8) = [dX +] dY · W rows k … k+nk-1: 8·R chains
-// over the columns of W in 8 lanes, reduced together, then the N mod 8 tail in order.
+// dX rows [0, R) (R <= 8), columns [k, k + nk) (nk <= 8): lane q of a[i] is element (i, k+q), one
+// fused multiply-add chain over the columns c of W in increasing order — the forward's kernel on
+// W transposed 8 x 8 blocks at a time in registers.
 MOE_ALWAYS_INLINE void nt_tile(int R, int64_t K, int64_t N, const float *dY, const float *W,
                                float *dX, int acc, int64_t k, int nk, const float *pf) {
-    __m256 a[2][8];
+    __m256 a[8];
     const float *w[8];
     const int64_t N8 = N / 8 * 8;
 #pragma GCC unroll 8
-    for (int q = 0; q < 8; q++) {
-        w[q] = W + (k + (q < nk ? q : 0)) * N; // missing rows repeat row k; their lanes unused
-        for (int i = 0; i < R; i++) a[i][q] = _mm256_setzero_ps();
+    for (int q = 0; q < 8; q++) w[q] = W + (k + (q < nk ? q : 0)) * N; // repeats: lanes unused
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++) {
+        if (acc && nk == 8)
+            a[i] = _mm256_loadu_ps(dX + i * K + k);
+        else if (acc) {
+            float t[8] = {0};
+            for (int q = 0; q < nk; q++) t[q] = dX[i * K + k + q];
+            a[i] = _mm256_loadu_ps(t);
+        } else
+            a[i] = _mm256_setzero_ps();
     }
     for (int64_t c = 0; c < N8; c += 8) {
         if (pf && (c & 15) == 0)
             for (int q = 0; q < nk; q++) MOE_PF(pf + (k + q) * N + c);
-        __m256 d[2];
-#pragma GCC unroll 2
-        for (int i = 0; i < R; i++) d[i] = _mm256_loadu_ps(dY + i * N + c);
+        __m256 t[8];
 #pragma GCC unroll 8
-        for (int q = 0; q < 8; q++) {
-            const __m256 v = _mm256_loadu_ps(w[q] + c);
-#pragma GCC unroll 2
-            for (int i = 0; i < R; i++) a[i][q] = _mm256_fmadd_ps(d[i], v, a[i][q]);
+        for (int q = 0; q < 8; q++) t[q] = _mm256_loadu_ps(w[q] + c);
+        transpose8(t); // t[j] = column c + j of the 8 rows
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++)
+#pragma GCC unroll 8
+            for (int i = 0; i < R; i++)
+                a[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(dY + i * N + c + j), t[j], a[i]);
+    }
+    for (int64_t c = N8; c < N; c++) { // the columns past the last multiple of 8
+        float col[8];
+        for (int q = 0; q < 8; q++) col[q] = w[q][c];
+        const __m256 v = _mm256_loadu_ps(col);
+        for (int i = 0; i < R; i++)
+            a[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(dY + i * N + c), v, a[i]);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++) {
+        if (nk == 8) {
+            _mm256_storeu_ps(dX + i * K + k, a[i]);
+        } else {
+            float t[8];
+            _mm256_storeu_ps(t, a[i]);
+            for (int q = 0; q < nk; q++) dX[i * K + k + q] = t[q];
         }
     }
-    for (int i = 0; i < R; i++) {
-        float s[8];
-        _mm256_storeu_ps(s, hsum8x8(a[i]));
-        for (int q = 0; q < nk; q++) {
-            for (int64_t c = N8; c < N; c++) s[q] = fmaf(dY[i * N + c], w[q][c], s[q]);
-            dX[i * K + k + q] = acc ? dX[i * K + k + q] + s[q] : s[q];
-        }
+}
+
+// Rows [0, R) of the block, R in 1..8, as one pass (a switch: R is a constant in each nt_tile).
+static void nt_rows(int R, int64_t K, int64_t N, const float *dY, const float *W, float *dX,
+                    int acc, int64_t k, int nk, const float *pf) {
+    switch (R) {
+    case 8: nt_tile(8, K, N, dY, W, dX, acc, k, nk, pf); break;
+    case 7: nt_tile(7, K, N, dY, W, dX, acc, k, nk, pf); break;
+    case 6: nt_tile(6, K, N, dY, W, dX, acc, k, nk, pf); break;
+    case 5: nt_tile(5, K, N, dY, W, dX, acc, k, nk, pf); break;
+    case 4: nt_tile(4, K, N, dY, W, dX, acc, k, nk, pf); break;
+    case 3: nt_tile(3, K, N, dY, W, dX, acc, k, nk, pf); break;
+    case 2: nt_tile(2, K, N, dY, W, dX, acc, k, nk, pf); break;
+    default: nt_tile(1, K, N, dY, W, dX, acc, k, nk, pf); break;
     }
 }
 
 void moe_gemm_rows_nt(int64_t n, int64_t K, int64_t N, const float *dY, const float *W, float *dX,
                       int acc, const float *pf) {
-    // k tiles outside, row pairs inside: the tile's 8 rows of W stay in L1 across the pairs
-    for (int64_t k = 0; k < K; k += 8) {
+    for (int64_t k = 0; k < K; k += 8) { // k tiles outside: the tile's 8 rows of W stay in L1
         const int nk = K - k < 8 ? (int)(K - k) : 8;
         const float *p = pf;
-        int64_t r = 0;
-        for (; r + 2 <= n; r += 2, p = NULL)
-            nt_tile(2, K, N, dY + r * N, W, dX + r * K, acc, k, nk, p);
-        if (r < n) nt_tile(1, K, N, dY + r * N, W, dX + r * K, acc, k, nk, p);
+        for (int64_t r = 0; r < n; r += 8, p = NULL) {
+            const int R = n - r < 8 ? (int)(n - r) : 8;
+            nt_rows(R, K, N, dY + r * N, W, dX + r * K, acc, k, nk, p);
+        }
     }
 }
 
-// dW row k, columns [c, c + 8·V) += Σ over rows [0, R) of X[r][k]·dY[r][·], in row order: V
-// independent chains per row step, X's R values broadcast once for the whole row of dW.
+// nt: the row's final values, stored past the caches (streaming stores where 32-byte aligned):
+// a freshly written gradient is not read again before the optimizer, and with many experts the
+// gradients far exceed the caches, so this saves reading each line before writing it.
+MOE_ALWAYS_INLINE void tn_store(float *p, __m256 v, int nt) {
+    if (nt && ((uintptr_t)p & 31) == 0)
+        _mm256_stream_ps(p, v);
+    else
+        _mm256_storeu_ps(p, v);
+}
+
 MOE_ALWAYS_INLINE void tn_row(int R, int64_t K, int64_t N, const float *X, const float *dY,
-                              float *dWk, int64_t k, int64_t N32, int acc, const float *pfk) {
+                              float *dWk, int64_t k, int64_t N32, int acc, int nt,
+                              const float *pfk) {
     __m256 b[8];
 #pragma GCC unroll 8
     for (int i = 0; i < R; i++) b[i] = _mm256_broadcast_ss(X + i * K + k);
@@ -163,8 +208,23 @@ MOE_ALWAYS_INLINE void tn_row(int R, int64_t K, int64_t N, const float *X, const
             a2 = _mm256_fmadd_ps(b[i], _mm256_loadu_ps(d + 16), a2);
             a3 = _mm256_fmadd_ps(b[i], _mm256_loadu_ps(d + 24), a3);
         }
-        _mm256_storeu_ps(dWk + c, a0), _mm256_storeu_ps(dWk + c + 8, a1);
-        _mm256_storeu_ps(dWk + c + 16, a2), _mm256_storeu_ps(dWk + c + 24, a3);
+        tn_store(dWk + c, a0, nt), tn_store(dWk + c + 8, a1, nt);
+        tn_store(dWk + c + 16, a2, nt), tn_store(dWk + c + 24, a3, nt);
+    }
+}
+
+// Rows [0, R) of the block, R in 1..8, as one pass (a switch: R is a constant in each tn_row).
+static void tn_rows(int R, int64_t K, int64_t N, const float *X, const float *dY, float *dWk,
+                    int64_t k, int64_t N32, int acc, int nt, const float *pfk) {
+    switch (R) {
+    case 8: tn_row(8, K, N, X, dY, dWk, k, N32, acc, nt, pfk); break;
+    case 7: tn_row(7, K, N, X, dY, dWk, k, N32, acc, nt, pfk); break;
+    case 6: tn_row(6, K, N, X, dY, dWk, k, N32, acc, nt, pfk); break;
+    case 5: tn_row(5, K, N, X, dY, dWk, k, N32, acc, nt, pfk); break;
+    case 4: tn_row(4, K, N, X, dY, dWk, k, N32, acc, nt, pfk); break;
+    case 3: tn_row(3, K, N, X, dY, dWk, k, N32, acc, nt, pfk); break;
+    case 2: tn_row(2, K, N, X, dY, dWk, k, N32, acc, nt, pfk); break;
+    default: tn_row(1, K, N, X, dY, dWk, k, N32, acc, nt, pfk); break;
     }
 }
 
@@ -174,12 +234,14 @@ void moe_gemm_rows_tn(int64_t n, int64_t K, int64_t N, const float *X, const flo
     for (int64_t k = 0; k < K; k++) {
         float *dWk = dW + k * N;
         const float *pfk = pf ? pf + k * N : NULL;
-        int64_t r = 0; // rows in groups of 8, then one by one: the chain stays in row order
-        int a = acc;   // the first group starts from dW (acc) or from 0, the next from its result
-        for (; r + 8 <= n; r += 8, pfk = NULL, a = 1)
-            tn_row(8, K, N, X + r * K, dY + r * N, dWk, k, N32, a, pfk);
-        for (; r < n; r++, pfk = NULL, a = 1)
-            tn_row(1, K, N, X + r * K, dY + r * N, dWk, k, N32, a, pfk);
+        int64_t r = 0; // rows in passes of up to 8: the chain stays in row order
+        int a = acc;   // the first pass starts from dW (acc) or from 0, the next from its result
+        for (; r < n; a = 1, pfk = NULL) {
+            const int R = n - r < 8 ? (int)(n - r) : 8;
+            // A fresh gradient's last pass streams past the caches (tn_store).
+            tn_rows(R, K, N, X + r * K, dY + r * N, dWk, k, N32, a, !acc && r + R == n, pfk);
+            r += R;
+        }
         if (!a) memset(dWk, 0, (size_t)N32 * sizeof(float)); // no rows: 0 written
         for (int64_t c = N32; c < N; c++) { // the columns past the last multiple of 32
             float s = acc ? dWk[c] : 0.0f;
@@ -187,6 +249,7 @@ void moe_gemm_rows_tn(int64_t n, int64_t K, int64_t N, const float *X, const flo
             dWk[c] = s;
         }
     }
+    if (!acc) _mm_sfence(); // the streaming stores are ordered before what follows
 }
 
 #else // no AVX2/FMA at build time: the kernels are not built, every block goes to cblas

@@ -1,7 +1,6 @@
 // test_gemm_rows.c: the small-row GEMM kernels (experts/gemm-rows.c) against scalar references
-// written from their contract in experts.h, bit for bit: Y and dW elements are one fmaf chain in
-// k (resp. row) order; dX elements an 8-lane dot product reduced in the stated tree, then the
-// tail. Shapes with every remainder (rows not a multiple of 8 or 4, K odd, N not a multiple of 8
+// written from their contract in experts.h, bit for bit: every element of Y, dX and dW is one
+// fmaf chain in k (resp. column, row) order. Shapes with every remainder (rows not a multiple of 8 or 4, K odd, N not a multiple of 8
 // or 16), the expert shapes of the quickstart model, prefetch on and off. Also: a row's result
 // is the same whether it is computed alone or inside a block (what the layout tests rely on), and
 // each kernel is within float rounding of a double reference.
@@ -33,14 +32,11 @@ static void ref_tn(int64_t n, int64_t K, int64_t N, const float *X, const float 
 
 static void ref_nt(int64_t n, int64_t K, int64_t N, const float *dY, const float *W, float *dX,
                    int acc) {
-    const int64_t N8 = N / 8 * 8;
     for (int64_t i = 0; i < n; i++)
         for (int64_t k = 0; k < K; k++) {
-            float l[8] = {0};
-            for (int64_t c = 0; c < N8; c++) l[c % 8] = fmaf(dY[i * N + c], W[k * N + c], l[c % 8]);
-            float s = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
-            for (int64_t c = N8; c < N; c++) s = fmaf(dY[i * N + c], W[k * N + c], s);
-            dX[i * K + k] = acc ? dX[i * K + k] + s : s;
+            float s = acc ? dX[i * K + k] : 0.0f;
+            for (int64_t c = 0; c < N; c++) s = fmaf(dY[i * N + c], W[k * N + c], s);
+            dX[i * K + k] = s;
         }
 }
 
@@ -75,7 +71,7 @@ static void check_shape(int64_t n, int64_t K, int64_t N, uint64_t seed) {
             fill(X0, n * K, &st), memcpy(X1, X0, (size_t)(n * K) * sizeof(float));
             ref_nt(n, K, N, dY, W, X0, acc);
             moe_gemm_rows_nt(n, K, N, dY, W, X1, acc, pf ? PF : NULL);
-            CHECK(same(X0, X1, n * K), "nt n=%lld K=%lld N=%lld acc=%d pf=%d: not the lane tree",
+            CHECK(same(X0, X1, n * K), "nt n=%lld K=%lld N=%lld acc=%d pf=%d: not the fmaf chain",
                   (long long)n, (long long)K, (long long)N, acc, pf);
         }
     for (int acc = 0; acc < 2; acc++)
