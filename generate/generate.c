@@ -201,6 +201,18 @@ static moe_status moe_generate_loop(moe_model *m, const moe_comm *c, const Moe__
     return st;
 }
 
+// The model of config g at c's layout (created on every rank, agreed), with the checkpoint dir
+// loaded into it. *m and *ck for the caller to free, also on failure.
+static moe_status moe_generate_load(const Moe__Config *g, const moe_comm *c, const char *dir,
+                                    moe_model **m, moe_ckpt **ck) {
+    moe_model_layout lay = moe_model_layout_of(c);
+    moe_status st = moe_model_create(g, &lay, c, 1, m);
+    if (c) st = moe_comm_agree(c, st);
+    if (st) return st;
+    *ck = moe_train_ckpt_register(*m);
+    return moe_ckpt_load(*ck, c, dir, g, NULL);
+}
+
 moe_status moe_generate_run(const Moe__Config *cfg, const char *dir, const moe_comm *c,
                             const moe_generate_params *p, FILE *out) {
     const int W = c ? moe_comm_size(c, MOE_COMM_WORLD) : 1;
@@ -215,12 +227,7 @@ moe_status moe_generate_run(const Moe__Config *cfg, const char *dir, const moe_c
     ctx = moe_xcalloc((size_t)cap, sizeof *ctx);
     int64_t n = 0;
     if ((st = moe_generate_prompt(g, p->prompt, ctx, cap, &n))) goto out;
-    moe_model_layout lay = moe_model_layout_of(c);
-    if ((st = c ? moe_comm_agree(c, moe_model_create(g, &lay, c, 1, &m))
-                : moe_model_create(g, &lay, c, 1, &m)))
-        goto out;
-    ck = moe_train_ckpt_register(m);
-    if ((st = moe_ckpt_load(ck, c, dir, g, NULL))) goto out;
+    if ((st = moe_generate_load(g, c, dir, &m, &ck))) goto out;
     for (int64_t i = 0; i < n; i++) moe_generate_emit(g, out, ctx[i], i == 0);
     st = moe_generate_loop(m, c, g, p, ctx, n, out);
     if (out) fputc('\n', out);
@@ -339,16 +346,11 @@ moe_status moe_generate_routes(const Moe__Config *cfg, const char *dir, const mo
                            "(model.max_seq_len = %lld): shorten it",
                            (long long)n, (long long)cfg->model->max_seq_len);
     if (st) goto out;
-    moe_model_layout lay = moe_model_layout_of(c);
-    if ((st = c ? moe_comm_agree(c, moe_model_create(g, &lay, c, 1, &m))
-                : moe_model_create(g, &lay, c, 1, &m)))
-        goto out;
+    if ((st = moe_generate_load(g, c, dir, &m, &ck))) goto out;
     if (m->n_moe == 0) {
         st = moe_set_error(MOE_EUSAGE, "%s: the model has no MoE layer: nothing is routed", dir);
         goto out;
     }
-    ck = moe_train_ckpt_register(m);
-    if ((st = moe_ckpt_load(ck, c, dir, g, NULL))) goto out;
     int32_t *win = moe_xcalloc((size_t)n + 1, sizeof *win);
     moe_generate_window(win, ctx, n, n);
     moe_model_loss loss;

@@ -3,6 +3,7 @@
 // files, has run-plot.c draw them, and writes report.md (to a temporary name, then renamed: a
 // reader never sees half of it). Every record is kept in memory: a few hundred bytes a step.
 #include "report-impl.h"
+#include "routes.h"
 
 #include "checkpoint.h"
 #include "config.h"
@@ -90,8 +91,10 @@ static moe_status moe_rr_load(const char *dir, moe_rr *r) {
     moe_status st = moe_path_fmt(path, "run directory", "%s/metrics.jsonl", dir);
     if (st) return st;
     if (moe_read_file(path, 0, &text, &len))
-        return moe_set_error(MOE_EINVAL, "%s: cannot read it (%s); is %s a run directory (moe "
-                             "train's out_dir)?", path, strerror(errno), dir);
+        return moe_set_error(MOE_EINVAL,
+                             "%s: cannot read it (%s); is %s a run directory (moe "
+                             "train's out_dir)?",
+                             path, strerror(errno), dir);
     st = moe_rr_parse(r, path, text, len);
     free(text);
     if (st) return st;
@@ -100,8 +103,8 @@ static moe_status moe_rr_load(const char *dir, moe_rr *r) {
     moe_rr_dedupe(r);
     char ck[MOE_PATH_MAX];
     Moe__CheckpointManifest *man = NULL; // the config: the newest checkpoint's, when there is one
-    if (moe_ckpt_resolve(dir, ck, sizeof ck) == MOE_OK && moe_ckpt_read_manifest(ck, &man) == MOE_OK &&
-        man->config)
+    if (moe_ckpt_resolve(dir, ck, sizeof ck) == MOE_OK &&
+        moe_ckpt_read_manifest(ck, &man) == MOE_OK && man->config)
         r->cfg = moe_config_copy(man->config);
     if (man) protobuf_c_message_free_unpacked(&man->base, NULL);
     moe_clear_error();
@@ -117,9 +120,10 @@ static void moe_rr_free(moe_rr *r) {
 // ---------------------------------------------------------------- the output directory
 
 // The files a one-run report writes (an earlier one's are replaced under --force).
-static const char *const moe_rr_files[] = {
-    "report.md", "plots.gp", "loss.png", "lr.png", "grad-norm.png", "aux-z.png",
-    "throughput.png", "norms.png", "data/run.dat", "data/groups.dat", "data/gnuplot.log"};
+static const char *const moe_rr_files[] = {"report.md",       "plots.gp",        "loss.png",
+                                           "lr.png",          "grad-norm.png",   "aux-z.png",
+                                           "throughput.png",  "norms.png",       "data/run.dat",
+                                           "data/groups.dat", "data/gnuplot.log"};
 
 static moe_status moe_rr_prepare(const char *out, int force) {
     moe_status st = moe_dir_check("the report directory", out);
@@ -129,8 +133,10 @@ static moe_status moe_rr_prepare(const char *out, int force) {
     for (struct dirent *e; d && (e = readdir(d));) used |= e->d_name[0] != '.';
     if (d) closedir(d);
     if (used && !force)
-        return moe_set_error(MOE_EUSAGE, "%s exists and is not empty: pass --force to replace an "
-                             "earlier report there, or --out another directory", out);
+        return moe_set_error(MOE_EUSAGE,
+                             "%s exists and is not empty: pass --force to replace an "
+                             "earlier report there, or --out another directory",
+                             out);
     for (size_t i = 0; used && i < sizeof moe_rr_files / sizeof *moe_rr_files; i++) {
         char p[MOE_PATH_MAX];
         snprintf(p, sizeof p, "%s/%s", out, moe_rr_files[i]);
@@ -160,18 +166,21 @@ static void moe_rr_summary(FILE *f, const moe_rr *r) {
     for (int64_t i = 0; i < r->n; i++)
         if (r->rec[i]->has_val_loss) val = r->rec[i]->val_loss, val_step = r->rec[i]->step;
     fprintf(f, "| figure | value |\n|---|---:|\n");
-    fprintf(f, "| steps recorded | %lld (last step %lld) |\n", (long long)r->n, (long long)last->step);
+    fprintf(f, "| steps recorded | %lld (last step %lld) |\n", (long long)r->n,
+            (long long)last->step);
     fprintf(f, "| loss at the last step | %.4f |\n", last->loss);
     fprintf(f, "| cross-entropy at the last step | %.4f |\n",
             last->loss - last->aux_loss - last->z_loss);
-    if (!isnan(val)) fprintf(f, "| last validation loss | %.4f (step %lld) |\n", val, (long long)val_step);
+    if (!isnan(val))
+        fprintf(f, "| last validation loss | %.4f (step %lld) |\n", val, (long long)val_step);
     if (k) {
         fprintf(f, "| tokens/s (mean after step 1) | %.0f |\n", tok / (double)k);
         fprintf(f, "| exchange share of the step (mean after step 1) | %.1f %% |\n",
                 100 * ex / (double)k);
     }
     fprintf(f, "| skipped (non-finite) steps | %lld |\n", (long long)last->skipped_steps);
-    if (r->skipped) fprintf(f, "| metrics lines that did not parse | %lld |\n", (long long)r->skipped);
+    if (r->skipped)
+        fprintf(f, "| metrics lines that did not parse | %lld |\n", (long long)r->skipped);
 }
 
 static void moe_rr_config(FILE *f, const moe_rr *r) {
@@ -180,7 +189,8 @@ static void moe_rr_config(FILE *f, const moe_rr *r) {
         fprintf(f, "No checkpoint in the run directory: its config is not recorded there.\n");
         return;
     }
-    fprintf(f, "From the newest checkpoint's manifest (every field, defaults included):\n\n```json\n");
+    fprintf(f,
+            "From the newest checkpoint's manifest (every field, defaults included):\n\n```json\n");
     moe_json_write_message(f, &r->cfg->base, MOE_JSON_DEFAULTS);
     fprintf(f, "\n```\n");
 }
@@ -211,6 +221,11 @@ static moe_status moe_rr_write_md(const moe_rr *r, const char *out, const char *
     for (size_t i = 0; pl->ok && i < sizeof moe_rr_figs / sizeof *moe_rr_figs; i++)
         fprintf(f, "### %s\n\n![%s](%s)\n\n", moe_rr_figs[i][1], moe_rr_figs[i][1],
                 moe_rr_figs[i][0]);
+    // The run's routing traces, when it has any (routes/routes.h: the section moe report gives
+    // each run of several).
+    const char *name =
+        strrchr(r->dir, '/') && strrchr(r->dir, '/')[1] ? strrchr(r->dir, '/') + 1 : r->dir;
+    moe_routes_report_run(f, r->dir, name, 1);
     moe_rr_config(f, r);
     const int bad = ferror(f);
     if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {

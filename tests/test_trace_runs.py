@@ -140,10 +140,18 @@ def e2e():
             f = os.path.join(png, name)
             if not os.path.isfile(f) or open(f, "rb").read(8) != b"\x89PNG\r\n\x1a\n":
                 fail("no PNG " + f)
-    # moe report on the run: the routing section with the newest trace's figures
+    # moe report on the run (its one-run report) and on the run beside a copy of it (the report
+    # of several runs, with index.html): the routing section with the newest trace's figures
+    rep1 = os.path.join(A.work, "e2e-report1")
+    shutil.rmtree(rep1, ignore_errors=True)
+    run(["report", out, "--out", rep1])
+    md1 = open(os.path.join(rep1, "report.md")).read()
     rep = os.path.join(A.work, "e2e-report")
     shutil.rmtree(rep, ignore_errors=True)
-    run(["report", out, "--out", rep])
+    twin = os.path.join(A.work, "e2e-twin")
+    shutil.rmtree(twin, ignore_errors=True)
+    shutil.copytree(out, twin)
+    run(["report", out, twin, "--out", rep])
     md = open(os.path.join(rep, "report.md")).read()
     lay0 = j["traces"][1]["layers"][0]
     row = "| 0 | 1 | %.3f | %.3f | %.3f |" % (lay0["max_over_mean"], lay0["entropy_bits"], lay0["mi_bits"])
@@ -152,6 +160,10 @@ def e2e():
                  "Routing stability from step 3 to step 6", stab):
         if want not in md:
             fail("report.md lacks '%s'" % want)
+        if want not in md1:
+            fail("the one-run report.md lacks '%s'" % want)
+    if "### Routing: e2e-twin" not in md:
+        fail("report.md lacks the second run's routing section")
     html = open(os.path.join(rep, "index.html")).read()
     for want in ("<h2>Routing</h2>", "### Routing: e2e", row, stab):
         if want not in html:
