@@ -85,4 +85,34 @@ void moe_st_writer_abort(moe_st_writer *w);
 int64_t moe_st_bytes(moe_st_dtype dtype, int ndim, const int64_t *shape);
 const char *moe_st_dtype_name(moe_st_dtype d); // "F32", "BF16", "F16"
 
+// ---------------------------------------------------------------- sharded models
+// A model split over several files, as Hugging Face writes it: model-00001-of-0000K.safetensors
+// ... and model.safetensors.index.json = {"metadata": {"total_size": BYTES}, "weight_map":
+// {NAME: FILE, ...}} (total_size: the tensors' data bytes). One file: model.safetensors, no index.
+
+// Assigns the n tensors, in order, with data sizes bytes[i], to shards of at most max_bytes each
+// (a tensor larger than max_bytes gets a shard to itself; max_bytes <= 0: one shard): shard[i] is
+// tensor i's shard, in 0..k-1, non-decreasing. Returns k (1 for n = 0).
+int moe_st_shard_plan(const int64_t *bytes, int n, int64_t max_bytes, int *shard);
+// The file name of shard i (0-based) of k: "model-00001-of-00003.safetensors"; k = 1:
+// "model.safetensors".
+void moe_st_shard_name(char *buf, size_t cap, int i, int k);
+
+typedef struct {
+    int n; // entries of the weight map, in the file's order
+    char **name, **file;
+    int64_t total_size; // -1 when the metadata has none
+} moe_st_index;
+// Writes dir/model.safetensors.index.json (to a temporary name, then renamed): total_size and
+// the weight map name[i] -> moe_st_shard_name(shard[i], k), keys sorted, indented by 2 — as
+// transformers writes it.
+moe_status moe_st_index_write(const char *dir, const char *const *name, const int *shard, int n,
+                              int k, int64_t total_size);
+// Reads dir/model.safetensors.index.json. Refuses (MOE_ECORRUPT, exit 3, naming the fault) JSON
+// that does not parse or repeats a key, no "weight_map" object, a value that is not a file name of
+// the directory (a string without '/' and not "." or ".."), a total_size that is not a
+// non-negative integer. MOE_EIO when the file cannot be read.
+moe_status moe_st_index_read(const char *dir, moe_st_index *out);
+void moe_st_index_free(moe_st_index *ix);
+
 #endif

@@ -235,6 +235,65 @@ static void foreign_file(void) {
     moe_st_close(f);
 }
 
+// Sharded models: the plan, the file names, model.safetensors.index.json written as transformers
+// writes it (the text Python's json.dumps(indent=2, sort_keys=True) gives, plus a newline) and
+// read back; the reader's refusals.
+static void sharding(void) {
+    const int64_t bytes[5] = {4, 4, 4, 20, 1};
+    int shard[5];
+    // 4+4 fit, the third 4 opens shard 1, 20 (over the limit) gets shard 2 to itself, 1 opens 3
+    CHECK(moe_st_shard_plan(bytes, 5, 10, shard) == 4 && shard[0] == 0 && shard[1] == 0 &&
+              shard[2] == 1 && shard[3] == 2 && shard[4] == 3,
+          "plan at 10 bytes: %d %d %d %d %d", shard[0], shard[1], shard[2], shard[3], shard[4]);
+    CHECK(moe_st_shard_plan(bytes, 5, 0, shard) == 1 && shard[4] == 0, "no limit: one shard");
+    CHECK(moe_st_shard_plan(bytes, 0, 10, shard) == 1, "no tensors: one shard");
+    char nm[64];
+    moe_st_shard_name(nm, sizeof nm, 1, 3);
+    CHECK(!strcmp(nm, "model-00002-of-00003.safetensors"), "shard name %s", nm);
+    moe_st_shard_name(nm, sizeof nm, 0, 1);
+    CHECK(!strcmp(nm, "model.safetensors"), "single file name %s", nm);
+
+    const char *names[3] = {"b.weight", "a.weight", "c"};
+    const int sh[3] = {0, 0, 1};
+    OK(moe_st_index_write(dir, names, sh, 3, 2, 60));
+    char p[512], *text = NULL;
+    size_t len = 0;
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    OK(moe_read_file(p, 1 << 20, &text, &len));
+    const char *python = "{\n  \"metadata\": {\n    \"total_size\": 60\n  },\n  \"weight_map\": {\n"
+                         "    \"a.weight\": \"model-00001-of-00002.safetensors\",\n"
+                         "    \"b.weight\": \"model-00001-of-00002.safetensors\",\n"
+                         "    \"c\": \"model-00002-of-00002.safetensors\"\n  }\n}\n";
+    CHECK(text && !strcmp(text, python), "index text differs from transformers':\n%s", text);
+    free(text);
+    moe_st_index ix;
+    OK(moe_st_index_read(dir, &ix));
+    CHECK(ix.n == 3 && ix.total_size == 60 && !strcmp(ix.name[0], "a.weight") &&
+              !strcmp(ix.file[2], "model-00002-of-00002.safetensors"),
+          "index read back: n %d total %lld", ix.n, (long long)ix.total_size);
+    moe_st_index_free(&ix);
+
+    const char *bad[][2] = {
+        {"{\"weight_map\": {\"a\": \"../x.safetensors\"}}", "not a file name"},
+        {"{\"weight_map\": {\"a\": \"f\", \"a\": \"g\"}}", "duplicate"},
+        {"{\"metadata\": {}}", "no \"weight_map\""},
+        {"{\"weight_map\": {\"a\": 3}}", "not a file name"},
+        {"{\"metadata\": {\"total_size\": -1}, \"weight_map\": {}}", "total_size"},
+        {"{\"weight_map\": ", "safetensors index"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        FILE *f = fopen(p, "w");
+        MOE_ASSERT(f);
+        fputs(bad[i][0], f);
+        fclose(f);
+        moe_status st = moe_st_index_read(dir, &ix);
+        CHECK(st == MOE_ECORRUPT && strstr(moe_last_error(), bad[i][1]),
+              "index '%s': status %d, message '%s'", bad[i][0], (int)st, moe_last_error());
+    }
+    unlink(p);
+    CHECK(moe_st_index_read(dir, &ix) == MOE_EIO, "a missing index is not MOE_EIO");
+}
+
 int main(void) {
     test_tmpdir(dir, sizeof dir, "moe-safetensors");
     foreign_file();
@@ -242,6 +301,7 @@ int main(void) {
     check_refusals();
     round_trip();
     writer_refusals();
+    sharding();
     test_rmtree(dir);
     return test_summary("safetensors");
 }
