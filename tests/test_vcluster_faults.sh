@@ -116,7 +116,11 @@ for s in range(1, to + 1):
     x, y = a[s]["loss"], b[s]["loss"]
     rel = abs(x - y) / max(abs(x), 1e-12)
     worst = max(worst, rel)
-    if not rel <= 1e-4:
+    # The reference runs at np 1, the faulted run at np 2 until the fault: the two agree to float
+    # summation order, 1e-4 over the first 40 steps; at lr 3e-3 that difference grows over
+    # hundreds of steps (docs/training.md: ~3e-3 after 200), and the fault lands at a step that
+    # depends on the machine's speed (40 to ~300), so later steps get the documented bound.
+    if not rel <= (1e-4 if s <= 40 else 5e-3):
         print("FAIL %s step %d loss: uninterrupted %.8g, faulted+resumed %.8g" % (name, s, x, y))
         sys.exit(1)
 print("%s: resumed at step %d on 1 rank; steps 1..%d within rel %.2e of an uninterrupted run"
