@@ -198,6 +198,11 @@ moe_status moe_trace_train_step(moe_model *m, const moe_data *d, const moe_comm 
                         (long long)step);
         return MOE_OK;
     }
+    if (m->n_moe == 0) { // a dense model (a sweep's dense baseline) has no routing to record
+        moe_comm_printf(c, "moe train: note: step %lld: no MoE layers, no routing trace\n",
+                        (long long)step);
+        return MOE_OK;
+    }
     char path[MOE_PATH_MAX + 64];
     moe_trace_step_path(path, sizeof path, cfg->out_dir, step);
     moe_trace_probe p = {.batches = cfg->train->trace_batches, .step = step, .checkpoint = NULL};
