@@ -39,7 +39,7 @@ static moe_status moe_bench_ep_run(moe_comm *c, const moe_layer_params *p, const
     const int64_t T = p->T_max, D = p->router.D;
     float *y = moe_xalloc_aligned((size_t)(T * D) * sizeof(float));
     float *dx = moe_xalloc_aligned((size_t)(T * D) * sizeof(float));
-    moe_route_opts opts = {0, 0, (int64_t)in.world_rank * T};
+    moe_route_opts opts = {.token_base = (int64_t)in.world_rank * T};
     r->step = 1e30;
     for (int it = 0; it < iters + 1 && !st; it++) {
         if ((st = moe_comm_barrier(c, MOE_COMM_WORLD))) break;

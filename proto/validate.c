@@ -265,6 +265,18 @@ static void moe_check_router(moe_vlog *log, const Moe__RouterConfig *r, const Mo
                   "router.strategy = %s needs experts, but model.n_experts = %d; "
                   "set n_experts > 0 or strategy = token_choice",
                   sv->name, m->n_experts);
+    if (r->replay && r->replay[0]) { // docs/routes.md "Replay"; the recording is checked at setup
+        if (m->n_experts <= 0)
+            moe_vfail(log,
+                      "router.replay = %s needs MoE layers, but model.n_experts = %d: a dense "
+                      "model has no routing to replay",
+                      r->replay, m->n_experts);
+        if (r->strategy != MOE__ROUTER_CONFIG__STRATEGY__token_choice)
+            moe_vfail(log,
+                      "router.replay = %s needs router.strategy = token_choice: it replays each "
+                      "token's recorded experts, and with expert_choice the experts pick tokens",
+                      r->replay);
+    }
 }
 
 static void moe_check_train(moe_vlog *log, const Moe__TrainConfig *t, int world) {

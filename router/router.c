@@ -191,7 +191,7 @@ void moe_route_plan_free(moe_route_plan *pl) {
 // Token choice: top-K by p + b (inside the kept groups when group-limited), weights, capacity
 // drops, then the plan.
 static void moe_route_token_choice(const moe_router_params *p, moe_route_plan *pl,
-                                   const float *bias, int64_t T) {
+                                   const float *bias, const int32_t *forced, int64_t T) {
     const int E = p->E, K = p->K, grouped = p->n_group > 1;
     float *v = pl->dprobs;         // (E) selection values; dprobs is free during forward
     float *gscore = pl->dlogits;   // (n_group <= E) group scores; dlogits is free too
@@ -206,7 +206,9 @@ static void moe_route_token_choice(const moe_router_params *p, moe_route_plan *p
         }
         int32_t *sel = pl->sel_expert + t * K;
         float *w = pl->sel_weight + t * K;
-        if (grouped)
+        if (forced)
+            memcpy(sel, forced + t * K, (size_t)K * sizeof *sel);
+        else if (grouped)
             moe_router_group_topk(p, v, gscore, gidx, sel);
         else
             moe_router_topk(sv, E, K, sel);
@@ -348,7 +350,9 @@ void moe_router_forward(const moe_router_params *p, moe_route_plan *pl, moe_rout
     moe_router_score(scoring, pl->logits, pl->probs, T, E);
 
     switch (p->strategy) {
-    case MOE_ROUTE_TOKEN_CHOICE: moe_route_token_choice(p, pl, balance_bias, T); break;
+    case MOE_ROUTE_TOKEN_CHOICE:
+        moe_route_token_choice(p, pl, balance_bias, opts ? opts->forced : NULL, T);
+        break;
     case MOE_ROUTE_EXPERT_CHOICE: moe_route_expert_choice(p, pl, T); break;
     }
 

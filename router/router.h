@@ -100,6 +100,12 @@ typedef struct {
     int training;       // jitter only when nonzero
     uint64_t seed;      // jitter stream; the caller folds in step and layer
     int64_t token_base; // global index of token 0 of this call (same noise at any layout)
+    // Routing replay (token choice; docs/routes.md "Replay"): (T, K) expert ids, best first,
+    // taken as token t's selection instead of the top-K (group limits and the balancing bias
+    // are not consulted). Weights, capacity, losses and gradients then follow from the live
+    // probabilities exactly as for a selection made here, so the router keeps learning.
+    // Ids must be distinct per token and in [0, E) (the caller checks). NULL: select.
+    const int32_t *forced;
 } moe_route_opts;
 
 // Capacity per expert for ONE group of T tokens (0 for dropless token choice), min(T, C) for

@@ -42,7 +42,7 @@ static int run(const char *name, moe_layer_params p, int64_t G, int64_t n, int t
     int64_t *kept = moe_xcalloc((size_t)E, sizeof(int64_t));
     for (int64_t k = 0; k < n; k++) {
         moe_route_stats sk;
-        moe_route_opts o = {0, 0, k * G};
+        moe_route_opts o = {0, 0, k * G, NULL};
         moe_layer_forward(Ls, y2 + k * G * D, &sk, x + k * G * D, G, &w, NULL, &o);
         moe_layer_backward(Ls, dx2 + k * G * D, &g2, dy + k * G * D, &w);
         for (int e = 0; e < E; e++) kept[e] += sk.tokens_per_expert[e];

@@ -233,7 +233,7 @@ static int run(const ep_case *cs, int ep, const moe_ep_options *o, uint64_t seed
     float *dyr = moe_xcalloc((size_t)(T * D) + 1, sizeof(float));
     // Rank loss = W × its share of the global loss Σ y·dy: dy_r = W·dy on its tokens.
     for (int64_t i = 0; i < T * D; i++) dyr[i] = (float)W * dy[T0 * D + i];
-    moe_route_opts opts = {cs->training, seed ^ 0x5eed, T0};
+    moe_route_opts opts = {cs->training, seed ^ 0x5eed, T0, NULL};
     moe_route_stats s;
     OK(moe_ep_layer_forward(L, y, &s, x + T0 * D, T, &wv, bp, &opts));
     OK(moe_ep_layer_backward(L, dx, &gv, dyr, &wv));
@@ -267,7 +267,7 @@ static int run(const ep_case *cs, int ep, const moe_ep_options *o, uint64_t seed
         moe_layer_weights_alloc(&p, &gr);
         float *yr = moe_xcalloc((size_t)(Tg * D), sizeof(float));
         float *dxr = moe_xcalloc((size_t)(Tg * D), sizeof(float));
-        moe_route_opts o1 = {cs->training, seed ^ 0x5eed, 0};
+        moe_route_opts o1 = {cs->training, seed ^ 0x5eed, 0, NULL};
         moe_route_stats rs;
         moe_layer_forward(R, yr, &rs, x, Tg, &w, bp, &o1);
         moe_layer_backward(R, dxr, &gr, dy, &w);

@@ -53,7 +53,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 128 * 16; i++)
             x[i] = (float)((i * 37 + rank * 11) % 101) / 50.0f - 1.0f;
         moe_route_stats st;
-        moe_route_opts opts = {1, 42, rank * 128};
+        moe_route_opts opts = {1, 42, rank * 128, NULL};
         OK(moe_ep_layer_forward(L, y, &st, x, 128, &wv, NULL, &opts)); // warm-up (BLAS, MPI)
         OK(moe_ep_layer_backward(L, dx, &gv, y, &wv));
         test_allocs = 0;

@@ -98,7 +98,7 @@ static int run_case(const layer_case *c, uint64_t seed) {
     bias[0] = (float)c->bias0;
     bias[E - 1] += (float)c->bias_last;
     const float *bp = (c->bias0 != 0 || c->bias_last != 0) ? bias : NULL;
-    moe_route_opts opts = {c->training, seed ^ 0xabcdef, 100};
+    moe_route_opts opts = {c->training, seed ^ 0xabcdef, 100, NULL};
 
     moe_layer *L;
     if (moe_layer_create(&p, &L)) {

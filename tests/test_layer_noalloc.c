@@ -32,7 +32,7 @@ int main(void) {
         float *dx = moe_xcalloc(256 * 16, sizeof(float));
         for (int i = 0; i < 256 * 16; i++) x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
         moe_route_stats st;
-        moe_route_opts opts = {1, 42, 0};
+        moe_route_opts opts = {1, 42, 0, NULL};
         moe_layer_forward(L, y, &st, x, 256, &w, NULL, &opts); // warm-up (BLAS buffers)
         moe_layer_backward(L, dx, &g, y, &w);
         test_allocs = 0;

@@ -235,7 +235,7 @@ static void test_misc(void) {
     float wg[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1};
     moe_route_plan *pl;
     MOE_ASSERT(moe_route_plan_create(&q, 2, &pl) == MOE_OK);
-    moe_route_opts train = {1, 99, 5};
+    moe_route_opts train = {1, 99, 5, NULL};
     moe_router_forward(&q, pl, NULL, z, wg, NULL, NULL, 2, NULL);
     CHECK(pl->logits[0] == z[0], "jitter applied in eval: %g vs %g", pl->logits[0], z[0]);
     moe_router_forward(&q, pl, NULL, z, wg, NULL, NULL, 2, &train);
@@ -323,7 +323,10 @@ static void test_fd_pieces(void) {
 
 // The router forward/backward as a whole: L = Σ_r c(t_r, e_r)·w_r + L_aux + L_z, gradient wrt
 // x, Wg and bg by central differences with the selection (sel_expert, kept rows) held fixed.
-static void fd_router(const char *name, moe_router_params p, int64_t T, const float *bias) {
+// forced (T, K) or NULL: a replayed selection (router.h, moe_route_opts.forced).
+static void fd_router_forced(const char *name, moe_router_params p, int64_t T, const float *bias,
+                             const int32_t *forced) {
+    const moe_route_opts fo = {.forced = forced};
     const int E = p.E;
     const int64_t D = p.D;
     uint64_t s = 77;
@@ -349,7 +352,7 @@ static void fd_router(const char *name, moe_router_params p, int64_t T, const fl
     // loss of the current plan
 #define LOSS(out)                                                                                  \
     do {                                                                                           \
-        moe_router_forward(&p, pl, &st, x, wg, bgp, bias, T, NULL);                                \
+        moe_router_forward(&p, pl, &st, x, wg, bgp, bias, T, forced ? &fo : NULL);                 \
         double l_ = st.aux_loss + st.z_loss;                                                       \
         for (int e_ = 0; e_ < E; e_++)                                                             \
             for (int64_t r_ = pl->offsets[e_]; r_ < pl->offsets[e_ + 1]; r_++)                     \
@@ -411,6 +414,9 @@ static void fd_router(const char *name, moe_router_params p, int64_t T, const fl
     check_grad(name, an, fd, (int)nfd);
     CHECK(skipped * 4 <= nfd, "%s: %lld of %lld coordinates changed the selection", name,
           (long long)skipped, (long long)nfd);
+    // A forced selection cannot change under a perturbation (only capacity drops could).
+    CHECK(!forced || p.capacity_factor > 0 || skipped == 0,
+          "%s: %lld coordinates changed a forced selection", name, (long long)skipped);
     moe_route_plan_free(pl);
     free(x);
     free(wg);
@@ -420,6 +426,80 @@ static void fd_router(const char *name, moe_router_params p, int64_t T, const fl
     free(dwg);
     free(fd);
     free(an);
+}
+
+static void fd_router(const char *name, moe_router_params p, int64_t T, const float *bias) {
+    fd_router_forced(name, p, T, bias, NULL);
+}
+
+// Routing replay (moe_route_opts.forced): the natural selection replayed gives the same plan
+// bit for bit (weights, rows, drops, losses) under every token-choice option; an arbitrary
+// forced selection (not the top-k) takes the live probabilities as weights and its gradients
+// agree with finite differences, so a replayed router keeps learning.
+static void test_forced(void) {
+    const float b[6] = {0.05f, -0.1f, 0, 0.2f, 0, -0.05f};
+    for (int v = 0; v < 5; v++) {
+        moe_router_params p = rp(6, 2);
+        p.D = 6, p.aux_loss_coef = 0.3, p.z_loss_coef = 0.05;
+        const float *bias = NULL;
+        if (v == 1) p.scoring = MOE_SCORE_SIGMOID, bias = b;
+        if (v == 2) p.capacity_factor = 0.7, p.renormalize = 0, p.routed_scaling = 2;
+        if (v == 3) p.n_group = 3, p.topk_group = 1;
+        if (v == 4) p.balance_sequence = 1, p.group_tokens = 4;
+        const int64_t T = 12, D = p.D, E = p.E, K = p.K;
+        float x[12 * 6], wg[36];
+        for (int64_t i = 0; i < T * D; i++) x[i] = (float)sin(0.9 * i + 0.3);
+        for (int64_t i = 0; i < D * E; i++) wg[i] = (float)cos(1.1 * i) * 0.9f;
+        moe_route_plan *a, *f;
+        MOE_ASSERT(moe_route_plan_create(&p, T, &a) == MOE_OK);
+        MOE_ASSERT(moe_route_plan_create(&p, T, &f) == MOE_OK);
+        moe_route_stats sa, sf;
+        moe_router_forward(&p, a, &sa, x, wg, NULL, bias, T, NULL);
+        int32_t sel[12 * 2];
+        memcpy(sel, a->sel_expert, sizeof sel);
+        const moe_route_opts fo = {.forced = sel};
+        moe_router_forward(&p, f, &sf, x, wg, NULL, bias, T, &fo);
+        int same = a->n_rows == f->n_rows && sa.aux_loss == sf.aux_loss &&
+                   sa.z_loss == sf.z_loss && sa.dropped == sf.dropped &&
+                   !memcmp(a->sel_weight, f->sel_weight, (size_t)(T * K) * sizeof(float)) &&
+                   !memcmp(a->sel_row, f->sel_row, (size_t)(T * K) * sizeof(int32_t));
+        for (int64_t r = 0; same && r < a->n_rows; r++)
+            same = a->row_token[r] == f->row_token[r] && a->row_weight[r] == f->row_weight[r];
+        CHECK(same, "forced = the natural selection (variant %d): the plan differs", v);
+        // Another selection: each token's two worst experts, worst first.
+        for (int64_t t = 0; t < T; t++) {
+            int32_t lo = 0, lo2 = -1;
+            for (int e = 1; e < E; e++)
+                if (f->probs[t * E + e] < f->probs[t * E + lo]) lo = e;
+            for (int e = 0; e < E; e++)
+                if (e != lo && (lo2 < 0 || f->probs[t * E + e] < f->probs[t * E + lo2])) lo2 = e;
+            sel[t * K] = lo, sel[t * K + 1] = lo2;
+        }
+        moe_router_forward(&p, f, &sf, x, wg, NULL, bias, T, &fo);
+        double worst = 0;
+        for (int64_t t = 0; t < T; t++) {
+            const float *pt = f->probs + t * E;
+            double sum = p.renormalize ? (double)pt[sel[t * K]] + pt[sel[t * K + 1]] : 1;
+            for (int k = 0; k < K; k++) {
+                CHECK(f->sel_expert[t * K + k] == sel[t * K + k],
+                      "forced (variant %d): token %lld slot %d took expert %d, forced %d", v,
+                      (long long)t, k, f->sel_expert[t * K + k], sel[t * K + k]);
+                double want = pt[sel[t * K + k]] / sum * p.routed_scaling;
+                worst = fmax(worst, fabs(f->sel_weight[t * K + k] - want));
+            }
+        }
+        CHECK(worst < 1e-6, "forced (variant %d): weights differ from the live probabilities by "
+                            "%.3g", v, worst);
+        int64_t cnt = 0;
+        for (int e = 0; e < E; e++) cnt += f->sel_counts[e];
+        CHECK(cnt == T * K, "forced (variant %d): %lld selections counted, want %lld", v,
+              (long long)cnt, (long long)(T * K));
+        char name[64];
+        snprintf(name, sizeof name, "forced worst-two selection (variant %d)", v);
+        fd_router_forced(name, p, T, bias, sel);
+        moe_route_plan_free(a);
+        moe_route_plan_free(f);
+    }
 }
 
 static void test_fd_router(void) {
@@ -478,6 +558,7 @@ int main(void) {
     test_misc();
     test_fd_pieces();
     test_fd_router();
+    test_forced();
     if (fails) {
         fprintf(stderr, "%d check(s) failed\n", fails);
         return 1;

@@ -8,6 +8,12 @@
 #   exit 2, a missing file exit 2, train.trace_steps = [0] exit 2.
 # layout (np 4): `moe eval --trace` from one checkpoint at np 1, 2 and 4 writes the same record
 #   bytes (headers differ only in the world size that wrote them).
+# replay (np 2, EP 2): train.record_routing writes OUT/routing/step-N.trace for every step;
+#   router.replay of that run reproduces its losses and checkpoint exactly (the router learned
+#   the same: its gradient flows through the live weights), also across a resume; at np 1 and with
+#   another learning rate the experts of every token stay the recorded ones while the weights
+#   follow the live router; refusals: missing steps, another model, other data, expert choice,
+#   a file instead of a run (exit 2), a damaged step file (exit 3).
 # Exit 1 on failure, printing expected vs got.
 import argparse, json, math, os, shutil, struct, subprocess, sys
 
@@ -248,15 +254,122 @@ def layout():
     print("records identical at np 1, 2, 4 (%d bytes)" % len(bodies[1]))
 
 
+def losses(out):
+    return [(r["step"], r["loss"], r.get("val_loss")) for r in
+            (json.loads(l) for l in open(os.path.join(out, "metrics.jsonl")))]
+
+
+def routing(out, step):
+    return parse(os.path.join(out, "routing", "step-%d.trace" % step))
+
+
+def replay():
+    os.makedirs(A.work, exist_ok=True)
+    cfg = os.path.join(A.work, "trace-replay.json")
+    c = json.loads(json.dumps(TINY))
+    c["train"].update({"steps": 8, "trace_steps": [], "checkpoint_interval": 4,
+                       "eval_interval": 4, "record_routing": True, "log_interval": 4})
+    with open(cfg, "w") as f:
+        json.dump(c, f)
+    outs = {}
+    for k in ("rec", "same", "resumed", "np1", "lr", "bad"):
+        outs[k] = os.path.join(A.work, "replay-" + k)
+        shutil.rmtree(outs[k], ignore_errors=True)
+    rec = outs["rec"]
+    run(["train", cfg, "--set", "out_dir=" + rec], np_=2)
+    for s in range(1, 9):
+        f = os.path.join(rec, "routing", "step-%d.trace" % s)
+        if not os.path.isfile(f):
+            fail("no routing log file " + f)
+            return
+    head, body, r1 = routing(rec, 1)
+    if len(r1) != 8 * 16 * 2 or b"training batch of step 1" not in head:
+        fail("step-1.trace: %d records (want 8 x 16 x 2), probe named in the header: %s"
+             % (len(r1), b"training batch of step 1" in head))
+    # The run replayed at its own layout: the same losses and parameters, bit for bit.
+    rp = ["--set", "router.replay=" + rec]
+    run(["train", cfg, "--set", "out_dir=" + outs["same"]] + rp, np_=2)
+    if losses(outs["same"]) != losses(rec):
+        fail("replay of its own recording: losses differ\n  %s\n  %s"
+             % (losses(rec), losses(outs["same"])))
+    ckcmp_exact(os.path.join(rec, "checkpoints", "step_00000008"),
+                os.path.join(outs["same"], "checkpoints", "step_00000008"))
+    for s in (1, 5, 8):
+        if routing(outs["same"], s)[1] != routing(rec, s)[1]:
+            fail("replay: the routing of step %d differs from the recording" % s)
+    # Resumed half way: steps 5..8 replayed after the checkpoint of step 4.
+    res = outs["resumed"]
+    shutil.copytree(outs["same"], res)
+    shutil.rmtree(os.path.join(res, "checkpoints", "step_00000008"))
+    with open(os.path.join(res, "checkpoints", "LATEST"), "w") as f:
+        f.write("step_00000004\n")
+    run(["train", cfg, "--set", "out_dir=" + res, "--resume", "latest"] + rp, np_=2)
+    if losses(res) != losses(rec):
+        fail("replay resumed at step 4: losses differ\n  %s\n  %s" % (losses(rec), losses(res)))
+    # Another layout, another learning rate: the experts stay the recorded ones, the weights
+    # are the live router's.
+    run(["train", cfg, "--set", "out_dir=" + outs["np1"], "--set", "parallel.ep_size=1"] + rp,
+        np_=1)
+    run(["train", cfg, "--set", "out_dir=" + outs["lr"], "--set", "train.lr=0.003"] + rp, np_=2)
+    for k in ("np1", "lr"):
+        for s in (1, 8):
+            got, want = routing(outs[k], s)[2], routing(rec, s)[2]
+            if [r["experts"] for r in got] != [r["experts"] for r in want]:
+                fail("replay (%s), step %d: experts differ from the recording" % (k, s))
+    w8 = [struct.unpack("<%df" % (len(routing(rec, 8)[1]) // 4), routing(k, 8)[1])
+          for k in (rec, outs["lr"])]
+    if w8[0] == w8[1]:
+        fail("replay with another lr: step 8's weights equal the recording's (want the live ones)")
+    la, ln = losses(rec), losses(outs["np1"])
+    if any(abs(a[1] - b[1]) > 1e-3 * abs(a[1]) for a, b in zip(la, ln)):
+        fail("replay at np 1: losses drift from np 2's recording\n  %s\n  %s" % (la, ln))
+    if losses(outs["lr"])[-1][1] == la[-1][1]:
+        fail("replay with another lr: the same loss at step 8")
+    # Refusals, before any step.
+    bad = outs["bad"]
+    for extra, code, want in (
+            (["--set", "train.steps=12"], 2, "step-9.trace"),
+            (["--set", "model.n_experts=8"], 2, "8 experts"),
+            (["--set", "model.expert_d_ff=48"], 2, "another shape"),
+            (["--set", "train.seed=7"], 2, "other data"),
+            (["--set", "router.strategy=expert_choice"], 2, "token_choice"),
+            (["--set", "router.replay=" + os.path.join(rec, "metrics.jsonl")], 2,
+             "not a directory")):
+        shutil.rmtree(bad, ignore_errors=True)
+        p = run(["train", cfg, "--set", "out_dir=" + bad] + rp + extra, np_=2, expect=code)
+        if want not in p.stderr:
+            fail("refusal %s: message lacks '%s': %s" % (extra, want, p.stderr[-600:]))
+    dam = os.path.join(A.work, "replay-damaged")
+    shutil.rmtree(dam, ignore_errors=True)
+    shutil.copytree(os.path.join(rec, "routing"), dam)
+    f3 = os.path.join(dam, "step-3.trace")
+    data = open(f3, "rb").read()
+    open(f3, "wb").write(data[:-40])
+    shutil.rmtree(bad, ignore_errors=True)
+    p = run(["train", cfg, "--set", "out_dir=" + bad, "--set", "router.replay=" + dam], np_=2,
+            expect=3)
+    if "step-3.trace" not in p.stderr or "truncated" not in p.stderr:
+        fail("a damaged step file: message lacks the file or 'truncated': " + p.stderr[-600:])
+
+
+def ckcmp_exact(a, b):
+    p = subprocess.run([A.ckcmp, a, b, "--exact"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    if p.returncode != 0:
+        print(p.stdout)
+        fail("checkpoints %s and %s differ" % (a, b))
+
+
 def main():
     global A
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=["e2e", "layout"])
+    ap.add_argument("scenario", choices=["e2e", "layout", "replay"])
     ap.add_argument("--moe", required=True)
     ap.add_argument("--mpirun", required=True)
     ap.add_argument("--work", required=True)
+    ap.add_argument("--ckcmp", help="test_train_ckcmp (replay)")
     A = ap.parse_args()
-    {"e2e": e2e, "layout": layout}[A.scenario]()
+    {"e2e": e2e, "layout": layout, "replay": replay}[A.scenario]()
     if FAILS:
         print("%d failure(s)" % len(FAILS))
         return 1

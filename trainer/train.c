@@ -217,6 +217,7 @@ typedef struct {
     Moe__GroupStats *gss, **gsp; // (n_groups)
     int64_t *kept;               // (n_moe, E) loads of the step (validation overwrites the model's)
     moe_xauto xa;                // the exchange setting: fixed, or parallel.exchange = auto's trial
+    moe_replay *replay;          // router.replay; NULL: the router selects
 } moe_trainer;
 
 static void moe_fmt_eta(char *buf, size_t cap, double s) {
@@ -528,8 +529,10 @@ static moe_status moe_train_loop(moe_trainer *tr, int64_t start, moe_train_resul
         moe_data_train_batch(tr->d, step, (int64_t)rank * m->Bl, m->Bl, tr->tokens);
         moe_status st = moe_xauto_prepare(&tr->xa, m, cfg); // auto: a candidate, or the choice
         if (st) return st;
+        if (tr->replay && (st = moe_replay_step(tr->replay, m, c, step + 1, tr->tokens))) return st;
         moe_train_step_result sr;
         if ((st = moe_train_step(tr->step, tr->tokens, step, &sr))) return st;
+        if ((st = moe_trace_record_step(m, c, cfg, step + 1, tr->tokens))) return st;
         const int xa_ended = moe_xauto_step_done(&tr->xa, sr.rank_compute_seconds,
                                                  sr.rank_wait_seconds, m->lay.world);
         const double loss = sr.loss, lr = sr.lr, t_sync = sr.allreduce_seconds;
@@ -708,6 +711,13 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
             moe_train_schedule_note(cfg, where, start, c);
         }
     }
+    if (cfg->router && cfg->router->replay && cfg->router->replay[0] && start < tc->steps) {
+        if ((st = moe_replay_open(cfg, tr.m, c, start + 1, tc->steps, &tr.replay))) goto out;
+        moe_comm_printf(c, "router.replay: each step's experts from %s\n", cfg->router->replay);
+    }
+    if (tc->record_routing && tr.m->n_moe == 0)
+        moe_comm_printf(c, "note: train.record_routing: the model has no MoE layers; nothing is "
+                           "recorded\n");
     if (lay.world_rank == 0) { // resumed (also from step 0): the records up to the checkpoint
         char mp[MOE_PATH_MAX];
         snprintf(mp, sizeof mp, "%s/metrics.jsonl", cfg->out_dir);
@@ -753,6 +763,7 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
 out:
     moe_watchdog_stop(tr.wd);
     moe_straggler_free(tr.strag);
+    moe_replay_free(tr.replay);
     moe_metrics_close(tr.metrics);
     moe_ckpt_free(tr.ck);
     moe_model_free(tr.m);

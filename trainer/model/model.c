@@ -479,7 +479,7 @@ moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, 
             moe_route_opts opts = {
                 training,
                 moe_splitmix64(seed ^ moe_splitmix64((uint64_t)step * 1315423911u + (uint64_t)l)),
-                token_base};
+                token_base, training && m->replay ? m->replay + (int64_t)mi * T * m->K : NULL};
             const float *bias =
                 m->rc->bias_update_rate > 0 ? m->balance_bias + (int64_t)mi * m->E : NULL;
             moe_status st = moe_ffn_forward(m, pv->ffn[mi], pv->y, A->h2, T, &lw, bias, &opts,

@@ -83,6 +83,11 @@ typedef struct {
     moe_model_layer_stats *stats; // (n_moe)
     double exchange_seconds;      // in all-to-alls and routing-statistics all-reduces, last fwd+bwd
 
+    // Routing replay (router.replay; trainer/trace/trace.h): when set, a training forward takes
+    // token t's experts in MoE layer i from replay[(i·T + t)·K .. +K) (router.h, moe_route_opts
+    // .forced) instead of selecting them. Not owned; NULL (the default): the router selects.
+    const int32_t *replay;
+
     // Internals (model.c).
     void *priv;
 } moe_model;

@@ -17,9 +17,8 @@ void moe_trace_step_path(char *buf, size_t cap, const char *out_dir, int64_t ste
     snprintf(buf, cap, "%s/traces/step-%lld.trace", out_dir, (long long)step);
 }
 
-// The header of a probe of p->batches batches through m (records not yet counted in hashes).
-static Moe__TraceHeader *trace_header(const moe_model *m, const Moe__Config *cfg,
-                                      const moe_trace_probe *p, int world) {
+Moe__TraceHeader *moe_trace_header_new(const moe_model *m, const Moe__Config *cfg,
+                                       const moe_trace_probe *p, int world) {
     Moe__TraceHeader *h = moe_xcalloc(1, sizeof *h);
     moe__trace_header__init(h);
     const int ec =
@@ -153,7 +152,7 @@ moe_status moe_trace_capture(moe_model *m, const moe_data *d, const moe_comm *c,
                              "a routing trace needs MoE layers (model.n_experts > 0) and at least "
                              "one probe batch (got %d)",
                              p->batches);
-    Moe__TraceHeader *h = trace_header(m, cfg, p, W);
+    Moe__TraceHeader *h = moe_trace_header_new(m, cfg, p, W);
     if (h->slots > 32) { // the record's dropped mask has 32 bits
         moe_status st = moe_set_error(MOE_EINVAL,
                                       "a routing trace holds at most 32 expert slots per record; "
@@ -209,4 +208,49 @@ moe_status moe_trace_train_step(moe_model *m, const moe_data *d, const moe_comm 
     moe_status st = moe_trace_capture(m, d, c, cfg, &p, tokens, path);
     if (!st) moe_comm_printf(c, "routing trace: %s\n", path);
     return st;
+}
+
+// ---------------------------------------------------------------- the routing log
+
+void moe_trace_routing_path(char *buf, size_t cap, const char *dir, int64_t step) {
+    snprintf(buf, cap, "%s/step-%lld.trace", dir, (long long)step);
+}
+
+moe_status moe_trace_record_step(const moe_model *m, const moe_comm *c, const Moe__Config *cfg,
+                                 int64_t step, const int32_t *tokens) {
+    if (!cfg->train->record_routing || m->n_moe == 0) return MOE_OK;
+    const int rank = m->lay.world_rank, W = m->lay.world;
+    moe_trace_probe p = {.batches = 1, .step = step - 1, .checkpoint = NULL};
+    Moe__TraceHeader *h = moe_trace_header_new(m, cfg, &p, W);
+    if (h->slots > 32) { // the record's dropped mask has 32 bits
+        moe_status st = moe_set_error(MOE_EINVAL,
+                                      "train.record_routing: a routing record holds at most 32 "
+                                      "expert slots; %s with %d experts needs %d",
+                                      h->strategy, m->E, h->slots);
+        protobuf_c_message_free_unpacked(&h->base, NULL);
+        return moe_comm_agree(c, st);
+    }
+    char probe[MOE_PATH_MAX + 160];
+    const char *data =
+        cfg->data && cfg->data->path && cfg->data->path[0] ? cfg->data->path : "the default corpus";
+    snprintf(probe, sizeof probe, "training batch of step %lld (%d sequences of %d tokens) of %s",
+             (long long)step, (int)cfg->train->global_batch, (int)m->S, data);
+    free(h->probe);
+    h->probe = moe_xstrdup(probe);
+    moe_trace *t = moe_trace_alloc(h);
+    const int64_t n_words = m->T * m->n_moe * moe_trace_record_words(t->slots);
+    const int64_t all_cap = rank == 0 ? n_words * W : 0;
+    uint32_t *local = moe_xcalloc((size_t)n_words + 1, sizeof *local);
+    uint32_t *all = rank == 0 ? moe_xcalloc((size_t)all_cap + 1, sizeof *all) : NULL;
+    trace_pack_local(m, t, tokens, (int64_t)rank * m->Bl, local);
+    moe_status st = trace_gather(c, t, local, n_words, all, all_cap, 0, rank, W);
+    char path[MOE_PATH_MAX + 64];
+    char dir[MOE_PATH_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/routing", cfg->out_dir);
+    moe_trace_routing_path(path, sizeof path, dir, step);
+    if (!st && rank == 0) st = trace_write_file(t, path);
+    free(local);
+    free(all);
+    moe_trace_free(t);
+    return moe_comm_agree(c, st);
 }

@@ -87,6 +87,12 @@ moe_status moe_trace_capture(moe_model *m, const moe_data *d, const moe_comm *c,
                              const Moe__Config *cfg, const moe_trace_probe *p, int32_t *tokens,
                              const char *path);
 
+// The header of a probe of p->batches batches through m at `world` ranks: shape, counts, probe
+// in words, config_hash (probe_hash is filled when the records are written). Owned by the caller
+// (protobuf_c_message_free_unpacked(&h->base, NULL)), or by moe_trace_alloc.
+Moe__TraceHeader *moe_trace_header_new(const moe_model *m, const Moe__Config *cfg,
+                                       const moe_trace_probe *p, int world);
+
 // In training: 1 if train.trace_steps lists `step` (1-based).
 int moe_trace_due(const Moe__TrainConfig *tc, int64_t step);
 // In training, after step `step` (1-based): when train.trace_steps lists it, records the first
@@ -96,5 +102,37 @@ moe_status moe_trace_train_step(moe_model *m, const moe_data *d, const moe_comm 
                                 const Moe__Config *cfg, int64_t step, int32_t *tokens);
 // OUT_DIR/traces/step-<step>.trace into buf.
 void moe_trace_step_path(char *buf, size_t cap, const char *out_dir, int64_t step);
+
+// ---------------------------------------------------------------- the routing log and replay
+// train.record_routing: after every training step N (1-based, before validation) the routing of
+// that step's training batch — every token of the global batch, every MoE layer, as the step's
+// forward selected it — is gathered to rank 0 and written to OUT_DIR/routing/step-N.trace, the
+// format above (probe "training batch of step N ...", one probe batch of global_batch sequences,
+// header step = N - 1: the steps the parameters had seen). A resumed run rewrites the steps it
+// trains again. Nothing happens without record_routing or without MoE layers. Collective.
+moe_status moe_trace_record_step(const moe_model *m, const moe_comm *c, const Moe__Config *cfg,
+                                 int64_t step, const int32_t *tokens);
+// DIR/step-<step>.trace into buf.
+void moe_trace_routing_path(char *buf, size_t cap, const char *dir, int64_t step);
+
+// router.replay: training step N takes every token's experts from step N of a routing log; the
+// weights, losses and gradients come from the live router (router.h, moe_route_opts.forced).
+typedef struct moe_replay moe_replay;
+
+// Opens the log for a run that trains steps first..last (1-based): cfg->router->replay names a
+// run directory (its routing/ is used) or a routing directory. Checks that every step's file
+// exists; refusals (MOE_EINVAL, every rank the same answer) say which file is missing and what
+// to do. Collective.
+moe_status moe_replay_open(const Moe__Config *cfg, const moe_model *m, const moe_comm *c,
+                           int64_t first, int64_t last, moe_replay **out);
+// Before training step `step` (1-based) on this rank's batch `tokens` (Bl, S+1): reads the step's
+// file, checks that it was recorded from a model of this shape (config_hash, experts, top-k,
+// strategy, global batch, sequence length) and that every recorded token id equals this batch's
+// (else the recording is of other data or another batch order), and points m->replay at the
+// selections. MOE_ECORRUPT (exit 3) for a damaged file, MOE_EINVAL for a mismatch, naming the
+// file, the step and the first difference. Collective (the status is agreed).
+moe_status moe_replay_step(moe_replay *r, moe_model *m, const moe_comm *c, int64_t step,
+                           const int32_t *tokens);
+void moe_replay_free(moe_replay *r); // NULL-safe
 
 #endif
