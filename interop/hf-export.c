@@ -153,7 +153,9 @@ static moe_status moe_hf_checkpoint_config(const char *dir, Moe__Config **out) {
 #define FILL(f)                                                                                    \
     if (!cfg->f) cfg->f = def->f, def->f = NULL;
     FILL(model)
-    FILL(router) FILL(train) FILL(parallel) FILL(data) FILL(lora)
+    FILL(router)
+    FILL(train)
+    FILL(parallel) FILL(data) FILL(lora)
 #undef FILL
         moe_config_free(def);
     *out = cfg;
