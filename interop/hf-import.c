@@ -106,10 +106,11 @@ static moe_status moe_hf_import_config(const char *hf_dir, const char *out,
     if (!cfg->f) cfg->f = def->f, def->f = NULL;
     FILL(model)
     FILL(router)
-    FILL(train) FILL(parallel) FILL(data) FILL(lora)
+    FILL(train)
+    FILL(parallel) FILL(data) FILL(lora)
 #undef FILL
         moe_config_free(def);
-    moe_hf_normalize_model(cfg->model);
+    moe_params_normalize_model(cfg->model);
     if (!st) {
         uint8_t *before = NULL;
         size_t nb = protobuf_c_message_get_packed_size(&cfg->model->base);
@@ -117,7 +118,7 @@ static moe_status moe_hf_import_config(const char *hf_dir, const char *out,
         protobuf_c_message_pack(&cfg->model->base, before);
         for (int i = 0; i < o->n_sets && !st; i++) st = moe_config_set(cfg, o->sets[i]);
         if (!st) {
-            moe_hf_normalize_model(cfg->model);
+            moe_params_normalize_model(cfg->model);
             size_t na = protobuf_c_message_get_packed_size(&cfg->model->base);
             uint8_t *after = moe_xcalloc(na + 1, 1);
             protobuf_c_message_pack(&cfg->model->base, after);
