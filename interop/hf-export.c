@@ -78,7 +78,8 @@ char *moe_hf_config_json(const Moe__Config *cfg, moe_hf_arch a, moe_st_dtype dty
                             jint(mc->n_shared_experts * mc->shared_expert_d_ff));
         json_object_set_new(o, "qkv_bias", json_true()); // zeros when moe has none (interop.h)
     }
-    if (a == MOE_HF_QWEN3_MOE) json_object_set_new(o, "attention_bias", json_false());
+    if (a == MOE_HF_QWEN3_MOE) // q, k, v and o biases together (moe_hf_arch_of)
+        json_object_set_new(o, "attention_bias", json_boolean(mc->attn_qkv_bias));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
     json_decref(o);
     moe_config_free(copy);
@@ -158,7 +159,8 @@ static moe_status moe_hf_checkpoint_config(const char *dir, Moe__Config **out) {
     FILL(router)
     FILL(train)
     FILL(parallel)
-    FILL(data) FILL(lora)
+    FILL(data)
+    FILL(lora)
 #undef FILL
         moe_config_free(def);
     *out = cfg;
