@@ -254,5 +254,11 @@ say "import refusals: exit 2 for what moe cannot reproduce, 3 for bad or mismatc
 sed 's/"n_experts": 4/"n_experts": 8/' mix.json >other.json
 sed -i "s#run-mix\"#run-other\"#" other.json
 refuse 2 "model.n_experts (4 in the checkpoint, 8 in the config)" "$M" train other.json --init-from imp-mix
+refuse 2 "model.n_experts (4 in the checkpoint, 8 in the config)" "$M" train other.json --init-from imp-mix --dry-run
+sed "s#run-other\"#run-dry\"#; s/\"n_experts\": 8/\"n_experts\": 4/" other.json >dry.json
+"$M" train dry.json --init-from imp-mix --dry-run >x.out 2>&1 || fail "--dry-run --init-from: $(cat x.out)"
+grep -q -- "--init-from: .*imp-mix/checkpoints/step_00000000 (its step 0, .* files verified; the same model)" x.out ||
+    fail "--dry-run --init-from: no line for the checkpoint: $(cat x.out)"
+[ -e run-dry ] && fail "--dry-run --init-from wrote run-dry"
 refuse 2 "--init-from and --resume exclude each other" "$M" train other.json --init-from imp-mix --resume latest
 say "ok"
