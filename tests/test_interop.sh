@@ -164,6 +164,10 @@ for k, v in hf.items():
 print("[test_interop] bf16: %d values are the RNE rounding of the f32 export" % count)
 EOF
 
+"$M" export run-mix nested/dir/ >x.out 2>&1 || fail "export into nested/dir/: $(cat x.out)"
+same_dir hf-mix nested/dir
+[ "$(ls nested)" = dir ] || fail "export into nested/dir/ left $(ls nested)"
+
 # ---------------------------------------------------------------- refusals
 refuse() { # CODE MESSAGE CMD...: exit CODE, MESSAGE on stderr
     local code=$1 msg=$2
