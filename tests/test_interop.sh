@@ -163,6 +163,9 @@ for k, v in hf.items():
         count += 1
 print("[test_interop] bf16: %d values are the RNE rounding of the f32 export" % count)
 EOF
+"$M" import bf-mix imp-bf >x.out 2>&1 || fail "import of the bf16 export: $(cat x.out)"
+"$M" export imp-bf re-bf --dtype bf16 >x.out 2>&1 || fail "bf16 re-export: $(cat x.out)"
+same_dir bf-mix re-bf
 
 "$M" export run-mix nested/dir/ >x.out 2>&1 || fail "export into nested/dir/: $(cat x.out)"
 same_dir hf-mix nested/dir
