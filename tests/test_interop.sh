@@ -120,6 +120,15 @@ grep -q "1 steps from 0" train-q2one.out || fail "--init-from does not start at 
 "$M" export run-q2one hf-q2one --max-shard-size 40000 >x.out 2>&1 || fail "export q2one: $(cat x.out)"
 same_dir hf-q2 hf-q2one
 say "np 2 / EP 2 checkpoint and its weights at np 1 (--init-from, lr 1e-30) export the same bytes"
+# An import (written at world 1) read at np 2 / EP 2: --init-from reshards it; the first step's
+# loss equals that of the same run from the original checkpoint (same layout, same weights).
+for src in run-q2 imp-q2; do
+    sed -e "s#run-q2\"#run-ep-$src\"#" -e 's/"steps": 3/"steps": 1/' q2.json >"ep-$src.json"
+    train "ep-$src" 2 --init-from "$src"
+done
+l1=$(awk '/^step +1\// {print $5}' train-ep-run-q2.out) l2=$(awk '/^step +1\// {print $5}' train-ep-imp-q2.out)
+[ -n "$l1" ] && [ "$l1" = "$l2" ] || fail "np 2 EP 2 --init-from: first-step loss $l2 from the import, $l1 from the original"
+say "the import of q2 at np 2 / EP 2 (--init-from): first-step loss $l2, as from the original"
 # The first step from the imported model and from the original: the same loss.
 first() { awk '/^step +1\// {print $5}' "train-$1.out"; }
 for src in run-mix imp-mix; do
