@@ -40,8 +40,8 @@ char *moe_hf_config_json(const Moe__Config *cfg, moe_hf_arch a, moe_st_dtype dty
     json_object_set_new(o, "head_dim", jint(mc->head_dim));
     json_object_set_new(o, "hidden_act", json_string("silu"));
     json_object_set_new(o, "max_position_embeddings", jint(mc->max_seq_len));
-    json_object_set_new(o, "rms_norm_eps", json_real(1e-5)); // MOE_NN_RMSNORM_EPS
-    json_object_set_new(o, "rope_theta", json_real(MOE_NN_ROPE_THETA));
+    json_object_set_new(o, "rms_norm_eps", json_real(mc->norm_eps));
+    json_object_set_new(o, "rope_theta", json_real(mc->rope_theta));
     json_object_set_new(o, "rope_scaling", json_null());
     json_object_set_new(o, "tie_word_embeddings", json_boolean(mc->tie_embeddings));
     json_object_set_new(o, "num_experts_per_tok", jint(mc->top_k));

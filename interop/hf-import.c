@@ -32,7 +32,6 @@ static moe_status moe_hf_import_checks(const char *path, Moe__ModelConfig *mc, F
         return REFUSE("%s: not a JSON object", path);
     }
     const char *act = json_string_value(json_object_get(o, "hidden_act"));
-    double theta = -1, eps = -1;
     json_t *rp = json_object_get(o, "rope_parameters"), *v;
     if (json_is_object(rp)) { // newer transformers: {"rope_type": ..., "rope_theta": ...}
         const char *rt = json_string_value(json_object_get(rp, "rope_type"));
@@ -40,27 +39,14 @@ static moe_status moe_hf_import_checks(const char *path, Moe__ModelConfig *mc, F
             st = REFUSE("%s: rope_parameters.rope_type \"%s\": moe's RoPE is the default "
                         "(unscaled) one",
                         path, rt);
-        if ((v = json_object_get(rp, "rope_theta")) && json_is_number(v))
-            theta = json_number_value(v);
-    }
-    if ((v = json_object_get(o, "rope_theta")) && json_is_number(v)) theta = json_number_value(v);
-    if ((v = json_object_get(o, "rms_norm_eps")) && json_is_number(v)) eps = json_number_value(v);
+    } // rope_theta and rms_norm_eps are model.rope_theta and model.norm_eps (params/ maps them)
     v = json_object_get(o, "rope_scaling");
     if (!st && act && strcmp(act, "silu") && strcmp(act, "swish"))
         st = REFUSE("%s: hidden_act \"%s\": moe's experts are SwiGLU (silu)", path, act);
     else if (!st && v && !json_is_null(v))
         st = REFUSE("%s: rope_scaling is set: moe's RoPE is unscaled (rope_scaling null)", path);
-    else if (!st && theta != MOE_NN_ROPE_THETA)
-        st = REFUSE("%s: rope_theta %s%g: moe's RoPE base is fixed at %g (MOE_NN_ROPE_THETA, "
-                    "trainer/model/nn.h); the class's default when absent differs",
-                    path, theta < 0 ? "absent, " : "", theta < 0 ? 0.0 : theta, MOE_NN_ROPE_THETA);
     else if (!st && json_is_true(json_object_get(o, "use_sliding_window")))
         st = REFUSE("%s: use_sliding_window true: moe attends over the whole sequence", path);
-    if (!st && eps >= 0 && fabs(eps - 1e-5) > 1e-12 && log)
-        fprintf(log,
-                "moe import: note: rms_norm_eps %g: moe's RMSNorm uses 1e-5 (MOE_NN_RMSNORM_EPS); "
-                "outputs differ slightly\n",
-                eps);
     v = json_object_get(o, "sliding_window");
     if (!st && json_is_integer(v) && log)
         fprintf(log,

@@ -49,8 +49,6 @@ static const struct {
     {"ep_size", "known, inference layout; use --ep"},
     {"initializer_range", "known, initialisation"},
     {"attention_dropout", "known, no effect on shapes"},
-    {"rms_norm_eps", "known, no effect on shapes"},
-    {"rope_theta", "known, rotary positions have no parameters"},
     {"rope_scaling", "known, rotary positions have no parameters"},
     {"rope_parameters", "known, rotary positions have no parameters"},
     {"rope_interleave", "known, rotary positions have no parameters"},
@@ -588,6 +586,17 @@ static moe_status hf_map(hf_ctx *c, hf_family fam, Moe__Config *cfg) {
                 s);
     SET(m, norm, MOE__MODEL_CONFIG__NORM__rmsnorm);
     SET(m, positions, MOE__MODEL_CONFIG__POSITIONS__rope);
+    // The class defaults when absent: Mixtral's rope_theta is 1e6 and Qwen's and DeepSeek's
+    // rms_norm_eps 1e-6; newer transformers keep the base in rope_parameters.rope_theta.
+    const int qwen_ds = fam == HF_QWEN2_MOE || fam == HF_QWEN3_MOE || mla;
+    double theta = fam == HF_MIXTRAL ? 1e6 : 1e4;
+    json_t *rp = json_object_get(c->root, "rope_parameters"), *rt;
+    if (json_is_object(rp) && (rt = json_object_get(rp, "rope_theta")) && json_is_number(rt))
+        theta = json_number_value(rt);
+    HF_TRY(hf_real(c, "rope_theta", theta, &d));
+    SET(m, rope_theta, d);
+    HF_TRY(hf_real(c, "rms_norm_eps", qwen_ds ? 1e-6 : 1e-5, &d));
+    SET(m, norm_eps, d);
     HF_TRY(hf_real(c, "router_aux_loss_coef", r->aux_loss_coef, &d));
     SET(r, aux_loss_coef, d);
     HF_TRY(hf_real(c, "router_z_loss_coef", r->z_loss_coef, &d));

@@ -52,6 +52,14 @@ static void moe_check_model(moe_vlog *log, const Moe__ModelConfig *m, const Moe_
                   m->n_layers, MOE_MAX_LAYERS);
     MOE_POS(log, "model.n_heads", m->n_heads);
     MOE_POS(log, "model.max_seq_len", m->max_seq_len);
+    if (!isfinite(m->rope_theta) || m->rope_theta <= 1)
+        moe_vfail(log, "model.rope_theta = %g: the RoPE base must be a finite number > 1 "
+                       "(10000 by default; Mixtral uses 1e6)",
+                  m->rope_theta);
+    if (!isfinite(m->norm_eps) || m->norm_eps <= 0 || m->norm_eps >= 1)
+        moe_vfail(log, "model.norm_eps = %g: the RMSNorm epsilon must be in (0, 1) (1e-5 by "
+                       "default; Qwen uses 1e-6)",
+                  m->norm_eps);
     MOE_NONNEG(log, "model.n_kv_heads", m->n_kv_heads);
     MOE_NONNEG(log, "model.head_dim", m->head_dim);
     MOE_NONNEG(log, "model.d_ff", m->d_ff);

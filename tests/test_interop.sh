@@ -256,8 +256,21 @@ tamper() { # NAME PYTHON-EXPR-ON-c: hf-mix copied to t-NAME with config.json cha
 }
 tamper ds "c['model_type']='deepseek_v3'; c['architectures']=['DeepseekV3ForCausalLM']"
 refuse 2 "moe import reads mixtral, qwen2_moe and qwen3_moe" "$M" import t-ds o-ds
-tamper theta "c['rope_theta']=1000000.0"
-refuse 2 "rope_theta 1e+06" "$M" import t-theta o-theta
+# rope_theta and rms_norm_eps are model.rope_theta / model.norm_eps: a published Mixtral's 1e6
+# and Qwen's 1e-6 import, change the function as the reference forward says, and export back.
+tamper theta "c['rope_theta']=1000000.0; c['rms_norm_eps']=1e-6"
+"$M" import t-theta o-theta >x.out 2>&1 || fail "import with rope_theta 1e6: $(cat x.out)"
+r=$(python3 "$MOE_SOURCE_DIR/tests/hf_reference.py" t-theta val.txt 16) || fail "reference of t-theta"
+VAL1=("${EVAL[@]}" --set data.val_path="$WORK/val.txt" --set train.eval_batches=1)
+v=$(val o-theta "${VAL1[@]}") v0=$(val imp-mix "${VAL1[@]}")
+python3 -c "import sys; sys.exit(abs($r - $v) > 1e-5 * abs($v))" ||
+    fail "rope_theta 1e6, rms_norm_eps 1e-6: the HF reference forward gives $r, moe eval $v"
+[ "$v" != "$v0" ] || fail "rope_theta 1e6 and rms_norm_eps 1e-6 left moe eval's loss at $v0"
+"$M" export o-theta re-theta >x.out 2>&1 || fail "export of o-theta: $(cat x.out)"
+cmp -s t-theta/model.safetensors re-theta/model.safetensors || fail "re-theta: other weights"
+python3 -c "import json,sys; c=json.load(open('re-theta/config.json')); sys.exit(not (c['rope_theta'] == 1e6 and c['rms_norm_eps'] == 1e-6))" ||
+    fail "re-theta/config.json lost rope_theta / rms_norm_eps: $(cat re-theta/config.json)"
+say "rope_theta 1e6, rms_norm_eps 1e-6: imported; HF reference $r = moe $v (theta 1e4: $v0); exported back"
 tamper scaling "c['rope_scaling']={'type': 'linear', 'factor': 2.0}"
 refuse 2 "rope_scaling is set" "$M" import t-scaling o-scaling
 tamper act "c['hidden_act']='gelu'"
@@ -274,7 +287,7 @@ rm -rf t-none && mkdir t-none && cp hf-mix/config.json t-none/
 refuse 2 "no such file" "$M" import t-none o-none
 refuse 2 "--set model.*" "$M" import hf-mix o-set --set model.d_model=64
 refuse 2 "ep_size" "$M" import hf-mix o-ep --world 3 --ep 3
-for o in o-ds o-theta o-scaling o-act o-experts o-width o-tied o-trunc o-none o-set o-ep; do
+for o in o-ds o-scaling o-act o-experts o-width o-tied o-trunc o-none o-set o-ep; do
     [ -e "$o/checkpoints" ] && fail "refused import wrote $o/checkpoints"
 done
 refuse 2 "--resume latest" "$M" import hf-mix imp-mix

@@ -176,8 +176,8 @@ static void test_unknown_hf_field(void) {
     EXPECT("unknown field on stderr",
            strstr(r->err, "\"foo_unknown_field\" (unknown field)") != NULL);
     const char *known = strstr(r->err, "ignored known HF fields");
-    EXPECT("known fields on stderr", known && strstr(known, "rope_theta") &&
-                                         strstr(known, "rope_theta") < strchr(known, '\n'));
+    EXPECT("known fields on stderr", known && strstr(known, "torch_dtype") &&
+                                         strstr(known, "torch_dtype") < strchr(known, '\n'));
     json_t *j = run_json(__LINE__, (const char *[]){"params", path, "--json", NULL});
     int found = 0;
     size_t i;

@@ -98,13 +98,15 @@ static void test_examples(void) {
     EXPECT_EQ("mixtral total", r.total, 46702792704LL);
     EXPECT_EQ("mixtral active", r.active, 12879925248LL);
     EXPECT_EQ("mixtral: no unknown fields", n_unknown(&info), 0);
-    EXPECT("mixtral rope_theta listed", has_ignored(&info, "rope_theta", "known"));
+    EXPECT("mixtral rope_theta mapped", c->model->rope_theta == 1e6 && !has_ignored(&info, "rope_theta", "known"));
+    EXPECT("mixtral rms_norm_eps mapped", c->model->norm_eps == 1e-5);
     EXPECT("mixtral torch_dtype listed", has_ignored(&info, "torch_dtype", "known"));
     EXPECT("mixtral sliding_window (null) listed", has_ignored(&info, "sliding_window", "known"));
     moe_config_free(c);
     moe_hf_info_free(&info);
 
     c = load(__LINE__, example("qwen1.5-moe-a2.7b.json"), &info, &r);
+    EXPECT("qwen rms_norm_eps 1e-6, rope_theta 1e6", c->model->norm_eps == 1e-6 && c->model->rope_theta == 1e6);
     EXPECT("qwen family", !strcmp(info.family, "qwen2_moe"));
     EXPECT_EQ("qwen qkv bias", c->model->attn_qkv_bias, 1);
     EXPECT_EQ("qwen no o bias", c->model->attn_out_bias, 0);
@@ -344,11 +346,12 @@ static void test_family_rules(void) {
                        "\"hidden_size\": 8, \"num_hidden_layers\": 1, "
                        "\"num_attention_heads\": 2, \"intermediate_size\": 12, "
                        "\"num_local_experts\": 4, \"num_experts_per_tok\": 2, "
-                       "\"rope_theta\": 10000.0, \"my_new_field\": 3}"),
+                       "\"torch_dtype\": \"bfloat16\", \"my_new_field\": 3}"),
              &info, &r);
     EXPECT("unknown field listed", has_ignored(&info, "my_new_field", "unknown field"));
     EXPECT_EQ("only one unknown", n_unknown(&info), 1);
-    EXPECT("rope_theta before it", info.n_ignored == 2 && !strcmp(info.ignored[0], "rope_theta"));
+    EXPECT("torch_dtype before it", info.n_ignored == 2 && !strcmp(info.ignored[0], "torch_dtype"));
+    EXPECT("rope_theta absent: Mixtral's default 1e6", c->model->rope_theta == 1e6);
     moe_config_free(c);
     moe_hf_info_free(&info);
 }

@@ -314,7 +314,7 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
     moe_model_carve(m, pv, pv->block);
     pv->tok = moe_xcalloc((size_t)m->T, sizeof(int32_t));
     pv->tgt = moe_xcalloc((size_t)m->T, sizeof(int32_t));
-    if (m->rope) moe_nn_rope_table(pv->cos_t, pv->sin_t, m->S, m->Dh, MOE_NN_ROPE_THETA);
+    if (m->rope) moe_nn_rope_table(pv->cos_t, pv->sin_t, m->S, m->Dh, m->mc->rope_theta);
     pv->ffn = moe_xcalloc((size_t)(m->n_moe > 0 ? m->n_moe : 1), sizeof *pv->ffn);
     for (int i = 0; i < m->n_moe; i++)
         if ((st = moe_ffn_create(&pv->lp, comm, cfg->parallel, &pv->ffn[i])) != MOE_OK) goto fail;
@@ -428,7 +428,7 @@ moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, 
     MOE_ASSERT(m->T > 0);
     const int64_t T = m->T, D = m->D, S = m->S, H = m->H, Hkv = m->Hkv, Dh = m->Dh;
     const int64_t NQ = H * Dh, NK = Hkv * Dh;
-    const float eps = MOE_NN_RMSNORM_EPS;
+    const float eps = (float)m->mc->norm_eps;
     const double t_pass = moe_comm_wtime();
     pv->comm_seconds = 0;
     memset(&pv->ph, 0, sizeof pv->ph);

@@ -14,8 +14,8 @@
 
 #include "moe-common.h"
 
-#define MOE_NN_RMSNORM_EPS 1e-5f   // the eps the trainer passes (HF configs may ask for 1e-6)
-#define MOE_NN_ROPE_THETA  10000.0 // RoPE base
+#define MOE_NN_RMSNORM_EPS 1e-5f   // model.norm_eps's default (HF configs may ask for 1e-6)
+#define MOE_NN_ROPE_THETA  10000.0 // RoPE base: model.rope_theta's default
 
 // ---------------------------------------------------------------- token embedding
 // out[t] = wte[tokens[t]]. tokens must be in [0, V) (MOE_ASSERT: data is validated on load).
