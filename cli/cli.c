@@ -20,6 +20,8 @@ static const moe_subcommand moe_subcommands[] = {
     {"generate", moe_cmd_generate, "sample text from a checkpoint (any world size, deterministic per seed)"},
     {"eval", moe_cmd_eval, "validation loss of a checkpoint, at any world size"},
     {"topo", moe_cmd_topo, "machine topology, rank bindings and the EP/EDP groups (under mpirun)"},
+    {"export", moe_cmd_export,
+     "a checkpoint as a Hugging Face model directory (Mixtral, Qwen2-MoE, Qwen3-MoE)"},
     {"inspect", moe_cmd_inspect, "print a checkpoint's manifest and verify its files (CRC32C)"},
     {"sweep", moe_cmd_sweep,
      "run a load-balancing sweep: routing strategies side by side, then a report"},

@@ -39,6 +39,7 @@ ROOMS = {
     "report": "report/report.h",
     "sweep": "sweep/sweep.h",
     "generate": "generate/generate.h",
+    "interop": "interop/interop.h",
     "cli": "cli/cli.h",
 }
 

@@ -1,0 +1,47 @@
+// cmd-interop.c: `moe export CHECKPOINT OUT_DIR` and `moe import HF_DIR OUT` — Hugging Face model
+// directories (interop/interop.h, docs/interop.md). Local and serial: no MPI.
+#include "cli.h"
+#include "interop.h"
+#include "moe-args.h"
+
+#include <string.h>
+
+int moe_cmd_export(int argc, char **argv) {
+    const char *ckpt = NULL, *out = NULL, *dtype = "f32";
+    double max_shard = 0;
+    static const char *const dtypes[] = {"f32", "bf16", NULL};
+    const moe_arg_pos pos[] = {
+        {"CHECKPOINT", MOE_ARG_STRING, &ckpt, 1, 1,
+         "a checkpoint, checkpoints or run directory, or RUN/latest (any world, EP)"},
+        {"OUT_DIR", MOE_ARG_STRING, &out, 1, 1,
+         "the Hugging Face model directory to write (must not exist, or be empty)"},
+    };
+    const moe_arg_opt opts[] = {
+        MOE_OPT_CHOICE("--dtype", &dtype, dtypes,
+                       "tensor type in the safetensors files (bf16: round to nearest even)"),
+        MOE_OPT_DOUBLE("--max-shard-size", &max_shard, "BYTES", 1, 1e15,
+                       "split the weights into model-0000i-of-0000k.safetensors files of at\n"
+                       "most BYTES each, with model.safetensors.index.json (default: one file)"),
+    };
+    const moe_args_spec spec = {
+        "moe export",
+        "Writes a moe checkpoint as a Hugging Face model directory: config.json and\n"
+        "model.safetensors (or shards and their index), with transformers' tensor names and\n"
+        "layouts for MixtralForCausalLM, Qwen2MoeForCausalLM or Qwen3MoeForCausalLM, chosen from\n"
+        "the model's config. A model those classes cannot express is refused with the field\n"
+        "named and nothing written. See docs/interop.md.",
+        pos,
+        MOE_ARGS_N(pos),
+        opts,
+        MOE_ARGS_N(opts),
+        "exit codes: 0 written, 1 I/O error, 2 bad usage or a model HF cannot express,\n"
+        "3 corrupt checkpoint."};
+    int pr = moe_args_parse(&spec, argc, argv);
+    if (pr != MOE_ARGS_RUN) return pr;
+    moe_hf_export_opts o = {.dtype = strcmp(dtype, "bf16") ? MOE_ST_F32 : MOE_ST_BF16,
+                            .max_shard_bytes = (int64_t)max_shard};
+    moe_status st = moe_hf_export(ckpt, out, &o, stdout);
+    if (st) fprintf(stderr, "moe export: %s (%s)\n", moe_last_error(), moe_status_str(st));
+    moe_args_free(&spec);
+    return moe_exit_code(st);
+}
