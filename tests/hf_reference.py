@@ -126,8 +126,8 @@ class Weights:
     """The tensors by name, each taken at most once, with its shape checked; left() lists the
     ones no module used (an exporter writing a tensor HF would ignore is a bug too)."""
 
-    def __init__(self, tensors, dtype):
-        self.t, self.used, self.dtype = tensors, set(), dtype
+    def __init__(self, tensors, dtype, bf16=False):
+        self.t, self.used, self.dtype, self.bf16 = tensors, set(), dtype, bf16
 
     def get(self, name, shape):
         if name not in self.t:
@@ -137,6 +137,8 @@ class Weights:
             raise RefError("tensor %s has shape %s, the architecture needs %s"
                            % (name, list(t.shape), list(shape)))
         self.used.add(name)
+        if self.bf16:  # torch rounds float32 -> bfloat16 to nearest, ties to even
+            t = t.to(torch.bfloat16)
         return t.to(self.dtype)
 
     def left(self):
@@ -145,9 +147,10 @@ class Weights:
 
 class Reference:
     """The causal LM of one exported directory. forward(ids (B, S) int64) -> logits (B, S, V).
-    dtype: the compute dtype (torch.float32 as transformers runs these weights, or float64)."""
+    dtype: the compute dtype (torch.float32 as transformers runs these weights, or float64).
+    bf16_weights: round every weight to bfloat16 first (what a bf16 export should hold)."""
 
-    def __init__(self, model_dir, dtype=torch.float32):
+    def __init__(self, model_dir, dtype=torch.float32, bf16_weights=False):
         config, tensors = read_model_dir(model_dir)
         self.c, self.dtype = config, dtype
         arch = (config.get("architectures") or [None])[0]
@@ -187,7 +190,7 @@ class Reference:
         if self.arch == "mixtral" or config.get("use_sliding_window", False):
             self.window = config.get("sliding_window")
         self.tied = bool(config.get("tie_word_embeddings", False))
-        self.w = Weights(tensors, dtype)
+        self.w = Weights(tensors, dtype, bf16_weights)
         self._load()
         extra = self.w.left()
         if extra:
@@ -320,7 +323,8 @@ class Reference:
         for e in range(self.E):
             rows, slot = torch.where(sel == e)
             if rows.numel():
-                out.index_add_(0, rows, self.swiglu(h[rows], ly["experts"][e]) * w[rows, slot, None])
+                y = self.swiglu(h[rows], ly["experts"][e]) * w[rows, slot, None]
+                out.index_add_(0, rows, y)
         if "shared" in ly:
             out = out + torch.sigmoid(h @ ly["shared_gate"].T) * self.swiglu(h, ly["shared"])
         return out.reshape(B, S, D), sel.reshape(B, S, self.K), p.reshape(B, S, self.E)
