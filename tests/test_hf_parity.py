@@ -143,6 +143,33 @@ def swap_glu(model):
             e["gate"], e["up"] = e["up"], e["gate"]
 
 
+def check_logits_file(name, ckpt, work, ids, moe_logits):
+    """`moe eval --logits` itself: at np 2 (every rank's slice gathered on rank 0) the same
+    tokens and the same logits to float summation order; the tokens are the validation windows
+    of the run's corpus; an unwritable path fails with exit 1 and leaves nothing."""
+    two = os.path.join(work, "moe-np2.logits")
+    if run(["eval", "--checkpoint", ckpt, "--logits", two], np_=2).returncode:
+        return
+    ids2, lg2 = ref.read_moe_logits(two)
+    if not torch.equal(ids, ids2):
+        fail("%s: --logits at np 2 holds other tokens than at np 1" % name)
+    elif not ref.max_rel_err(lg2, moe_logits) <= 1e-5:
+        fail("%s: --logits at np 2 differs from np 1 by %.3e relative (expected <= 1e-5)"
+             % (name, ref.max_rel_err(lg2, moe_logits)))
+    if any(f.endswith(".tmp") for f in os.listdir(work)):
+        fail("%s: a temporary file was left in %s: %s" % (name, work, os.listdir(work)))
+    with open(os.path.join(work, "run", "default-corpus.txt"), "rb") as f:
+        text = f.read()
+    first = bytes(int(t) for t in ids[0])  # text data: a token is a byte (vocab 256)
+    if text.find(first) < 0:
+        fail("%s: --logits' first sequence is not a window of the corpus: %r" % (name, first))
+    bad = os.path.join(work, "no-such-dir", "x.logits")
+    p = run(["eval", "--checkpoint", ckpt, "--logits", bad], expect=1)
+    if "--logits" not in p.stderr or os.path.exists(os.path.dirname(bad)):
+        fail("%s: --logits into a missing directory: expected exit 1 naming --logits, got %r"
+             % (name, p.stderr[-300:]))
+
+
 def case(name, model, router, cls, eval_np):
     work = os.path.join(A.work, name)
     shutil.rmtree(work, ignore_errors=True)
@@ -173,6 +200,8 @@ def case(name, model, router, cls, eval_np):
         fail("%s: logits shape %s, expected %s" % (name, tuple(moe_logits.shape),
                                                   (B, S, model["vocab_size"])))
         return None
+    if eval_np == 1:
+        check_logits_file(name, ckpt, work, ids, moe_logits)
     err, extra = compare(name, hf, ids, moe_logits)
     if err is None:
         return None
