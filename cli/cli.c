@@ -22,6 +22,7 @@ static const moe_subcommand moe_subcommands[] = {
     {"topo", moe_cmd_topo, "machine topology, rank bindings and the EP/EDP groups (under mpirun)"},
     {"export", moe_cmd_export,
      "a checkpoint as a Hugging Face model directory (Mixtral, Qwen2-MoE, Qwen3-MoE)"},
+    {"import", moe_cmd_import, "a Hugging Face model directory as a moe checkpoint (step 0)"},
     {"inspect", moe_cmd_inspect, "print a checkpoint's manifest and verify its files (CRC32C)"},
     {"sweep", moe_cmd_sweep,
      "run a load-balancing sweep: routing strategies side by side, then a report"},

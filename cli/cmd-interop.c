@@ -45,3 +45,45 @@ int moe_cmd_export(int argc, char **argv) {
     moe_args_free(&spec);
     return moe_exit_code(st);
 }
+
+int moe_cmd_import(int argc, char **argv) {
+    const char *dir = NULL, *out = NULL;
+    int world = 0, ep = 0;
+    moe_args_list sets = {0};
+    const moe_arg_pos pos[] = {
+        {"HF_DIR", MOE_ARG_STRING, &dir, 1, 1,
+         "a Hugging Face model directory: config.json and model.safetensors, or\n"
+         "shards with model.safetensors.index.json"},
+        {"OUT", MOE_ARG_STRING, &out, 1, 1,
+         "the run directory to write (its checkpoints/step_00000000 and LATEST)"},
+    };
+    const moe_arg_opt opts[] = {
+        MOE_OPT_INT("--world", &world, "N", 1, 1 << 20,
+                    "check the model against this world size (with --ep)"),
+        MOE_OPT_INT("--ep", &ep, "N", 1, 1 << 20,
+                    "parallel.ep_size of the imported config (experts must divide)"),
+        MOE_OPT_LIST("--set", &sets, "a.b=v",
+                     "override a field of the imported config (train, data, ...;\n"
+                     "model.* comes from config.json and is refused)"),
+    };
+    const moe_args_spec spec = {
+        "moe import",
+        "Writes a Hugging Face model (MixtralForCausalLM, Qwen2MoeForCausalLM,\n"
+        "Qwen3MoeForCausalLM) as a moe checkpoint at step 0 (zero optimizer state) that\n"
+        "moe eval, moe generate and moe train --init-from read at any world size and EP: the\n"
+        "checkpoint is written at world 1 and reshards on load. See docs/interop.md.",
+        pos,
+        MOE_ARGS_N(pos),
+        opts,
+        MOE_ARGS_N(opts),
+        "exit codes: 0 written, 1 I/O error, 2 bad usage or a model moe cannot reproduce,\n"
+        "3 bad safetensors (the reader's refusals; missing, unexpected or misshapen tensors)."};
+    int pr = moe_args_parse(&spec, argc, argv);
+    if (pr != MOE_ARGS_RUN) return pr;
+    moe_hf_import_opts o = {
+        .sets = (const char *const *)sets.v, .n_sets = sets.n, .world = world, .ep = ep};
+    moe_status st = moe_hf_import(dir, out, &o, NULL, 0, stdout);
+    if (st) fprintf(stderr, "moe import: %s (%s)\n", moe_last_error(), moe_status_str(st));
+    moe_args_free(&spec);
+    return moe_exit_code(st);
+}

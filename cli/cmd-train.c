@@ -82,7 +82,7 @@ int moe_cmd_train(int argc, char **argv) {
     // take a while; Open MPI leaves these alone) is kept and honoured at the first step:
     // checkpoint, exit 75 — instead of killing the rank. (docs/training.md "Preemption")
     moe_train_install_signals();
-    const char *path = NULL, *resume = NULL;
+    const char *path = NULL, *resume = NULL, *init_from = NULL;
     int dry_run = 0;
     moe_args_list sets = {0};
     const moe_arg_pos pos[] = {
@@ -93,6 +93,9 @@ int moe_cmd_train(int argc, char **argv) {
         MOE_OPT_STRING("--resume", &resume, "latest|DIR",
                        "latest: from OUT_DIR's newest checkpoint (fresh start if\n"
                        "none); DIR: from that checkpoint"),
+        MOE_OPT_STRING("--init-from", &init_from, "CHECKPOINT",
+                       "start from that checkpoint's weights (a moe run or moe import):\n"
+                       "fresh optimizer state, step 0; the model section must match"),
         MOE_OPT_FLAG("--dry-run", &dry_run,
                      "check everything (config, layout, memory per rank, out_dir,\n"
                      "checkpoints, data) and print it; train nothing, write nothing"),
@@ -128,6 +131,13 @@ int moe_cmd_train(int argc, char **argv) {
         "checkpoint, 75 preempted (run again with --resume latest). See docs/training.md."};
     int pr = moe_args_parse(&spec, argc, argv);
     if (pr != MOE_ARGS_RUN) return pr;
+    if (init_from && resume) {
+        fprintf(stderr, "moe train: --init-from and --resume exclude each other: --resume "
+                        "continues a run (its optimizer state too), --init-from starts a new one "
+                        "from another run's weights\n");
+        moe_args_free(&spec);
+        return MOE_EXIT_USAGE;
+    }
     if (getenv("MOE_TRAIN_TEST_SIGNAL_SETUP")) raise(SIGUSR1); // testing: a signal before MPI_Init
     moe_status st = moe_comm_init(NULL, NULL);
     if (st) {
@@ -145,7 +155,7 @@ int moe_cmd_train(int argc, char **argv) {
         code = moe_exit_code(st);
     } else {
         moe_train_blas_threads(c);
-        moe_train_opts o = {.resume = resume};
+        moe_train_opts o = {.resume = resume, .init_from = init_from};
         moe_train_result r = {.loss = NAN};
         st = dry_run ? moe_train_dry_run(cfg, c, &o) : moe_train_run(cfg, c, &o, &r);
         if (st == MOE_EINTR)

@@ -7,6 +7,7 @@
 #include "config.h"
 #include "interop.h"
 #include "nn.h"
+#include "params.h"
 #include "train.h"
 
 #include <dirent.h>
@@ -22,7 +23,7 @@ static json_t *jint(int64_t v) { return json_integer((json_int_t)v); }
 char *moe_hf_config_json(const Moe__Config *cfg, moe_hf_arch a, moe_st_dtype dtype) {
     Moe__Config *copy = moe_config_copy(cfg); // its model normalised
     Moe__ModelConfig *mc = copy->model;
-    moe_hf_normalize_model(mc);
+    moe_params_normalize_model(mc);
     Moe__RouterConfig rdef;
     moe__router_config__init(&rdef);
     const Moe__RouterConfig *rc = cfg->router ? cfg->router : &rdef;
@@ -58,7 +59,8 @@ char *moe_hf_config_json(const Moe__Config *cfg, moe_hf_arch a, moe_st_dtype dty
         json_object_set_new(o, "router_jitter_noise", json_real(0.0));
     } else {
         json_object_set_new(o, "num_experts", jint(mc->n_experts));
-        json_object_set_new(o, "intermediate_size", jint(mc->d_ff));
+        json_object_set_new(o, "intermediate_size", // dense layers only (none: d_ff 0)
+                            jint(mc->d_ff > 0 ? mc->d_ff : mc->expert_d_ff));
         json_object_set_new(o, "moe_intermediate_size", jint(mc->expert_d_ff));
         json_object_set_new(o, "norm_topk_prob", json_boolean(rc->renormalize));
         json_object_set_new(o, "decoder_sparse_step", jint(1));
@@ -153,7 +155,10 @@ static moe_status moe_hf_checkpoint_config(const char *dir, Moe__Config **out) {
 #define FILL(f)                                                                                    \
     if (!cfg->f) cfg->f = def->f, def->f = NULL;
     FILL(model)
-    FILL(router) FILL(train) FILL(parallel) FILL(data) FILL(lora)
+    FILL(router)
+    FILL(train)
+    FILL(parallel)
+    FILL(data) FILL(lora)
 #undef FILL
         moe_config_free(def);
     *out = cfg;

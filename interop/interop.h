@@ -28,10 +28,6 @@ const char *moe_hf_arch_type(moe_hf_arch a);  // model_type: "mixtral", "qwen2_m
 // layernorm, ...). cfg must have passed moe_model_check.
 moe_status moe_hf_arch_of(const Moe__Config *cfg, moe_hf_arch *out);
 
-// Fills the resolved defaults of a model config (d_ff, expert_d_ff, n_kv_heads, head_dim,
-// shared_expert_d_ff) so that two configs of the same shape compare equal field by field.
-void moe_hf_normalize_model(Moe__ModelConfig *mc);
-
 // ---------------------------------------------------------------- the name map
 typedef enum {
     MOE_HF_COPY = 0, // same layout (embeddings, norms, the shared gate (D) as (1, D))

@@ -427,3 +427,44 @@ moe_status moe_params_count(const Moe__Config *cfg, int world, int ep, moe_param
     }
     return MOE_OK;
 }
+
+// ---------------------------------------------------------------- resolved defaults
+
+// As model.c decides it: MoE when n_experts > 0, l >= first_dense_layers, not in dense_layers.
+static int moe_params_is_moe_layer(const Moe__ModelConfig *mc, int l) {
+    if (mc->n_experts <= 0 || l < mc->first_dense_layers) return 0;
+    for (size_t i = 0; i < mc->n_dense_layers; i++)
+        if (mc->dense_layers[i] == l) return 0;
+    return 1;
+}
+
+void moe_params_normalize_model(Moe__ModelConfig *mc) {
+#define SETF(f, v) (mc->has_##f = 1, mc->f = (v))
+    SETF(d_ff, mc->d_ff > 0 ? mc->d_ff : 4 * mc->d_model);
+    SETF(expert_d_ff, mc->expert_d_ff > 0 ? mc->expert_d_ff : mc->d_ff);
+    SETF(n_kv_heads, mc->n_kv_heads > 0 ? mc->n_kv_heads : mc->n_heads);
+    if (mc->n_heads > 0)
+        SETF(head_dim, mc->head_dim > 0 ? mc->head_dim : (int32_t)(mc->d_model / mc->n_heads));
+    if (mc->n_shared_experts > 0)
+        SETF(shared_expert_d_ff,
+             mc->shared_expert_d_ff > 0 ? mc->shared_expert_d_ff : mc->expert_d_ff);
+    if (mc->n_experts > 0) { // dense layers as (leading count, the others listed)
+        const int L = mc->n_layers;
+        int *dense = moe_xcalloc((size_t)(L > 0 ? L : 1), sizeof *dense), first = 0;
+        for (int l = 0; l < L; l++) dense[l] = !moe_params_is_moe_layer(mc, l);
+        while (first < L && dense[first]) first++;
+        SETF(first_dense_layers, first);
+        free(mc->dense_layers);
+        mc->dense_layers = NULL;
+        mc->n_dense_layers = 0;
+        for (int l = first; l < L; l++)
+            if (dense[l]) {
+                if (!mc->dense_layers) mc->dense_layers = moe_xcalloc((size_t)L, sizeof(int32_t));
+                mc->dense_layers[mc->n_dense_layers++] = l;
+            }
+        if (first == 0 && mc->n_dense_layers == 0) // d_ff is read by dense layers only
+            mc->d_ff = 0, mc->has_d_ff = 0;
+        free(dense);
+    }
+#undef SETF
+}

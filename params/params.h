@@ -69,6 +69,11 @@ typedef struct {
 // be counted, MOE_ELAYOUT for an impossible layout, both with the fields named in moe_last_error().
 moe_status moe_params_count(const Moe__Config *cfg, int world, int ep, moe_params_report *out);
 const char *moe_params_part_name(moe_params_part_id id); // "embeddings", "routed_experts", …
+// Fills a model config's resolved defaults (d_ff, expert_d_ff, n_kv_heads, head_dim,
+// shared_expert_d_ff; dense layers as first_dense_layers + the others listed; d_ff cleared when no
+// layer is dense) so that two configs of the same shape compare equal field by field (moe import,
+// moe train --init-from).
+void moe_params_normalize_model(Moe__ModelConfig *mc);
 
 // Hugging Face config.json (params/hf-config.c). Fields read into the config are listed in
 // docs/params.md; every other field is reported in `ignored`, with why, never guessed at.

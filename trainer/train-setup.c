@@ -14,6 +14,55 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+// ---------------------------------------------------------------- --init-from: weights only
+
+moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_model *m,
+                               const char *from) {
+    char dir[MOE_PATH_MAX], diff[1536];
+    Moe__CheckpointManifest *man = NULL;
+    moe_status st = moe_ckpt_resolve(from, dir, sizeof dir);
+    if (!st) st = moe_ckpt_read_manifest(dir, &man);
+    if (!st && !man->config) st = moe_set_error(MOE_ECORRUPT, "%s: manifest has no config", dir);
+    if (!st) { // the shapes, compared with every default resolved (an imported config is explicit)
+        Moe__Config *a = moe_config_copy(man->config), *b = moe_config_copy(cfg);
+        Moe__Config *def = moe_config_new_default();
+        if (!a->model) a->model = def->model, def->model = NULL;
+        moe_config_free(def);
+        moe_params_normalize_model(a->model);
+        moe_params_normalize_model(b->model);
+        if (moe_ckpt_config_diff(a, b, diff, sizeof diff) > 0)
+            st = moe_set_error(MOE_EINVAL,
+                               "--init-from %s: the checkpoint is of another model: %s; "
+                               "--init-from needs the same model section",
+                               dir, diff);
+        moe_config_free(a);
+        moe_config_free(b);
+    }
+    if (man) protobuf_c_message_free_unpacked(&man->base, NULL);
+    if ((st = moe_comm_agree(c, st))) return st;
+    moe_ckpt *ck = moe_ckpt_create(); // the parameters only: Adam moments and balance bias fresh
+    for (int i = 0; i < m->n_tensors; i++) {
+        const moe_model_tensor *t = &m->tensors[i];
+        moe_ckpt_tensor ct = {.name = t->name,
+                              .kind = moe_ckpt_kind_name(MOE_CKPT_KIND_PARAM),
+                              .layer = t->layer,
+                              .expert = t->expert,
+                              .ndim = t->ndim,
+                              .data = m->params + t->offset};
+        ct.shape[0] = t->shape[0], ct.shape[1] = t->shape[1];
+        moe_ckpt_add(ck, &ct);
+    }
+    moe_ckpt_state cs = {0};
+    st = moe_ckpt_load(ck, c, dir, NULL, &cs);
+    moe_ckpt_free(ck);
+    if (!st)
+        moe_comm_printf(c,
+                        "initialised from %s (its step %lld; weights only: fresh optimizer "
+                        "state, step 0)\n",
+                        dir, (long long)cs.step);
+    return st;
+}
+
 // ---------------------------------------------------------------- resume: seed and schedule
 
 // The checkpoint at `where`'s manifest (resolved); free with protobuf_c_message_free_unpacked.

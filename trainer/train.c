@@ -711,6 +711,8 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
             moe_train_schedule_note(cfg, where, start, c);
         }
     }
+    if (o && o->init_from && !o->resume && (st = moe_train_init_from(cfg, c, tr.m, o->init_from)))
+        goto out;
     if (cfg->router && cfg->router->replay && cfg->router->replay[0] && start < tc->steps) {
         if ((st = moe_replay_open(cfg, tr.m, c, start + 1, tc->steps, &tr.replay))) goto out;
         moe_comm_printf(c, "router.replay: each step's experts from %s\n", cfg->router->replay);

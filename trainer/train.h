@@ -21,6 +21,7 @@
 typedef struct {
     const char
         *resume; // NULL: fresh; "latest": OUT_DIR's newest checkpoint (fresh if none); or a dir
+    const char *init_from; // a fresh run starting from this checkpoint's weights (NULL: none)
 } moe_train_opts;
 typedef struct {
     int64_t step;    // steps done
