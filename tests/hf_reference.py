@@ -148,10 +148,16 @@ class Weights:
 class Reference:
     """The causal LM of one exported directory. forward(ids (B, S) int64) -> logits (B, S, V).
     dtype: the compute dtype (torch.float32 as transformers runs these weights, or float64).
-    bf16_weights: round every weight to bfloat16 first (what a bf16 export should hold)."""
+    bf16_weights: round every weight to bfloat16 first (what a bf16 export should hold).
+    weights: instead of the directory's safetensors, an object with get(name, shape) -> tensor
+    and left() -> unused names (a test's generator of a model: see Weights)."""
 
-    def __init__(self, model_dir, dtype=torch.float32, bf16_weights=False):
-        config, tensors = read_model_dir(model_dir)
+    def __init__(self, model_dir, dtype=torch.float32, bf16_weights=False, weights=None):
+        if weights is None:
+            config, tensors = read_model_dir(model_dir)
+        else:
+            with open(os.path.join(model_dir, "config.json")) as f:
+                config, tensors = json.load(f), None
         self.c, self.dtype = config, dtype
         arch = (config.get("architectures") or [None])[0]
         if arch not in ARCHS:
@@ -190,7 +196,7 @@ class Reference:
         if self.arch == "mixtral" or config.get("use_sliding_window", False):
             self.window = config.get("sliding_window")
         self.tied = bool(config.get("tie_word_embeddings", False))
-        self.w = Weights(tensors, dtype, bf16_weights)
+        self.w = weights or Weights(tensors, dtype, bf16_weights)
         self._load()
         extra = self.w.left()
         if extra:

@@ -11,13 +11,16 @@
 # Also: a sharded export reads the same; the bf16 export holds the f32 weights rounded as torch
 # rounds them (the same logits bit for bit); controls — q/k rows in the interleaved RoPE layout,
 # gate and up projections swapped, another rope_theta — must miss by far (the comparison can
-# fail). Exit 1 on failure, printing expected vs got.
+# fail). Import: a model directory written here (HF config fields, random weights), read by
+# `moe import` and evaluated by moe, against the reference on that directory, same tolerance.
+# Exit 1 on failure, printing expected vs got.
 # PyTorch missing is a FAILURE (install-deps.sh installs python3-torch), not a skip.
 import argparse
 import copy
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 
@@ -271,6 +274,102 @@ def case(name, model, router, cls, eval_np):
     return err
 
 
+# ---------------------------------------------------------------- the other direction: import
+# A model directory written here, not by moe: config.json with the fields of HF's published
+# configs and random weights (the names and shapes the reference asks for), read by `moe import`
+# and evaluated by moe; its logits must equal the reference's on the same directory.
+HF_CONFIGS = {
+    "mixtral": {"architectures": ["MixtralForCausalLM"], "model_type": "mixtral",
+                "num_local_experts": 4, "intermediate_size": 48, "sliding_window": None},
+    "qwen2_moe": {"architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe",
+                  "num_experts": 4, "moe_intermediate_size": 32, "intermediate_size": 64,
+                  "shared_expert_intermediate_size": 40, "norm_topk_prob": False,
+                  "decoder_sparse_step": 1, "mlp_only_layers": [], "use_sliding_window": False},
+    "qwen3_moe": {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe",
+                  "num_experts": 4, "moe_intermediate_size": 32, "intermediate_size": 64,
+                  "head_dim": 16, "norm_topk_prob": True, "attention_bias": False,
+                  "decoder_sparse_step": 1, "mlp_only_layers": [], "use_sliding_window": False},
+}
+HF_COMMON = {"vocab_size": 256, "hidden_size": 48, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "num_experts_per_tok": 2,
+             "hidden_act": "silu", "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+             "max_position_embeddings": 256, "tie_word_embeddings": False,
+             "torch_dtype": "float32"}
+
+
+class Synth:
+    """Random weights for whatever the reference asks for: norms 1 + N(0, 0.1), biases N(0,
+    0.1), the embedding N(0, 1), matrices N(0, 1/fan_in) (activations of order 1, so attention
+    and routing matter)."""
+
+    def __init__(self, seed):
+        self.g, self.t = torch.Generator().manual_seed(seed), {}
+
+    def get(self, name, shape):
+        r = torch.randn(*shape, generator=self.g)
+        if name.endswith("norm.weight"):
+            t = 1 + 0.1 * r
+        elif name.endswith(".bias"):
+            t = 0.1 * r
+        elif name == "model.embed_tokens.weight":
+            t = r
+        else:
+            t = r / float(shape[-1]) ** 0.5
+        self.t[name] = t
+        return t
+
+    def left(self):
+        return []
+
+
+def write_safetensors(path, tensors):
+    """F32 safetensors of {name: tensor}, in that order (u64 header length, JSON, data)."""
+    header, blobs, off = {}, [], 0
+    for name, t in tensors.items():
+        b = t.contiguous().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def import_case(name, seed=7):
+    work = os.path.join(A.work, "import-" + name)
+    shutil.rmtree(work, ignore_errors=True)
+    hf = os.path.join(work, "hf")
+    os.makedirs(hf)
+    with open(os.path.join(hf, "config.json"), "w") as f:
+        json.dump(dict(HF_COMMON, **HF_CONFIGS[name]), f, indent=2)
+    synth = Synth(seed)
+    ref.Reference(hf, weights=synth)  # asks for every tensor of the class, by name and shape
+    write_safetensors(os.path.join(hf, "model.safetensors"), synth.t)
+    run_dir = os.path.join(work, "run")
+    if run(["import", hf, run_dir, "--set", "train.global_batch=4", "--set", "train.seq_len=16",
+            "--set", "data.val_fraction=0.1"]).returncode:
+        return None
+    logits = os.path.join(work, "moe.logits")
+    if run(["eval", "--checkpoint", os.path.join(run_dir, "latest"), "--logits",
+            logits]).returncode:
+        return None
+    ids, moe_logits = ref.read_moe_logits(logits)
+    err, extra = compare("import " + name, hf, ids, moe_logits)
+    if err is None:
+        return None
+    gap = margin(extra[1], HF_COMMON["num_experts_per_tok"])
+    print("import %s: max|moe - ref| / max|ref| = %.3e (tolerance %.0e; smallest top-k router "
+          "margin %.2e)" % (name, err, TOL, gap))
+    if not gap >= GAP:
+        fail("import %s: ambiguous fixture: router margin %.1e (< %.0e); change the seed"
+             % (name, gap, GAP))
+    if not err <= TOL:
+        fail("import %s: moe's logits of an imported HF model differ from the reference by "
+             "%.3e relative (tolerance %.0e)" % (name, err, TOL))
+    return err
+
+
 def main():
     global A
     ap = argparse.ArgumentParser()
@@ -283,6 +382,8 @@ def main():
     figures = {}
     for name, model, router, cls, eval_np in CASES:
         figures[name] = case(name, model, router, cls, eval_np)
+    for name in HF_CONFIGS:
+        figures["import " + name] = import_case(name)
     print("parity (max|moe - ref| / max|ref|, tolerance %.0e): %s" % (
         TOL, ", ".join("%s %s" % (n, "%.2e" % e if e is not None else "n/a")
                        for n, e in figures.items())))
