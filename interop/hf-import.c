@@ -82,13 +82,29 @@ static moe_status moe_hf_import_config(const char *hf_dir, const char *out,
     char path[MOE_PATH_MAX];
     moe_status st = moe_path_fmt(path, "HF_DIR", "%s/config.json", hf_dir);
     if (st) return st;
+    static const char *const fams[3] = {"mixtral", "qwen2_moe", "qwen3_moe"};
+    char *text = NULL;
+    size_t len = 0;
+    if ((st = moe_read_file(path, 16u << 20, &text, &len)))
+        return moe_set_error(MOE_EUSAGE, "%s: cannot read (%s); HF_DIR needs config.json", path,
+                             moe_last_error());
+    json_t *root = json_loadb(text, len, 0, NULL);
+    free(text);
+    const char *mt = json_string_value(json_object_get(root, "model_type"));
+    int known = 0;
+    for (int i = 0; i < 3 && mt; i++) known |= !strcmp(mt, fams[i]);
+    if (!known && root) // before the shape reader, which would ask for other fields first
+        st = REFUSE("%s: model_type %s: moe import reads mixtral, qwen2_moe and qwen3_moe "
+                    "(MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM)",
+                    path, mt ? mt : "absent");
+    json_decref(root);
+    if (st) return st;
     moe_hf_info info = {0};
     Moe__Config *cfg = NULL;
     if ((st = moe_hf_config_load(path, &cfg, &info))) {
         moe_hf_info_free(&info);
         return st == MOE_EIO ? moe_set_error(MOE_EUSAGE, "%s", moe_last_error()) : st;
     }
-    static const char *const fams[3] = {"mixtral", "qwen2_moe", "qwen3_moe"};
     int fam = -1;
     for (int i = 0; i < 3; i++)
         if (info.family && !strcmp(info.family, fams[i])) fam = i;
@@ -107,7 +123,8 @@ static moe_status moe_hf_import_config(const char *hf_dir, const char *out,
     FILL(model)
     FILL(router)
     FILL(train)
-    FILL(parallel) FILL(data) FILL(lora)
+    FILL(parallel)
+    FILL(data) FILL(lora)
 #undef FILL
         moe_config_free(def);
     moe_params_normalize_model(cfg->model);
