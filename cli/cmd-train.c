@@ -176,7 +176,8 @@ int moe_cmd_train(int argc, char **argv) {
 }
 
 // `moe eval --logits FILE` (docs/training.md): the logits of the first validation batch, for a
-// comparison with another implementation (tests/test_hf_parity.py). Little-endian:
+// comparison with another implementation (tests/test_hf_parity.py). In the machine's byte order
+// (little-endian on x86-64 and arm64, as checkpoint data files):
 //   8 bytes "MOELOGIT", u32 sequences B (train.global_batch), u32 seq_len S, u32 vocab V, u32 0,
 //   i32 input tokens (B, S), f32 logits (B, S, V): row (b, s) is the prediction after token s.
 // Every rank forwards its slice, rank 0 gathers them (rank order = sequence order) and writes
@@ -198,12 +199,13 @@ static moe_status moe_eval_logits_write(const char *path, const int32_t *seqs /*
     const size_t n = (size_t)(B * S * V);
     ok = ok && fwrite(logits, sizeof *logits, n, f) == n;
     ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int err = errno;
-    ok = (fclose(f) == 0) && ok;
-    if (ok && rename(tmp, path) == 0) return MOE_OK;
-    if (ok) err = errno;
+    int err = ok ? 0 : errno;
+    if (fclose(f) != 0 && ok) ok = 0, err = errno;
+    if (ok && rename(tmp, path) != 0) ok = 0, err = errno;
+    if (ok) return MOE_OK;
     unlink(tmp);
-    return moe_set_error(MOE_EIO, "--logits: writing %s failed: %s", path, strerror(err));
+    return moe_set_error(MOE_EIO, "--logits: writing %s failed: %s", path,
+                         strerror(err ? err : EIO));
 }
 
 static moe_status moe_eval_logits(moe_model *m, const moe_data *d, const moe_comm *c, int64_t B,
