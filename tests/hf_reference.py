@@ -158,7 +158,7 @@ class Reference:
         else:
             with open(os.path.join(model_dir, "config.json")) as f:
                 config, tensors = json.load(f), None
-        self.c, self.dtype = config, dtype
+        self.c, self.dtype, self.dir = config, dtype, model_dir
         arch = (config.get("architectures") or [None])[0]
         if arch not in ARCHS:
             raise RefError("%s: architectures = %s; this reference knows %s"
@@ -171,37 +171,44 @@ class Reference:
         rs = config.get("rope_scaling")
         if rs and rs.get("rope_type", rs.get("type", "default")) != "default":
             raise RefError("rope_scaling %s is not implemented here" % rs)
-        self.D = config["hidden_size"]
-        self.V = config["vocab_size"]
-        self.L = config["num_hidden_layers"]
-        self.H = config["num_attention_heads"]
+        self.D = self._need("hidden_size")
+        self.V = self._need("vocab_size")
+        self.L = self._need("num_hidden_layers")
+        self.H = self._need("num_attention_heads")
         self.Hkv = config.get("num_key_value_heads") or self.H
         self.Dh = config.get("head_dim") or self.D // self.H
-        self.eps = config["rms_norm_eps"]
-        rp = config.get("rope_parameters") or {}
-        self.theta = config.get("rope_theta", rp.get("rope_theta", 10000.0))
-        self.K = config["num_experts_per_tok"]
+        self.eps = self._need("rms_norm_eps")
+        rp = config.get("rope_parameters") or {}  # newer transformers keep rope_theta there
+        default_theta = 1e6 if self.arch == "mixtral" else 10000.0  # the classes' defaults
+        self.theta = config.get("rope_theta", rp.get("rope_theta", default_theta))
+        self.K = self._need("num_experts_per_tok")
         if self.arch == "mixtral":
-            self.E, self.F = config["num_local_experts"], config["intermediate_size"]
+            self.E, self.F = self._need("num_local_experts"), self._need("intermediate_size")
             self.renorm = True
             self.qkv_bias = self.o_bias = False
         else:
-            self.E, self.F = config["num_experts"], config["moe_intermediate_size"]
+            self.E, self.F = self._need("num_experts"), self._need("moe_intermediate_size")
             self.renorm = bool(config.get("norm_topk_prob", False))
             if self.arch == "qwen2_moe":  # q/k/v biases (config.qkv_bias where it exists), o none
                 self.qkv_bias, self.o_bias = bool(config.get("qkv_bias", True)), False
             else:
                 self.qkv_bias = self.o_bias = bool(config.get("attention_bias", False))
-        self.window = None
-        if self.arch == "mixtral" or config.get("use_sliding_window", False):
-            self.window = config.get("sliding_window")
+        self.window = config.get("sliding_window") if self.arch == "mixtral" else None
+        if self.arch != "mixtral" and config.get("use_sliding_window", False):
+            # Qwen's window covers only some layers (layer_types, max_window_layers)
+            raise RefError("use_sliding_window is not implemented here for %s" % arch)
         self.tied = bool(config.get("tie_word_embeddings", False))
-        self.w = weights or Weights(tensors, dtype, bf16_weights)
+        self.w = weights if weights is not None else Weights(tensors, dtype, bf16_weights)
         self._load()
         extra = self.w.left()
         if extra:
             raise RefError("%s: tensors %s architecture does not use: %s"
                            % (model_dir, arch, extra[:8]))
+
+    def _need(self, key):
+        if key not in self.c:
+            raise RefError("%s: config.json has no %s (%s needs it)" % (self.dir, key, self.arch))
+        return self.c[key]
 
     def _sparse(self, i):
         if self.arch == "mixtral":
@@ -250,10 +257,10 @@ class Reference:
                                  for e in range(self.E)]
                 if self.arch == "qwen2_moe":
                     ly["shared"] = self._mlp(m + ".shared_expert",
-                                             self.c["shared_expert_intermediate_size"])
+                                             self._need("shared_expert_intermediate_size"))
                     ly["shared_gate"] = g(m + ".shared_expert_gate.weight", (1, D))
             else:
-                ly["dense"] = self._mlp(p + ".mlp", self.c["intermediate_size"])
+                ly["dense"] = self._mlp(p + ".mlp", self._need("intermediate_size"))
             self.layers.append(ly)
         self.norm = g("model.norm.weight", (D,))
         if self.tied:
