@@ -6,7 +6,7 @@
 # tiny model made here is trained 40 steps at np 2, EP 2 (so the weights are not at their
 # initialisation and the checkpoint's experts are spread over two files), exported with
 # `moe export`, and its logits on the first validation batch (`moe eval --logits`) are compared
-# with those of tests/hf_reference.py, a PyTorch forward written from transformers' published
+# with those of tests/hf_torch_reference.py, a PyTorch forward written from transformers' published
 # architectures that reads only the exported directory: max|moe - ref| / max|ref| <= 1e-4.
 # Also: a sharded export reads the same; the bf16 export holds the f32 weights rounded as torch
 # rounds them (the same logits bit for bit); controls — q/k rows in the interleaved RoPE layout,
@@ -33,12 +33,12 @@ GAP = 1e-5
 try:
     import torch
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import hf_reference as ref
+    import hf_torch_reference as ref
 except ImportError as err:
     print("FAIL test_hf_parity needs PyTorch for the system Python (%s): apt-get install "
           "python3-torch (install-deps.sh installs it), then run with /usr/bin/python3" % err)
     sys.exit(1)
-except SystemExit as err:  # hf_reference's own message when numpy or torch is missing
+except SystemExit as err:  # hf_torch_reference's own message when numpy or torch is missing
     print("FAIL %s" % err)
     sys.exit(1)
 

@@ -8,6 +8,8 @@
 #     np 1 (moe train --init-from at lr 1e-30: far below every weight's ulp, the first step leaves them unchanged), which also
 #     shows --init-from loads the weights at step 0;
 #   - --init-from an imported model and from the original start with the same first-step loss;
+#   - the exported directory, run through tests/hf_reference.py (a plain-Python forward written
+#     from transformers' modules), gives moe eval's loss on the same windows (1e-5 relative);
 #   - bf16 export holds the round-to-nearest-even bf16 of every f32 value (checked in Python);
 #   - every refusal: exit code, the field in the message, nothing written.
 set -u
@@ -25,6 +27,7 @@ fail() {
 trap 'rc=$?; [ $rc = 0 ] && rm -rf "$WORK"' EXIT
 cd "$WORK" || exit 1
 cat "$MOE_SOURCE_DIR"/docs/*.md >data.txt
+head -c 65 "$MOE_SOURCE_DIR/docs/architecture.md" >val.txt # 4 windows of 16 + 1: one batch
 
 # config NAME MODEL_FIELDS [ROUTER_FIELDS] [EP]: a tiny run config NAME.json writing run-NAME.
 config() {
@@ -83,7 +86,13 @@ for a in mix:1:MixtralForCausalLM q2:2:Qwen2MoeForCausalLM q2b:1:Qwen2MoeForCaus
     else
         [ -n "$a" ] && [ "$a" = "$b" ] || fail "$n: eval of the import '$b', of the original '$a'"
     fi
-    say "$n ($cls, trained at np $np): export -> import -> export identical, val_loss $a = $b"
+    # The exported directory through an independent forward written from transformers' modules.
+    r=$(python3 "$MOE_SOURCE_DIR/tests/hf_reference.py" "hf-$n" val.txt 16) || fail "$n: reference"
+    v=$(val "run-$n" --set data.val_path="$WORK/val.txt" --set train.eval_batches=1)
+    python3 -c "import sys; sys.exit(abs($r - $v) > 1e-5 * abs($v))" ||
+        fail "$n: the HF reference forward gives $r, moe eval $v"
+    say "$n ($cls, trained at np $np): export -> import -> export identical, val_loss $a = $b;" \
+        "HF reference forward $r = moe $v"
 done
 ls hf-q2 | grep -q "model-00001-of-0000" && [ -f hf-q2/model.safetensors.index.json ] ||
     fail "q2 with --max-shard-size 40000 is not sharded: $(ls hf-q2)"
