@@ -78,7 +78,8 @@ char *moe_hf_config_json(const Moe__Config *cfg, moe_hf_arch a, moe_st_dtype dty
                             jint(mc->n_shared_experts * mc->shared_expert_d_ff));
         json_object_set_new(o, "qkv_bias", json_true()); // zeros when moe has none (interop.h)
     }
-    if (a == MOE_HF_QWEN3_MOE) json_object_set_new(o, "attention_bias", json_false());
+    if (a == MOE_HF_QWEN3_MOE) // q, k, v and o biases together (moe_hf_arch_of)
+        json_object_set_new(o, "attention_bias", json_boolean(mc->attn_qkv_bias));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
     json_decref(o);
     moe_config_free(copy);
@@ -158,9 +159,10 @@ static moe_status moe_hf_checkpoint_config(const char *dir, Moe__Config **out) {
     FILL(router)
     FILL(train)
     FILL(parallel)
-    FILL(data) FILL(lora)
+    FILL(data)
+    FILL(lora)
 #undef FILL
-        moe_config_free(def);
+    moe_config_free(def);
     *out = cfg;
     return MOE_OK;
 }
@@ -176,7 +178,18 @@ moe_status moe_hf_export(const char *checkpoint, const char *out_dir, const moe_
     int64_t *bytes = NULL;
     float *buf = NULL;
     moe_hf_arch arch;
-    moe_status st = moe_ckpt_resolve(checkpoint, dir, sizeof dir);
+    char outb[MOE_PATH_MAX], parent[MOE_PATH_MAX];
+    moe_status st = moe_path_fmt(outb, "OUT_DIR", "%s", out_dir);
+    if (st) return st;
+    for (size_t l = strlen(outb); l > 1 && outb[l - 1] == '/'; l--) outb[l - 1] = 0; // "a/" = "a"
+    out_dir = outb;
+    snprintf(parent, sizeof parent, "%s", out_dir);
+    char *sl = strrchr(parent, '/');
+    if (sl && sl != parent)
+        *sl = 0;
+    else
+        snprintf(parent, sizeof parent, "%s", sl ? "/" : ".");
+    st = moe_ckpt_resolve(checkpoint, dir, sizeof dir);
     if (!st) st = moe_hf_checkpoint_config(dir, &cfg);
     if (!st) st = moe_model_check(cfg);
     if (!st) st = moe_hf_arch_of(cfg, &arch);
@@ -200,7 +213,7 @@ moe_status moe_hf_export(const char *checkpoint, const char *out_dir, const moe_
     const int k = moe_st_shard_plan(bytes, n, o->max_shard_bytes, shard);
     buf = moe_xcalloc((size_t)(most > 0 ? most : 1), sizeof *buf);
     moe_hf_rmdir(tmp); // a leftover of an earlier export with this pid
-    if (mkdir(tmp, 0755) != 0) {
+    if (moe_mkdir_p(parent) != 0 || mkdir(tmp, 0755) != 0) {
         st = moe_set_error(MOE_EIO, "%s: cannot create: %s", tmp, strerror(errno));
         goto out;
     }
@@ -244,13 +257,6 @@ moe_status moe_hf_export(const char *checkpoint, const char *out_dir, const moe_
                 moe_set_error(MOE_EIO, "cannot rename %s to %s: %s", tmp, out_dir, strerror(errno));
         else {
             made_tmp = 0;
-            char parent[MOE_PATH_MAX];
-            snprintf(parent, sizeof parent, "%s", out_dir);
-            char *sl = strrchr(parent, '/');
-            if (sl && sl != parent)
-                *sl = 0;
-            else
-                snprintf(parent, sizeof parent, "%s", sl ? "/" : ".");
             const int fd = open(parent, O_RDONLY);
             if (fd >= 0) fsync(fd), close(fd);
         }

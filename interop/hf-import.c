@@ -124,7 +124,8 @@ static moe_status moe_hf_import_config(const char *hf_dir, const char *out,
     FILL(router)
     FILL(train)
     FILL(parallel)
-    FILL(data) FILL(lora)
+    FILL(data)
+    FILL(lora)
 #undef FILL
         moe_config_free(def);
     moe_params_normalize_model(cfg->model);

@@ -58,8 +58,9 @@ moe_status moe_hf_arch_of(const Moe__Config *cfg, moe_hf_arch *out) {
     if (mc->kv_lora_rank > 0 || mc->q_lora_rank > 0)
         REFUSE("model.kv_lora_rank / q_lora_rank: multi-head latent attention has no exported "
                "class");
-    if (mc->attn_out_bias)
-        REFUSE("model.attn_out_bias = true: the exported classes' o_proj has no bias");
+    if (mc->attn_out_bias && mc->qk_norm != MOE__MODEL_CONFIG__QK_NORM__per_head)
+        REFUSE("model.attn_out_bias = true: only Qwen3-MoE (qk_norm per_head) has an o_proj "
+               "bias");
     if (mc->ffn_bias)
         REFUSE("model.ffn_bias = true: the HF MoE classes' FFNs and experts have no biases");
     if (mc->router_bias)
@@ -94,9 +95,10 @@ moe_status moe_hf_arch_of(const Moe__Config *cfg, moe_hf_arch *out) {
             REFUSE("model.n_shared_experts = %d with qk_norm per_head: Qwen3-MoE (the class with "
                    "q/k norms) has no shared experts",
                    mc->n_shared_experts);
-        if (mc->attn_qkv_bias)
-            REFUSE("model.attn_qkv_bias = true with qk_norm per_head: Qwen3-MoE's "
-                   "attention_bias puts a bias on o_proj too, which moe's model lacks");
+        if (mc->attn_qkv_bias != mc->attn_out_bias)
+            REFUSE("model.attn_qkv_bias = %s, attn_out_bias = %s with qk_norm per_head: "
+                   "Qwen3-MoE's attention_bias puts biases on q, k, v and o_proj together",
+                   mc->attn_qkv_bias ? "true" : "false", mc->attn_out_bias ? "true" : "false");
         *out = MOE_HF_QWEN3_MOE;
         return MOE_OK;
     }
@@ -206,7 +208,7 @@ moe_status moe_hf_map(const moe_model *m, moe_hf_arch a, moe_hf_entry **out, int
             snprintf(b, sizeof b, "attn.b%s", qkv[j]);
             moe_hf_add(&L, l, w, -1, 1, MOE_HF_T, 0, "%s.%d.self_attn.%s_proj.weight", p, l,
                        qkv[j]);
-            if (qwen2) {
+            if (qwen2 || (a == MOE_HF_QWEN3_MOE && mc->attn_qkv_bias)) {
                 const int64_t width = (j == 0 ? m->H : m->Hkv) * m->Dh;
                 const int has = mc->attn_qkv_bias;
                 moe_hf_add(&L, l, b, -1, 1, has ? MOE_HF_COPY : MOE_HF_ZERO, width,
@@ -214,6 +216,9 @@ moe_status moe_hf_map(const moe_model *m, moe_hf_arch a, moe_hf_entry **out, int
             }
         }
         moe_hf_add(&L, l, "attn.wo", -1, 1, MOE_HF_T, 0, "%s.%d.self_attn.o_proj.weight", p, l);
+        if (mc->attn_out_bias) // Qwen3-MoE with attention_bias (moe_hf_arch_of)
+            moe_hf_add(&L, l, "attn.bo", -1, 1, MOE_HF_COPY, 0, "%s.%d.self_attn.o_proj.bias", p,
+                       l);
         if (a == MOE_HF_QWEN3_MOE) {
             moe_hf_add(&L, l, "attn.q_norm", -1, 1, MOE_HF_COPY, 0, "%s.%d.self_attn.q_norm.weight",
                        p, l);

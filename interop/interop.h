@@ -3,7 +3,7 @@
 // the MoE architectures transformers has a class for (docs/interop.md):
 //   Mixtral    MixtralForCausalLM    no biases, no shared experts, softmax top-k renormalised
 //   Qwen2-MoE  Qwen2MoeForCausalLM   q/k/v biases, one shared expert with its sigmoid gate
-//   Qwen3-MoE  Qwen3MoeForCausalLM   per-head q/k RMSNorm, no biases
+//   Qwen3-MoE  Qwen3MoeForCausalLM   per-head q/k RMSNorm, q/k/v/o biases (attention_bias) or none
 // The map (interop/hf-map.c) is one table per architecture of (HF tensor, moe tensor(s), layout
 // op); export and import run the same ops in the two directions, so a round trip is exact.
 // Layouts: moe stores linear weights (in, out), nn.Linear (out, in): every matrix is transposed.

@@ -89,7 +89,7 @@ def forward(c, W, toks):
     for l in range(c["num_hidden_layers"]):
         p = "model.layers.%d." % l
         h = [rmsnorm(v, W[p + "input_layernorm.weight"], eps) for v in x]
-        bias = (lambda n: W.get(p + "self_attn.%s_proj.bias" % n)) if qwen2 else (lambda n: None)
+        bias = lambda n: W.get(p + "self_attn.%s_proj.bias" % n)  # Qwen2 qkv_bias, Qwen3 attention_bias
         q = [linear(v, W[p + "self_attn.q_proj.weight"], bias("q")) for v in h]
         k = [linear(v, W[p + "self_attn.k_proj.weight"], bias("k")) for v in h]
         v_ = [linear(v, W[p + "self_attn.v_proj.weight"], bias("v")) for v in h]
@@ -113,7 +113,7 @@ def forward(c, W, toks):
                 z = sum(e)
                 row += [sum(e[t] / z * vh[t][g][i] for t in range(s + 1)) for i in range(Dh)]
             att.append(row)
-        x = [[a + b for a, b in zip(xv, linear(av, W[p + "self_attn.o_proj.weight"]))] for xv, av in zip(x, att)]
+        x = [[a + b for a, b in zip(xv, linear(av, W[p + "self_attn.o_proj.weight"], bias("o")))] for xv, av in zip(x, att)]
         h = [rmsnorm(v, W[p + "post_attention_layernorm.weight"], eps) for v in x]
         out = []
         for v in h:

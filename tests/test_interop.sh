@@ -67,9 +67,10 @@ config q2 ', "d_ff": 48, "n_shared_experts": 1, "shared_expert_d_ff": 16, "share
 config q2b ', "n_shared_experts": 2, "shared_expert_d_ff": 8, "shared_expert_gate": true'
 config q3 ', "n_heads": 2, "n_kv_heads": 1, "head_dim": 8, "d_ff": 48, "qk_norm": "per_head",
   "tie_embeddings": true, "dense_layers": [1]'
+config q3b ', "d_ff": 48, "qk_norm": "per_head", "attn_qkv_bias": true, "attn_out_bias": true'
 EVAL=(--set train.seq_len=16 --set train.global_batch=4 --set train.eval_batches=2
       --data "$WORK/data.txt" --set data.val_fraction=0.1)
-for a in mix:1:MixtralForCausalLM q2:2:Qwen2MoeForCausalLM q2b:1:Qwen2MoeForCausalLM q3:1:Qwen3MoeForCausalLM; do
+for a in mix:1:MixtralForCausalLM q2:2:Qwen2MoeForCausalLM q2b:1:Qwen2MoeForCausalLM q3:1:Qwen3MoeForCausalLM q3b:1:Qwen3MoeForCausalLM; do
     IFS=: read -r n np cls <<<"$a"
     train "$n" "$np"
     shard=()
@@ -102,6 +103,8 @@ for t in model.layers.0.mlp.gate_proj.weight model.layers.1.mlp.shared_expert_ga
 done
 grep -q '"mlp_only_layers": \[\s*0\s*\]' <(tr -d '\n' <hf-q2/config.json) ||
     fail "q2: mlp_only_layers is not [0]: $(cat hf-q2/config.json)"
+grep -q '"attention_bias": true' hf-q3b/config.json && grep -q '"model.layers.1.self_attn.o_proj.bias"' \
+    hf-q3b/model.safetensors || fail "q3b: attention_bias and its o_proj bias"
 grep -q '"shared_expert_intermediate_size": 16' hf-q2b/config.json ||
     fail "q2b: two shared experts of 8 are not one of 16"
 
@@ -160,6 +163,13 @@ for k, v in hf.items():
         count += 1
 print("[test_interop] bf16: %d values are the RNE rounding of the f32 export" % count)
 EOF
+"$M" import bf-mix imp-bf >x.out 2>&1 || fail "import of the bf16 export: $(cat x.out)"
+"$M" export imp-bf re-bf --dtype bf16 >x.out 2>&1 || fail "bf16 re-export: $(cat x.out)"
+same_dir bf-mix re-bf
+
+"$M" export run-mix nested/dir/ >x.out 2>&1 || fail "export into nested/dir/: $(cat x.out)"
+same_dir hf-mix nested/dir
+[ "$(ls nested)" = dir ] || fail "export into nested/dir/ left $(ls nested)"
 
 # ---------------------------------------------------------------- refusals
 refuse() { # CODE MESSAGE CMD...: exit CODE, MESSAGE on stderr
@@ -188,7 +198,8 @@ done <<'EOF'
 , "n_experts": 0||model.n_experts = 0
 , "positions": "learned"||model.positions = learned
 , "activation": "gelu"||model.activation = gelu
-, "attn_out_bias": true||model.attn_out_bias = true
+, "attn_out_bias": true||model.attn_out_bias = true: only Qwen3-MoE
+, "qk_norm": "per_head", "attn_qkv_bias": true||Qwen3-MoE's attention_bias puts biases on q, k, v and o_proj together
 , "ffn_bias": true||model.ffn_bias = true
 , "router_bias": true||model.router_bias = true
 |"scoring": "sigmoid"|router.scoring = sigmoid
@@ -250,5 +261,11 @@ say "import refusals: exit 2 for what moe cannot reproduce, 3 for bad or mismatc
 sed 's/"n_experts": 4/"n_experts": 8/' mix.json >other.json
 sed -i "s#run-mix\"#run-other\"#" other.json
 refuse 2 "model.n_experts (4 in the checkpoint, 8 in the config)" "$M" train other.json --init-from imp-mix
+refuse 2 "model.n_experts (4 in the checkpoint, 8 in the config)" "$M" train other.json --init-from imp-mix --dry-run
+sed "s#run-other\"#run-dry\"#; s/\"n_experts\": 8/\"n_experts\": 4/" other.json >dry.json
+"$M" train dry.json --init-from imp-mix --dry-run >x.out 2>&1 || fail "--dry-run --init-from: $(cat x.out)"
+grep -q -- "--init-from: .*imp-mix/checkpoints/step_00000000 (its step 0, .* files verified; the same model)" x.out ||
+    fail "--dry-run --init-from: no line for the checkpoint: $(cat x.out)"
+[ -e run-dry ] && fail "--dry-run --init-from wrote run-dry"
 refuse 2 "--init-from and --resume exclude each other" "$M" train other.json --init-from imp-mix --resume latest
 say "ok"

@@ -16,15 +16,16 @@
 
 // ---------------------------------------------------------------- --init-from: weights only
 
-moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_model *m,
-                               const char *from) {
-    char dir[MOE_PATH_MAX], diff[1536];
-    Moe__CheckpointManifest *man = NULL;
-    moe_status st = moe_ckpt_resolve(from, dir, sizeof dir);
-    if (!st) st = moe_ckpt_read_manifest(dir, &man);
-    if (!st && !man->config) st = moe_set_error(MOE_ECORRUPT, "%s: manifest has no config", dir);
+// --init-from's checkpoint resolved into dir, its manifest read (*man, free with
+// protobuf_c_message_free_unpacked; may be set on failure) and its model compared with cfg's.
+static moe_status moe_init_from_check(const Moe__Config *cfg, const char *from, char *dir,
+                                      size_t cap, Moe__CheckpointManifest **man) {
+    char diff[1536];
+    moe_status st = moe_ckpt_resolve(from, dir, cap);
+    if (!st) st = moe_ckpt_read_manifest(dir, man);
+    if (!st && !(*man)->config) st = moe_set_error(MOE_ECORRUPT, "%s: manifest has no config", dir);
     if (!st) { // the shapes, compared with every default resolved (an imported config is explicit)
-        Moe__Config *a = moe_config_copy(man->config), *b = moe_config_copy(cfg);
+        Moe__Config *a = moe_config_copy((*man)->config), *b = moe_config_copy(cfg);
         Moe__Config *def = moe_config_new_default();
         if (!a->model) a->model = def->model, def->model = NULL;
         moe_config_free(def);
@@ -38,6 +39,14 @@ moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_mo
         moe_config_free(a);
         moe_config_free(b);
     }
+    return st;
+}
+
+moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_model *m,
+                               const char *from) {
+    char dir[MOE_PATH_MAX];
+    Moe__CheckpointManifest *man = NULL;
+    moe_status st = moe_init_from_check(cfg, from, dir, sizeof dir, &man);
     if (man) protobuf_c_message_free_unpacked(&man->base, NULL);
     if ((st = moe_comm_agree(c, st))) return st;
     moe_ckpt *ck = moe_ckpt_create(); // the parameters only: Adam moments and balance bias fresh
@@ -159,6 +168,18 @@ static moe_status moe_dry_checkpoints(const Moe__Config *cfg, const moe_train_op
         moe_status st = moe_ckpt_check_fresh(out);
         if (!st) st = moe_metrics_check_fresh(out);
         if (!st) moe_comm_printf(c, "  checkpoints: none in %s: a fresh run from step 0\n", out);
+        if (!st && o && o->init_from) { // the weights it starts from: found, same model, intact
+            char dir[MOE_PATH_MAX];
+            Moe__CheckpointManifest *man = NULL;
+            st = moe_init_from_check(cfg, o->init_from, dir, sizeof dir, &man);
+            for (size_t i = 0; !st && i < man->n_files; i++)
+                st = moe_ckpt_verify_file(dir, man->files[i]);
+            if (!st)
+                moe_comm_printf(c, "  --init-from: %s (its step %lld, %zu files verified; the "
+                                "same model): its weights, fresh optimizer state\n",
+                                dir, (long long)man->step, man->n_files);
+            if (man) protobuf_c_message_free_unpacked(&man->base, NULL);
+        }
         return st;
     }
     char where[MOE_PATH_MAX], dir[MOE_PATH_MAX];
