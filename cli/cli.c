@@ -19,6 +19,8 @@ static const moe_subcommand moe_subcommands[] = {
      "train the model of a config under mpirun/srun (metrics, checkpoints)"},
     {"generate", moe_cmd_generate, "sample text from a checkpoint (any world size, deterministic per seed)"},
     {"eval", moe_cmd_eval, "validation loss of a checkpoint, at any world size"},
+    {"upcycle", moe_cmd_upcycle,
+     "a MoE checkpoint from a dense one (FFN copies or slices as experts)"},
     {"topo", moe_cmd_topo, "machine topology, rank bindings and the EP/EDP groups (under mpirun)"},
     {"export", moe_cmd_export,
      "a checkpoint as a Hugging Face model directory (Mixtral, Qwen2-MoE, Qwen3-MoE)"},

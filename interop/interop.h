@@ -35,7 +35,9 @@ typedef enum {
     MOE_HF_CAT_T0,   // n moe (D, F) blocks <-> HF (n·F, D): shared gate/up projections
     MOE_HF_CAT_T1,   // n moe (F, D) blocks <-> HF (D, n·F): shared down projection
     MOE_HF_ZERO,     // no moe tensor: HF's class needs it, exported as zeros (Qwen2-MoE q/k/v
-                     // biases of a model without them); import expects it absent or zero
+                     // biases of a model without them, config.json saying qkv_bias: true);
+                     // import skips it (config.json's qkv_bias false: such a tensor in the file
+                     // is refused as unexpected)
 } moe_hf_op;
 
 typedef struct {

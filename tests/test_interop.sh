@@ -31,11 +31,12 @@ head -c 65 "$MOE_SOURCE_DIR/docs/architecture.md" >val.txt # 4 windows of 16 + 1
 
 # config NAME MODEL_FIELDS [ROUTER_FIELDS] [EP]: a tiny run config NAME.json writing run-NAME.
 config() {
-    local heads=', "n_heads": 4'
+    local heads=', "n_heads": 4' experts=', "n_experts": 4'
     case "$2" in *'"n_heads"'*) heads= ;; esac
+    case "$2" in *'"n_experts"'*) experts= ;; esac
     cat >"$1.json" <<JSON
-{"name": "$1", "model": {"d_model": 32, "n_layers": 2, "n_experts": 4, "top_k": 2,
-  "expert_d_ff": 24, "max_seq_len": 64 $heads $2},
+{"name": "$1", "model": {"d_model": 32, "n_layers": 2, "top_k": 2,
+  "expert_d_ff": 24, "max_seq_len": 64 $heads $experts $2},
  "router": {${3:-}},
  "train": {"global_batch": 4, "seq_len": 16, "steps": 3, "warmup_steps": 1, "log_interval": 10,
   "eval_interval": 0, "eval_batches": 2, "checkpoint_interval": 0},
@@ -46,7 +47,7 @@ JSON
 train() { # NAME [NP] [ARGS...]
     local name=$1 np=${2:-1}
     shift 2 2>/dev/null || shift
-    "$MPIRUN" -np "$np" "$M" train "$name.json" "$@" >"train-$name.out" 2>&1 ||
+    "$MPIRUN" -np "$np" "$M" train "$name.json" "$@" >"train-$name.out" 2>&1 </dev/null ||
         fail "train $name -np $np: $(cat "train-$name.out")"
 }
 val() { # CHECKPOINT [ARGS...]: the val_loss figure moe eval prints
@@ -108,6 +109,18 @@ grep -q '"attention_bias": true' hf-q3b/config.json && grep -q '"model.layers.1.
 grep -q '"shared_expert_intermediate_size": 16' hf-q2b/config.json ||
     fail "q2b: two shared experts of 8 are not one of 16"
 
+# A dense model upcycled (moe upcycle, docs/upcycling.md) exports as Mixtral computing the dense
+# model's function: the HF reference forward of the export gives the dense checkpoint's loss.
+config dense ', "n_experts": 0, "d_ff": 48'
+train dense 1
+"$M" upcycle run-dense up --experts 4 --top-k 2 >x.out 2>&1 || fail "upcycle: $(cat x.out)"
+"$M" export up hf-up >x.out 2>&1 || fail "export of the upcycled model: $(cat x.out)"
+r=$(python3 "$MOE_SOURCE_DIR/tests/hf_reference.py" hf-up val.txt 16) || fail "reference of hf-up"
+v=$(val run-dense --set data.val_path="$WORK/val.txt" --set train.eval_batches=1)
+python3 -c "import sys; sys.exit(abs($r - $v) > 1e-5 * abs($v))" ||
+    fail "upcycled export: HF reference $r, the dense model's moe eval $v"
+say "dense -> moe upcycle -> export (Mixtral): HF reference forward $r = the dense model's $v"
+
 # ---------------------------------------------------------------- layouts and --init-from
 # q2 was trained at np 2, EP 2. The same weights at np 1: one step at lr 1e-30 (below every
 # weight's ulp: the update rounds away) from them.
@@ -120,6 +133,15 @@ grep -q "1 steps from 0" train-q2one.out || fail "--init-from does not start at 
 "$M" export run-q2one hf-q2one --max-shard-size 40000 >x.out 2>&1 || fail "export q2one: $(cat x.out)"
 same_dir hf-q2 hf-q2one
 say "np 2 / EP 2 checkpoint and its weights at np 1 (--init-from, lr 1e-30) export the same bytes"
+# An import (written at world 1) read at np 2 / EP 2: --init-from reshards it; the first step's
+# loss equals that of the same run from the original checkpoint (same layout, same weights).
+for src in run-q2 imp-q2; do
+    sed -e "s#run-q2\"#run-ep-$src\"#" -e 's/"steps": 3/"steps": 1/' q2.json >"ep-$src.json"
+    train "ep-$src" 2 --init-from "$src"
+done
+l1=$(awk '/^step +1\// {print $5}' train-ep-run-q2.out) l2=$(awk '/^step +1\// {print $5}' train-ep-imp-q2.out)
+[ -n "$l1" ] && [ "$l1" = "$l2" ] || fail "np 2 EP 2 --init-from: first-step loss $l2 from the import, $l1 from the original"
+say "the import of q2 at np 2 / EP 2 (--init-from): first-step loss $l2, as from the original"
 # The first step from the imported model and from the original: the same loss.
 first() { awk '/^step +1\// {print $5}' "train-$1.out"; }
 for src in run-mix imp-mix; do
@@ -175,7 +197,7 @@ same_dir hf-mix nested/dir
 refuse() { # CODE MESSAGE CMD...: exit CODE, MESSAGE on stderr
     local code=$1 msg=$2
     shift 2
-    "$@" >r.out 2>r.err
+    "$@" >r.out 2>r.err </dev/null # (stdin: the refusal table below is read from it)
     local rc=$?
     [ $rc = "$code" ] || fail "$*: exit $rc, expected $code: $(cat r.err r.out)"
     grep -qF -- "$msg" r.err || fail "$*: message lacks '$msg': $(cat r.err)"
@@ -187,7 +209,7 @@ while IFS='|' read -r model router msg; do
     config "bad$i" "$model" "$router"
     train "bad$i" 1 --set train.steps=1
     if [ -z "$msg" ]; then # the control: a plain model exports
-        "$M" export "run-bad$i" "out-bad$i" >x.out 2>&1 || fail "control export: $(cat x.out)"
+        "$M" export "run-bad$i" "out-bad$i" >x.out 2>&1 </dev/null || fail "control export: $(cat x.out)"
         continue
     fi
     refuse 2 "$msg" "$M" export "run-bad$i" "out-bad$i"
@@ -224,6 +246,7 @@ f=run-corrupt/checkpoints/step_00000003/dense.bin
 printf '\x55' | dd of="$f" bs=1 seek=100 conv=notrunc 2>/dev/null
 refuse 3 "" "$M" export run-corrupt out-corrupt
 [ -e out-corrupt ] && fail "export of a corrupt checkpoint wrote out-corrupt"
+[ "$i" = 19 ] || fail "the refusal table ran $i of its 19 rows"
 say "export refusals: exit 2 naming the field, 3 for a corrupt checkpoint; nothing written"
 
 # import: config.json and safetensors faults.

@@ -60,3 +60,11 @@ add_test(NAME test_routes_text COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_rou
 set_tests_properties(test_routes_text PROPERTIES LABELS "mpi;np2;generate"
   ENVIRONMENT "MOE_BIN=$<TARGET_FILE:moe>;MPIEXEC=${MPIEXEC_EXECUTABLE};${MOE_TEST_ENV}"
   PROCESSORS 2 TIMEOUT 400)
+# Upcycling (trainer/upcycle.h, docs/upcycling.md): function preservation and the slices in one
+# process; the command end to end (eval of the dense and upcycled checkpoints at np 1 and np 2,
+# EP 2; training on; refusals) in test_upcycle_cli.sh.
+moe_add_test(test_upcycle SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_upcycle.c LABELS train)
+add_test(NAME test_upcycle_cli COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_upcycle_cli.sh)
+set_tests_properties(test_upcycle_cli PROPERTIES LABELS "mpi;np2;train"
+  ENVIRONMENT "MOE_BIN=$<TARGET_FILE:moe>;MPIRUN=${MPIEXEC_EXECUTABLE};${MOE_TEST_ENV}"
+  TIMEOUT 300 PROCESSORS 2)

@@ -62,6 +62,24 @@ Moe__TraceHeader *moe_trace_header_new(const moe_model *m, const Moe__Config *cf
     return h;
 }
 
+// moe_trace_header_new, refused (MOE_EINVAL, *out NULL) when a record cannot hold the slots.
+static moe_status trace_header_checked(const moe_model *m, const Moe__Config *cfg,
+                                       const moe_trace_probe *p, int W, const char *what,
+                                       Moe__TraceHeader **out) {
+    Moe__TraceHeader *h = moe_trace_header_new(m, cfg, p, W);
+    *out = NULL;
+    if (h->slots > 32) { // the record's dropped mask has 32 bits
+        moe_status st = moe_set_error(MOE_EINVAL,
+                                      "%s: a routing record holds at most 32 expert slots; %s "
+                                      "with %d experts needs %d",
+                                      what, h->strategy, m->E, h->slots);
+        protobuf_c_message_free_unpacked(&h->base, NULL);
+        return st;
+    }
+    *out = h;
+    return MOE_OK;
+}
+
 // Packs this rank's records of the last forward (local tokens T in (seq, pos) order, then layer)
 // into w: the trace's word layout, seq numbers from first_seq.
 static void trace_pack_local(const moe_model *m, const moe_trace *t, const int32_t *tokens,
@@ -152,15 +170,9 @@ moe_status moe_trace_capture(moe_model *m, const moe_data *d, const moe_comm *c,
                              "a routing trace needs MoE layers (model.n_experts > 0) and at least "
                              "one probe batch (got %d)",
                              p->batches);
-    Moe__TraceHeader *h = moe_trace_header_new(m, cfg, p, W);
-    if (h->slots > 32) { // the record's dropped mask has 32 bits
-        moe_status st = moe_set_error(MOE_EINVAL,
-                                      "a routing trace holds at most 32 expert slots per record; "
-                                      "%s with %d experts needs %d",
-                                      h->strategy, m->E, h->slots);
-        protobuf_c_message_free_unpacked(&h->base, NULL);
-        return st;
-    }
+    Moe__TraceHeader *h = NULL;
+    moe_status st0 = trace_header_checked(m, cfg, p, W, "a routing trace", &h);
+    if (st0) return st0;
     moe_trace *t = moe_trace_alloc(h);
     const int words = moe_trace_record_words(t->slots);
     const int64_t B = cfg->train->global_batch, n_loc = B / W; // this rank's sequences per batch
@@ -221,15 +233,9 @@ moe_status moe_trace_record_step(const moe_model *m, const moe_comm *c, const Mo
     if (!cfg->train->record_routing || m->n_moe == 0) return MOE_OK;
     const int rank = m->lay.world_rank, W = m->lay.world;
     moe_trace_probe p = {.batches = 1, .step = step - 1, .checkpoint = NULL};
-    Moe__TraceHeader *h = moe_trace_header_new(m, cfg, &p, W);
-    if (h->slots > 32) { // the record's dropped mask has 32 bits
-        moe_status st = moe_set_error(MOE_EINVAL,
-                                      "train.record_routing: a routing record holds at most 32 "
-                                      "expert slots; %s with %d experts needs %d",
-                                      h->strategy, m->E, h->slots);
-        protobuf_c_message_free_unpacked(&h->base, NULL);
-        return moe_comm_agree(c, st);
-    }
+    Moe__TraceHeader *h = NULL;
+    moe_status st0 = trace_header_checked(m, cfg, &p, W, "train.record_routing", &h);
+    if (st0) return moe_comm_agree(c, st0);
     char probe[MOE_PATH_MAX + 160];
     const char *data =
         cfg->data && cfg->data->path && cfg->data->path[0] ? cfg->data->path : "the default corpus";
