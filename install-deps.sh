@@ -9,12 +9,14 @@ apt-get install -y --no-install-recommends \
   libopenblas-dev libhwloc-dev \
   libprotobuf-c-dev protobuf-c-compiler \
   libjansson-dev \
-  protobuf-compiler python3 python3-protobuf \
+  protobuf-compiler python3 python3-protobuf python3-torch \
   gnuplot-nox \
   slurm-wlm munge procps \
   iproute2 iputils-ping util-linux \
   clang libclang-rt-14-dev \
   dict-gcide
+# python3-torch: tests/hf_torch_reference.py, the PyTorch model of test_hf_parity (docs/hf.md,
+# "PyTorch parity"); the system interpreter /usr/bin/python3.
 # slurm-wlm munge procps: cluster/local-slurm.sh (a single-node Slurm for the `cluster` tests).
 # iproute2 iputils-ping util-linux: cluster/vcluster.sh (network-namespace nodes, tc, unshare).
 # clang libclang-rt-14-dev: the fuzz build (clang 14 on Debian 12; libFuzzer and clang's ASan and

@@ -1,7 +1,7 @@
 // cmd-train.c: `moe train CONFIG [--set a.b=v]... [--resume latest|DIR]` and `moe eval --checkpoint
-// DIR [--data FILE] [--batches N] [--set a.b=v]... [--trace FILE [--trace-batches N]]` under
-// mpirun/srun (or alone). Setup failures are agreed over the world so no rank is left waiting;
-// config errors print once (rank 0), run errors on their rank.
+// DIR [--data FILE] [--batches N] [--set a.b=v]... [--trace FILE [--trace-batches N]]
+// [--logits FILE]` under mpirun/srun (or alone). Setup failures are agreed over the world so no
+// rank is left waiting; config errors print once (rank 0), run errors on their rank.
 #include "config.h"
 #include "cli.h"
 #include "moe-args.h"
@@ -10,9 +10,11 @@
 #include "train.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 // BLAS threads per rank: OPENBLAS_NUM_THREADS if set, else the cores this rank owns.
 static void moe_train_blas_threads(const moe_comm *c) {
@@ -173,8 +175,71 @@ int moe_cmd_train(int argc, char **argv) {
     return code;
 }
 
+// `moe eval --logits FILE` (docs/training.md): the logits of the first validation batch, for a
+// comparison with another implementation (tests/test_hf_parity.py). In the machine's byte order
+// (little-endian on x86-64 and arm64, as checkpoint data files):
+//   8 bytes "MOELOGIT", u32 sequences B (train.global_batch), u32 seq_len S, u32 vocab V, u32 0,
+//   i32 input tokens (B, S), f32 logits (B, S, V): row (b, s) is the prediction after token s.
+// Every rank forwards its slice, rank 0 gathers them (rank order = sequence order) and writes
+// FILE.tmp, fsyncs and renames it: a reader never sees half a file. Collective; status agreed.
+#define MOE_EVAL_LOGITS_MAGIC "MOELOGIT"
+
+static moe_status moe_eval_logits_write(const char *path, const int32_t *seqs /* (B, S+1) */,
+                                        const float *logits /* (B, S, V) */, int64_t B, int64_t S,
+                                        int64_t V) {
+    char tmp[MOE_PATH_MAX];
+    moe_status st = moe_path_fmt(tmp, "--logits", "%s.tmp", path);
+    if (st) return st;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return moe_set_error(MOE_EIO, "--logits: cannot write %s: %s", tmp, strerror(errno));
+    const uint32_t h[4] = {(uint32_t)B, (uint32_t)S, (uint32_t)V, 0};
+    int ok = fwrite(MOE_EVAL_LOGITS_MAGIC, 1, 8, f) == 8 && fwrite(h, sizeof h, 1, f) == 1;
+    for (int64_t b = 0; b < B && ok; b++) // the inputs only: drop each window's last target
+        ok = fwrite(seqs + b * (S + 1), sizeof *seqs, (size_t)S, f) == (size_t)S;
+    const size_t n = (size_t)(B * S * V);
+    ok = ok && fwrite(logits, sizeof *logits, n, f) == n;
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int err = ok ? 0 : errno;
+    if (fclose(f) != 0 && ok) ok = 0, err = errno;
+    if (ok && rename(tmp, path) != 0) ok = 0, err = errno;
+    if (ok) return MOE_OK;
+    unlink(tmp);
+    return moe_set_error(MOE_EIO, "--logits: writing %s failed: %s", path,
+                         strerror(err ? err : EIO));
+}
+
+static moe_status moe_eval_logits(moe_model *m, const moe_data *d, const moe_comm *c, int64_t B,
+                                  int32_t *tokens /* (Bl, S+1) */, const char *path) {
+    const int rank = m->lay.world_rank, W = m->lay.world;
+    const int64_t S = m->S, V = m->V, n = m->T * V;
+    MOE_ASSERT(B == (int64_t)W * m->Bl);
+    if (B * S * V > INT32_MAX) // the gather's limit
+        return moe_set_error(MOE_EINVAL,
+                             "--logits: %lld x %lld x %lld logits do not fit one gather; "
+                             "--set train.global_batch=... smaller",
+                             (long long)B, (long long)S, (long long)V);
+    moe_data_val_batch(d, 0, B, (int64_t)rank * m->Bl, m->Bl, tokens);
+    moe_model_loss l;
+    moe_status st =
+        moe_comm_agree(c, moe_model_forward(m, tokens, 0, 0, 0, (int64_t)rank * m->T, &l));
+    if (st) return st;
+    float *all = rank == 0 ? moe_xcalloc((size_t)(n * W), sizeof *all) : NULL;
+    int64_t *counts = rank == 0 ? moe_xcalloc((size_t)W, sizeof *counts) : NULL;
+    st = moe_comm_gatherv_f32(c, MOE_COMM_WORLD, moe_model_logits(m), n, all, rank == 0 ? n * W : 0,
+                              counts);
+    if (!st && rank == 0) {
+        int32_t *seqs = moe_xcalloc((size_t)(B * (S + 1)), sizeof *seqs);
+        moe_data_val_batch(d, 0, B, 0, B, seqs); // the same windows, all of them
+        st = moe_eval_logits_write(path, seqs, all, B, S, V);
+        free(seqs);
+    }
+    free(all);
+    free(counts);
+    return moe_comm_agree(c, st);
+}
+
 int moe_cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *data = NULL, *trace = NULL;
+    const char *ckpt = NULL, *data = NULL, *trace = NULL, *logits = NULL;
     int batches = 0;       // 0: the checkpoint's train.eval_batches
     int trace_batches = 0; // 0: the evaluation's batches
     moe_args_list sets = {0};
@@ -193,6 +258,9 @@ int moe_cmd_eval(int argc, char **argv) {
                        "(docs/routes.md; read it with moe routes)"),
         MOE_OPT_INT("--trace-batches", &trace_batches, "N", 1, INT32_MAX,
                     "trace only the first N of them (default: all)"),
+        MOE_OPT_STRING("--logits", &logits, "FILE",
+                       "also write the first batch's tokens and logits (float32;\n"
+                       "docs/training.md) to FILE, for comparisons"),
     };
     const moe_args_spec spec = {
         "moe eval",
@@ -341,6 +409,14 @@ int moe_cmd_eval(int argc, char **argv) {
     moe_comm_printf(c, "val_loss %.6f  (%s, step %lld; %d batches of %d x %d tokens; %d ranks)\n",
                     val, dir, (long long)cs.step, cfg->train->eval_batches,
                     cfg->train->global_batch, cfg->train->seq_len, W);
+    if (logits) { // before --trace, which rebuilds the model with one sequence per forward
+        if ((st = moe_eval_logits(m, d, c, cfg->train->global_batch, tokens, logits))) {
+            moe_train_report(c, "eval", st, 0);
+            goto out;
+        }
+        moe_comm_printf(c, "logits %s: %d sequences x %d tokens x %lld vocab\n", logits,
+                        cfg->train->global_batch, cfg->train->seq_len, (long long)m->V);
+    }
     if (trace) { // the probe: the first --trace-batches of the batches just evaluated
         int tb = trace_batches > 0 && trace_batches < cfg->train->eval_batches
                      ? trace_batches

@@ -95,7 +95,7 @@ help_lists() {
 help_lists "config" --set --world
 help_lists "params" --set --world --ep --json
 help_lists "train" --set --resume
-help_lists "eval" --checkpoint --data --batches --set --trace --trace-batches
+help_lists "eval" --checkpoint --data --batches --set --trace --trace-batches --logits
 help_lists "topo" --ep --experts --fake-node-size
 help_lists "inspect" --no-tensors
 help_lists "generate" --prompt --tokens --temperature --top-k --seed --context --set
