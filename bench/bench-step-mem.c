@@ -43,7 +43,7 @@ moe_status moe_bench_step_mem(moe_bench_stepper *s, const Moe__Config *cfg, cons
     moe_model *m = moe_bench_stepper_model(s);
     const moe_adamw_params ap = moe_optim_adamw_from_config(cfg->train);
     const moe_lr_schedule ls = moe_optim_schedule_from_config(cfg->train);
-    const int64_t n = m->n_params;
+    const int64_t n = m->n_train; // the floats AdamW updates (n_params without LoRA)
     out->n_params = n;
     moe_status st;
     // AdamW over the whole buffer in one call (the step calls it per tensor, same bytes).

@@ -307,7 +307,7 @@ moe_status moe_comm_dispatch_pack(moe_comm_plan *plan, int64_t T,
                                   const float *weights, int32_t *send_counts, void *send,
                                   int32_t *row_src);
 // Expert side: the receiver expands the wire rows itself (the expert-parallel layer does it
-// per chunk, trainer/model/ep-layer.c): without dedup the rows of each source come grouped by
+// per chunk, trainer/ep/ep-layer.c): without dedup the rows of each source come grouped by
 // local expert (the counts record's [1+j] rows for expert j); with dedup each wire row's slots
 // (below) name the local experts it goes to. The reduction back to one row per wire row (combine:
 // weighted by the slot weights under dedup; dispatch-backward: dx summed) is the receiver's too.

@@ -54,11 +54,38 @@ float moe_silu_grad(float u) {
 }
 
 int64_t moe_experts_save_per_row(const moe_experts_params *p) {
-    return p->act == MOE_ACT_SWIGLU ? 3 * p->F : 2 * p->F;
+    const int64_t nm = p->act == MOE_ACT_SWIGLU ? 3 : 2; // matrices per expert
+    return nm * p->F + (p->lora_r > 0 ? nm * p->lora_r : 0);
 }
 
 int64_t moe_experts_scratch_per_row(const moe_experts_params *p) {
-    return p->act == MOE_ACT_SWIGLU ? 2 * p->F : p->F;
+    return (p->act == MOE_ACT_SWIGLU ? 2 * p->F : p->F) + (p->lora_r > 0 ? p->lora_r : 0);
+}
+
+// ---------------------------------------------------------------- LoRA (docs/lora.md)
+// experts.h states the math; r is small: plain cblas, whatever the block size.
+void moe_lora_forward(int64_t n, int64_t n_in, int64_t n_out, int64_t r, float s, const float *x,
+                      const float *A, const float *B, float *u, float *y) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)r, (int)n_in, 1.0f, x,
+                (int)n_in, A, (int)r, 0.0f, u, (int)r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n_out, (int)r, s, u, (int)r,
+                B, (int)n_out, 1.0f, y, (int)n_out);
+}
+
+void moe_lora_backward(int64_t n, int64_t n_in, int64_t n_out, int64_t r, float s, const float *x,
+                       const float *A, const float *B, const float *u, const float *dy, float *v,
+                       float *dx, float *dA, float *dB, int acc) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)r, (int)n_out, 1.0f, dy,
+                (int)n_out, B, (int)n_out, 0.0f, v, (int)r);
+    if (dx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n_in, (int)r, s, v,
+                    (int)r, A, (int)r, 1.0f, dx, (int)n_in);
+    if (dB)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)n_out, (int)n, s, u,
+                    (int)r, dy, (int)n_out, acc ? 1.0f : 0.0f, dB, (int)n_out);
+    if (dA)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n_in, (int)r, (int)n, s, x,
+                    (int)n_in, v, (int)r, acc ? 1.0f : 0.0f, dA, (int)r);
 }
 
 // c (n, m) = broadcast bias (m), or zero; returns the beta to use for the GEMM into c.
@@ -114,9 +141,12 @@ static int next_expert(const moe_experts_params *p, const int64_t *offsets, int 
 
 void moe_experts_forward(const moe_experts_params *p, float *out, float *save,
                          const moe_expert_weights *w, const int64_t *offsets, const float *xin) {
-    const int64_t D = p->D, F = p->F, R = offsets[p->n_experts];
+    const int64_t D = p->D, F = p->F, R = offsets[p->n_experts], r = p->lora_r;
     const int swiglu = p->act == MOE_ACT_SWIGLU;
     float *h1 = save, *h3 = save + R * F, *a = save + (swiglu ? 2 : 1) * R * F;
+    // LoRA saves after the activations: x·A1, [x·A3,] a·A2 (R, r) each.
+    float *u1 = save + (swiglu ? 3 : 2) * R * F, *u3 = u1 + R * r, *u2 = u1 + (swiglu ? 2 : 1) * R * r;
+    const float ls = p->lora_scale;
     for (int e = 0; e < p->n_experts; e++) {
         const int64_t r0 = offsets[e], n = offsets[e + 1] - r0;
         if (n == 0) continue;
@@ -127,10 +157,15 @@ void moe_experts_forward(const moe_experts_params *p, float *out, float *save,
         float *h1e = h1 + r0 * F, *ae = a + r0 * F, *oe = out + r0 * D;
         float beta = moe_init_bias(h1e, p->bias ? w->b1 + e * F : NULL, n, F);
         gemm_nn(n, D, F, x, w1, h1e, beta != 0.0f, swiglu ? w3 : w2);
+        if (r > 0)
+            moe_lora_forward(n, D, F, r, ls, x, w->la1 + e * D * r, w->lb1 + e * r * F, u1 + r0 * r, h1e);
         if (swiglu) {
             float *h3e = h3 + r0 * F;
             beta = moe_init_bias(h3e, p->bias ? w->b3 + e * F : NULL, n, F);
             gemm_nn(n, D, F, x, w3, h3e, beta != 0.0f, w2);
+            if (r > 0)
+                moe_lora_forward(n, D, F, r, ls, x, w->la3 + e * D * r, w->lb3 + e * r * F, u3 + r0 * r,
+                         h3e);
             for (int64_t i = 0; i < n * F; i++) {
                 float u = h1e[i];
                 ae[i] = u * moe_sigmoidf(u) * h3e[i];
@@ -143,6 +178,8 @@ void moe_experts_forward(const moe_experts_params *p, float *out, float *save,
         }
         beta = moe_init_bias(oe, p->bias ? w->b2 + e * D : NULL, n, D);
         gemm_nn(n, F, D, ae, w2, oe, beta != 0.0f, next);
+        if (r > 0)
+            moe_lora_forward(n, F, D, r, ls, ae, w->la2 + e * F * r, w->lb2 + e * r * D, u2 + r0 * r, oe);
     }
 }
 
@@ -156,10 +193,14 @@ void moe_experts_backward_fresh(const moe_experts_params *p, const uint8_t *fres
                                 moe_expert_weights *g, float *scratch, const moe_expert_weights *w,
                                 const int64_t *offsets, const float *xin, const float *save,
                                 const float *dout) {
-    const int64_t D = p->D, F = p->F, R = offsets[p->n_experts];
+    const int64_t D = p->D, F = p->F, R = offsets[p->n_experts], r = p->lora_r;
     const int swiglu = p->act == MOE_ACT_SWIGLU;
     const float *h1 = save, *h3 = save + R * F, *a = save + (swiglu ? 2 : 1) * R * F;
-    float *dh1 = scratch, *dh3 = scratch + R * F;
+    const float *u1 = save + (swiglu ? 3 : 2) * R * F, *u3 = u1 + R * r,
+                *u2 = u1 + (swiglu ? 2 : 1) * R * r;
+    float *dh1 = scratch, *dh3 = scratch + R * F, *lv = scratch + (swiglu ? 2 : 1) * R * F;
+    const float ls = p->lora_scale;
+#define GE(ptr, n) ((ptr) ? (ptr) + e * (n) : NULL) // expert e's gradient; NULL: frozen
     for (int e = 0; e < p->n_experts; e++) {
         const int64_t r0 = offsets[e], n = offsets[e + 1] - r0;
         if (n == 0) continue;
@@ -168,15 +209,18 @@ void moe_experts_backward_fresh(const moe_experts_params *p, const uint8_t *fres
         const float *h1e = h1 + r0 * F, *ae = a + r0 * F;
         const float *w1 = w->w1 + e * D * F, *w2 = w->w2 + e * F * D;
         const float *w3 = swiglu ? w->w3 + e * D * F : NULL;
-        float *g1 = g->w1 + e * D * F, *g2 = g->w2 + e * F * D,
-              *g3 = swiglu ? g->w3 + e * D * F : NULL;
+        float *g1 = GE(g->w1, D * F), *g2 = GE(g->w2, F * D), *g3 = swiglu ? GE(g->w3, D * F) : NULL;
+        float *lve = lv + r0 * r;
         const int q = next_expert(p, offsets, e);
         const float *next = q >= 0 ? w->w2 + q * F * D : w->next_w2;
         float *dh1e = dh1 + r0 * F, *dxe = dxin + r0 * D;
         // da = dout·W2ᵀ (into dh1e), dW2 += aᵀ·dout, db2 += Σ dout
         gemm_nt(n, F, D, doe, w2, dh1e, 0, g2);
-        gemm_tn(n, F, D, ae, doe, g2, acc, g1);
-        if (p->bias) moe_colsum_add(g->b2 + e * D, doe, n, D, acc);
+        if (g2) gemm_tn(n, F, D, ae, doe, g2, acc, g1);
+        if (p->bias && g->b2) moe_colsum_add(g->b2 + e * D, doe, n, D, acc);
+        if (r > 0)
+            moe_lora_backward(n, F, D, r, ls, ae, w->la2 + e * F * r, w->lb2 + e * r * D, u2 + r0 * r, doe,
+                     lve, dh1e, GE(g->la2, F * r), GE(g->lb2, r * D), acc);
         if (swiglu) {
             const float *h3e = h3 + r0 * F;
             float *dh3e = dh3 + r0 * F;
@@ -194,14 +238,21 @@ void moe_experts_backward_fresh(const moe_experts_params *p, const uint8_t *fres
             }
         }
         // dW1 += xᵀ·dh1, db1 += Σ dh1, dx = dh1·W1ᵀ (+ dh3·W3ᵀ)
-        gemm_tn(n, D, F, x, dh1e, g1, acc, w1);
-        if (p->bias) moe_colsum_add(g->b1 + e * F, dh1e, n, F, acc);
+        if (g1) gemm_tn(n, D, F, x, dh1e, g1, acc, w1);
+        if (p->bias && g->b1) moe_colsum_add(g->b1 + e * F, dh1e, n, F, acc);
         gemm_nt(n, D, F, dh1e, w1, dxe, 0, swiglu ? g3 : next);
+        if (r > 0)
+            moe_lora_backward(n, D, F, r, ls, x, w->la1 + e * D * r, w->lb1 + e * r * F, u1 + r0 * r, dh1e,
+                     lve, dxe, GE(g->la1, D * r), GE(g->lb1, r * F), acc);
         if (swiglu) {
             const float *dh3e = dh3 + r0 * F;
-            gemm_tn(n, D, F, x, dh3e, g3, acc, w3);
-            if (p->bias) moe_colsum_add(g->b3 + e * F, dh3e, n, F, acc);
+            if (g3) gemm_tn(n, D, F, x, dh3e, g3, acc, w3);
+            if (p->bias && g->b3) moe_colsum_add(g->b3 + e * F, dh3e, n, F, acc);
             gemm_nt(n, D, F, dh3e, w3, dxe, 1, next);
+            if (r > 0)
+                moe_lora_backward(n, D, F, r, ls, x, w->la3 + e * D * r, w->lb3 + e * r * F, u3 + r0 * r,
+                         dh3e, lve, dxe, GE(g->la3, D * r), GE(g->lb3, r * F), acc);
         }
     }
+#undef GE
 }

@@ -13,7 +13,7 @@
 // if shared_expert_gate else 1. Backward ADDS into dx and every gradient; the router receives
 // dL/dw_te = dy_t·FFN_e(x_t) plus the aux and z loss gradients with coefficient 1.
 //
-// The pieces the expert-parallel layer (trainer/model/ep-layer.h) builds on: moe_router_forward
+// The pieces the expert-parallel layer (trainer/ep/ep-layer.h) builds on: moe_router_forward
 // (the plan), moe_experts_forward / _backward (per local expert block) and the shared experts;
 // its permute and combine are comm/'s pack and unpack around the exchange. The one-rank layer
 // below is the plain reference it is tested against.
@@ -32,6 +32,10 @@ typedef struct {
     int n_experts; // experts held (E_local, or n_shared)
     moe_activation act;
     int bias; // b1, (b3), b2 present
+    // LoRA (docs/lora.md): every matrix W of the family gets W·x + lora_scale·B·(A·x) with
+    // A (n_in, lora_r), B (lora_r, n_out); 0: no adapters (the weights' lora_* are then unread).
+    int64_t lora_r;
+    float lora_scale; // alpha / r
 } moe_experts_params;
 
 // Weights of a family (also used for their gradients, same shapes). NULL where absent.
@@ -45,10 +49,15 @@ typedef struct {
     // Views only, optional: W1 and W2 of the expert the caller will run next (after the last
     // expert of this call), prefetched while this call's last matrix streams. NULL: none.
     const float *next_w1, *next_w2;
+    // LoRA adapters (params lora_r > 0), r = lora_r; NULL without adapters.
+    float *la1, *lb1; // (E_local, D, r), (E_local, r, F)
+    float *la3, *lb3; // (E_local, D, r), (E_local, r, F)  SwiGLU only
+    float *la2, *lb2; // (E_local, F, r), (E_local, r, D)
 } moe_expert_weights;
 
-// Floats per packed row the forward saves for backward (h1, [h3,] a: 2F GELU, 3F SwiGLU) and
-// the backward needs as scratch (dh1, [dh3]: F or 2F).
+// Floats per packed row the forward saves for backward (h1, [h3,] a: 2F GELU, 3F SwiGLU; with
+// LoRA also x·A1, [x·A3,] a·A2: 2r or 3r) and the backward needs as scratch (dh1, [dh3]: F or
+// 2F; with LoRA r more).
 int64_t moe_experts_save_per_row(const moe_experts_params *p);
 int64_t moe_experts_scratch_per_row(const moe_experts_params *p);
 
@@ -60,7 +69,7 @@ void moe_experts_forward(const moe_experts_params *p, float *out, float *save,
                          const moe_expert_weights *w, const int64_t *offsets, const float *xin);
 
 // Backward: dxin (R, D) WRITTEN (a packed scratch buffer, not an accumulator); grads ADDED;
-// scratch (R, scratch_per_row). dout (R, D) is dL/d out (combine weight already applied).
+// scratch (R, scratch_per_row). A NULL gradient (w1, b1, ..., lb2) is frozen: not computed. dout (R, D) is dL/d out (combine weight already applied).
 void moe_experts_backward(const moe_experts_params *p, float *dxin, moe_expert_weights *grads,
                           float *scratch, const moe_expert_weights *w, const int64_t *offsets,
                           const float *xin, const float *save, const float *dout);
@@ -74,9 +83,20 @@ void moe_experts_backward_fresh(const moe_experts_params *p, const uint8_t *fres
                                 const moe_expert_weights *w, const int64_t *offsets,
                                 const float *xin, const float *save, const float *dout);
 
+// LoRA of one matrix W (n_in, n_out) over n rows: A (n_in, r), B (r, n_out), scale s (alpha/r).
+// Forward: u = x·A (n, r) WRITTEN (save it), y (n, n_out) += s·u·B.
+// Backward of y: v (n, r) scratch WRITTEN = dy·Bᵀ; dx (n, n_in) += s·v·Aᵀ (dx NULL: not wanted);
+// dB += s·uᵀ·dy and dA += s·xᵀ·v, ADDED (acc 1) or WRITTEN (acc 0); NULL: frozen.
+// The experts' adapters above and the model's attention adapters (trainer/model/lora.h) use them.
+void moe_lora_forward(int64_t n, int64_t n_in, int64_t n_out, int64_t r, float s, const float *x,
+                      const float *A, const float *B, float *u, float *y);
+void moe_lora_backward(int64_t n, int64_t n_in, int64_t n_out, int64_t r, float s, const float *x,
+                       const float *A, const float *B, const float *u, const float *dy, float *v,
+                       float *dx, float *dA, float *dB, int acc);
+
 // View of a family starting at expert `first` (the same pointers shifted; NULL stays NULL):
-// expert `first` becomes expert 0 of the view. D and F are the family's dims.
-moe_expert_weights moe_experts_slice(const moe_expert_weights *w, int64_t D, int64_t F,
+// expert `first` becomes expert 0 of the view. D and F are the family's dims, r its LoRA rank.
+moe_expert_weights moe_experts_slice(const moe_expert_weights *w, int64_t D, int64_t F, int64_t r,
                                      int64_t first);
 
 // -------------------------------------------------------------------------- small-row GEMMs
@@ -139,7 +159,7 @@ void moe_shared_buffers_free(moe_shared_buffers *b);
 void moe_shared_forward(const moe_experts_params *sp, moe_shared_buffers *b, float *y,
                         const moe_expert_weights *w, const float *ws, const float *x, int64_t T);
 // Backward of the last forward (same x, w, ws, T): dx (T, D), grads and dws (D) ADDED; dws is
-// NULL exactly when ws is. dy (T, D).
+// NULL when ws is, or when the gate is frozen. dy (T, D).
 void moe_shared_backward(const moe_experts_params *sp, moe_shared_buffers *b, float *dx,
                          moe_expert_weights *grads, float *dws, const moe_expert_weights *w,
                          const float *ws, const float *x, const float *dy, int64_t T);
@@ -155,6 +175,11 @@ typedef struct {
     int64_t Fs;               // shared expert width
     int shared_gate;          // sigmoid(x·ws) scales the shared output
     int64_t T_max;            // workspace is sized for up to this many tokens per call
+    // LoRA on the routed / shared experts (moe_experts_params.lora_r): rank (0: none), scale
+    // alpha/r, and which families carry adapters.
+    int64_t lora_r;
+    float lora_scale;
+    int lora_experts, lora_shared;
 } moe_layer_params;
 
 // Fills `out` from the schema (model.d_model, n_experts, top_k, expert_d_ff (0: d_ff, 0: 4·D),

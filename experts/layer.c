@@ -26,12 +26,14 @@ struct moe_layer {
 };
 
 moe_experts_params moe_layer_routed_params(const moe_layer_params *p) {
-    moe_experts_params e = {p->router.D, p->F, p->router.E, p->act, p->ffn_bias};
+    moe_experts_params e = {p->router.D, p->F, p->router.E, p->act, p->ffn_bias,
+                            p->lora_experts ? p->lora_r : 0, p->lora_scale};
     return e;
 }
 
 moe_experts_params moe_layer_shared_params(const moe_layer_params *p) {
-    moe_experts_params e = {p->router.D, p->Fs, p->n_shared, p->act, p->ffn_bias};
+    moe_experts_params e = {p->router.D, p->Fs, p->n_shared, p->act, p->ffn_bias,
+                            p->lora_shared ? p->lora_r : 0, p->lora_scale};
     return e;
 }
 

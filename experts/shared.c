@@ -7,18 +7,15 @@
 #include <math.h>
 #include <string.h>
 
-moe_expert_weights moe_experts_slice(const moe_expert_weights *w, int64_t D, int64_t F,
+moe_expert_weights moe_experts_slice(const moe_expert_weights *w, int64_t D, int64_t F, int64_t r,
                                      int64_t first) {
+#define SH(p, n) ((p) ? (p) + first * (n) : NULL) // frozen gradients are NULL
     moe_expert_weights v = {
-        w->w1 + first * D * F,
-        w->b1 ? w->b1 + first * F : NULL,
-        w->w3 ? w->w3 + first * D * F : NULL,
-        w->b3 ? w->b3 + first * F : NULL,
-        w->w2 + first * F * D,
-        w->b2 ? w->b2 + first * D : NULL,
-        NULL,
-        NULL,
+        SH(w->w1, D * F), SH(w->b1, F), SH(w->w3, D * F), SH(w->b3, F), SH(w->w2, F * D),
+        SH(w->b2, D),     NULL,         NULL,            SH(w->la1, D * r), SH(w->lb1, r * F),
+        SH(w->la3, D * r), SH(w->lb3, r * F), SH(w->la2, F * r), SH(w->lb2, r * D),
     };
+#undef SH
     return v;
 }
 
@@ -52,7 +49,7 @@ void moe_shared_forward(const moe_experts_params *sp, moe_shared_buffers *b, flo
     moe_experts_params one = *sp;
     one.n_experts = 1;
     for (int s = 0; s < sp->n_experts; s++) {
-        moe_expert_weights v = moe_experts_slice(w, D, sp->F, s);
+        moe_expert_weights v = moe_experts_slice(w, D, sp->F, sp->lora_r, s);
         float *dst = s == 0 ? b->out : b->tmp;
         moe_experts_forward(&one, dst, b->save + s * b->T_max * spr, &v, off, x);
         if (s > 0)
@@ -74,7 +71,7 @@ void moe_shared_backward(const moe_experts_params *sp, moe_shared_buffers *b, fl
                          moe_expert_weights *grads, float *dws, const moe_expert_weights *w,
                          const float *ws, const float *x, const float *dy, int64_t T) {
     MOE_ASSERT(T >= 0 && T <= b->T_max);
-    MOE_ASSERT((ws == NULL) == (dws == NULL));
+    MOE_ASSERT(ws || !dws);
     if (T == 0) return;
     const int64_t D = sp->D, off[2] = {0, T}, spr = moe_experts_save_per_row(sp);
     for (int64_t t = 0; t < T; t++) {
@@ -87,7 +84,7 @@ void moe_shared_backward(const moe_experts_params *sp, moe_shared_buffers *b, fl
             for (int64_t d = 0; d < D; d++) dg += (double)dyt[d] * b->out[t * D + d];
             float dz = (float)(dg * g * (1.0f - g));
             for (int64_t d = 0; d < D; d++) {
-                dws[d] += dz * x[t * D + d];
+                if (dws) dws[d] += dz * x[t * D + d];
                 dx[t * D + d] += dz * ws[d];
             }
         }
@@ -96,8 +93,8 @@ void moe_shared_backward(const moe_experts_params *sp, moe_shared_buffers *b, fl
     one.n_experts = 1;
     float *dxs = b->out; // S is no longer needed: it holds each expert's dx in turn
     for (int s = 0; s < sp->n_experts; s++) {
-        moe_expert_weights v = moe_experts_slice(w, D, sp->F, s);
-        moe_expert_weights gs = moe_experts_slice(grads, D, sp->F, s);
+        moe_expert_weights v = moe_experts_slice(w, D, sp->F, sp->lora_r, s);
+        moe_expert_weights gs = moe_experts_slice(grads, D, sp->F, sp->lora_r, s);
         moe_experts_backward(&one, dxs, &gs, b->scratch, &v, off, x, b->save + s * b->T_max * spr,
                              b->tmp);
         for (int64_t i = 0; i < T * D; i++) dx[i] += dxs[i];

@@ -306,8 +306,8 @@ moe_status moe_hf_import(const char *hf_dir, const char *out, const moe_hf_impor
     moe_model_layout lay = {1, 0, 1, 0, 0};
     if ((st = moe_model_create(cfg, &lay, NULL, 0, &m))) goto done;
     if ((st = moe_hf_import_tensors(m, arch, &F, hf_dir))) goto done;
-    memset(m->adam_m, 0, (size_t)m->n_params * sizeof(float));
-    memset(m->adam_v, 0, (size_t)m->n_params * sizeof(float));
+    memset(m->adam_m, 0, (size_t)m->n_train * sizeof(float));
+    memset(m->adam_v, 0, (size_t)m->n_train * sizeof(float));
     if (m->n_moe) memset(m->balance_bias, 0, (size_t)m->n_moe * (size_t)m->E * sizeof(float));
     if (moe_mkdir_p(out) != 0) {
         st = moe_set_error(MOE_EIO, "%s: cannot create the directory", out);

@@ -52,6 +52,7 @@ typedef struct {
     int64_t Rq, Rkv, Dnope, Drope, Dv; // MLA ranks and head widths
     int64_t r;                         // LoRA rank (0: none)
     int lora_attn, lora_experts, lora_shared, lora_dense, lora_router;
+    int lora_train_router, lora_train_norms; // base parts that stay trainable with LoRA
 } moe_shape;
 
 static int moe_layer_is_moe(const Moe__ModelConfig *m, int32_t layer) {
@@ -192,6 +193,8 @@ static moe_status moe_params_resolve(const Moe__Config *cfg, moe_shape *s) {
             return moe_set_error(MOE_EINVAL, "lora.targets[%zu]: unknown target %d", i,
                                  (int)lo->targets[i]);
         }
+        s->lora_train_router = lo->train_router;
+        s->lora_train_norms = lo->train_norms;
     }
 #undef MOE_NEED
     return MOE_OK;
@@ -205,6 +208,7 @@ static moe_status moe_params_resolve(const Moe__Config *cfg, moe_shape *s) {
 typedef struct {
     moe_ck ck;
     int64_t r;
+    int64_t qk_norm; // qk-norm weights (in the attention part; norms for lora.train_norms)
 } moe_acc;
 
 static void moe_add_matrix(moe_acc *a, moe_params_part *p, int64_t in, int64_t out, int bias,
@@ -247,10 +251,13 @@ static void moe_add_attention(moe_acc *a, moe_params_part *p, const moe_shape *s
         moe_add_matrix(a, p, s->D, kv, qkvb, 1, 1, lo); // Wk (D, Hkv·Dh)
         moe_add_matrix(a, p, s->D, kv, qkvb, 1, 1, lo); // Wv (D, Hkv·Dh)
         moe_add_matrix(a, p, q, s->D, ob, 1, 1, lo);    // Wo (H·Dh, D)
+        int64_t qn = 0;
         if (m->qk_norm == MOE__MODEL_CONFIG__QK_NORM__per_head)
-            moe_add_vector(a, p, ck_mul(c, 2 * s->norm_w, s->Dh));
+            qn = ck_mul(c, 2 * s->norm_w, s->Dh);
         else if (m->qk_norm == MOE__MODEL_CONFIG__QK_NORM__full)
-            moe_add_vector(a, p, ck_mul(c, s->norm_w, ck_add(c, q, kv)));
+            qn = ck_mul(c, s->norm_w, ck_add(c, q, kv));
+        if (qn) moe_add_vector(a, p, qn);
+        a->qk_norm = ck_add(c, a->qk_norm, qn);
         return;
     }
     // MLA: biases (attn_qkv_bias) sit on the down projections q_a and kv_a_with_mqa, as in
@@ -377,10 +384,18 @@ moe_status moe_params_count(const Moe__Config *cfg, int world, int ep, moe_param
     out->active_ratio = out->total ? (double)out->active / (double)out->total : 0.0;
     out->n_layers = m->n_layers;
     if (s.r > 0) {
-        out->trainable = out->lora_total;
-        out->frozen = out->total - out->untrained;
-        // Of what a rank holds, only its adapters train.
-        int64_t rank_lora = 0;
+        // The adapters train, and the base parts lora.train_router / train_norms name (both
+        // replicated on every rank); the rest of the base is frozen.
+        int64_t base_trained = 0;
+        if (s.lora_train_router)
+            base_trained = ck_add(c, base_trained,
+                                  P[MOE_PARAMS_ROUTER].total - P[MOE_PARAMS_ROUTER].untrained);
+        if (s.lora_train_norms)
+            base_trained = ck_add(c, base_trained, ck_add(c, P[MOE_PARAMS_NORMS].total, a.qk_norm));
+        out->trainable = ck_add(c, out->lora_total, base_trained);
+        out->frozen = out->total - out->untrained - base_trained;
+        // Of what a rank holds, only its adapters (and those base parts) train.
+        int64_t rank_lora = base_trained;
         for (int i = 0; i < MOE_PARAMS_N_PARTS; i++)
             rank_lora = ck_add(c, rank_lora, P[i].lora_per_rank);
         out->rank_trainable = rank_lora;

@@ -43,8 +43,9 @@ typedef struct {
     int32_t n_layers, n_moe_layers, n_dense_layers;
     int64_t lora_total, lora_active; // adapters (0 without LoRA)
     int64_t untrained;               // balancing-bias state: in total, neither trainable nor frozen
-    int64_t trainable; // updated by the optimizer: total - untrained, or the adapters with LoRA
-    int64_t frozen;    // with LoRA: total - untrained (the base), else 0
+    int64_t trainable; // updated by the optimizer: total - untrained, or with LoRA the adapters
+                       // (+ router gates with lora.train_router, norms with lora.train_norms)
+    int64_t frozen;    // with LoRA: the rest of total - untrained (the base), else 0
     int64_t flops_per_token;      // forward: 2 × matmul entries (base + adapters), head included
     int64_t attn_flops_per_token; // forward QKᵀ + AV at seq_len, full context: L·2·S·H·(Dqk + Dv)
     int64_t attn_flops_per_token_causal; // averaged over causal positions: L·(S+1)·H·(Dqk + Dv)

@@ -444,6 +444,12 @@ static void moe_check_lora(moe_vlog *log, const Moe__LoraConfig *l, const Moe__M
     if (l->rank == 0 && l->n_targets > 0)
         moe_vfail(log, "lora.targets is set but lora.rank = 0 (no adapters); set rank > 0 or "
                        "remove targets");
+    if (l->rank == 0 && (l->train_router || l->train_norms))
+        moe_vfail(log, "lora.train_router / train_norms is set but lora.rank = 0: without "
+                       "adapters everything trains already; set rank > 0 or remove them");
+    if (l->train_router && m->n_experts <= 0)
+        moe_vfail(log, "lora.train_router is set but model.n_experts = 0 (a dense model has no "
+                       "router); remove it");
     for (size_t i = 0; i < l->n_targets; i++) {
         Moe__LoraConfig__Target t = l->targets[i];
         const ProtobufCEnumValue *ev =

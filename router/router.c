@@ -501,8 +501,9 @@ void moe_router_backward(const moe_router_params *p, moe_route_plan *pl, const f
     if (dx)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)D, E, 1.0f, dz, E, wg, E,
                     1.0f, dx, (int)D);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)D, E, (int)T, 1.0f, x, (int)D, dz, E,
-                1.0f, dwg, E);
+    if (dwg) // NULL: a frozen gate (LoRA)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)D, E, (int)T, 1.0f, x, (int)D,
+                    dz, E, 1.0f, dwg, E);
     if (dbg && p->gate_bias)
         for (int64_t t = 0; t < T; t++)
             for (int e = 0; e < E; e++) dbg[e] += dz[t * E + e];

@@ -242,7 +242,8 @@ void moe_router_forward(const moe_router_params *p, moe_route_plan *plan, moe_ro
 // Router backward. drow_weight (R): dLoss/d row_weight[r] for each packed row of the last forward
 // (the layer computes it as dot(dy[t], expert_out[r])). Adds the gradients of the combine
 // weights, of L_aux (through P) and of L_z, through the scoring, into
-//   dx (T, D) (may be NULL), dwg (D, E), dbg (E) (NULL when no gate bias).
+//   dx (T, D) (may be NULL), dwg (D, E) (NULL: frozen), dbg (E) (NULL when
+//   no gate bias or frozen).
 void moe_router_backward(const moe_router_params *p, moe_route_plan *plan, const float *drow_weight,
                          const float *x, const float *wg, float *dx, float *dwg, float *dbg);
 

@@ -31,6 +31,7 @@ ROOMS = {
     "hf": "hf/hf.h",
     "trainer": "trainer/train.h",
     "trainer/model": "trainer/model/model.h",
+    "trainer/ep": "trainer/ep/ep-layer.h",
     "trainer/data": "trainer/data/data.h",
     "trainer/checkpoint": "trainer/checkpoint/checkpoint.h",
     "trainer/trace": "trainer/trace/trace.h",

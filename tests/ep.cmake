@@ -26,6 +26,6 @@ add_test(NAME test_ep_bench_bf16_np2
 set_tests_properties(test_ep_bench_bf16_np2 PROPERTIES LABELS "mpi;np2;ep"
   ENVIRONMENT "${MOE_TEST_ENV}" TIMEOUT 120 PROCESSORS 2
   PASS_REGULAR_EXPRESSION "\"dtype\":\"bf16\",\"node_size\":1,.*\"internode_bytes_per_token\":[1-9]")
-# Node-level dedup's relay (trainer/model/ep-node.h) on a hand-computable routing with fake nodes:
+# Node-level dedup's relay (trainer/ep/ep-node.h) on a hand-computable routing with fake nodes:
 # exact inter-node bytes (fewer than per-rank dedup) and the values of its four hops.
 moe_add_mpi_test(test_ep_node SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_ep_node.c NP 1 2 4 LABELS ep)

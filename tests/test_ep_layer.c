@@ -127,7 +127,7 @@ static void ref_bf16(const moe_layer_params *p, const moe_layer_weights *w, cons
     float *drw = moe_xcalloc((size_t)R, sizeof(float));
     memset(y, 0, (size_t)(T * D) * sizeof(float));
     for (int e = 0; e < p->router.E; e++) {
-        moe_expert_weights we = moe_experts_slice(&w->experts, D, F, e);
+        moe_expert_weights we = moe_experts_slice(&w->experts, D, F, 0, e);
         for (int64_t r = pl->offsets[e]; r < pl->offsets[e + 1]; r++) {
             const int64_t t = pl->row_token[r];
             for (int64_t d = 0; d < D; d++) xin[r * D + d] = moe_comm_round_bf16(x[t * D + d]);
@@ -144,8 +144,8 @@ static void ref_bf16(const moe_layer_params *p, const moe_layer_weights *w, cons
     }
     memset(dx, 0, (size_t)(T * D) * sizeof(float));
     for (int e = 0; e < p->router.E; e++) {
-        moe_expert_weights we = moe_experts_slice(&w->experts, D, F, e);
-        moe_expert_weights ge = moe_experts_slice(&g->experts, D, F, e);
+        moe_expert_weights we = moe_experts_slice(&w->experts, D, F, 0, e);
+        moe_expert_weights ge = moe_experts_slice(&g->experts, D, F, 0, e);
         for (int64_t r = pl->offsets[e]; r < pl->offsets[e + 1]; r++) {
             const int64_t t = pl->row_token[r];
             float acc = 0;

@@ -1,4 +1,4 @@
-// test_ep_node.c: the node relay of node-level dedup (trainer/model/ep-node.h) on a
+// test_ep_node.c: the node relay of node-level dedup (trainer/ep/ep-node.h) on a
 // hand-computable routing with fake nodes: token t → experts t and t+1 (mod E), El = 2 experts
 // per rank. The rows that cross between nodes are counted exactly, and they are fewer than per-rank
 // dedup's and than one row per pair; the relay's four hops carry the right values (rows arrive

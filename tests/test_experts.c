@@ -142,8 +142,8 @@ static int run(moe_activation act, int bias, const int64_t *counts, int E, uint6
         moe_experts_backward_fresh(&p, fresh, dxin, &Q.experts, scr, &W.experts, off, xin, save,
                                    dout);
         for (int e = 0; e < E; e++) {
-            const moe_expert_weights z = moe_experts_slice(&Z.experts, D, F, e),
-                                     q = moe_experts_slice(&Q.experts, D, F, e);
+            const moe_expert_weights z = moe_experts_slice(&Z.experts, D, F, 0, e),
+                                     q = moe_experts_slice(&Q.experts, D, F, 0, e);
             const float *zt[6] = {z.w1, z.w3, z.w2, z.b1, z.b3, z.b2};
             const float *qt[6] = {q.w1, q.w3, q.w2, q.b1, q.b3, q.b2};
             const int64_t nt[6] = {D * F, D * F, F * D, F, F, D};

@@ -52,6 +52,7 @@ moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_mo
     moe_ckpt *ck = moe_ckpt_create(); // the parameters only: Adam moments and balance bias fresh
     for (int i = 0; i < m->n_tensors; i++) {
         const moe_model_tensor *t = &m->tensors[i];
+        if (strstr(t->name, ".lora_")) continue; // LoRA adapters start fresh (B = 0) on any base
         moe_ckpt_tensor ct = {.name = t->name,
                               .kind = moe_ckpt_kind_name(MOE_CKPT_KIND_PARAM),
                               .layer = t->layer,

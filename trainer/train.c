@@ -90,6 +90,9 @@ moe_status moe_train_eval(moe_model *m, const moe_data *d, const moe_comm *c, in
 }
 
 // Registers every tensor of the model (params, Adam moments, balancing biases) with a checkpoint.
+// With LoRA the Adam moments exist for the trainable tensors only (a frozen tensor has none); the
+// parameters are all written, base included (docs/lora.md: a full checkpoint, not yet the small
+// adapters-only one).
 moe_ckpt *moe_train_ckpt_register(moe_model *m) {
     moe_ckpt *ck = moe_ckpt_create();
     static const moe_ckpt_kind kinds[3] = {MOE_CKPT_KIND_PARAM, MOE_CKPT_KIND_ADAM_M,
@@ -98,12 +101,13 @@ moe_ckpt *moe_train_ckpt_register(moe_model *m) {
     for (int k = 0; k < 3; k++)
         for (int i = 0; i < m->n_tensors; i++) {
             const moe_model_tensor *t = &m->tensors[i];
+            if (k > 0 && t->goff < 0) continue; // frozen: no optimizer state
             moe_ckpt_tensor ct = {.name = t->name,
                                   .kind = moe_ckpt_kind_name(kinds[k]),
                                   .layer = t->layer,
                                   .expert = t->expert,
                                   .ndim = t->ndim,
-                                  .data = fam[k] + t->offset};
+                                  .data = k ? fam[k] + t->goff : fam[k] + t->offset};
             ct.shape[0] = t->shape[0], ct.shape[1] = t->shape[1];
             ct.writer = t->expert < 0 ? m->lay.world_rank == 0 : m->lay.edp_rank == 0;
             moe_ckpt_add(ck, &ct);
@@ -246,14 +250,16 @@ static moe_status moe_train_save(moe_trainer *tr, int64_t step, const char *why)
     return s;
 }
 
-// Sum of squares per group of x (params or grads, n_params) into out (n_groups),
+// Sum of squares per group into out (n_groups) of the parameters (grads 0: every tensor, or
+// only the frozen ones with frozen_only) or of the gradients (grads 1: the trainable tensors),
 // counting dense tensors only on world rank 0 and expert tensors only on EDP rank 0.
-static void moe_group_sumsq(const moe_model *m, const float *x, double *out) {
+static void moe_group_sumsq(const moe_model *m, int grads, int frozen_only, double *out) {
     memset(out, 0, (size_t)m->n_groups * sizeof(double));
     for (int i = 0; i < m->n_tensors; i++) {
         const moe_model_tensor *t = &m->tensors[i];
+        if ((grads || frozen_only) && (t->goff < 0) == grads) continue;
         if (t->expert < 0 ? m->lay.world_rank == 0 : m->lay.edp_rank == 0)
-            out[t->group] += moe_optim_sumsq(x + t->offset, t->n);
+            out[t->group] += moe_optim_sumsq(grads ? m->grads + t->goff : m->params + t->offset, t->n);
     }
 }
 
@@ -272,6 +278,7 @@ struct moe_train_step_state {
     int64_t slow_from;
     double *red; // (n_groups + 5 + 4·world) the step's agreed all-reduce
     double *upd; // (2·n_groups) update, then weight (before the update) sumsq per group
+    double *frozen_wsq; // (n_groups) the frozen tensors' weight sumsq (LoRA: constant)
 };
 
 moe_status moe_train_step_create(const Moe__Config *cfg, const moe_comm *c, moe_model *m,
@@ -291,6 +298,8 @@ moe_status moe_train_step_create(const Moe__Config *cfg, const moe_comm *c, moe_
     s->slow_from = from;
     s->red = moe_xcalloc((size_t)(m->n_groups + 5 + 5 * m->lay.world), sizeof(double));
     s->upd = moe_xcalloc((size_t)(2 * m->n_groups), sizeof(double));
+    s->frozen_wsq = moe_xcalloc((size_t)m->n_groups, sizeof(double));
+    moe_group_sumsq(m, 0, 1, s->frozen_wsq); // frozen weights never change: once
     *out = s;
     return MOE_OK;
 }
@@ -299,6 +308,7 @@ void moe_train_step_free(moe_train_step_state *s) {
     if (!s) return;
     free(s->red);
     free(s->upd);
+    free(s->frozen_wsq);
     free(s);
 }
 
@@ -331,10 +341,11 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_
     r->phases = (moe_step_phases){.model = moe_model_step_phases(m)};
     const double t_sync0 = t_sync;
     if (W > 1) {
-        if ((st = moe_comm_sync_grads(c, MOE_COMM_GRAD_DENSE, m->grads, (size_t)m->n_dense)))
+        if ((st = moe_comm_sync_grads(c, MOE_COMM_GRAD_DENSE, m->grads,
+                                      (size_t)m->n_train_dense)))
             return st;
-        if ((st = moe_comm_sync_grads(c, MOE_COMM_GRAD_EXPERT, m->grads + m->n_dense,
-                                      (size_t)(m->n_params - m->n_dense))))
+        if ((st = moe_comm_sync_grads(c, MOE_COMM_GRAD_EXPERT, m->grads + m->n_train_dense,
+                                      (size_t)(m->n_train - m->n_train_dense))))
             return st;
     }
     t_sync = moe_comm_wtime() - t_sync;
@@ -343,7 +354,7 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_
     // inter-node exchange bytes (sent, received) and expert pairs, and the intra-node bytes
     // summed.
     double *red = s->red;
-    moe_group_sumsq(m, m->grads, red);
+    moe_group_sumsq(m, 1, 0, red);
     red[NG] = lo.ce;
     red[NG + 1] = !isfinite(lo.ce) ? 1 : 0;
     red[NG + 2] = moe_train_stop_requested() ? 1 : 0;
@@ -386,16 +397,18 @@ moe_status moe_train_step(moe_train_step_state *s, const int32_t *tokens, int64_
     double *upd = s->upd, *wsq = s->upd + NG;
     memset(upd, 0, (size_t)(2 * NG) * sizeof(double));
     if (r->nonfinite) { // no update; the weight norms still go into the record
-        moe_group_sumsq(m, m->params, wsq);
+        moe_group_sumsq(m, 0, 0, wsq);
     } else {
         // AdamW tensor by tensor, the record's weight and update norms in the same pass.
         r->clip = moe_optim_clip_scale(sumsq, tc->grad_clip);
+        for (int g = 0; g < NG; g++) wsq[g] = s->frozen_wsq[g];
         for (int i = 0; i < m->n_tensors; i++) {
             const moe_model_tensor *t = &m->tensors[i];
+            if (t->goff < 0) continue; // frozen (LoRA base)
             double sums[2] = {0, 0};
-            moe_optim_adamw_step(m->params + t->offset, m->adam_m + t->offset,
-                                 m->adam_v + t->offset, m->grads + t->offset, t->n, &s->ap,
-                                 step + 1, r->lr, t->decay, r->clip, sums);
+            moe_optim_adamw_step(m->params + t->offset, m->adam_m + t->goff, m->adam_v + t->goff,
+                                 m->grads + t->goff, t->n, &s->ap, step + 1, r->lr, t->decay,
+                                 r->clip, sums);
             // every parameter counted once over the world, as moe_group_sumsq does
             if (t->expert < 0 ? rank == 0 : m->lay.edp_rank == 0)
                 wsq[t->group] += sums[0], upd[t->group] += sums[1];

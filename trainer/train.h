@@ -1,8 +1,8 @@
 // train.h: the manual of the training loop (trainer/train.c) — one training step, the loop around
 // it (loss scaling, grad-norm rule, checkpoints, preemption, metrics: docs/training.md),
 // validation, data opening and checkpoint registration. The trainer's parts have their own
-// manuals: the model (model/model.h, model/nn.h, model/ep-layer.h), the optimizer (optim.h),
-// token data (data/data.h) and checkpoints (checkpoint/checkpoint.h).
+// manuals: the model (model/model.h, model/nn.h), the expert-parallel layer (ep/ep-layer.h),
+// the optimizer (optim.h), token data (data/data.h) and checkpoints (checkpoint/checkpoint.h).
 #ifndef MOE_TRAIN_H
 #define MOE_TRAIN_H
 

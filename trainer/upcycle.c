@@ -154,8 +154,8 @@ moe_status moe_upcycle_fill(const moe_model *dm, moe_model *mm, const moe_upcycl
         }
         if (st) return st;
     }
-    memset(mm->adam_m, 0, (size_t)mm->n_params * sizeof(float));
-    memset(mm->adam_v, 0, (size_t)mm->n_params * sizeof(float));
+    memset(mm->adam_m, 0, (size_t)mm->n_train * sizeof(float));
+    memset(mm->adam_v, 0, (size_t)mm->n_train * sizeof(float));
     if (mm->balance_bias) memset(mm->balance_bias, 0, (size_t)(mm->n_moe * mm->E) * sizeof(float));
     return MOE_OK;
 }

@@ -2,6 +2,7 @@
 // floats, the dense region first, then the routed experts' families (El experts each, keyed by
 // global expert id so that a checkpoint reshards by (layer, expert)); every tensor initialised
 // from (seed, name, layer, global expert), the same at any layout.
+#include "lora.h"
 #include "model-impl.h"
 #include "nn.h"
 
@@ -19,6 +20,7 @@ static int moe_ends_with(const char *s, const char *suf) {
 static void moe_model_init_tensor(moe_model *m, const moe_model_tensor *t, uint64_t seed) {
     float *w = m->params + t->offset;
     const char *n = t->name;
+    if (moe_lora_init_tensor(m, t, seed)) return; // an adapter
     int is_norm = moe_ends_with(n, "norm") || moe_ends_with(n, "_norm");
     int is_zero = moe_ends_with(n, ".b1") || moe_ends_with(n, ".b2") || moe_ends_with(n, ".b3") ||
                   moe_ends_with(n, ".bq") || moe_ends_with(n, ".bk") || moe_ends_with(n, ".bv") ||
@@ -32,49 +34,15 @@ static void moe_model_init_tensor(moe_model *m, const moe_model_tensor *t, uint6
     moe_nn_init_normal(w, t->n, std, seed, moe_nn_init_key(n, t->layer, t->expert), 0);
 }
 
-typedef struct {
-    moe_model *m;
-    int64_t cur;
-    int cap;
-} moe_builder;
-
-// Reserves n floats; adds a table entry (unless name is NULL) covering them.
+// The builder's two steps are model-table.c's (shared with the adapters' table, lora.c).
 static int64_t moe_add(moe_builder *b, const char *name, int layer, int expert, int group,
                        int decay, int64_t d0, int64_t d1) {
-    moe_model *m = b->m;
-    int64_t n = d0 * (d1 > 0 ? d1 : 1), off = b->cur;
-    b->cur += moe_round16(n);
-    MOE_ASSERT(m->n_tensors < b->cap);
-    moe_model_tensor *t = &m->tensors[m->n_tensors++];
-    memset(t, 0, sizeof *t);
-    if (layer >= 0)
-        snprintf(t->name, sizeof t->name, "layers.%d.%s", layer, name);
-    else
-        snprintf(t->name, sizeof t->name, "%s", name);
-    t->layer = layer, t->expert = expert, t->group = group, t->decay = decay;
-    t->ndim = d1 > 0 ? 2 : 1;
-    t->shape[0] = d0, t->shape[1] = d1 > 0 ? d1 : 0;
-    t->offset = off, t->n = n;
-    return off;
+    return moe_table_add(b, name, layer, expert, group, decay, d0, d1);
 }
 
-// A family tensor (count, d0, d1) in one contiguous block, one table entry per member: routed
-// experts "experts.<name>" keyed by global expert id, or shared experts "shared.<s>.<name>".
 static int64_t moe_add_family(moe_builder *b, const char *name, int layer, int count, int shared,
                               int group, int decay, int64_t d0, int64_t d1) {
-    moe_model *m = b->m;
-    const int64_t n = d0 * (d1 > 0 ? d1 : 1), base = b->cur;
-    for (int j = 0; j < count; j++) {
-        char nm[40];
-        if (shared)
-            snprintf(nm, sizeof nm, "shared.%d.%s", j, name);
-        else
-            snprintf(nm, sizeof nm, "experts.%s", name);
-        moe_add(b, nm, layer, shared ? -1 : m->first_expert + j, group, decay, d0, d1);
-        m->tensors[m->n_tensors - 1].offset = base + j * n; // contiguous (count, ...) block
-    }
-    b->cur = base + moe_round16(n * count);
-    return base;
+    return moe_table_add_family(b, name, layer, count, shared, group, decay, d0, d1);
 }
 
 static void moe_model_build(moe_model *m, moe_builder *b, moe_model_priv *pv) {
@@ -132,6 +100,7 @@ static void moe_model_build(moe_model *m, moe_builder *b, moe_model_priv *pv) {
     }
     pv->nf = moe_add(b, "final_norm", -1, -1, MOE_GROUP_NORMS, 0, D, 0);
     pv->head = m->tied ? -1 : moe_add(b, "head", -1, -1, MOE_GROUP_HEAD, 1, D, m->V);
+    moe_lora_build(m, b, pv, 0); // dense adapters (none without LoRA)
     m->n_dense = b->cur;
     // Expert region: (El, ...) blocks per MoE layer.
     for (int l = 0; l < m->L; l++) {
@@ -148,14 +117,17 @@ static void moe_model_build(moe_model *m, moe_builder *b, moe_model_priv *pv) {
         if (fb) o->b2 = moe_add_family(b, "b2", l, m->El, 0, g, 0, D, 0);
         o->ex_end = b->cur;
     }
+    moe_lora_build(m, b, pv, 1); // routed experts' adapters, keyed by global expert id
     m->n_params = b->cur;
 }
 
 void moe_model_build_table(moe_model *m, moe_model_priv *pv) {
     const Moe__ModelConfig *mc = m->mc;
     moe_builder b = {m, 0, 8 + m->L * (40 + 6 * (m->El + 2 * mc->n_shared_experts))};
+    b.cap *= m->lora_rank > 0 ? 3 : 1; // an A and a B per adapted matrix
     m->tensors = moe_xcalloc((size_t)b.cap, sizeof *m->tensors);
     moe_model_build(m, &b, pv);
+    moe_model_assign_grads(m);
 }
 
 void moe_model_init_tensors(moe_model *m, uint64_t seed) {

@@ -37,6 +37,7 @@ typedef struct {
     double comm_seconds;
     moe_model_phases ph; // last forward (+ backward); dense is set from pass_seconds
     double pass_seconds; // wall time of the last forward (+ backward)
+    struct moe_lora *lora; // adapters (lora.h); NULL without LoRA
 } moe_model_priv;
 
 // The builder's unit: every tensor starts at a multiple of 16 floats (64 bytes).
@@ -46,6 +47,20 @@ static inline int64_t moe_round16(int64_t n) { return (n + 15) / 16 * 16; }
 // (dense region, then the routed experts' families keyed by global expert id) — for a model whose
 // shape fields and pv->lp are set.
 void moe_model_build_table(moe_model *m, moe_model_priv *pv);
+// model-table.c: the table's builder, for the base (model-build.c) and the adapters (lora.c):
+// a tensor "layers.<layer>.<name>" (layer -1: "<name>") of (d0, d1) floats (d1 = 0: a vector)
+// with its table entry (expert: global id or -1), or a family of `count` members in one block
+// (routed experts "experts.<name>" keyed by global expert id; shared = 1: "shared.<s>.<name>").
+// Both return the offset; every tensor starts at a multiple of 16 floats.
+typedef struct moe_builder {
+    moe_model *m;
+    int64_t cur; // floats reserved so far
+    int cap;     // table entries allocated
+} moe_builder;
+int64_t moe_table_add(moe_builder *b, const char *name, int layer, int expert, int group,
+                      int decay, int64_t d0, int64_t d1);
+int64_t moe_table_add_family(moe_builder *b, const char *name, int layer, int count, int shared,
+                             int group, int decay, int64_t d0, int64_t d1);
 // Every tensor initialised from (seed, name, layer, global expert): the same values at any layout
 // (docs/model.md's table).
 void moe_model_init_tensors(moe_model *m, uint64_t seed);

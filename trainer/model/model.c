@@ -7,6 +7,7 @@
 #include "model.h"
 #include "config.h"
 #include "ep-layer.h"
+#include "lora.h"
 #include "model-impl.h"
 #include "nn.h"
 #include "router.h"
@@ -17,7 +18,7 @@
 #include <unistd.h>
 
 #define P(off) ((off) < 0 ? NULL : m->params + (off))
-#define G(off) ((off) < 0 ? NULL : m->grads + (off))
+#define G(off) moe_model_grad_ptr(m, off) // NULL: absent or frozen (LoRA)
 
 moe_model_layout moe_model_layout_of(const moe_comm *c) {
     moe_model_layout l = {1, 0, 1, 0, 0};
@@ -59,11 +60,6 @@ moe_status moe_model_check(const Moe__Config *cfg) {
                              "latent attention is counted by moe params but not trained; set both "
                              "to 0",
                              (long long)mc->kv_lora_rank, (long long)mc->q_lora_rank);
-    if (cfg->lora && cfg->lora->rank > 0)
-        return moe_set_error(MOE_EINVAL,
-                             "lora.rank = %d: LoRA adapters are counted by moe params "
-                             "but not trained; set lora.rank to 0",
-                             cfg->lora->rank);
     const int64_t H = mc->n_heads,
                   Dh = mc->head_dim > 0 ? mc->head_dim : (H > 0 ? mc->d_model / H : 0);
     if (mc->positions == MOE__MODEL_CONFIG__POSITIONS__rope && Dh % 2 != 0)
@@ -82,11 +78,11 @@ moe_status moe_model_check(const Moe__Config *cfg) {
     return MOE_OK;
 }
 
-// Weight views of MoE layer l over a family base (params or grads).
-static moe_layer_weights moe_model_lw(const moe_model *m, int l, float *base) {
+// Weight views of MoE layer l: grads = 0 the parameters, 1 their gradients (NULL: frozen).
+static moe_layer_weights moe_model_lw(const moe_model *m, int l, int grads) {
     const moe_model_priv *pv = m->priv;
     const moe_layer_off *o = &pv->off[l];
-#define Q(x) ((x) < 0 ? NULL : base + (x))
+#define Q(x) (grads ? moe_model_grad_ptr(m, x) : (x) < 0 ? NULL : m->params + (x))
     moe_layer_weights w = {
         .wg = Q(o->wg),
         .bg = Q(o->bg),
@@ -95,6 +91,7 @@ static moe_layer_weights moe_model_lw(const moe_model *m, int l, float *base) {
         .ws = Q(o->ws),
     };
 #undef Q
+    moe_lora_layer_views(m, l, &w, grads);
     return w;
 }
 
@@ -268,7 +265,8 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
     pv->dense_fp = (moe_experts_params){
         m->D, m->F, 1,
         mc->activation == MOE__MODEL_CONFIG__ACTIVATION__gelu ? MOE_ACT_GELU : MOE_ACT_SWIGLU,
-        mc->ffn_bias};
+        mc->ffn_bias, 0, 0.0f};
+    moe_lora_setup(m, pv, cfg); // adapters (lora.h): before the table and the layers
     // Groups.
     m->n_groups = MOE_GROUP_N_FIXED + 2 * m->n_moe;
     m->group_names = moe_xcalloc((size_t)m->n_groups, sizeof *m->group_names);
@@ -284,8 +282,8 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
     // Table and families.
     pv->off = moe_xcalloc((size_t)m->L, sizeof *pv->off);
     moe_model_build_table(m, pv);
-    const size_t bytes = (size_t)m->n_params * sizeof(float);
-    m->params = moe_xalloc_aligned(bytes);
+    const size_t bytes = (size_t)m->n_train * sizeof(float); // trainable only (LoRA)
+    m->params = moe_xalloc_aligned((size_t)m->n_params * sizeof(float));
     m->grads = moe_xalloc_aligned(bytes);
     m->adam_m = moe_xalloc_aligned(bytes);
     m->adam_v = moe_xalloc_aligned(bytes);
@@ -312,6 +310,7 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
     int64_t nact = moe_model_carve(m, pv, NULL);
     pv->block = moe_xalloc_aligned((size_t)nact * sizeof(float));
     moe_model_carve(m, pv, pv->block);
+    moe_lora_alloc(m, pv);
     pv->tok = moe_xcalloc((size_t)m->T, sizeof(int32_t));
     pv->tgt = moe_xcalloc((size_t)m->T, sizeof(int32_t));
     if (m->rope) moe_nn_rope_table(pv->cos_t, pv->sin_t, m->S, m->Dh, m->mc->rope_theta);
@@ -351,6 +350,7 @@ void moe_model_free(moe_model *m) {
         free(pv->block);
         free(pv->tok);
         free(pv->tgt);
+        moe_lora_free(pv->lora);
         free(pv);
     }
     if (m->mc) protobuf_c_message_free_unpacked(&m->mc->base, NULL);
@@ -371,6 +371,10 @@ void moe_model_free(moe_model *m) {
 // backward writes them (moe_ffn_grads_fresh), so zeroing costs O(active), not O(total).
 int64_t moe_model_zero_grads(moe_model *m) {
     moe_model_priv *pv = m->priv;
+    if (m->lora_rank > 0) { // the trainable part is small: all of it, every backward adds
+        memset(m->grads, 0, (size_t)m->n_train * sizeof(float));
+        return m->n_train;
+    }
     int64_t cur = 0, zeroed = 0;
     for (int l = 0; l < m->L; l++) {
         const int mi = m->moe_index[l];
@@ -451,6 +455,9 @@ moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, 
         moe_nn_linear_forward(A->q0, A->h1, P(o->wq), P(o->bq), T, D, NQ);
         moe_nn_linear_forward(A->k0, A->h1, P(o->wk), P(o->bk), T, D, NK);
         moe_nn_linear_forward(A->v, A->h1, P(o->wv), P(o->bv), T, D, NK);
+        moe_lora_attn_forward(m, l, MOE_LORA_Q, A->q0, A->h1);
+        moe_lora_attn_forward(m, l, MOE_LORA_K, A->k0, A->h1);
+        moe_lora_attn_forward(m, l, MOE_LORA_V, A->v, A->h1);
         const float *q = A->q0, *k = A->k0;
         if (m->qk_norm) {
             moe_nn_qknorm_forward(A->q1, A->rq, q, P(o->qn), T, H, Dh, eps);
@@ -465,6 +472,7 @@ moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, 
         A->qa = q, A->ka = k;
         moe_nn_attention_forward(A->a, A->att, q, k, A->v, m->Bl, S, H, Hkv, Dh);
         moe_nn_linear_forward(A->xm, A->a, P(o->wo), P(o->bo), T, NQ, D);
+        moe_lora_attn_forward(m, l, MOE_LORA_O, A->xm, A->a);
         for (int64_t i = 0; i < T * D; i++) A->xm[i] += A->x[i];
         pv->ph.attention += moe_comm_wtime() - t_att;
         moe_nn_rmsnorm_forward(A->h2, A->r2, A->xm, P(o->n2), T, D, eps);
@@ -472,10 +480,12 @@ moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, 
         if (mi < 0) {
             const int64_t off[2] = {0, T};
             moe_expert_weights ew = {P(o->w1), P(o->b1), P(o->w3), P(o->b3),
-                                     P(o->w2), P(o->b2), NULL,     NULL};
+                                     P(o->w2), P(o->b2), .next_w1 = NULL};
+            moe_lora_ffn_views(m, l, &ew, 0);
             moe_experts_forward(&pv->dense_fp, pv->y, A->save, &ew, off, A->h2);
         } else {
-            moe_layer_weights lw = moe_model_lw(m, l, m->params);
+            moe_lora_gate_forward(m, l);
+            moe_layer_weights lw = moe_model_lw(m, l, 0);
             moe_route_opts opts = {
                 training,
                 moe_splitmix64(seed ^ moe_splitmix64((uint64_t)step * 1315423911u + (uint64_t)l)),
@@ -520,7 +530,7 @@ moe_status moe_model_backward(moe_model *m) {
     memset(pv->dh, 0, fD);
     if (m->tied)
         moe_nn_linear_wt_backward(pv->dh, G(pv->wte), NULL, pv->logits, pv->hf, P(pv->wte), T, D,
-                                  m->V);
+                                  m->V); // a NULL (frozen) dw is skipped
     else
         moe_nn_linear_backward(pv->dh, G(pv->head), NULL, pv->logits, pv->hf, P(pv->head), T, D,
                                m->V);
@@ -533,23 +543,27 @@ moe_status moe_model_backward(moe_model *m) {
         if (mi < 0) {
             const int64_t off[2] = {0, T};
             moe_expert_weights ew = {P(o->w1), P(o->b1), P(o->w3), P(o->b3),
-                                     P(o->w2), P(o->b2), NULL,     NULL};
+                                     P(o->w2), P(o->b2), .next_w1 = NULL};
             moe_expert_weights eg = {G(o->w1), G(o->b1), G(o->w3), G(o->b3),
-                                     G(o->w2), G(o->b2), NULL,     NULL};
+                                     G(o->w2), G(o->b2), .next_w1 = NULL};
+            moe_lora_ffn_views(m, l, &ew, 0);
+            moe_lora_ffn_views(m, l, &eg, 1);
             moe_experts_backward(&pv->dense_fp, pv->dh, &eg, pv->ffn_scratch, &ew, off, A->h2,
                                  A->save, pv->dx); // dh WRITTEN
         } else {
-            moe_layer_weights lw = moe_model_lw(m, l, m->params);
-            moe_layer_weights lg = moe_model_lw(m, l, m->grads);
+            moe_layer_weights lw = moe_model_lw(m, l, 0);
+            moe_layer_weights lg = moe_model_lw(m, l, 1);
             memset(pv->dh, 0, fD);
             moe_status st =
                 moe_ffn_backward(pv->ffn[mi], pv->dh, &lg, pv->dx, &lw, &pv->comm_seconds, &pv->ph);
             if (st) return st;
+            moe_lora_gate_backward(m, l);
         }
         moe_nn_rmsnorm_backward(pv->dx, G(o->n2), pv->dh, A->xm, P(o->n2), A->r2, T, D);
         const double t_att = moe_comm_wtime();
         memset(pv->da, 0, (size_t)(T * NQ) * sizeof(float));
         moe_nn_linear_backward(pv->da, G(o->wo), G(o->bo), pv->dx, A->a, P(o->wo), T, NQ, D);
+        moe_lora_attn_backward(m, l, MOE_LORA_O, pv->da, pv->dx, A->a);
         memset(pv->dq2, 0, (size_t)(T * NQ) * sizeof(float));
         memset(pv->dk2, 0, (size_t)(T * NK) * sizeof(float));
         memset(pv->dv, 0, (size_t)(T * NK) * sizeof(float));
@@ -574,13 +588,16 @@ moe_status moe_model_backward(moe_model *m) {
         moe_nn_linear_backward(pv->dh, G(o->wq), G(o->bq), dq, A->h1, P(o->wq), T, D, NQ);
         moe_nn_linear_backward(pv->dh, G(o->wk), G(o->bk), dk, A->h1, P(o->wk), T, D, NK);
         moe_nn_linear_backward(pv->dh, G(o->wv), G(o->bv), pv->dv, A->h1, P(o->wv), T, D, NK);
+        moe_lora_attn_backward(m, l, MOE_LORA_Q, pv->dh, dq, A->h1);
+        moe_lora_attn_backward(m, l, MOE_LORA_K, pv->dh, dk, A->h1);
+        moe_lora_attn_backward(m, l, MOE_LORA_V, pv->dh, pv->dv, A->h1);
         moe_nn_rmsnorm_backward(pv->dx, G(o->n1), pv->dh, A->x, P(o->n1), A->r1, T, D);
         pv->ph.attention += moe_comm_wtime() - t_att;
     }
-    if (m->learned_pos)
+    if (m->learned_pos && G(pv->wpe))
         for (int64_t t = 0; t < T; t++)
             for (int64_t d = 0; d < D; d++) G(pv->wpe)[(t % S) * D + d] += pv->dx[t * D + d];
-    moe_nn_embed_backward(G(pv->wte), pv->dx, pv->tok, T, D);
+    if (G(pv->wte)) moe_nn_embed_backward(G(pv->wte), pv->dx, pv->tok, T, D);
     pv->pass_seconds += moe_comm_wtime() - t_pass;
     moe_model_close_phases(pv);
     return MOE_OK;

@@ -43,7 +43,8 @@ typedef struct {
     int expert;    // global expert id; -1: not an expert tensor
     int ndim;      // 1 or 2
     int64_t shape[2];
-    int64_t offset, n; // floats into params/grads/adam_m/adam_v
+    int64_t offset, n; // floats into params
+    int64_t goff;      // floats into grads/adam_m/adam_v; -1: frozen (LoRA base), none held
     int decay;         // AdamW weight decay (matrices, embeddings), 0 for norms and biases
     int group;         // index into group_names
 } moe_model_tensor;
@@ -72,7 +73,14 @@ typedef struct {
     int n_tensors;
     moe_model_tensor *tensors; // (n_tensors) dense first, then expert slices
     int64_t n_dense, n_params; // floats: dense region [0, n_dense), experts [n_dense, n_params)
-    float *params, *grads, *adam_m, *adam_v; // (n_params) each, one allocation per family
+    // The trainable tensors' gradients and Adam moments (tensor goff): dense [0, n_train_dense),
+    // experts [n_train_dense, n_train). Without LoRA every tensor: goff = offset, n_train =
+    // n_params, n_train_dense = n_dense. With LoRA (lora_rank > 0, docs/lora.md) the adapters and
+    // what lora.train_router / train_norms name; the frozen base holds neither.
+    int lora_rank;
+    int64_t n_train_dense, n_train;
+    float *params;                  // (n_params)
+    float *grads, *adam_m, *adam_v; // (n_train) each, one allocation per family
     float *balance_bias; // (n_moe, E) aux-loss-free bias (state, not a parameter)
     int n_groups;
     char (*group_names)[24]; // (n_groups)
@@ -93,7 +101,7 @@ typedef struct {
 } moe_model;
 
 // Refuses what `moe params` can count but this trainer does not implement (layernorm, full
-// qk-norm, multi-head latent attention, LoRA, odd head_dim with RoPE, ...), naming the field and
+// qk-norm, multi-head latent attention, odd head_dim with RoPE, ...), naming the field and
 // what to set. MOE_EINVAL.
 moe_status moe_model_check(const Moe__Config *cfg);
 
@@ -146,6 +154,9 @@ const float *moe_model_logits(const moe_model *m);
 // The gradient is that of this rank's loss ce + W·(its share of aux, z), so that
 // moe_comm_sync_grads (sum / W) yields the gradient of the global loss for every layout.
 moe_status moe_model_backward(moe_model *m);
+// The gradient of the parameters at params + off (off: a tensor's offset, or inside one), or
+// NULL when that tensor is frozen (off < 0: NULL).
+float *moe_model_grad_ptr(const moe_model *m, int64_t off);
 // Zeroes the gradients before a backward — all of them but the routed experts' of
 // expert-parallel layers, which that backward writes (moe_ep_layer_grads_fresh): until it runs
 // they hold stale values. Returns the floats it zeroed.

@@ -78,7 +78,8 @@ struct moe_ep_layer {
 moe_layer_weights moe_ep_local_view(const moe_layer_params *p, const moe_layer_weights *full,
                                     int first) {
     moe_layer_weights v = *full;
-    v.experts = moe_experts_slice(&full->experts, p->router.D, p->F, first);
+    v.experts = moe_experts_slice(&full->experts, p->router.D, p->F,
+                                  p->lora_experts ? p->lora_r : 0, first);
     return v;
 }
 
@@ -317,15 +318,15 @@ static moe_status ep_global_stats(moe_ep_layer *L, const moe_route_stats *ls) {
 // xe; backward: dxin into oe from dout), in sub-blocks with exchange progress between them when
 // chunked. The same sub-blocks in forward and backward (save layout).
 static moe_status ep_compute(moe_ep_layer *L, int fwd, const int64_t *co) {
-    const int64_t D = L->p.router.D, F = L->p.F;
+    const int64_t D = L->p.router.D, F = L->p.F, r = L->ep1.lora_r;
     const int64_t spr = moe_experts_save_per_row(&L->ep1),
                   scr = moe_experts_scratch_per_row(&L->ep1);
     const int64_t sub = L->o.sub_rows;
     for (int j = 0; j < L->El; j++) {
         const int64_t r0 = co[j], n = co[j + 1] - co[j];
-        moe_expert_weights w = moe_experts_slice(&L->w->experts, D, F, j);
+        moe_expert_weights w = moe_experts_slice(&L->w->experts, D, F, r, j);
         if (j + 1 < L->El) { // the kernels prefetch the next local expert's weights
-            const moe_expert_weights nx = moe_experts_slice(&L->w->experts, D, F, j + 1);
+            const moe_expert_weights nx = moe_experts_slice(&L->w->experts, D, F, r, j + 1);
             w.next_w1 = nx.w1;
             w.next_w2 = nx.w2;
         }
@@ -335,7 +336,7 @@ static moe_status ep_compute(moe_ep_layer *L, int fwd, const int64_t *co) {
                 moe_experts_forward(&L->ep1, L->oe + a * D, L->save + a * spr, &w, off,
                                     L->xe + a * D);
             } else {
-                moe_expert_weights g = moe_experts_slice(&L->g->experts, D, F, j);
+                moe_expert_weights g = moe_experts_slice(&L->g->experts, D, F, r, j);
                 moe_experts_backward_fresh(&L->ep1, &L->gfresh[j], L->oe + a * D, &g,
                                            L->scratch + a * scr, &w, off, L->xe + a * D,
                                            L->save + a * spr, L->dout + a * D);
@@ -653,13 +654,13 @@ void moe_ep_layer_grads_fresh(moe_ep_layer *L) { memset(L->gfresh, 1, (size_t)L-
 // After the expert compute of a backward: the experts that got no rows still hold stale
 // gradients where moe_ep_layer_grads_fresh said so: zero them now.
 static void ep_zero_unwritten(moe_ep_layer *L, moe_layer_weights *grads) {
-    const int64_t D = L->p.router.D, F = L->p.F;
+    const int64_t D = L->p.router.D, F = L->p.F, r = L->ep1.lora_r;
     for (int j = 0; j < L->El; j++) {
         if (!L->gfresh[j]) continue;
-        const moe_expert_weights g = moe_experts_slice(&grads->experts, D, F, j);
-        float *t[6] = {g.w1, g.w3, g.w2, g.b1, g.b3, g.b2};
-        const int64_t n[6] = {D * F, D * F, F * D, F, F, D};
-        for (int k = 0; k < 6; k++)
+        const moe_expert_weights g = moe_experts_slice(&grads->experts, D, F, r, j);
+        float *t[12] = {g.w1, g.w3, g.w2, g.b1, g.b3, g.b2, g.la1, g.lb1, g.la3, g.lb3, g.la2, g.lb2};
+        const int64_t n[12] = {D * F, D * F, F * D, F, F, D, D * r, r * F, D * r, r * F, F * r, r * D};
+        for (int k = 0; k < 12; k++)
             if (t[k]) memset(t[k], 0, (size_t)n[k] * sizeof(float));
         L->gfresh[j] = 0;
     }
