@@ -115,6 +115,19 @@ static void params_print_table(FILE *f, const char *path, int hf, const moe_hf_i
             params_grouped(r->rank_adam_bytes, b, sizeof b), (double)r->rank_adam_bytes / gib);
     fprintf(f, "    %-14s %20s %20s %12.2f\n", "total", "",
             params_grouped(r->rank_bytes, c, sizeof c), (double)r->rank_bytes / gib);
+    if (r->lora_total) {
+        const int64_t lora = r->rank_grad_bytes + r->rank_adam_bytes;
+        fprintf(f,
+                "    LoRA: gradients + AdamW %s bytes instead of %s for full fine-tuning "
+                "(%s bytes, %.1f%%, saved by the frozen base)\n",
+                params_grouped(lora, a, sizeof a),
+                params_grouped(r->rank_full_state_bytes, b, sizeof b),
+                params_grouped(r->rank_full_state_bytes - lora, c, sizeof c),
+                r->rank_full_state_bytes
+                    ? 100.0 * (double)(r->rank_full_state_bytes - lora) /
+                          (double)r->rank_full_state_bytes
+                    : 0.0);
+    }
 }
 
 static json_t *params_json(const char *path, int hf, const moe_hf_info *info,
@@ -158,6 +171,7 @@ static json_t *params_json(const char *path, int hf, const moe_hf_info *info,
     JI(o, "per_rank_grad_bytes", r->rank_grad_bytes);
     JI(o, "per_rank_adam_bytes", r->rank_adam_bytes);
     JI(o, "per_rank_bytes", r->rank_bytes);
+    JI(o, "per_rank_full_finetune_state_bytes", r->rank_full_state_bytes);
     json_t *parts = json_object();
     for (int i = 0; i < MOE_PARAMS_N_PARTS; i++) {
         const moe_params_part *p = &r->part[i];

@@ -433,6 +433,9 @@ moe_status moe_params_count(const Moe__Config *cfg, int world, int ep, moe_param
     out->rank_adam_bytes = ck_mul(c, 8, out->rank_trainable);
     out->rank_bytes =
         ck_add(c, out->rank_param_bytes, ck_add(c, out->rank_grad_bytes, out->rank_adam_bytes));
+    int64_t rank_base = 0; // what a rank holds of the base model
+    for (int i = 0; i < MOE_PARAMS_N_PARTS; i++) rank_base = ck_add(c, rank_base, P[i].per_rank);
+    out->rank_full_state_bytes = ck_mul(c, 12, rank_base - rank_untrained);
     if (c->overflow) {
         memset(out, 0, sizeof *out);
         return moe_set_error(MOE_EINVAL,

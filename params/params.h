@@ -55,6 +55,9 @@ typedef struct {
     int64_t rank_trainable; // of those, with a gradient and AdamW m, v
     int64_t rank_param_bytes, rank_grad_bytes, rank_adam_bytes,
         rank_bytes; // fp32: 4, 4, 8 per entry
+    // Gradient + AdamW bytes one rank would hold to fine-tune the whole base model (no LoRA):
+    // with LoRA, rank_full_state_bytes − rank_grad_bytes − rank_adam_bytes is what freezing saves.
+    int64_t rank_full_state_bytes;
     // Routing restriction (no effect on the counts: a token still uses top_k experts).
     int32_t n_experts, top_k;    // routed experts per MoE layer and experts per token
     int32_t n_group, topk_group; // group-limited: top_k within topk_group of n_group groups; 0: off

@@ -61,7 +61,8 @@ int main(int argc, char **argv) {
     int rc = load(argv[1], &a);
     if (!rc) rc = load(argv[2], &b);
     if (rc) return rc;
-    if (a.m->n_params != b.m->n_params || a.m->n_tensors != b.m->n_tensors) {
+    if (a.m->n_params != b.m->n_params || a.m->n_train != b.m->n_train ||
+        a.m->n_tensors != b.m->n_tensors) {
         printf("FAIL shapes differ: %lld vs %lld floats\n", (long long)a.m->n_params,
                (long long)b.m->n_params);
         return 1;
@@ -69,7 +70,8 @@ int main(int argc, char **argv) {
     const char *kinds[4] = {"param", "adam_m", "adam_v", "router_bias"};
     float *fa[4] = {a.m->params, a.m->adam_m, a.m->adam_v, a.m->balance_bias};
     float *fb[4] = {b.m->params, b.m->adam_m, b.m->adam_v, b.m->balance_bias};
-    int64_t nk[4] = {a.m->n_params, a.m->n_params, a.m->n_params, (int64_t)a.m->n_moe * a.m->E};
+    // Adam moments: the trainable tensors only (all of them without LoRA: n_train = n_params).
+    int64_t nk[4] = {a.m->n_params, a.m->n_train, a.m->n_train, (int64_t)a.m->n_moe * a.m->E};
     int64_t bad = 0;
     for (int k = 0; k < 4; k++) {
         double maxd = 0, maxrel = 0;
@@ -85,10 +87,11 @@ int main(int argc, char **argv) {
         }
         const char *tname = "-";
         if (where >= 0 && k < 3)
-            for (int t = 0; t < a.m->n_tensors; t++)
-                if (where >= a.m->tensors[t].offset &&
-                    where < a.m->tensors[t].offset + a.m->tensors[t].n)
+            for (int t = 0; t < a.m->n_tensors; t++) {
+                const int64_t o = k ? a.m->tensors[t].goff : a.m->tensors[t].offset;
+                if (o >= 0 && where >= o && where < o + a.m->tensors[t].n)
                     tname = a.m->tensors[t].name;
+            }
         printf("%s %-11s %lld floats: max |a-b| %.3g (at %s), max rel %.3g, %lld outside %s\n",
                nbad ? "FAIL" : "ok  ", kinds[k], (long long)nk[k], maxd, tname, maxrel,
                (long long)nbad, exact ? "bitwise" : "tolerance");

@@ -4,7 +4,7 @@
 # grad norms, skipped steps) and the checkpoints (tensor by tensor with test_train_ckcmp).
 #   test_train_runs.py SCENARIO --moe BIN --ckcmp BIN --mpirun MPIEXEC --work DIR
 # Scenarios: layout grouped gradnorm resume reshard preempt nonfinite errors learn robust metricslog signals
-# inputs straggler rankload scopes. Exit 1 on failure, printing expected vs got.
+# inputs straggler rankload scopes lora. Exit 1 on failure, printing expected vs got.
 import argparse, json, math, os, shutil, signal, subprocess, sys, time
 
 TINY = {
@@ -912,6 +912,97 @@ def learn():
           ("ok  " if ok else "FAIL", val, first, h, h - 0.5))
     if not ok:
         fail("learn: val_loss %.4f not below unigram entropy %.4f - 0.5" % (val, h))
+
+
+LORA = {"rank": 4, "alpha": 8, "targets": ["attention", "experts", "shared_experts", "router"]}
+
+
+def lora():
+    """LoRA (docs/lora.md) on a base trained 10 steps (TINY), fine-tuned with --init-from, adapters
+    on attention, the routed and shared experts and the router:
+    1. step 1 of the fine-tune has the loss of the same --init-from run without adapters, bit
+       for bit (B = 0: step 0 is the base model);
+    2. the trainable / frozen counts of the progress header and the metrics equal moe params';
+    3. layout: np1/EP1, np2/EP2, np4/EP2xEDP2, np4/EP4 give the same losses (rel 1e-4) and final
+       parameters and Adam moments (ckcmp tolerance as the layout scenario);
+    4. exact resume: the step-5 checkpoint resumed by a new process gives steps 6..10 and the
+       final checkpoint bit for bit;
+    5. reshard: the np4/EP4 step-5 checkpoint resumed at np2/EP2 and np1: the same step-6 loss."""
+    base_cfg = write_config("lora-base", cfg_with(steps=10, eval_interval=0, checkpoint_interval=0))
+    base = os.path.join(A.work, "lora-base")
+    shutil.rmtree(base, ignore_errors=True)
+    run(2, base_cfg, base, ["parallel.ep_size=2"])
+    c = cfg_with(steps=10, eval_interval=5, checkpoint_interval=5, warmup_steps=0, lr=0.01)
+    c["lora"] = LORA
+    cfg = write_config("lora", c)
+    init = ["--init-from", ckpt(base, 10)]
+    # 1. step 0 = the base model
+    plain = os.path.join(A.work, "lora-plain")
+    shutil.rmtree(plain, ignore_errors=True)
+    c0 = cfg_with(steps=1, eval_interval=0, checkpoint_interval=0, warmup_steps=0, lr=0.01)
+    run(2, write_config("lora-plain", c0), plain, ["parallel.ep_size=2"], extra=init)
+    outs, texts = {}, {}
+    for np_, ep in [(1, 1), (2, 2), (4, 2), (4, 4)]:
+        out = os.path.join(A.work, "lora-np%d-ep%d" % (np_, ep))
+        shutil.rmtree(out, ignore_errors=True)
+        texts[(np_, ep)] = run(np_, cfg, out, ["parallel.ep_size=%d" % ep], extra=init).stdout
+        outs[(np_, ep)] = out
+    a, b = metrics(plain)[1]["loss"], metrics(outs[(2, 2)])[1]["loss"]
+    print("%s lora step 1 loss %r, base model's (no adapters) %r" % ("ok  " if a == b else "FAIL", b, a))
+    if a != b:
+        fail("lora: step 1 loss %r differs from the base model's %r" % (b, a))
+    # 2. the counts
+    for (np_, ep), text in texts.items():
+        p = subprocess.run([A.moe, "params", cfg, "--world", str(np_), "--ep", str(ep), "--json"],
+                           stdout=subprocess.PIPE, text=True)
+        want = json.loads(p.stdout)
+        rec = metrics(outs[(np_, ep)])[1]
+        hdr = [l for l in text.splitlines() if l.startswith("LoRA r ")]
+        got_hdr = int(hdr[0].split(": ")[1].split()[0]) if hdr else -1
+        ok = (rec.get("trainable_params") == want["trainable_params"] == got_hdr and
+              rec.get("frozen_params") == want["frozen_params"] and
+              rec.get("total_params") == want["total_params"])
+        print("%s lora np%d/ep%d counts: metrics trainable %s frozen %s total %s, header trainable "
+              "%d; moe params trainable %d frozen %d total %d" %
+              ("ok  " if ok else "FAIL", np_, ep, rec.get("trainable_params"),
+               rec.get("frozen_params"), rec.get("total_params"), got_hdr,
+               want["trainable_params"], want["frozen_params"], want["total_params"]))
+        if not ok:
+            fail("lora np%d/ep%d: trainable/frozen counts differ from moe params" % (np_, ep))
+    # 3. layout
+    ref = metrics(outs[(1, 1)])
+    for key in [(2, 2), (4, 2), (4, 4)]:
+        m, worst = metrics(outs[key]), 0.0
+        for step in range(1, 11):
+            x, y = ref[step]["loss"], m[step]["loss"]
+            worst = max(worst, abs(x - y) / abs(x))
+            if not close(x, y, 1e-4):
+                fail("lora layout np%d/ep%d step %d loss: expected %.8g (np1) got %.8g" %
+                     (key + (step, x, y)))
+        print("lora layout np%d/ep%d: 10 losses within rel %.2e of np1 (limit 1e-4)" % (key + (worst,)))
+        ckcmp(ckpt(outs[(1, 1)], 10), ckpt(outs[key], 10), "--tol", "1e-5", "1e-3")
+    # 4. exact resume
+    split = os.path.join(A.work, "lora-split")
+    shutil.rmtree(split, ignore_errors=True)
+    run(2, cfg, split, ["parallel.ep_size=2"], resume=ckpt(outs[(2, 2)], 5))
+    ma, mb = metrics(outs[(2, 2)]), metrics(split)
+    same = all(ma[s]["loss"] == mb[s]["loss"] for s in range(6, 11))
+    print("%s lora resume: losses of steps 6..10 bitwise equal" % ("ok  " if same else "FAIL"))
+    if not same:
+        fail("lora resume: losses of steps 6..10 differ")
+    ckcmp(ckpt(outs[(2, 2)], 10), ckpt(split, 10), "--exact")
+    # 5. reshard
+    want = metrics(outs[(4, 4)])[6]["loss"]
+    for np_, ep in [(2, 2), (1, 1)]:
+        out = os.path.join(A.work, "lora-reshard-np%d-ep%d" % (np_, ep))
+        shutil.rmtree(out, ignore_errors=True)
+        run(np_, cfg, out, ["parallel.ep_size=%d" % ep], resume=ckpt(outs[(4, 4)], 5))
+        got = metrics(out)[6]["loss"]
+        ok = close(want, got, 1e-5)
+        print("%s lora reshard np4/ep4 -> np%d/ep%d step 6 loss: expected %.9g got %.9g (rel 1e-5)"
+              % ("ok  " if ok else "FAIL", np_, ep, want, got))
+        if not ok:
+            fail("lora reshard to np%d/ep%d" % (np_, ep))
 
 
 def main():

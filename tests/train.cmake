@@ -8,7 +8,7 @@ add_executable(test_train_ckcmp ${CMAKE_CURRENT_SOURCE_DIR}/test_train_ckcmp.c)
 target_link_libraries(test_train_ckcmp PRIVATE libmoe)
 # scenario:max ranks (labels np2/np4; the sanitizer pass runs the np2 ones not marked nosan)
 foreach(entry layout:4 grouped:4 gradnorm:4 resume:2 reshard:4 preempt:2 nonfinite:2 errors:4 learn:2 robust:2
-    metricslog:2 signals:2 inputs:1 straggler:2 rankload:4 scopes:4)
+    metricslog:2 signals:2 inputs:1 straggler:2 rankload:4 scopes:4 lora:4)
   string(REPLACE ":" ";" _parts ${entry})
   list(GET _parts 0 scenario)
   list(GET _parts 1 np)

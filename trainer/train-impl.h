@@ -64,6 +64,12 @@ void moe_train_schedule_note(const Moe__Config *cfg, const char *where, int64_t 
 moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_model *m,
                                const char *from);
 
+// The progress header on rank 0: the model's counts (moe params' figures), with LoRA the
+// trainable / frozen split (counts: the model's, moe_model_count_params) and what the gradients
+// and AdamW state cost against full fine-tuning. Returns moe params' total (0: not countable).
+int64_t moe_train_print_header(const Moe__Config *cfg, const moe_comm *c, const moe_model *m,
+                               const moe_model_counts *counts, int64_t start);
+
 // ---------------------------------------------------------------- stragglers (straggler.c)
 // Rank 0 sums every rank's compute and wait seconds per step (the agreed per-rank figures of
 // moe_train_step) over the window between two progress lines, skipping the run's first step.

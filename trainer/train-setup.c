@@ -1,6 +1,6 @@
-// train-setup.c: what `moe train` checks before the first step without training — the resumed
-// run's seed and learning-rate schedule against the checkpoint's, and `moe train --dry-run`
-// (layout, memory per rank, out_dir, checkpoints, data; nothing written). Read-only by design: a
+// train-setup.c: what `moe train` checks and prints before the first step — the resumed
+// run's seed and learning-rate schedule against the checkpoint's, the progress header, and `moe
+// train --dry-run` (layout, memory per rank, out_dir, checkpoints, data; nothing written). Read-only by design: a
 // dry run must leave out_dir exactly as it found it, so out_dir is probed with access(2), not by
 // writing (train.c's real setup writes a probe file).
 #include "train-impl.h"
@@ -71,6 +71,33 @@ moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_mo
                         "state, step 0)\n",
                         dir, (long long)cs.step);
     return st;
+}
+
+// ---------------------------------------------------------------- the progress header
+
+int64_t moe_train_print_header(const Moe__Config *cfg, const moe_comm *c, const moe_model *m,
+                               const moe_model_counts *counts, int64_t start) {
+    const Moe__TrainConfig *tc = cfg->train;
+    const int W = m->lay.world, ep = m->lay.ep;
+    moe_params_report pr;
+    if (moe_params_count(cfg, W, ep, &pr) != MOE_OK) return 0;
+    moe_comm_printf(c,
+                    "moe train: %s | %lld params (%lld active per token) | world %d, ep %d | "
+                    "%d sequences x %d tokens per step | %lld steps from %lld | out %s\n",
+                    cfg->name ? cfg->name : "model", (long long)pr.total, (long long)pr.active, W,
+                    ep, tc->global_batch, tc->seq_len, (long long)tc->steps, (long long)start,
+                    cfg->out_dir);
+    if (m->lora_rank > 0) // what trains and what its state costs (moe params' figures)
+        moe_comm_printf(c,
+                        "LoRA r %d, alpha %g: %lld trainable parameters (adapters %lld), %lld "
+                        "frozen, %lld total with the adapters | gradients + AdamW: %.1f MiB per "
+                        "rank (%.1f MiB for full fine-tuning)\n",
+                        m->lora_rank, cfg->lora->alpha, (long long)counts->trainable,
+                        (long long)pr.lora_total, (long long)counts->frozen,
+                        (long long)(pr.total + pr.lora_total),
+                        (double)(pr.rank_grad_bytes + pr.rank_adam_bytes) / 1048576.0,
+                        (double)pr.rank_full_state_bytes / 1048576.0);
+    return pr.total;
 }
 
 // ---------------------------------------------------------------- resume: seed and schedule

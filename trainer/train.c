@@ -222,6 +222,8 @@ typedef struct {
     int64_t *kept;               // (n_moe, E) loads of the step (validation overwrites the model's)
     moe_xauto xa;                // the exchange setting: fixed, or parallel.exchange = auto's trial
     moe_replay *replay;          // router.replay; NULL: the router selects
+    moe_model_counts counts;     // trainable and frozen parameters (the header, every record)
+    int64_t total_params;        // moe params' total (LoRA adapters not included)
 } moe_trainer;
 
 static void moe_fmt_eta(char *buf, size_t cap, double s) {
@@ -509,6 +511,9 @@ static void moe_train_record(moe_trainer *tr, const moe_train_step_result *sr, i
     rec->has_step_seconds = 1, rec->step_seconds = t_step;
     rec->has_skipped_steps = 1, rec->skipped_steps = skipped;
     rec->has_active_params = 1, rec->active_params = (int64_t)llround(active);
+    rec->has_total_params = 1, rec->total_params = tr->total_params;
+    rec->has_trainable_params = 1, rec->trainable_params = tr->counts.trainable;
+    rec->has_frozen_params = 1, rec->frozen_params = tr->counts.frozen;
     rec->has_exchange_bytes_intranode = 1, rec->exchange_bytes_intranode = sr->bytes_intranode;
     rec->has_exchange_bytes_internode = 1, rec->exchange_bytes_internode = sr->bytes_internode;
     rec->has_internode_bytes_per_token = 1;
@@ -742,14 +747,8 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
         if (!st) st = moe_metrics_open(mp, !(o && o->resume), line, &tr.metrics);
     }
     if ((st = moe_comm_agree(c, st))) goto out;
-    moe_params_report pr;
-    if (moe_params_count(cfg, W, lay.ep, &pr) == MOE_OK)
-        moe_comm_printf(c,
-                        "moe train: %s | %lld params (%lld active per token) | world %d, ep %d | "
-                        "%d sequences x %d tokens per step | %lld steps from %lld | out %s\n",
-                        cfg->name ? cfg->name : "model", (long long)pr.total, (long long)pr.active,
-                        W, lay.ep, tc->global_batch, tc->seq_len, (long long)tc->steps,
-                        (long long)start, cfg->out_dir);
+    tr.counts = moe_model_count_params(tr.m);
+    tr.total_params = moe_train_print_header(cfg, c, tr.m, &tr.counts, start);
     if (lay.ep > 1) {
         char xl[512];
         moe_xauto_describe(&tr.xa, xl, sizeof xl);

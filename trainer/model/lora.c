@@ -193,6 +193,19 @@ void moe_model_assign_grads(moe_model *m) {
     m->n_train = moe_round16(g);
 }
 
+moe_model_counts moe_model_count_params(const moe_model *m) {
+    moe_model_counts c = {0, 0};
+    for (int i = 0; i < m->n_tensors; i++) {
+        const moe_model_tensor *t = &m->tensors[i];
+        const int64_t n = t->expert >= 0 ? t->n * m->lay.ep : t->n;
+        if (t->goff >= 0)
+            c.trainable += n;
+        else
+            c.frozen += n;
+    }
+    return c;
+}
+
 float *moe_model_grad_ptr(const moe_model *m, int64_t off) {
     if (off < 0) return NULL;
     if (m->lora_rank <= 0) return m->grads + off;

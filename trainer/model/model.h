@@ -162,6 +162,15 @@ float *moe_model_grad_ptr(const moe_model *m, int64_t off);
 // they hold stale values. Returns the floats it zeroed.
 int64_t moe_model_zero_grads(moe_model *m);
 
+// Parameters of the whole model by the table (this rank's routed-expert tensors counted EP times,
+// each EP rank holding as many): the ones the optimizer updates and the frozen ones (LoRA's base;
+// 0 without LoRA). The aux-free balancing bias is neither. Equal to moe_params_count's trainable
+// and frozen (test_lora).
+typedef struct {
+    int64_t trainable, frozen;
+} moe_model_counts;
+moe_model_counts moe_model_count_params(const moe_model *m);
+
 // Seconds the MoE layers spent in exposed communication during the last forward+backward:
 // all-to-all exchanges and routing-statistics all-reduces (the EP layer's `exchange` phases).
 double moe_model_exchange_seconds(const moe_model *m);
