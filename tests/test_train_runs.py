@@ -926,8 +926,10 @@ def lora():
     3. layout: np1/EP1, np2/EP2, np4/EP2xEDP2, np4/EP4 give the same losses (rel 1e-4) and final
        parameters and Adam moments (ckcmp tolerance as the layout scenario);
     4. exact resume: the step-5 checkpoint resumed by a new process gives steps 6..10 and the
-       final checkpoint bit for bit;
-    5. reshard: the np4/EP4 step-5 checkpoint resumed at np2/EP2 and np1: the same step-6 loss."""
+       final checkpoint bit for bit; resuming it with other targets, alpha or no adapters is
+       refused (exit 2) naming the checkpoint's lora settings;
+    5. reshard: the np4/EP4 step-5 checkpoint resumed at np2/EP2 and np1: the same step-6 loss;
+       moe eval of the final checkpoint gives training's val_loss (the adapters are applied)."""
     base_cfg = write_config("lora-base", cfg_with(steps=10, eval_interval=0, checkpoint_interval=0))
     base = os.path.join(A.work, "lora-base")
     shutil.rmtree(base, ignore_errors=True)
@@ -991,6 +993,16 @@ def lora():
     if not same:
         fail("lora resume: losses of steps 6..10 differ")
     ckcmp(ckpt(outs[(2, 2)], 10), ckpt(split, 10), "--exact")
+    # ... and a resume that would change the adapters is refused (exit 2), naming both settings
+    for sets in (["lora.targets=[\"attention\"]"], ["lora.alpha=4"], ["lora.rank=0", "lora.targets=[]"]):
+        out = os.path.join(A.work, "lora-refused")
+        shutil.rmtree(out, ignore_errors=True)
+        p = run(2, cfg, out, ["parallel.ep_size=2"] + sets, resume=ckpt(outs[(2, 2)], 5), expect=2)
+        ok = "the checkpoint was trained with lora rank 4, alpha 8, targets [attention,experts," \
+             "shared_experts,router]" in p.stdout
+        print("%s lora resume with %s refused" % ("ok  " if ok else "FAIL", " ".join(sets)))
+        if not ok:
+            fail("lora resume with %s: no refusal naming the checkpoint's lora" % " ".join(sets))
     # 5. reshard
     want = metrics(outs[(4, 4)])[6]["loss"]
     for np_, ep in [(2, 2), (1, 1)]:
@@ -1003,6 +1015,16 @@ def lora():
               % ("ok  " if ok else "FAIL", np_, ep, want, got))
         if not ok:
             fail("lora reshard to np%d/ep%d" % (np_, ep))
+    # moe eval of a LoRA checkpoint runs the adapters: training's val_loss at step 10
+    p = run(1, None, None, cmd="eval", extra=["--checkpoint", ckpt(outs[(2, 2)], 10)])
+    line = [l for l in p.stdout.splitlines() if l.startswith("val_loss")]
+    got = float(line[0].split()[1]) if line else float("nan")
+    want = metrics(outs[(2, 2)])[10]["val_loss"]
+    ok = close(want, got, 1e-5)
+    print("%s lora moe eval np1: expected %.6f (training's val_loss) got %.6f" %
+          ("ok  " if ok else "FAIL", want, got))
+    if not ok:
+        fail("lora: moe eval of the checkpoint")
 
 
 def main():

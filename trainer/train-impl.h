@@ -52,6 +52,10 @@ moe_status moe_metrics_check_fresh(const char *dir);
 // --resume: MOE_EINVAL when the checkpoint at `where` was trained with another train.seed (the
 // batches and jitter follow it), naming both and the --set that continues the run.
 moe_status moe_train_check_seed(const Moe__Config *cfg, const char *where);
+// --resume: MOE_EINVAL when the checkpoint's lora.* (rank, alpha, targets, train_router,
+// train_norms) differ from cfg's — an adapter dropped, a scale changed or a frozen tensor made
+// trainable would otherwise load without complaint — naming both and --init-from.
+moe_status moe_train_check_lora(const Moe__Config *cfg, const char *where);
 // --resume: when cfg's learning-rate schedule (schedule, lr, min_lr, warmup_steps, steps) differs
 // from the checkpoint's, prints both on rank 0 and the lr step `start + 1` runs at under each
 // (raising train.steps makes the lr jump). Silent otherwise or when the manifest is unreadable.

@@ -128,6 +128,48 @@ moe_status moe_train_check_seed(const Moe__Config *cfg, const char *where) {
     return st;
 }
 
+// lora.* as text for comparing (targets as a set in enum order; empty with rank > 0: attention).
+static void moe_lora_desc(const Moe__LoraConfig *l, char *buf, size_t cap) {
+    const Moe__LoraConfig def = MOE__LORA_CONFIG__INIT;
+    if (!l) l = &def;
+    unsigned mask = 0;
+    for (size_t i = 0; i < l->n_targets; i++) mask |= 1u << ((unsigned)l->targets[i] & 31u);
+    if (l->rank > 0 && !mask) mask = 1u << MOE__LORA_CONFIG__TARGET__attention;
+    if (l->rank <= 0) {
+        snprintf(buf, cap, "rank 0 (no adapters)");
+        return;
+    }
+    char names[96] = "";
+    for (unsigned t = 0; t < 32; t++) {
+        const ProtobufCEnumValue *ev =
+            protobuf_c_enum_descriptor_get_value(&moe__lora_config__target__descriptor, (int)t);
+        if ((mask >> t & 1u) && ev)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+                     names[0] ? "," : "", ev->name);
+    }
+    snprintf(buf, cap, "rank %d, alpha %g, targets [%s], train_router %s, train_norms %s",
+             l->rank, l->alpha, names, l->train_router ? "true" : "false",
+             l->train_norms ? "true" : "false");
+}
+
+moe_status moe_train_check_lora(const Moe__Config *cfg, const char *where) {
+    Moe__CheckpointManifest *man = NULL;
+    moe_status st = moe_train_manifest(where, &man);
+    if (st) return st;
+    char was[256], now[256];
+    moe_lora_desc(man->config ? man->config->lora : NULL, was, sizeof was);
+    moe_lora_desc(cfg->lora, now, sizeof now);
+    if (strcmp(was, now))
+        st = moe_set_error(MOE_EINVAL,
+                           "--resume %s: the checkpoint was trained with lora %s, the config says "
+                           "lora %s; a resumed run must keep its adapters as they were (to start "
+                           "a fine-tune from this checkpoint's weights use --init-from in a new "
+                           "out_dir)",
+                           where, was, now);
+    protobuf_c_message_free_unpacked(&man->base, NULL);
+    return st;
+}
+
 static void moe_train_fmt_schedule(char *buf, size_t cap, const moe_lr_schedule *s) {
     static const char *kind[] = {"cosine", "constant", "linear"};
     snprintf(buf, cap, "%s, lr %g -> min_lr %g over %lld steps, warmup %lld",

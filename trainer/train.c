@@ -716,6 +716,7 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
                             cfg->out_dir);
         } else {
             moe_ckpt_state cs = {0};
+            if ((st = moe_comm_agree(c, moe_train_check_lora(cfg, where)))) goto out;
             st = moe_ckpt_load(tr.ck, c, where, cfg, &cs);
             if (st) goto out;
             if ((st = moe_comm_agree(c, moe_train_check_seed(cfg, where)))) goto out;
