@@ -1,5 +1,7 @@
 // test_lora.c: LoRA adapters of the model (trainer/model/lora.h, docs/lora.md), one process, no
-// MPI launch (the layout checks are test_lora_dist.c).
+// MPI launch (the layouts: test_lora_dist.c and test_train_lora).
+//  0. The expert kernel with adapters against a double reference and its central differences
+//     (below, "the expert kernel").
 //  1. Counting: over the EP ranks of EP = 1, 2, 4 the trainable tensors the model holds (each
 //     routed expert's adapters once) equal moe_params_count's trainable, the frozen ones its
 //     frozen, and rank 0's trainable floats its rank_trainable; the gradient and Adam families
@@ -19,6 +21,7 @@
 //     for bit what it was, every B moved, and the loss fell.
 #include "config.h"
 #include "params.h"
+#include "experts.h"
 #include "train.h"
 #include "test-util.h"
 
@@ -67,6 +70,152 @@ static const char *const lora_all_trained[] = {
     "lora.targets=[\"attention\",\"experts\",\"shared_experts\",\"dense_ffn\",\"router\"]",
     "lora.train_router=true", "lora.train_norms=true"};
 static const char *const lora_default[] = {"lora.rank=2", "lora.alpha=4"}; // attention
+
+// ---------------------------------------------------------------- 0. the expert kernel
+// moe_experts_forward / _backward with adapters on W1, (W3,) W2 of 3 experts over uneven blocks
+// (one empty), against a per-row reference in double with the merged weights W + s·A·B: the
+// forward to 1e-5, and every gradient (A, B, the base W and b, dx) against central differences
+// of the double reference's L = Σ out·dout (h = 1e-5), |g − fd| <= 1e-4·max(1, |fd|). Then the
+// same backward with the base frozen (NULL gradients): dx and the adapters' gradients bitwise.
+
+enum { KD = 8, KF = 12, KR = 3, KE = 3 };
+static const int64_t koff[KE + 1] = {0, 4, 4, 9};
+
+typedef struct {
+    double *w[12]; // w1 b1 w3 b3 w2 b2 la1 lb1 la3 lb3 la2 lb2, (KE, ...) each
+} kref;
+
+static const int64_t kn[12] = {KD * KF, KF, KD * KF, KF, KF * KD, KD,
+                               KD * KR, KR * KF, KD * KR, KR * KF, KF * KR, KR * KD};
+
+static double kref_loss(const kref *k, int swiglu, float s, const float *x, const float *dout) {
+    double L = 0, h1[KF], h3[KF], a[KF], W1[KD * KF], W3[KD * KF], W2[KF * KD];
+    for (int e = 0; e < KE; e++) {
+        double *const *w = k->w;
+        for (int i = 0; i < KD; i++) // merged weights W + s·A·B of expert e
+            for (int j = 0; j < KF; j++) {
+                double m1 = 0, m3 = 0, m2 = 0;
+                for (int q = 0; q < KR; q++) {
+                    m1 += w[6][e * KD * KR + i * KR + q] * w[7][e * KR * KF + q * KF + j];
+                    m3 += w[8][e * KD * KR + i * KR + q] * w[9][e * KR * KF + q * KF + j];
+                    m2 += w[10][e * KF * KR + j * KR + q] * w[11][e * KR * KD + q * KD + i];
+                }
+                W1[i * KF + j] = w[0][e * KD * KF + i * KF + j] + s * m1;
+                W3[i * KF + j] = w[2][e * KD * KF + i * KF + j] + s * m3;
+                W2[j * KD + i] = w[4][e * KF * KD + j * KD + i] + s * m2;
+            }
+        for (int64_t r = koff[e]; r < koff[e + 1]; r++) {
+            for (int j = 0; j < KF; j++) {
+                h1[j] = w[1][e * KF + j], h3[j] = w[3][e * KF + j];
+                for (int i = 0; i < KD; i++) {
+                    h1[j] += x[r * KD + i] * W1[i * KF + j];
+                    h3[j] += x[r * KD + i] * W3[i * KF + j];
+                }
+                const double u = h1[j];
+                a[j] = swiglu ? u / (1 + exp(-u)) * h3[j]
+                              : 0.5 * u * (1 + tanh(0.7978845608028654 * (u + 0.044715 * u * u * u)));
+            }
+            for (int i = 0; i < KD; i++) {
+                double o = w[5][e * KD + i];
+                for (int j = 0; j < KF; j++) o += a[j] * W2[j * KD + i];
+                L += o * dout[r * KD + i];
+            }
+        }
+    }
+    return L;
+}
+
+static void kernel_check(int swiglu) {
+    const char *name = swiglu ? "swiglu" : "gelu";
+    const int64_t R = koff[KE];
+    const moe_experts_params p = {KD, KF, KE, swiglu ? MOE_ACT_SWIGLU : MOE_ACT_GELU, 1, KR, 1.7f};
+    uint64_t seed = 99;
+    float *wf[12], *gf[12], *gz[12];
+    kref k;
+    for (int t = 0; t < 12; t++) {
+        wf[t] = malloc((size_t)(KE * kn[t]) * sizeof(float));
+        gf[t] = calloc((size_t)(KE * kn[t]), sizeof(float));
+        gz[t] = calloc((size_t)(KE * kn[t]), sizeof(float));
+        k.w[t] = malloc((size_t)(KE * kn[t]) * sizeof(double));
+        for (int64_t i = 0; i < KE * kn[t]; i++)
+            k.w[t][i] = wf[t][i] = (float)test_uniform(&seed, -0.5, 0.5);
+    }
+    float x[9 * KD], dout[9 * KD], out[9 * KD], dx[9 * KD], dx2[9 * KD];
+    for (int i = 0; i < R * KD; i++) x[i] = (float)test_uniform(&seed, -1, 1);
+    for (int i = 0; i < R * KD; i++) dout[i] = (float)test_uniform(&seed, -1, 1);
+    const moe_expert_weights w = {wf[0], wf[1], wf[2], wf[3], wf[4], wf[5], NULL, NULL,
+                                  wf[6], wf[7], wf[8], wf[9], wf[10], wf[11]};
+    moe_expert_weights g = {gf[0], gf[1], gf[2], gf[3], gf[4], gf[5], NULL, NULL,
+                            gf[6], gf[7], gf[8], gf[9], gf[10], gf[11]};
+    float *save = malloc((size_t)(R * moe_experts_save_per_row(&p)) * sizeof(float));
+    float *scr = malloc((size_t)(R * moe_experts_scratch_per_row(&p)) * sizeof(float));
+    moe_experts_forward(&p, out, save, &w, koff, x);
+    moe_experts_backward(&p, dx, &g, scr, &w, koff, x, save, dout);
+    // forward: L of the kernel's out against the reference's
+    double Lk = 0;
+    for (int i = 0; i < R * KD; i++) Lk += (double)out[i] * dout[i];
+    const double Lr = kref_loss(&k, swiglu, p.lora_scale, x, dout);
+    CHECK(fabs(Lk - Lr) <= 1e-5 * (1 + fabs(Lr)), "kernel %s forward: L %.9g, reference %.9g",
+          name, Lk, Lr);
+    static const char *tn[12] = {"w1", "b1", "w3", "b3", "w2", "b2",
+                                 "la1", "lb1", "la3", "lb3", "la2", "lb2"};
+    int64_t checked = 0, bad = 0;
+    double worst = 0;
+    for (int t = 0; t < 12; t++) {
+        if (!swiglu && (t == 2 || t == 3 || t == 8 || t == 9)) continue; // no W3 with GELU
+        for (int64_t i = 0; i < KE * kn[t]; i++) {
+            const int e = (int)(i / kn[t]);
+            if (e == 1) continue; // the empty block: no gradient either way
+            const double v = k.w[t][i], h = 1e-5;
+            k.w[t][i] = v + h;
+            const double lp = kref_loss(&k, swiglu, p.lora_scale, x, dout);
+            k.w[t][i] = v - h;
+            const double lm = kref_loss(&k, swiglu, p.lora_scale, x, dout);
+            k.w[t][i] = v;
+            const double fd = (lp - lm) / (2 * h), err = fabs(fd - gf[t][i]);
+            const double tol = 1e-4 * (fabs(fd) > 1 ? fabs(fd) : 1);
+            checked++;
+            if (err > tol && bad++ < 5)
+                printf("FAIL kernel %s d%s[%lld]: double FD %.9g, backward %.9g\n", name, tn[t],
+                       (long long)i, fd, gf[t][i]);
+            if (err / tol > worst) worst = err / tol;
+        }
+    }
+    // dx by the same differences (on x)
+    for (int i = 0; i < R * KD; i++) {
+        const float v = x[i];
+        double fd;
+        float xp[9 * KD];
+        memcpy(xp, x, sizeof xp);
+        double l2[2];
+        for (int sg = 0; sg < 2; sg++) { // x in double would need a double x: step in float
+            xp[i] = v + (sg ? -1e-3f : 1e-3f);
+            l2[sg] = kref_loss(&k, swiglu, p.lora_scale, xp, dout);
+        }
+        fd = (l2[0] - l2[1]) / (2 * (double)1e-3f);
+        const double tol = 1e-3 * (fabs(fd) > 1 ? fabs(fd) : 1);
+        checked++;
+        if (fabs(fd - dx[i]) > tol && bad++ < 5)
+            printf("FAIL kernel %s dx[%d]: FD %.9g, backward %.9g\n", name, i, fd, dx[i]);
+    }
+    // frozen base: NULL base gradients, the same dx and adapter gradients bit for bit
+    moe_expert_weights gzv = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                              gz[6], gz[7], gz[8], gz[9], gz[10], gz[11]};
+    moe_experts_backward(&p, dx2, &gzv, scr, &w, koff, x, save, dout);
+    int same = !memcmp(dx, dx2, (size_t)(R * KD) * sizeof(float));
+    for (int t = 6; t < 12; t++)
+        same &= !memcmp(gf[t], gz[t], (size_t)(KE * kn[t]) * sizeof(float));
+    printf("%s kernel %s: forward L %.9g vs double %.9g; %lld gradient entries against double "
+           "central differences, %lld outside (worst %.2f of the tolerance); frozen base: dx and "
+           "adapter gradients %s\n",
+           bad == 0 && same ? "ok  " : "FAIL", name, Lk, Lr, (long long)checked, (long long)bad,
+           worst, same ? "bitwise the same" : "DIFFER");
+    CHECK(bad == 0, "kernel %s: %lld gradient entries off", name, (long long)bad);
+    CHECK(same, "kernel %s: frozen-base backward differs", name);
+    for (int t = 0; t < 12; t++) free(wf[t]), free(gf[t]), free(gz[t]), free(k.w[t]);
+    free(save);
+    free(scr);
+}
 
 // ---------------------------------------------------------------- 1. counting
 
@@ -286,6 +435,8 @@ int main(void) {
         {"b/all+router+norms", base_b, lora_all_trained, N_OF(base_b), N_OF(lora_all_trained)},
         {"a/default", base_a, lora_default, N_OF(base_a), N_OF(lora_default)},
     };
+    kernel_check(1);
+    kernel_check(0);
     for (int i = 0; i < N_OF(cases); i++) {
         Moe__Config *cfg = make(cases[i].base, cases[i].nb, cases[i].lo, cases[i].nl);
         counting(cases[i].name, cfg);
