@@ -21,6 +21,7 @@ static const moe_subcommand moe_subcommands[] = {
     {"eval", moe_cmd_eval, "validation loss of a checkpoint, at any world size"},
     {"upcycle", moe_cmd_upcycle,
      "a MoE checkpoint from a dense one (FFN copies or slices as experts)"},
+    {"merge", moe_cmd_merge, "a LoRA run's adapters folded into its base: a plain checkpoint"},
     {"topo", moe_cmd_topo, "machine topology, rank bindings and the EP/EDP groups (under mpirun)"},
     {"export", moe_cmd_export,
      "a checkpoint as a Hugging Face model directory (Mixtral, Qwen2-MoE, Qwen3-MoE)"},

@@ -21,6 +21,7 @@ int moe_cmd_routes(int argc, char **argv);   // cli/cmd-routes.c: routing trace 
 int moe_cmd_export(int argc, char **argv);   // cli/cmd-interop.c: to a Hugging Face directory
 int moe_cmd_import(int argc, char **argv);   // cli/cmd-interop.c: from a Hugging Face directory
 int moe_cmd_upcycle(int argc, char **argv);  // cli/cmd-upcycle.c: dense → MoE checkpoint
+int moe_cmd_merge(int argc, char **argv);    // cli/cmd-merge.c: LoRA adapters folded into the base
 // `moe routes CHECKPOINT --text TEXT [--json]` (cli/cmd-generate.c, with moe generate's launch).
 int moe_cmd_routes_text(const char *where, const char *text, int json, const char **sets,
                         int n_sets);

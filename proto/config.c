@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 // Files larger than this are refused: a config is a few KiB; a huge one is a wrong path.
 #define MOE_CONFIG_MAX_BYTES (64u << 20)
@@ -356,4 +357,19 @@ moe_status moe_config_load_with(const char *path, const char *const *sets, int n
     }
     *out = cfg;
     return MOE_OK;
+}
+
+moe_status moe_config_write_file(const Moe__Config *cfg, const char *path) {
+    char tmp[MOE_PATH_MAX + 32];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return moe_set_error(MOE_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    moe_status st = moe_json_write_message(f, &cfg->base, 0);
+    if (!st && (fflush(f) != 0 || fsync(fileno(f)) != 0))
+        st = moe_set_error(MOE_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    if (fclose(f) != 0 && !st) st = moe_set_error(MOE_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    if (!st && rename(tmp, path) != 0)
+        st = moe_set_error(MOE_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    if (st) unlink(tmp);
+    return st;
 }

@@ -86,6 +86,10 @@ enum {
 // A malloc'd NUL-terminated string (pretty output ends with a newline); NULL on out of memory.
 char *moe_json_format_message(const ProtobufCMessage *m, unsigned flags);
 moe_status moe_json_write_message(FILE *out, const ProtobufCMessage *m, unsigned flags);
+// cfg as JSON (pretty, present fields) to path through path.tmp, fsynced, then renamed: a reader
+// sees the old file or the whole new one. MOE_EIO naming the file; no path.tmp left on failure.
+// (moe upcycle, moe merge: OUT/config.json.)
+moe_status moe_config_write_file(const Moe__Config *cfg, const char *path);
 // The same text into a caller-owned buffer (*buf of *cap bytes, NULL/0 to start), grown with
 // realloc only when too small — a caller that reuses it (a metrics line per training step)
 // stops allocating once it has reached its steady size. Returns the length, -1 out of memory.

@@ -98,6 +98,7 @@ help_lists "train" --set --resume
 help_lists "eval" --checkpoint --data --batches --set --trace --trace-batches --logits
 help_lists "topo" --ep --experts --fake-node-size
 help_lists "inspect" --no-tensors
+help_lists "merge"
 help_lists "generate" --prompt --tokens --temperature --top-k --seed --context --set
 help_lists "sweep" --dry-run --only --out
 help_lists "report" --out --title

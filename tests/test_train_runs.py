@@ -5,7 +5,7 @@
 #   test_train_runs.py SCENARIO --moe BIN --ckcmp BIN --mpirun MPIEXEC --work DIR
 # Scenarios: layout grouped gradnorm resume reshard preempt nonfinite errors learn robust metricslog signals
 # inputs straggler rankload scopes lora. Exit 1 on failure, printing expected vs got.
-import argparse, json, math, os, shutil, signal, subprocess, sys, time
+import argparse, json, math, os, shutil, signal, struct, subprocess, sys, time
 
 TINY = {
     "name": "train-test",
@@ -929,7 +929,9 @@ def lora():
        final checkpoint bit for bit; resuming it with other targets, alpha or no adapters is
        refused (exit 2) naming the checkpoint's lora settings;
     5. reshard: the np4/EP4 step-5 checkpoint resumed at np2/EP2 and np1: the same step-6 loss;
-       moe eval of the final checkpoint gives training's val_loss (the adapters are applied)."""
+       moe eval of the final checkpoint gives training's val_loss (the adapters are applied);
+    6. moe merge of the final checkpoint: a plain checkpoint (no lora section) whose logits are
+       the adapter model's within 1e-5 of the largest; merging a plain checkpoint is refused."""
     base_cfg = write_config("lora-base", cfg_with(steps=10, eval_interval=0, checkpoint_interval=0))
     base = os.path.join(A.work, "lora-base")
     shutil.rmtree(base, ignore_errors=True)
@@ -1025,6 +1027,38 @@ def lora():
           ("ok  " if ok else "FAIL", want, got))
     if not ok:
         fail("lora: moe eval of the checkpoint")
+    # 6. moe merge: a plain checkpoint whose logits are the adapter model's (1e-5 of max |logit|)
+    merged = os.path.join(A.work, "lora-merged")
+    shutil.rmtree(merged, ignore_errors=True)
+    p = subprocess.run([A.moe, "merge", ckpt(outs[(2, 2)], 10), merged], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    print(p.stdout.rstrip())
+    if p.returncode != 0:
+        fail("lora: moe merge exit %d" % p.returncode)
+    corpus = os.path.join(outs[(2, 2)], "default-corpus.txt")
+    lg = {}
+    for tag, where in (("lora", ckpt(outs[(2, 2)], 10)), ("merged", merged + "/latest")):
+        path = os.path.join(A.work, "lora-%s.logits" % tag)
+        run(1, None, None, cmd="eval", extra=["--checkpoint", where, "--set", "data.path=" + corpus,
+                                             "--logits", path])
+        with open(path, "rb") as f:
+            raw = f.read()
+        B, S, V, _ = struct.unpack("<4I", raw[8:24])
+        lg[tag] = struct.unpack("<%df" % (B * S * V), raw[24 + 4 * B * S:])
+    big = max(abs(x) for x in lg["lora"])
+    diff = max(abs(x - y) for x, y in zip(lg["lora"], lg["merged"]))
+    ok = len(lg["lora"]) == len(lg["merged"]) and diff <= 1e-5 * big
+    print("%s lora merge: %d logits, max |merged - adapters| %.3g (max |logit| %.3g; limit 1e-5 "
+          "of it)" % ("ok  " if ok else "FAIL", len(lg["lora"]), diff, big))
+    if not ok:
+        fail("lora: merged logits differ from the adapter model's by %.3g" % diff)
+    with open(os.path.join(merged, "config.json")) as f:
+        if json.load(f).get("lora", {}).get("rank", 0) != 0:
+            fail("lora: the merged config still has adapters")
+    p = subprocess.run([A.moe, "merge", merged + "/latest", merged + "-again"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if p.returncode != 2 or "no LoRA adapters" not in p.stdout:
+        fail("lora: moe merge of a plain checkpoint: exit %d, %s" % (p.returncode, p.stdout))
 
 
 def main():

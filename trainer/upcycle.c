@@ -160,22 +160,6 @@ moe_status moe_upcycle_fill(const moe_model *dm, moe_model *mm, const moe_upcycl
     return MOE_OK;
 }
 
-// Writes cfg as JSON to path through path.tmp (fsynced, renamed). MOE_EIO; no path on failure.
-static moe_status write_config(const Moe__Config *cfg, const char *path) {
-    char tmp[MOE_PATH_MAX + 32];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return moe_set_error(MOE_EIO, "cannot write %s: %s", tmp, strerror(errno));
-    moe_status st = moe_json_write_message(f, &cfg->base, 0);
-    if (!st && (fflush(f) != 0 || fsync(fileno(f)) != 0))
-        st = moe_set_error(MOE_EIO, "cannot write %s: %s", tmp, strerror(errno));
-    if (fclose(f) != 0 && !st) st = moe_set_error(MOE_EIO, "cannot write %s: %s", tmp, strerror(errno));
-    if (!st && rename(tmp, path) != 0)
-        st = moe_set_error(MOE_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    if (st) unlink(tmp);
-    return st;
-}
-
 static moe_status load_dense(const char *where, moe_model **dm, Moe__Config **dcfg) {
     char dir[MOE_PATH_MAX];
     Moe__CheckpointManifest *man = NULL;
@@ -224,7 +208,7 @@ moe_status moe_upcycle_run(const char *where, const char *out_dir, const moe_upc
     ck = moe_train_ckpt_register(mm);
     const moe_ckpt_state cs = {.step = 0, .rng_state = mcfg->train->seed, .world = 1, .ep = 1};
     if ((st = moe_ckpt_save(ck, NULL, out_dir, mcfg, &cs, 0, written, cap))) goto out;
-    st = write_config(mcfg, cfg_path);
+    st = moe_config_write_file(mcfg, cfg_path);
 out:
     moe_ckpt_free(ck);
     moe_model_free(mm);
