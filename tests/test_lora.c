@@ -18,11 +18,13 @@
 //     |fd − g| <= 3e-3 + 3e-2·|g|, as test_train_model's whole-model check. Frozen tensors
 //     have no gradient (moe_model_grad_ptr NULL).
 //  4. Frozen base: after 6 training steps (moe_train_step, lr 1e-2) every frozen tensor is bit
-//     for bit what it was, every B moved, and the loss fell.
+//     for bit what it was, every B moved, and the loss fell; steps 3..6 allocate nothing
+//     (test-noalloc.c; skipped under a sanitizer).
 #include "config.h"
 #include "params.h"
 #include "experts.h"
 #include "train.h"
+#include "test-noalloc.h"
 #include "test-util.h"
 
 #include <string.h>
@@ -393,10 +395,17 @@ static void frozen(const char *name, const char *const *base, int nb, const char
     double first = 0, last = 0;
     for (int it = 0; it < 6; it++) {
         moe_train_step_result r;
+        test_counting = it >= 2; // after the first steps a step allocates nothing (STYLE.md)
         OK(moe_train_step(ss, tok, it, &r));
+        test_counting = 0;
         if (it == 0) first = r.loss;
         last = r.loss;
     }
+#ifndef MOE_NOALLOC_SKIP
+    CHECK(test_allocs == 0, "%s: moe_train_step allocated %ld times in steps 3..6", name,
+          test_allocs);
+    test_allocs = 0;
+#endif
     int64_t changed_frozen = 0, frozen_n = 0, b_still = 0, n_b = 0;
     for (int i = 0; i < m->n_tensors; i++) {
         const moe_model_tensor *t = &m->tensors[i];
