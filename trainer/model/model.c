@@ -180,6 +180,10 @@ moe_status moe_model_memory_of(const Moe__Config *cfg, const moe_model_layout *l
     double act = L * (T * (4 * D + 4 * H * Dh + 4 * Hkv * Dh + 2 * H + 2 + 3 * F) + B * H * S * S) +
                  L * (rows * (4 * D + 5 * Fe) + mc->n_shared_experts * T * 5 * F) +
                  T * (V + 8 * D + 6 * H * Dh + 6 * Hkv * Dh) + S * S + 2 * S * (Dh + 2);
+    const double r = cfg->lora && cfg->lora->rank > 0 ? cfg->lora->rank : 0;
+    if (r > 0) // adapters' saved x·A (lora.c, experts.c), every target counted: an upper bound
+        act += L * (4 * T * r + (rows + mc->n_shared_experts * T + T) * 3 * r + 2 * D * mc->n_experts) +
+               T * r;
     out->rank_params = rep.rank_params;
     out->state_bytes = (double)rep.rank_bytes;
     out->prev_bytes = 4.0 * (double)rep.rank_params;
