@@ -395,7 +395,7 @@ int moe_cmd_eval(int argc, char **argv) {
     moe_train_blas_threads(c);
     ck = moe_train_ckpt_register(m);
     moe_ckpt_state cs;
-    if ((st = moe_ckpt_load(ck, c, dir, cfg, &cs))) {
+    if ((st = moe_train_ckpt_load(m, ck, c, dir, cfg, &cs))) {
         moe_train_report(c, "eval", st, 0);
         goto out;
     }
@@ -428,7 +428,7 @@ int moe_cmd_eval(int argc, char **argv) {
         moe_model_free(m), m = NULL;
         st = moe_comm_agree(c, moe_model_create(cfg, &lay, c, 1, &m));
         if (!st) ck = moe_train_ckpt_register(m);
-        if (!st) st = moe_ckpt_load(ck, c, dir, cfg, &cs);
+        if (!st) st = moe_train_ckpt_load(m, ck, c, dir, cfg, &cs);
         if (!st) st = moe_trace_capture(m, d, c, cfg, &tp, tokens, trace);
         if (st) {
             moe_train_report(c, "eval", st, 0);

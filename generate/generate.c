@@ -210,7 +210,7 @@ static moe_status moe_generate_load(const Moe__Config *g, const moe_comm *c, con
     if (c) st = moe_comm_agree(c, st);
     if (st) return st;
     *ck = moe_train_ckpt_register(*m);
-    return moe_ckpt_load(*ck, c, dir, g, NULL);
+    return moe_train_ckpt_load(*m, *ck, c, dir, g, NULL);
 }
 
 moe_status moe_generate_run(const Moe__Config *cfg, const char *dir, const moe_comm *c,

@@ -88,7 +88,7 @@ static void save(int64_t step, uint32_t salt, int keep, moe_status expect) {
     fill(&m, salt);
     moe_ckpt *ck = reg(&m);
     Moe__Config *cfg = cfg_with(E);
-    moe_ckpt_state st = {step, 1000 + (uint64_t)step, (uint64_t)step, 1, 1, ""};
+    moe_ckpt_state st = {step, 1000 + (uint64_t)step, (uint64_t)step, 1, 1, "", "", 0};
     char out[4096];
     moe_status rc = moe_ckpt_save(ck, NULL, g_run, cfg, &st, keep, out, sizeof out);
     CHECK(rc == expect, "save step %lld: %s, expected %s (%s)", (long long)step, moe_status_str(rc),

@@ -116,7 +116,7 @@ static int do_write(const char *run, int ep, int64_t step) {
     hold(&h, c, 1);
     Moe__Config *cfg = config();
     moe_comm_info in = moe_comm_get_info(c);
-    moe_ckpt_state st = {step, 42, (uint64_t)step, in.world_size, ep, ""};
+    moe_ckpt_state st = {step, 42, (uint64_t)step, in.world_size, ep, "", "", 0};
     moe_status rc = moe_ckpt_save(h.ck, c, run, cfg, &st, 0, NULL, 0);
     if (rc != MOE_OK)
         fprintf(stderr, "[rank %d] save at ep %d: %s\n", g_rank, ep, moe_last_error());

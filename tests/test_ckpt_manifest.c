@@ -27,7 +27,7 @@ static moe_ckpt *reg(float *w) {
 static void save(int64_t step) {
     moe_ckpt *ck = reg(g_w);
     Moe__Config *cfg = moe_config_new_default();
-    moe_ckpt_state st = {step, 99, (uint64_t)step, 1, 1, ""};
+    moe_ckpt_state st = {step, 99, (uint64_t)step, 1, 1, "", "", 0};
     char out[4096];
     OK(moe_ckpt_save(ck, NULL, g_run, cfg, &st, 0, out, sizeof out));
     moe_config_free(cfg);

@@ -35,7 +35,7 @@ static int load(const char *where, loaded *L) {
     }
     L->ck = moe_train_ckpt_register(L->m);
     moe_ckpt_state st;
-    if (moe_ckpt_load(L->ck, NULL, dir, NULL, &st)) {
+    if (moe_train_ckpt_load(L->m, L->ck, NULL, dir, NULL, &st)) {
         fprintf(stderr, "ckcmp: %s: %s\n", where, moe_last_error());
         return 2;
     }

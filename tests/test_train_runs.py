@@ -931,7 +931,11 @@ def lora():
     5. reshard: the np4/EP4 step-5 checkpoint resumed at np2/EP2 and np1: the same step-6 loss;
        moe eval of the final checkpoint gives training's val_loss (the adapters are applied);
     6. moe merge of the final checkpoint: a plain checkpoint (no lora section) whose logits are
-       the adapter model's within 1e-5 of the largest; merging a plain checkpoint is refused."""
+       the adapter model's within 1e-5 of the largest; merging a plain checkpoint is refused;
+    7. the LoRA checkpoint's data are exactly the trainable tensors (params, Adam m, v: 12 bytes
+       each) and the balancing bias, its manifest names the base; --init-from it is refused (merge
+       first); with another checkpoint in the base's place, or none, loading it is refused; a
+       LoRA run from the initialisation (no --init-from) names no base and resumes exactly."""
     base_cfg = write_config("lora-base", cfg_with(steps=10, eval_interval=0, checkpoint_interval=0))
     base = os.path.join(A.work, "lora-base")
     shutil.rmtree(base, ignore_errors=True)
@@ -1059,6 +1063,60 @@ def lora():
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if p.returncode != 2 or "no LoRA adapters" not in p.stdout:
         fail("lora: moe merge of a plain checkpoint: exit %d, %s" % (p.returncode, p.stdout))
+    # 7. the checkpoint holds the trainable tensors only and names its base
+    ck = ckpt(outs[(2, 2)], 10)
+    data = sum(os.path.getsize(os.path.join(ck, f)) for f in os.listdir(ck) if f.endswith(".bin"))
+    n_bias = 2 * TINY["model"]["n_experts"]  # 2 MoE layers
+    want = 12 * metrics(outs[(2, 2)])[1]["trainable_params"] + 4 * n_bias
+    with open(os.path.join(ck, "manifest.json")) as f:
+        man = json.load(f)
+    named = man.get("base_checkpoint") == os.path.abspath(ckpt(base, 10))
+    ok = data == want and named
+    print("%s lora checkpoint: %d data bytes (12 x trainable + balancing bias: %d; the base "
+          "checkpoint has %d), base %s" % ("ok  " if ok else "FAIL", data, want,
+          sum(os.path.getsize(os.path.join(ckpt(base, 10), f)) for f in os.listdir(ckpt(base, 10))
+              if f.endswith(".bin")), man.get("base_checkpoint")))
+    if not ok:
+        fail("lora checkpoint: %d data bytes (want %d), base_checkpoint %r" %
+             (data, want, man.get("base_checkpoint")))
+    # --init-from a LoRA checkpoint is refused (merge it first)
+    out = os.path.join(A.work, "lora-chain")
+    shutil.rmtree(out, ignore_errors=True)
+    p = run(2, cfg, out, ["parallel.ep_size=2"], extra=["--init-from", ck], expect=2)
+    if "moe merge" not in p.stdout:
+        fail("lora: --init-from a LoRA checkpoint: no refusal naming moe merge")
+    # another base in the base's place, then none: loading the adapters is refused (exit 2)
+    real = ckpt(base, 10)
+    aside = real + ".aside"
+    os.rename(real, aside)
+    shutil.copytree(ckpt(plain, 1), real)
+    for why, what in (("another base", "now holds another checkpoint"),
+                      ("no base", "can no longer be read")):
+        if why == "no base":
+            shutil.rmtree(real)
+        p = run(1, None, None, cmd="eval", extra=["--checkpoint", ck], expect=2)
+        ok = what in p.stdout and real in p.stdout
+        print("%s lora checkpoint with %s: refused (%s)" % ("ok  " if ok else "FAIL", why, what))
+        if not ok:
+            fail("lora checkpoint with %s: not refused as expected" % why)
+    os.rename(aside, real)
+    # a LoRA run without --init-from: its base is the initialisation (no base named); resumed
+    # exactly
+    ci = cfg_with(steps=4, eval_interval=0, checkpoint_interval=2, warmup_steps=0, lr=0.01)
+    ci["lora"] = LORA
+    icfg = write_config("lora-init", ci)
+    a, b = os.path.join(A.work, "lora-init-a"), os.path.join(A.work, "lora-init-b")
+    for d in (a, b):
+        shutil.rmtree(d, ignore_errors=True)
+    run(2, icfg, a, ["parallel.ep_size=2"])
+    run(2, icfg, b, ["parallel.ep_size=2"], resume=ckpt(a, 2))
+    with open(os.path.join(ckpt(a, 2), "manifest.json")) as f:
+        unnamed = "base_checkpoint" not in json.load(f)
+    same = all(metrics(a)[s]["loss"] == metrics(b)[s]["loss"] for s in (3, 4))
+    print("%s lora from the initialisation: no base named, steps 3..4 resumed bitwise" %
+          ("ok  " if same and unnamed else "FAIL"))
+    if not (same and unnamed):
+        fail("lora from the initialisation: base named %s, resume equal %s" % (not unnamed, same))
 
 
 def main():

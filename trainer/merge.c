@@ -78,7 +78,7 @@ moe_status moe_merge_run(const char *where, const char *out_dir, char *written, 
     const moe_model_layout one = moe_model_layout_of(NULL);
     if ((st = moe_model_create(lcfg, &one, NULL, 0, &src))) goto out;
     ck = moe_train_ckpt_register(src);
-    if ((st = moe_ckpt_load(ck, NULL, dir, NULL, NULL))) goto out;
+    if ((st = moe_train_ckpt_load(src, ck, NULL, dir, NULL, NULL))) goto out;
     moe_ckpt_free(ck);
     ck = NULL;
     pcfg = moe_config_copy(lcfg);

@@ -43,11 +43,28 @@ static moe_status moe_init_from_check(const Moe__Config *cfg, const char *from, 
 }
 
 moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_model *m,
-                               const char *from) {
+                               const char *from, char *base, uint64_t *base_hash) {
     char dir[MOE_PATH_MAX];
     Moe__CheckpointManifest *man = NULL;
     moe_status st = moe_init_from_check(cfg, from, dir, sizeof dir, &man);
+    if (!st && man->config->lora && man->config->lora->rank > 0)
+        st = moe_set_error(MOE_EINVAL,
+                           "--init-from %s: a LoRA checkpoint (lora.rank = %d) holds adapters on "
+                           "a base, not a model: fold them in first (moe merge %s OUT) and start "
+                           "from OUT",
+                           dir, man->config->lora->rank, dir);
     if (man) protobuf_c_message_free_unpacked(&man->base, NULL);
+    base[0] = 0, *base_hash = 0;
+    if (!st && m->lora_rank > 0) { // the base a LoRA run's checkpoints name (an absolute path)
+        char cwd[MOE_PATH_MAX];
+        if (dir[0] == '/')
+            snprintf(base, MOE_PATH_MAX, "%s", dir);
+        else if (!getcwd(cwd, sizeof cwd))
+            st = moe_set_error(MOE_EIO, "--init-from %s: getcwd: %s", dir, strerror(errno));
+        else
+            st = moe_path_fmt(base, "--init-from", "%s/%s", cwd, dir);
+        if (!st) st = moe_ckpt_manifest_hash(base, base_hash);
+    }
     if ((st = moe_comm_agree(c, st))) return st;
     moe_ckpt *ck = moe_ckpt_create(); // the parameters only: Adam moments and balance bias fresh
     for (int i = 0; i < m->n_tensors; i++) {
@@ -71,6 +88,52 @@ moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_mo
                         "state, step 0)\n",
                         dir, (long long)cs.step);
     return st;
+}
+
+// ---------------------------------------------------------------- LoRA checkpoints: the base
+
+moe_status moe_train_ckpt_load(moe_model *m, moe_ckpt *ck, const moe_comm *c, const char *where,
+                               const Moe__Config *cfg, moe_ckpt_state *st) {
+    if (m->lora_rank <= 0) return moe_ckpt_load(ck, c, where, cfg, st);
+    char dir[MOE_PATH_MAX];
+    Moe__CheckpointManifest *man = NULL;
+    moe_status s = moe_ckpt_resolve(where, dir, sizeof dir);
+    if (!s) s = moe_ckpt_read_manifest(dir, &man);
+    char base[MOE_PATH_MAX] = "";
+    uint64_t want = 0, got = 0;
+    if (!s && man->base_checkpoint && man->base_checkpoint[0]) {
+        snprintf(base, sizeof base, "%s", man->base_checkpoint);
+        want = man->base_manifest_hash;
+        s = moe_ckpt_manifest_hash(base, &got);
+        if (s || got != want)
+            s = moe_set_error(MOE_EINVAL,
+                              "%s: a LoRA checkpoint of the base %s (manifest hash %016llx), "
+                              "which %s; its adapters are refused on another base (put that "
+                              "checkpoint back, or fine-tune anew with --init-from)",
+                              dir, base, (unsigned long long)want,
+                              s ? "can no longer be read" : "now holds another checkpoint");
+    }
+    if (man) protobuf_c_message_free_unpacked(&man->base, NULL);
+    if ((s = moe_comm_agree(c, s))) return s;
+    if (base[0]) { // the frozen tensors from the base: registered as the base wrote them
+        moe_ckpt *bk = moe_ckpt_create();
+        for (int i = 0; i < m->n_tensors; i++) {
+            const moe_model_tensor *t = &m->tensors[i];
+            if (t->goff >= 0) continue;
+            moe_ckpt_tensor ct = {.name = t->name,
+                                  .kind = moe_ckpt_kind_name(MOE_CKPT_KIND_PARAM),
+                                  .layer = t->layer,
+                                  .expert = t->expert,
+                                  .ndim = t->ndim,
+                                  .data = m->params + t->offset};
+            ct.shape[0] = t->shape[0], ct.shape[1] = t->shape[1];
+            moe_ckpt_add(bk, &ct);
+        }
+        s = moe_ckpt_load(bk, c, base, cfg, NULL);
+        moe_ckpt_free(bk);
+        if (s) return s;
+    }
+    return moe_ckpt_load(ck, c, dir, cfg, st);
 }
 
 // ---------------------------------------------------------------- the progress header

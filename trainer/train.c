@@ -90,9 +90,8 @@ moe_status moe_train_eval(moe_model *m, const moe_data *d, const moe_comm *c, in
 }
 
 // Registers every tensor of the model (params, Adam moments, balancing biases) with a checkpoint.
-// With LoRA the Adam moments exist for the trainable tensors only (a frozen tensor has none); the
-// parameters are all written, base included (docs/lora.md: a full checkpoint, not yet the small
-// adapters-only one).
+// With LoRA only the trainable tensors (adapters, and what lora.train_router / train_norms add):
+// the frozen base is the base checkpoint's, named in the manifest (moe_train_ckpt_load).
 moe_ckpt *moe_train_ckpt_register(moe_model *m) {
     moe_ckpt *ck = moe_ckpt_create();
     static const moe_ckpt_kind kinds[3] = {MOE_CKPT_KIND_PARAM, MOE_CKPT_KIND_ADAM_M,
@@ -101,7 +100,7 @@ moe_ckpt *moe_train_ckpt_register(moe_model *m) {
     for (int k = 0; k < 3; k++)
         for (int i = 0; i < m->n_tensors; i++) {
             const moe_model_tensor *t = &m->tensors[i];
-            if (k > 0 && t->goff < 0) continue; // frozen: no optimizer state
+            if (t->goff < 0) continue; // frozen (LoRA): the base checkpoint's
             moe_ckpt_tensor ct = {.name = t->name,
                                   .kind = moe_ckpt_kind_name(kinds[k]),
                                   .layer = t->layer,
@@ -223,6 +222,8 @@ typedef struct {
     moe_xauto xa;                // the exchange setting: fixed, or parallel.exchange = auto's trial
     moe_replay *replay;          // router.replay; NULL: the router selects
     moe_model_counts counts;     // trainable and frozen parameters (the header, every record)
+    char base[MOE_PATH_MAX];     // LoRA: the base checkpoint the run's checkpoints name ("": init)
+    uint64_t base_hash;          //   and its manifest's hash
     int64_t total_params;        // moe params' total (LoRA adapters not included)
 } moe_trainer;
 
@@ -245,6 +246,7 @@ static moe_status moe_train_save(moe_trainer *tr, int64_t step, const char *why)
                          .ep = m->lay.ep};
     if (tr->xa.state == MOE_XAUTO_CHOSEN || tr->xa.state == MOE_XAUTO_RESUMED)
         moe_xsetting_name(&tr->xa.chosen, st.exchange); // kept by a resumed run
+    snprintf(st.base, sizeof st.base, "%s", tr->base), st.base_hash = tr->base_hash;
     char path[MOE_PATH_MAX] = "";
     moe_status s = moe_ckpt_save(tr->ck, tr->c, tr->cfg->out_dir, tr->cfg, &st,
                                  tr->cfg->train->keep_checkpoints, path, sizeof path);
@@ -717,8 +719,9 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
         } else {
             moe_ckpt_state cs = {0};
             if ((st = moe_comm_agree(c, moe_train_check_lora(cfg, where)))) goto out;
-            st = moe_ckpt_load(tr.ck, c, where, cfg, &cs);
+            st = moe_train_ckpt_load(tr.m, tr.ck, c, where, cfg, &cs);
             if (st) goto out;
+            snprintf(tr.base, sizeof tr.base, "%s", cs.base), tr.base_hash = cs.base_hash;
             if ((st = moe_comm_agree(c, moe_train_check_seed(cfg, where)))) goto out;
             start = cs.step;
             moe_xauto_resume(&tr.xa, cs.exchange);
@@ -730,7 +733,8 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
             moe_train_schedule_note(cfg, where, start, c);
         }
     }
-    if (o && o->init_from && !o->resume && (st = moe_train_init_from(cfg, c, tr.m, o->init_from)))
+    if (o && o->init_from && !o->resume &&
+        (st = moe_train_init_from(cfg, c, tr.m, o->init_from, tr.base, &tr.base_hash)))
         goto out;
     if (cfg->router && cfg->router->replay && cfg->router->replay[0] && start < tc->steps) {
         if ((st = moe_replay_open(cfg, tr.m, c, start + 1, tc->steps, &tr.replay))) goto out;

@@ -111,6 +111,14 @@ moe_status moe_train_eval(moe_model *m, const moe_data *d, const moe_comm *c, in
                           int batches, int32_t *tokens /* (Bl, S+1) */, double *val);
 moe_status moe_train_open_data(const Moe__Config *cfg, const moe_comm *c, moe_data **out);
 moe_ckpt *moe_train_ckpt_register(moe_model *m); // params, Adam m, v, balancing biases
+// Loads the checkpoint at `where` into m through ck (moe_train_ckpt_register(m)); cfg and st as
+// moe_ckpt_load (st->base, base_hash: a LoRA checkpoint's base). A LoRA checkpoint holds only
+// the trainable tensors: the frozen ones are read first from the base checkpoint its manifest
+// names, refused (MOE_EINVAL) when that base's manifest no longer hashes as recorded (another
+// base, or it was deleted: the message names it); a LoRA checkpoint that names no base was
+// trained from the initialisation of its train.seed, which m holds. Collective.
+moe_status moe_train_ckpt_load(moe_model *m, moe_ckpt *ck, const moe_comm *c, const char *where,
+                               const Moe__Config *cfg, moe_ckpt_state *st);
 // SIGUSR1, SIGTERM, SIGINT → stop flag (checked every step: checkpoint, exit 75); a second SIGINT
 // kills the process as SIGINT does. Reads MOE_STOP_FILE: a path whose existence also requests
 // the stop (a launcher's channel that no early signal can miss). Call before anything else.

@@ -176,7 +176,7 @@ static moe_status load_dense(const char *where, moe_model **dm, Moe__Config **dc
     const moe_model_layout one = moe_model_layout_of(NULL);
     if ((st = moe_model_create(*dcfg, &one, NULL, 0, dm))) return st;
     moe_ckpt *ck = moe_train_ckpt_register(*dm);
-    st = moe_ckpt_load(ck, NULL, dir, NULL, NULL);
+    st = moe_train_ckpt_load(*dm, ck, NULL, dir, NULL, NULL);
     moe_ckpt_free(ck);
     return st;
 }

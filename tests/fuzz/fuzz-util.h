@@ -109,7 +109,7 @@ static inline void moe_fuzz_ckpt_free(moe_fuzz_ckpt *t) {
 // Saves the tiny checkpoint as step `step` under out_dir; its directory goes to dir (cap bytes).
 static inline void moe_fuzz_ckpt_save(moe_fuzz_ckpt *t, const char *out_dir, int64_t step,
                                       char *dir, size_t cap) {
-    const moe_ckpt_state st = {step, 0x1234u, (uint64_t)step, 1, 1, ""};
+    const moe_ckpt_state st = {step, 0x1234u, (uint64_t)step, 1, 1, "", "", 0};
     moe_status rc = moe_ckpt_save(t->ck, NULL, out_dir, t->cfg, &st, 0, dir, cap);
     if (rc != MOE_OK) fprintf(stderr, "fuzz: saving the tiny checkpoint: %s\n", moe_last_error());
     MOE_ASSERT(rc == MOE_OK);

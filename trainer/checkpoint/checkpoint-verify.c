@@ -463,3 +463,20 @@ moe_status moe_ckpt_name_previous(moe_status st, const char *dir) {
         moe_ckpt_fmt(tail, sizeof tail, "; there is no earlier checkpoint in %s", parent);
     return moe_set_error(st, "checkpoint %s is corrupt (%s)%s", name, msg, tail);
 }
+
+moe_status moe_ckpt_manifest_hash(const char *dir, uint64_t *out) {
+    char path[MOE_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/manifest.pb", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return moe_set_error(MOE_EIO, "%s: cannot open (%s)", path, strerror(errno));
+    uint64_t h = 14695981039346656037ull;
+    unsigned char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        for (size_t i = 0; i < n; i++) h = (h ^ buf[i]) * 1099511628211ull;
+    const int err = ferror(f);
+    fclose(f);
+    if (err) return moe_set_error(MOE_EIO, "%s: read error", path);
+    *out = h;
+    return MOE_OK;
+}

@@ -218,6 +218,10 @@ static moe_status ck_commit(const char *ckdir, const char *tmp, const char *fina
     m.ep_size = st->ep;
     m.created_by = "moe (checkpoint format 1)";
     if (st->exchange[0]) m.exchange_choice = (char *)st->exchange;
+    if (st->base[0]) {
+        m.base_checkpoint = (char *)st->base;
+        m.has_base_manifest_hash = 1, m.base_manifest_hash = st->base_hash;
+    }
     size_t nt = 0, nf = 0;
     for (int r = 0; r < n_parts; r++) nt += parts[r]->n_tensors, nf += parts[r]->n_files;
     m.tensors = moe_xcalloc(nt + 1, sizeof *m.tensors);
@@ -523,6 +527,8 @@ moe_status moe_ckpt_load(moe_ckpt *ck, const moe_comm *c, const char *where, con
         st->ep = m->ep_size;
         snprintf(st->exchange, sizeof st->exchange, "%s",
                  m->exchange_choice ? m->exchange_choice : "");
+        snprintf(st->base, sizeof st->base, "%s", m->base_checkpoint ? m->base_checkpoint : "");
+        st->base_hash = m->base_manifest_hash;
     }
 out:
     if (m) moe__checkpoint_manifest__free_unpacked(m, NULL);

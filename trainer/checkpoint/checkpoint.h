@@ -75,6 +75,9 @@ typedef struct {
     int32_t world, ep;    // layout the checkpoint was written at
     char exchange[48]; // the exchange setting parallel.exchange = auto chose ("" = none; manifest
                        // exchange_choice; trainer/exchange-auto.h)
+    // A LoRA run's base (manifest base_checkpoint, base_manifest_hash): "" = none / the init.
+    char base[MOE_PATH_MAX];
+    uint64_t base_hash;
 } moe_ckpt_state;
 
 typedef struct moe_ckpt moe_ckpt;
@@ -112,6 +115,9 @@ moe_status moe_ckpt_check_fresh(const char *out_dir);
 // MOE_OK when OUT/checkpoints holds no step_N directory (complete or not) with N > step, which a
 // run resumed from `step` would have to overwrite; else MOE_EUSAGE naming the first one.
 moe_status moe_ckpt_check_newer(const char *out_dir, int64_t step);
+// FNV-1a 64 of the bytes of dir/manifest.pb (the identity of a checkpoint: it lists every file
+// with its CRC32C): a LoRA checkpoint records its base's. MOE_EIO naming the file.
+moe_status moe_ckpt_manifest_hash(const char *dir, uint64_t *out);
 // Reads and checks dir/manifest.pb (its own CRC32C); free with
 // protobuf_c_message_free_unpacked(&m->base, NULL).
 moe_status moe_ckpt_read_manifest(const char *dir, Moe__CheckpointManifest **out);
