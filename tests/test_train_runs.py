@@ -1083,8 +1083,9 @@ def lora():
     out = os.path.join(A.work, "lora-chain")
     shutil.rmtree(out, ignore_errors=True)
     p = run(2, cfg, out, ["parallel.ep_size=2"], extra=["--init-from", ck], expect=2)
-    if "moe merge" not in p.stdout:
-        fail("lora: --init-from a LoRA checkpoint: no refusal naming moe merge")
+    q = run(1, cfg, out, extra=["--init-from", ck, "--dry-run"], expect=2)
+    if "moe merge" not in p.stdout or "moe merge" not in q.stdout:
+        fail("lora: --init-from a LoRA checkpoint (and --dry-run): no refusal naming moe merge")
     # another base in the base's place, then none: loading the adapters is refused (exit 2)
     real = ckpt(base, 10)
     aside = real + ".aside"
@@ -1095,8 +1096,11 @@ def lora():
         if why == "no base":
             shutil.rmtree(real)
         p = run(1, None, None, cmd="eval", extra=["--checkpoint", ck], expect=2)
-        ok = what in p.stdout and real in p.stdout
-        print("%s lora checkpoint with %s: refused (%s)" % ("ok  " if ok else "FAIL", why, what))
+        # moe train --dry-run --resume says the same before anything runs
+        q = run(1, cfg, os.path.join(A.work, "lora-dry"), resume=ck, expect=2, extra=["--dry-run"])
+        ok = what in p.stdout and real in p.stdout and what in q.stdout
+        print("%s lora checkpoint with %s: eval and train --dry-run --resume refused (%s)" %
+              ("ok  " if ok else "FAIL", why, what))
         if not ok:
             fail("lora checkpoint with %s: not refused as expected" % why)
     os.rename(aside, real)

@@ -39,6 +39,12 @@ static moe_status moe_init_from_check(const Moe__Config *cfg, const char *from, 
         moe_config_free(a);
         moe_config_free(b);
     }
+    if (!st && (*man)->config->lora && (*man)->config->lora->rank > 0)
+        st = moe_set_error(MOE_EINVAL,
+                           "--init-from %s: a LoRA checkpoint (lora.rank = %d) holds adapters on "
+                           "a base, not a model: fold them in first (moe merge %s OUT) and start "
+                           "from OUT",
+                           dir, (*man)->config->lora->rank, dir);
     return st;
 }
 
@@ -47,12 +53,6 @@ moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_mo
     char dir[MOE_PATH_MAX];
     Moe__CheckpointManifest *man = NULL;
     moe_status st = moe_init_from_check(cfg, from, dir, sizeof dir, &man);
-    if (!st && man->config->lora && man->config->lora->rank > 0)
-        st = moe_set_error(MOE_EINVAL,
-                           "--init-from %s: a LoRA checkpoint (lora.rank = %d) holds adapters on "
-                           "a base, not a model: fold them in first (moe merge %s OUT) and start "
-                           "from OUT",
-                           dir, man->config->lora->rank, dir);
     if (man) protobuf_c_message_free_unpacked(&man->base, NULL);
     base[0] = 0, *base_hash = 0;
     if (!st && m->lora_rank > 0) { // the base a LoRA run's checkpoints name (an absolute path)
@@ -92,27 +92,33 @@ moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_mo
 
 // ---------------------------------------------------------------- LoRA checkpoints: the base
 
+// The base the LoRA checkpoint at dir (manifest man) names, checked: its path into base ("" when
+// it names none), MOE_EINVAL when it is gone or holds another checkpoint.
+static moe_status moe_lora_base_check(const Moe__CheckpointManifest *man, const char *dir,
+                                      char *base) {
+    base[0] = 0;
+    if (!man->base_checkpoint || !man->base_checkpoint[0]) return MOE_OK;
+    snprintf(base, MOE_PATH_MAX, "%s", man->base_checkpoint);
+    uint64_t got = 0;
+    moe_status s = moe_ckpt_manifest_hash(base, &got);
+    if (s || got != man->base_manifest_hash)
+        s = moe_set_error(MOE_EINVAL,
+                          "%s: a LoRA checkpoint of the base %s (manifest hash %016llx), which "
+                          "%s; its adapters are refused on another base (put that checkpoint "
+                          "back, or fine-tune anew with --init-from)",
+                          dir, base, (unsigned long long)man->base_manifest_hash,
+                          s ? "can no longer be read" : "now holds another checkpoint");
+    return s;
+}
+
 moe_status moe_train_ckpt_load(moe_model *m, moe_ckpt *ck, const moe_comm *c, const char *where,
                                const Moe__Config *cfg, moe_ckpt_state *st) {
     if (m->lora_rank <= 0) return moe_ckpt_load(ck, c, where, cfg, st);
-    char dir[MOE_PATH_MAX];
+    char dir[MOE_PATH_MAX], base[MOE_PATH_MAX] = "";
     Moe__CheckpointManifest *man = NULL;
     moe_status s = moe_ckpt_resolve(where, dir, sizeof dir);
     if (!s) s = moe_ckpt_read_manifest(dir, &man);
-    char base[MOE_PATH_MAX] = "";
-    uint64_t want = 0, got = 0;
-    if (!s && man->base_checkpoint && man->base_checkpoint[0]) {
-        snprintf(base, sizeof base, "%s", man->base_checkpoint);
-        want = man->base_manifest_hash;
-        s = moe_ckpt_manifest_hash(base, &got);
-        if (s || got != want)
-            s = moe_set_error(MOE_EINVAL,
-                              "%s: a LoRA checkpoint of the base %s (manifest hash %016llx), "
-                              "which %s; its adapters are refused on another base (put that "
-                              "checkpoint back, or fine-tune anew with --init-from)",
-                              dir, base, (unsigned long long)want,
-                              s ? "can no longer be read" : "now holds another checkpoint");
-    }
+    if (!s) s = moe_lora_base_check(man, dir, base);
     if (man) protobuf_c_message_free_unpacked(&man->base, NULL);
     if ((s = moe_comm_agree(c, s))) return s;
     if (base[0]) { // the frozen tensors from the base: registered as the base wrote them
@@ -330,6 +336,9 @@ static moe_status moe_dry_checkpoints(const Moe__Config *cfg, const moe_train_op
     Moe__CheckpointManifest *man = NULL;
     if (!st) st = moe_ckpt_read_manifest(dir, &man);
     if (!st) st = moe_train_check_seed(cfg, where);
+    if (!st) st = moe_train_check_lora(cfg, where);
+    char base[MOE_PATH_MAX];
+    if (!st) st = moe_lora_base_check(man, dir, base); // a LoRA checkpoint's base: still there
     if (!st) st = moe_ckpt_check_newer(out, (int64_t)man->step);
     for (size_t i = 0; !st && i < man->n_files; i++) st = moe_ckpt_verify_file(dir, man->files[i]);
     if (!st) {
