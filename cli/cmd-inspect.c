@@ -25,6 +25,11 @@ static void moe_inspect_config(const Moe__Config *c) {
            (long long)m->expert_d_ff, m->n_shared_experts, (long long)m->d_ff);
     printf("  train:     global_batch %d, seq_len %d, steps %lld, lr %g, seed %llu\n",
            t->global_batch, t->seq_len, (long long)t->steps, t->lr, (unsigned long long)t->seed);
+    if (c->lora && c->lora->rank > 0)
+        printf("  lora:      rank %d, alpha %g, %zu target(s)%s%s (docs/lora.md)\n", c->lora->rank,
+               c->lora->alpha, c->lora->n_targets ? c->lora->n_targets : 1,
+               c->lora->train_router ? ", router trained" : "",
+               c->lora->train_norms ? ", norms trained" : "");
     protobuf_c_message_free_unpacked(&def->base, NULL);
 }
 
@@ -80,6 +85,9 @@ int moe_cmd_inspect(int argc, char **argv) {
     else
         printf("written by:  %s, %s\n", m->created_by ? m->created_by : "?", fmt);
     moe_inspect_config(m->config);
+    if (m->base_checkpoint && m->base_checkpoint[0]) // a LoRA checkpoint: the frozen base's
+        printf("base:        %s (manifest hash %016llx; the frozen tensors are read from it)\n",
+               m->base_checkpoint, (unsigned long long)m->base_manifest_hash);
     uint64_t bytes = 0;
     size_t n_expert = 0;
     for (size_t i = 0; i < m->n_tensors; i++) {

@@ -1079,6 +1079,11 @@ def lora():
     if not ok:
         fail("lora checkpoint: %d data bytes (want %d), base_checkpoint %r" %
              (data, want, man.get("base_checkpoint")))
+    p = subprocess.run([A.moe, "inspect", ck], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True)
+    if p.returncode != 0 or ("base:        " + os.path.abspath(ckpt(base, 10))) not in p.stdout \
+            or "lora:      rank 4, alpha 8" not in p.stdout:
+        fail("lora: moe inspect does not show the base and the adapters: %s" % p.stdout[:800])
     # --init-from a LoRA checkpoint is refused (merge it first)
     out = os.path.join(A.work, "lora-chain")
     shutil.rmtree(out, ignore_errors=True)
