@@ -5,7 +5,8 @@
 // (no communicator, the whole batch) as the reference. Checked:
 //   - every step's loss within rel 1e-5 of the reference (float summation order), grad norm 1e-4;
 //   - after the steps, every trainable tensor (expert adapters matched by (layer, global expert):
-//     each lives on its owner only) within 1e-5 + 1e-3·|ref| of the reference, Adam moments too;
+//     each lives on its owner only) within 1e-4 (1 % of lr) + 1e-3·|ref| of the reference, its
+//     Adam moments within 5e-8 (m) and 1e-12 (v) + 1e-3·|ref|;
 //   - every frozen tensor bit for bit its initial value (and the reference's);
 //   - the model's trainable / frozen counts (moe_model_count_params) equal moe params' at (W, EP).
 #include "config.h"
@@ -102,7 +103,11 @@ static void run_layout(Moe__Config *cfg, int W, int ep, const int32_t *all) {
         for (int k = 0; k < 3; k++)
             for (int64_t j = 0; j < t->n; j++) {
                 const double x = fam[k][0][j], y = fam[k][1][j], e = fabs(x - y);
-                const double tol = (k ? 1e-9 : 1e-5) + 1e-3 * fabs(y);
+                // Float summation order, amplified where a gradient entry nearly cancels: AdamW's
+                // first steps move such an entry by lr·g/(|g| + eps) whatever g's size (measured
+                // in an -O0 sanitizer build: 1.9e-5 on a B entry at lr 1e-2, 2.5e-9 on adam_m).
+                // atol 1e-4 (1 % of lr) / 5e-8 / 1e-12.
+                const double tol = (k == 0 ? 1e-4 : k == 1 ? 5e-8 : 1e-12) + 1e-3 * fabs(y);
                 if (e > tol && bad++ < 5)
                     printf("[rank %d] np%d ep%d %s (expert %d) %s[%lld]: %.9g, one-rank %.9g\n",
                            lay.world_rank, W, ep, t->name, t->expert,

@@ -598,9 +598,10 @@ moe_status moe_model_backward(moe_model *m) {
         moe_nn_rmsnorm_backward(pv->dx, G(o->n1), pv->dh, A->x, P(o->n1), A->r1, T, D);
         pv->ph.attention += moe_comm_wtime() - t_att;
     }
-    if (m->learned_pos && G(pv->wpe))
+    float *gpe = m->learned_pos ? G(pv->wpe) : NULL; // NULL also when frozen (LoRA)
+    if (gpe)
         for (int64_t t = 0; t < T; t++)
-            for (int64_t d = 0; d < D; d++) G(pv->wpe)[(t % S) * D + d] += pv->dx[t * D + d];
+            for (int64_t d = 0; d < D; d++) gpe[(t % S) * D + d] += pv->dx[t * D + d];
     if (G(pv->wte)) moe_nn_embed_backward(G(pv->wte), pv->dx, pv->tok, T, D);
     pv->pass_seconds += moe_comm_wtime() - t_pass;
     moe_model_close_phases(pv);
