@@ -5,7 +5,8 @@
 //  1. Counting: over the EP ranks of EP = 1, 2, 4 the trainable tensors the model holds (each
 //     routed expert's adapters once) equal moe_params_count's trainable, the frozen ones its
 //     frozen, and rank 0's trainable floats its rank_trainable; the gradient and Adam families
-//     hold the trainable tensors only (n_train < n_params, padding aside). With and without
+//     hold the trainable tensors only (n_train < n_params, padding aside), and the full
+//     fine-tuning state moe params compares with is the plain config's. With and without
 //     lora.train_router / train_norms.
 //  2. Step 0 is the base model: with B = 0 the loss equals the loss of the same config without
 //     adapters, bit for bit (same seed: the base tensors are initialised identically).
@@ -264,6 +265,18 @@ static void counting(const char *name, Moe__Config *cfg) {
                (long long)rep.rank_trainable);
         CHECK(ok, "%s ep %d: the model's trainable/frozen counts differ from moe params", name,
               ep);
+        // what freezing saves is stated against full fine-tuning of the same base
+        Moe__Config *full = moe_config_copy(cfg);
+        full->lora->rank = 0, full->lora->n_targets = 0;
+        full->lora->train_router = full->lora->train_norms = 0;
+        moe_params_report fr;
+        OK(moe_params_count(full, ep, ep, &fr));
+        CHECK(rep.rank_full_state_bytes == fr.rank_grad_bytes + fr.rank_adam_bytes &&
+                  rep.rank_grad_bytes + rep.rank_adam_bytes == 12 * rep.rank_trainable,
+              "%s ep %d: full fine-tuning state %lld bytes, moe params of the plain config %lld",
+              name, ep, (long long)rep.rank_full_state_bytes,
+              (long long)(fr.rank_grad_bytes + fr.rank_adam_bytes));
+        moe_config_free(full);
     }
 }
 
