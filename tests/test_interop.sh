@@ -8,6 +8,7 @@
 #     np 1 (moe train --init-from at lr 1e-30: far below every weight's ulp, the first step leaves them unchanged), which also
 #     shows --init-from loads the weights at step 0;
 #   - --init-from an imported model and from the original start with the same first-step loss;
+#     so does a LoRA run on the imported model (its checkpoint names the import as its base);
 #   - the exported directory, run through tests/hf_reference.py (a plain-Python forward written
 #     from transformers' modules), gives moe eval's loss on the same windows (1e-5 relative);
 #   - bf16 export holds the round-to-nearest-even bf16 of every f32 value (checked in Python);
@@ -154,6 +155,17 @@ fresh=$(awk '/^step +1\// {print $5}' train-mix.out)
     fail "first-step loss from the import $(first i-imp-mix), from the original $(first i-run-mix)"
 [ "$(first i-run-mix)" != "$fresh" ] || fail "first-step loss from the weights equals a fresh start ($fresh)"
 say "--init-from: first-step loss $(first i-imp-mix) from the import and the original (fresh: $fresh)"
+# LoRA on an imported model (issue 16, docs/lora.md): adapters (B = 0) on the import's weights
+# give the first-step loss of the same run without them; the run's checkpoint names the import.
+cp mix.json l-imp-mix.json
+sed -i "s#run-mix\"#run-l-imp-mix\"#" l-imp-mix.json
+train l-imp-mix 1 --init-from imp-mix --set lora.rank=4 --set 'lora.targets=["attention","experts"]'
+grep -q "^LoRA r 4, alpha 16: " train-l-imp-mix.out || fail "LoRA from the import: no LoRA header line"
+[ "$(first l-imp-mix)" = "$(first i-imp-mix)" ] ||
+    fail "LoRA from the import: first-step loss $(first l-imp-mix), without adapters $(first i-imp-mix)"
+"$M" inspect run-l-imp-mix/latest >x.out 2>&1 && grep -q "^base: .*imp-mix/checkpoints/step_00000000" x.out ||
+    fail "LoRA from the import: its checkpoint does not name the import: $(head -12 x.out)"
+say "LoRA --init-from the import: first-step loss $(first l-imp-mix), as without adapters; the checkpoint names the import"
 
 # ---------------------------------------------------------------- bf16
 "$M" export run-mix bf-mix --dtype bf16 >x.out 2>&1 || fail "export bf16: $(cat x.out)"
