@@ -960,10 +960,11 @@ def lora():
     if a != b:
         fail("lora: step 1 loss %r differs from the base model's %r" % (b, a))
     # 2. the counts
+    want_counts = None
     for (np_, ep), text in texts.items():
         p = subprocess.run([A.moe, "params", cfg, "--world", str(np_), "--ep", str(ep), "--json"],
                            stdout=subprocess.PIPE, text=True)
-        want = json.loads(p.stdout)
+        want = want_counts = json.loads(p.stdout)
         rec = metrics(outs[(np_, ep)])[1]
         hdr = [l for l in text.splitlines() if l.startswith("LoRA r ")]
         got_hdr = int(hdr[0].split(": ")[1].split()[0]) if hdr else -1
@@ -1089,6 +1090,9 @@ def lora():
     shutil.rmtree(out, ignore_errors=True)
     p = run(2, cfg, out, ["parallel.ep_size=2"], extra=["--init-from", ck], expect=2)
     q = run(1, cfg, out, extra=["--init-from", ck, "--dry-run"], expect=2)
+    d = run(1, cfg, out, extra=["--init-from", ckpt(base, 10), "--dry-run"])
+    if "  LoRA: %d trainable, " % want_counts["trainable_params"] not in d.stdout:
+        fail("lora: --dry-run does not print the LoRA memory line: %s" % d.stdout[-600:])
     if "moe merge" not in p.stdout or "moe merge" not in q.stdout:
         fail("lora: --init-from a LoRA checkpoint (and --dry-run): no refusal naming moe merge")
     # another base in the base's place, then none: loading the adapters is refused (exit 2)

@@ -412,6 +412,14 @@ static moe_status moe_dry_memory(const Moe__Config *cfg, const moe_model_layout 
                     mm.total_bytes / MiB, mm.state_bytes / MiB, (long long)mm.rank_params,
                     mm.prev_bytes / MiB, mm.activation_bytes / MiB, (long long)Bl,
                     cfg->train->seq_len, mm.machine_bytes / MiB, mm.node_ranks);
+    moe_params_report pr;
+    if (cfg->lora && cfg->lora->rank > 0 && moe_params_count(cfg, lay->world, lay->ep, &pr) == 0)
+        moe_comm_printf(c,
+                        "  LoRA: %lld trainable, %lld frozen; gradients + AdamW %.1f MiB per rank "
+                        "instead of %.1f MiB for full fine-tuning\n",
+                        (long long)pr.trainable, (long long)pr.frozen,
+                        (double)(pr.rank_grad_bytes + pr.rank_adam_bytes) / MiB,
+                        (double)pr.rank_full_state_bytes / MiB);
     if (mm.machine_bytes > 0 && mm.total_bytes > mm.machine_bytes / mm.node_ranks)
         return moe_set_error(MOE_EINVAL, "this model needs %.1f MiB per rank, more than the "
                              "machine's %.0f MiB shared by %d rank(s) (moe train would refuse it)",
