@@ -56,9 +56,9 @@ static const char *const cfg_b[] = {"model.n_experts=8",
                                     "model.vocab_size=100"};
 // OLMoE's shape: q/k RMSNorm over the whole projections (qk_norm full), GQA, head_dim != D/H.
 static const char *const cfg_c[] = {
-    "model.n_experts=4",    "model.top_k=2",       "model.expert_d_ff=24", "model.d_model=32",
-    "model.n_layers=2",     "model.n_heads=4",     "model.n_kv_heads=2",   "model.head_dim=12",
-    "model.qk_norm=full",   "router.renormalize=false"};
+    "model.n_experts=4",  "model.top_k=2",           "model.expert_d_ff=24", "model.d_model=32",
+    "model.n_layers=2",   "model.n_heads=4",         "model.n_kv_heads=2",   "model.head_dim=12",
+    "model.qk_norm=full", "router.renormalize=false"};
 
 static void accounting(const char *name, const char *const *sets, int n, Moe__Config *given) {
     Moe__Config *cfg = given ? given : make(sets, n);
