@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """hf_reference.py: an independent reference for test_interop.sh — the forward pass of a Hugging
 Face model directory (MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM,
-OlmoeForCausalLM) written from
-transformers' published architecture (its module structure, names and config fields), in plain
-Python double precision, reading config.json and the safetensors file(s) itself. Prints the mean
+OlmoeForCausalLM) written from transformers' published architecture (its module structure, names
+and config fields), in plain Python double precision, reading config.json and the safetensors
+file(s) itself. Prints the mean
 cross-entropy of next-token prediction over the validation windows moe eval uses for a
 data.val_path file (docs/data.md: n = (N - 1) // S windows, window k starts at k·S, S + 1 bytes).
 
@@ -81,7 +81,7 @@ def forward(c, W, toks):
     mix, qwen2, qwen3 = arch.startswith("Mixtral"), arch.startswith("Qwen2Moe"), arch.startswith("Qwen3Moe")
     olmoe = arch.startswith("Olmoe")
     D, H, Hkv = c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"]
-    Dh = D // H if olmoe else c.get("head_dim") or D // H  # OlmoeAttention: hidden_size // heads
+    Dh = D // H if olmoe else c.get("head_dim") or D // H  # OlmoeAttention: hidden_size // H
     eps, theta, K = c["rms_norm_eps"], c["rope_theta"], c["num_experts_per_tok"]
     E = c["num_local_experts"] if mix else c["num_experts"]
     renorm = True if mix else c["norm_topk_prob"]
