@@ -23,7 +23,7 @@ static const moe_subcommand moe_subcommands[] = {
      "a MoE checkpoint from a dense one (FFN copies or slices as experts)"},
     {"topo", moe_cmd_topo, "machine topology, rank bindings and the EP/EDP groups (under mpirun)"},
     {"export", moe_cmd_export,
-     "a checkpoint as a Hugging Face model directory (Mixtral, Qwen2-MoE, Qwen3-MoE)"},
+     "a checkpoint as an HF model directory (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE)"},
     {"import", moe_cmd_import, "a Hugging Face model directory as a moe checkpoint (step 0)"},
     {"inspect", moe_cmd_inspect, "print a checkpoint's manifest and verify its files (CRC32C)"},
     {"sweep", moe_cmd_sweep,

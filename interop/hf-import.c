@@ -1,4 +1,4 @@
-// hf-import.c: `moe import` — a Hugging Face model directory (Mixtral, Qwen2-MoE, Qwen3-MoE) as
+// hf-import.c: `moe import` — a Hugging Face model directory (a class of interop.h) as
 // a moe checkpoint at step 0. config.json is read by the same reader as `moe params`
 // (params/hf-config.c), then held to what moe reproduces exactly (RoPE base, activation, the
 // class's own constraints through moe_hf_arch_of); the tensors are read one at a time through
@@ -47,6 +47,8 @@ static moe_status moe_hf_import_checks(const char *path, Moe__ModelConfig *mc, F
         st = REFUSE("%s: rope_scaling is set: moe's RoPE is unscaled (rope_scaling null)", path);
     else if (!st && json_is_true(json_object_get(o, "use_sliding_window")))
         st = REFUSE("%s: use_sliding_window true: moe attends over the whole sequence", path);
+    else if (!st && (v = json_object_get(o, "clip_qkv")) && !json_is_null(v)) // OLMoE's
+        st = REFUSE("%s: clip_qkv is set: moe does not clamp q, k and v (clip_qkv null)", path);
     v = json_object_get(o, "sliding_window");
     if (!st && json_is_integer(v) && log)
         fprintf(log,
@@ -68,7 +70,7 @@ static moe_status moe_hf_import_config(const char *hf_dir, const char *out,
     char path[MOE_PATH_MAX];
     moe_status st = moe_path_fmt(path, "HF_DIR", "%s/config.json", hf_dir);
     if (st) return st;
-    static const char *const fams[3] = {"mixtral", "qwen2_moe", "qwen3_moe"};
+    static const char *const fams[MOE_HF_N_ARCH] = {"mixtral", "qwen2_moe", "qwen3_moe", "olmoe"};
     char *text = NULL;
     size_t len = 0;
     if ((st = moe_read_file(path, 16u << 20, &text, &len)))
@@ -78,10 +80,11 @@ static moe_status moe_hf_import_config(const char *hf_dir, const char *out,
     free(text);
     const char *mt = json_string_value(json_object_get(root, "model_type"));
     int known = 0;
-    for (int i = 0; i < 3 && mt; i++) known |= !strcmp(mt, fams[i]);
+    for (int i = 0; i < MOE_HF_N_ARCH && mt; i++) known |= !strcmp(mt, fams[i]);
     if (!known && root) // before the shape reader, which would ask for other fields first
-        st = REFUSE("%s: model_type %s: moe import reads mixtral, qwen2_moe and qwen3_moe "
-                    "(MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM)",
+        st = REFUSE("%s: model_type %s: moe import reads mixtral, qwen2_moe, qwen3_moe and olmoe "
+                    "(MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, "
+                    "OlmoeForCausalLM)",
                     path, mt ? mt : "absent");
     json_decref(root);
     if (st) return st;
@@ -92,11 +95,12 @@ static moe_status moe_hf_import_config(const char *hf_dir, const char *out,
         return st == MOE_EIO ? moe_set_error(MOE_EUSAGE, "%s", moe_last_error()) : st;
     }
     int fam = -1;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < MOE_HF_N_ARCH; i++)
         if (info.family && !strcmp(info.family, fams[i])) fam = i;
     if (fam < 0)
-        st = REFUSE("%s: model_type %s: moe import reads mixtral, qwen2_moe and qwen3_moe "
-                    "(MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM)",
+        st = REFUSE("%s: model_type %s: moe import reads mixtral, qwen2_moe, qwen3_moe and olmoe "
+                    "(MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, "
+                    "OlmoeForCausalLM)",
                     path, info.family ? info.family : "(unknown)");
     moe_hf_info_free(&info);
     if (!st) st = moe_hf_import_checks(path, cfg->model, log);

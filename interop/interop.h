@@ -4,6 +4,7 @@
 //   Mixtral    MixtralForCausalLM    no biases, no shared experts, softmax top-k renormalised
 //   Qwen2-MoE  Qwen2MoeForCausalLM   q/k/v biases, one shared expert with its sigmoid gate
 //   Qwen3-MoE  Qwen3MoeForCausalLM   per-head q/k RMSNorm, q/k/v/o biases (attention_bias) or none
+//   OLMoE      OlmoeForCausalLM      q/k RMSNorm over the whole projections, q/k/v/o biases or none
 // The map (interop/hf-map.c) is one table per architecture of (HF tensor, moe tensor(s), layout
 // op); export and import run the same ops in the two directions, so a round trip is exact.
 // Layouts: moe stores linear weights (in, out), nn.Linear (out, in): every matrix is transposed.
@@ -18,9 +19,16 @@
 #include "moe-common.h"
 #include "moe.pb-c.h"
 
-typedef enum { MOE_HF_MIXTRAL = 0, MOE_HF_QWEN2_MOE, MOE_HF_QWEN3_MOE } moe_hf_arch;
+typedef enum {
+    MOE_HF_MIXTRAL = 0,
+    MOE_HF_QWEN2_MOE,
+    MOE_HF_QWEN3_MOE,
+    MOE_HF_OLMOE,
+    MOE_HF_N_ARCH // the number of classes (not one)
+} moe_hf_arch;
 const char *moe_hf_arch_class(moe_hf_arch a); // "MixtralForCausalLM", ...
-const char *moe_hf_arch_type(moe_hf_arch a);  // model_type: "mixtral", "qwen2_moe", "qwen3_moe"
+const char *moe_hf_arch_type(moe_hf_arch a);  // model_type: "mixtral", "qwen2_moe", "qwen3_moe",
+                                              // "olmoe"
 
 // The architecture a moe config exports as, or MOE_EINVAL naming the field HF's class cannot
 // express (sigmoid scoring, expert choice, capacity, aux-free bias, groups, routed scaling,

@@ -49,10 +49,6 @@ moe_status moe_model_check(const Moe__Config *cfg) {
     if (mc->norm != MOE__MODEL_CONFIG__NORM__rmsnorm)
         return moe_set_error(MOE_EINVAL, "model.norm = layernorm: moe train implements rmsnorm "
                                          "only; set model.norm to \"rmsnorm\"");
-    if (mc->qk_norm == MOE__MODEL_CONFIG__QK_NORM__full)
-        return moe_set_error(MOE_EINVAL,
-                             "model.qk_norm = full: moe train implements qk_norm "
-                             "\"per_head\" or \"none\"; set model.qk_norm to one of them");
     if (mc->kv_lora_rank > 0 || mc->q_lora_rank > 0)
         return moe_set_error(MOE_EINVAL,
                              "model.kv_lora_rank = %lld, q_lora_rank = %lld: multi-head "
@@ -116,7 +112,7 @@ static int64_t moe_model_carve(moe_model *m, moe_model_priv *pv, float *base) {
         if (m->qk_norm) {
             CARVE(A->q1, T * NQ);
             CARVE(A->k1, T * NK);
-            CARVE(A->rq, T * m->H);
+            CARVE(A->rq, T * m->H); // per_head: T·H rows; full: T
             CARVE(A->rk, T * m->Hkv);
         }
         if (m->rope) {
@@ -251,7 +247,7 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
     m->Bl = B_local, m->T = B_local * m->S;
     m->rope = mc->positions == MOE__MODEL_CONFIG__POSITIONS__rope;
     m->learned_pos = !m->rope;
-    m->qk_norm = mc->qk_norm == MOE__MODEL_CONFIG__QK_NORM__per_head;
+    m->qk_norm = (int)mc->qk_norm; // moe_model_check: a known value
     m->tied = mc->tie_embeddings;
     m->E = mc->n_experts, m->K = mc->top_k;
     m->El = m->E > 0 ? m->E / lay->ep : 0;
@@ -452,9 +448,13 @@ moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, 
         moe_nn_linear_forward(A->k0, A->h1, P(o->wk), P(o->bk), T, D, NK);
         moe_nn_linear_forward(A->v, A->h1, P(o->wv), P(o->bv), T, D, NK);
         const float *q = A->q0, *k = A->k0;
-        if (m->qk_norm) {
+        if (m->qk_norm == MOE__MODEL_CONFIG__QK_NORM__per_head) {
             moe_nn_qknorm_forward(A->q1, A->rq, q, P(o->qn), T, H, Dh, eps);
             moe_nn_qknorm_forward(A->k1, A->rk, k, P(o->kn), T, Hkv, Dh, eps);
+            q = A->q1, k = A->k1;
+        } else if (m->qk_norm == MOE__MODEL_CONFIG__QK_NORM__full) { // rows of NQ and NK
+            moe_nn_rmsnorm_forward(A->q1, A->rq, q, P(o->qn), T, NQ, eps);
+            moe_nn_rmsnorm_forward(A->k1, A->rk, k, P(o->kn), T, NK, eps);
             q = A->q1, k = A->k1;
         }
         if (m->rope) {
@@ -566,8 +566,13 @@ moe_status moe_model_backward(moe_model *m) {
         if (m->qk_norm) {
             memset(pv->dq0, 0, (size_t)(T * NQ) * sizeof(float));
             memset(pv->dk0, 0, (size_t)(T * NK) * sizeof(float));
-            moe_nn_qknorm_backward(pv->dq0, G(o->qn), dq, A->q0, P(o->qn), A->rq, T, H, Dh);
-            moe_nn_qknorm_backward(pv->dk0, G(o->kn), dk, A->k0, P(o->kn), A->rk, T, Hkv, Dh);
+            if (m->qk_norm == MOE__MODEL_CONFIG__QK_NORM__per_head) {
+                moe_nn_qknorm_backward(pv->dq0, G(o->qn), dq, A->q0, P(o->qn), A->rq, T, H, Dh);
+                moe_nn_qknorm_backward(pv->dk0, G(o->kn), dk, A->k0, P(o->kn), A->rk, T, Hkv, Dh);
+            } else {
+                moe_nn_rmsnorm_backward(pv->dq0, G(o->qn), dq, A->q0, P(o->qn), A->rq, T, NQ);
+                moe_nn_rmsnorm_backward(pv->dk0, G(o->kn), dk, A->k0, P(o->kn), A->rk, T, NK);
+            }
             dq = pv->dq0, dk = pv->dk0;
         }
         memset(pv->dh, 0, fD);

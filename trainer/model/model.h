@@ -65,7 +65,8 @@ typedef struct {
     moe_model_layout lay;
     const moe_comm *comm;                     // NULL: single process
     int64_t V, D, H, Hkv, Dh, F, L, S, Bl, T; // T = Bl·S (0 when created for parameters only)
-    int E, K, El, first_expert, n_moe, rope, learned_pos, qk_norm, tied;
+    int E, K, El, first_expert, n_moe, rope, learned_pos, tied;
+    int qk_norm; // MOE__MODEL_CONFIG__QK_NORM__*: 0 none, per_head (width Dh), full (H·Dh, Hkv·Dh)
     int *moe_index; // (L) index among MoE layers, -1 for a dense layer
 
     // Parameter table and families.
