@@ -90,7 +90,8 @@ moe_status moe_train_eval(moe_model *m, const moe_data *d, const moe_comm *c, in
 }
 
 // Registers every tensor of the model (params, Adam moments, balancing biases) with a checkpoint.
-moe_ckpt *moe_train_ckpt_register(moe_model *m) {
+// zeros NULL: every family of m; else the Adam moments and balancing biases are all `zeros`.
+static moe_ckpt *moe_train_ckpt_register_with(moe_model *m, float *zeros) {
     moe_ckpt *ck = moe_ckpt_create();
     static const moe_ckpt_kind kinds[3] = {MOE_CKPT_KIND_PARAM, MOE_CKPT_KIND_ADAM_M,
                                            MOE_CKPT_KIND_ADAM_V};
@@ -103,7 +104,7 @@ moe_ckpt *moe_train_ckpt_register(moe_model *m) {
                                   .layer = t->layer,
                                   .expert = t->expert,
                                   .ndim = t->ndim,
-                                  .data = fam[k] + t->offset};
+                                  .data = k && zeros ? zeros : fam[k] + t->offset};
             ct.shape[0] = t->shape[0], ct.shape[1] = t->shape[1];
             ct.writer = t->expert < 0 ? m->lay.world_rank == 0 : m->lay.edp_rank == 0;
             moe_ckpt_add(ck, &ct);
@@ -118,12 +119,19 @@ moe_ckpt *moe_train_ckpt_register(moe_model *m) {
                               .layer = l,
                               .expert = -1,
                               .ndim = 1,
-                              .data = m->balance_bias + (int64_t)mi * m->E,
+                              .data = zeros ? zeros : m->balance_bias + (int64_t)mi * m->E,
                               .writer = m->lay.world_rank == 0};
         ct.shape[0] = m->E;
         moe_ckpt_add(ck, &ct);
     }
     return ck;
+}
+
+moe_ckpt *moe_train_ckpt_register(moe_model *m) { return moe_train_ckpt_register_with(m, NULL); }
+
+moe_ckpt *moe_train_ckpt_register_store(moe_model *m, float *zeros) {
+    MOE_ASSERT(m->params && zeros);
+    return moe_train_ckpt_register_with(m, zeros);
 }
 
 // Creates out_dir and proves it is a writable directory (a probe file is created and removed:
