@@ -673,6 +673,14 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
     if (!(o && o->resume) && (st = moe_comm_agree(c, moe_ckpt_check_fresh(cfg->out_dir)))) goto out;
     if (!(o && o->resume) && lay.world_rank == 0) st = moe_metrics_check_fresh(cfg->out_dir);
     if ((st = moe_comm_agree(c, st))) goto out;
+    const char *init_label, *init = moe_train_init_source(cfg, o, &init_label);
+    if (init && !(o && o->resume)) { // a fresh run's weights: refused before anything is set up
+        char dir[MOE_PATH_MAX];
+        st = lay.world_rank == 0 ? moe_train_check_init_from(cfg, init, init_label, 0, dir,
+                                                             sizeof dir, NULL, NULL)
+                                 : MOE_OK;
+        if ((st = moe_comm_agree(c, st))) goto out;
+    }
     if ((st = moe_train_open_data(cfg, c, &tr.d))) goto out;
     if (moe_data_val_tokens(tr.d) == 0 && tc->eval_interval > 0)
         moe_comm_printf(c, "note: no validation split (data.val_fraction = 0, no data.val_path): "
@@ -689,6 +697,7 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
     tr.kept = moe_xcalloc((size_t)(tr.m->n_moe + 1) * (size_t)(tr.m->E + 1), sizeof(int64_t));
     moe_xauto_init(&tr.xa, cfg, c);
     int64_t start = 0;
+    int resumed = 0; // a checkpoint of this run was loaded
     if (o && o->resume) {
         char where[MOE_PATH_MAX], dir[MOE_PATH_MAX];
         if (!strcmp(o->resume, "latest"))
@@ -710,6 +719,7 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
             if (st) goto out;
             if ((st = moe_comm_agree(c, moe_train_check_seed(cfg, where)))) goto out;
             start = cs.step;
+            resumed = 1;
             moe_xauto_resume(&tr.xa, cs.exchange);
             if ((st = moe_comm_agree(c, moe_ckpt_check_newer(cfg->out_dir, start)))) goto out;
             moe_comm_printf(c,
@@ -719,7 +729,10 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
             moe_train_schedule_note(cfg, where, start, c);
         }
     }
-    if (o && o->init_from && !o->resume && (st = moe_train_init_from(cfg, c, tr.m, o->init_from)))
+    if (init && resumed) // the run's own checkpoint wins: a rerun after preemption continues
+        moe_comm_printf(c, "%s = %s: ignored, the run resumed from its own checkpoint\n",
+                        init_label, init);
+    else if (init && (st = moe_train_init_from(cfg, c, tr.m, init, init_label)))
         goto out;
     if (cfg->router && cfg->router->replay && cfg->router->replay[0] && start < tc->steps) {
         if ((st = moe_replay_open(cfg, tr.m, c, start + 1, tc->steps, &tr.replay))) goto out;

@@ -23,6 +23,20 @@ typedef struct {
         *resume; // NULL: fresh; "latest": OUT_DIR's newest checkpoint (fresh if none); or a dir
     const char *init_from; // a fresh run starting from this checkpoint's weights (NULL: none)
 } moe_train_opts;
+// The checkpoint a run starting at step 0 takes its weights from: o->init_from (--init-from)
+// when set, else train.init_from when non-empty, else NULL; *label is "--init-from" or
+// "train.init_from", for messages. A run that loads its own checkpoint (--resume) ignores it.
+const char *moe_train_init_source(const Moe__Config *cfg, const moe_train_opts *o,
+                                  const char **label);
+// That checkpoint checked without loading it (local, no MPI): resolved into dir (cap bytes; a
+// checkpoint, checkpoints or run directory, or RUN/latest), its manifest read, its model section
+// equal to cfg's once defaults are resolved and, with verify, every file's size and CRC32C.
+// *step and *n_files (may be NULL) get its step and file count. Messages start "label = from:"
+// (or name the differing model fields): MOE_EUSAGE not found, MOE_EINVAL another model,
+// MOE_ECORRUPT, MOE_EIO.
+moe_status moe_train_check_init_from(const Moe__Config *cfg, const char *from, const char *label,
+                                     int verify, char *dir, size_t cap, int64_t *step,
+                                     size_t *n_files);
 typedef struct {
     int64_t step;    // steps done
     double loss;     // global loss of the last step
