@@ -378,7 +378,8 @@ moe_status moe_hf_import(const char *hf_dir, const char *out, const moe_hf_impor
     moe_hf_map(all, arch, &ent, &n);
     if ((st = moe_hf_import_match(ent, n, arch, &F, hf_dir))) goto done;
     int64_t most = all->E > 0 ? all->E : 1; // zeros also stand for the balance biases (E)
-    for (int i = 0; i < all->n_tensors; i++) most = all->tensors[i].n > most ? all->tensors[i].n : most;
+    for (int i = 0; i < all->n_tensors; i++)
+        most = all->tensors[i].n > most ? all->tensors[i].n : most;
     for (int i = 0; i < n; i++) {
         const int64_t k = ent[i].shape[0] * (ent[i].ndim == 2 ? ent[i].shape[1] : 1);
         most = k > most ? k : most;

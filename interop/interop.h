@@ -82,9 +82,9 @@ typedef struct {
 // `moe import HF_DIR OUT`: a moe checkpoint OUT/checkpoints/step_00000000 (manifest, CRC32C,
 // LATEST; trainer/checkpoint/) of the model in HF_DIR, step 0, zero Adam moments and balance
 // bias, written one rank's shard at a time (memory: one HF tensor plus one shard's parameters,
-// no gradients or moments). Refuses architectures and config.json fields moe cannot reproduce (MOE_EINVAL), bad or
-// mismatched safetensors (MOE_ECORRUPT: missing, unexpected or misshapen tensors, the reader's
-// refusals). `written` (cap bytes, may be NULL) gets the checkpoint's path.
+// no gradients or moments). Refuses architectures and config.json fields moe cannot reproduce
+// (MOE_EINVAL), bad or mismatched safetensors (MOE_ECORRUPT: missing, unexpected or misshapen
+// tensors, the reader's refusals). `written` (cap bytes, may be NULL) gets the checkpoint's path.
 moe_status moe_hf_import(const char *hf_dir, const char *out, const moe_hf_import_opts *o,
                          char *written, size_t cap, FILE *log);
 

@@ -125,10 +125,10 @@ moe_status moe_train_eval(moe_model *m, const moe_data *d, const moe_comm *c, in
                           int batches, int32_t *tokens /* (Bl, S+1) */, double *val);
 moe_status moe_train_open_data(const Moe__Config *cfg, const moe_comm *c, moe_data **out);
 moe_ckpt *moe_train_ckpt_register(moe_model *m); // params, Adam m, v, balancing biases
-// The same tensors for a parameter-only store (moe_model_create_table with params set): the parameters from
-// m->params, every Adam moment and balancing bias read from `zeros` — all 0, at least as many
-// floats as the largest tensor and as model.n_experts — so a step-0 checkpoint (moe import)
-// needs no moment buffers. Saving only reads `zeros`; do not load into it.
+// The same tensors for a parameter-only store (moe_model_create_table with params set): the
+// parameters from m->params, every Adam moment and balancing bias read from `zeros` — all 0, at
+// least as many floats as the largest tensor and as model.n_experts — so a step-0 checkpoint
+// (moe import) needs no moment buffers. Saving only reads `zeros`; do not load into it.
 moe_ckpt *moe_train_ckpt_register_store(moe_model *m, float *zeros);
 // SIGUSR1, SIGTERM, SIGINT → stop flag (checked every step: checkpoint, exit 75); a second SIGINT
 // kills the process as SIGINT does. Reads MOE_STOP_FILE: a path whose existence also requests
