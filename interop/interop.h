@@ -84,14 +84,15 @@ char *moe_hf_config_json(const Moe__Config *cfg, moe_hf_arch a, moe_st_dtype dty
 typedef struct {
     const char *const *sets; // --set a.b=v on the imported config (model.* refused)
     int n_sets;
-    int world, ep; // checked against the experts; the checkpoint is written at world 1 (it
-                   // reshards on load at any layout) with parallel.ep_size = ep
+    int world, ep; // the layout the checkpoint is written at (0: 1), checked against the
+                   // experts; parallel.ep_size = ep. It reshards on load at any layout.
 } moe_hf_import_opts;
 // `moe import HF_DIR OUT`: a moe checkpoint OUT/checkpoints/step_00000000 (manifest, CRC32C,
 // LATEST; trainer/checkpoint/) of the model in HF_DIR, step 0, zero Adam moments and balance
-// bias. Refuses architectures and config.json fields moe cannot reproduce (MOE_EINVAL), bad or
-// mismatched safetensors (MOE_ECORRUPT: missing, unexpected or misshapen tensors, the reader's
-// refusals). `written` (cap bytes, may be NULL) gets the checkpoint's path.
+// bias, written one rank's shard at a time (memory: one HF tensor plus one shard's parameters,
+// no gradients or moments). Refuses architectures and config.json fields moe cannot reproduce
+// (MOE_EINVAL), bad or mismatched safetensors (MOE_ECORRUPT: missing, unexpected or misshapen
+// tensors, the reader's refusals). `written` (cap bytes, may be NULL) gets the checkpoint's path.
 moe_status moe_hf_import(const char *hf_dir, const char *out, const moe_hf_import_opts *o,
                          char *written, size_t cap, FILE *log);
 

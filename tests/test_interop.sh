@@ -3,7 +3,9 @@
 # docs/interop.md). Tiny models (d_model 32, 2 layers, 4 experts, seq 16) of each exported class,
 # trained a few steps:
 #   - export -> import -> export gives the same bytes (config.json, safetensors, the index when
-#     sharded); import -> moe eval gives the original checkpoint's validation loss, digit for digit;
+#     sharded), also when the import is written at world 2 / EP 2, 4 / 4 and 4 / 2 (one shard at a
+#     time: its files and manifest layout checked); import -> moe eval gives the original
+#     checkpoint's validation loss, digit for digit;
 #   - a checkpoint written at np 2 / EP 2 exports to the same bytes as the same weights written at
 #     np 1 (moe train --init-from at lr 1e-30: far below every weight's ulp, the first step leaves them unchanged), which also
 #     shows --init-from loads the weights at step 0;
@@ -84,6 +86,20 @@ for a in mix:1:MixtralForCausalLM q2:2:Qwen2MoeForCausalLM q2b:1:Qwen2MoeForCaus
     "$M" import "hf-$n" "imp-$n" >x.out 2>&1 || fail "import $n: $(cat x.out)"
     "$M" export "imp-$n" "re-$n" "${shard[@]}" >x.out 2>&1 || fail "re-export $n: $(cat x.out)"
     same_dir "hf-$n" "re-$n"
+    # Imported at another layout (one rank's shard at a time): its files, and the same export.
+    for lay in 2:2 4:4 4:2; do
+        IFS=: read -r w e <<<"$lay"
+        o="imp-$n-w$w-ep$e"
+        "$M" import "hf-$n" "$o" --world "$w" --ep "$e" >x.out 2>&1 || fail "import $n at $lay: $(cat x.out)"
+        c="$o/checkpoints/step_00000000"
+        want="dense.bin $(for r in $(seq 0 $((e - 1))); do printf 'experts-%05d.bin ' "$r"; done)"
+        got="$(cd "$c" && ls *.bin | tr '\n' ' ')"
+        [ "$got" = "$want" ] || fail "import $n at world $w, ep $e: files '$got', expected '$want'"
+        grep -q "^  \"world_size\": $w," "$c/manifest.json" && grep -q "^  \"ep_size\": $e," "$c/manifest.json" ||
+            fail "import $n at world $w, ep $e: the manifest's layout: $(grep -i size "$c/manifest.json" | head -3)"
+        "$M" export "$o" "re-$o" "${shard[@]}" >x.out 2>&1 || fail "re-export $o: $(cat x.out)"
+        same_dir "hf-$n" "re-$o"
+    done
     a=$(val "run-$n") b=$(val "imp-$n" "${EVAL[@]}")
     if [ "$n" = q2b ]; then # 2 shared experts become one of twice the width: another sum order
         python3 -c "import sys; a,b=float('$a'),float('$b'); sys.exit(abs(a-b) > 1e-5*abs(a))" ||
@@ -96,7 +112,7 @@ for a in mix:1:MixtralForCausalLM q2:2:Qwen2MoeForCausalLM q2b:1:Qwen2MoeForCaus
     v=$(val "run-$n" --set data.val_path="$WORK/val.txt" --set train.eval_batches=1)
     python3 -c "import sys; sys.exit(abs($r - $v) > 1e-5 * abs($v))" ||
         fail "$n: the HF reference forward gives $r, moe eval $v"
-    say "$n ($cls, trained at np $np): export -> import -> export identical, val_loss $a = $b;" \
+    say "$n ($cls, trained at np $np): export -> import (world 1, 2/ep 2, 4/ep 4, 4/ep 2) -> export identical, val_loss $a = $b;" \
         "HF reference forward $r = moe $v"
 done
 ls hf-q2 | grep -q "model-00001-of-0000" && [ -f hf-q2/model.safetensors.index.json ] ||
@@ -161,12 +177,14 @@ same_dir hf-q2 hf-q2one
 say "np 2 / EP 2 checkpoint and its weights at np 1 (--init-from, lr 1e-30) export the same bytes"
 # An import (written at world 1) read at np 2 / EP 2: --init-from reshards it; the first step's
 # loss equals that of the same run from the original checkpoint (same layout, same weights).
-for src in run-q2 imp-q2; do
+for src in run-q2 imp-q2 imp-q2-w2-ep2; do
     sed -e "s#run-q2\"#run-ep-$src\"#" -e 's/"steps": 3/"steps": 1/' q2.json >"ep-$src.json"
     train "ep-$src" 2 --init-from "$src"
 done
 l1=$(awk '/^step +1\// {print $5}' train-ep-run-q2.out) l2=$(awk '/^step +1\// {print $5}' train-ep-imp-q2.out)
+l3=$(awk '/^step +1\// {print $5}' train-ep-imp-q2-w2-ep2.out)
 [ -n "$l1" ] && [ "$l1" = "$l2" ] || fail "np 2 EP 2 --init-from: first-step loss $l2 from the import, $l1 from the original"
+[ "$l1" = "$l3" ] || fail "np 2 EP 2 --init-from the import written at world 2 / EP 2: first-step loss $l3, from the original $l1"
 say "the import of q2 at np 2 / EP 2 (--init-from): first-step loss $l2, as from the original"
 # The first step from the imported model and from the original: the same loss.
 first() { awk '/^step +1\// {print $5}' "train-$1.out"; }

@@ -58,11 +58,12 @@ moe_status moe_train_check_seed(const Moe__Config *cfg, const char *where);
 void moe_train_schedule_note(const Moe__Config *cfg, const char *where, int64_t start,
                              const moe_comm *c);
 
-// --init-from: loads the parameters of the checkpoint at `from` into m (any layout it was
-// written at); Adam moments, balance bias and the step stay fresh. MOE_EINVAL naming the model
-// fields that differ (defaults resolved), else as moe_ckpt_load. Collective; the outcome agreed.
+// --init-from / train.init_from (`label` names which in messages): loads the parameters of the
+// checkpoint at `from` into m (any layout it was written at); Adam moments, balance bias and the
+// step stay fresh. MOE_EINVAL naming the model fields that differ (defaults resolved), else as
+// moe_ckpt_load. Collective; the outcome agreed.
 moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_model *m,
-                               const char *from);
+                               const char *from, const char *label);
 
 // ---------------------------------------------------------------- stragglers (straggler.c)
 // Rank 0 sums every rank's compute and wait seconds per step (the agreed per-rank figures of

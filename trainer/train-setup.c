@@ -16,37 +16,68 @@
 
 // ---------------------------------------------------------------- --init-from: weights only
 
-// --init-from's checkpoint resolved into dir, its manifest read (*man, free with
-// protobuf_c_message_free_unpacked; may be set on failure) and its model compared with cfg's.
-static moe_status moe_init_from_check(const Moe__Config *cfg, const char *from, char *dir,
-                                      size_t cap, Moe__CheckpointManifest **man) {
+const char *moe_train_init_source(const Moe__Config *cfg, const moe_train_opts *o,
+                                  const char **label) {
+    if (o && o->init_from) {
+        *label = "--init-from";
+        return o->init_from;
+    }
+    *label = "train.init_from";
+    const char *f = cfg->train ? cfg->train->init_from : NULL;
+    return f && f[0] ? f : NULL;
+}
+
+// The checkpoint `from` (named `label` in messages) resolved into dir, its manifest read (*man,
+// free with protobuf_c_message_free_unpacked; may be set on failure) and its model compared with
+// cfg's.
+static moe_status moe_init_from_check(const Moe__Config *cfg, const char *from, const char *label,
+                                      char *dir, size_t cap, Moe__CheckpointManifest **man) {
     char diff[1536];
     moe_status st = moe_ckpt_resolve(from, dir, cap);
     if (!st) st = moe_ckpt_read_manifest(dir, man);
-    if (!st && !(*man)->config) st = moe_set_error(MOE_ECORRUPT, "%s: manifest has no config", dir);
-    if (!st) { // the shapes, compared with every default resolved (an imported config is explicit)
-        Moe__Config *a = moe_config_copy((*man)->config), *b = moe_config_copy(cfg);
-        Moe__Config *def = moe_config_new_default();
-        if (!a->model) a->model = def->model, def->model = NULL;
-        moe_config_free(def);
-        moe_params_normalize_model(a->model);
-        moe_params_normalize_model(b->model);
-        if (moe_ckpt_config_diff(a, b, diff, sizeof diff) > 0)
-            st = moe_set_error(MOE_EINVAL,
-                               "--init-from %s: the checkpoint is of another model: %s; "
-                               "--init-from needs the same model section",
-                               dir, diff);
-        moe_config_free(a);
-        moe_config_free(b);
-    }
+    const char *eq = label[0] == '-' ? " " : " = "; // "--init-from X", "train.init_from = X"
+    if (st) // which setting pointed there (a sweep point, a config, the command line)
+        return moe_set_error(st, "%s%s%s: %s", label, eq, from, moe_last_error());
+    if (!(*man)->config)
+        return moe_set_error(MOE_ECORRUPT, "%s%s%s: %s: manifest has no config", label, eq, from,
+                             dir);
+    // The shapes, compared with every default resolved (an imported config is explicit).
+    Moe__Config *a = moe_config_copy((*man)->config), *b = moe_config_copy(cfg);
+    Moe__Config *def = moe_config_new_default();
+    if (!a->model) a->model = def->model, def->model = NULL;
+    moe_config_free(def);
+    moe_params_normalize_model(a->model);
+    moe_params_normalize_model(b->model);
+    if (moe_ckpt_config_diff(a, b, diff, sizeof diff) > 0)
+        st = moe_set_error(MOE_EINVAL,
+                           "%s %s: the checkpoint is of another model: %s; %s needs the same "
+                           "model section",
+                           label, dir, diff, label);
+    moe_config_free(a);
+    moe_config_free(b);
+    return st;
+}
+
+moe_status moe_train_check_init_from(const Moe__Config *cfg, const char *from, const char *label,
+                                     int verify, char *dir, size_t cap, int64_t *step,
+                                     size_t *n_files) {
+    Moe__CheckpointManifest *man = NULL;
+    moe_status st = moe_init_from_check(cfg, from, label, dir, cap, &man);
+    for (size_t i = 0; !st && verify && i < man->n_files; i++)
+        if ((st = moe_ckpt_verify_file(dir, man->files[i])))
+            st = moe_set_error(st, "%s%s%s: %s", label, label[0] == '-' ? " " : " = ", from,
+                               moe_last_error());
+    if (!st && step) *step = (int64_t)man->step;
+    if (!st && n_files) *n_files = man->n_files;
+    if (man) protobuf_c_message_free_unpacked(&man->base, NULL);
     return st;
 }
 
 moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_model *m,
-                               const char *from) {
+                               const char *from, const char *label) {
     char dir[MOE_PATH_MAX];
     Moe__CheckpointManifest *man = NULL;
-    moe_status st = moe_init_from_check(cfg, from, dir, sizeof dir, &man);
+    moe_status st = moe_init_from_check(cfg, from, label, dir, sizeof dir, &man);
     if (man) protobuf_c_message_free_unpacked(&man->base, NULL);
     if ((st = moe_comm_agree(c, st))) return st;
     moe_ckpt *ck = moe_ckpt_create(); // the parameters only: Adam moments and balance bias fresh
@@ -67,8 +98,8 @@ moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_mo
     if (!st)
         moe_comm_printf(c,
                         "initialised from %s (its step %lld; weights only: fresh optimizer "
-                        "state, step 0)\n",
-                        dir, (long long)cs.step);
+                        "state, step 0; by %s)\n",
+                        dir, (long long)cs.step, label);
     return st;
 }
 
@@ -160,6 +191,22 @@ static moe_status moe_dry_out_dir(const char *dir, char *what, size_t cap) {
     return MOE_OK;
 }
 
+// A run starting at step 0 from train.init_from / --init-from: found, the same model, intact.
+static moe_status moe_dry_init_from(const Moe__Config *cfg, const moe_train_opts *o,
+                                    const moe_comm *c) {
+    const char *label, *from = moe_train_init_source(cfg, o, &label);
+    if (!from) return MOE_OK;
+    char dir[MOE_PATH_MAX];
+    int64_t step = 0;
+    size_t nf = 0;
+    moe_status st = moe_train_check_init_from(cfg, from, label, 1, dir, sizeof dir, &step, &nf);
+    if (!st)
+        moe_comm_printf(c, "  %s: %s (its step %lld, %zu files verified; the same model): its "
+                        "weights, fresh optimizer state\n",
+                        label, dir, (long long)step, nf);
+    return st;
+}
+
 // Checkpoints: a fresh run must find none; --resume must find one that continues this run.
 static moe_status moe_dry_checkpoints(const Moe__Config *cfg, const moe_train_opts *o,
                                       const moe_comm *c) {
@@ -168,18 +215,7 @@ static moe_status moe_dry_checkpoints(const Moe__Config *cfg, const moe_train_op
         moe_status st = moe_ckpt_check_fresh(out);
         if (!st) st = moe_metrics_check_fresh(out);
         if (!st) moe_comm_printf(c, "  checkpoints: none in %s: a fresh run from step 0\n", out);
-        if (!st && o && o->init_from) { // the weights it starts from: found, same model, intact
-            char dir[MOE_PATH_MAX];
-            Moe__CheckpointManifest *man = NULL;
-            st = moe_init_from_check(cfg, o->init_from, dir, sizeof dir, &man);
-            for (size_t i = 0; !st && i < man->n_files; i++)
-                st = moe_ckpt_verify_file(dir, man->files[i]);
-            if (!st)
-                moe_comm_printf(c, "  --init-from: %s (its step %lld, %zu files verified; the "
-                                "same model): its weights, fresh optimizer state\n",
-                                dir, (long long)man->step, man->n_files);
-            if (man) protobuf_c_message_free_unpacked(&man->base, NULL);
-        }
+        if (!st) st = moe_dry_init_from(cfg, o, c);
         return st;
     }
     char where[MOE_PATH_MAX], dir[MOE_PATH_MAX];
@@ -192,7 +228,7 @@ static moe_status moe_dry_checkpoints(const Moe__Config *cfg, const moe_train_op
         if ((st = moe_ckpt_check_fresh(out))) return st;
         moe_comm_printf(c, "  checkpoints: none in %s yet: --resume latest starts at step 0\n",
                         out);
-        return MOE_OK;
+        return moe_dry_init_from(cfg, o, c); // a start from step 0 takes train.init_from
     }
     Moe__CheckpointManifest *man = NULL;
     if (!st) st = moe_ckpt_read_manifest(dir, &man);
@@ -203,6 +239,10 @@ static moe_status moe_dry_checkpoints(const Moe__Config *cfg, const moe_train_op
         moe_comm_printf(c, "  checkpoints: would resume from %s at step %lld (%zu files "
                         "verified)\n", dir, (long long)man->step, man->n_files);
         moe_train_schedule_note(cfg, where, (int64_t)man->step, c);
+        const char *label, *from = moe_train_init_source(cfg, o, &label);
+        if (from)
+            moe_comm_printf(c, "  %s = %s: ignored, the run resumes from its own checkpoint\n",
+                            label, from);
     }
     if (man) protobuf_c_message_free_unpacked(&man->base, NULL);
     return st;

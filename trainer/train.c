@@ -90,7 +90,8 @@ moe_status moe_train_eval(moe_model *m, const moe_data *d, const moe_comm *c, in
 }
 
 // Registers every tensor of the model (params, Adam moments, balancing biases) with a checkpoint.
-moe_ckpt *moe_train_ckpt_register(moe_model *m) {
+// zeros NULL: every family of m; else the Adam moments and balancing biases are all `zeros`.
+static moe_ckpt *moe_train_ckpt_register_with(moe_model *m, float *zeros) {
     moe_ckpt *ck = moe_ckpt_create();
     static const moe_ckpt_kind kinds[3] = {MOE_CKPT_KIND_PARAM, MOE_CKPT_KIND_ADAM_M,
                                            MOE_CKPT_KIND_ADAM_V};
@@ -103,7 +104,7 @@ moe_ckpt *moe_train_ckpt_register(moe_model *m) {
                                   .layer = t->layer,
                                   .expert = t->expert,
                                   .ndim = t->ndim,
-                                  .data = fam[k] + t->offset};
+                                  .data = k && zeros ? zeros : fam[k] + t->offset};
             ct.shape[0] = t->shape[0], ct.shape[1] = t->shape[1];
             ct.writer = t->expert < 0 ? m->lay.world_rank == 0 : m->lay.edp_rank == 0;
             moe_ckpt_add(ck, &ct);
@@ -118,12 +119,19 @@ moe_ckpt *moe_train_ckpt_register(moe_model *m) {
                               .layer = l,
                               .expert = -1,
                               .ndim = 1,
-                              .data = m->balance_bias + (int64_t)mi * m->E,
+                              .data = zeros ? zeros : m->balance_bias + (int64_t)mi * m->E,
                               .writer = m->lay.world_rank == 0};
         ct.shape[0] = m->E;
         moe_ckpt_add(ck, &ct);
     }
     return ck;
+}
+
+moe_ckpt *moe_train_ckpt_register(moe_model *m) { return moe_train_ckpt_register_with(m, NULL); }
+
+moe_ckpt *moe_train_ckpt_register_store(moe_model *m, float *zeros) {
+    MOE_ASSERT(m->params && zeros);
+    return moe_train_ckpt_register_with(m, zeros);
 }
 
 // Creates out_dir and proves it is a writable directory (a probe file is created and removed:
@@ -665,6 +673,14 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
     if (!(o && o->resume) && (st = moe_comm_agree(c, moe_ckpt_check_fresh(cfg->out_dir)))) goto out;
     if (!(o && o->resume) && lay.world_rank == 0) st = moe_metrics_check_fresh(cfg->out_dir);
     if ((st = moe_comm_agree(c, st))) goto out;
+    const char *init_label, *init = moe_train_init_source(cfg, o, &init_label);
+    if (init && !(o && o->resume)) { // a fresh run's weights: refused before anything is set up
+        char dir[MOE_PATH_MAX];
+        st = lay.world_rank == 0 ? moe_train_check_init_from(cfg, init, init_label, 0, dir,
+                                                             sizeof dir, NULL, NULL)
+                                 : MOE_OK;
+        if ((st = moe_comm_agree(c, st))) goto out;
+    }
     if ((st = moe_train_open_data(cfg, c, &tr.d))) goto out;
     if (moe_data_val_tokens(tr.d) == 0 && tc->eval_interval > 0)
         moe_comm_printf(c, "note: no validation split (data.val_fraction = 0, no data.val_path): "
@@ -681,6 +697,7 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
     tr.kept = moe_xcalloc((size_t)(tr.m->n_moe + 1) * (size_t)(tr.m->E + 1), sizeof(int64_t));
     moe_xauto_init(&tr.xa, cfg, c);
     int64_t start = 0;
+    int resumed = 0; // a checkpoint of this run was loaded
     if (o && o->resume) {
         char where[MOE_PATH_MAX], dir[MOE_PATH_MAX];
         if (!strcmp(o->resume, "latest"))
@@ -702,6 +719,7 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
             if (st) goto out;
             if ((st = moe_comm_agree(c, moe_train_check_seed(cfg, where)))) goto out;
             start = cs.step;
+            resumed = 1;
             moe_xauto_resume(&tr.xa, cs.exchange);
             if ((st = moe_comm_agree(c, moe_ckpt_check_newer(cfg->out_dir, start)))) goto out;
             moe_comm_printf(c,
@@ -711,7 +729,10 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
             moe_train_schedule_note(cfg, where, start, c);
         }
     }
-    if (o && o->init_from && !o->resume && (st = moe_train_init_from(cfg, c, tr.m, o->init_from)))
+    if (init && resumed) // the run's own checkpoint wins: a rerun after preemption continues
+        moe_comm_printf(c, "%s = %s: ignored, the run resumed from its own checkpoint\n",
+                        init_label, init);
+    else if (init && (st = moe_train_init_from(cfg, c, tr.m, init, init_label)))
         goto out;
     if (cfg->router && cfg->router->replay && cfg->router->replay[0] && start < tc->steps) {
         if ((st = moe_replay_open(cfg, tr.m, c, start + 1, tc->steps, &tr.replay))) goto out;

@@ -216,13 +216,18 @@ static moe_status moe_model_check_size(const Moe__Config *cfg, const moe_model_l
     return MOE_OK;
 }
 
-moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
-                            const moe_comm *comm, int64_t B_local, moe_model **out) {
+// What moe_model_new builds beside the table: everything (moe_model_create), or nothing.
+typedef enum { MOE_MODEL_FULL = 0, MOE_MODEL_TABLE } moe_model_what;
+
+static moe_status moe_model_new(const Moe__Config *cfg, const moe_model_layout *lay,
+                                const moe_comm *comm, int64_t B_local, moe_model_what what,
+                                moe_model **out) {
     *out = NULL;
     moe_status st = moe_model_check(cfg);
     if (st) return st;
     const Moe__ModelConfig *mc = cfg->model;
     MOE_ASSERT(lay->world >= 1 && (comm || (lay->world == 1 && lay->ep == 1) || B_local == 0));
+    MOE_ASSERT(what == MOE_MODEL_FULL || B_local == 0);
     if (mc->n_experts > 0 && mc->n_experts % lay->ep != 0)
         return moe_set_error(MOE_ELAYOUT,
                              "model.n_experts = %d is not divisible by "
@@ -231,7 +236,9 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
     Moe__RouterConfig rdef;
     moe__router_config__init(&rdef);
     const Moe__RouterConfig *rc = cfg->router ? cfg->router : &rdef;
-    if ((st = moe_model_check_size(cfg, lay, comm, B_local))) return st;
+    if (what == MOE_MODEL_FULL && (st = moe_model_check_size(cfg, lay, comm, B_local))) return st;
+    moe_model_memory mm; // a table: the shape's and layout's counts checked (no overflow)
+    if (what == MOE_MODEL_TABLE && (st = moe_model_memory_of(cfg, lay, NULL, 0, &mm))) return st;
     moe_model *m = moe_xcalloc(1, sizeof *m);
     moe_model_priv *pv = moe_xcalloc(1, sizeof *pv);
     m->priv = pv;
@@ -281,13 +288,15 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
     pv->off = moe_xcalloc((size_t)m->L, sizeof *pv->off);
     moe_model_build_table(m, pv);
     const size_t bytes = (size_t)m->n_params * sizeof(float);
-    m->params = moe_xalloc_aligned(bytes);
-    m->grads = moe_xalloc_aligned(bytes);
-    m->adam_m = moe_xalloc_aligned(bytes);
-    m->adam_v = moe_xalloc_aligned(bytes);
     m->balance_bias = moe_xcalloc((size_t)(m->n_moe > 0 ? m->n_moe * m->E : 1), sizeof(float));
-    const uint64_t seed = cfg->train ? cfg->train->seed : 1234;
-    moe_model_init_tensors(m, seed);
+    if (what == MOE_MODEL_FULL) {
+        m->params = moe_xalloc_aligned(bytes);
+        m->grads = moe_xalloc_aligned(bytes);
+        m->adam_m = moe_xalloc_aligned(bytes);
+        m->adam_v = moe_xalloc_aligned(bytes);
+        const uint64_t seed = cfg->train ? cfg->train->seed : 1234;
+        moe_model_init_tensors(m, seed);
+    }
     // Accounting helpers.
     if (m->n_moe > 0) {
         const int64_t Fe = pv->lp.F, fb = mc->ffn_bias;
@@ -319,6 +328,16 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
 fail:
     moe_model_free(m);
     return st;
+}
+
+moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
+                            const moe_comm *comm, int64_t B_local, moe_model **out) {
+    return moe_model_new(cfg, lay, comm, B_local, MOE_MODEL_FULL, out);
+}
+
+moe_status moe_model_create_table(const Moe__Config *cfg, const moe_model_layout *lay,
+                                  moe_model **out) {
+    return moe_model_new(cfg, lay, NULL, 0, MOE_MODEL_TABLE, out);
 }
 
 moe_status moe_model_set_exchange(moe_model *m, const Moe__ParallelConfig *pc) {

@@ -119,6 +119,14 @@ moe_status moe_model_memory_of(const Moe__Config *cfg, const moe_model_layout *l
 // comm may be NULL only when lay.world == 1.
 moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
                             const moe_comm *comm, int64_t B_local, moe_model **out);
+// The parameter table of cfg at `lay` (any layout; no communicator): m->tensors with their
+// offsets and shapes, n_dense, n_params, a zero balance_bias — and no families (params, grads,
+// adam_m, adam_v NULL), no activations, no forward. A parameter-only store: the caller may point
+// m->params at its own n_params floats (4 bytes a parameter of this rank's shard) and must set it
+// back to NULL before moe_model_free. For tools that move weights one shard at a time (moe
+// import reuses one buffer for every shard). MOE_EINVAL / MOE_ELAYOUT as moe_model_create.
+moe_status moe_model_create_table(const Moe__Config *cfg, const moe_model_layout *lay,
+                                  moe_model **out);
 void moe_model_free(moe_model *m); // NULL-safe
 // Rebuilds every MoE layer's exchange with the options of pc (overlap chunks, hierarchical,
 // dedup, payload dtype): parameters, optimizer state and balance bias are untouched; m->stats
