@@ -24,7 +24,7 @@ static const moe_subcommand moe_subcommands[] = {
     {"merge", moe_cmd_merge, "a LoRA run's adapters folded into its base: a plain checkpoint"},
     {"topo", moe_cmd_topo, "machine topology, rank bindings and the EP/EDP groups (under mpirun)"},
     {"export", moe_cmd_export,
-     "a checkpoint as a Hugging Face model directory (Mixtral, Qwen2-MoE, Qwen3-MoE)"},
+     "a checkpoint as an HF model directory (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE)"},
     {"import", moe_cmd_import, "a Hugging Face model directory as a moe checkpoint (step 0)"},
     {"inspect", moe_cmd_inspect, "print a checkpoint's manifest and verify its files (CRC32C)"},
     {"sweep", moe_cmd_sweep,

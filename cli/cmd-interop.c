@@ -27,9 +27,9 @@ int moe_cmd_export(int argc, char **argv) {
         "moe export",
         "Writes a moe checkpoint as a Hugging Face model directory: config.json and\n"
         "model.safetensors (or shards and their index), with transformers' tensor names and\n"
-        "layouts for MixtralForCausalLM, Qwen2MoeForCausalLM or Qwen3MoeForCausalLM, chosen from\n"
-        "the model's config. A model those classes cannot express is refused with the field\n"
-        "named and nothing written. See docs/interop.md.",
+        "layouts for MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM or\n"
+        "OlmoeForCausalLM, chosen from the model's config. A model those classes cannot\n"
+        "express is refused with the field named and nothing written. See docs/interop.md.",
         pos,
         MOE_ARGS_N(pos),
         opts,
@@ -59,7 +59,8 @@ int moe_cmd_import(int argc, char **argv) {
     };
     const moe_arg_opt opts[] = {
         MOE_OPT_INT("--world", &world, "N", 1, 1 << 20,
-                    "check the model against this world size (with --ep)"),
+                    "write the checkpoint as N ranks would (with --ep), one rank's\n"
+                    "shard in memory at a time"),
         MOE_OPT_INT("--ep", &ep, "N", 1, 1 << 20,
                     "parallel.ep_size of the imported config (experts must divide)"),
         MOE_OPT_LIST("--set", &sets, "a.b=v",
@@ -69,9 +70,11 @@ int moe_cmd_import(int argc, char **argv) {
     const moe_args_spec spec = {
         "moe import",
         "Writes a Hugging Face model (MixtralForCausalLM, Qwen2MoeForCausalLM,\n"
-        "Qwen3MoeForCausalLM) as a moe checkpoint at step 0 (zero optimizer state) that\n"
-        "moe eval, moe generate and moe train --init-from read at any world size and EP: the\n"
-        "checkpoint is written at world 1 and reshards on load. See docs/interop.md.",
+        "Qwen3MoeForCausalLM, OlmoeForCausalLM) as a moe checkpoint at step 0 (zero optimizer\n"
+        "state) that moe eval, moe generate and moe train --init-from read at any world size\n"
+        "and EP (it reshards on load). Memory: one tensor plus one rank's shard of the\n"
+        "--world/--ep layout (default 1: the whole model's parameters once). See\n"
+        "docs/interop.md.",
         pos,
         MOE_ARGS_N(pos),
         opts,

@@ -95,7 +95,8 @@ int moe_cmd_train(int argc, char **argv) {
                        "none); DIR: from that checkpoint"),
         MOE_OPT_STRING("--init-from", &init_from, "CHECKPOINT",
                        "start from that checkpoint's weights (a moe run or moe import):\n"
-                       "fresh optimizer state, step 0; the model section must match"),
+                       "fresh optimizer state, step 0; the model section must match\n"
+                       "(overrides train.init_from, which --resume may be combined with)"),
         MOE_OPT_FLAG("--dry-run", &dry_run,
                      "check everything (config, layout, memory per rank, out_dir,\n"
                      "checkpoints, data) and print it; train nothing, write nothing"),
@@ -156,6 +157,10 @@ int moe_cmd_train(int argc, char **argv) {
     } else {
         moe_train_blas_threads(c);
         moe_train_opts o = {.resume = resume, .init_from = init_from};
+        const char *cf = cfg->train ? cfg->train->init_from : NULL;
+        if (init_from && cf && cf[0] && strcmp(cf, init_from))
+            moe_comm_printf(c, "moe train: --init-from %s overrides train.init_from = %s\n",
+                            init_from, cf);
         moe_train_result r = {.loss = NAN};
         st = dry_run ? moe_train_dry_run(cfg, c, &o) : moe_train_run(cfg, c, &o, &r);
         if (st == MOE_EINTR)

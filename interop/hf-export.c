@@ -37,7 +37,8 @@ char *moe_hf_config_json(const Moe__Config *cfg, moe_hf_arch a, moe_st_dtype dty
     json_object_set_new(o, "num_hidden_layers", jint(mc->n_layers));
     json_object_set_new(o, "num_attention_heads", jint(mc->n_heads));
     json_object_set_new(o, "num_key_value_heads", jint(mc->n_kv_heads));
-    json_object_set_new(o, "head_dim", jint(mc->head_dim));
+    if (a != MOE_HF_OLMOE) // OlmoeConfig has no head_dim: hidden_size / num_attention_heads
+        json_object_set_new(o, "head_dim", jint(mc->head_dim));
     json_object_set_new(o, "hidden_act", json_string("silu"));
     json_object_set_new(o, "max_position_embeddings", jint(mc->max_seq_len));
     json_object_set_new(o, "rms_norm_eps", json_real(mc->norm_eps));
@@ -50,13 +51,20 @@ char *moe_hf_config_json(const Moe__Config *cfg, moe_hf_arch a, moe_st_dtype dty
     json_object_set_new(o, "attention_dropout", json_real(0.0));
     json_object_set_new(o, "initializer_range", json_real(0.02));
     json_object_set_new(o, "use_cache", json_true());
-    json_object_set_new(o, "sliding_window", json_null());
+    if (a != MOE_HF_OLMOE) // not an OlmoeConfig field
+        json_object_set_new(o, "sliding_window", json_null());
     json_object_set_new(o, "torch_dtype",
                         json_string(dtype == MOE_ST_BF16 ? "bfloat16" : "float32"));
     if (a == MOE_HF_MIXTRAL) {
         json_object_set_new(o, "num_local_experts", jint(mc->n_experts));
         json_object_set_new(o, "intermediate_size", jint(mc->expert_d_ff));
         json_object_set_new(o, "router_jitter_noise", json_real(0.0));
+    } else if (a == MOE_HF_OLMOE) { // OlmoeConfig: no dense layers, no shared experts
+        json_object_set_new(o, "num_experts", jint(mc->n_experts));
+        json_object_set_new(o, "intermediate_size", jint(mc->expert_d_ff)); // the expert width
+        json_object_set_new(o, "norm_topk_prob", json_boolean(rc->renormalize));
+        json_object_set_new(o, "attention_bias", json_boolean(mc->attn_qkv_bias)); // with o_proj's
+        json_object_set_new(o, "clip_qkv", json_null());
     } else {
         json_object_set_new(o, "num_experts", jint(mc->n_experts));
         json_object_set_new(o, "intermediate_size", // dense layers only (none: d_ff 0)

@@ -14,6 +14,8 @@ const char *moe_hf_arch_class(moe_hf_arch a) {
     case MOE_HF_MIXTRAL: return "MixtralForCausalLM";
     case MOE_HF_QWEN2_MOE: return "Qwen2MoeForCausalLM";
     case MOE_HF_QWEN3_MOE: return "Qwen3MoeForCausalLM";
+    case MOE_HF_OLMOE: return "OlmoeForCausalLM";
+    case MOE_HF_N_ARCH: break;
     }
     return "?";
 }
@@ -23,6 +25,8 @@ const char *moe_hf_arch_type(moe_hf_arch a) {
     case MOE_HF_MIXTRAL: return "mixtral";
     case MOE_HF_QWEN2_MOE: return "qwen2_moe";
     case MOE_HF_QWEN3_MOE: return "qwen3_moe";
+    case MOE_HF_OLMOE: return "olmoe";
+    case MOE_HF_N_ARCH: break;
     }
     return "?";
 }
@@ -45,7 +49,7 @@ moe_status moe_hf_arch_of(const Moe__Config *cfg, moe_hf_arch *out) {
     if (!mc) REFUSE("the config has no model section");
     if (mc->n_experts <= 0)
         REFUSE("model.n_experts = %d: a dense model; moe export writes the MoE classes "
-               "(Mixtral, Qwen2-MoE, Qwen3-MoE)",
+               "(Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE)",
                mc->n_experts);
     if (mc->positions != MOE__MODEL_CONFIG__POSITIONS__rope)
         REFUSE("model.positions = learned: the HF MoE classes use rotary positions only");
@@ -53,14 +57,12 @@ moe_status moe_hf_arch_of(const Moe__Config *cfg, moe_hf_arch *out) {
         REFUSE("model.norm = layernorm: the HF MoE classes use RMSNorm");
     if (mc->activation != MOE__MODEL_CONFIG__ACTIVATION__swiglu)
         REFUSE("model.activation = gelu: the HF MoE classes use SwiGLU (silu) FFNs");
-    if (mc->qk_norm == MOE__MODEL_CONFIG__QK_NORM__full)
-        REFUSE("model.qk_norm = full: no exported class normalises the whole q/k projection");
     if (mc->kv_lora_rank > 0 || mc->q_lora_rank > 0)
         REFUSE("model.kv_lora_rank / q_lora_rank: multi-head latent attention has no exported "
                "class");
-    if (mc->attn_out_bias && mc->qk_norm != MOE__MODEL_CONFIG__QK_NORM__per_head)
-        REFUSE("model.attn_out_bias = true: only Qwen3-MoE (qk_norm per_head) has an o_proj "
-               "bias");
+    if (mc->attn_out_bias && mc->qk_norm == MOE__MODEL_CONFIG__QK_NORM__none)
+        REFUSE("model.attn_out_bias = true: only Qwen3-MoE (qk_norm per_head) and OLMoE (qk_norm "
+               "full) have an o_proj bias");
     if (mc->ffn_bias)
         REFUSE("model.ffn_bias = true: the HF MoE classes' FFNs and experts have no biases");
     if (mc->router_bias)
@@ -82,7 +84,7 @@ moe_status moe_hf_arch_of(const Moe__Config *cfg, moe_hf_arch *out) {
                rc->bias_update_rate);
     if (rc->n_group > 1 || rc->node_limited)
         REFUSE("router.n_group = %d%s: group-limited routing has no HF class among Mixtral, "
-               "Qwen2-MoE, Qwen3-MoE",
+               "Qwen2-MoE, Qwen3-MoE, OLMoE",
                rc->n_group, rc->node_limited ? " (node_limited)" : "");
     if (rc->routed_scaling != 1.0)
         REFUSE("router.routed_scaling = %g: the HF classes do not scale the combine weights",
@@ -100,6 +102,26 @@ moe_status moe_hf_arch_of(const Moe__Config *cfg, moe_hf_arch *out) {
                    "Qwen3-MoE's attention_bias puts biases on q, k, v and o_proj together",
                    mc->attn_qkv_bias ? "true" : "false", mc->attn_out_bias ? "true" : "false");
         *out = MOE_HF_QWEN3_MOE;
+        return MOE_OK;
+    }
+    if (mc->qk_norm == MOE__MODEL_CONFIG__QK_NORM__full) { // OlmoeAttention, OlmoeSparseMoeBlock
+        if (mc->n_shared_experts > 0)
+            REFUSE("model.n_shared_experts = %d with qk_norm full: OLMoE (the class with q/k "
+                   "norms over the whole projections) has no shared experts",
+                   mc->n_shared_experts);
+        if (mc->attn_qkv_bias != mc->attn_out_bias)
+            REFUSE("model.attn_qkv_bias = %s, attn_out_bias = %s with qk_norm full: OLMoE's "
+                   "attention_bias puts biases on q, k, v and o_proj together",
+                   mc->attn_qkv_bias ? "true" : "false", mc->attn_out_bias ? "true" : "false");
+        if (dense > 0)
+            REFUSE("model.first_dense_layers / dense_layers: %d dense layers, and OLMoE has an "
+                   "MoE FFN in every layer",
+                   dense);
+        if (H * Dh != mc->d_model) // q_norm has width hidden_size; head_dim is not a field
+            REFUSE("model.head_dim = %lld: OLMoE's head dim is hidden_size / num_attention_heads "
+                   "(%lld × %lld != %lld)",
+                   (long long)Dh, (long long)H, (long long)Dh, (long long)mc->d_model);
+        *out = MOE_HF_OLMOE; // router.renormalize either way: norm_topk_prob
         return MOE_OK;
     }
     if (mc->n_shared_experts > 0 || mc->attn_qkv_bias) {
@@ -196,6 +218,7 @@ moe_status moe_hf_map(const moe_model *m, moe_hf_arch a, moe_hf_entry **out, int
     moe_hf_list L = {.m = m};
     const Moe__ModelConfig *mc = m->mc;
     const int mix = a == MOE_HF_MIXTRAL, qwen2 = a == MOE_HF_QWEN2_MOE;
+    const int qk = a == MOE_HF_QWEN3_MOE || a == MOE_HF_OLMOE; // q_norm, k_norm; attention_bias
     const int Ns = mc->n_shared_experts;
     moe_hf_add(&L, -1, "wte", -1, 1, MOE_HF_COPY, 0, "model.embed_tokens.weight");
     for (int l = 0; l < m->L; l++) {
@@ -208,7 +231,7 @@ moe_status moe_hf_map(const moe_model *m, moe_hf_arch a, moe_hf_entry **out, int
             snprintf(b, sizeof b, "attn.b%s", qkv[j]);
             moe_hf_add(&L, l, w, -1, 1, MOE_HF_T, 0, "%s.%d.self_attn.%s_proj.weight", p, l,
                        qkv[j]);
-            if (qwen2 || (a == MOE_HF_QWEN3_MOE && mc->attn_qkv_bias)) {
+            if (qwen2 || (qk && mc->attn_qkv_bias)) {
                 const int64_t width = (j == 0 ? m->H : m->Hkv) * m->Dh;
                 const int has = mc->attn_qkv_bias;
                 moe_hf_add(&L, l, b, -1, 1, has ? MOE_HF_COPY : MOE_HF_ZERO, width,
@@ -216,10 +239,10 @@ moe_status moe_hf_map(const moe_model *m, moe_hf_arch a, moe_hf_entry **out, int
             }
         }
         moe_hf_add(&L, l, "attn.wo", -1, 1, MOE_HF_T, 0, "%s.%d.self_attn.o_proj.weight", p, l);
-        if (mc->attn_out_bias) // Qwen3-MoE with attention_bias (moe_hf_arch_of)
+        if (mc->attn_out_bias) // Qwen3-MoE, OLMoE with attention_bias (moe_hf_arch_of)
             moe_hf_add(&L, l, "attn.bo", -1, 1, MOE_HF_COPY, 0, "%s.%d.self_attn.o_proj.bias", p,
                        l);
-        if (a == MOE_HF_QWEN3_MOE) {
+        if (qk) { // Qwen3-MoE (Dh), OLMoE (H·Dh and Hkv·Dh): moe's widths are the same
             moe_hf_add(&L, l, "attn.q_norm", -1, 1, MOE_HF_COPY, 0, "%s.%d.self_attn.q_norm.weight",
                        p, l);
             moe_hf_add(&L, l, "attn.k_norm", -1, 1, MOE_HF_COPY, 0, "%s.%d.self_attn.k_norm.weight",

@@ -4,6 +4,7 @@
 //   Mixtral    MixtralForCausalLM    no biases, no shared experts, softmax top-k renormalised
 //   Qwen2-MoE  Qwen2MoeForCausalLM   q/k/v biases, one shared expert with its sigmoid gate
 //   Qwen3-MoE  Qwen3MoeForCausalLM   per-head q/k RMSNorm, q/k/v/o biases (attention_bias) or none
+//   OLMoE      OlmoeForCausalLM      q/k RMSNorm over the whole projections, q/k/v/o biases or none
 // The map (interop/hf-map.c) is one table per architecture of (HF tensor, moe tensor(s), layout
 // op); export and import run the same ops in the two directions, so a round trip is exact.
 // Layouts: moe stores linear weights (in, out), nn.Linear (out, in): every matrix is transposed.
@@ -18,9 +19,16 @@
 #include "moe-common.h"
 #include "moe.pb-c.h"
 
-typedef enum { MOE_HF_MIXTRAL = 0, MOE_HF_QWEN2_MOE, MOE_HF_QWEN3_MOE } moe_hf_arch;
+typedef enum {
+    MOE_HF_MIXTRAL = 0,
+    MOE_HF_QWEN2_MOE,
+    MOE_HF_QWEN3_MOE,
+    MOE_HF_OLMOE,
+    MOE_HF_N_ARCH // the number of classes (not one)
+} moe_hf_arch;
 const char *moe_hf_arch_class(moe_hf_arch a); // "MixtralForCausalLM", ...
-const char *moe_hf_arch_type(moe_hf_arch a);  // model_type: "mixtral", "qwen2_moe", "qwen3_moe"
+const char *moe_hf_arch_type(moe_hf_arch a);  // model_type: "mixtral", "qwen2_moe", "qwen3_moe",
+                                              // "olmoe"
 
 // The architecture a moe config exports as, or MOE_EINVAL naming the field HF's class cannot
 // express (sigmoid scoring, expert choice, capacity, aux-free bias, groups, routed scaling,
@@ -76,14 +84,15 @@ char *moe_hf_config_json(const Moe__Config *cfg, moe_hf_arch a, moe_st_dtype dty
 typedef struct {
     const char *const *sets; // --set a.b=v on the imported config (model.* refused)
     int n_sets;
-    int world, ep; // checked against the experts; the checkpoint is written at world 1 (it
-                   // reshards on load at any layout) with parallel.ep_size = ep
+    int world, ep; // the layout the checkpoint is written at (0: 1), checked against the
+                   // experts; parallel.ep_size = ep. It reshards on load at any layout.
 } moe_hf_import_opts;
 // `moe import HF_DIR OUT`: a moe checkpoint OUT/checkpoints/step_00000000 (manifest, CRC32C,
 // LATEST; trainer/checkpoint/) of the model in HF_DIR, step 0, zero Adam moments and balance
-// bias. Refuses architectures and config.json fields moe cannot reproduce (MOE_EINVAL), bad or
-// mismatched safetensors (MOE_ECORRUPT: missing, unexpected or misshapen tensors, the reader's
-// refusals). `written` (cap bytes, may be NULL) gets the checkpoint's path.
+// bias, written one rank's shard at a time (memory: one HF tensor plus one shard's parameters,
+// no gradients or moments). Refuses architectures and config.json fields moe cannot reproduce
+// (MOE_EINVAL), bad or mismatched safetensors (MOE_ECORRUPT: missing, unexpected or misshapen
+// tensors, the reader's refusals). `written` (cap bytes, may be NULL) gets the checkpoint's path.
 moe_status moe_hf_import(const char *hf_dir, const char *out, const moe_hf_import_opts *o,
                          char *written, size_t cap, FILE *log);
 

@@ -516,7 +516,9 @@ static moe_status hf_map_groups(hf_ctx *c, hf_family fam, Moe__ModelConfig *m,
 }
 
 // Every layer sparse, experts of intermediate_size; RMSNorm over the whole q projection
-// (hidden_size) and k projection (Hkv·Dh); attention_bias on q/k/v/o.
+// (hidden_size) and k projection (Hkv·Dh); attention_bias on q/k/v/o. OlmoeConfig has no
+// head_dim: the head dim is hidden_size / num_attention_heads (q_norm's width is hidden_size), so
+// a head_dim that says otherwise describes no OLMoE model.
 static moe_status hf_map_olmoe(hf_ctx *c, hf_family fam, Moe__ModelConfig *m, Moe__RouterConfig *r,
                                int *dense, int n_layers) {
     int64_t v;
@@ -524,6 +526,11 @@ static moe_status hf_map_olmoe(hf_ctx *c, hf_family fam, Moe__ModelConfig *m, Mo
     (void)fam;
     (void)dense;
     (void)n_layers;
+    if (m->has_head_dim && (int64_t)m->head_dim * m->n_heads != m->d_model)
+        return moe_set_error(MOE_EINVAL,
+                             "%s: head_dim %d: OLMoE's head dim is hidden_size / "
+                             "num_attention_heads (%lld / %d); remove head_dim",
+                             c->path, m->head_dim, (long long)m->d_model, m->n_heads);
     HF_TRY(hf_int(c, "num_experts", 1, 0, 0, 1, I32, &v));
     SET(m, n_experts, (int32_t)v);
     HF_TRY(hf_int(c, "intermediate_size", 1, 0, 0, 1, I64, &v));

@@ -176,6 +176,7 @@ static moe_status moe_write_run_record(const moe_sweep *s, const moe_sweep_run *
     sr.n_set = (size_t)r->n_sets, sr.set = r->sets;
     sr.config = r->cfg;
     sr.sweep = s->sc->name;
+    sr.init_checkpoint = r->init_ck;
     char path[MOE_PATH_MAX];
     snprintf(path, sizeof path, "%s/sweep-run.json", r->dir);
     return moe_write_msg(path, &sr.base);
@@ -245,6 +246,7 @@ static void moe_sweep_print_plan(const moe_sweep *s, const char *self, char **on
                s->n_runs, r->name, r->kind, moe_state_name(rs), (long long)r->active,
                (long long)r->total, (long long)r->flops);
         if (r->note[0]) printf("  %s\n", r->note);
+        if (r->init_ck) printf("  train.init_from: %s\n", r->init_ck);
         if (rs == MOE_RUN_CHANGED) printf("  changed since it ran (old -> new):\n%s", diff);
         char *od;
         char **a = moe_sweep_argv(s, r, self, rs == MOE_RUN_RESUME, &od);

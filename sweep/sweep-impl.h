@@ -21,6 +21,7 @@ typedef struct {
     Moe__Config *cfg; // the effective, validated config (out_dir set to dir)
     char note[256];   // what was generated and why (dense d_ff, experts-axis shape), or ""
     int64_t active, total, flops; // moe_params_count of cfg: active and total params, FLOPs/token
+    char *init_ck; // train.init_from's checkpoint "DIR (step N, manifest CRC32C 0x…)"; NULL: none
 } moe_sweep_run;
 
 typedef struct {
@@ -42,10 +43,12 @@ moe_status moe_sweep_load(const char *path, const char *out_override, moe_sweep 
 void moe_sweep_free(moe_sweep *s);
 // A stale run: compares the effective config recorded in r->dir/sweep-run.json (what the run
 // was launched with) with r->cfg (what the sweep would launch now), field by field, out_dir
-// excepted; an absent field counts as its schema default. Returns how many fields differ and
-// writes one "    path: old -> new" line each into diff (cap >= 2 bytes; lines that do not fit
-// end "    ... and N more"). A missing or unreadable record counts as changed (returns
-// 1, diff says so).
+// excepted; an absent field counts as its schema default. With train.init_from, the checkpoint it
+// resolved to and its manifest's CRC32C (init_checkpoint) are compared too: the same path naming
+// other weights (a run directory whose LATEST moved, a checkpoint rewritten) is a change.
+// Returns how many fields differ and writes one "    path: old -> new" line each into diff
+// (cap >= 2 bytes; lines that do not fit end "    ... and N more"). A missing or unreadable
+// record counts as changed (returns 1, diff says so).
 int moe_sweep_run_changed(const moe_sweep_run *r, char *diff, size_t cap);
 // The same comparison of two configs a (old) and b (new): the number of differing fields, one
 // "    path: a's value -> b's value" line each in diff (out_dir excepted; absent = default).

@@ -3,8 +3,10 @@
 // every run's config loaded and validated up front, so a typo fails before the first launch.
 // Trade-off: generated points are expressed as ordinary overrides (visible in --dry-run and in
 // the command line), never as hidden config surgery.
+#include "checkpoint.h"
 #include "model.h"
 #include "sweep-impl.h"
+#include "train.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -36,6 +38,7 @@ void moe_sweep_free(moe_sweep *s) {
         free(r->dir);
         for (int j = 0; j < r->n_sets; j++) free(r->sets[j]);
         free(r->sets);
+        free(r->init_ck);
         if (r->cfg) moe_config_free(r->cfg);
     }
     free(s->runs);
@@ -88,6 +91,25 @@ static int64_t moe_gcd(int64_t a, int64_t b) {
     return a;
 }
 
+// train.init_from of a run: found, the same model (its files are verified when the run starts);
+// what it resolves to, with the manifest's CRC32C, into r->init_ck (sweep-run.json records it).
+static moe_status moe_sweep_check_init(moe_sweep_run *r) {
+    const char *from = r->cfg->train->init_from;
+    if (!from || !from[0]) return MOE_OK;
+    char dir[MOE_PATH_MAX];
+    int64_t step = 0;
+    moe_status st =
+        moe_train_check_init_from(r->cfg, from, "train.init_from", 0, dir, sizeof dir, &step, NULL);
+    Moe__CheckpointManifest *man = NULL;
+    if (!st) st = moe_ckpt_read_manifest(dir, &man);
+    if (st) return st;
+    const uint32_t crc = man->has_file_crc32c ? man->file_crc32c : man->manifest_crc32c;
+    r->init_ck = moe_aprintf("%s (step %lld, manifest CRC32C 0x%08x)", dir, (long long)step,
+                             (unsigned)crc);
+    protobuf_c_message_free_unpacked(&man->base, NULL);
+    return MOE_OK;
+}
+
 // Loads base + sets for validation against `world`; on error, prefixes the run's name.
 static moe_status moe_sweep_check_run(moe_sweep *s, moe_sweep_run *r) {
     char **all = moe_xcalloc((size_t)r->n_sets + 1, sizeof *all);
@@ -101,6 +123,7 @@ static moe_status moe_sweep_check_run(moe_sweep *s, moe_sweep_run *r) {
     if (!st) st = moe_model_check(r->cfg);
     moe_params_report pr;
     if (!st) st = moe_params_count(r->cfg, s->np, 0, &pr);
+    if (!st) st = moe_sweep_check_init(r);
     if (st) {
         return moe_set_error(MOE_EINVAL, "%s: point '%s' (run %s): %s", s->path, r->point, r->name,
                              moe_last_error());
@@ -425,7 +448,15 @@ int moe_sweep_run_changed(const moe_sweep_run *r, char *diff, size_t cap) {
         if (m) protobuf_c_message_free_unpacked(m, NULL);
         return 1;
     }
-    const int n = moe_config_diff(((Moe__SweepRun *)m)->config, r->cfg, diff, cap);
+    int n = moe_config_diff(((Moe__SweepRun *)m)->config, r->cfg, diff, cap);
+    const char *was = ((Moe__SweepRun *)m)->init_checkpoint, *now = r->init_ck;
+    was = was && was[0] ? was : NULL;
+    if ((was || now) && (!was || !now || strcmp(was, now))) { // other weights at step 0
+        const size_t at = strlen(diff);
+        snprintf(diff + at, cap - at, "    train.init_from's checkpoint: %s -> %s\n",
+                 was ? was : "(none)", now ? now : "(none)");
+        n++;
+    }
     protobuf_c_message_free_unpacked(m, NULL);
     free(text);
     return n;

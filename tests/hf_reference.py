@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """hf_reference.py: an independent reference for test_interop.sh — the forward pass of a Hugging
-Face model directory (MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM) written from
-transformers' published architecture (its module structure, names and config fields), in plain
-Python double precision, reading config.json and the safetensors file(s) itself. Prints the mean
+Face model directory (MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM,
+OlmoeForCausalLM) written from transformers' published architecture (its module structure, names
+and config fields), in plain Python double precision, reading config.json and the safetensors
+file(s) itself. Prints the mean
 cross-entropy of next-token prediction over the validation windows moe eval uses for a
 data.val_path file (docs/data.md: n = (N - 1) // S windows, window k starts at k·S, S + 1 bytes).
 
@@ -78,8 +79,9 @@ def rope(x, pos, theta):  # rotate_half over one head: (x1, x2) halves
 def forward(c, W, toks):
     arch = c["architectures"][0]
     mix, qwen2, qwen3 = arch.startswith("Mixtral"), arch.startswith("Qwen2Moe"), arch.startswith("Qwen3Moe")
+    olmoe = arch.startswith("Olmoe")
     D, H, Hkv = c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"]
-    Dh = c.get("head_dim") or D // H
+    Dh = D // H if olmoe else c.get("head_dim") or D // H  # OlmoeAttention: hidden_size // H
     eps, theta, K = c["rms_norm_eps"], c["rope_theta"], c["num_experts_per_tok"]
     E = c["num_local_experts"] if mix else c["num_experts"]
     renorm = True if mix else c["norm_topk_prob"]
@@ -93,6 +95,11 @@ def forward(c, W, toks):
         q = [linear(v, W[p + "self_attn.q_proj.weight"], bias("q")) for v in h]
         k = [linear(v, W[p + "self_attn.k_proj.weight"], bias("k")) for v in h]
         v_ = [linear(v, W[p + "self_attn.v_proj.weight"], bias("v")) for v in h]
+        if olmoe:  # OlmoeAttention: q_norm(q_proj(x)) over hidden_size, k_norm over Hkv * Dh
+            q = [rmsnorm(r, W[p + "self_attn.q_norm.weight"], eps) for r in q]
+            k = [rmsnorm(r, W[p + "self_attn.k_norm.weight"], eps) for r in k]
+            if c.get("clip_qkv") is not None:
+                raise SystemExit("clip_qkv is not implemented here")
         heads = lambda row, n: [row[j * Dh:(j + 1) * Dh] for j in range(n)]
         qh = [heads(r, H) for r in q]
         kh = [heads(r, Hkv) for r in k]

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 # hf_torch_reference.py: an independent PyTorch forward of the Hugging Face MoE causal LMs that
-# `moe export` writes — MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM — read from
-# the model directory alone (config.json + safetensors). Written from the published architecture
-# (transformers' modeling_{mixtral,qwen2_moe,qwen3_moe}.py and their configurations), not from
+# `moe export` writes — MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM,
+# OlmoeForCausalLM — read from the model directory alone (config.json + safetensors). Written from
+# the published architecture (transformers' modeling_{mixtral,qwen2_moe,qwen3_moe,olmoe}.py and
+# their configurations), not from
 # moe's code; it does not import transformers. Trade-off: plain, unbatched-by-expert loops that
 # read like the architecture, at the tiny sizes of tests/test_hf_parity.py.
 #
@@ -14,12 +15,17 @@
 # RMSNorm(x) = w * (x / sqrt(mean(x^2) + eps)), the statistics in float32 (or the compute dtype).
 # Attention: q, k, v = linear(x) (+ bias: Qwen2-MoE q/k/v, Qwen3-MoE attention_bias), viewed as
 #   (heads, head_dim); Qwen3-MoE: RMSNorm of width head_dim on each head of q (q_norm) and of k
-#   (k_norm) before RoPE. RoPE, rotate-half convention: inv_freq_i = theta^(-2i/d), i < d/2;
+#   (k_norm) before RoPE; OLMoE: RMSNorm over the whole q projection (width hidden_size, q_norm)
+#   and the whole k projection (Hkv * head_dim, k_norm) before the view into heads, then
+#   clip_qkv's clamp of q, k, v when set; head_dim = hidden_size // num_attention_heads.
+#   RoPE, rotate-half convention: inv_freq_i = theta^(-2i/d), i < d/2;
 #   angle(s, i) = s * inv_freq_i duplicated to d columns; y = x cos + rotate_half(x) sin with
 #   rotate_half(x) = cat(-x[d/2:], x[:d/2]). Grouped-query: kv head of query head h = h // (H/Hkv).
-#   softmax(q k^T / sqrt(head_dim) + causal mask) v, heads concatenated, o_proj (+ Qwen3 bias).
+#   softmax(q k^T / sqrt(head_dim) + causal mask) v, heads concatenated, o_proj (+ Qwen3 and
+#   OLMoE attention_bias).
 # Sparse MoE block: router_logits = gate(x); p = softmax(router_logits) in float32; top-k of p;
-#   renormalised to sum 1 (Mixtral always; Qwen: norm_topk_prob); out = sum_k p_k expert_k(x),
+#   renormalised to sum 1 (Mixtral always; Qwen, OLMoE: norm_topk_prob);
+#   out = sum_k p_k expert_k(x),
 #   expert(x) = down(silu(gate_proj x) * up_proj x) (Mixtral names: w2(silu(w1 x) * w3 x)).
 #   Qwen2-MoE adds sigmoid(shared_expert_gate(x)) * shared_expert(x). Qwen layers listed in
 #   mlp_only_layers or off the decoder_sparse_step grid use a dense MLP of intermediate_size.
@@ -119,7 +125,7 @@ def read_model_dir(path):
 # ---------------------------------------------------------------- the model
 
 ARCHS = {"MixtralForCausalLM": "mixtral", "Qwen2MoeForCausalLM": "qwen2_moe",
-         "Qwen3MoeForCausalLM": "qwen3_moe"}
+         "Qwen3MoeForCausalLM": "qwen3_moe", "OlmoeForCausalLM": "olmoe"}
 
 
 class Weights:
@@ -177,6 +183,10 @@ class Reference:
         self.H = self._need("num_attention_heads")
         self.Hkv = config.get("num_key_value_heads") or self.H
         self.Dh = config.get("head_dim") or self.D // self.H
+        self.clip = None
+        if self.arch == "olmoe":  # OlmoeAttention: head_dim = hidden_size // num_attention_heads
+            self.Dh = self.D // self.H
+            self.clip = config.get("clip_qkv")
         self.eps = self._need("rms_norm_eps")
         rp = config.get("rope_parameters") or {}  # newer transformers keep rope_theta there
         default_theta = 1e6 if self.arch == "mixtral" else 10000.0  # the classes' defaults
@@ -186,6 +196,10 @@ class Reference:
             self.E, self.F = self._need("num_local_experts"), self._need("intermediate_size")
             self.renorm = True
             self.qkv_bias = self.o_bias = False
+        elif self.arch == "olmoe":  # experts of intermediate_size, every layer sparse
+            self.E, self.F = self._need("num_experts"), self._need("intermediate_size")
+            self.renorm = bool(config.get("norm_topk_prob", False))
+            self.qkv_bias = self.o_bias = bool(config.get("attention_bias", False))
         else:
             self.E, self.F = self._need("num_experts"), self._need("moe_intermediate_size")
             self.renorm = bool(config.get("norm_topk_prob", False))
@@ -194,7 +208,7 @@ class Reference:
             else:
                 self.qkv_bias = self.o_bias = bool(config.get("attention_bias", False))
         self.window = config.get("sliding_window") if self.arch == "mixtral" else None
-        if self.arch != "mixtral" and config.get("use_sliding_window", False):
+        if self.arch in ("qwen2_moe", "qwen3_moe") and config.get("use_sliding_window", False):
             # Qwen's window covers only some layers (layer_types, max_window_layers)
             raise RefError("use_sliding_window is not implemented here for %s" % arch)
         self.tied = bool(config.get("tie_word_embeddings", False))
@@ -211,7 +225,7 @@ class Reference:
         return self.c[key]
 
     def _sparse(self, i):
-        if self.arch == "mixtral":
+        if self.arch in ("mixtral", "olmoe"):
             return True
         c = self.c
         return (i not in c.get("mlp_only_layers", []) and self.E > 0
@@ -245,6 +259,9 @@ class Reference:
             if self.arch == "qwen3_moe":
                 ly["qn"] = g(a + ".q_norm.weight", (Dh,))
                 ly["kn"] = g(a + ".k_norm.weight", (Dh,))
+            if self.arch == "olmoe":
+                ly["qn_full"] = g(a + ".q_norm.weight", (D,))  # OlmoeRMSNorm(hidden_size)
+                ly["kn_full"] = g(a + ".k_norm.weight", (Hkv * Dh,))
             if self.arch == "mixtral":
                 m = p + ".block_sparse_moe"
                 ly["gate"] = g(m + ".gate.weight", (self.E, D))
@@ -296,6 +313,12 @@ class Reference:
         q, k, v = x @ ly["q"].T, x @ ly["k"].T, x @ ly["v"].T
         if self.qkv_bias:
             q, k, v = q + ly["bq"], k + ly["bk"], v + ly["bv"]
+        if "qn_full" in ly:  # OLMoE: RMSNorm over the whole projections, before the heads view
+            q = self.rmsnorm(q, ly["qn_full"])
+        if "kn_full" in ly:
+            k = self.rmsnorm(k, ly["kn_full"])
+        if self.clip is not None:  # OLMoE's clip_qkv
+            q, k, v = (t.clamp(-self.clip, self.clip) for t in (q, k, v))
         q, k, v = q.view(B, S, H, Dh), k.view(B, S, Hkv, Dh), v.view(B, S, Hkv, Dh)
         if "qn" in ly:  # Qwen3: per-head RMSNorm over head_dim, before RoPE
             q, k = self.rmsnorm(q, ly["qn"]), self.rmsnorm(k, ly["kn"])

@@ -1,7 +1,7 @@
 # tests/interop-parity.cmake: `moe export` and `moe import` against an independent PyTorch
 # implementation (issue 15; docs/hf.md, "PyTorch parity"). test_hf_parity trains tiny Mixtral,
-# Qwen2-MoE and Qwen3-MoE models at np 2, exports them, and compares `moe eval --logits` with
-# tests/hf_torch_reference.py (PyTorch, from transformers' published architectures) within 1e-4
+# Qwen2-MoE, Qwen3-MoE and OLMoE models at np 2, exports them, and compares `moe eval --logits`
+# with tests/hf_torch_reference.py (PyTorch, from transformers' published architectures) within 1e-4
 # relative; and imports HF directories it writes itself. Needs python3-torch (install-deps.sh):
 # without it the test FAILS, it does not skip. Label `hf`.
 add_test(NAME test_hf_parity

@@ -2,7 +2,7 @@
 # test_hf_parity.py: `moe export` against an independent implementation (issue 15, "Parity with
 # an independent implementation"; docs/hf.md, "PyTorch parity").
 #   test_hf_parity.py --moe BIN --mpirun MPIEXEC --work DIR
-# For each architecture (Mixtral, Qwen2-MoE, Qwen3-MoE; three main cases and one variant each) a
+# For each architecture (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE; a main case and a variant each) a
 # tiny model made here is trained 40 steps at np 2, EP 2 (so the weights are not at their
 # initialisation and the checkpoint's experts are spread over two files), exported with
 # `moe export`, and its logits on the first validation batch (`moe eval --logits`) are compared
@@ -85,6 +85,17 @@ CASES = [
                              "n_kv_heads": 4, "qk_norm": "per_head", "n_experts": 4, "top_k": 2,
                              "expert_d_ff": 32, "dense_layers": [1], "d_ff": 64},
      {"renormalize": False}, "Qwen3MoeForCausalLM", 2),
+    # q/k RMSNorm over the whole projections (qk_norm full), GQA, attention_bias (q/k/v/o),
+    # norm_topk_prob false (OLMoE's default)
+    ("olmoe", {"vocab_size": 256, "d_model": 48, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2,
+               "qk_norm": "full", "attn_qkv_bias": True, "attn_out_bias": True, "n_experts": 4,
+               "top_k": 2, "expert_d_ff": 32},
+     {"renormalize": False}, "OlmoeForCausalLM", 1),
+    # multi-head attention, no biases, norm_topk_prob true, tied embeddings
+    ("olmoe-mha-renorm-tied", {"vocab_size": 256, "d_model": 32, "n_layers": 2, "n_heads": 4,
+                               "n_kv_heads": 4, "qk_norm": "full", "n_experts": 4, "top_k": 2,
+                               "expert_d_ff": 48, "tie_embeddings": True},
+     {"renormalize": True}, "OlmoeForCausalLM", 2),
 ]
 A = None
 FAILS = []
@@ -137,6 +148,12 @@ def interleave_qk(model):
             ly[k] = ly[k].view(n, Dh, -1)[:, perm].reshape(n * Dh, -1)
             if "b" + k in ly:
                 ly["b" + k] = ly["b" + k].view(n, Dh)[:, perm].reshape(-1)
+
+
+def skip_k_norm(model):
+    """OLMoE without its k norm (k_proj(x) straight into RoPE): a converter dropping k_norm."""
+    for ly in model.layers:
+        ly.pop("kn_full", None)
 
 
 def swap_glu(model):
@@ -251,9 +268,13 @@ def case(name, model, router, cls, eval_np):
     # controls: the comparison can fail. The two classic conversion bugs, made on the loaded
     # weights — q/k rows in the interleaved RoPE layout (pairs (2i, 2i+1) instead of halves) and
     # the gate and up projections swapped — and another rope_theta in config.json must each miss
-    # by far (> 10 x the tolerance; 4e-3 to 2e-1 with these shapes and 40 steps)
-    for what, change in (("q/k rows interleaved", interleave_qk), ("gate/up swapped", swap_glu),
-                         ("rope_theta 500", None)):
+    # by far (> 10 x the tolerance; 4e-3 to 2e-1 with these shapes and 40 steps); OLMoE also
+    # without its k norm
+    controls = [("q/k rows interleaved", interleave_qk), ("gate/up swapped", swap_glu),
+                ("rope_theta 500", None)]
+    if cls == "OlmoeForCausalLM":
+        controls.append(("k_norm skipped", skip_k_norm))
+    for what, change in controls:
         ctl = hf
         if change is None:
             ctl = os.path.join(work, "hf-control")
@@ -289,6 +310,9 @@ HF_CONFIGS = {
                   "num_experts": 4, "moe_intermediate_size": 32, "intermediate_size": 64,
                   "head_dim": 16, "norm_topk_prob": True, "attention_bias": False,
                   "decoder_sparse_step": 1, "mlp_only_layers": [], "use_sliding_window": False},
+    "olmoe": {"architectures": ["OlmoeForCausalLM"], "model_type": "olmoe", "num_experts": 4,
+              "intermediate_size": 32, "norm_topk_prob": False, "attention_bias": True,
+              "clip_qkv": None},
 }
 HF_COMMON = {"vocab_size": 256, "hidden_size": 48, "num_hidden_layers": 2,
              "num_attention_heads": 4, "num_key_value_heads": 2, "num_experts_per_tok": 2,

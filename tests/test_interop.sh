@@ -3,7 +3,9 @@
 # docs/interop.md). Tiny models (d_model 32, 2 layers, 4 experts, seq 16) of each exported class,
 # trained a few steps:
 #   - export -> import -> export gives the same bytes (config.json, safetensors, the index when
-#     sharded); import -> moe eval gives the original checkpoint's validation loss, digit for digit;
+#     sharded), also when the import is written at world 2 / EP 2, 4 / 4 and 4 / 2 (one shard at a
+#     time: its files and manifest layout checked); import -> moe eval gives the original
+#     checkpoint's validation loss, digit for digit;
 #   - a checkpoint written at np 2 / EP 2 exports to the same bytes as the same weights written at
 #     np 1 (moe train --init-from at lr 1e-30: far below every weight's ulp, the first step leaves them unchanged), which also
 #     shows --init-from loads the weights at step 0;
@@ -62,7 +64,7 @@ same_dir() { # A B: the same files with the same bytes
     for f in "$1"/*; do cmp -s "$f" "$2/$(basename "$f")" || fail "$f and $2/$(basename "$f") differ"; done
 }
 
-# ---------------------------------------------------------------- the three classes
+# ---------------------------------------------------------------- the four classes
 config mix ', "n_kv_heads": 2'
 config q2 ', "d_ff": 48, "n_shared_experts": 1, "shared_expert_d_ff": 16, "shared_expert_gate": true,
   "attn_qkv_bias": true, "first_dense_layers": 1' '"renormalize": false' 2
@@ -70,9 +72,12 @@ config q2b ', "n_shared_experts": 2, "shared_expert_d_ff": 8, "shared_expert_gat
 config q3 ', "n_heads": 2, "n_kv_heads": 1, "head_dim": 8, "d_ff": 48, "qk_norm": "per_head",
   "tie_embeddings": true, "dense_layers": [1]'
 config q3b ', "d_ff": 48, "qk_norm": "per_head", "attn_qkv_bias": true, "attn_out_bias": true'
+config ol ', "n_kv_heads": 2, "qk_norm": "full"' '"renormalize": false' 2
+config olb ', "qk_norm": "full", "attn_qkv_bias": true, "attn_out_bias": true, "tie_embeddings": true'
 EVAL=(--set train.seq_len=16 --set train.global_batch=4 --set train.eval_batches=2
       --data "$WORK/data.txt" --set data.val_fraction=0.1)
-for a in mix:1:MixtralForCausalLM q2:2:Qwen2MoeForCausalLM q2b:1:Qwen2MoeForCausalLM q3:1:Qwen3MoeForCausalLM q3b:1:Qwen3MoeForCausalLM; do
+for a in mix:1:MixtralForCausalLM q2:2:Qwen2MoeForCausalLM q2b:1:Qwen2MoeForCausalLM q3:1:Qwen3MoeForCausalLM q3b:1:Qwen3MoeForCausalLM \
+    ol:2:OlmoeForCausalLM olb:1:OlmoeForCausalLM; do
     IFS=: read -r n np cls <<<"$a"
     train "$n" "$np"
     shard=()
@@ -82,6 +87,20 @@ for a in mix:1:MixtralForCausalLM q2:2:Qwen2MoeForCausalLM q2b:1:Qwen2MoeForCaus
     "$M" import "hf-$n" "imp-$n" >x.out 2>&1 || fail "import $n: $(cat x.out)"
     "$M" export "imp-$n" "re-$n" "${shard[@]}" >x.out 2>&1 || fail "re-export $n: $(cat x.out)"
     same_dir "hf-$n" "re-$n"
+    # Imported at another layout (one rank's shard at a time): its files, and the same export.
+    for lay in 2:2 4:4 4:2; do
+        IFS=: read -r w e <<<"$lay"
+        o="imp-$n-w$w-ep$e"
+        "$M" import "hf-$n" "$o" --world "$w" --ep "$e" >x.out 2>&1 || fail "import $n at $lay: $(cat x.out)"
+        c="$o/checkpoints/step_00000000"
+        want="dense.bin $(for r in $(seq 0 $((e - 1))); do printf 'experts-%05d.bin ' "$r"; done)"
+        got="$(cd "$c" && ls *.bin | tr '\n' ' ')"
+        [ "$got" = "$want" ] || fail "import $n at world $w, ep $e: files '$got', expected '$want'"
+        grep -q "^  \"world_size\": $w," "$c/manifest.json" && grep -q "^  \"ep_size\": $e," "$c/manifest.json" ||
+            fail "import $n at world $w, ep $e: the manifest's layout: $(grep -i size "$c/manifest.json" | head -3)"
+        "$M" export "$o" "re-$o" "${shard[@]}" >x.out 2>&1 || fail "re-export $o: $(cat x.out)"
+        same_dir "hf-$n" "re-$o"
+    done
     a=$(val "run-$n") b=$(val "imp-$n" "${EVAL[@]}")
     if [ "$n" = q2b ]; then # 2 shared experts become one of twice the width: another sum order
         python3 -c "import sys; a,b=float('$a'),float('$b'); sys.exit(abs(a-b) > 1e-5*abs(a))" ||
@@ -94,7 +113,7 @@ for a in mix:1:MixtralForCausalLM q2:2:Qwen2MoeForCausalLM q2b:1:Qwen2MoeForCaus
     v=$(val "run-$n" --set data.val_path="$WORK/val.txt" --set train.eval_batches=1)
     python3 -c "import sys; sys.exit(abs($r - $v) > 1e-5 * abs($v))" ||
         fail "$n: the HF reference forward gives $r, moe eval $v"
-    say "$n ($cls, trained at np $np): export -> import -> export identical, val_loss $a = $b;" \
+    say "$n ($cls, trained at np $np): export -> import (world 1, 2/ep 2, 4/ep 4, 4/ep 2) -> export identical, val_loss $a = $b;" \
         "HF reference forward $r = moe $v"
 done
 ls hf-q2 | grep -q "model-00001-of-0000" && [ -f hf-q2/model.safetensors.index.json ] ||
@@ -109,6 +128,29 @@ grep -q '"attention_bias": true' hf-q3b/config.json && grep -q '"model.layers.1.
     hf-q3b/model.safetensors || fail "q3b: attention_bias and its o_proj bias"
 grep -q '"shared_expert_intermediate_size": 16' hf-q2b/config.json ||
     fail "q2b: two shared experts of 8 are not one of 16"
+python3 - hf-ol hf-olb <<'EOF' || fail "OLMoE config.json and tensor names"
+import json, struct, sys
+for d, bias in zip(sys.argv[1:], (False, True)):
+    c = json.load(open(d + "/config.json"))
+    want = {"model_type": "olmoe", "norm_topk_prob": bias, "attention_bias": bias,
+            "clip_qkv": None, "intermediate_size": 24, "num_experts": 4}
+    bad = {k: c.get(k, "absent") for k, v in want.items() if c.get(k, "absent") != v}
+    assert not bad and "head_dim" not in c, (d, bad, c)
+    b = open(d + "/model.safetensors", "rb").read()
+    h = json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])
+    kv = c["num_key_value_heads"] * c["hidden_size"] // c["num_attention_heads"]
+    shapes = {"model.layers.1.self_attn.q_norm.weight": [c["hidden_size"]],
+              "model.layers.1.self_attn.k_norm.weight": [kv],
+              "model.layers.0.mlp.gate.weight": [4, 32],
+              "model.layers.0.mlp.experts.3.down_proj.weight": [32, 24]}
+    if bias:
+        shapes["model.layers.0.self_attn.o_proj.bias"] = [32]
+    for n, s in shapes.items():
+        assert h.get(n, {}).get("shape") == s, (d, n, h.get(n))
+    assert ("model.layers.0.self_attn.q_proj.bias" in h) == bias, d
+    assert ("lm_head.weight" in h) != bias, d  # olb is tied
+print("[test_interop] OLMoE: config.json fields; q/k norm, gate, expert, bias tensor shapes")
+EOF
 
 # A dense model upcycled (moe upcycle, docs/upcycling.md) exports as Mixtral computing the dense
 # model's function: the HF reference forward of the export gives the dense checkpoint's loss.
@@ -136,12 +178,14 @@ same_dir hf-q2 hf-q2one
 say "np 2 / EP 2 checkpoint and its weights at np 1 (--init-from, lr 1e-30) export the same bytes"
 # An import (written at world 1) read at np 2 / EP 2: --init-from reshards it; the first step's
 # loss equals that of the same run from the original checkpoint (same layout, same weights).
-for src in run-q2 imp-q2; do
+for src in run-q2 imp-q2 imp-q2-w2-ep2; do
     sed -e "s#run-q2\"#run-ep-$src\"#" -e 's/"steps": 3/"steps": 1/' q2.json >"ep-$src.json"
     train "ep-$src" 2 --init-from "$src"
 done
 l1=$(awk '/^step +1\// {print $5}' train-ep-run-q2.out) l2=$(awk '/^step +1\// {print $5}' train-ep-imp-q2.out)
+l3=$(awk '/^step +1\// {print $5}' train-ep-imp-q2-w2-ep2.out)
 [ -n "$l1" ] && [ "$l1" = "$l2" ] || fail "np 2 EP 2 --init-from: first-step loss $l2 from the import, $l1 from the original"
+[ "$l1" = "$l3" ] || fail "np 2 EP 2 --init-from the import written at world 2 / EP 2: first-step loss $l3, from the original $l1"
 say "the import of q2 at np 2 / EP 2 (--init-from): first-step loss $l2, as from the original"
 # The first step from the imported model and from the original: the same loss.
 first() { awk '/^step +1\// {print $5}' "train-$1.out"; }
@@ -247,6 +291,10 @@ done <<'EOF'
 , "attn_qkv_bias": true||model.attn_qkv_bias = true without shared experts
 , "n_shared_experts": 1||model.shared_expert_gate = false
 , "qk_norm": "per_head", "n_shared_experts": 1, "shared_expert_gate": true||Qwen3-MoE (the class with q/k norms) has no shared experts
+, "qk_norm": "full", "n_shared_experts": 1, "shared_expert_gate": true||OLMoE (the class with q/k norms over the whole projections) has no shared experts
+, "qk_norm": "full", "attn_qkv_bias": true||OLMoE's attention_bias puts biases on q, k, v and o_proj together
+, "qk_norm": "full", "first_dense_layers": 1||OLMoE has an MoE FFN in every layer
+, "qk_norm": "full", "head_dim": 4||OLMoE's head dim is hidden_size / num_attention_heads
 EOF
 # (the first line, a plain model, must export: it is the control)
 [ -d out-bad1 ] || fail "the control model did not export"
@@ -258,16 +306,16 @@ f=run-corrupt/checkpoints/step_00000003/dense.bin
 printf '\x55' | dd of="$f" bs=1 seek=100 conv=notrunc 2>/dev/null
 refuse 3 "" "$M" export run-corrupt out-corrupt
 [ -e out-corrupt ] && fail "export of a corrupt checkpoint wrote out-corrupt"
-[ "$i" = 19 ] || fail "the refusal table ran $i of its 19 rows"
+[ "$i" = 23 ] || fail "the refusal table ran $i of its 23 rows"
 say "export refusals: exit 2 naming the field, 3 for a corrupt checkpoint; nothing written"
 
 # import: config.json and safetensors faults.
-tamper() { # NAME PYTHON-EXPR-ON-c: hf-mix copied to t-NAME with config.json changed
-    rm -rf "t-$1" && cp -r hf-mix "t-$1"
+tamper() { # NAME PYTHON-EXPR-ON-c [SRC]: SRC (hf-mix) copied to t-NAME with config.json changed
+    rm -rf "t-$1" && cp -r "${3:-hf-mix}" "t-$1"
     python3 -c "import json; p='t-$1/config.json'; c=json.load(open(p)); $2; json.dump(c, open(p, 'w'))"
 }
 tamper ds "c['model_type']='deepseek_v3'; c['architectures']=['DeepseekV3ForCausalLM']"
-refuse 2 "moe import reads mixtral, qwen2_moe and qwen3_moe" "$M" import t-ds o-ds
+refuse 2 "moe import reads mixtral, qwen2_moe, qwen3_moe and olmoe" "$M" import t-ds o-ds
 # rope_theta and rms_norm_eps are model.rope_theta / model.norm_eps: a published Mixtral's 1e6
 # and Qwen's 1e-6 import, change the function as the reference forward says, and export back.
 tamper theta "c['rope_theta']=1000000.0; c['rms_norm_eps']=1e-6"
@@ -299,7 +347,12 @@ rm -rf t-none && mkdir t-none && cp hf-mix/config.json t-none/
 refuse 2 "no such file" "$M" import t-none o-none
 refuse 2 "--set model.*" "$M" import hf-mix o-set --set model.d_model=64
 refuse 2 "ep_size" "$M" import hf-mix o-ep --world 3 --ep 3
-for o in o-ds o-scaling o-act o-experts o-width o-tied o-trunc o-none o-set o-ep; do
+# OLMoE: clip_qkv (a clamp of q, k, v moe does not apply) and a head_dim OLMoE cannot have.
+tamper clip "c['clip_qkv']=8.0" hf-ol
+refuse 2 "clip_qkv is set" "$M" import t-clip o-clip
+tamper hdim "c['head_dim']=4" hf-ol
+refuse 2 "head_dim 4: OLMoE's head dim is hidden_size / num_attention_heads" "$M" import t-hdim o-hdim
+for o in o-ds o-scaling o-act o-experts o-width o-tied o-trunc o-none o-set o-ep o-clip o-hdim; do
     [ -e "$o/checkpoints" ] && fail "refused import wrote $o/checkpoints"
 done
 refuse 2 "--resume latest" "$M" import hf-mix imp-mix

@@ -385,6 +385,21 @@ static void test_refusals(void) {
     p = write_tmp("{\"model_type\": \"mixtral\",");
     EXPECT_EQ("bad JSON", moe_hf_config_load(p, &c, &info), MOE_EINVAL);
     EXPECT_EQ("missing file", moe_hf_config_load("/nonexistent/config.json", &c, &info), MOE_EIO);
+    // OlmoeConfig has no head_dim (q_norm's width is hidden_size): one other than D / H is refused,
+    // one equal to it read.
+    const char *olmoe = "{\"model_type\": \"olmoe\", \"vocab_size\": 10, \"hidden_size\": 8, "
+                        "\"num_hidden_layers\": 1, \"num_attention_heads\": 2, "
+                        "\"intermediate_size\": 12, \"num_experts\": 4, "
+                        "\"num_experts_per_tok\": 2, \"head_dim\": %d}";
+    char text[512];
+    snprintf(text, sizeof text, olmoe, 2);
+    EXPECT_EQ("olmoe head_dim 2 != 8 / 2", moe_hf_config_load(write_tmp(text), &c, &info),
+              MOE_EINVAL);
+    EXPECT("message names head_dim", strstr(moe_last_error(), "head_dim 2") != NULL);
+    snprintf(text, sizeof text, olmoe, 4);
+    EXPECT_EQ("olmoe head_dim 4 = 8 / 2", moe_hf_config_load(write_tmp(text), &c, &info), MOE_OK);
+    moe_config_free(c);
+    moe_hf_info_free(&info);
 
     int is_hf = -1;
     char ours[4096];

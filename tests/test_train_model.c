@@ -54,6 +54,11 @@ static const char *const cfg_b[] = {"model.n_experts=8",
                                     "router.bias_update_rate=0.001",
                                     "model.activation=gelu",
                                     "model.vocab_size=100"};
+// OLMoE's shape: q/k RMSNorm over the whole projections (qk_norm full), GQA, head_dim != D/H.
+static const char *const cfg_c[] = {
+    "model.n_experts=4",  "model.top_k=2",           "model.expert_d_ff=24", "model.d_model=32",
+    "model.n_layers=2",   "model.n_heads=4",         "model.n_kv_heads=2",   "model.head_dim=12",
+    "model.qk_norm=full", "router.renormalize=false"};
 
 static void accounting(const char *name, const char *const *sets, int n, Moe__Config *given) {
     Moe__Config *cfg = given ? given : make(sets, n);
@@ -236,6 +241,7 @@ static void gradcheck(const char *name, const char *const *sets, int n) {
 int main(int argc, char **argv) {
     accounting("a", cfg_a, (int)(sizeof cfg_a / sizeof *cfg_a), NULL);
     accounting("b", cfg_b, (int)(sizeof cfg_b / sizeof *cfg_b), NULL);
+    accounting("c", cfg_c, (int)(sizeof cfg_c / sizeof *cfg_c), NULL);
     for (int i = 1; i < argc; i++) { // example configs
         Moe__Config *cfg;
         if (moe_config_load_with(argv[i], NULL, 0, 0, &cfg)) {
@@ -249,6 +255,8 @@ int main(int argc, char **argv) {
     gradcheck("a (swiglu, rope, untied)", cfg_a, (int)(sizeof cfg_a / sizeof *cfg_a));
     gradcheck("b (gelu, biases, shared+gate, qk-norm, learned pos, tied)", cfg_b,
               (int)(sizeof cfg_b / sizeof *cfg_b));
+    gradcheck("c (qk-norm full, GQA, head_dim 12, no renormalisation)", cfg_c,
+              (int)(sizeof cfg_c / sizeof *cfg_c));
     if (fails) {
         printf("test_train_model: %d check(s) FAILED\n", fails);
         return 1;

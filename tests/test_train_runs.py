@@ -103,12 +103,15 @@ def layout():
     instead of on the token side after it), a reassociation of at most top_k fp32 terms per
     token — the same kind of float-order noise that separates layouts; nothing is rounded more.
     Fifth: parallel.dedup=node, the same checks (one machine is one node here, so every row lands
-    on its own rank: this checks the option's path; test_ep_layer covers fake nodes)."""
+    on its own rank: this checks the option's path; test_ep_layer covers fake nodes). Sixth:
+    model.qk_norm=full (OLMoE's q/k RMSNorm over the whole projections) in place of per_head,
+    the dropless checks."""
     for variant, sets, compare_params in [("dropless", [], True),
                                           ("capacity", ["router.capacity_factor=1.25"], False),
                                           ("bf16", ["parallel.exchange_dtype=bf16"], "bf16"),
                                           ("dedup", ["parallel.dedup=rank"], True),
-                                          ("dedupnode", ["parallel.dedup=node"], True)]:
+                                          ("dedupnode", ["parallel.dedup=node"], True),
+                                          ("qknormfull", ["model.qk_norm=full"], True)]:
         cfg = write_config("layout-" + variant, cfg_with())
         runs = [(1, 1), (2, 2), (4, 2), (4, 4)]
         outs = {}

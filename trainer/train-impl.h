@@ -62,14 +62,16 @@ moe_status moe_train_check_lora(const Moe__Config *cfg, const char *where);
 void moe_train_schedule_note(const Moe__Config *cfg, const char *where, int64_t start,
                              const moe_comm *c);
 
-// --init-from: loads the parameters of the checkpoint at `from` into m (any layout it was
-// written at); Adam moments, balance bias and the step stay fresh; LoRA adapters are not read
-// (they start fresh). MOE_EINVAL naming the model fields that differ (defaults resolved), or for
-// a LoRA checkpoint (merge it first), else as moe_ckpt_load. With LoRA (m->lora_rank > 0) base
-// (MOE_PATH_MAX bytes) gets the checkpoint's absolute path and *base_hash its manifest's hash,
-// for the run's checkpoints to name; else "" and 0. Collective; the outcome agreed.
+// --init-from / train.init_from (`label` names which in messages): loads the parameters of the
+// checkpoint at `from` into m (any layout it was written at); Adam moments, balance bias and the
+// step stay fresh; LoRA adapters are not read (they start fresh). MOE_EINVAL naming the model
+// fields that differ (defaults resolved), or for a LoRA checkpoint (merge it first), else as
+// moe_ckpt_load. With LoRA (m->lora_rank > 0) base (MOE_PATH_MAX bytes) gets the checkpoint's
+// absolute path and *base_hash its manifest's hash, for the run's checkpoints to name; else ""
+// and 0. Collective; the outcome agreed.
 moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_model *m,
-                               const char *from, char *base, uint64_t *base_hash);
+                               const char *from, const char *label, char *base,
+                               uint64_t *base_hash);
 
 // The progress header on rank 0: the model's counts (moe params' figures), with LoRA the
 // trainable / frozen split (counts: the model's, moe_model_count_params) and what the gradients

@@ -1,8 +1,9 @@
-// train-setup.c: what `moe train` checks and prints before the first step — the resumed
-// run's seed and learning-rate schedule against the checkpoint's, the progress header, and `moe
-// train --dry-run` (layout, memory per rank, out_dir, checkpoints, data; nothing written). Read-only by design: a
-// dry run must leave out_dir exactly as it found it, so out_dir is probed with access(2), not by
-// writing (train.c's real setup writes a probe file).
+// train-setup.c: what `moe train` sets up, checks and prints before the first step — the
+// checkpoint registration and loading (a LoRA checkpoint's base first), the resumed run's seed,
+// lora.* and learning-rate schedule against the checkpoint's, the progress header, and `moe
+// train --dry-run` (layout, memory per rank, out_dir, checkpoints, data; nothing written). The
+// dry run is read-only by design: it must leave out_dir exactly as it found it, so out_dir is
+// probed with access(2), not by writing (train.c's real setup writes a probe file).
 #include "train-impl.h"
 #include "train.h"
 
@@ -16,43 +17,74 @@
 
 // ---------------------------------------------------------------- --init-from: weights only
 
-// --init-from's checkpoint resolved into dir, its manifest read (*man, free with
-// protobuf_c_message_free_unpacked; may be set on failure) and its model compared with cfg's.
-static moe_status moe_init_from_check(const Moe__Config *cfg, const char *from, char *dir,
-                                      size_t cap, Moe__CheckpointManifest **man) {
+const char *moe_train_init_source(const Moe__Config *cfg, const moe_train_opts *o,
+                                  const char **label) {
+    if (o && o->init_from) {
+        *label = "--init-from";
+        return o->init_from;
+    }
+    *label = "train.init_from";
+    const char *f = cfg->train ? cfg->train->init_from : NULL;
+    return f && f[0] ? f : NULL;
+}
+
+// The checkpoint `from` (named `label` in messages) resolved into dir, its manifest read (*man,
+// free with protobuf_c_message_free_unpacked; may be set on failure) and its model compared with
+// cfg's.
+static moe_status moe_init_from_check(const Moe__Config *cfg, const char *from, const char *label,
+                                      char *dir, size_t cap, Moe__CheckpointManifest **man) {
     char diff[1536];
     moe_status st = moe_ckpt_resolve(from, dir, cap);
     if (!st) st = moe_ckpt_read_manifest(dir, man);
-    if (!st && !(*man)->config) st = moe_set_error(MOE_ECORRUPT, "%s: manifest has no config", dir);
-    if (!st) { // the shapes, compared with every default resolved (an imported config is explicit)
-        Moe__Config *a = moe_config_copy((*man)->config), *b = moe_config_copy(cfg);
-        Moe__Config *def = moe_config_new_default();
-        if (!a->model) a->model = def->model, def->model = NULL;
-        moe_config_free(def);
-        moe_params_normalize_model(a->model);
-        moe_params_normalize_model(b->model);
-        if (moe_ckpt_config_diff(a, b, diff, sizeof diff) > 0)
-            st = moe_set_error(MOE_EINVAL,
-                               "--init-from %s: the checkpoint is of another model: %s; "
-                               "--init-from needs the same model section",
-                               dir, diff);
-        moe_config_free(a);
-        moe_config_free(b);
-    }
+    const char *eq = label[0] == '-' ? " " : " = "; // "--init-from X", "train.init_from = X"
+    if (st) // which setting pointed there (a sweep point, a config, the command line)
+        return moe_set_error(st, "%s%s%s: %s", label, eq, from, moe_last_error());
+    if (!(*man)->config)
+        return moe_set_error(MOE_ECORRUPT, "%s%s%s: %s: manifest has no config", label, eq, from,
+                             dir);
+    // The shapes, compared with every default resolved (an imported config is explicit).
+    Moe__Config *a = moe_config_copy((*man)->config), *b = moe_config_copy(cfg);
+    Moe__Config *def = moe_config_new_default();
+    if (!a->model) a->model = def->model, def->model = NULL;
+    moe_config_free(def);
+    moe_params_normalize_model(a->model);
+    moe_params_normalize_model(b->model);
+    if (moe_ckpt_config_diff(a, b, diff, sizeof diff) > 0)
+        st = moe_set_error(MOE_EINVAL,
+                           "%s %s: the checkpoint is of another model: %s; %s needs the same "
+                           "model section",
+                           label, dir, diff, label);
+    moe_config_free(a);
+    moe_config_free(b);
     if (!st && (*man)->config->lora && (*man)->config->lora->rank > 0)
         st = moe_set_error(MOE_EINVAL,
-                           "--init-from %s: a LoRA checkpoint (lora.rank = %d) holds adapters on "
-                           "a base, not a model: fold them in first (moe merge %s OUT) and start "
-                           "from OUT",
-                           dir, (*man)->config->lora->rank, dir);
+                           "%s %s: a LoRA checkpoint (lora.rank = %d) holds adapters on a base, "
+                           "not a model: fold them in first (moe merge %s OUT) and start from OUT",
+                           label, dir, (*man)->config->lora->rank, dir);
+    return st;
+}
+
+moe_status moe_train_check_init_from(const Moe__Config *cfg, const char *from, const char *label,
+                                     int verify, char *dir, size_t cap, int64_t *step,
+                                     size_t *n_files) {
+    Moe__CheckpointManifest *man = NULL;
+    moe_status st = moe_init_from_check(cfg, from, label, dir, cap, &man);
+    for (size_t i = 0; !st && verify && i < man->n_files; i++)
+        if ((st = moe_ckpt_verify_file(dir, man->files[i])))
+            st = moe_set_error(st, "%s%s%s: %s", label, label[0] == '-' ? " " : " = ", from,
+                               moe_last_error());
+    if (!st && step) *step = (int64_t)man->step;
+    if (!st && n_files) *n_files = man->n_files;
+    if (man) protobuf_c_message_free_unpacked(&man->base, NULL);
     return st;
 }
 
 moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_model *m,
-                               const char *from, char *base, uint64_t *base_hash) {
+                               const char *from, const char *label, char *base,
+                               uint64_t *base_hash) {
     char dir[MOE_PATH_MAX];
     Moe__CheckpointManifest *man = NULL;
-    moe_status st = moe_init_from_check(cfg, from, dir, sizeof dir, &man);
+    moe_status st = moe_init_from_check(cfg, from, label, dir, sizeof dir, &man);
     if (man) protobuf_c_message_free_unpacked(&man->base, NULL);
     base[0] = 0, *base_hash = 0;
     if (!st && m->lora_rank > 0) { // the base a LoRA run's checkpoints name (an absolute path)
@@ -60,9 +92,9 @@ moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_mo
         if (dir[0] == '/')
             snprintf(base, MOE_PATH_MAX, "%s", dir);
         else if (!getcwd(cwd, sizeof cwd))
-            st = moe_set_error(MOE_EIO, "--init-from %s: getcwd: %s", dir, strerror(errno));
+            st = moe_set_error(MOE_EIO, "%s %s: getcwd: %s", label, dir, strerror(errno));
         else
-            st = moe_path_fmt(base, "--init-from", "%s/%s", cwd, dir);
+            st = moe_path_fmt(base, label, "%s/%s", cwd, dir);
         if (!st) st = moe_ckpt_manifest_hash(base, base_hash);
     }
     if ((st = moe_comm_agree(c, st))) return st;
@@ -85,9 +117,60 @@ moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_mo
     if (!st)
         moe_comm_printf(c,
                         "initialised from %s (its step %lld; weights only: fresh optimizer "
-                        "state, step 0)\n",
-                        dir, (long long)cs.step);
+                        "state, step 0; by %s)\n",
+                        dir, (long long)cs.step, label);
     return st;
+}
+
+// ---------------------------------------------------------------- checkpoint registration
+
+// Registers every tensor of the model (params, Adam moments, balancing biases) with a checkpoint.
+// With LoRA only the trainable tensors (adapters, and what lora.train_router / train_norms add):
+// the frozen base is the base checkpoint's, named in the manifest (moe_train_ckpt_load).
+// zeros NULL: every family of m; else the Adam moments and balancing biases are all `zeros`.
+static moe_ckpt *moe_train_ckpt_register_with(moe_model *m, float *zeros) {
+    moe_ckpt *ck = moe_ckpt_create();
+    static const moe_ckpt_kind kinds[3] = {MOE_CKPT_KIND_PARAM, MOE_CKPT_KIND_ADAM_M,
+                                           MOE_CKPT_KIND_ADAM_V};
+    float *fam[3] = {m->params, m->adam_m, m->adam_v};
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < m->n_tensors; i++) {
+            const moe_model_tensor *t = &m->tensors[i];
+            if (t->goff < 0) continue; // frozen (LoRA): the base checkpoint's
+            moe_ckpt_tensor ct = {.name = t->name,
+                                  .kind = moe_ckpt_kind_name(kinds[k]),
+                                  .layer = t->layer,
+                                  .expert = t->expert,
+                                  .ndim = t->ndim,
+                                  .data = k ? (zeros ? zeros : fam[k] + t->goff)
+                                            : fam[k] + t->offset};
+            ct.shape[0] = t->shape[0], ct.shape[1] = t->shape[1];
+            ct.writer = t->expert < 0 ? m->lay.world_rank == 0 : m->lay.edp_rank == 0;
+            moe_ckpt_add(ck, &ct);
+        }
+    for (int l = 0; l < m->L; l++) {
+        int mi = m->moe_index[l];
+        if (mi < 0) continue;
+        char name[48];
+        snprintf(name, sizeof name, "layers.%d.router.balance_bias", l);
+        moe_ckpt_tensor ct = {.name = name,
+                              .kind = moe_ckpt_kind_name(MOE_CKPT_KIND_ROUTER_BIAS),
+                              .layer = l,
+                              .expert = -1,
+                              .ndim = 1,
+                              .data = zeros ? zeros : m->balance_bias + (int64_t)mi * m->E,
+                              .writer = m->lay.world_rank == 0};
+        ct.shape[0] = m->E;
+        moe_ckpt_add(ck, &ct);
+    }
+    return ck;
+}
+
+moe_ckpt *moe_train_ckpt_register(moe_model *m) { return moe_train_ckpt_register_with(m, NULL); }
+
+moe_ckpt *moe_train_ckpt_register_store(moe_model *m, float *zeros) {
+    MOE_ASSERT(m->params && zeros);
+    return moe_train_ckpt_register_with(m, zeros);
 }
 
 // ---------------------------------------------------------------- LoRA checkpoints: the base
@@ -299,6 +382,22 @@ static moe_status moe_dry_out_dir(const char *dir, char *what, size_t cap) {
     return MOE_OK;
 }
 
+// A run starting at step 0 from train.init_from / --init-from: found, the same model, intact.
+static moe_status moe_dry_init_from(const Moe__Config *cfg, const moe_train_opts *o,
+                                    const moe_comm *c) {
+    const char *label, *from = moe_train_init_source(cfg, o, &label);
+    if (!from) return MOE_OK;
+    char dir[MOE_PATH_MAX];
+    int64_t step = 0;
+    size_t nf = 0;
+    moe_status st = moe_train_check_init_from(cfg, from, label, 1, dir, sizeof dir, &step, &nf);
+    if (!st)
+        moe_comm_printf(c, "  %s: %s (its step %lld, %zu files verified; the same model): its "
+                        "weights, fresh optimizer state\n",
+                        label, dir, (long long)step, nf);
+    return st;
+}
+
 // Checkpoints: a fresh run must find none; --resume must find one that continues this run.
 static moe_status moe_dry_checkpoints(const Moe__Config *cfg, const moe_train_opts *o,
                                       const moe_comm *c) {
@@ -307,18 +406,7 @@ static moe_status moe_dry_checkpoints(const Moe__Config *cfg, const moe_train_op
         moe_status st = moe_ckpt_check_fresh(out);
         if (!st) st = moe_metrics_check_fresh(out);
         if (!st) moe_comm_printf(c, "  checkpoints: none in %s: a fresh run from step 0\n", out);
-        if (!st && o && o->init_from) { // the weights it starts from: found, same model, intact
-            char dir[MOE_PATH_MAX];
-            Moe__CheckpointManifest *man = NULL;
-            st = moe_init_from_check(cfg, o->init_from, dir, sizeof dir, &man);
-            for (size_t i = 0; !st && i < man->n_files; i++)
-                st = moe_ckpt_verify_file(dir, man->files[i]);
-            if (!st)
-                moe_comm_printf(c, "  --init-from: %s (its step %lld, %zu files verified; the "
-                                "same model): its weights, fresh optimizer state\n",
-                                dir, (long long)man->step, man->n_files);
-            if (man) protobuf_c_message_free_unpacked(&man->base, NULL);
-        }
+        if (!st) st = moe_dry_init_from(cfg, o, c);
         return st;
     }
     char where[MOE_PATH_MAX], dir[MOE_PATH_MAX];
@@ -331,7 +419,7 @@ static moe_status moe_dry_checkpoints(const Moe__Config *cfg, const moe_train_op
         if ((st = moe_ckpt_check_fresh(out))) return st;
         moe_comm_printf(c, "  checkpoints: none in %s yet: --resume latest starts at step 0\n",
                         out);
-        return MOE_OK;
+        return moe_dry_init_from(cfg, o, c); // a start from step 0 takes train.init_from
     }
     Moe__CheckpointManifest *man = NULL;
     if (!st) st = moe_ckpt_read_manifest(dir, &man);
@@ -345,6 +433,10 @@ static moe_status moe_dry_checkpoints(const Moe__Config *cfg, const moe_train_op
         moe_comm_printf(c, "  checkpoints: would resume from %s at step %lld (%zu files "
                         "verified)\n", dir, (long long)man->step, man->n_files);
         moe_train_schedule_note(cfg, where, (int64_t)man->step, c);
+        const char *label, *from = moe_train_init_source(cfg, o, &label);
+        if (from)
+            moe_comm_printf(c, "  %s = %s: ignored, the run resumes from its own checkpoint\n",
+                            label, from);
     }
     if (man) protobuf_c_message_free_unpacked(&man->base, NULL);
     return st;

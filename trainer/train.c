@@ -89,46 +89,6 @@ moe_status moe_train_eval(moe_model *m, const moe_data *d, const moe_comm *c, in
     return MOE_OK;
 }
 
-// Registers every tensor of the model (params, Adam moments, balancing biases) with a checkpoint.
-// With LoRA only the trainable tensors (adapters, and what lora.train_router / train_norms add):
-// the frozen base is the base checkpoint's, named in the manifest (moe_train_ckpt_load).
-moe_ckpt *moe_train_ckpt_register(moe_model *m) {
-    moe_ckpt *ck = moe_ckpt_create();
-    static const moe_ckpt_kind kinds[3] = {MOE_CKPT_KIND_PARAM, MOE_CKPT_KIND_ADAM_M,
-                                           MOE_CKPT_KIND_ADAM_V};
-    float *fam[3] = {m->params, m->adam_m, m->adam_v};
-    for (int k = 0; k < 3; k++)
-        for (int i = 0; i < m->n_tensors; i++) {
-            const moe_model_tensor *t = &m->tensors[i];
-            if (t->goff < 0) continue; // frozen (LoRA): the base checkpoint's
-            moe_ckpt_tensor ct = {.name = t->name,
-                                  .kind = moe_ckpt_kind_name(kinds[k]),
-                                  .layer = t->layer,
-                                  .expert = t->expert,
-                                  .ndim = t->ndim,
-                                  .data = k ? fam[k] + t->goff : fam[k] + t->offset};
-            ct.shape[0] = t->shape[0], ct.shape[1] = t->shape[1];
-            ct.writer = t->expert < 0 ? m->lay.world_rank == 0 : m->lay.edp_rank == 0;
-            moe_ckpt_add(ck, &ct);
-        }
-    for (int l = 0; l < m->L; l++) {
-        int mi = m->moe_index[l];
-        if (mi < 0) continue;
-        char name[48];
-        snprintf(name, sizeof name, "layers.%d.router.balance_bias", l);
-        moe_ckpt_tensor ct = {.name = name,
-                              .kind = moe_ckpt_kind_name(MOE_CKPT_KIND_ROUTER_BIAS),
-                              .layer = l,
-                              .expert = -1,
-                              .ndim = 1,
-                              .data = m->balance_bias + (int64_t)mi * m->E,
-                              .writer = m->lay.world_rank == 0};
-        ct.shape[0] = m->E;
-        moe_ckpt_add(ck, &ct);
-    }
-    return ck;
-}
-
 // Creates out_dir and proves it is a writable directory (a probe file is created and removed:
 // permission bits alone say nothing for root or a read-only mount), so a bad out_dir is refused
 // before any file is written rather than at the first checkpoint.
@@ -685,6 +645,14 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
     if (!(o && o->resume) && (st = moe_comm_agree(c, moe_ckpt_check_fresh(cfg->out_dir)))) goto out;
     if (!(o && o->resume) && lay.world_rank == 0) st = moe_metrics_check_fresh(cfg->out_dir);
     if ((st = moe_comm_agree(c, st))) goto out;
+    const char *init_label, *init = moe_train_init_source(cfg, o, &init_label);
+    if (init && !(o && o->resume)) { // a fresh run's weights: refused before anything is set up
+        char dir[MOE_PATH_MAX];
+        st = lay.world_rank == 0 ? moe_train_check_init_from(cfg, init, init_label, 0, dir,
+                                                             sizeof dir, NULL, NULL)
+                                 : MOE_OK;
+        if ((st = moe_comm_agree(c, st))) goto out;
+    }
     if ((st = moe_train_open_data(cfg, c, &tr.d))) goto out;
     if (moe_data_val_tokens(tr.d) == 0 && tc->eval_interval > 0)
         moe_comm_printf(c, "note: no validation split (data.val_fraction = 0, no data.val_path): "
@@ -701,6 +669,7 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
     tr.kept = moe_xcalloc((size_t)(tr.m->n_moe + 1) * (size_t)(tr.m->E + 1), sizeof(int64_t));
     moe_xauto_init(&tr.xa, cfg, c);
     int64_t start = 0;
+    int resumed = 0; // a checkpoint of this run was loaded
     if (o && o->resume) {
         char where[MOE_PATH_MAX], dir[MOE_PATH_MAX];
         if (!strcmp(o->resume, "latest"))
@@ -724,6 +693,7 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
             snprintf(tr.base, sizeof tr.base, "%s", cs.base), tr.base_hash = cs.base_hash;
             if ((st = moe_comm_agree(c, moe_train_check_seed(cfg, where)))) goto out;
             start = cs.step;
+            resumed = 1;
             moe_xauto_resume(&tr.xa, cs.exchange);
             if ((st = moe_comm_agree(c, moe_ckpt_check_newer(cfg->out_dir, start)))) goto out;
             moe_comm_printf(c,
@@ -733,8 +703,11 @@ moe_status moe_train_run(const Moe__Config *cfg, const moe_comm *c, const moe_tr
             moe_train_schedule_note(cfg, where, start, c);
         }
     }
-    if (o && o->init_from && !o->resume &&
-        (st = moe_train_init_from(cfg, c, tr.m, o->init_from, tr.base, &tr.base_hash)))
+    if (init && resumed) // the run's own checkpoint wins: a rerun after preemption continues
+        moe_comm_printf(c, "%s = %s: ignored, the run resumed from its own checkpoint\n",
+                        init_label, init);
+    else if (init && (st = moe_train_init_from(cfg, c, tr.m, init, init_label, tr.base,
+                                               &tr.base_hash)))
         goto out;
     if (cfg->router && cfg->router->replay && cfg->router->replay[0] && start < tc->steps) {
         if ((st = moe_replay_open(cfg, tr.m, c, start + 1, tc->steps, &tr.replay))) goto out;

@@ -23,6 +23,20 @@ typedef struct {
         *resume; // NULL: fresh; "latest": OUT_DIR's newest checkpoint (fresh if none); or a dir
     const char *init_from; // a fresh run starting from this checkpoint's weights (NULL: none)
 } moe_train_opts;
+// The checkpoint a run starting at step 0 takes its weights from: o->init_from (--init-from)
+// when set, else train.init_from when non-empty, else NULL; *label is "--init-from" or
+// "train.init_from", for messages. A run that loads its own checkpoint (--resume) ignores it.
+const char *moe_train_init_source(const Moe__Config *cfg, const moe_train_opts *o,
+                                  const char **label);
+// That checkpoint checked without loading it (local, no MPI): resolved into dir (cap bytes; a
+// checkpoint, checkpoints or run directory, or RUN/latest), its manifest read, its model section
+// equal to cfg's once defaults are resolved and, with verify, every file's size and CRC32C.
+// *step and *n_files (may be NULL) get its step and file count. Messages start "label = from:"
+// (or name the differing model fields): MOE_EUSAGE not found, MOE_EINVAL another model,
+// MOE_ECORRUPT, MOE_EIO.
+moe_status moe_train_check_init_from(const Moe__Config *cfg, const char *from, const char *label,
+                                     int verify, char *dir, size_t cap, int64_t *step,
+                                     size_t *n_files);
 typedef struct {
     int64_t step;    // steps done
     double loss;     // global loss of the last step
@@ -119,6 +133,11 @@ moe_ckpt *moe_train_ckpt_register(moe_model *m); // params, Adam m, v, balancing
 // trained from the initialisation of its train.seed, which m holds. Collective.
 moe_status moe_train_ckpt_load(moe_model *m, moe_ckpt *ck, const moe_comm *c, const char *where,
                                const Moe__Config *cfg, moe_ckpt_state *st);
+// The same tensors for a parameter-only store (moe_model_create_table with params set): the
+// parameters from m->params, every Adam moment and balancing bias read from `zeros` — all 0, at
+// least as many floats as the largest tensor and as model.n_experts — so a step-0 checkpoint
+// (moe import) needs no moment buffers. Saving only reads `zeros`; do not load into it.
+moe_ckpt *moe_train_ckpt_register_store(moe_model *m, float *zeros);
 // SIGUSR1, SIGTERM, SIGINT → stop flag (checked every step: checkpoint, exit 75); a second SIGINT
 // kills the process as SIGINT does. Reads MOE_STOP_FILE: a path whose existence also requests
 // the stop (a launcher's channel that no early signal can miss). Call before anything else.

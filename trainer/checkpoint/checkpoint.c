@@ -315,37 +315,37 @@ static void ck_clean_tmp(const char *ckdir) {
     closedir(d);
 }
 
-moe_status moe_ckpt_save(moe_ckpt *ck, const moe_comm *c, const char *out_dir,
-                         const Moe__Config *cfg, const moe_ckpt_state *st, int keep, char *written,
-                         size_t cap) {
-    const int W = c ? moe_comm_size(c, MOE_COMM_WORLD) : 1;
-    const int rank = c ? moe_comm_rank(c, MOE_COMM_WORLD) : 0;
-    char ckdir[MOE_PATH_MAX], final[MOE_PATH_MAX], final_name[64], tmp[MOE_PATH_MAX];
-    moe_status dst = moe_dir_check("out_dir", out_dir); // same on every rank: no agreement needed
-    if (dst) return dst;
-    moe_ckpt_fmt(ckdir, sizeof ckdir, "%s/checkpoints", out_dir);
-    moe_ckpt_fmt(final_name, sizeof final_name, "step_%08lld", (long long)st->step);
-    moe_ckpt_fmt(final, sizeof final, "%s/%s", ckdir, final_name);
-    memset(tmp, 0, sizeof tmp);
-    moe_status rc = MOE_OK;
-    // Phase 1 (rank 0): directories, leftovers, the temporary directory's name for everyone.
-    if (rank == 0) {
-        if (moe_mkdir_p(ckdir) != 0) {
-            rc = moe_set_error(MOE_EIO, "cannot create %s: %s (check out_dir)", ckdir,
-                               strerror(errno));
-        } else if (moe_ckpt_exists(final)) {
-            rc = moe_set_error(MOE_EIO, "checkpoint %s already exists: not overwritten", final);
-        } else {
-            ck_clean_tmp(ckdir);
-            moe_ckpt_fmt(tmp, sizeof tmp, "%s.tmp-XXXXXX", final);
-            if (!mkdtemp(tmp) || ck_follow_umask(tmp) != 0)
-                rc = moe_set_error(MOE_EIO, "cannot create %s: %s", tmp, strerror(errno));
-        }
+// The paths of a save: ckdir, final, final_name (MOE_PATH_MAX, MOE_PATH_MAX, 64 bytes).
+static void ck_names(const char *out_dir, int64_t step, char *ckdir, char *final,
+                     char *final_name) {
+    moe_ckpt_fmt(ckdir, MOE_PATH_MAX, "%s/checkpoints", out_dir);
+    moe_ckpt_fmt(final_name, 64, "step_%08lld", (long long)step);
+    moe_ckpt_fmt(final, MOE_PATH_MAX, "%s/%s", ckdir, final_name);
+}
+
+// Phase 1 of a save (rank 0): checkpoints/ created, step_N refused if it exists, leftovers of
+// interrupted saves removed, the temporary directory created in tmp (MOE_PATH_MAX bytes).
+static moe_status ck_begin(const char *ckdir, const char *final, char *tmp) {
+    if (moe_mkdir_p(ckdir) != 0)
+        return moe_set_error(MOE_EIO, "cannot create %s: %s (check out_dir)", ckdir,
+                             strerror(errno));
+    if (moe_ckpt_exists(final))
+        return moe_set_error(MOE_EIO, "checkpoint %s already exists: not overwritten", final);
+    ck_clean_tmp(ckdir);
+    moe_ckpt_fmt(tmp, MOE_PATH_MAX, "%s.tmp-XXXXXX", final);
+    if (!mkdtemp(tmp) || ck_follow_umask(tmp) != 0) {
+        const int e = errno;
+        tmp[0] = 0; // nothing to remove
+        return moe_set_error(MOE_EIO, "cannot create %s.tmp-XXXXXX: %s", final, strerror(e));
     }
-    if ((rc = moe_comm_agree(c, rc)) != MOE_OK) return rc;
-    if ((rc = ck_bcast_str(c, tmp, sizeof tmp)) != MOE_OK) return rc;
-    // Phase 2: every writer rank writes and fsyncs its files.
-    Moe__CheckpointManifest part = MOE__CHECKPOINT_MANIFEST__INIT;
+    return MOE_OK;
+}
+
+// Phase 2 for world rank `rank`: its files (dense.bin or dense-R.bin, experts-R.bin) with the
+// tensors of ck it writes; their entries into *part (borrowing ck's strings and `names`, 2 × 64
+// bytes that must outlive *part). A rank that writes nothing writes no file.
+static moe_status ck_write_rank(const moe_ckpt *ck, const char *tmp, int rank, char names[2][64],
+                                Moe__CheckpointManifest *part) {
     int has_dense = 0, has_expert = 0;
     for (int i = 0; i < ck->n; i++)
         if (ck->t[i].writer) {
@@ -354,26 +354,62 @@ moe_status moe_ckpt_save(moe_ckpt *ck, const moe_comm *c, const char *out_dir,
             else
                 has_dense = 1;
         }
-    char dense_name[64], expert_name[64];
-    moe_ckpt_fmt(dense_name, sizeof dense_name, rank == 0 ? "dense.bin" : "dense-%05d.bin", rank);
-    moe_ckpt_fmt(expert_name, sizeof expert_name, "experts-%05d.bin", rank);
-    if (has_dense) rc = ck_write_tensors(ck, tmp, dense_name, 0, &part);
-    if (rc == MOE_OK && has_expert) rc = ck_write_tensors(ck, tmp, expert_name, 1, &part);
-    rc = moe_comm_agree(c, rc);
+    moe_ckpt_fmt(names[0], 64, rank == 0 ? "dense.bin" : "dense-%05d.bin", rank);
+    moe_ckpt_fmt(names[1], 64, "experts-%05d.bin", rank);
+    moe_status rc = MOE_OK;
+    if (has_dense) rc = ck_write_tensors(ck, tmp, names[0], 0, part);
+    if (rc == MOE_OK && has_expert) rc = ck_write_tensors(ck, tmp, names[1], 1, part);
+    return rc;
+}
+
+// A part's entries packed, as they travel to rank 0: u32 length, the packed message, padded to
+// whole floats (*nf of them). Free with free().
+static float *ck_pack_part(const Moe__CheckpointManifest *part, int64_t *nf) {
+    size_t plen;
+    uint8_t *pbytes = moe_ckpt_pack(&part->base, &plen);
+    *nf = (int64_t)((plen + 4 + 3) / 4);
+    float *b = moe_xcalloc((size_t)*nf, sizeof(float));
+    uint32_t plen32 = (uint32_t)plen;
+    memcpy(b, &plen32, 4);
+    memcpy((uint8_t *)b + 4, pbytes, plen);
+    free(pbytes);
+    return b;
+}
+
+static Moe__CheckpointManifest *ck_unpack_part(const float *b) {
+    uint32_t l;
+    memcpy(&l, b, 4);
+    return moe__checkpoint_manifest__unpack(NULL, l, (const uint8_t *)b + 4);
+}
+
+moe_status moe_ckpt_save(moe_ckpt *ck, const moe_comm *c, const char *out_dir,
+                         const Moe__Config *cfg, const moe_ckpt_state *st, int keep, char *written,
+                         size_t cap) {
+    const int W = c ? moe_comm_size(c, MOE_COMM_WORLD) : 1;
+    const int rank = c ? moe_comm_rank(c, MOE_COMM_WORLD) : 0;
+    char ckdir[MOE_PATH_MAX], final[MOE_PATH_MAX], final_name[64], tmp[MOE_PATH_MAX];
+    moe_status dst = moe_dir_check("out_dir", out_dir); // same on every rank: no agreement needed
+    if (dst) return dst;
+    memset(tmp, 0, sizeof tmp);
+    moe_status rc = MOE_OK;
+    // Phase 1 (rank 0): directories, leftovers, the temporary directory's name for everyone.
+    ck_names(out_dir, st->step, ckdir, final, final_name);
+    if (rank == 0) rc = ck_begin(ckdir, final, tmp);
+    if ((rc = moe_comm_agree(c, rc)) != MOE_OK) return rc;
+    if ((rc = ck_bcast_str(c, tmp, sizeof tmp)) != MOE_OK) return rc;
+    // Phase 2: every writer rank writes and fsyncs its files.
+    Moe__CheckpointManifest part = MOE__CHECKPOINT_MANIFEST__INIT;
+    char names[2][64];
+    rc = moe_comm_agree(c, ck_write_rank(ck, tmp, rank, names, &part));
     // Phase 3: entries to rank 0 (length-prefixed packed parts, carried as floats).
     float *sendb = NULL, *recvb = NULL;
     int64_t *counts = NULL;
     Moe__CheckpointManifest **parts = NULL;
     int n_parts = 0;
     if (rc != MOE_OK) goto fail;
-    size_t plen;
-    uint8_t *pbytes = moe_ckpt_pack(&part.base, &plen);
-    int64_t nf = (int64_t)((plen + 4 + 3) / 4), total = nf;
-    sendb = moe_xcalloc((size_t)nf, sizeof(float));
-    uint32_t plen32 = (uint32_t)plen;
-    memcpy(sendb, &plen32, 4);
-    memcpy((uint8_t *)sendb + 4, pbytes, plen);
-    free(pbytes);
+    int64_t nf, total;
+    sendb = ck_pack_part(&part, &nf);
+    total = nf;
     parts = moe_xcalloc((size_t)W, sizeof *parts);
     if (c) {
         if ((rc = moe_comm_allreduce_i64(c, MOE_COMM_WORLD, &total, 1, MOE_COMM_SUM)) != MOE_OK)
@@ -391,9 +427,7 @@ moe_status moe_ckpt_save(moe_ckpt *ck, const moe_comm *c, const char *out_dir,
     if (rank == 0) {
         int64_t at = 0;
         for (int r = 0; r < W && rc == MOE_OK; r++) {
-            uint32_t l;
-            memcpy(&l, recvb + at, 4);
-            parts[r] = moe__checkpoint_manifest__unpack(NULL, l, (const uint8_t *)(recvb + at) + 4);
+            parts[r] = ck_unpack_part(recvb + at);
             n_parts = r + 1;
             if (!parts[r])
                 rc = moe_set_error(MOE_EIO, "checkpoint: entries of rank %d did not unpack", r);
@@ -414,6 +448,77 @@ fail:
     free(counts);
     if (rc == MOE_OK && written) moe_ckpt_fmt(written, cap, "%s", final);
     return rc;
+}
+
+// ---------------------------------------------------------------- one process, rank by rank
+
+struct moe_ckpt_serial {
+    char ckdir[MOE_PATH_MAX], final[MOE_PATH_MAX], final_name[64], tmp[MOE_PATH_MAX];
+    int64_t step;
+    int world;
+    Moe__CheckpointManifest **parts; // (world) unpacked copies; NULL: that rank not written yet
+};
+
+moe_status moe_ckpt_serial_begin(const char *out_dir, int64_t step, int world,
+                                 moe_ckpt_serial **out) {
+    *out = NULL;
+    MOE_ASSERT(world >= 1);
+    moe_status rc = moe_dir_check("out_dir", out_dir);
+    if (rc) return rc;
+    moe_ckpt_serial *s = moe_xcalloc(1, sizeof *s);
+    s->step = step, s->world = world;
+    s->parts = moe_xcalloc((size_t)world, sizeof *s->parts);
+    ck_names(out_dir, step, s->ckdir, s->final, s->final_name);
+    if ((rc = ck_begin(s->ckdir, s->final, s->tmp))) {
+        moe_ckpt_serial_free(s);
+        return rc;
+    }
+    *out = s;
+    return MOE_OK;
+}
+
+moe_status moe_ckpt_serial_write(moe_ckpt_serial *s, const moe_ckpt *ck, int rank) {
+    MOE_ASSERT(rank >= 0 && rank < s->world && !s->parts[rank]);
+    Moe__CheckpointManifest part = MOE__CHECKPOINT_MANIFEST__INIT;
+    char names[2][64];
+    moe_status rc = ck_write_rank(ck, s->tmp, rank, names, &part);
+    if (rc == MOE_OK) { // a copy that owns its strings: ck may be freed before the commit
+        int64_t nf;
+        float *b = ck_pack_part(&part, &nf);
+        s->parts[rank] = ck_unpack_part(b);
+        free(b);
+        if (!s->parts[rank])
+            rc = moe_set_error(MOE_EIO, "checkpoint: entries of rank %d did not unpack", rank);
+    }
+    ck_part_clear(&part);
+    return rc;
+}
+
+moe_status moe_ckpt_serial_commit(moe_ckpt_serial *s, const Moe__Config *cfg,
+                                  const moe_ckpt_state *st, int keep, char *written, size_t cap) {
+    MOE_ASSERT(st->step == s->step);
+    static const Moe__CheckpointManifest empty = MOE__CHECKPOINT_MANIFEST__INIT;
+    Moe__CheckpointManifest **parts = moe_xcalloc((size_t)s->world, sizeof *parts);
+    for (int r = 0; r < s->world; r++) // a rank never written holds nothing, as in a save
+        parts[r] = s->parts[r] ? s->parts[r] : (Moe__CheckpointManifest *)&empty;
+    moe_status rc =
+        ck_commit(s->ckdir, s->tmp, s->final, s->final_name, parts, s->world, cfg, st);
+    free(parts);
+    if (rc == MOE_OK) {
+        s->tmp[0] = 0; // renamed: nothing left to remove
+        ck_prune(s->ckdir, keep, st->step);
+        if (written) moe_ckpt_fmt(written, cap, "%s", s->final);
+    }
+    return rc;
+}
+
+void moe_ckpt_serial_free(moe_ckpt_serial *s) {
+    if (!s) return;
+    if (s->tmp[0]) ck_remove_dir(s->tmp); // not committed: no half checkpoint is left
+    for (int r = 0; r < s->world; r++)
+        if (s->parts[r]) moe__checkpoint_manifest__free_unpacked(s->parts[r], NULL);
+    free(s->parts);
+    free(s);
 }
 
 // ---------------------------------------------------------------- load

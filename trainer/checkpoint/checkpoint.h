@@ -96,6 +96,23 @@ moe_status moe_ckpt_save(moe_ckpt *ck, const moe_comm *c, const char *out_dir,
                          const Moe__Config *cfg, const moe_ckpt_state *st, int keep, char *written,
                          size_t cap);
 
+// The same checkpoint written by ONE process for a layout of `world` ranks, one rank's tensors
+// at a time (moe import: only one rank's shard is in memory at once). Each call of write takes a
+// moe_ckpt registered as that rank would register it (its writer flags); the files, manifest,
+// CRC32Cs, atomic rename and LATEST are moe_ckpt_save's (the same code). A rank never written
+// holds no file, as a rank without writer tensors in a save. Until commit returns MOE_OK nothing
+// but the temporary directory exists; free removes it when the commit did not happen.
+typedef struct moe_ckpt_serial moe_ckpt_serial;
+// Phase 1: OUT/checkpoints/step_N.tmp-XXXXXX; refuses (MOE_EIO) an existing step_N.
+moe_status moe_ckpt_serial_begin(const char *out_dir, int64_t step, int world,
+                                 moe_ckpt_serial **out);
+// Writes world rank `rank`'s files (each rank once; ck may be freed afterwards).
+moe_status moe_ckpt_serial_write(moe_ckpt_serial *s, const moe_ckpt *ck, int rank);
+// The manifest (st->step must be begin's step), rename, LATEST, pruning to `keep`.
+moe_status moe_ckpt_serial_commit(moe_ckpt_serial *s, const Moe__Config *cfg,
+                                  const moe_ckpt_state *st, int keep, char *written, size_t cap);
+void moe_ckpt_serial_free(moe_ckpt_serial *s); // NULL-safe
+
 // Loads `where`: a checkpoint directory, a run directory (its checkpoints/LATEST), a checkpoints
 // directory (its LATEST), or ".../latest". First verifies the manifest and every file (size,
 // CRC32C), compares cfg->model with the manifest's (every differing field named; cfg may be

@@ -66,9 +66,10 @@ static void moe_model_build(moe_model *m, moe_builder *b, moe_model_priv *pv) {
         if (qkvb) o->bk = moe_add(b, "attn.bk", l, -1, MOE_GROUP_ATTENTION, 0, NK, 0);
         o->wv = moe_add(b, "attn.wv", l, -1, MOE_GROUP_ATTENTION, 1, D, NK);
         if (qkvb) o->bv = moe_add(b, "attn.bv", l, -1, MOE_GROUP_ATTENTION, 0, NK, 0);
-        if (m->qk_norm) {
-            o->qn = moe_add(b, "attn.q_norm", l, -1, MOE_GROUP_ATTENTION, 0, m->Dh, 0);
-            o->kn = moe_add(b, "attn.k_norm", l, -1, MOE_GROUP_ATTENTION, 0, m->Dh, 0);
+        if (m->qk_norm) { // per_head: one weight of width Dh for every head; full: NQ and NK
+            const int full = m->qk_norm == MOE__MODEL_CONFIG__QK_NORM__full;
+            o->qn = moe_add(b, "attn.q_norm", l, -1, MOE_GROUP_ATTENTION, 0, full ? NQ : m->Dh, 0);
+            o->kn = moe_add(b, "attn.k_norm", l, -1, MOE_GROUP_ATTENTION, 0, full ? NK : m->Dh, 0);
         }
         o->wo = moe_add(b, "attn.wo", l, -1, MOE_GROUP_ATTENTION, 1, NQ, D);
         if (ob) o->bo = moe_add(b, "attn.bo", l, -1, MOE_GROUP_ATTENTION, 0, D, 0);

@@ -50,10 +50,6 @@ moe_status moe_model_check(const Moe__Config *cfg) {
     if (mc->norm != MOE__MODEL_CONFIG__NORM__rmsnorm)
         return moe_set_error(MOE_EINVAL, "model.norm = layernorm: moe train implements rmsnorm "
                                          "only; set model.norm to \"rmsnorm\"");
-    if (mc->qk_norm == MOE__MODEL_CONFIG__QK_NORM__full)
-        return moe_set_error(MOE_EINVAL,
-                             "model.qk_norm = full: moe train implements qk_norm "
-                             "\"per_head\" or \"none\"; set model.qk_norm to one of them");
     if (mc->kv_lora_rank > 0 || mc->q_lora_rank > 0)
         return moe_set_error(MOE_EINVAL,
                              "model.kv_lora_rank = %lld, q_lora_rank = %lld: multi-head "
@@ -113,7 +109,7 @@ static int64_t moe_model_carve(moe_model *m, moe_model_priv *pv, float *base) {
         if (m->qk_norm) {
             CARVE(A->q1, T * NQ);
             CARVE(A->k1, T * NK);
-            CARVE(A->rq, T * m->H);
+            CARVE(A->rq, T * m->H); // per_head: T·H rows; full: T
             CARVE(A->rk, T * m->Hkv);
         }
         if (m->rope) {
@@ -221,13 +217,18 @@ static moe_status moe_model_check_size(const Moe__Config *cfg, const moe_model_l
     return MOE_OK;
 }
 
-moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
-                            const moe_comm *comm, int64_t B_local, moe_model **out) {
+// What moe_model_new builds beside the table: everything (moe_model_create), or nothing.
+typedef enum { MOE_MODEL_FULL = 0, MOE_MODEL_TABLE } moe_model_what;
+
+static moe_status moe_model_new(const Moe__Config *cfg, const moe_model_layout *lay,
+                                const moe_comm *comm, int64_t B_local, moe_model_what what,
+                                moe_model **out) {
     *out = NULL;
     moe_status st = moe_model_check(cfg);
     if (st) return st;
     const Moe__ModelConfig *mc = cfg->model;
     MOE_ASSERT(lay->world >= 1 && (comm || (lay->world == 1 && lay->ep == 1) || B_local == 0));
+    MOE_ASSERT(what == MOE_MODEL_FULL || B_local == 0);
     if (mc->n_experts > 0 && mc->n_experts % lay->ep != 0)
         return moe_set_error(MOE_ELAYOUT,
                              "model.n_experts = %d is not divisible by "
@@ -236,7 +237,9 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
     Moe__RouterConfig rdef;
     moe__router_config__init(&rdef);
     const Moe__RouterConfig *rc = cfg->router ? cfg->router : &rdef;
-    if ((st = moe_model_check_size(cfg, lay, comm, B_local))) return st;
+    if (what == MOE_MODEL_FULL && (st = moe_model_check_size(cfg, lay, comm, B_local))) return st;
+    moe_model_memory mm; // a table: the shape's and layout's counts checked (no overflow)
+    if (what == MOE_MODEL_TABLE && (st = moe_model_memory_of(cfg, lay, NULL, 0, &mm))) return st;
     moe_model *m = moe_xcalloc(1, sizeof *m);
     moe_model_priv *pv = moe_xcalloc(1, sizeof *pv);
     m->priv = pv;
@@ -252,7 +255,7 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
     m->Bl = B_local, m->T = B_local * m->S;
     m->rope = mc->positions == MOE__MODEL_CONFIG__POSITIONS__rope;
     m->learned_pos = !m->rope;
-    m->qk_norm = mc->qk_norm == MOE__MODEL_CONFIG__QK_NORM__per_head;
+    m->qk_norm = (int)mc->qk_norm; // moe_model_check: a known value
     m->tied = mc->tie_embeddings;
     m->E = mc->n_experts, m->K = mc->top_k;
     m->El = m->E > 0 ? m->E / lay->ep : 0;
@@ -287,13 +290,15 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
     pv->off = moe_xcalloc((size_t)m->L, sizeof *pv->off);
     moe_model_build_table(m, pv);
     const size_t bytes = (size_t)m->n_train * sizeof(float); // trainable only (LoRA)
-    m->params = moe_xalloc_aligned((size_t)m->n_params * sizeof(float));
-    m->grads = moe_xalloc_aligned(bytes);
-    m->adam_m = moe_xalloc_aligned(bytes);
-    m->adam_v = moe_xalloc_aligned(bytes);
     m->balance_bias = moe_xcalloc((size_t)(m->n_moe > 0 ? m->n_moe * m->E : 1), sizeof(float));
-    const uint64_t seed = cfg->train ? cfg->train->seed : 1234;
-    moe_model_init_tensors(m, seed);
+    if (what == MOE_MODEL_FULL) {
+        m->params = moe_xalloc_aligned((size_t)m->n_params * sizeof(float));
+        m->grads = moe_xalloc_aligned(bytes);
+        m->adam_m = moe_xalloc_aligned(bytes);
+        m->adam_v = moe_xalloc_aligned(bytes);
+        const uint64_t seed = cfg->train ? cfg->train->seed : 1234;
+        moe_model_init_tensors(m, seed);
+    }
     // Accounting helpers.
     if (m->n_moe > 0) {
         const int64_t Fe = pv->lp.F, fb = mc->ffn_bias;
@@ -326,6 +331,16 @@ moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
 fail:
     moe_model_free(m);
     return st;
+}
+
+moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
+                            const moe_comm *comm, int64_t B_local, moe_model **out) {
+    return moe_model_new(cfg, lay, comm, B_local, MOE_MODEL_FULL, out);
+}
+
+moe_status moe_model_create_table(const Moe__Config *cfg, const moe_model_layout *lay,
+                                  moe_model **out) {
+    return moe_model_new(cfg, lay, NULL, 0, MOE_MODEL_TABLE, out);
 }
 
 moe_status moe_model_set_exchange(moe_model *m, const Moe__ParallelConfig *pc) {
@@ -463,9 +478,13 @@ moe_status moe_model_forward(moe_model *m, const int32_t *tokens, int training, 
         moe_lora_attn_forward(m, l, MOE_LORA_K, A->k0, A->h1);
         moe_lora_attn_forward(m, l, MOE_LORA_V, A->v, A->h1);
         const float *q = A->q0, *k = A->k0;
-        if (m->qk_norm) {
+        if (m->qk_norm == MOE__MODEL_CONFIG__QK_NORM__per_head) {
             moe_nn_qknorm_forward(A->q1, A->rq, q, P(o->qn), T, H, Dh, eps);
             moe_nn_qknorm_forward(A->k1, A->rk, k, P(o->kn), T, Hkv, Dh, eps);
+            q = A->q1, k = A->k1;
+        } else if (m->qk_norm == MOE__MODEL_CONFIG__QK_NORM__full) { // rows of NQ and NK
+            moe_nn_rmsnorm_forward(A->q1, A->rq, q, P(o->qn), T, NQ, eps);
+            moe_nn_rmsnorm_forward(A->k1, A->rk, k, P(o->kn), T, NK, eps);
             q = A->q1, k = A->k1;
         }
         if (m->rope) {
@@ -584,8 +603,13 @@ moe_status moe_model_backward(moe_model *m) {
         if (m->qk_norm) {
             memset(pv->dq0, 0, (size_t)(T * NQ) * sizeof(float));
             memset(pv->dk0, 0, (size_t)(T * NK) * sizeof(float));
-            moe_nn_qknorm_backward(pv->dq0, G(o->qn), dq, A->q0, P(o->qn), A->rq, T, H, Dh);
-            moe_nn_qknorm_backward(pv->dk0, G(o->kn), dk, A->k0, P(o->kn), A->rk, T, Hkv, Dh);
+            if (m->qk_norm == MOE__MODEL_CONFIG__QK_NORM__per_head) {
+                moe_nn_qknorm_backward(pv->dq0, G(o->qn), dq, A->q0, P(o->qn), A->rq, T, H, Dh);
+                moe_nn_qknorm_backward(pv->dk0, G(o->kn), dk, A->k0, P(o->kn), A->rk, T, Hkv, Dh);
+            } else {
+                moe_nn_rmsnorm_backward(pv->dq0, G(o->qn), dq, A->q0, P(o->qn), A->rq, T, NQ);
+                moe_nn_rmsnorm_backward(pv->dk0, G(o->kn), dk, A->k0, P(o->kn), A->rk, T, NK);
+            }
             dq = pv->dq0, dk = pv->dk0;
         }
         memset(pv->dh, 0, fD);

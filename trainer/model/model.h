@@ -66,7 +66,8 @@ typedef struct {
     moe_model_layout lay;
     const moe_comm *comm;                     // NULL: single process
     int64_t V, D, H, Hkv, Dh, F, L, S, Bl, T; // T = Bl·S (0 when created for parameters only)
-    int E, K, El, first_expert, n_moe, rope, learned_pos, qk_norm, tied;
+    int E, K, El, first_expert, n_moe, rope, learned_pos, tied;
+    int qk_norm; // MOE__MODEL_CONFIG__QK_NORM__*: 0 none, per_head (width Dh), full (H·Dh, Hkv·Dh)
     int *moe_index; // (L) index among MoE layers, -1 for a dense layer
 
     // Parameter table and families.
@@ -126,6 +127,14 @@ moe_status moe_model_memory_of(const Moe__Config *cfg, const moe_model_layout *l
 // comm may be NULL only when lay.world == 1.
 moe_status moe_model_create(const Moe__Config *cfg, const moe_model_layout *lay,
                             const moe_comm *comm, int64_t B_local, moe_model **out);
+// The parameter table of cfg at `lay` (any layout; no communicator): m->tensors with their
+// offsets and shapes, n_dense, n_params, a zero balance_bias — and no families (params, grads,
+// adam_m, adam_v NULL), no activations, no forward. A parameter-only store: the caller may point
+// m->params at its own n_params floats (4 bytes a parameter of this rank's shard) and must set it
+// back to NULL before moe_model_free. For tools that move weights one shard at a time (moe
+// import reuses one buffer for every shard). MOE_EINVAL / MOE_ELAYOUT as moe_model_create.
+moe_status moe_model_create_table(const Moe__Config *cfg, const moe_model_layout *lay,
+                                  moe_model **out);
 void moe_model_free(moe_model *m); // NULL-safe
 // Rebuilds every MoE layer's exchange with the options of pc (overlap chunks, hierarchical,
 // dedup, payload dtype): parameters, optimizer state and balance bias are untouched; m->stats
