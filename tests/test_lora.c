@@ -8,6 +8,8 @@
 //     hold the trainable tensors only (n_train < n_params, padding aside), and the full
 //     fine-tuning state moe params compares with is the plain config's. With and without
 //     lora.train_router / train_norms.
+//     Cases: SwiGLU with a dense layer and a shared expert; GELU with biases, per-head qk-norm,
+//     learned positions, tied head, gated shared experts; full qk-norm (OLMoE) with train_norms.
 //  2. Step 0 is the base model: with B = 0 the loss equals the loss of the same config without
 //     adapters, bit for bit (same seed: the base tensors are initialised identically).
 //  3. Gradient check: central differences of the fp32 loss (CE + aux + z, top-2 routing with the
@@ -63,6 +65,12 @@ static const char *const base_b[] = {
     "model.tie_embeddings=true",  "model.activation=gelu",
     "model.vocab_size=50",        "train.seq_len=6",
     "router.aux_loss_coef=0.05",  "router.z_loss_coef=0.01"};
+// OLMoE-like: full qk-norm (RMSNorm over all heads of q, of k), no shared experts.
+static const char *const base_c[] = {
+    "model.n_experts=4", "model.top_k=2", "model.expert_d_ff=16", "model.d_model=24",
+    "model.n_layers=2", "model.n_heads=2", "model.qk_norm=full", "model.vocab_size=50",
+    "model.first_dense_layers=0", "train.seq_len=6", "router.aux_loss_coef=0.05",
+    "router.z_loss_coef=0.01"};
 #define N_OF(a) ((int)(sizeof a / sizeof *a))
 
 static const char *const lora_all[] = {
@@ -73,6 +81,9 @@ static const char *const lora_all_trained[] = {
     "lora.targets=[\"attention\",\"experts\",\"shared_experts\",\"dense_ffn\",\"router\"]",
     "lora.train_router=true", "lora.train_norms=true"};
 static const char *const lora_default[] = {"lora.rank=2", "lora.alpha=4"}; // attention
+static const char *const lora_c[] = {"lora.rank=3", "lora.alpha=6",
+                                     "lora.targets=[\"attention\",\"experts\"]",
+                                     "lora.train_norms=true"};
 
 // ---------------------------------------------------------------- 0. the expert kernel
 // moe_experts_forward / _backward with adapters on W1, (W3,) W2 of 3 experts over uneven blocks
@@ -456,6 +467,7 @@ int main(void) {
         {"b/all", base_b, lora_all, N_OF(base_b), N_OF(lora_all)},
         {"b/all+router+norms", base_b, lora_all_trained, N_OF(base_b), N_OF(lora_all_trained)},
         {"a/default", base_a, lora_default, N_OF(base_a), N_OF(lora_default)},
+        {"c/qk-full+norms", base_c, lora_c, N_OF(base_c), N_OF(lora_c)},
     };
     kernel_check(1);
     kernel_check(0);
