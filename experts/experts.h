@@ -106,9 +106,11 @@ moe_expert_weights moe_experts_slice(const moe_expert_weights *w, int64_t D, int
 // cblas (where cblas was faster on larger blocks, measured with moe bench experts): one pass over
 // the weight matrix with the block's rows in registers, no packing, and a prefetch of the next
 // call's matrix. Contract: an element of Y or dW is one chain of fused multiply-adds in
-// increasing k (resp. row) order starting from the value there (or 0), and so is an element of dX
-// (over the columns of W; the kernel transposes W 8 x 8 blocks at a time in registers and runs
-// the forward's scheme). So a row's result never depends on n or on the other rows of its block.
+// increasing k (resp. row) order starting from the value there (or 0). An element (i, k) of dX is
+// dY row i · W row k as 8 lane chains (column c in lane c mod 8, increasing c), the lanes summed
+// ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)), the columns past the last multiple of 8 chained after
+// that, the result added to dX (acc) or stored. So a row's result never depends on n or on the
+// other rows of its block.
 // A fresh dW (acc 0) is written with streaming stores (it is not read before the optimizer). pf: K·N floats to prefetch (the matrix the next
 // call reads), or NULL. Shapes row-major. Built only with AVX2 and FMA (-march=native on such a
 // machine); otherwise moe_gemm_rows_enabled() is 0 and the functions are cblas calls.

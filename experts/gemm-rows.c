@@ -5,11 +5,13 @@
 // every call, and its A^T·B with 8-row inner dimension (the weight gradient) reads and writes the
 // gradient matrix at ~11-17 GFLOP/s here. These kernels stream each matrix once, straight from
 // memory, with the rows of the block in registers, and prefetch the matrix the next call will
-// read while they stream this one.
+// read while they stream this one (in address order: the order the memory serves fastest).
 //
 // Summation order (the kernels' contract, relied on by the layout tests): every element of Y and
 // dW is one chain of fused multiply-adds in increasing k (resp. row) order, starting from the
-// value already there; so is an element of dX (a chain over the columns of W in increasing order). Neither depends on n or on which rows share a block.
+// value already there. An element of dX is a row of dY times a row of W: eight lane chains over
+// the columns (c mod 8), reduced by a fixed tree, the columns past the last multiple of 8 after
+// it, then added to the value there. None of them depends on n or on which rows share a block.
 #include "experts.h"
 
 #include <cblas.h>
@@ -21,6 +23,9 @@
 
 #define MOE_PF(p)         __builtin_prefetch((p), 0, 3)
 #define MOE_ALWAYS_INLINE static inline __attribute__((always_inline))
+// The value is loaded into a register here, once: the compiler may not fold its load into every
+// instruction that uses it (it would, and each fold is another load).
+#define MOE_IN_REG(v)     __asm__("" : "+x"(v))
 
 static int rows_on = 1;
 
@@ -38,7 +43,7 @@ MOE_ALWAYS_INLINE void nn_tile16(int R, int64_t K, int64_t N, const float *X, co
         a[i][1] = acc ? _mm256_loadu_ps(Y + i * N + j + 8) : _mm256_setzero_ps();
     }
     for (int64_t k = 0; k < K; k++) {
-        if (pf) MOE_PF(pf + k * N + j);
+        if (pf) MOE_PF(pf + j * K + k * 16);
         const __m256 w0 = _mm256_loadu_ps(W + k * N + j), w1 = _mm256_loadu_ps(W + k * N + j + 8);
 #pragma GCC unroll 8
         for (int i = 0; i < R; i++) {
@@ -81,98 +86,80 @@ void moe_gemm_rows_nn(int64_t n, int64_t K, int64_t N, const float *X, const flo
     if (N16 < N) nn_tail(n, K, N, X, W, Y, acc, N16);
 }
 
-// The 8 x 8 block r (rows of W, 8 columns each) transposed in place: r[j] lane q = old r[q] lane j.
-MOE_ALWAYS_INLINE void transpose8(__m256 *r) {
-    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
-    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
-    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
-    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
-    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20), r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20), r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20), r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+// Lane q of the result: the 8 lanes of v[q] summed as ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)).
+MOE_ALWAYS_INLINE __m128 hsum4(__m256 v0, __m256 v1, __m256 v2, __m256 v3) {
+    const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(v0, v1), _mm256_hadd_ps(v2, v3));
+    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
 }
 
-// dX rows [0, R) (R <= 8), columns [k, k + nk) (nk <= 8): lane q of a[i] is element (i, k+q), one
-// fused multiply-add chain over the columns c of W in increasing order — the forward's kernel on
-// W transposed 8 x 8 blocks at a time in registers.
-MOE_ALWAYS_INLINE void nt_tile(int R, int64_t K, int64_t N, const float *dY, const float *W,
-                               float *dX, int acc, int64_t k, int nk, const float *pf) {
-    __m256 a[8];
-    const float *w[8];
+// dX rows [0, R) (R <= 4), columns [k, k + Kb) (Kb <= 3): element (i, k+q) is dY row i · W row
+// k+q, summed over the columns c in 8 lanes (lane l: c ≡ l mod 8, a fused multiply-add chain in
+// increasing c), the lanes reduced by hsum4's tree, the columns past the last multiple of 8
+// added after it in increasing order, then added to dX (acc) or stored. Both operands are read
+// along their rows: no transposition, and each loaded W vector serves R rows.
+MOE_ALWAYS_INLINE void nt_tile(int R, int Kb, int64_t K, int64_t N, const float *dY,
+                               const float *W, float *dX, int acc, int64_t k, const float *pf) {
+    __m256 a[4][3];
     const int64_t N8 = N / 8 * 8;
-#pragma GCC unroll 8
-    for (int q = 0; q < 8; q++) w[q] = W + (k + (q < nk ? q : 0)) * N; // repeats: lanes unused
-#pragma GCC unroll 8
-    for (int i = 0; i < R; i++) {
-        if (acc && nk == 8)
-            a[i] = _mm256_loadu_ps(dX + i * K + k);
-        else if (acc) {
-            float t[8] = {0};
-            for (int q = 0; q < nk; q++) t[q] = dX[i * K + k + q];
-            a[i] = _mm256_loadu_ps(t);
-        } else
-            a[i] = _mm256_setzero_ps();
-    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+#pragma GCC unroll 3
+        for (int q = 0; q < 3; q++) a[i][q] = _mm256_setzero_ps();
+    const float *w = W + k * N;
     for (int64_t c = 0; c < N8; c += 8) {
         if (pf && (c & 15) == 0)
-            for (int q = 0; q < nk; q++) MOE_PF(pf + (k + q) * N + c);
-        __m256 t[8];
-#pragma GCC unroll 8
-        for (int q = 0; q < 8; q++) t[q] = _mm256_loadu_ps(w[q] + c);
-        transpose8(t); // t[j] = column c + j of the 8 rows
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++)
-#pragma GCC unroll 8
-            for (int i = 0; i < R; i++)
-                a[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(dY + i * N + c + j), t[j], a[i]);
+#pragma GCC unroll 3
+            for (int q = 0; q < Kb; q++) MOE_PF(pf + (k + q) * N + c);
+        __m256 wv[3];
+#pragma GCC unroll 3
+        for (int q = 0; q < Kb; q++) {
+            wv[q] = _mm256_loadu_ps(w + q * N + c);
+            MOE_IN_REG(wv[q]);
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            __m256 d = _mm256_loadu_ps(dY + i * N + c);
+            MOE_IN_REG(d);
+#pragma GCC unroll 3
+            for (int q = 0; q < Kb; q++) a[i][q] = _mm256_fmadd_ps(d, wv[q], a[i][q]);
+        }
     }
-    for (int64_t c = N8; c < N; c++) { // the columns past the last multiple of 8
-        float col[8];
-        for (int q = 0; q < 8; q++) col[q] = w[q][c];
-        const __m256 v = _mm256_loadu_ps(col);
-        for (int i = 0; i < R; i++)
-            a[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(dY + i * N + c), v, a[i]);
-    }
-#pragma GCC unroll 8
-    for (int i = 0; i < R; i++) {
-        if (nk == 8) {
-            _mm256_storeu_ps(dX + i * K + k, a[i]);
-        } else {
-            float t[8];
-            _mm256_storeu_ps(t, a[i]);
-            for (int q = 0; q < nk; q++) dX[i * K + k + q] = t[q];
+#pragma GCC unroll 3
+    for (int q = 0; q < Kb; q++) {
+        float s[4];
+        _mm_storeu_ps(s, hsum4(a[0][q], a[1][q], a[2][q], a[3][q]));
+        for (int i = 0; i < R; i++) {
+            float v = s[i];
+            for (int64_t c = N8; c < N; c++) v = fmaf(dY[i * N + c], w[q * N + c], v);
+            float *o = dX + i * K + k + q;
+            *o = acc ? *o + v : v;
         }
     }
 }
 
-// Rows [0, R) of the block, R in 1..8, as one pass (a switch: R is a constant in each nt_tile).
-static void nt_rows(int R, int64_t K, int64_t N, const float *dY, const float *W, float *dX,
-                    int acc, int64_t k, int nk, const float *pf) {
-    switch (R) {
-    case 8: nt_tile(8, K, N, dY, W, dX, acc, k, nk, pf); break;
-    case 7: nt_tile(7, K, N, dY, W, dX, acc, k, nk, pf); break;
-    case 6: nt_tile(6, K, N, dY, W, dX, acc, k, nk, pf); break;
-    case 5: nt_tile(5, K, N, dY, W, dX, acc, k, nk, pf); break;
-    case 4: nt_tile(4, K, N, dY, W, dX, acc, k, nk, pf); break;
-    case 3: nt_tile(3, K, N, dY, W, dX, acc, k, nk, pf); break;
-    case 2: nt_tile(2, K, N, dY, W, dX, acc, k, nk, pf); break;
-    default: nt_tile(1, K, N, dY, W, dX, acc, k, nk, pf); break;
+// Rows [0, R) × columns [k, k + Kb) of dX, R in 1..4, Kb in 1..3 (constants in each nt_tile).
+static void nt_block(int R, int Kb, int64_t K, int64_t N, const float *dY, const float *W,
+                     float *dX, int acc, int64_t k, const float *pf) {
+#define MOE_NT(r, kb)                                                                              \
+    case (r) * 4 + (kb): nt_tile(r, kb, K, N, dY, W, dX, acc, k, pf); break
+    switch (R * 4 + Kb) {
+        MOE_NT(4, 3); MOE_NT(4, 2); MOE_NT(4, 1);
+        MOE_NT(3, 3); MOE_NT(3, 2); MOE_NT(3, 1);
+        MOE_NT(2, 3); MOE_NT(2, 2); MOE_NT(2, 1);
+        MOE_NT(1, 3); MOE_NT(1, 2);
+        default: nt_tile(1, 1, K, N, dY, W, dX, acc, k, pf); break;
     }
+#undef MOE_NT
 }
 
 void moe_gemm_rows_nt(int64_t n, int64_t K, int64_t N, const float *dY, const float *W, float *dX,
                       int acc, const float *pf) {
-    for (int64_t k = 0; k < K; k += 8) { // k tiles outside: the tile's 8 rows of W stay in L1
-        const int nk = K - k < 8 ? (int)(K - k) : 8;
+    for (int64_t k = 0; k < K; k += 3) { // 3 rows of W at a time, each vector used by 4 rows of dY
+        const int Kb = K - k < 3 ? (int)(K - k) : 3;
         const float *p = pf;
-        for (int64_t r = 0; r < n; r += 8, p = NULL) {
-            const int R = n - r < 8 ? (int)(n - r) : 8;
-            nt_rows(R, K, N, dY + r * N, W, dX + r * K, acc, k, nk, p);
+        for (int64_t r = 0; r < n; r += 4, p = NULL) {
+            const int R = n - r < 4 ? (int)(n - r) : 4;
+            nt_block(R, Kb, K, N, dY + r * N, W, dX + r * K, acc, k, p);
         }
     }
 }

@@ -1,6 +1,7 @@
 // test_gemm_rows.c: the small-row GEMM kernels (experts/gemm-rows.c) against scalar references
-// written from their contract in experts.h, bit for bit: every element of Y, dX and dW is one
-// fmaf chain in k (resp. column, row) order. Shapes with every remainder (rows not a multiple of 8 or 4, K odd, N not a multiple of 8
+// written from their contract in experts.h, bit for bit: every element of Y and dW is one fmaf
+// chain in k (resp. row) order; an element of dX is 8 lane chains over the columns, summed by a
+// fixed tree. Shapes with every remainder (rows not a multiple of 8 or 4, K odd, N not a multiple of 8
 // or 16), the expert shapes of the quickstart model, prefetch on and off. Also: a row's result
 // is the same whether it is computed alone or inside a block (what the layout tests rely on), and
 // each kernel is within float rounding of a double reference.
@@ -34,9 +35,15 @@ static void ref_nt(int64_t n, int64_t K, int64_t N, const float *dY, const float
                    int acc) {
     for (int64_t i = 0; i < n; i++)
         for (int64_t k = 0; k < K; k++) {
-            float s = acc ? dX[i * K + k] : 0.0f;
-            for (int64_t c = 0; c < N; c++) s = fmaf(dY[i * N + c], W[k * N + c], s);
-            dX[i * K + k] = s;
+            const int64_t N8 = N / 8 * 8;
+            float l[8];
+            for (int q = 0; q < 8; q++) {
+                l[q] = 0.0f;
+                for (int64_t c = q; c < N8; c += 8) l[q] = fmaf(dY[i * N + c], W[k * N + c], l[q]);
+            }
+            float s = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+            for (int64_t c = N8; c < N; c++) s = fmaf(dY[i * N + c], W[k * N + c], s);
+            dX[i * K + k] = acc ? dX[i * K + k] + s : s;
         }
 }
 
