@@ -116,7 +116,7 @@ static void gemm_nn(int64_t n, int64_t K, int64_t N, const float *X, const float
 
 static void gemm_nt(int64_t n, int64_t K, int64_t N, const float *dY, const float *W, float *dX,
                     int acc, const float *pf) {
-    if (n <= MOE_GEMM_ROWS_BWD_MAX && moe_gemm_rows_enabled())
+    if (n <= MOE_GEMM_ROWS_NT_MAX && moe_gemm_rows_enabled())
         moe_gemm_rows_nt(n, K, N, dY, W, dX, acc, pf);
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)K, (int)N, 1.0f, dY,
@@ -125,7 +125,7 @@ static void gemm_nt(int64_t n, int64_t K, int64_t N, const float *dY, const floa
 
 static void gemm_tn(int64_t n, int64_t K, int64_t N, const float *X, const float *dY, float *dW,
                     int acc, const float *pf) {
-    if (n <= MOE_GEMM_ROWS_BWD_MAX && moe_gemm_rows_enabled())
+    if (n <= MOE_GEMM_ROWS_TN_MAX && moe_gemm_rows_enabled())
         moe_gemm_rows_tn(n, K, N, X, dY, dW, acc, pf);
     else
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)N, (int)n, 1.0f, X,

@@ -101,9 +101,10 @@ moe_expert_weights moe_experts_slice(const moe_expert_weights *w, int64_t D, int
 
 // -------------------------------------------------------------------------- small-row GEMMs
 // With many small experts a block has a few rows (1024 tokens, top-2 over 256 experts: 8 rows).
-// The experts' forward GEMMs of blocks of at most MOE_GEMM_ROWS_NN_MAX rows, and their backward
-// GEMMs of blocks of at most MOE_GEMM_ROWS_BWD_MAX rows, go through these kernels instead of
-// cblas (where cblas was faster on larger blocks, measured with moe bench experts): one pass over
+// The experts' forward GEMMs of blocks of at most MOE_GEMM_ROWS_NN_MAX rows, their dX GEMMs of
+// at most MOE_GEMM_ROWS_NT_MAX rows and their dW GEMMs of at most MOE_GEMM_ROWS_TN_MAX rows go
+// through these kernels instead of cblas (above those sizes cblas was faster here, measured per
+// block size over 128 experts' matrices streamed from memory): one pass over
 // the weight matrix with the block's rows in registers, no packing, and a prefetch of the next
 // call's matrix. Contract: an element of Y or dW is one chain of fused multiply-adds in
 // increasing k (resp. row) order starting from the value there (or 0). An element (i, k) of dX is
@@ -115,7 +116,8 @@ moe_expert_weights moe_experts_slice(const moe_expert_weights *w, int64_t D, int
 // call reads), or NULL. Shapes row-major. Built only with AVX2 and FMA (-march=native on such a
 // machine); otherwise moe_gemm_rows_enabled() is 0 and the functions are cblas calls.
 #define MOE_GEMM_ROWS_NN_MAX  64
-#define MOE_GEMM_ROWS_BWD_MAX 16
+#define MOE_GEMM_ROWS_NT_MAX  48
+#define MOE_GEMM_ROWS_TN_MAX  16
 int moe_gemm_rows_enabled(void);
 // For benchmarks and tests (process-wide, not thread-safe): 0 sends every block to cblas, the
 // reference; 1 restores the default. No effect in a build without the kernels.
