@@ -1,14 +1,15 @@
 // hf-export.c: `moe export` — a moe checkpoint (any world, EP) as a Hugging Face model directory.
-// The checkpoint is loaded into a one-process parameter-only model (every expert local, gathered
-// by global id as the checkpoint's resharding does); the tensors are then converted one at a time
-// through one buffer of the largest tensor. Everything is written into OUT_DIR.tmp-PID and that
-// directory renamed at the end: a reader never sees half a model directory.
+// Bounded memory: the parameters only (no gradients, no Adam moments), the dense tensors plus one
+// MoE layer's experts at a time (the HF order holds each layer's experts together, so each layer
+// is read once), read through one checkpoint reader that verifies every file's CRC32C once; the
+// tensors are converted one at a time through one buffer of the largest tensor. Everything is
+// written into OUT_DIR.tmp-PID and that directory renamed at the end: a reader never sees half a
+// model directory.
 #include "checkpoint.h"
 #include "config.h"
 #include "interop.h"
 #include "nn.h"
 #include "params.h"
-#include "train.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -175,12 +176,99 @@ static moe_status moe_hf_checkpoint_config(const char *dir, Moe__Config **out) {
     return MOE_OK;
 }
 
+// The export's parameter store: the dense tensors at their offsets [0, n_dense) of the world-1
+// table, and after them one slot that holds one MoE layer's experts at a time. `view` is that
+// table with every expert tensor moved into its layer's slot (all layers share it), so that
+// moe_hf_move reads the parameters from `p`.
+typedef struct {
+    moe_model view;       // the world-1 table with tensors = vt, params = p
+    moe_model_tensor *vt; // (n_tensors)
+    float *p;             // (n_dense + the largest layer's expert floats)
+    int layer;            // the layer whose experts `p` holds; -1: none yet
+} moe_hf_store;
+
+static void moe_hf_store_init(moe_hf_store *s, const moe_model *all) {
+    const int L = (int)all->L;
+    int64_t *lo = moe_xcalloc((size_t)L + 1, sizeof *lo),
+            *hi = moe_xcalloc((size_t)L + 1, sizeof *hi);
+    for (int l = 0; l < L; l++) lo[l] = INT64_MAX, hi[l] = 0;
+    for (int i = 0; i < all->n_tensors; i++) {
+        const moe_model_tensor *t = &all->tensors[i];
+        if (t->expert < 0) {
+            MOE_ASSERT(t->offset + t->n <= all->n_dense);
+            continue;
+        }
+        MOE_ASSERT(t->layer >= 0 && t->layer < L);
+        lo[t->layer] = t->offset < lo[t->layer] ? t->offset : lo[t->layer];
+        hi[t->layer] = t->offset + t->n > hi[t->layer] ? t->offset + t->n : hi[t->layer];
+    }
+    int64_t slot = 0;
+    for (int l = 0; l < L; l++)
+        if (hi[l] > lo[l] && hi[l] - lo[l] > slot) slot = hi[l] - lo[l];
+    s->view = *all;
+    s->vt = moe_xcalloc((size_t)all->n_tensors, sizeof *s->vt);
+    for (int i = 0; i < all->n_tensors; i++) {
+        s->vt[i] = all->tensors[i];
+        if (s->vt[i].expert >= 0)
+            s->vt[i].offset = all->n_dense + (s->vt[i].offset - lo[s->vt[i].layer]);
+    }
+    s->p = moe_xalloc_aligned((size_t)(all->n_dense + slot + 1) * sizeof(float));
+    s->view.tensors = s->vt;
+    s->view.params = s->p;
+    s->layer = -1;
+    free(lo);
+    free(hi);
+}
+
+static void moe_hf_store_free(moe_hf_store *s) {
+    free(s->vt);
+    free(s->p);
+}
+
+// What moe_hf_store_ckpt registers besides one layer's experts (layer >= 0).
+enum {
+    MOE_HF_STORE_DENSE = -2, // the dense tensors
+    MOE_HF_STORE_EVERY = -3, // every tensor, the layers sharing one slot: for checking only
+};
+
+// The parameters of the store as checkpoint tensors: one layer's experts (layer >= 0), or
+// MOE_HF_STORE_DENSE / MOE_HF_STORE_EVERY.
+static moe_ckpt *moe_hf_store_ckpt(const moe_hf_store *s, int layer) {
+    moe_ckpt *ck = moe_ckpt_create();
+    for (int i = 0; i < s->view.n_tensors; i++) {
+        const moe_model_tensor *t = &s->vt[i];
+        const int skip = layer == MOE_HF_STORE_DENSE ? t->expert >= 0
+                         : layer >= 0                ? t->expert < 0 || t->layer != layer
+                                                     : 0;
+        if (skip) continue;
+        moe_ckpt_tensor ct = {.name = t->name,
+                              .kind = moe_ckpt_kind_name(MOE_CKPT_KIND_PARAM),
+                              .layer = t->layer,
+                              .expert = t->expert,
+                              .ndim = t->ndim,
+                              .data = s->p + t->offset};
+        ct.shape[0] = t->shape[0], ct.shape[1] = t->shape[1];
+        moe_ckpt_add(ck, &ct);
+    }
+    return ck;
+}
+
+// Reads `layer`'s experts (or the dense tensors: MOE_HF_STORE_DENSE) into the store.
+static moe_status moe_hf_store_read(moe_hf_store *s, const moe_ckpt_reader *rd, int layer) {
+    moe_ckpt *ck = moe_hf_store_ckpt(s, layer);
+    const moe_status st = moe_ckpt_reader_read(rd, ck);
+    moe_ckpt_free(ck);
+    if (!st && layer >= 0) s->layer = layer;
+    return st;
+}
+
 moe_status moe_hf_export(const char *checkpoint, const char *out_dir, const moe_hf_export_opts *o,
                          FILE *log) {
     char dir[MOE_PATH_MAX], tmp[MOE_PATH_MAX];
     Moe__Config *cfg = NULL;
-    moe_model *m = NULL;
-    moe_ckpt *ck = NULL;
+    moe_model *all = NULL;
+    moe_ckpt_reader *rd = NULL;
+    moe_hf_store store = {0};
     moe_hf_entry *ent = NULL;
     int n = 0, made_tmp = 0, *shard = NULL;
     int64_t *bytes = NULL;
@@ -204,11 +292,18 @@ moe_status moe_hf_export(const char *checkpoint, const char *out_dir, const moe_
     if (!st) st = moe_hf_check_out(out_dir);
     if (!st) st = moe_path_fmt(tmp, "OUT_DIR", "%s.tmp-%ld", out_dir, (long)getpid());
     if (st) goto out;
-    moe_model_layout lay = {1, 0, 1, 0, 0};
-    if ((st = moe_model_create(cfg, &lay, NULL, 0, &m))) goto out;
-    ck = moe_train_ckpt_register(m);
-    if ((st = moe_ckpt_load(ck, NULL, dir, NULL, NULL))) goto out;
-    moe_hf_map(m, arch, &ent, &n);
+    // The world-1 table names every tensor (no storage); the map is built on it.
+    const moe_model_layout lay = {1, 0, 1, 0, 0};
+    if ((st = moe_model_create_table(cfg, &lay, &all))) goto out;
+    moe_hf_store_init(&store, all);
+    if ((st = moe_ckpt_reader_open(dir, &rd))) goto out; // every file's CRC32C, once
+    moe_ckpt *every =
+        moe_hf_store_ckpt(&store, MOE_HF_STORE_EVERY); // every tensor there before any write
+    st = moe_ckpt_reader_check(rd, every);
+    moe_ckpt_free(every);
+    if (!st) st = moe_hf_store_read(&store, rd, MOE_HF_STORE_DENSE);
+    if (st) goto out;
+    moe_hf_map(all, arch, &ent, &n);
     bytes = moe_xcalloc((size_t)n, sizeof *bytes);
     shard = moe_xcalloc((size_t)n, sizeof *shard);
     int64_t total = 0, most = 0;
@@ -238,7 +333,11 @@ moe_status moe_hf_export(const char *checkpoint, const char *out_dir, const moe_
         for (int j = i; j < end && !st; j++)
             st = moe_st_declare(w, ent[j].name, ent[j].ndim, ent[j].shape);
         for (int j = i; j < end && !st; j++) {
-            moe_hf_move(m, &ent[j], buf, 1);
+            const moe_model_tensor *t = ent[j].src >= 0 ? &store.vt[ent[j].src] : NULL;
+            if (t && t->expert >= 0 && t->layer != store.layer)
+                st = moe_hf_store_read(&store, rd, t->layer);
+            if (st) break;
+            moe_hf_move(&store.view, &ent[j], buf, 1);
             st = moe_st_write(w, ent[j].name, buf);
         }
         if (st)
@@ -279,8 +378,9 @@ out:
     free(bytes);
     free(shard);
     free(ent);
-    moe_ckpt_free(ck);
-    moe_model_free(m);
+    moe_ckpt_reader_free(rd);
+    moe_hf_store_free(&store);
+    moe_model_free(all);
     moe_config_free(cfg);
     return st;
 }

@@ -69,9 +69,11 @@ typedef struct {
     moe_st_dtype dtype;      // MOE_ST_F32 or MOE_ST_BF16
     int64_t max_shard_bytes; // <= 0: one file
 } moe_hf_export_opts;
-// `moe export CHECKPOINT OUT_DIR`: loads the checkpoint (any world, EP) into a one-process
-// parameter-only model, writes OUT_DIR.tmp-PID/ (config.json, the safetensors file(s), the index
-// when sharded) and renames it to OUT_DIR (which must not exist, or be an empty directory).
+// `moe export CHECKPOINT OUT_DIR`: reads the checkpoint (any world, EP; every file's CRC32C
+// verified once, every tensor found before anything is written) holding its parameters only —
+// the dense tensors and one MoE layer's experts at a time, 4 bytes a parameter, no gradients or
+// Adam moments — writes OUT_DIR.tmp-PID/ (config.json, the safetensors file(s), the index when
+// sharded) and renames it to OUT_DIR (which must not exist, or be an empty directory).
 // MOE_EINVAL for what HF cannot express (nothing written), MOE_ECORRUPT for a bad checkpoint,
 // MOE_EIO. `log` (may be NULL) gets one progress line.
 moe_status moe_hf_export(const char *checkpoint, const char *out_dir, const moe_hf_export_opts *o,

@@ -2,7 +2,8 @@
 // load bitwise, resolving (dir, run dir, latest), keep-last-K, a leftover .tmp directory, each
 // corruption (flipped byte, truncated, missing file, broken manifest, another config, a missing
 // tensor) refused with the file named and the previous checkpoint named, the caller's tensors and
-// the files on disk untouched, the previous checkpoint still loadable; `moe inspect` exit codes.
+// the files on disk untouched, the previous checkpoint still loadable; the part-by-part reader
+// (moe export); `moe inspect` exit codes.
 // argv[1] = path of the moe binary.
 #include "checkpoint.h"
 #include "config.h"
@@ -255,6 +256,50 @@ int main(int argc, char **argv) {
         fill(&ref, 5);
         CHECK(!memcmp(&m, &ref, sizeof m), "missing tensor: other tensors modified");
         moe_ckpt_free(ck);
+    }
+    // The part-by-part reader: files verified once at open (with load's errors), then any subset
+    // of tensors read by key, a key the checkpoint lacks refused without touching anything.
+    {
+        moe_ckpt_reader *rd = NULL;
+        expect_err(moe_ckpt_reader_open(p("step_%s", "00000200"), &rd), MOE_ECORRUPT,
+                   "reader of a missing file", "experts-00000.bin", "step_00000100", NULL);
+        CHECK(!rd, "a failed open returned a reader");
+        CHECK(moe_ckpt_reader_open(p("step_%s", "00000100"), &rd) == MOE_OK, "reader: %s",
+              moe_last_error());
+        CHECK(rd && strstr(moe_ckpt_reader_dir(rd), "step_00000100"), "reader dir");
+        model m, ref;
+        fill(&m, 777);
+        fill(&ref, 1);
+        for (int l = 0; rd && l < L; l++) { // one layer's experts at a time into one slot
+            float slot[E][D * F];
+            moe_ckpt *ck = moe_ckpt_create();
+            for (int e = 0; e < E; e++) {
+                moe_ckpt_tensor w = {"experts.w1", "param", l, e, 2, {D, F}, slot[e], 0};
+                moe_ckpt_add(ck, &w);
+            }
+            CHECK(moe_ckpt_reader_read(rd, ck) == MOE_OK, "reader layer %d: %s", l,
+                  moe_last_error());
+            CHECK(!memcmp(slot, ref.w1[l], sizeof slot), "reader layer %d: experts differ", l);
+            float extra[3] = {9, 9, 9};
+            moe_ckpt_tensor t = {"not.there", "param", l, -1, 1, {3}, extra, 0};
+            moe_ckpt_add(ck, &t);
+            memset(slot, 0, sizeof slot);
+            expect_err(moe_ckpt_reader_check(rd, ck), MOE_EINVAL, "reader check", "not.there", NULL,
+                       NULL);
+            expect_err(moe_ckpt_reader_read(rd, ck), MOE_EINVAL, "reader read", "not.there", NULL,
+                       NULL);
+            CHECK(extra[0] == 9 && slot[0][0] == 0, "reader: a refused read modified tensors");
+            moe_ckpt_free(ck);
+        }
+        moe_ckpt *dense = moe_ckpt_create();
+        moe_ckpt_tensor t = {"embed", "param", -1, -1, 2, {10, D}, m.emb, 0};
+        moe_ckpt_add(dense, &t);
+        CHECK(rd && moe_ckpt_reader_read(rd, dense) == MOE_OK &&
+                  !memcmp(m.emb, ref.emb, sizeof m.emb),
+              "reader dense: %s", moe_last_error());
+        moe_ckpt_free(dense);
+        moe_ckpt_reader_free(rd);
+        moe_ckpt_reader_free(NULL);
     }
     // Leftover temporary directory: ignored by load, cleaned by the next save. Keep-last-2.
     char tmpd[600];

@@ -591,6 +591,48 @@ static moe_status ck_read_tensors(const moe_ckpt *ck, const Moe__CheckpointManif
     return MOE_OK;
 }
 
+// ---------------------------------------------------------------- one process, part by part
+
+struct moe_ckpt_reader {
+    char dir[MOE_PATH_MAX];
+    Moe__CheckpointManifest *m;
+};
+
+moe_status moe_ckpt_reader_open(const char *where, moe_ckpt_reader **out) {
+    *out = NULL;
+    moe_ckpt_reader *r = moe_xcalloc(1, sizeof *r);
+    moe_status rc = moe_ckpt_resolve(where, r->dir, sizeof r->dir);
+    if (rc == MOE_OK) rc = moe_ckpt_read_manifest(r->dir, &r->m);
+    for (size_t f = 0; rc == MOE_OK && f < r->m->n_files; f++)
+        rc = moe_ckpt_verify_file(r->dir, r->m->files[f]);
+    if (rc == MOE_ECORRUPT) rc = moe_ckpt_name_previous(rc, r->dir);
+    if (rc != MOE_OK) {
+        moe_ckpt_reader_free(r);
+        return rc;
+    }
+    if (moe_ckpt_manifest_note(r->m))
+        fprintf(stderr, "moe: note: %s: %s\n", r->dir, moe_ckpt_manifest_note(r->m));
+    *out = r;
+    return MOE_OK;
+}
+
+moe_status moe_ckpt_reader_check(const moe_ckpt_reader *r, const moe_ckpt *ck) {
+    return ck_match(ck, r->m, r->dir);
+}
+
+moe_status moe_ckpt_reader_read(const moe_ckpt_reader *r, moe_ckpt *ck) {
+    moe_status rc = ck_match(ck, r->m, r->dir);
+    return rc == MOE_OK ? ck_read_tensors(ck, r->m, r->dir) : rc;
+}
+
+const char *moe_ckpt_reader_dir(const moe_ckpt_reader *r) { return r->dir; }
+
+void moe_ckpt_reader_free(moe_ckpt_reader *r) {
+    if (!r) return;
+    if (r->m) moe__checkpoint_manifest__free_unpacked(r->m, NULL);
+    free(r);
+}
+
 moe_status moe_ckpt_load(moe_ckpt *ck, const moe_comm *c, const char *where, const Moe__Config *cfg,
                          moe_ckpt_state *st) {
     const int W = c ? moe_comm_size(c, MOE_COMM_WORLD) : 1;

@@ -124,6 +124,21 @@ moe_status moe_ckpt_load(moe_ckpt *ck, const moe_comm *c, const char *where, con
                          moe_ckpt_state *st);
 
 // ---------------------------------------------------------------- local tools (no MPI)
+// A checkpoint read in parts by one process (no MPI): open resolves `where` (as load does),
+// reads the manifest and verifies every file (size, CRC32C) ONCE, with load's errors
+// (MOE_ECORRUPT naming the previous checkpoint); then any number of reads each fill the tensors
+// of a moe_ckpt registered with only some of the checkpoint's tensors (any subset: a key the
+// manifest lacks is MOE_EINVAL as in load), without verifying the files again. For tools that
+// hold one part of a model at a time (moe export: the dense tensors, then one layer's experts).
+typedef struct moe_ckpt_reader moe_ckpt_reader;
+moe_status moe_ckpt_reader_open(const char *where, moe_ckpt_reader **out);
+// Checks that every tensor of ck is in the checkpoint with its shape (load's errors); reads none.
+moe_status moe_ckpt_reader_check(const moe_ckpt_reader *r, const moe_ckpt *ck);
+// Checks as reader_check, then fills every tensor of ck from the files. MOE_EINVAL, MOE_EIO.
+moe_status moe_ckpt_reader_read(const moe_ckpt_reader *r, moe_ckpt *ck);
+const char *moe_ckpt_reader_dir(const moe_ckpt_reader *r); // the resolved checkpoint directory
+void moe_ckpt_reader_free(moe_ckpt_reader *r);             // NULL-safe
+
 // Resolves `where` (as for load) to a checkpoint directory path in `dir` (cap bytes).
 moe_status moe_ckpt_resolve(const char *where, char *dir, size_t cap);
 // MOE_OK when a run may start from step 0 in out_dir: OUT/checkpoints holds neither a complete
