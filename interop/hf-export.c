@@ -10,6 +10,7 @@
 #include "interop.h"
 #include "nn.h"
 #include "params.h"
+#include "train.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -231,26 +232,18 @@ enum {
     MOE_HF_STORE_EVERY = -3, // every tensor, the layers sharing one slot: for checking only
 };
 
-// The parameters of the store as checkpoint tensors: one layer's experts (layer >= 0), or
+// Which tensors of the store a read or check covers: one layer's experts (*layer >= 0), or
 // MOE_HF_STORE_DENSE / MOE_HF_STORE_EVERY.
+static int moe_hf_store_keep(const moe_model_tensor *t, const void *arg) {
+    const int layer = *(const int *)arg;
+    return layer == MOE_HF_STORE_DENSE ? t->expert < 0
+           : layer >= 0                ? t->expert >= 0 && t->layer == layer
+                                       : 1;
+}
+
+// The parameters of the store as checkpoint tensors (moe_hf_store_keep's selection).
 static moe_ckpt *moe_hf_store_ckpt(const moe_hf_store *s, int layer) {
-    moe_ckpt *ck = moe_ckpt_create();
-    for (int i = 0; i < s->view.n_tensors; i++) {
-        const moe_model_tensor *t = &s->vt[i];
-        const int skip = layer == MOE_HF_STORE_DENSE ? t->expert >= 0
-                         : layer >= 0                ? t->expert < 0 || t->layer != layer
-                                                     : 0;
-        if (skip) continue;
-        moe_ckpt_tensor ct = {.name = t->name,
-                              .kind = moe_ckpt_kind_name(MOE_CKPT_KIND_PARAM),
-                              .layer = t->layer,
-                              .expert = t->expert,
-                              .ndim = t->ndim,
-                              .data = s->p + t->offset};
-        ct.shape[0] = t->shape[0], ct.shape[1] = t->shape[1];
-        moe_ckpt_add(ck, &ct);
-    }
-    return ck;
+    return moe_train_ckpt_params(&s->view, moe_hf_store_keep, &layer);
 }
 
 // Reads `layer`'s experts (or the dense tensors: MOE_HF_STORE_DENSE) into the store.

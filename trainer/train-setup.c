@@ -79,15 +79,11 @@ moe_status moe_train_check_init_from(const Moe__Config *cfg, const char *from, c
     return st;
 }
 
-// A checkpoint of the parameters of m (no Adam moments, no balance bias) for loading: every
-// tensor but the LoRA adapters (--init-from), or only the frozen ones (a LoRA run's base).
-typedef enum { MOE_PARAMS_BUT_ADAPTERS, MOE_PARAMS_FROZEN } moe_params_sel;
-static moe_ckpt *moe_train_ckpt_params(const moe_model *m, moe_params_sel sel) {
+moe_ckpt *moe_train_ckpt_params(const moe_model *m, moe_train_tensor_keep keep, const void *arg) {
     moe_ckpt *ck = moe_ckpt_create();
     for (int i = 0; i < m->n_tensors; i++) {
         const moe_model_tensor *t = &m->tensors[i];
-        if (sel == MOE_PARAMS_BUT_ADAPTERS ? strstr(t->name, ".lora_") != NULL : t->goff >= 0)
-            continue;
+        if (keep && !keep(t, arg)) continue;
         moe_ckpt_tensor ct = {.name = t->name,
                               .kind = moe_ckpt_kind_name(MOE_CKPT_KIND_PARAM),
                               .layer = t->layer,
@@ -98,6 +94,18 @@ static moe_ckpt *moe_train_ckpt_params(const moe_model *m, moe_params_sel sel) {
         moe_ckpt_add(ck, &ct);
     }
     return ck;
+}
+
+// Selections for moe_train_ckpt_params: every tensor but the LoRA adapters (--init-from), or
+// only the frozen ones (a LoRA run's base).
+static int keep_but_adapters(const moe_model_tensor *t, const void *arg) {
+    (void)arg;
+    return strstr(t->name, ".lora_") == NULL;
+}
+
+static int keep_frozen(const moe_model_tensor *t, const void *arg) {
+    (void)arg;
+    return t->goff < 0;
 }
 
 moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_model *m,
@@ -121,7 +129,7 @@ moe_status moe_train_init_from(const Moe__Config *cfg, const moe_comm *c, moe_mo
     if ((st = moe_comm_agree(c, st))) return st;
     // The parameters only (Adam moments and balance bias fresh); LoRA adapters start fresh
     // (B = 0) on any base.
-    moe_ckpt *ck = moe_train_ckpt_params(m, MOE_PARAMS_BUT_ADAPTERS);
+    moe_ckpt *ck = moe_train_ckpt_params(m, keep_but_adapters, NULL);
     moe_ckpt_state cs = {0};
     st = moe_ckpt_load(ck, c, dir, NULL, &cs);
     moe_ckpt_free(ck);
@@ -216,7 +224,7 @@ moe_status moe_train_ckpt_load(moe_model *m, moe_ckpt *ck, const moe_comm *c, co
     if (man) protobuf_c_message_free_unpacked(&man->base, NULL);
     if ((s = moe_comm_agree(c, s))) return s;
     if (base[0]) { // the frozen tensors from the base: registered as the base wrote them
-        moe_ckpt *bk = moe_train_ckpt_params(m, MOE_PARAMS_FROZEN);
+        moe_ckpt *bk = moe_train_ckpt_params(m, keep_frozen, NULL);
         s = moe_ckpt_load(bk, c, base, cfg, NULL);
         moe_ckpt_free(bk);
         if (s) return s;

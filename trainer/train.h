@@ -125,6 +125,11 @@ moe_status moe_train_eval(moe_model *m, const moe_data *d, const moe_comm *c, in
                           int batches, int32_t *tokens /* (Bl, S+1) */, double *val);
 moe_status moe_train_open_data(const Moe__Config *cfg, const moe_comm *c, moe_data **out);
 moe_ckpt *moe_train_ckpt_register(moe_model *m); // params, Adam m, v, balancing biases
+// A checkpoint of m's parameters only (no Adam moments, no balancing biases), each tensor
+// registered at m->params + its offset, for loading: the tensors for which keep(t, arg) is
+// nonzero (keep NULL: every one). Used by --init-from, a LoRA run's base and moe export.
+typedef int (*moe_train_tensor_keep)(const moe_model_tensor *t, const void *arg);
+moe_ckpt *moe_train_ckpt_params(const moe_model *m, moe_train_tensor_keep keep, const void *arg);
 // Loads the checkpoint at `where` into m through ck (moe_train_ckpt_register(m)); cfg and st as
 // moe_ckpt_load (st->base, base_hash: a LoRA checkpoint's base). A LoRA checkpoint holds only
 // the trainable tensors: the frozen ones are read first from the base checkpoint its manifest
